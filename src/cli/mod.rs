@@ -1,0 +1,183 @@
+//! The command line: clap definitions, and one file per command.
+//!
+//! Commands parse, call the library and print; the logic they need lives in
+//! the library where tests can reach it.
+
+mod daemon;
+mod list;
+mod status;
+mod sync;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, RawArgs};
+use crate::index::Index;
+use crate::vault::Vault;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "undelete",
+    version,
+    about = "A recycle bin for file servers: every file is copied before it can be deleted, and deleted files come back with a report of what was recovered and what was lost."
+)]
+struct Cli {
+    /// The vault folder (default: /var/lib/undelete for root, ~/.local/share/undelete otherwise).
+    #[arg(long, global = true, env = "UNDELETE_VAULT", value_name = "DIR")]
+    vault: Option<PathBuf>,
+    /// A TOML config file (default for root: /etc/undelete/config.toml, if present).
+    #[arg(long, global = true, env = "UNDELETE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Protect folders: run in the foreground until SIGTERM or SIGINT.
+    Daemon(DaemonArgs),
+    /// Wait until the daemon has recorded every change made before this call.
+    Sync {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Is protection working? One screen to read out.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deleted files (the recycle bin); with --all, protected live files too.
+    List {
+        /// Only files in and below this folder.
+        #[arg(long, value_name = "DIR")]
+        under: Option<PathBuf>,
+        /// Also list files that are still there.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read every copy in the vault and check it is intact.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// A folder to protect (repeatable).
+    #[arg(long, value_name = "DIR")]
+    protect: Vec<PathBuf>,
+    /// Do not copy files matching this pattern (repeatable), e.g. '*.tmp' or 'cache/**'.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Do not copy files larger than this, e.g. 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE")]
+    max_file_size: Option<String>,
+}
+
+/// The whole program: parse, run, turn the result into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("undelete: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UNDELETE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut raw = RawArgs {
+        vault: cli.vault,
+        config: cli.config,
+        is_root: rustix::process::geteuid().is_root(),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        xdg_data_home: std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+        ..RawArgs::default()
+    };
+    if let Command::Daemon(args) = &cli.command {
+        raw.protect = args.protect.clone();
+        raw.exclude = args.exclude.clone();
+        raw.max_file_size = args.max_file_size.clone();
+    }
+    let config = Config::load(raw)?;
+    match cli.command {
+        Command::Daemon(_) => daemon::run(&config),
+        Command::Sync { timeout } => sync::run(&config, timeout),
+        Command::Status { json } => status::run(&config, json),
+        Command::List { under, all, json } => list::run(&config, under, all, json),
+        Command::Verify { json } => verify::run(&config, json),
+    }
+}
+
+/// Opens an existing vault and its index for a command, with a message a customer
+/// can act on when that is not possible.
+fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
+    let root = &config.vault;
+    match std::fs::read_dir(root) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            anyhow::bail!(
+                "permission denied reading the vault {}; run it with sudo",
+                root.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "there is no vault at {}: nothing has been protected with it yet. \
+                 Start protection with: undelete daemon --protect DIR",
+                root.display()
+            )
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the vault {}", root.display()));
+        }
+    }
+    let vault = Vault::open_existing(root)?;
+    let index = Index::open(&vault.index_path())?;
+    Ok((vault, index))
+}
+
+/// Makes a path given on the command line absolute, without requiring it to exist
+/// (a deleted folder is exactly what people ask about).
+fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // Resolve the part that still exists, so /srv/share/../share or a symlinked
+    // mount point match what the daemon recorded.
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_owned();
+            }
+            _ => return abs,
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for name in rest.into_iter().rev() {
+        out.push(name);
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! `undelete status`: one screen a customer can read out.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::clock;
+use crate::config::Config;
+use crate::control;
+use crate::report::{bytes, count, display_path, files};
+
+pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (vault, index) = super::open_vault(config)?;
+    let running = control::is_running(&vault.socket_path());
+    let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
+    let totals = index.totals()?;
+    let alerts = index.open_alerts()?;
+    let free = rustix::fs::statvfs(vault.root())
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .ok();
+    let since = index
+        .meta("daemon_started_at")?
+        .and_then(|s| s.parse::<i64>().ok());
+    let now = clock::now();
+
+    if as_json {
+        let value = json!({
+            "daemon_running": running,
+            "daemon_started_at": since.filter(|_| running).map(clock::rfc3339),
+            "protected_folders": roots.iter().map(|r| crate::report::json_path(&r.path).0).collect::<Vec<_>>(),
+            "files_protected": totals.files_protected,
+            "bytes_protected": totals.bytes_protected,
+            "files_not_protected": totals.files_unprotected,
+            "deleted_recoverable": totals.deleted_recoverable,
+            "deleted_lost": totals.deleted_lost,
+            "vault": {
+                "path": vault.root(),
+                "bytes_used": totals.object_bytes,
+                "bytes_free": free,
+            },
+            "last_capture": totals.last_capture.map(clock::rfc3339),
+            "alerts": alerts.iter().map(|a| json!({
+                "kind": a.kind,
+                "message": a.message,
+                "raised_at": clock::rfc3339(a.raised_at),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    for alert in &alerts {
+        println!(
+            "WARNING ({}): {}",
+            clock::spoken(alert.raised_at, now),
+            alert.message
+        );
+        println!();
+    }
+    match (running, since) {
+        (true, Some(since)) => println!(
+            "Protection is ON: the undelete service is running (since {}).",
+            clock::spoken(since, now)
+        ),
+        (true, None) => println!("Protection is ON: the undelete service is running."),
+        (false, _) => println!(
+            "Protection is OFF: the undelete service is not running. \
+             Files changed or deleted now cannot be brought back."
+        ),
+    }
+    if roots.is_empty() {
+        println!("No folders are protected yet.");
+    } else {
+        println!("Protected folders:");
+        for root in &roots {
+            println!("  {}", display_path(&root.path));
+        }
+    }
+    println!(
+        "Files protected: {} ({})",
+        count(totals.files_protected),
+        bytes(totals.bytes_protected)
+    );
+    if totals.files_unprotected > 0 {
+        println!(
+            "Not protected: {} (excluded, too large or unreadable; see: undelete list --all)",
+            files(totals.files_unprotected)
+        );
+    }
+    println!(
+        "Deleted files that can be brought back: {}",
+        count(totals.deleted_recoverable)
+    );
+    if totals.deleted_lost > 0 {
+        println!(
+            "Deleted files that cannot be brought back: {}",
+            count(totals.deleted_lost)
+        );
+    }
+    match free {
+        Some(free) => println!(
+            "Vault: {} ({} used, {} free)",
+            vault.root().display(),
+            bytes(totals.object_bytes),
+            bytes(free)
+        ),
+        None => println!(
+            "Vault: {} ({} used)",
+            vault.root().display(),
+            bytes(totals.object_bytes)
+        ),
+    }
+    match totals.last_capture {
+        Some(at) => println!("Last copy made: {}", clock::spoken(at, now)),
+        None => println!("Last copy made: never"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,19 @@
+//! `undelete sync`: wait until the daemon has recorded every earlier change.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::control;
+use crate::vault::Vault;
+
+pub fn run(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
+    let vault = Vault::open_existing(&config.vault).map_err(|_| {
+        anyhow::anyhow!(
+            "the undelete daemon is not running for the vault {} (there is no vault there yet)",
+            config.vault.display()
+        )
+    })?;
+    control::request(&vault.socket_path(), "SYNC", Duration::from_secs(timeout))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! `undelete verify`: re-read every copy in the vault and check its hash.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::report::{bytes, count, display_path, json_path};
+use crate::vault::DamageError;
+
+pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (vault, index) = super::open_vault(config)?;
+    let index_problems = index.check_integrity()?;
+    let objects = index.objects_with_paths()?;
+    let mut checked_bytes = 0;
+    let mut bad = Vec::new();
+    for (id, size, paths) in &objects {
+        match vault.verify(id) {
+            Ok(_) => checked_bytes += size,
+            Err(damage) => bad.push((damage, paths)),
+        }
+    }
+    if as_json {
+        let value = json!({
+            "objects_checked": objects.len(),
+            "bytes_checked": checked_bytes,
+            "index_problems": index_problems,
+            "damaged": bad.iter().map(|(damage, paths)| json!({
+                "problem": match damage {
+                    DamageError::Missing => "missing",
+                    DamageError::Damaged => "damaged",
+                    DamageError::Unreadable(_) => "unreadable",
+                },
+                "paths": paths.iter().map(|p| json_path(p).0).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for problem in &index_problems {
+            println!("The index is damaged: {problem}");
+        }
+        for (damage, paths) in &bad {
+            for path in paths.iter() {
+                println!("{}: the copy is {damage}", display_path(path));
+            }
+        }
+        if bad.is_empty() && index_problems.is_empty() {
+            println!(
+                "All {} copies in the vault are intact ({} checked).",
+                count(objects.len() as u64),
+                bytes(checked_bytes)
+            );
+        } else {
+            println!(
+                "{} of {} copies in the vault are damaged or missing.",
+                count(bad.len() as u64),
+                count(objects.len() as u64)
+            );
+        }
+    }
+    Ok(if bad.is_empty() && index_problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

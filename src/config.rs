@@ -1,0 +1,334 @@
+//! One checked `Config` from flags, environment and the TOML file.
+//!
+//! Flags win over the environment, which wins over the file, which wins over
+//! the defaults. Everything is validated here once (sizes parsed, globs
+//! compiled, folders made absolute) so the rest of the program only ever sees
+//! values that make sense. It reads the config file and nothing else.
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} has a mistake: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0:?} is not a size; write it like 500MB, 1MiB or 2GB")]
+    Size(String),
+    #[error("the exclude rule {rule:?} is not a valid pattern: {reason}")]
+    Glob { rule: String, reason: String },
+    #[error("the folder {path} cannot be protected: {reason}")]
+    Protect { path: PathBuf, reason: String },
+    #[error(
+        "no vault folder given and no home folder to put one in; pass --vault DIR or set UNDELETE_VAULT"
+    )]
+    NoVault,
+    #[error(
+        "the vault {vault} is inside the protected folder {root}; keep the vault outside the folders it protects (for example /var/lib/undelete)"
+    )]
+    VaultInside { vault: PathBuf, root: PathBuf },
+    #[error(
+        "the protected folder {root} is inside the vault {vault}; the vault must not hold protected folders"
+    )]
+    RootInsideVault { vault: PathBuf, root: PathBuf },
+}
+
+/// The TOML file, as written by people. Unknown keys are mistakes, not silence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    vault: Option<PathBuf>,
+    #[serde(default)]
+    protect: Vec<PathBuf>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    max_file_size: Option<String>,
+}
+
+/// What the command line and environment said; `None` where they said nothing.
+#[derive(Debug, Default, Clone)]
+pub struct RawArgs {
+    pub vault: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub protect: Vec<PathBuf>,
+    pub exclude: Vec<String>,
+    pub max_file_size: Option<String>,
+    pub is_root: bool,
+    pub home: Option<PathBuf>,
+    pub xdg_data_home: Option<PathBuf>,
+}
+
+/// The checked configuration every part of the program works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub vault: PathBuf,
+    pub protect: Vec<PathBuf>,
+    pub excludes: Excludes,
+    pub max_file_size: Option<u64>,
+}
+
+const SYSTEM_CONFIG: &str = "/etc/undelete/config.toml";
+
+impl Config {
+    pub fn load(raw: RawArgs) -> Result<Self, ConfigError> {
+        let file = match raw.config.clone() {
+            Some(path) => read_file(&path)?,
+            None if raw.is_root && Path::new(SYSTEM_CONFIG).is_file() => {
+                read_file(Path::new(SYSTEM_CONFIG))?
+            }
+            None => FileConfig::default(),
+        };
+        let vault = raw
+            .vault
+            .or(file.vault)
+            .or_else(|| default_vault(raw.is_root, &raw.xdg_data_home, &raw.home))
+            .ok_or(ConfigError::NoVault)?;
+        let vault = absolute(&vault);
+        let protect = if raw.protect.is_empty() {
+            file.protect
+        } else {
+            raw.protect
+        };
+        let exclude = if raw.exclude.is_empty() {
+            file.exclude
+        } else {
+            raw.exclude
+        };
+        let max_file_size = raw
+            .max_file_size
+            .or(file.max_file_size)
+            .map(|s| parse_size(&s))
+            .transpose()?;
+        Ok(Self {
+            vault,
+            protect: protect.iter().map(|p| absolute(p)).collect(),
+            excludes: Excludes::new(&exclude)?,
+            max_file_size,
+        })
+    }
+
+    /// Checks the protected folders for the daemon: they exist, are folders, and
+    /// neither holds the vault nor sits inside it. Returns them canonical.
+    pub fn checked_roots(&self) -> Result<Vec<PathBuf>, ConfigError> {
+        let vault = std::fs::canonicalize(&self.vault).unwrap_or_else(|_| self.vault.clone());
+        let mut roots = Vec::new();
+        for path in &self.protect {
+            let err = |reason: String| ConfigError::Protect {
+                path: path.clone(),
+                reason,
+            };
+            let root = std::fs::canonicalize(path).map_err(|e| err(e.to_string()))?;
+            if !root.is_dir() {
+                return Err(err("it is not a folder".into()));
+            }
+            if vault.starts_with(&root) {
+                return Err(ConfigError::VaultInside { vault, root });
+            }
+            if root.starts_with(&vault) {
+                return Err(ConfigError::RootInsideVault { vault, root });
+            }
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        Ok(roots)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    // toml's message already names the line and column and shows the offending text.
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn default_vault(
+    is_root: bool,
+    xdg_data_home: &Option<PathBuf>,
+    home: &Option<PathBuf>,
+) -> Option<PathBuf> {
+    if is_root {
+        return Some(PathBuf::from("/var/lib/undelete"));
+    }
+    xdg_data_home
+        .clone()
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.as_ref().map(|h| h.join(".local/share")))
+        .map(|d| d.join("undelete"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Parses sizes like `1MiB`, `2GB`, `500 KB` or a plain number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| ConfigError::Size(text.to_owned()))
+}
+
+/// The `--exclude` rules. A rule without a slash matches any file or folder name
+/// (`*.tmp`, `node_modules`); a rule with a slash matches the path below the
+/// protected folder (`cache/**`, `projects/*/build`).
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    rules: Vec<String>,
+    names: GlobSet,
+    name_rules: Vec<usize>,
+    paths: GlobSet,
+    path_rules: Vec<usize>,
+}
+
+impl Excludes {
+    pub fn new(rules: &[String]) -> Result<Self, ConfigError> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        let (mut name_rules, mut path_rules) = (Vec::new(), Vec::new());
+        for (i, rule) in rules.iter().enumerate() {
+            let bad = |e: globset::Error| ConfigError::Glob {
+                rule: rule.clone(),
+                reason: e.kind().to_string(),
+            };
+            let pattern = rule.trim_start_matches('/').trim_end_matches('/');
+            if pattern.contains('/') {
+                let glob = GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(bad)?;
+                paths.add(glob);
+                path_rules.push(i);
+            } else {
+                names.add(Glob::new(pattern).map_err(bad)?);
+                name_rules.push(i);
+            }
+        }
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|e| ConfigError::Glob {
+                rule: rules.join(" "),
+                reason: e.to_string(),
+            })
+        };
+        Ok(Self {
+            rules: rules.to_vec(),
+            names: build(names)?,
+            name_rules,
+            paths: build(paths)?,
+            path_rules,
+        })
+    }
+
+    pub fn rules(&self) -> &[String] {
+        &self.rules
+    }
+
+    /// The rule that keeps `relative` (a path below its protected folder) out, if any:
+    /// a rule matching a folder keeps out everything inside it.
+    pub fn matching_rule(&self, relative: &Path) -> Option<&str> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let mut prefix = PathBuf::new();
+        for component in relative.components() {
+            prefix.push(component);
+            let name = Path::new(component.as_os_str());
+            if let Some(&i) = self.names.matches(name).first() {
+                return Some(&self.rules[self.name_rules[i]]);
+            }
+            if let Some(&i) = self.paths.matches(&prefix).first() {
+                return Some(&self.rules[self.path_rules[i]]);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_the_usual_spellings() {
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("500 KB").unwrap(), 500_000);
+        assert_eq!(parse_size("1234").unwrap(), 1234);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn name_rules_match_anywhere_and_folder_rules_cover_their_contents() {
+        let ex =
+            Excludes::new(&["*.tmp".into(), "cache/**".into(), "node_modules".into()]).unwrap();
+        assert_eq!(ex.matching_rule(Path::new("a/b/x.tmp")), Some("*.tmp"));
+        assert_eq!(
+            ex.matching_rule(Path::new("cache/deep/x")),
+            Some("cache/**")
+        );
+        assert_eq!(
+            ex.matching_rule(Path::new("web/node_modules/x/y.js")),
+            Some("node_modules")
+        );
+        assert_eq!(ex.matching_rule(Path::new("a/cache/x")), None);
+        assert_eq!(ex.matching_rule(Path::new("a/b/x.txt")), None);
+    }
+
+    #[test]
+    fn a_mistake_in_the_file_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "vault = \"/v\"\nprotekt = [\"/srv\"]\n").unwrap();
+        let err = Config::load(RawArgs {
+            config: Some(path),
+            ..RawArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("protekt"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "vault = \"/from/file\"\nmax_file_size = \"1MB\"\n").unwrap();
+        let config = Config::load(RawArgs {
+            config: Some(path),
+            vault: Some("/from/flag".into()),
+            ..RawArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.vault, PathBuf::from("/from/flag"));
+        assert_eq!(config.max_file_size, Some(1_000_000));
+    }
+
+    #[test]
+    fn a_vault_inside_a_protected_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        std::fs::create_dir_all(share.join("vault")).unwrap();
+        let config = Config::load(RawArgs {
+            vault: Some(share.join("vault")),
+            protect: vec![share],
+            ..RawArgs::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            config.checked_roots(),
+            Err(ConfigError::VaultInside { .. })
+        ));
+    }
+}

@@ -1,0 +1,141 @@
+//! The daemon's control socket (`daemon.sock` in the vault) and its client.
+//!
+//! One line in, one line out. The socket lives inside the vault folder, which
+//! is 0700, so only the account that runs the daemon can talk to it.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::time::{Duration, Instant};
+
+use crate::watch::{Msg, SyncAnswer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the undelete daemon is not running for the vault {vault}")]
+    NotRunning { vault: PathBuf },
+    #[error("permission denied talking to the daemon of the vault {vault}; run it with sudo")]
+    PermissionDenied { vault: PathBuf },
+    #[error("the daemon did not answer within {0} seconds")]
+    Timeout(u64),
+    #[error("the daemon answered: {0}")]
+    Failed(String),
+    #[error("cannot talk to the daemon: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Sends one command and waits up to `timeout` for the answer. A daemon that holds
+/// the vault's lock but is not listening yet is starting: it is waited for.
+pub fn request(socket: &Path, command: &str, timeout: Duration) -> Result<String, ControlError> {
+    let vault = socket.parent().unwrap_or(socket).to_owned();
+    let total = timeout.as_secs();
+    let deadline = Instant::now() + timeout;
+    let mut stream = loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => break stream,
+            Err(e) => match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    if !daemon_starting(&vault) || Instant::now() >= deadline {
+                        return Err(ControlError::NotRunning { vault });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                io::ErrorKind::PermissionDenied => {
+                    return Err(ControlError::PermissionDenied { vault });
+                }
+                _ => return Err(ControlError::Io(e)),
+            },
+        }
+    };
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    let mut line = String::new();
+    match BufReader::new(stream).read_line(&mut line) {
+        Ok(0) => Err(ControlError::Failed("the daemon stopped".into())),
+        Ok(_) => {
+            let line = line.trim_end();
+            match line.strip_prefix("OK") {
+                Some(rest) => Ok(rest.trim().to_owned()),
+                None => Err(ControlError::Failed(
+                    line.strip_prefix("ERR ").unwrap_or(line).to_owned(),
+                )),
+            }
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(ControlError::Timeout(total))
+        }
+        Err(e) => Err(ControlError::Io(e)),
+    }
+}
+
+/// Whether some process holds the daemon lock of `vault` (a daemon is running or starting).
+fn daemon_starting(vault: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(vault.join("daemon.lock")) else {
+        return false;
+    };
+    matches!(
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    )
+}
+
+/// Whether a daemon answers on this socket.
+pub fn is_running(socket: &Path) -> bool {
+    request(socket, "PING", Duration::from_secs(5)).is_ok()
+}
+
+/// Binds the socket; a leftover file from a daemon that died is replaced.
+/// The caller must hold the vault's daemon lock.
+pub fn bind(socket: &Path) -> io::Result<UnixListener> {
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    UnixListener::bind(socket)
+}
+
+/// Answers commands until the listener fails; each connection gets its own thread
+/// because a `SYNC` may wait a long time.
+pub fn serve(listener: UnixListener, daemon: Sender<Msg>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let daemon = daemon.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = answer(stream, &daemon) {
+                tracing::debug!("control connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn answer(stream: UnixStream, daemon: &Sender<Msg>) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let reply = match line.trim() {
+        "PING" => format!("OK {}", std::process::id()),
+        "SYNC" => {
+            let (tx, rx) = mpsc::channel();
+            if daemon.send(Msg::Sync(tx)).is_err() {
+                "ERR the daemon is stopping".to_owned()
+            } else {
+                match rx.recv() {
+                    Ok(SyncAnswer::Done) => "OK".to_owned(),
+                    Ok(SyncAnswer::Failed(why)) => format!("ERR {why}"),
+                    Err(_) => "ERR the daemon is stopping".to_owned(),
+                }
+            }
+        }
+        other => format!("ERR unknown command {other:?}"),
+    };
+    let mut stream = stream;
+    stream.write_all(format!("{reply}\n").as_bytes())
+}

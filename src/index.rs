@@ -1,0 +1,990 @@
+//! The SQLite index: every version of every protected path, deletions,
+//! files seen but not captured (with the reason), protected folders and alerts.
+//!
+//! Paths are stored as bytes, because Linux names are bytes, not UTF-8. A
+//! path's *current* version is the row that is neither replaced nor deleted.
+//! Times are nanoseconds since the Unix epoch.
+//!
+//! The index never touches the vault: it records object ids, it does not
+//! read or write objects.
+
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::vault::ObjectId;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE roots (
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL UNIQUE,
+    added_at INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE objects (
+    id BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE versions (
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL,
+    root_id INTEGER NOT NULL REFERENCES roots(id),
+    kind INTEGER NOT NULL,
+    object BLOB,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    link_target BLOB,
+    seen_at INTEGER NOT NULL,
+    captured_at INTEGER,
+    replaced_at INTEGER,
+    deleted_at INTEGER,
+    deleted_approx INTEGER NOT NULL DEFAULT 0,
+    last_seen_at INTEGER,
+    removal TEXT,
+    uncaptured TEXT,
+    uncaptured_detail TEXT,
+    incident_id INTEGER
+);
+CREATE UNIQUE INDEX versions_current ON versions(path)
+    WHERE replaced_at IS NULL AND deleted_at IS NULL;
+CREATE INDEX versions_by_path ON versions(path);
+CREATE INDEX versions_by_deletion ON versions(deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    cleared_at INTEGER,
+    acknowledged_at INTEGER
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the index {path} cannot be opened: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the index {path} was written by a newer version of undelete (schema {found}, this one knows {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the index is damaged or unreadable: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// What kind of thing a version records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Symlink,
+    Dir,
+    /// FIFOs, sockets and device nodes: recorded, never opened.
+    Special,
+}
+
+impl EntryKind {
+    fn code(self) -> i64 {
+        match self {
+            Self::File => 0,
+            Self::Symlink => 1,
+            Self::Dir => 2,
+            Self::Special => 3,
+        }
+    }
+
+    fn from_code(code: i64) -> Self {
+        match code {
+            1 => Self::Symlink,
+            2 => Self::Dir,
+            3 => Self::Special,
+            _ => Self::File,
+        }
+    }
+}
+
+/// Why a file that was seen has no copy in the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uncaptured {
+    Excluded { rule: String },
+    TooLarge { limit: u64 },
+    Special { what: String },
+    Unreadable { error: String },
+    Changing,
+    VaultFull,
+    DeletedBeforeCapture,
+}
+
+impl Uncaptured {
+    /// The stable code stored in the index and used to group the report.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Excluded { .. } => "excluded",
+            Self::TooLarge { .. } => "too_large",
+            Self::Special { .. } => "special",
+            Self::Unreadable { .. } => "unreadable",
+            Self::Changing => "changing",
+            Self::VaultFull => "vault_full",
+            Self::DeletedBeforeCapture => "deleted_before_capture",
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            Self::Excluded { rule } => Some(rule.clone()),
+            Self::TooLarge { limit } => Some(limit.to_string()),
+            Self::Special { what } => Some(what.clone()),
+            Self::Unreadable { error } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    fn from_columns(code: &str, detail: Option<String>) -> Self {
+        let detail = detail.unwrap_or_default();
+        match code {
+            "excluded" => Self::Excluded { rule: detail },
+            "too_large" => Self::TooLarge {
+                limit: detail.parse().unwrap_or(0),
+            },
+            "special" => Self::Special { what: detail },
+            "unreadable" => Self::Unreadable { error: detail },
+            "changing" => Self::Changing,
+            "vault_full" => Self::VaultFull,
+            _ => Self::DeletedBeforeCapture,
+        }
+    }
+
+    /// Whether trying again later may succeed (as opposed to a rule that keeps it out).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreadable { .. } | Self::Changing | Self::VaultFull
+        )
+    }
+}
+
+impl std::fmt::Display for Uncaptured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Excluded { rule } => write!(f, "excluded by the rule {rule}"),
+            Self::TooLarge { limit } => write!(
+                f,
+                "larger than the capture limit ({})",
+                bytesize::ByteSize::b(*limit).display().iec()
+            ),
+            Self::Special { what } => write!(f, "a {what}, which is not a file and is not copied"),
+            Self::Unreadable { error } => write!(f, "could not be read ({error})"),
+            Self::Changing => write!(f, "kept changing while it was being copied"),
+            Self::VaultFull => write!(f, "the vault disk was full"),
+            Self::DeletedBeforeCapture => write!(f, "deleted before it could be copied"),
+        }
+    }
+}
+
+/// How a version stopped being current, when it was not replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    MovedOut,
+}
+
+impl Removal {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::MovedOut => "moved_out",
+        }
+    }
+
+    fn from_code(code: &str) -> Self {
+        match code {
+            "moved_out" => Self::MovedOut,
+            _ => Self::Deleted,
+        }
+    }
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deleted => "deleted",
+            Self::MovedOut => "moved out of the protected folder",
+        })
+    }
+}
+
+/// What was observed of a path on disk: everything a new version records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub kind: EntryKind,
+    pub object: Option<ObjectId>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub inode: u64,
+    pub link_target: Option<PathBuf>,
+    pub uncaptured: Option<Uncaptured>,
+}
+
+/// One row of `versions`.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub id: i64,
+    pub path: PathBuf,
+    pub root_id: i64,
+    pub observed: Observed,
+    pub seen_at: i64,
+    pub captured_at: Option<i64>,
+    pub replaced_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub deleted_approx: bool,
+    pub last_seen_at: Option<i64>,
+    pub removal: Option<Removal>,
+    pub incident_id: Option<i64>,
+}
+
+impl Version {
+    pub fn is_current(&self) -> bool {
+        self.replaced_at.is_none() && self.deleted_at.is_none()
+    }
+}
+
+const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
+     link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
+     removal, uncaptured, uncaptured_detail, incident_id";
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
+    let path: Vec<u8> = row.get(1)?;
+    let object: Option<Vec<u8>> = row.get(4)?;
+    let link: Option<Vec<u8>> = row.get(11)?;
+    let removal: Option<String> = row.get(18)?;
+    let uncaptured: Option<String> = row.get(19)?;
+    let uncaptured_detail: Option<String> = row.get(20)?;
+    Ok(Version {
+        id: row.get(0)?,
+        path: path_from_bytes(path),
+        root_id: row.get(2)?,
+        observed: Observed {
+            kind: EntryKind::from_code(row.get(3)?),
+            object: object.as_deref().and_then(ObjectId::from_slice),
+            size: row.get::<_, i64>(5)? as u64,
+            mtime_ns: row.get(6)?,
+            mode: row.get(7)?,
+            uid: row.get(8)?,
+            gid: row.get(9)?,
+            inode: row.get::<_, i64>(10)? as u64,
+            link_target: link.map(path_from_bytes),
+            uncaptured: uncaptured.map(|code| Uncaptured::from_columns(&code, uncaptured_detail)),
+        },
+        seen_at: row.get(12)?,
+        captured_at: row.get(13)?,
+        replaced_at: row.get(14)?,
+        deleted_at: row.get(15)?,
+        deleted_approx: row.get(16)?,
+        last_seen_at: row.get(17)?,
+        removal: removal.as_deref().map(Removal::from_code),
+        incident_id: row.get(21)?,
+    })
+}
+
+pub fn path_bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+pub fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+/// The half-open byte range `[dir + "/", dir + "0")` holds every path strictly below `dir`
+/// ('0' is the byte after '/'), so subtree queries use the path index.
+fn subtree_range(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = path_bytes(dir).to_vec();
+    if lo.last() != Some(&b'/') {
+        lo.push(b'/');
+    }
+    let mut hi = lo.clone();
+    *hi.last_mut().expect("never empty") = b'0';
+    (lo, hi)
+}
+
+/// A protected folder.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub id: i64,
+    pub path: PathBuf,
+    pub added_at: i64,
+    pub active: bool,
+}
+
+/// An alert raised by the daemon, shown by `status` until cleared.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    pub message: String,
+    pub raised_at: i64,
+    pub cleared_at: Option<i64>,
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub files_protected: u64,
+    pub bytes_protected: u64,
+    pub files_unprotected: u64,
+    pub deleted_recoverable: u64,
+    pub deleted_lost: u64,
+    pub objects: u64,
+    pub object_bytes: u64,
+    pub last_capture: Option<i64>,
+}
+
+/// Which deleted or live versions to list.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub under: Option<PathBuf>,
+    pub include_live: bool,
+    pub deleted_after: Option<i64>,
+    pub deleted_before: Option<i64>,
+}
+
+pub struct Index {
+    conn: Connection,
+}
+
+impl Index {
+    /// Opens the index, creating it and applying migrations as needed.
+    pub fn open(path: &Path) -> Result<Self> {
+        // Created 0600 before SQLite sees it, so it is never briefly world-readable.
+        crate::vault::create_private_file(path).map_err(|e| IndexError::Open {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+        let open_err = |source| IndexError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(open_err)?;
+        // WAL lets the CLI read while the daemon writes. NORMAL keeps every commit
+        // across a killed process; only a power cut may lose the last few.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let index = Self { conn };
+        index.migrate(path)?;
+        Ok(index)
+    }
+
+    fn migrate(&self, path: &Path) -> Result<()> {
+        let found: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(IndexError::TooNew {
+                path: path.to_owned(),
+                found,
+                known,
+            });
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", n as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a batch of writes; nothing is visible to others until `commit`.
+    pub fn begin(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn commit(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// Runs `f` inside one transaction.
+    pub fn batch<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.begin()?;
+        match f(self) {
+            Ok(value) => {
+                self.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    // --- protected folders -------------------------------------------------
+
+    /// Records the protected folders of this run: new ones are added, missing ones
+    /// kept but marked inactive (their history stays restorable).
+    pub fn set_roots(&self, paths: &[PathBuf], now: i64) -> Result<Vec<Root>> {
+        self.batch(|ix| {
+            ix.conn.execute("UPDATE roots SET active = 0", [])?;
+            for path in paths {
+                ix.conn.execute(
+                    "INSERT INTO roots (path, added_at, active) VALUES (?1, ?2, 1)
+                     ON CONFLICT(path) DO UPDATE SET active = 1",
+                    params![path_bytes(path), now],
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(self.roots()?.into_iter().filter(|r| r.active).collect())
+    }
+
+    pub fn roots(&self) -> Result<Vec<Root>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, path, added_at, active FROM roots ORDER BY path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Root {
+                id: r.get(0)?,
+                path: path_from_bytes(r.get(1)?),
+                added_at: r.get(2)?,
+                active: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // --- versions ------------------------------------------------------------
+
+    pub fn current(&self, path: &Path) -> Result<Option<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL"
+        ))?;
+        Ok(stmt
+            .query_row([path_bytes(path)], version_from_row)
+            .optional()?)
+    }
+
+    /// The newest row for `path`, current or not.
+    pub fn latest(&self, path: &Path) -> Result<Option<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id DESC LIMIT 1"
+        ))?;
+        Ok(stmt
+            .query_row([path_bytes(path)], version_from_row)
+            .optional()?)
+    }
+
+    /// Every row for `path`, oldest first.
+    pub fn history(&self, path: &Path) -> Result<Vec<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([path_bytes(path)], version_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds a new current version of `path`; the previous current one becomes replaced.
+    pub fn insert_version(
+        &self,
+        path: &Path,
+        root_id: i64,
+        observed: &Observed,
+        now: i64,
+    ) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET replaced_at = ?2
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(path), now])?;
+        if let (Some(object), EntryKind::File) = (&observed.object, observed.kind) {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO objects (id, size, stored_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![&object.as_bytes()[..], observed.size as i64, now])?;
+        }
+        let captured_at = observed.uncaptured.is_none().then_some(now);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
+                     inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                path_bytes(path),
+                root_id,
+                observed.kind.code(),
+                observed.object.as_ref().map(|o| &o.as_bytes()[..]),
+                observed.size as i64,
+                observed.mtime_ns,
+                observed.mode,
+                observed.uid,
+                observed.gid,
+                observed.inode as i64,
+                observed.link_target.as_deref().map(path_bytes),
+                now,
+                captured_at,
+                observed.uncaptured.as_ref().map(Uncaptured::code),
+                observed.uncaptured.as_ref().and_then(Uncaptured::detail),
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Updates the metadata of a version whose content did not change
+    /// (`cp -a` and rsync set mtime and mode after writing).
+    pub fn update_metadata(&self, id: i64, observed: &Observed) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET size = ?2, mtime_ns = ?3, mode = ?4, uid = ?5, gid = ?6,
+                     inode = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                observed.size as i64,
+                observed.mtime_ns,
+                observed.mode,
+                observed.uid,
+                observed.gid,
+                observed.inode as i64,
+            ])?;
+        Ok(())
+    }
+
+    /// Marks the current version of `path` and, if `subtree`, of everything below it, as
+    /// gone. Returns how many versions were marked.
+    pub fn mark_removed(&self, path: &Path, subtree: bool, gone: &Gone) -> Result<usize> {
+        let mut n = self
+            .conn
+            .prepare_cached(
+                "UPDATE versions SET deleted_at = ?2, deleted_approx = ?3, last_seen_at = ?4,
+                     removal = ?5
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![
+                path_bytes(path),
+                gone.at,
+                gone.approx,
+                gone.last_seen,
+                gone.removal.code()
+            ])?;
+        if subtree {
+            let (lo, hi) = subtree_range(path);
+            n += self
+                .conn
+                .prepare_cached(
+                    "UPDATE versions SET deleted_at = ?3, deleted_approx = ?4, last_seen_at = ?5,
+                         removal = ?6
+                     WHERE path >= ?1 AND path < ?2
+                       AND replaced_at IS NULL AND deleted_at IS NULL",
+                )?
+                .execute(params![
+                    lo,
+                    hi,
+                    gone.at,
+                    gone.approx,
+                    gone.last_seen,
+                    gone.removal.code()
+                ])?;
+        }
+        Ok(n)
+    }
+
+    /// Whether a removal of `path` was already recorded at or after `since`
+    /// (an event arriving after a scan already noticed the deletion).
+    pub fn removed_since(&self, path: &Path, since: i64) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE path = ?1 AND deleted_at >= ?2)",
+        )?;
+        Ok(stmt.query_row(params![path_bytes(path), since], |r| r.get(0))?)
+    }
+
+    /// Records a path that existed but vanished before it could be captured.
+    pub fn record_lost(&self, path: &Path, root_id: i64, kind: EntryKind, now: i64) -> Result<()> {
+        let observed = Observed {
+            kind,
+            object: None,
+            size: 0,
+            mtime_ns: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            inode: 0,
+            link_target: None,
+            uncaptured: Some(Uncaptured::DeletedBeforeCapture),
+        };
+        let id = self.insert_version(path, root_id, &observed, now)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET deleted_at = ?2, removal = 'deleted', last_seen_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+        Ok(())
+    }
+
+    /// Moves the current versions of `from` (and everything below it) to `to`.
+    /// Whatever was current at `to` becomes replaced: a rename over a file is a new version.
+    pub fn rename(&self, from: &Path, to: &Path, root_id: i64, now: i64) -> Result<usize> {
+        let (to_lo, to_hi) = subtree_range(to);
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET replaced_at = ?4
+                 WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+                   AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(to), to_lo, to_hi, now])?;
+        // New paths are built in Rust: SQL's `||` would turn the byte paths into text.
+        let moving: Vec<(i64, Vec<u8>)> = {
+            let (lo, hi) = subtree_range(from);
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, path FROM versions
+                 WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+                   AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?;
+            let rows = stmt.query_map(params![path_bytes(from), lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let from_len = path_bytes(from).len();
+        let mut update = self
+            .conn
+            .prepare_cached("UPDATE versions SET path = ?2, root_id = ?3 WHERE id = ?1")?;
+        for (id, old) in &moving {
+            let mut new = path_bytes(to).to_vec();
+            new.extend_from_slice(&old[from_len..]);
+            update.execute(params![id, new, root_id])?;
+        }
+        Ok(moving.len())
+    }
+
+    /// Calls `f` with the path and kind of every current version in and below `dir`.
+    /// Paths are collected first so `f` may write to the index.
+    pub fn current_paths_under(&self, dir: &Path) -> Result<Vec<(PathBuf, EntryKind)>> {
+        let (lo, hi) = subtree_range(dir);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, kind FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+               AND replaced_at IS NULL AND deleted_at IS NULL",
+        )?;
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi], |r| {
+            Ok((path_from_bytes(r.get(0)?), EntryKind::from_code(r.get(1)?)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Versions for `list`: removed ones (and current ones with `include_live`), files,
+    /// links and special files only, ordered by path.
+    pub fn select(&self, sel: &Selection) -> Result<Vec<Version>> {
+        let (lo, hi) = match &sel.under {
+            Some(dir) => subtree_range(dir),
+            None => (Vec::new(), vec![0xff; 4097]),
+        };
+        let under_exact = sel.under.as_deref().map(path_bytes).unwrap_or(b"");
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE kind != 2
+               AND (path = ?1 OR (path >= ?2 AND path < ?3))
+               AND ((deleted_at IS NOT NULL AND deleted_at >= ?4 AND deleted_at < ?5)
+                    OR (?6 AND replaced_at IS NULL AND deleted_at IS NULL))
+             ORDER BY path, id"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                under_exact,
+                lo,
+                hi,
+                sel.deleted_after.unwrap_or(i64::MIN),
+                sel.deleted_before.unwrap_or(i64::MAX),
+                sel.include_live
+            ],
+            version_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every captured object, with one path that refers to it (for `verify`).
+    pub fn objects_with_paths(&self) -> Result<Vec<(ObjectId, u64, Vec<PathBuf>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.size, v.path FROM objects o
+             LEFT JOIN versions v ON v.object = o.id
+             ORDER BY o.id",
+        )?;
+        let mut out: Vec<(ObjectId, u64, Vec<PathBuf>)> = Vec::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: Vec<u8> = row.get(0)?;
+            let Some(id) = ObjectId::from_slice(&id) else {
+                continue;
+            };
+            let size = row.get::<_, i64>(1)? as u64;
+            let path: Option<Vec<u8>> = row.get(2)?;
+            match out.last_mut() {
+                Some((last, _, paths)) if *last == id => paths.extend(path.map(path_from_bytes)),
+                _ => out.push((id, size, path.map(path_from_bytes).into_iter().collect())),
+            }
+        }
+        for (_, _, paths) in &mut out {
+            paths.sort();
+            paths.dedup();
+        }
+        Ok(out)
+    }
+
+    pub fn totals(&self) -> Result<Totals> {
+        let mut t = Totals::default();
+        self.conn.query_row(
+            "SELECT
+                 COALESCE(SUM(kind IN (0, 1) AND uncaptured IS NULL), 0),
+                 COALESCE(SUM(CASE WHEN kind = 0 AND uncaptured IS NULL THEN size END), 0),
+                 COALESCE(SUM(kind != 2 AND uncaptured IS NOT NULL), 0)
+             FROM versions WHERE replaced_at IS NULL AND deleted_at IS NULL",
+            [],
+            |r| {
+                t.files_protected = r.get::<_, i64>(0)? as u64;
+                t.bytes_protected = r.get::<_, i64>(1)? as u64;
+                t.files_unprotected = r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
+        )?;
+        self.conn.query_row(
+            "SELECT COALESCE(SUM(uncaptured IS NULL), 0), COALESCE(SUM(uncaptured IS NOT NULL), 0)
+             FROM versions WHERE deleted_at IS NOT NULL AND kind != 2",
+            [],
+            |r| {
+                t.deleted_recoverable = r.get::<_, i64>(0)? as u64;
+                t.deleted_lost = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
+        self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects",
+            [],
+            |r| {
+                t.objects = r.get::<_, i64>(0)? as u64;
+                t.object_bytes = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
+        t.last_capture = self
+            .conn
+            .query_row("SELECT MAX(captured_at) FROM versions", [], |r| r.get(0))?;
+        Ok(t)
+    }
+
+    // --- alerts --------------------------------------------------------------
+
+    /// Raises an alert of `kind` unless one of that kind is already open.
+    pub fn raise_alert(&self, kind: &str, message: &str, now: i64) -> Result<bool> {
+        let open: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
+            [kind],
+            |r| r.get(0),
+        )?;
+        if open {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "INSERT INTO alerts (kind, message, raised_at) VALUES (?1, ?2, ?3)",
+            params![kind, message, now],
+        )?;
+        Ok(true)
+    }
+
+    pub fn clear_alert(&self, kind: &str, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE alerts SET cleared_at = ?2 WHERE kind = ?1 AND cleared_at IS NULL",
+            )?
+            .execute(params![kind, now])?;
+        Ok(())
+    }
+
+    pub fn open_alerts(&self) -> Result<Vec<Alert>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, message, raised_at, cleared_at FROM alerts
+             WHERE cleared_at IS NULL ORDER BY raised_at DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Alert {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                message: r.get(2)?,
+                raised_at: r.get(3)?,
+                cleared_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // --- meta ----------------------------------------------------------------
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Checks the database file itself (`PRAGMA quick_check`).
+    pub fn check_integrity(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let rows: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+        let problems = rows.into_iter().filter(|s: &String| s != "ok").collect();
+        Ok(problems)
+    }
+}
+
+/// How and when a path disappeared.
+#[derive(Debug, Clone, Copy)]
+pub struct Gone {
+    pub at: i64,
+    /// True when noticed by a scan rather than an event: `at` is when it was noticed.
+    pub approx: bool,
+    pub last_seen: Option<i64>,
+    pub removal: Removal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(object: u8, size: u64) -> Observed {
+        Observed {
+            kind: EntryKind::File,
+            object: Some(ObjectId::from_bytes([object; 32])),
+            size,
+            mtime_ns: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            inode: 7,
+            link_target: None,
+            uncaptured: None,
+        }
+    }
+
+    fn index() -> (tempfile::TempDir, Index, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = Index::open(&dir.path().join("index.db")).unwrap();
+        let roots = ix.set_roots(&[PathBuf::from("/srv/share")], 1).unwrap();
+        let root = roots[0].id;
+        (dir, ix, root)
+    }
+
+    #[test]
+    fn a_new_version_replaces_the_current_one_and_keeps_the_old() {
+        let (_d, ix, root) = index();
+        let p = Path::new("/srv/share/a.txt");
+        ix.insert_version(p, root, &file(1, 10), 100).unwrap();
+        ix.insert_version(p, root, &file(2, 20), 200).unwrap();
+        let history = ix.history(p).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].replaced_at, Some(200));
+        assert!(history[1].is_current());
+        assert_eq!(ix.current(p).unwrap().unwrap().observed.size, 20);
+    }
+
+    #[test]
+    fn removing_a_folder_marks_its_whole_subtree_but_not_its_neighbours() {
+        let (_d, ix, root) = index();
+        for p in [
+            "/srv/share/d/x",
+            "/srv/share/d/e/y",
+            "/srv/share/d0",
+            "/srv/share/dx/z",
+        ] {
+            ix.insert_version(Path::new(p), root, &file(1, 1), 1)
+                .unwrap();
+        }
+        let gone = Gone {
+            at: 5,
+            approx: false,
+            last_seen: None,
+            removal: Removal::MovedOut,
+        };
+        let n = ix
+            .mark_removed(Path::new("/srv/share/d"), true, &gone)
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(ix.current(Path::new("/srv/share/d0")).unwrap().is_some());
+        assert!(ix.current(Path::new("/srv/share/dx/z")).unwrap().is_some());
+        let moved = ix.latest(Path::new("/srv/share/d/e/y")).unwrap().unwrap();
+        assert_eq!(moved.removal, Some(Removal::MovedOut));
+    }
+
+    #[test]
+    fn rename_moves_a_subtree_and_replaces_what_was_at_the_target() {
+        let (_d, ix, root) = index();
+        ix.insert_version(Path::new("/srv/share/old/f"), root, &file(1, 1), 1)
+            .unwrap();
+        ix.insert_version(Path::new("/srv/share/new/f"), root, &file(2, 2), 1)
+            .unwrap();
+        ix.rename(
+            Path::new("/srv/share/old"),
+            Path::new("/srv/share/new"),
+            root,
+            9,
+        )
+        .unwrap();
+        assert!(ix.current(Path::new("/srv/share/old/f")).unwrap().is_none());
+        let now = ix.current(Path::new("/srv/share/new/f")).unwrap().unwrap();
+        assert_eq!(now.observed.size, 1);
+        assert_eq!(ix.history(Path::new("/srv/share/new/f")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn non_utf8_paths_round_trip() {
+        let (_d, ix, root) = index();
+        let p = path_from_bytes(b"/srv/share/caf\xe9\n.txt".to_vec());
+        ix.insert_version(&p, root, &file(1, 1), 1).unwrap();
+        assert_eq!(ix.current(&p).unwrap().unwrap().path, p);
+    }
+}

@@ -1,0 +1,18 @@
+//! undelete: a recycle bin for Linux file servers.
+//!
+//! A daemon (`watch`) copies every file in the protected folders into a
+//! content-addressed `vault` before it can be deleted, and records every version
+//! and deletion in the `index`. The `cli` lists, restores and reports.
+//! Data flows one way: events → capture → vault + index; index + vault → plan →
+//! restore → report.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod index;
+pub mod report;
+pub mod vault;
+pub mod watch;
+
+pub use cli::main;

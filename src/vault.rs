@@ -1,0 +1,418 @@
+//! The vault folder and its content-addressed objects.
+//!
+//! Owns the layout of the vault folder (`objects/`, `tmp/`, `reports/`, the
+//! index file) and the objects themselves: each one named by the BLAKE3 hash
+//! of its content, written to a temporary file inside the vault, fsynced and
+//! then renamed, so a crash never leaves half an object under a real name.
+//! Identical content is stored once. Every read checks the hash.
+//!
+//! It never knows about protected paths or the index: it stores bytes and
+//! gives them back unchanged, or says they are damaged.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+/// Read and write in large chunks: the vault is written sequentially and a
+/// bigger buffer halves the syscalls on photos and videos.
+const CHUNK: usize = 1 << 20;
+
+/// The BLAKE3 hash that names an object.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId([u8; 32]);
+
+impl ObjectId {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// From the 32 bytes stored in the index; `None` if the length is wrong.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    fn of(hash: blake3::Hash) -> Self {
+        Self(*hash.as_bytes())
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectId({})", self.to_hex())
+    }
+}
+
+impl FromStr for ObjectId {
+    type Err = blake3::HexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::of(blake3::Hash::from_hex(s)?))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the vault disk is full (while writing in {path})")]
+    Full { path: PathBuf },
+    #[error("cannot {doing} {path}: {source}")]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl VaultError {
+    fn io(doing: &'static str, path: &Path, source: io::Error) -> Self {
+        if is_disk_full(&source) {
+            Self::Full {
+                path: path.to_owned(),
+            }
+        } else {
+            Self::Io {
+                doing,
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+}
+
+/// True for "no space left" and "quota exceeded": both mean the disk is full for us.
+pub fn is_disk_full(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+            || code == rustix::io::Errno::DQUOT.raw_os_error()
+    )
+}
+
+/// Storing a file can fail on either side: reading the user's file, or writing the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("reading the file failed: {0}")]
+    Source(io::Error),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// What happened when content was stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    pub id: ObjectId,
+    pub size: u64,
+    /// False when identical content was already in the vault.
+    pub is_new: bool,
+}
+
+/// Why an object could not be read back intact.
+#[derive(Debug, thiserror::Error)]
+pub enum DamageError {
+    #[error("missing from the vault")]
+    Missing,
+    #[error("damaged in the vault (its content no longer matches)")]
+    Damaged,
+    #[error("unreadable in the vault: {0}")]
+    Unreadable(io::Error),
+}
+
+pub struct Vault {
+    root: PathBuf,
+    /// Object folders written to since the last `flush`; their entries must be
+    /// made durable before the index may point at the new objects.
+    dirty_dirs: Mutex<BTreeSet<PathBuf>>,
+}
+
+impl Vault {
+    /// Opens the vault folder, creating it (0700) if needed.
+    pub fn open(root: &Path) -> Result<Self, VaultError> {
+        for dir in [
+            root.to_owned(),
+            root.join("objects"),
+            root.join("tmp"),
+            root.join("reports"),
+        ] {
+            create_private_dir(&dir)?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            dirty_dirs: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Opens an existing vault without creating anything (for commands that only read).
+    pub fn open_existing(root: &Path) -> Result<Self, VaultError> {
+        if !root.join("objects").is_dir() {
+            return Err(VaultError::io(
+                "open the vault",
+                root,
+                io::Error::new(io::ErrorKind::NotFound, "no vault here"),
+            ));
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            dirty_dirs: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index.db")
+    }
+
+    pub fn reports_dir(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.root.join("daemon.sock")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
+
+    pub fn object_path(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.object_path(id).is_file()
+    }
+
+    /// Removes temporary files left by a crash. Only the daemon calls this, at start.
+    pub fn clean_tmp(&self) -> Result<usize, VaultError> {
+        let tmp = self.root.join("tmp");
+        let entries = fs::read_dir(&tmp).map_err(|e| VaultError::io("list", &tmp, e))?;
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Copies everything `source` yields into the vault, hashing in the same pass.
+    pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp = tempfile::Builder::new()
+            .prefix("incoming-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Source(e)),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])
+                .map_err(|e| VaultError::io("write", tmp.path(), e))?;
+            size += n as u64;
+        }
+        let id = ObjectId::of(hasher.finalize());
+        let dest = self.object_path(&id);
+        if dest.is_file() {
+            // Identical content is already kept; the temporary copy goes away with `tmp`.
+            return Ok(Stored {
+                id,
+                size,
+                is_new: false,
+            });
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| VaultError::io("flush", tmp.path(), e))?;
+        let dir = dest.parent().expect("object paths have a parent");
+        create_private_dir(dir)?;
+        tmp.persist(&dest)
+            .map_err(|e| VaultError::io("store", &dest, e.error))?;
+        self.dirty_dirs
+            .lock()
+            .expect("the set of folders is never poisoned")
+            .insert(dir.to_owned());
+        Ok(Stored {
+            id,
+            size,
+            is_new: true,
+        })
+    }
+
+    /// Makes the names of the objects stored since the last call durable.
+    /// Call before committing index rows that point at them.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        let dirs = std::mem::take(
+            &mut *self
+                .dirty_dirs
+                .lock()
+                .expect("the set of folders is never poisoned"),
+        );
+        for dir in dirs {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| VaultError::io("flush", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Opens an object for reading; the reader fails with `InvalidData` at the end if
+    /// the content does not match its name.
+    pub fn open_object(&self, id: &ObjectId) -> Result<ObjectReader, DamageError> {
+        let path = self.object_path(id);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => DamageError::Missing,
+            _ => DamageError::Unreadable(e),
+        })?;
+        Ok(ObjectReader {
+            file,
+            hasher: blake3::Hasher::new(),
+            expected: *id,
+            checked: false,
+        })
+    }
+
+    /// Re-reads an object and checks its hash.
+    pub fn verify(&self, id: &ObjectId) -> Result<u64, DamageError> {
+        let mut reader = self.open_object(id)?;
+        match io::copy(&mut reader, &mut io::sink()) {
+            Ok(size) => Ok(size),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(DamageError::Damaged),
+            Err(e) => Err(DamageError::Unreadable(e)),
+        }
+    }
+}
+
+/// Reads an object and checks, when the end is reached, that its content still has its name.
+pub struct ObjectReader {
+    file: File,
+    hasher: blake3::Hasher,
+    expected: ObjectId,
+    checked: bool,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+        } else if !self.checked {
+            self.checked = true;
+            if ObjectId::of(self.hasher.finalize()) != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the copy in the vault is damaged",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Creates a folder readable only by its owner, and tightens it if it already exists.
+fn create_private_dir(dir: &Path) -> Result<(), VaultError> {
+    match fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(VaultError::io("create the folder", dir, e)),
+    }
+    let meta = fs::metadata(dir).map_err(|e| VaultError::io("inspect", dir, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| VaultError::io("restrict access to", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Opens (creating 0600) a private file inside the vault, for the index's neighbours.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_content_is_stored_once_and_read_back_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let a = vault.store(&mut &b"hello"[..]).unwrap();
+        let b = vault.store(&mut &b"hello"[..]).unwrap();
+        assert!(a.is_new);
+        assert!(!b.is_new);
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.id.to_hex(), blake3::hash(b"hello").to_hex().to_string());
+        let mut out = Vec::new();
+        vault
+            .open_object(&a.id)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"hello");
+        assert_eq!(vault.verify(&a.id).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_damaged_object_is_reported_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let a = vault.store(&mut &b"precious photo"[..]).unwrap();
+        fs::write(vault.object_path(&a.id), b"precious phot0").unwrap();
+        assert!(matches!(vault.verify(&a.id), Err(DamageError::Damaged)));
+        fs::remove_file(vault.object_path(&a.id)).unwrap();
+        assert!(matches!(vault.verify(&a.id), Err(DamageError::Missing)));
+    }
+
+    #[test]
+    fn vault_folders_and_objects_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        let vault = Vault::open(&root).unwrap();
+        let a = vault.store(&mut &b"x"[..]).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("objects")), 0o700);
+        assert_eq!(mode(&vault.object_path(&a.id)), 0o600);
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+}

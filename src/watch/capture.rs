@@ -1,0 +1,231 @@
+//! Looking at one path on disk and turning it into an `Observed` version,
+//! copying the content into the vault when it is a file that may be kept.
+//!
+//! Looks with `symlink_metadata` first and never opens anything that is not a
+//! regular file: a FIFO opened for reading blocks forever, a followed symlink
+//! leaves the protected folder.
+
+use std::fs::{self, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::config::Excludes;
+use crate::index::{EntryKind, Observed, Uncaptured, Version};
+use crate::vault::{StoreError, Vault};
+
+/// How many times a file that changes while being read is read again.
+const READ_ATTEMPTS: usize = 3;
+
+/// The rules that decide what is copied.
+pub struct Rules<'a> {
+    pub excludes: &'a Excludes,
+    pub max_file_size: Option<u64>,
+}
+
+/// What looking at a path found.
+pub enum Look {
+    /// Nothing there (any more).
+    Missing,
+    /// The path could not even be inspected (a parent folder is unreadable).
+    Uninspectable(io::Error),
+    /// Something is there; `Observed` says what, with its copy if one was made.
+    Found(Observed),
+}
+
+/// Looks at `path` (`relative` is its path below the protected folder) and copies it
+/// into the vault unless `current` already holds the same content.
+pub fn look(
+    vault: &Vault,
+    rules: &Rules<'_>,
+    path: &Path,
+    relative: &Path,
+    current: Option<&Version>,
+) -> Look {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
+        Err(e) => return Look::Uninspectable(e),
+    };
+    let mut observed = observed_from(&meta);
+    match observed.kind {
+        EntryKind::Dir => {}
+        EntryKind::Symlink => match fs::read_link(path) {
+            Ok(target) => observed.link_target = Some(target),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
+            Err(e) => {
+                observed.uncaptured = Some(Uncaptured::Unreadable {
+                    error: describe(&e),
+                })
+            }
+        },
+        EntryKind::Special => {
+            observed.uncaptured = Some(Uncaptured::Special {
+                what: special_name(&meta).to_owned(),
+            })
+        }
+        EntryKind::File => {
+            if let Some(rule) = rules.excludes.matching_rule(relative) {
+                observed.uncaptured = Some(Uncaptured::Excluded {
+                    rule: rule.to_owned(),
+                });
+            } else if rules.max_file_size.is_some_and(|max| observed.size > max) {
+                observed.uncaptured = Some(Uncaptured::TooLarge {
+                    limit: rules.max_file_size.unwrap_or_default(),
+                });
+            } else if let Some(kept) = current.filter(|c| same_content(c, &observed)) {
+                // Same size, mtime and inode as a copy already made: only metadata changed.
+                observed.object = kept.observed.object;
+            } else {
+                return copy_file(vault, path, observed);
+            }
+        }
+    }
+    Look::Found(observed)
+}
+
+/// Whether the version already kept is certainly this content, without reading it.
+fn same_content(current: &Version, now: &Observed) -> bool {
+    let was = &current.observed;
+    was.kind == EntryKind::File
+        && was.object.is_some()
+        && was.uncaptured.is_none()
+        && was.size == now.size
+        && was.mtime_ns == now.mtime_ns
+        && was.inode == now.inode
+}
+
+/// Copies a regular file into the vault; reads it again if it changed meanwhile.
+fn copy_file(vault: &Vault, path: &Path, mut observed: Observed) -> Look {
+    for _ in 0..READ_ATTEMPTS {
+        // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a link or a FIFO since
+        // we looked, opening fails or returns at once instead of leaving the tree or hanging.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags())
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
+            Err(e) => return unreadable(observed, &e),
+        };
+        let before = match file.metadata() {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(meta) => {
+                // Replaced by something else between the look and the open.
+                let mut other = observed_from(&meta);
+                if other.kind == EntryKind::Special {
+                    other.uncaptured = Some(Uncaptured::Special {
+                        what: special_name(&meta).to_owned(),
+                    });
+                }
+                return Look::Found(other);
+            }
+            Err(e) => return unreadable(observed, &e),
+        };
+        let stored = match vault.store(&mut file) {
+            Ok(stored) => stored,
+            Err(StoreError::Source(e)) => return unreadable(observed, &e),
+            Err(StoreError::Vault(e)) if e.is_full() => {
+                observed.uncaptured = Some(Uncaptured::VaultFull);
+                return Look::Found(observed);
+            }
+            Err(StoreError::Vault(e)) => {
+                tracing::error!("{e}");
+                observed.uncaptured = Some(Uncaptured::Unreadable {
+                    error: format!("the vault could not be written: {e}"),
+                });
+                return Look::Found(observed);
+            }
+        };
+        let after = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) => return unreadable(observed, &e),
+        };
+        if unchanged_while_read(&before, &after, stored.size) {
+            observed = observed_from(&after);
+            observed.object = Some(stored.id);
+            return Look::Found(observed);
+        }
+        tracing::debug!(
+            "{} changed while it was read; reading again",
+            path.display()
+        );
+    }
+    observed.uncaptured = Some(Uncaptured::Changing);
+    Look::Found(observed)
+}
+
+fn unchanged_while_read(before: &Metadata, after: &Metadata, read: u64) -> bool {
+    before.len() == after.len()
+        && after.len() == read
+        && before.mtime() == after.mtime()
+        && before.mtime_nsec() == after.mtime_nsec()
+        && before.ctime() == after.ctime()
+        && before.ctime_nsec() == after.ctime_nsec()
+}
+
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC)
+        .bits() as i32
+}
+
+fn unreadable(mut observed: Observed, e: &io::Error) -> Look {
+    observed.uncaptured = Some(Uncaptured::Unreadable { error: describe(e) });
+    Look::Found(observed)
+}
+
+/// An I/O error in words a customer can read out ("permission denied").
+fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_lowercase(),
+        None => text.to_lowercase(),
+    }
+}
+
+pub fn kind_of(meta: &Metadata) -> EntryKind {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Special
+    }
+}
+
+fn special_name(meta: &Metadata) -> &'static str {
+    let ft = meta.file_type();
+    if ft.is_fifo() {
+        "named pipe (FIFO)"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "device node"
+    } else {
+        "special file"
+    }
+}
+
+pub fn observed_from(meta: &Metadata) -> Observed {
+    let kind = kind_of(meta);
+    Observed {
+        kind,
+        object: None,
+        size: if kind == EntryKind::Dir {
+            0
+        } else {
+            meta.len()
+        },
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        inode: meta.ino(),
+        link_target: None,
+        uncaptured: None,
+    }
+}

@@ -1,0 +1,696 @@
+//! The daemon: watches the protected folders, copies every file into the vault
+//! before it can be deleted, and records versions, deletions and files it could
+//! not copy in the index.
+//!
+//! notify's events are converted into `FsEvent` on notify's thread and handed
+//! to one channel; everything else happens on the loop's thread, in batches,
+//! one transaction each. Events are treated as hints: the loop looks at the
+//! path on disk and brings the index up to date with what it finds, so a lost
+//! or reordered event costs a rescan, never a wrong record. The watch starts
+//! before the start-up scan, so nothing that changes during the scan is missed.
+//!
+//! It never restores anything.
+
+mod capture;
+mod event;
+mod sync;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use notify::event::EventKindMask;
+use notify::{RecursiveMode, Watcher};
+use walkdir::WalkDir;
+
+use crate::clock;
+use crate::config::Config;
+use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
+use crate::vault::{Vault, VaultError};
+
+pub use event::{FsEvent, Msg, SyncAnswer};
+
+use capture::{Look, Rules};
+use sync::Syncs;
+
+/// How many messages one batch (one transaction) takes at most.
+const BATCH: usize = 8192;
+/// How many paths a scan looks at between commits, so a long scan's work is kept
+/// if the daemon is killed, and others can read the index meanwhile.
+const SCAN_COMMIT_EVERY: usize = 2000;
+/// How long the loop sleeps when idle before housekeeping.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the daemon records that it is alive (the "last seen" of files
+/// found deleted after it was down).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// With part of the tree unwatched (inotify limit) or the vault full, rescan this often.
+const FALLBACK_SCAN: Duration = Duration::from_secs(300);
+/// A rename-from whose rename-to has not come within this time was a move out.
+const RENAME_PAIRING: Duration = Duration::from_millis(200);
+/// A remove event this soon after a scan already recorded the deletion is the same deletion.
+const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
+
+/// Errors that stop the daemon. Everything else is logged and survived.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("another undelete daemon is already running for the vault {vault}")]
+    AlreadyRunning { vault: PathBuf },
+    #[error("cannot lock the vault {vault}: {source}")]
+    Lock {
+        vault: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the control socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("nothing to protect: name at least one folder with --protect DIR")]
+    NothingToProtect,
+    #[error("cannot start watching files: {0}")]
+    Watch(notify::Error),
+    #[error("cannot watch the protected folder {path}: {source}")]
+    WatchRoot {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// The daemon's inbox. Create it before `run` so a signal handler can hold a stopper.
+pub struct Inbox {
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Self { tx, rx }
+    }
+}
+
+impl Inbox {
+    /// A handle that asks the daemon to finish its work and stop.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.tx.clone())
+    }
+}
+
+#[derive(Clone)]
+pub struct Stopper(Sender<Msg>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Shutdown);
+    }
+}
+
+/// Runs the daemon until a `Stopper` says stop; returns after committing everything.
+pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
+    let roots = config.checked_roots()?;
+    if roots.is_empty() {
+        return Err(DaemonError::NothingToProtect);
+    }
+    let vault = Vault::open(&config.vault)?;
+    let _lock = lock_vault(&vault)?;
+    // Listening from the start: a `sync` sent during the start-up scan waits in the
+    // inbox and is answered once the scan is in the index.
+    let socket = vault.socket_path();
+    let listener = crate::control::bind(&socket).map_err(|source| DaemonError::Socket {
+        path: socket.clone(),
+        source,
+    })?;
+    let control_tx = inbox.tx.clone();
+    std::thread::spawn(move || crate::control::serve(listener, control_tx));
+    let leftovers = vault.clean_tmp()?;
+    if leftovers > 0 {
+        tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
+    }
+    let index = Index::open(&vault.index_path())?;
+    let now = clock::now();
+    let roots = index.set_roots(&roots, now)?;
+    let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());
+    index.set_meta("daemon_started_at", &now.to_string())?;
+    index.set_meta("daemon_pid", &std::process::id().to_string())?;
+    index.set_meta(
+        "settings",
+        &serde_json::json!({
+            "exclude": config.excludes.rules(),
+            "max_file_size": config.max_file_size,
+        })
+        .to_string(),
+    )?;
+
+    let mut daemon = Daemon {
+        rules: Rules {
+            excludes: &config.excludes,
+            max_file_size: config.max_file_size,
+        },
+        vault,
+        index,
+        roots,
+        rx: inbox.rx,
+        dirty: Dirty::default(),
+        pending_moves: Vec::new(),
+        syncs: Syncs::default(),
+        vault_full: false,
+        watch_limited: false,
+        last_heartbeat: Instant::now(),
+        last_fallback_scan: Instant::now(),
+        since_commit: 0,
+        stopping: false,
+    };
+    let _watcher = daemon.start_watching(inbox.tx)?;
+    for root in &daemon.roots {
+        tracing::info!("protecting {}", root.path.display());
+    }
+    daemon.index.begin()?;
+    daemon.full_scan(previous_alive)?;
+    daemon.commit()?;
+    daemon.syncs.answer_ready();
+    tracing::info!("start-up scan finished; watching for changes");
+    daemon.serve()?;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
+    let path = vault.lock_path();
+    let file = crate::vault::create_private_file(&path).map_err(|source| DaemonError::Lock {
+        vault: vault.root().to_owned(),
+        source,
+    })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(DaemonError::AlreadyRunning {
+            vault: vault.root().to_owned(),
+        }),
+        Err(e) => Err(DaemonError::Lock {
+            vault: vault.root().to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Paths to look at at the end of a batch, in the order they first came.
+#[derive(Default)]
+struct Dirty {
+    order: Vec<PathBuf>,
+    /// Path → whether it is new (folders that are new get walked).
+    entries: HashMap<PathBuf, bool>,
+}
+
+impl Dirty {
+    fn insert(&mut self, path: PathBuf, is_new: bool) {
+        match self.entries.get_mut(&path) {
+            Some(new) => *new |= is_new,
+            None => {
+                self.entries.insert(path.clone(), is_new);
+                self.order.push(path);
+            }
+        }
+    }
+
+    /// Takes out `path` and, if `subtree`, everything below it; returns what was taken.
+    fn take(&mut self, path: &Path, subtree: bool) -> Vec<PathBuf> {
+        let mut taken = Vec::new();
+        self.order.retain(|p| {
+            if p == path || (subtree && p.starts_with(path)) {
+                taken.push(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for p in &taken {
+            self.entries.remove(p);
+        }
+        taken
+    }
+
+    fn drain(&mut self) -> Vec<(PathBuf, bool)> {
+        let entries = std::mem::take(&mut self.entries);
+        std::mem::take(&mut self.order)
+            .into_iter()
+            .map(|p| {
+                let is_new = entries.get(&p).copied().unwrap_or(false);
+                (p, is_new)
+            })
+            .collect()
+    }
+}
+
+/// A rename-from waiting for its rename-to.
+struct PendingMove {
+    path: PathBuf,
+    cookie: usize,
+    since: Instant,
+}
+
+struct Daemon<'c> {
+    rules: Rules<'c>,
+    vault: Vault,
+    index: Index,
+    roots: Vec<Root>,
+    rx: Receiver<Msg>,
+    dirty: Dirty,
+    pending_moves: Vec<PendingMove>,
+    syncs: Syncs,
+    vault_full: bool,
+    watch_limited: bool,
+    last_heartbeat: Instant,
+    last_fallback_scan: Instant,
+    since_commit: usize,
+    stopping: bool,
+}
+
+impl Daemon<'_> {
+    fn start_watching(
+        &mut self,
+        tx: Sender<Msg>,
+    ) -> Result<notify::RecommendedWatcher, DaemonError> {
+        // Handed on, never processed here: notify calls us on its own thread.
+        let handler = move |result: notify::Result<notify::Event>| {
+            for event in event::convert(result) {
+                let _ = tx.send(Msg::Fs(event));
+            }
+        };
+        // No IN_OPEN or close-after-reading: every read on the share would be an event.
+        let kinds = EventKindMask::CREATE
+            | EventKindMask::REMOVE
+            | EventKindMask::MODIFY_META
+            | EventKindMask::MODIFY_NAME
+            | EventKindMask::ACCESS_CLOSE;
+        let config = notify::Config::default()
+            .with_event_kinds(kinds)
+            .with_follow_symlinks(false);
+        let mut watcher =
+            notify::RecommendedWatcher::new(handler, config).map_err(DaemonError::Watch)?;
+        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        for root in roots {
+            match watcher.watch(&root, RecursiveMode::Recursive) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    self.watch_limit_reached(Some(root))?;
+                }
+                Err(source) => {
+                    return Err(DaemonError::WatchRoot { path: root, source });
+                }
+            }
+        }
+        Ok(watcher)
+    }
+
+    fn watch_limit_reached(&mut self, path: Option<PathBuf>) -> Result<(), IndexError> {
+        let current: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let message = format!(
+            "The system limit on watched folders ({current}) was reached{}. Changes in folders \
+             beyond the limit are found by a scan every {} minutes instead of at once. To raise \
+             the limit: echo fs.inotify.max_user_watches={} | sudo tee /etc/sysctl.d/90-undelete.conf \
+             && sudo sysctl --system",
+            path.map(|p| format!(" at {}", p.display()))
+                .unwrap_or_default(),
+            FALLBACK_SCAN.as_secs() / 60,
+            (current * 4).max(524_288),
+        );
+        if !self.watch_limited {
+            tracing::error!("{message}");
+        }
+        self.watch_limited = true;
+        self.index
+            .raise_alert("watch_limit", &message, clock::now())?;
+        Ok(())
+    }
+
+    /// The loop: one batch of messages, one transaction, until told to stop.
+    fn serve(&mut self) -> Result<(), DaemonError> {
+        while !self.stopping {
+            let first = match self.rx.recv_timeout(TICK) {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch: Vec<Msg> = first.into_iter().collect();
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch)?;
+        }
+        self.syncs.fail_all("the daemon is stopping");
+        self.index
+            .set_meta("last_alive", &clock::now().to_string())?;
+        self.index
+            .set_meta("daemon_stopped_at", &clock::now().to_string())?;
+        Ok(())
+    }
+
+    fn process(&mut self, batch: Vec<Msg>) -> Result<(), DaemonError> {
+        let now = clock::now();
+        self.index.begin()?;
+        let mut rescan = false;
+        for msg in batch {
+            match msg {
+                Msg::Fs(FsEvent::Rescan) => rescan = true,
+                Msg::Fs(event) => self.apply(event, now)?,
+                Msg::Sync(reply) => {
+                    // Cookies go into every protected folder; when the kernel reports them
+                    // back, every change made before this sync has been seen.
+                    let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+                    self.syncs.start(reply, &roots);
+                }
+                Msg::Shutdown => self.stopping = true,
+            }
+        }
+        self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
+        self.look_at_dirty(now)?;
+        if rescan {
+            tracing::warn!("the kernel's event queue overflowed; rescanning to catch up");
+            self.full_scan(None)?;
+        }
+        let fallback_due = (self.watch_limited || self.vault_full)
+            && self.last_fallback_scan.elapsed() >= FALLBACK_SCAN;
+        if fallback_due {
+            self.full_scan(None)?;
+        }
+        if self.last_heartbeat.elapsed() >= HEARTBEAT || self.syncs.any_ready() {
+            self.index
+                .set_meta("last_alive", &clock::now().to_string())?;
+            self.last_heartbeat = Instant::now();
+        }
+        self.commit()?;
+        // Answered only after the commit: a sync means "it is in the index".
+        self.syncs.answer_ready();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DaemonError> {
+        // Object names must be durable before the index points at them.
+        self.vault.flush()?;
+        self.index.commit()?;
+        self.since_commit = 0;
+        Ok(())
+    }
+
+    /// Commits in the middle of a long scan, keeping the transaction open afterwards.
+    fn maybe_commit(&mut self) -> Result<(), DaemonError> {
+        self.since_commit += 1;
+        if self.since_commit >= SCAN_COMMIT_EVERY {
+            self.commit()?;
+            self.index.begin()?;
+        }
+        Ok(())
+    }
+
+    fn root_for(&self, path: &Path) -> Option<&Root> {
+        self.roots
+            .iter()
+            .filter(|r| path.starts_with(&r.path))
+            .max_by_key(|r| r.path.as_os_str().len())
+    }
+
+    fn apply(&mut self, event: FsEvent, now: i64) -> Result<(), DaemonError> {
+        match event {
+            FsEvent::Changed { path, is_new } => {
+                if sync::is_cookie(&path) {
+                    self.syncs.cookie_seen(&path);
+                } else if self.root_for(&path).is_some() {
+                    self.dirty.insert(path, is_new);
+                }
+            }
+            FsEvent::Removed { path, was_dir } => {
+                if !sync::is_cookie(&path) && self.root_for(&path).is_some() {
+                    self.removed(&path, was_dir, now)?;
+                }
+            }
+            FsEvent::RenameFrom { path, cookie } => {
+                if !sync::is_cookie(&path) {
+                    self.pending_moves.push(PendingMove {
+                        path,
+                        cookie,
+                        since: Instant::now(),
+                    });
+                }
+            }
+            FsEvent::RenameTo { path, cookie } => {
+                // With a waiting rename-from this is a move inside the tree; `Renamed` follows.
+                if !self.pending_moves.iter().any(|m| m.cookie == cookie) {
+                    self.apply(FsEvent::Changed { path, is_new: true }, now)?;
+                }
+            }
+            FsEvent::Renamed { from, to, cookie } => {
+                self.pending_moves.retain(|m| m.cookie != cookie);
+                self.renamed(&from, &to, now)?;
+            }
+            FsEvent::Rescan => {}
+            FsEvent::WatchLimit { path } => self.watch_limit_reached(path)?,
+            FsEvent::Error { message } => tracing::warn!("watching: {message}"),
+        }
+        Ok(())
+    }
+
+    fn removed(&mut self, path: &Path, was_dir: bool, now: i64) -> Result<(), DaemonError> {
+        let root_id = self.root_for(path).map(|r| r.id).unwrap_or_default();
+        // Created and removed before we got to look: it existed, and it is lost.
+        for never_seen in self.dirty.take(path, true) {
+            if self.index.current(&never_seen)?.is_none() {
+                self.index
+                    .record_lost(&never_seen, root_id, EntryKind::File, now)?;
+            }
+        }
+        let current = self.index.current(path)?;
+        let subtree = was_dir
+            || current
+                .as_ref()
+                .is_some_and(|v| v.observed.kind == EntryKind::Dir);
+        let gone = Gone {
+            at: now,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        let marked = self.index.mark_removed(path, subtree, &gone)?;
+        if marked == 0
+            && current.is_none()
+            && !self.index.removed_since(path, now - DUPLICATE_REMOVAL_NS)?
+        {
+            let kind = if was_dir {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            };
+            self.index.record_lost(path, root_id, kind, now)?;
+        }
+        Ok(())
+    }
+
+    fn renamed(&mut self, from: &Path, to: &Path, now: i64) -> Result<(), DaemonError> {
+        if sync::is_cookie(from) || sync::is_cookie(to) {
+            return Ok(());
+        }
+        let from_root = self.root_for(from).map(|r| r.id);
+        let Some(to_root) = self.root_for(to).map(|r| r.id) else {
+            // Renamed out of every protected folder.
+            return self.moved_out(from, now);
+        };
+        if from_root.is_none() {
+            self.dirty.insert(to.to_owned(), true);
+            return Ok(());
+        }
+        // Paths waiting to be looked at follow the rename.
+        for waiting in self.dirty.take(from, true) {
+            let moved = to.join(waiting.strip_prefix(from).unwrap_or(Path::new("")));
+            self.dirty.insert(moved, true);
+        }
+        self.index.rename(from, to, to_root, now)?;
+        // Walked again: the record moved, but the folder may have changed meanwhile.
+        self.dirty.insert(to.to_owned(), true);
+        Ok(())
+    }
+
+    fn moved_out(&mut self, path: &Path, now: i64) -> Result<(), DaemonError> {
+        self.dirty.take(path, true);
+        let gone = Gone {
+            at: now,
+            approx: false,
+            last_seen: None,
+            removal: Removal::MovedOut,
+        };
+        let n = self.index.mark_removed(path, true, &gone)?;
+        tracing::info!(
+            "{} moved out of the protected folder ({n} entries)",
+            path.display()
+        );
+        Ok(())
+    }
+
+    /// Rename-froms with no rename-to: after a short wait (or at once when `force`),
+    /// the thing was moved out of the protected folder.
+    fn settle_moves(&mut self, now: i64, force: bool) -> Result<(), DaemonError> {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
+            .into_iter()
+            .partition(|m| force || m.since.elapsed() >= RENAME_PAIRING);
+        self.pending_moves = waiting;
+        for m in due {
+            if self.root_for(&m.path).is_some() {
+                self.moved_out(&m.path, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
+        for (path, is_new) in self.dirty.drain() {
+            let was_known = self.index.current(&path)?.is_some();
+            if self.look_at(&path, now)? == Some(EntryKind::Dir) && (is_new || !was_known) {
+                // Files made in a new folder before its watch existed are never reported.
+                self.walk(&path, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the index up to date with `path` on disk. Returns the kind found.
+    fn look_at(&mut self, path: &Path, now: i64) -> Result<Option<EntryKind>, DaemonError> {
+        let Some(root) = self.root_for(path) else {
+            return Ok(None);
+        };
+        let root_id = root.id;
+        let relative = path.strip_prefix(&root.path).unwrap_or(path).to_owned();
+        let current = self.index.current(path)?;
+        let observed =
+            match capture::look(&self.vault, &self.rules, path, &relative, current.as_ref()) {
+                Look::Missing => return Ok(None),
+                Look::Uninspectable(e) => {
+                    tracing::warn!("cannot look at {}: {e}", path.display());
+                    return Ok(None);
+                }
+                Look::Found(observed) => observed,
+            };
+        self.note_vault_state(&observed.uncaptured, now)?;
+        let kind = observed.kind;
+        match current {
+            Some(cur)
+                if cur.observed.kind == observed.kind
+                    && cur.observed.object == observed.object
+                    && cur.observed.link_target == observed.link_target
+                    && cur.observed.uncaptured == observed.uncaptured =>
+            {
+                if cur.observed != observed {
+                    self.index.update_metadata(cur.id, &observed)?;
+                }
+            }
+            _ => {
+                self.index.insert_version(path, root_id, &observed, now)?;
+            }
+        }
+        Ok(Some(kind))
+    }
+
+    /// Raises the vault-full alert on the first failure and clears it on the next success.
+    fn note_vault_state(
+        &mut self,
+        uncaptured: &Option<Uncaptured>,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        match uncaptured {
+            Some(Uncaptured::VaultFull) if !self.vault_full => {
+                self.vault_full = true;
+                let message = format!(
+                    "The vault disk ({}) is full: new and changed files are not being protected. \
+                     Free space on that disk; protection resumes by itself.",
+                    self.vault.root().display()
+                );
+                tracing::error!("{message}");
+                self.index.raise_alert("vault_full", &message, now)?;
+            }
+            None if self.vault_full => {
+                self.vault_full = false;
+                tracing::info!("the vault has space again; protection resumed");
+                self.index.clear_alert("vault_full", now)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Looks at everything below `dir` (not following links).
+    fn walk(&mut self, dir: &Path, now: i64) -> Result<(), DaemonError> {
+        let vault_root = self.vault.root().to_owned();
+        let mut entries = WalkDir::new(dir)
+            .follow_links(false)
+            .min_depth(1)
+            .into_iter();
+        while let Some(entry) = entries.next() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!("cannot read a folder while scanning: {e}");
+                    continue;
+                }
+            };
+            let path = entry.path();
+            if sync::is_cookie(path) {
+                continue;
+            }
+            if entry.file_type().is_dir() && path.starts_with(&vault_root) {
+                entries.skip_current_dir();
+                continue;
+            }
+            self.look_at(path, now)?;
+            self.maybe_commit()?;
+        }
+        Ok(())
+    }
+
+    /// Walks every protected folder, then marks what the index has but the disk does not.
+    /// `last_alive` is when the daemon was last known running, for deletions found now.
+    /// Runs inside the caller's transaction, committing as it goes.
+    fn full_scan(&mut self, last_alive: Option<i64>) -> Result<(), DaemonError> {
+        let started = Instant::now();
+        let now = clock::now();
+        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        for root in &roots {
+            self.look_at(root, now)?;
+            self.walk(root, now)?;
+        }
+        let gone = Gone {
+            at: clock::now(),
+            approx: true,
+            last_seen: last_alive.or(Some(now)),
+            removal: Removal::Deleted,
+        };
+        let mut missing = 0;
+        for root in &roots {
+            for (path, _) in self.index.current_paths_under(root)? {
+                if std::fs::symlink_metadata(&path).is_err() {
+                    missing += self.index.mark_removed(&path, false, &gone)?;
+                    self.maybe_commit()?;
+                }
+            }
+        }
+        self.commit()?;
+        self.index.begin()?;
+        self.last_fallback_scan = Instant::now();
+        // Everything that happened before the scan started is now in the index.
+        self.syncs.scan_finished(started);
+        tracing::info!(
+            "scan finished in {:.1}s; {missing} deletions found by the scan",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}

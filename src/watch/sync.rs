@@ -1,0 +1,123 @@
+//! `undelete sync`: proving that every change made before the call is in the index.
+//!
+//! A control message alone cannot prove that: events still sitting in the
+//! kernel's queue would be missed. So the daemon drops a small cookie file into
+//! each protected folder, the way watchman does. inotify keeps one queue in
+//! order, so when a cookie's event comes back, every earlier change has come
+//! back too; once the batch holding it is committed, the sync is answered. If
+//! the queue overflows and a cookie's event is lost, the rescan that follows
+//! covers everything before it, so syncs older than the scan are answered too.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use super::SyncAnswer;
+
+/// Cookie files start with this; the daemon never records them.
+const COOKIE_PREFIX: &[u8] = b".undelete-sync-";
+
+pub fn is_cookie(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(COOKIE_PREFIX))
+}
+
+struct PendingSync {
+    reply: Sender<SyncAnswer>,
+    /// Cookies not yet reported back by the kernel.
+    waiting: Vec<PathBuf>,
+    started: Instant,
+}
+
+#[derive(Default)]
+pub struct Syncs {
+    next: u64,
+    pending: Vec<PendingSync>,
+}
+
+impl Syncs {
+    /// Drops a cookie into each protected folder for a new sync request.
+    pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf]) {
+        self.next += 1;
+        let name = format!(
+            "{}{}-{}",
+            String::from_utf8_lossy(COOKIE_PREFIX),
+            std::process::id(),
+            self.next
+        );
+        let mut waiting = Vec::new();
+        for root in roots {
+            let cookie = root.join(&name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&cookie)
+            {
+                Ok(_) => waiting.push(cookie),
+                // A read-only folder cannot change, so it has nothing to wait for.
+                Err(e) => tracing::debug!("no sync cookie in {}: {e}", root.display()),
+            }
+        }
+        self.pending.push(PendingSync {
+            reply,
+            waiting,
+            started: Instant::now(),
+        });
+    }
+
+    /// The kernel reported a cookie: every change before it has been read.
+    pub fn cookie_seen(&mut self, cookie: &Path) {
+        for sync in &mut self.pending {
+            if let Some(i) = sync.waiting.iter().position(|c| c == cookie) {
+                sync.waiting.swap_remove(i);
+                let _ = std::fs::remove_file(cookie);
+            }
+        }
+    }
+
+    /// A full scan that started at `started` has finished: older syncs are covered.
+    pub fn scan_finished(&mut self, started: Instant) {
+        for sync in &mut self.pending {
+            if sync.started <= started {
+                for cookie in sync.waiting.drain(..) {
+                    let _ = std::fs::remove_file(cookie);
+                }
+            }
+        }
+    }
+
+    /// Whether some sync has all its cookies back.
+    pub fn any_ready(&self) -> bool {
+        self.pending.iter().any(|s| s.waiting.is_empty())
+    }
+
+    /// Whether a sync is about to be answered, so rename-froms must be settled now:
+    /// their rename-to, if any, came before the cookie.
+    pub fn waiting_for_moves(&self) -> bool {
+        self.any_ready()
+    }
+
+    /// Answers every sync whose cookies are all back. Call after committing.
+    pub fn answer_ready(&mut self) {
+        self.pending.retain(|sync| {
+            if sync.waiting.is_empty() {
+                let _ = sync.reply.send(SyncAnswer::Done);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    pub fn fail_all(&mut self, why: &str) {
+        for sync in self.pending.drain(..) {
+            for cookie in &sync.waiting {
+                let _ = std::fs::remove_file(cookie);
+            }
+            let _ = sync.reply.send(SyncAnswer::Failed(why.to_owned()));
+        }
+    }
+}
