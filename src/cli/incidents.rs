@@ -40,16 +40,15 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     let now = clock::now();
     for i in &incidents {
-        println!("{}", describe(i, now));
+        println!("{}  {}", i.code, describe(i, now));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// "K7Q-4MD  Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos"
+/// "Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos"
 pub fn describe(i: &Incident, now: i64) -> String {
     let mut line = format!(
-        "{}  {} — {} ({}) deleted from {}",
-        i.code,
+        "{} — {} ({}) deleted from {}",
         clock::spoken(i.first_at, now),
         files(i.files),
         bytes(i.bytes),

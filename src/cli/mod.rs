@@ -4,6 +4,7 @@
 //! the library where tests can reach it.
 
 mod daemon;
+mod emergency;
 mod incidents;
 mod list;
 mod restore;
@@ -73,6 +74,9 @@ enum Command {
     },
     /// Bring deleted files back, and report what was recovered and what was lost.
     Restore(restore::RestoreArgs),
+    /// The guided restore: step by step, Enter at every question brings back the
+    /// most recent deletion.
+    Emergency(emergency::EmergencyArgs),
     /// Re-read every copy in the vault and check it is intact.
     Verify {
         #[arg(long)]
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { json } => verify::run(&config, json),
         Command::Incidents { json } => incidents::run(&config, json),
         Command::Restore(args) => restore::run(&config, args),
+        Command::Emergency(args) => emergency::run(&config, args),
     }
 }
 

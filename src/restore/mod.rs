@@ -450,6 +450,15 @@ pub fn execute(
     }
 
     let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
+    let parents: std::collections::BTreeSet<(&PathBuf, &Path)> = files
+        .iter()
+        .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
+        .collect();
+    for (base, parent) in parents {
+        if let Ok(Some(dir)) = cache_for(&mut folder_caches, base)?.dir(parent, false) {
+            safe_fs::remove_leftovers(dir);
+        }
+    }
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
     let counter = AtomicU64::new(0);

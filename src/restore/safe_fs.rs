@@ -109,8 +109,6 @@ impl DirCache {
                 Err(Errno::NOENT) => return Ok(None),
                 Err(e) => return Err(self.problem(relative, e)),
             };
-            // A new folder means new files: remove what an interrupted restore left.
-            remove_leftovers(&fd);
             self.open.insert(relative.to_owned(), fd);
         }
         Ok(self.open.get(relative))
@@ -154,7 +152,9 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     )
 }
 
-fn remove_leftovers(dir: &OwnedFd) {
+/// Removes temporary files an interrupted restore left in a folder. Call before any
+/// worker writes there: a worker's own temporary file looks exactly like a leftover.
+pub fn remove_leftovers(dir: &OwnedFd) {
     let Ok(dup) = rustix::io::dup(dir) else {
         return;
     };
