@@ -1,0 +1,325 @@
+//! Capture: files that exist at start-up, files written while running, new
+//! folder bursts, rules that keep files out, and things that are not files.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::net::UnixListener;
+
+use crate::common::*;
+
+#[test]
+fn files_present_before_the_daemon_starts_are_captured() {
+    let mut env = TestEnv::new();
+    let files: [(&str, &[u8]); 4] = [
+        ("a.txt", b"alpha"),
+        ("sub/deeper/b.txt", b"bravo bravo"),
+        ("sub/c.bin", &[0u8, 1, 2, 255, 254]),
+        ("empty.txt", b""),
+    ];
+    for (rel, data) in files {
+        env.write(rel, data);
+    }
+    env.start_daemon(&[]);
+    env.sync();
+
+    let all = env.list_by_path(&["--all"]);
+    assert_eq!(all.len(), files.len(), "only the files are listed: {all:#?}");
+    for (rel, data) in files {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["kind"], "file", "{e}");
+        assert_eq!(e["size"], data.len(), "{e}");
+        assert!(
+            env.object_path(data).is_file(),
+            "the content of {rel} is not in the vault"
+        );
+    }
+    assert!(
+        env.list_json(&[]).is_empty(),
+        "nothing was deleted yet, yet the recycle bin is not empty"
+    );
+
+    fs::remove_file(env.path("a.txt")).unwrap();
+    fs::remove_dir_all(env.path("sub")).unwrap();
+    env.sync();
+
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), 3, "{deleted:#?}");
+    for rel in ["a.txt", "sub/deeper/b.txt", "sub/c.bin"] {
+        let e = entry(&deleted, &env.json_path(rel));
+        assert_deleted_and_recoverable(e);
+        assert_eq!(e["how"], "deleted", "{e}");
+        assert_eq!(e["deleted_at_approximate"], false, "seen by an event: {e}");
+    }
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("empty.txt")));
+}
+
+#[test]
+fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.sync();
+
+    let v1 = b"first version".as_slice();
+    let v2 = b"the second version, longer".as_slice();
+    let v3 = b"the second version, longer + an appended line\n".as_slice();
+    env.write("notes.txt", v1);
+    env.write("docs/2024/report.txt", "quarterly numbers");
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    let notes = entry(&all, &env.json_path("notes.txt"));
+    assert_live_and_recoverable(notes);
+    assert_eq!(notes["size"], v1.len());
+    assert_live_and_recoverable(entry(&all, &env.json_path("docs/2024/report.txt")));
+    assert!(env.object_path(v1).is_file(), "version 1 is not in the vault");
+    assert!(env.object_path(b"quarterly numbers").is_file());
+
+    // Rewritten in place (truncate + write), then appended to.
+    env.write("notes.txt", v2);
+    env.sync();
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(env.path("notes.txt"))
+        .unwrap();
+    file.write_all(&v3[v2.len()..]).unwrap();
+    drop(file);
+    env.sync();
+
+    let all = env.list_by_path(&["--all"]);
+    let notes = entry(&all, &env.json_path("notes.txt"));
+    assert_live_and_recoverable(notes);
+    assert_eq!(notes["size"], v3.len(), "the newest version is current: {notes}");
+    for (n, version) in [v1, v2, v3].into_iter().enumerate() {
+        assert!(
+            env.object_path(version).is_file(),
+            "version {} of notes.txt is not in the vault",
+            n + 1
+        );
+    }
+    let verify = env.run(&["verify"]);
+    assert!(verify.status.success(), "{}", output_text(&verify));
+
+    fs::remove_file(env.path("notes.txt")).unwrap();
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), 1, "only the last version is deleted: {deleted:#?}");
+    let notes = entry(&deleted, &env.json_path("notes.txt"));
+    assert_deleted_and_recoverable(notes);
+    assert_eq!(notes["size"], v3.len(), "{notes}");
+}
+
+#[test]
+fn files_in_new_nested_folders_made_in_a_burst_are_all_captured() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.sync();
+
+    // `mkdir -p a/b/c` and a file inside, over and over, with no sync in between:
+    // files made in a folder before its watch exists are never reported by the kernel.
+    const BURSTS: usize = 200;
+    let mut expected = Vec::new();
+    for i in 0..BURSTS {
+        let deep = format!("burst{i:03}/a/b/c/deep.txt");
+        let top = format!("burst{i:03}/a/top.txt");
+        let deep_data = content(2 * i, 100 + i);
+        let top_data = content(2 * i + 1, 10 + i);
+        env.write(&deep, &deep_data);
+        fs::write(env.path(&top), &top_data).unwrap();
+        expected.push((deep, deep_data));
+        expected.push((top, top_data));
+    }
+    env.sync();
+
+    let all = env.list_by_path(&["--all"]);
+    let missed: Vec<&String> = expected
+        .iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| !all.contains_key(&env.json_path(rel)))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {} files were missed: {missed:?}",
+        missed.len(),
+        expected.len()
+    );
+    assert_eq!(all.len(), expected.len());
+    for (rel, data) in &expected {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], data.len(), "{e}");
+        assert!(env.object_path(data).is_file(), "{rel} is not in the vault");
+    }
+}
+
+#[test]
+fn excluded_and_oversized_files_are_recorded_with_their_reason() {
+    let mut env = TestEnv::new();
+    // Present at start-up: found by the scan.
+    env.write("before.tmp", "scratch from before");
+    env.write("before-big.bin", content(1, 2048));
+    env.write("before-ok.txt", "kept from before");
+    env.start_daemon(&["--exclude", "*.tmp", "--max-file-size", "1KiB"]);
+    env.sync();
+    // Written while running: found by events.
+    env.write("during.tmp", "scratch while running");
+    env.write("deep/er/during.tmp", "deep scratch");
+    env.write("during-big.bin", content(2, 5000));
+    env.write("during-ok.txt", "kept while running");
+    env.write("exactly-the-limit.bin", content(3, 1024));
+    env.sync();
+
+    let excluded = ["before.tmp", "during.tmp", "deep/er/during.tmp"];
+    let too_large = ["before-big.bin", "during-big.bin"];
+    let kept = ["before-ok.txt", "during-ok.txt", "exactly-the-limit.bin"];
+
+    let check_reasons = |listed: &std::collections::HashMap<String, serde_json::Value>| {
+        for rel in excluded {
+            let e = entry(listed, &env.json_path(rel));
+            assert!(!flag(e, "recoverable"), "{e}");
+            let reason = e["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("excluded") && reason.contains("*.tmp"),
+                "the reason should name the rule: {e}"
+            );
+            assert_eq!(e["reason_code"], "excluded", "{e}");
+        }
+        for rel in too_large {
+            let e = entry(listed, &env.json_path(rel));
+            assert!(!flag(e, "recoverable"), "{e}");
+            let reason = e["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("capture limit") && reason.contains("1.0 KiB"),
+                "the reason should name the capture limit: {e}"
+            );
+            assert_eq!(e["reason_code"], "too_large", "{e}");
+        }
+    };
+
+    let all = env.list_by_path(&["--all"]);
+    assert_eq!(all.len(), excluded.len() + too_large.len() + kept.len());
+    check_reasons(&all);
+    for rel in kept {
+        assert_live_and_recoverable(entry(&all, &env.json_path(rel)));
+    }
+    for data in [
+        b"scratch from before".to_vec(),
+        b"scratch while running".to_vec(),
+        content(1, 2048),
+        content(2, 5000),
+    ] {
+        assert!(
+            !env.object_path(&data).exists(),
+            "a file kept out by a rule was copied into the vault anyway"
+        );
+    }
+
+    for rel in excluded.iter().chain(&too_large).chain(&kept) {
+        fs::remove_file(env.path(rel)).unwrap();
+    }
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), all.len(), "{deleted:#?}");
+    check_reasons(&deleted);
+    for rel in excluded.iter().chain(&too_large) {
+        let e = entry(&deleted, &env.json_path(rel));
+        assert!(e["deleted_at"].is_string(), "{e}");
+    }
+    for rel in kept {
+        assert_deleted_and_recoverable(entry(&deleted, &env.json_path(rel)));
+    }
+}
+
+#[test]
+fn links_pipes_sockets_and_unreadable_modes_are_recorded_without_hanging() {
+    let mut env = TestEnv::new();
+    let mkfifo = |path: &std::path::Path| {
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from_raw_mode(0o644))
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()))
+    };
+    // Present at start-up: the scan must not open the pipe, and must read the 000 file.
+    mkfifo(&env.path("pipe-before"));
+    env.write("locked-before.txt", "secret from before");
+    fs::set_permissions(
+        env.path("locked-before.txt"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    env.start_daemon(&[]);
+    env.sync();
+
+    env.write("target.txt", "the target");
+    let absolute_target = env.path("target.txt");
+    symlink(&absolute_target, env.path("link-absolute")).unwrap();
+    symlink("target.txt", env.path("link-relative")).unwrap();
+    symlink("nowhere/missing.txt", env.path("link-dangling")).unwrap();
+    mkfifo(&env.path("pipe-during"));
+    let _listener = UnixListener::bind(env.path("socket")).unwrap();
+    // Created with mode 000 and written through the open descriptor.
+    let mut locked = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(env.path("locked-during.txt"))
+        .unwrap();
+    locked.write_all(b"secret while running").unwrap();
+    drop(locked);
+    env.sync();
+
+    let all = env.list_by_path(&["--all"]);
+    for (rel, target) in [
+        ("link-absolute", absolute_target.to_str().unwrap()),
+        ("link-relative", "target.txt"),
+        ("link-dangling", "nowhere/missing.txt"),
+    ] {
+        let e = entry(&all, &env.json_path(rel));
+        assert_eq!(e["kind"], "symlink", "{e}");
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], target.len(), "a link's size is its target's: {e}");
+    }
+    for (rel, what) in [
+        ("pipe-before", "FIFO"),
+        ("pipe-during", "FIFO"),
+        ("socket", "socket"),
+    ] {
+        let e = entry(&all, &env.json_path(rel));
+        assert_eq!(e["kind"], "special", "{e}");
+        assert!(!flag(e, "recoverable"), "{e}");
+        let reason = e["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(what), "the reason should say {what}: {e}");
+    }
+    for (rel, data) in [
+        ("locked-before.txt", "secret from before"),
+        ("locked-during.txt", "secret while running"),
+    ] {
+        let e = entry(&all, &env.json_path(rel));
+        assert_eq!(e["kind"], "file", "{e}");
+        assert_live_and_recoverable(e);
+        assert!(
+            env.object_path(data.as_bytes()).is_file(),
+            "{rel} (mode 000) was not copied"
+        );
+    }
+
+    // Still working afterwards.
+    env.write("after.txt", "written after the special files");
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("after.txt")));
+    assert!(
+        env.object_path(b"written after the special files")
+            .is_file()
+    );
+
+    // And their deletion is recorded too.
+    for rel in ["pipe-before", "pipe-during", "socket", "link-dangling"] {
+        fs::remove_file(env.path(rel)).unwrap();
+    }
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), 4, "{deleted:#?}");
+    assert_deleted_and_recoverable(entry(&deleted, &env.json_path("link-dangling")));
+    let pipe = entry(&deleted, &env.json_path("pipe-during"));
+    assert!(pipe["deleted_at"].is_string() && !flag(pipe, "recoverable"));
+}

@@ -1,0 +1,208 @@
+//! Starting, stopping, refusing to start, status, verify, and what happens
+//! while the daemon is down.
+
+use std::fs;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Waits (bounded) for a daemon expected to refuse to start; kills it and fails if it runs on.
+fn wait_for_refusal(mut child: Child, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("poll the daemon").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!("{what}: the daemon did not refuse to start\n{}", output_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.write("a.txt", "captured before the stop");
+    env.sync();
+
+    let status = env.stop_daemon();
+    assert!(status.success(), "SIGTERM should exit 0, got {status}");
+    assert!(
+        !env.socket().exists(),
+        "the control socket is left behind after a clean stop"
+    );
+    let out = env.run(&["sync", "--timeout", "5"]);
+    assert!(!out.status.success(), "sync must fail with no daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not running"), "{}", output_text(&out));
+
+    // What was captured stays listed.
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("a.txt")));
+}
+
+#[test]
+fn a_vault_inside_the_protected_folder_is_refused() {
+    let env = TestEnv::new();
+    for existing in [false, true] {
+        let vault = env.share.join("vault");
+        if existing {
+            fs::create_dir(&vault).unwrap();
+        }
+        let child = bare_command()
+            .arg("--vault")
+            .arg(&vault)
+            .arg("daemon")
+            .arg("--protect")
+            .arg(&env.share)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let what = if existing {
+            "existing vault folder"
+        } else {
+            "new vault folder"
+        };
+        let out = wait_for_refusal(child, what);
+        assert!(!out.status.success(), "{what}: {}", output_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("inside the protected folder"),
+            "{what}: {}",
+            output_text(&out)
+        );
+        if !existing {
+            assert!(
+                !vault.exists(),
+                "the refused vault was created inside the share anyway"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_second_daemon_on_the_same_vault_is_refused() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.sync();
+    let child = env
+        .command()
+        .arg("daemon")
+        .arg("--protect")
+        .arg(&env.share)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_for_refusal(child, "second daemon");
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        output_text(&out)
+    );
+    // The first one is unharmed.
+    env.write("after.txt", "still protected");
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("after.txt")));
+}
+
+#[test]
+fn status_says_whether_protection_is_on() {
+    let mut env = TestEnv::new();
+    env.write("one.txt", "1");
+    env.write("sub/two.txt", "22");
+    env.start_daemon(&[]);
+    env.sync();
+
+    let status = env.status_json();
+    assert_eq!(status["daemon_running"], true, "{status:#}");
+    assert_eq!(
+        status["protected_folders"],
+        serde_json::json!([env.share.to_str().unwrap()]),
+        "{status:#}"
+    );
+    assert_eq!(status["files_protected"], 2, "{status:#}");
+    let text = env.run_ok(&["status"]);
+    assert!(text.contains("Protection is ON"), "{text}");
+    assert!(text.contains(env.share.to_str().unwrap()), "{text}");
+
+    assert!(env.stop_daemon().success());
+    let status = env.status_json();
+    assert_eq!(status["daemon_running"], false, "{status:#}");
+    assert_eq!(status["files_protected"], 2, "{status:#}");
+    let text = env.run_ok(&["status"]);
+    assert!(text.contains("Protection is OFF"), "{text}");
+}
+
+#[test]
+fn verify_names_the_file_whose_copy_is_damaged() {
+    let mut env = TestEnv::new();
+    let good = b"this copy stays intact".as_slice();
+    let bad = b"this copy will be damaged".as_slice();
+    env.write("good.txt", good);
+    env.write("folder/bad.txt", bad);
+    env.start_daemon(&[]);
+    env.sync();
+    let out = env.run(&["verify"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    // Same length, different bytes: only the hash can tell.
+    let object = env.object_path(bad);
+    let mut damaged = bad.to_vec();
+    damaged[0] ^= 0x20;
+    fs::write(&object, &damaged).unwrap();
+
+    let out = env.run(&["verify"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bad_path = env.json_path("folder/bad.txt");
+    assert!(stdout.contains(&bad_path), "{}", output_text(&out));
+    assert!(
+        !stdout.contains(&env.json_path("good.txt")),
+        "the intact file is named as damaged: {}",
+        output_text(&out)
+    );
+
+    let out = env.run(&["verify", "--json"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["damaged"],
+        serde_json::json!([{"problem": "damaged", "paths": [bad_path]}]),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn files_deleted_while_the_daemon_was_down_are_found_at_start() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.write("keep.txt", "kept");
+    env.write("gone.txt", "deleted while down");
+    env.write("folder/gone-too.txt", "also deleted while down");
+    env.sync();
+    assert!(env.stop_daemon().success());
+
+    fs::remove_file(env.path("gone.txt")).unwrap();
+    fs::remove_dir_all(env.path("folder")).unwrap();
+
+    env.start_daemon(&[]);
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), 2, "{deleted:#?}");
+    for rel in ["gone.txt", "folder/gone-too.txt"] {
+        let e = entry(&deleted, &env.json_path(rel));
+        assert_deleted_and_recoverable(e);
+        assert_eq!(e["deleted_at_approximate"], true, "{e}");
+        let last_seen = time(e, "last_seen_at");
+        assert!(last_seen <= time(e, "deleted_at"), "{e}");
+    }
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("keep.txt")));
+}

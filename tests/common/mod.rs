@@ -1,0 +1,391 @@
+//! The test environment: a temporary folder with a `share/` to protect and a
+//! `vault/` beside it, the real `undelete` binary started on them, and helpers
+//! to run commands and read their JSON.
+//!
+//! Tests wait for the daemon only with `undelete sync` (or, right after a
+//! start, for its control socket to answer): never with a sleep.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_undelete");
+
+/// How long a daemon may take from spawn to answering on its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a daemon may take to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Polling interval for the few conditions tests wait on.
+const POLL: Duration = Duration::from_millis(10);
+
+pub struct TestEnv {
+    /// Kept for its Drop, which removes everything.
+    _dir: tempfile::TempDir,
+    /// The canonical temporary folder (the daemon records canonical paths).
+    pub root: PathBuf,
+    /// The protected folder.
+    pub share: PathBuf,
+    /// The vault, beside the share, never inside it.
+    pub vault: PathBuf,
+    daemon: Option<Child>,
+    /// Every daemon log written so far, one per start.
+    logs: Vec<PathBuf>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("undelete-test-")
+            .tempdir()
+            .expect("create a temporary folder");
+        let root = fs::canonicalize(dir.path()).expect("canonical temporary folder");
+        let share = root.join("share");
+        fs::create_dir(&share).expect("create share/");
+        let vault = root.join("vault");
+        Self {
+            _dir: dir,
+            root,
+            share,
+            vault,
+            daemon: None,
+            logs: Vec::new(),
+        }
+    }
+
+    /// A command for the binary with this environment's vault (see `bare_command`).
+    pub fn command(&self) -> Command {
+        let mut cmd = bare_command();
+        cmd.arg("--vault").arg(&self.vault);
+        cmd
+    }
+
+    /// Starts `undelete daemon --protect share/` plus `extra` and waits until its
+    /// control socket answers. Panics (with the log) if it exits instead.
+    pub fn start_daemon(&mut self, extra: &[&str]) {
+        assert!(self.daemon.is_none(), "a daemon is already running");
+        let log = self.root.join(format!("daemon-{}.log", self.logs.len() + 1));
+        let stderr = File::create(&log).expect("create the daemon log");
+        self.logs.push(log);
+        let child = self
+            .command()
+            .arg("daemon")
+            .arg("--protect")
+            .arg(&self.share)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn the daemon");
+        self.daemon = Some(child);
+        self.wait_until_listening();
+    }
+
+    /// Waits (bounded) until the daemon we spawned answers PING on the vault's socket.
+    /// A leftover socket file from a killed daemon does not count: the answer must
+    /// carry our child's pid.
+    fn wait_until_listening(&mut self) {
+        let socket = self.socket();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.daemon.as_mut().expect("a daemon was spawned");
+            let pid = child.id();
+            if let Some(status) = child.try_wait().expect("poll the daemon") {
+                self.daemon = None;
+                panic!(
+                    "the daemon exited during start-up with {status}\n{}",
+                    self.daemon_log()
+                );
+            }
+            if socket.exists() && ping(&socket) == Some(pid) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the daemon did not listen on {} within {START_TIMEOUT:?}\n{}",
+                    socket.display(),
+                    self.daemon_log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.vault.join("daemon.sock")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the daemon to exit; returns its status.
+    pub fn stop_daemon(&mut self) -> ExitStatus {
+        let mut child = self.daemon.take().expect("a daemon is running");
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        )
+        .expect("send SIGTERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll the daemon") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not stop within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    self.daemon_log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGKILL, as a crash or `kill -9` would.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("a daemon is running");
+        child.kill().expect("send SIGKILL");
+        child.wait().expect("reap the daemon");
+    }
+
+    /// Runs `undelete --vault VAULT ARGS…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run undelete")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "undelete {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    }
+
+    /// `undelete sync --timeout 120`, which must succeed.
+    pub fn sync(&self) {
+        self.run_ok(&["sync", "--timeout", "120"]);
+    }
+
+    /// `undelete list --json ARGS…`, parsed.
+    pub fn list_json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["list", "--json"];
+        all.extend_from_slice(args);
+        let stdout = self.run_ok(&all);
+        match serde_json::from_str(&stdout) {
+            Ok(Value::Array(rows)) => rows,
+            other => panic!("list --json did not print an array: {other:?}\n{stdout}"),
+        }
+    }
+
+    /// `list --json ARGS…` as a map from `path` to the entry; a path listed twice fails.
+    pub fn list_by_path(&self, args: &[&str]) -> HashMap<String, Value> {
+        let mut map = HashMap::new();
+        for row in self.list_json(args) {
+            let path = row["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("entry without a path: {row}"))
+                .to_owned();
+            if let Some(before) = map.insert(path.clone(), row.clone()) {
+                panic!("{path} is listed twice:\n{before}\n{row}");
+            }
+        }
+        map
+    }
+
+    /// `undelete status --json`, parsed.
+    pub fn status_json(&self) -> Value {
+        let stdout = self.run_ok(&["status", "--json"]);
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{stdout}"))
+    }
+
+    /// Where the vault keeps `content`: `objects/<2 hex>/<62 hex>` of its BLAKE3 hash.
+    pub fn object_path(&self, content: &[u8]) -> PathBuf {
+        let hex = blake3::hash(content).to_hex();
+        self.vault
+            .join("objects")
+            .join(&hex.as_str()[..2])
+            .join(&hex.as_str()[2..])
+    }
+
+    /// How many objects the vault holds.
+    pub fn object_count(&self) -> usize {
+        let Ok(dirs) = fs::read_dir(self.vault.join("objects")) else {
+            return 0;
+        };
+        dirs.flatten()
+            .filter_map(|d| fs::read_dir(d.path()).ok())
+            .map(|files| files.count())
+            .sum()
+    }
+
+    /// A path in the share, given relative to it.
+    pub fn path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.share.join(relative)
+    }
+
+    /// The JSON `path` of a share-relative path that is valid UTF-8.
+    pub fn json_path(&self, relative: impl AsRef<Path>) -> String {
+        self.path(relative)
+            .to_str()
+            .expect("a UTF-8 path")
+            .to_owned()
+    }
+
+    /// Writes `content` to a share-relative path, creating parent folders.
+    pub fn write(&self, relative: impl AsRef<Path>, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create parent folders");
+        }
+        fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// Every daemon log so far, for failure messages.
+    pub fn daemon_log(&self) -> String {
+        let mut out = String::new();
+        for log in &self.logs {
+            let text = fs::read(log).unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let lines: Vec<&str> = text.lines().collect();
+            // A big test can log a lot; the end is what explains a failure.
+            let skip = lines.len().saturating_sub(300);
+            out.push_str(&format!(
+                "----- {} ({} lines{}) -----\n",
+                log.display(),
+                lines.len(),
+                if skip > 0 { ", last 300 shown" } else { "" }
+            ));
+            for line in &lines[skip..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.daemon_log());
+        }
+    }
+}
+
+/// A command for the binary with no vault given, isolated from the caller's
+/// environment and from a system config file (/etc/undelete/config.toml, read
+/// by default as root), which could add exclude rules or a size limit.
+pub fn bare_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("UNDELETE_VAULT")
+        .env("UNDELETE_CONFIG", "/dev/null")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Sends PING on the control socket; returns the pid that answered.
+fn ping(socket: &Path) -> Option<u32> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"PING\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    line.trim().strip_prefix("OK ")?.parse().ok()
+}
+
+/// The hex spelling of a path's bytes, as in JSON `path_bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn path_hex(path: &Path) -> String {
+    hex(path.as_os_str().as_bytes())
+}
+
+/// The text of a command's stdout and stderr, for assertions and messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Deterministic, distinct content of `len` bytes for file number `n`.
+pub fn content(n: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut state = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while out.len() < len {
+        // xorshift: cheap, and no two files share content.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    let tag = format!("file {n}\n");
+    let tag = &tag.as_bytes()[..tag.len().min(len)];
+    out[..tag.len()].copy_from_slice(tag);
+    out
+}
+
+/// A field of a list entry as a bool, failing clearly when absent.
+pub fn flag(entry: &Value, field: &str) -> bool {
+    entry[field]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{field} is not a bool in {entry}"))
+}
+
+/// The entry for `path` in a `list_by_path` map, failing with the paths that are there.
+pub fn entry<'a>(listed: &'a HashMap<String, Value>, path: &str) -> &'a Value {
+    listed.get(path).unwrap_or_else(|| {
+        let mut paths: Vec<&String> = listed.keys().collect();
+        paths.sort();
+        paths.truncate(50);
+        panic!("{path:?} is not listed; listed (first 50): {paths:#?}")
+    })
+}
+
+/// A live file whose content is kept in the vault.
+pub fn assert_live_and_recoverable(entry: &Value) {
+    assert!(entry["deleted_at"].is_null(), "expected live: {entry}");
+    assert!(flag(entry, "recoverable"), "expected recoverable: {entry}");
+    assert!(entry["reason"].is_null(), "expected no reason: {entry}");
+}
+
+/// A deleted file whose content is kept in the vault.
+pub fn assert_deleted_and_recoverable(entry: &Value) {
+    assert!(
+        entry["deleted_at"].is_string(),
+        "expected deleted_at to be set: {entry}"
+    );
+    assert!(flag(entry, "recoverable"), "expected recoverable: {entry}");
+    assert!(entry["reason"].is_null(), "expected no reason: {entry}");
+}
+
+/// Parses an RFC 3339 time from a list entry.
+pub fn time(entry: &Value, field: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = entry[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not a string in {entry}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{field} {text:?} is not RFC 3339 ({e}) in {entry}"))
+}
