@@ -16,3 +16,5 @@ mod lifecycle;
 mod moves;
 #[path = "cli/names.rs"]
 mod names;
+#[path = "cli/restore.rs"]
+mod restore;

@@ -154,6 +154,11 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let request = Request::from_args(&args, config, &index)?;
     let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     if plan.files().next().is_none() {
+        if args.json {
+            let empty = carry_out(&plan, &vault, &request, true, false)?;
+            println!("{}", serde_json::to_string_pretty(&empty.json())?);
+            return Ok(ExitCode::FAILURE);
+        }
         println!("Nothing matches: no deleted files were found for that selection.");
         println!("(See what can be brought back with: undelete list)");
         return Ok(ExitCode::FAILURE);

@@ -304,14 +304,9 @@ fn decide(
             };
         };
         if observed.kind == EntryKind::Dir {
-            return match rustix::fs::FileType::from_raw_mode(existing.st_mode) {
-                rustix::fs::FileType::Directory => Action::Folder { exists: true },
-                _ => lost_action(
-                    PathProblem::FileInTheWay(dirs.base().join(relative)).to_string(),
-                    "blocked",
-                    false,
-                ),
-            };
+            // Something else in a folder's place blocks the files inside it, and each of
+            // them reports why; the folder itself is never counted as a file.
+            return Action::Folder { exists: true };
         }
         if same_as(dirs, parent, &candidate, &existing, version) {
             return Action::AlreadyPresent {

@@ -535,7 +535,11 @@ impl Daemon<'_> {
         }
         // Paths waiting to be looked at follow the rename.
         for waiting in self.dirty.take(from, true) {
-            let moved = to.join(waiting.strip_prefix(from).unwrap_or(Path::new("")));
+            // Not `to.join("")`: that would add a trailing slash to the file's name.
+            let moved = match waiting.strip_prefix(from) {
+                Ok(rest) if !rest.as_os_str().is_empty() => to.join(rest),
+                _ => to.to_owned(),
+            };
             self.dirty.insert(moved, true);
         }
         self.index.rename(from, to, to_root, now)?;

@@ -24,7 +24,11 @@ fn files_present_before_the_daemon_starts_are_captured() {
     env.sync();
 
     let all = env.list_by_path(&["--all"]);
-    assert_eq!(all.len(), files.len(), "only the files are listed: {all:#?}");
+    assert_eq!(
+        all.len(),
+        files.len(),
+        "only the files are listed: {all:#?}"
+    );
     for (rel, data) in files {
         let e = entry(&all, &env.json_path(rel));
         assert_live_and_recoverable(e);
@@ -73,7 +77,10 @@ fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
     assert_live_and_recoverable(notes);
     assert_eq!(notes["size"], v1.len());
     assert_live_and_recoverable(entry(&all, &env.json_path("docs/2024/report.txt")));
-    assert!(env.object_path(v1).is_file(), "version 1 is not in the vault");
+    assert!(
+        env.object_path(v1).is_file(),
+        "version 1 is not in the vault"
+    );
     assert!(env.object_path(b"quarterly numbers").is_file());
 
     // Rewritten in place (truncate + write), then appended to.
@@ -90,7 +97,11 @@ fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
     let all = env.list_by_path(&["--all"]);
     let notes = entry(&all, &env.json_path("notes.txt"));
     assert_live_and_recoverable(notes);
-    assert_eq!(notes["size"], v3.len(), "the newest version is current: {notes}");
+    assert_eq!(
+        notes["size"],
+        v3.len(),
+        "the newest version is current: {notes}"
+    );
     for (n, version) in [v1, v2, v3].into_iter().enumerate() {
         assert!(
             env.object_path(version).is_file(),
@@ -104,7 +115,11 @@ fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
     fs::remove_file(env.path("notes.txt")).unwrap();
     env.sync();
     let deleted = env.list_by_path(&[]);
-    assert_eq!(deleted.len(), 1, "only the last version is deleted: {deleted:#?}");
+    assert_eq!(
+        deleted.len(),
+        1,
+        "only the last version is deleted: {deleted:#?}"
+    );
     let notes = entry(&deleted, &env.json_path("notes.txt"));
     assert_deleted_and_recoverable(notes);
     assert_eq!(notes["size"], v3.len(), "{notes}");
@@ -235,8 +250,12 @@ fn excluded_and_oversized_files_are_recorded_with_their_reason() {
 fn links_pipes_sockets_and_unreadable_modes_are_recorded_without_hanging() {
     let mut env = TestEnv::new();
     let mkfifo = |path: &std::path::Path| {
-        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from_raw_mode(0o644))
-            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()))
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()))
     };
     // Present at start-up: the scan must not open the pipe, and must read the 000 file.
     mkfifo(&env.path("pipe-before"));
@@ -276,7 +295,11 @@ fn links_pipes_sockets_and_unreadable_modes_are_recorded_without_hanging() {
         let e = entry(&all, &env.json_path(rel));
         assert_eq!(e["kind"], "symlink", "{e}");
         assert_live_and_recoverable(e);
-        assert_eq!(e["size"], target.len(), "a link's size is its target's: {e}");
+        assert_eq!(
+            e["size"],
+            target.len(),
+            "a link's size is its target's: {e}"
+        );
     }
     for (rel, what) in [
         ("pipe-before", "FIFO"),

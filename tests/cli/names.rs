@@ -35,8 +35,9 @@ fn odd_names_are_captured_and_listed_exactly() {
             files.push((format!("{what} ({set})"), rel, content(100 * when + n, 50)));
         }
     }
-    let (before, during): (Vec<_>, Vec<_>) =
-        files.iter().partition(|(what, _, _)| what.ends_with("(before)"));
+    let (before, during): (Vec<_>, Vec<_>) = files
+        .iter()
+        .partition(|(what, _, _)| what.ends_with("(before)"));
     for (_, rel, data) in &before {
         env.write(rel, data);
     }

@@ -71,7 +71,9 @@ impl TestEnv {
     /// control socket answers. Panics (with the log) if it exits instead.
     pub fn start_daemon(&mut self, extra: &[&str]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
-        let log = self.root.join(format!("daemon-{}.log", self.logs.len() + 1));
+        let log = self
+            .root
+            .join(format!("daemon-{}.log", self.logs.len() + 1));
         let stderr = File::create(&log).expect("create the daemon log");
         self.logs.push(log);
         let child = self

@@ -1,0 +1,540 @@
+//! Restore: plan, safe execution, the recovered-versus-lost report, incidents
+//! and the guided emergency.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, content, output_text};
+
+/// Runs `restore ARGS… --json` and returns the exit success and the parsed report.
+fn restore_json(env: &TestEnv, args: &[&str]) -> (bool, Value) {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = env.run(&all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("restore --json is not JSON ({e}):\n{}", output_text(&out)));
+    (out.status.success(), report)
+}
+
+/// Every file below `dir` with its content, mode and mtime, by relative path.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.expect("walk");
+        let meta = entry.path().symlink_metadata().expect("stat");
+        let data = if meta.is_file() {
+            fs::read(entry.path()).expect("read")
+        } else if meta.file_type().is_symlink() {
+            fs::read_link(entry.path())
+                .expect("readlink")
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        let rel = entry.path().strip_prefix(dir).expect("below").to_owned();
+        let mtime = if meta.is_dir() { 0 } else { meta.mtime() };
+        out.insert(rel, (data, meta.mode() & 0o7777, mtime));
+    }
+    out
+}
+
+/// The seed's night at small scale: a folder of photos with some files too big to
+/// copy and some excluded, deleted at once.
+fn night_of_photos(env: &mut TestEnv) -> (usize, usize, usize) {
+    let (mut ok, mut big, mut tmp) = (0, 0, 0);
+    for i in 0..200 {
+        let folder = format!("photos/day{}", i % 4);
+        let (name, len) = match i % 20 {
+            0 => {
+                big += 1;
+                (format!("{folder}/raw{i}.cr2"), 4096)
+            }
+            1 => {
+                tmp += 1;
+                (format!("{folder}/edit{i}.tmp"), 100)
+            }
+            _ => {
+                ok += 1;
+                (format!("{folder}/img{i}.jpg"), 200 + i * 3)
+            }
+        };
+        let path = env.write(&name, content(i, len));
+        fs::set_permissions(
+            &path,
+            fs::Permissions::from_mode(if i % 3 == 0 { 0o600 } else { 0o644 }),
+        )
+        .unwrap();
+        let mtime = 1_600_000_000 + i as i64 * 3600;
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &path,
+            &rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                },
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+    }
+    fs::set_permissions(env.path("photos/day2"), fs::Permissions::from_mode(0o750)).unwrap();
+    env.start_daemon(&["--exclude", "*.tmp", "--max-file-size", "2KiB"]);
+    env.sync();
+    (ok, big, tmp)
+}
+
+#[test]
+fn the_night_of_deleted_photos_comes_back_with_an_exact_report() {
+    let mut env = TestEnv::new();
+    let (ok, big, tmp) = night_of_photos(&mut env);
+    let before = snapshot(&env.path("photos"));
+    fs::remove_dir_all(env.path("photos")).unwrap();
+    env.sync();
+
+    let report_file = env.root.join("report.json");
+    let under = env.path("photos");
+    let (success, report) = restore_json(
+        &env,
+        &[
+            "--under",
+            under.to_str().unwrap(),
+            "--report",
+            report_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        success,
+        "every loss was expected, so the exit code is 0: {report}"
+    );
+    assert_eq!(report["recovered"], ok as u64, "{report}");
+    assert_eq!(report["lost"], (big + tmp) as u64);
+    assert_eq!(report["already_present"], 0);
+    assert_eq!(
+        report["lost_by_kind"]["images"], big as u64,
+        "the .cr2 files are images"
+    );
+    let saved: Value = serde_json::from_slice(&fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(saved["recovered"], report["recovered"]);
+    for file in report["files"].as_array().unwrap() {
+        let path = file["path"].as_str().unwrap();
+        match file["outcome"].as_str().unwrap() {
+            "recovered" => assert_eq!(file["restored_to"], file["path"]),
+            "lost" if path.ends_with(".tmp") => {
+                assert!(file["reason"].as_str().unwrap().contains("*.tmp"), "{file}")
+            }
+            "lost" => assert!(
+                file["reason"].as_str().unwrap().contains("capture limit"),
+                "{file}"
+            ),
+            other => panic!("unexpected outcome {other}: {file}"),
+        }
+    }
+    let after = snapshot(&env.path("photos"));
+    for (rel, (data, mode, mtime)) in &before {
+        let name = rel.to_string_lossy();
+        if name.ends_with(".tmp") || name.ends_with(".cr2") {
+            assert!(!after.contains_key(rel), "{name} was never copied");
+            continue;
+        }
+        let got = after
+            .get(rel)
+            .unwrap_or_else(|| panic!("{name} not restored"));
+        assert_eq!(&got.0, data, "{name}: content");
+        assert_eq!(got.1, *mode, "{name}: mode");
+        assert_eq!(got.2, *mtime, "{name}: mtime");
+    }
+    assert_eq!(
+        after.len(),
+        before.len() - big - tmp,
+        "nothing extra was created"
+    );
+
+    // The text report was saved in the vault, and a second run changes nothing.
+    let saved_reports = fs::read_dir(env.vault.join("reports")).unwrap().count();
+    assert!(saved_reports >= 2, "text and JSON reports are saved");
+    let (success, again) = restore_json(&env, &["--under", under.to_str().unwrap()]);
+    assert!(success);
+    assert_eq!(again["recovered"], 0, "{again}");
+    assert_eq!(again["already_present"], ok as u64);
+    assert_eq!(snapshot(&env.path("photos")), after);
+}
+
+#[test]
+fn restore_to_a_new_folder_and_dry_run() {
+    let mut env = TestEnv::new();
+    env.write("docs/a.txt", "alpha");
+    env.write("docs/deep/b.txt", "beta");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    env.sync();
+
+    let out_dir = env.root.join("recovered");
+    let (success, plan) = restore_json(&env, &["--to", out_dir.to_str().unwrap(), "--dry-run"]);
+    assert!(success);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["recovered"], 2, "{plan}");
+    assert!(!out_dir.exists(), "a dry run writes nothing");
+    assert!(!env.path("docs").exists());
+
+    let (success, report) = restore_json(&env, &["--to", out_dir.to_str().unwrap()]);
+    assert!(success, "{report}");
+    assert_eq!(fs::read(out_dir.join("docs/a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(out_dir.join("docs/deep/b.txt")).unwrap(), b"beta");
+    assert!(
+        !env.path("docs").exists(),
+        "the original place is untouched"
+    );
+}
+
+#[test]
+fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
+    let mut env = TestEnv::new();
+    env.write("report.docx", "the old report");
+    env.write("same.txt", "unchanged");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.path("report.docx")).unwrap();
+    fs::remove_file(env.path("same.txt")).unwrap();
+    env.sync();
+    env.write("report.docx", "a newer report");
+    env.write("same.txt", "unchanged");
+    env.sync();
+
+    let (success, report) = restore_json(&env, &[]);
+    assert!(success, "{report}");
+    assert_eq!(report["recovered"], 1, "{report}");
+    assert_eq!(report["already_present"], 1);
+    assert_eq!(report["restored_beside"], 1);
+    assert_eq!(
+        fs::read(env.path("report.docx")).unwrap(),
+        b"a newer report"
+    );
+    let beside: Vec<_> = fs::read_dir(&env.share)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("report (deleted "))
+        .collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    assert!(beside[0].ends_with(").docx"));
+    assert_eq!(
+        fs::read(env.share.join(&beside[0])).unwrap(),
+        b"the old report"
+    );
+    // Running it again finds the file beside and restores nothing twice.
+    let (_, again) = restore_json(&env, &[]);
+    assert_eq!(again["recovered"], 0, "{again}");
+    assert_eq!(again["already_present"], 2);
+}
+
+#[test]
+fn a_symlink_planted_where_a_folder_was_is_not_followed() {
+    let mut env = TestEnv::new();
+    env.write("payroll/salaries.xlsx", "secret numbers");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("payroll")).unwrap();
+    let elsewhere = env.root.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.path("payroll")).unwrap();
+    env.sync();
+
+    let (success, report) = restore_json(&env, &[]);
+    assert!(
+        !success,
+        "a file that was copied but not restored fails the run: {report}"
+    );
+    assert_eq!(report["recovered"], 0, "{report}");
+    let file = &report["files"][0];
+    assert_eq!(file["outcome"], "lost");
+    assert!(
+        file["reason"].as_str().unwrap().contains("symbolic link"),
+        "{file}"
+    );
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+
+    // `..` in a path given on the command line cannot lead writes outside either.
+    let sneaky = format!("{}/../../etc", env.share.display());
+    let (_, report) = restore_json(&env, &["--under", &sneaky, "--dry-run"]);
+    assert_eq!(
+        report["files"].as_array().map(|a| a.len()).unwrap_or(0),
+        0,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_damaged_copy_is_reported_lost_and_not_restored() {
+    let mut env = TestEnv::new();
+    env.write("good.txt", "fine");
+    env.write("contract.pdf", "the signed contract");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.path("good.txt")).unwrap();
+    fs::remove_file(env.path("contract.pdf")).unwrap();
+    env.sync();
+    fs::write(
+        env.object_path(b"the signed contract"),
+        "the signed c0ntract",
+    )
+    .unwrap();
+
+    let (success, report) = restore_json(&env, &[]);
+    assert!(!success, "{report}");
+    assert_eq!(report["recovered"], 1);
+    assert_eq!(report["lost"], 1);
+    let lost: Vec<_> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["outcome"] == "lost")
+        .collect();
+    assert!(lost[0]["path"].as_str().unwrap().ends_with("contract.pdf"));
+    assert!(
+        lost[0]["reason"].as_str().unwrap().contains("damaged"),
+        "{}",
+        lost[0]
+    );
+    assert!(
+        !env.path("contract.pdf").exists(),
+        "damaged content is never written"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&env.share)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(b".undelete-restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left");
+}
+
+#[test]
+fn non_utf8_names_round_trip_through_restore() {
+    let mut env = TestEnv::new();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
+    fs::write(env.share.join(name), "croissant").unwrap();
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.share.join(name)).unwrap();
+    env.sync();
+    let (success, report) = restore_json(&env, &[]);
+    assert!(success, "{report}");
+    assert_eq!(report["recovered"], 1);
+    assert_eq!(
+        report["files"][0]["path_bytes"],
+        crate::common::path_hex(&env.share.join(name))
+    );
+    assert_eq!(fs::read(env.share.join(name)).unwrap(), b"croissant");
+}
+
+#[test]
+fn a_restore_killed_midway_finishes_when_run_again() {
+    let mut env = TestEnv::new();
+    for i in 0..3000 {
+        env.write(format!("big/f{i:04}.bin"), content(i, 4096));
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("big")).unwrap();
+    env.sync();
+
+    let mut child = env
+        .command()
+        .args(["restore", "--under", env.path("big").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as it has started writing: a condition, not a delay.
+    while !env.path("big").exists() || fs::read_dir(env.path("big")).unwrap().count() < 10 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+
+    let (success, report) = restore_json(&env, &["--under", env.path("big").to_str().unwrap()]);
+    assert!(success, "{report}");
+    assert_eq!(
+        report["recovered"].as_u64().unwrap() + report["already_present"].as_u64().unwrap(),
+        3000
+    );
+    let names: Vec<_> = fs::read_dir(env.path("big"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 3000, "no half file or temporary name is left");
+    for i in (0..3000).step_by(97) {
+        assert_eq!(
+            fs::read(env.path(format!("big/f{i:04}.bin"))).unwrap(),
+            content(i, 4096)
+        );
+    }
+}
+
+#[test]
+fn two_bursts_apart_in_time_are_two_incidents_and_restore_by_code() {
+    let mut env = TestEnv::new();
+    env.write("first/a.txt", "a");
+    env.write("second/b.txt", "b");
+    env.start_daemon(&["--incident-gap", "1s"]);
+    env.sync();
+    fs::remove_dir_all(env.path("first")).unwrap();
+    env.sync();
+    // The gap between the bursts is what this test is about, not a wait for the daemon.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fs::remove_dir_all(env.path("second")).unwrap();
+    env.sync();
+
+    let incidents: Value = serde_json::from_str(&env.run_ok(&["incidents", "--json"])).unwrap();
+    let incidents = incidents.as_array().unwrap();
+    assert_eq!(incidents.len(), 2, "{incidents:?}");
+    assert!(
+        incidents[0]["folder"].as_str().unwrap().ends_with("second"),
+        "newest first"
+    );
+    let code = incidents[1]["code"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .replace('-', "");
+    let (success, report) = restore_json(&env, &["--incident", &code]);
+    assert!(success, "{report}");
+    assert_eq!(report["recovered"], 1);
+    assert!(env.path("first/a.txt").exists());
+    assert!(
+        !env.path("second/b.txt").exists(),
+        "only that incident came back"
+    );
+}
+
+#[test]
+fn a_mass_deletion_raises_an_alert_and_runs_the_alert_command() {
+    let mut env = TestEnv::new();
+    for i in 0..30 {
+        env.write(format!("shared/f{i}.txt"), format!("file {i}"));
+    }
+    let marker = env.root.join("alert.txt");
+    let command = format!("env | grep ^UNDELETE_ | sort > {}", marker.display());
+    env.start_daemon(&["--alert-files", "20", "--alert-command", &command]);
+    env.sync();
+    fs::remove_dir_all(env.path("shared")).unwrap();
+    env.sync();
+    let status = env.run_ok(&["status"]);
+    assert!(
+        status.starts_with("WARNING"),
+        "alerts come first:\n{status}"
+    );
+    assert!(status.contains("restore --incident"), "{status}");
+    // The alert command runs on its own; the status above proves it was started.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() || fs::read_to_string(&marker).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert command did not run"
+        );
+        std::thread::yield_now();
+    }
+    let env_vars = fs::read_to_string(&marker).unwrap();
+    assert!(env_vars.contains("UNDELETE_FILES=30"), "{env_vars}");
+    assert!(env_vars.contains("UNDELETE_INCIDENT="), "{env_vars}");
+}
+
+#[test]
+fn emergency_without_a_terminal_stops_and_names_the_flags() {
+    let mut env = TestEnv::new();
+    env.write("a.txt", "a");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.path("a.txt")).unwrap();
+    env.sync();
+    let out = env.run(&["emergency"]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains("--yes") && text.contains("--incident"),
+        "{text}"
+    );
+    assert!(!env.path("a.txt").exists(), "nothing was changed");
+
+    let out = env.run(&["emergency", "--yes"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(env.path("a.txt").exists());
+    let text = output_text(&out);
+    assert!(text.contains("Recovered 1 of 1 file"), "{text}");
+    assert!(
+        text.contains("emergency --yes --incident"),
+        "the repeat command is shown:\n{text}"
+    );
+}
+
+#[test]
+fn emergency_pressing_enter_at_every_prompt_restores_the_newest_incident() {
+    let mut env = TestEnv::new();
+    for i in 0..40 {
+        env.write(format!("photos/p{i}.jpg"), content(i, 500));
+    }
+    env.write("photos/x.tmp", "scratch");
+    env.start_daemon(&["--exclude", "*.tmp"]);
+    env.sync();
+    let before = snapshot(&env.path("photos"));
+    fs::remove_dir_all(env.path("photos")).unwrap();
+    env.sync();
+
+    // `script` gives the wizard a real pseudo-terminal; its input is four Enters.
+    let inner = format!(
+        "{} --vault {} emergency",
+        crate::common::BIN,
+        env.vault.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("UNDELETE_CONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"\n\n\n\n")?;
+            child.wait_with_output()
+        })
+        .expect("run the wizard under script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{screen}");
+    for step in 1..=5 {
+        assert!(screen.contains(&format!("Step {step} of 5")), "{screen}");
+    }
+    assert!(screen.contains("Recovered 40 of 41 files"), "{screen}");
+    assert!(
+        screen.contains("1 was excluded by the rule *.tmp"),
+        "{screen}"
+    );
+    let after = snapshot(&env.path("photos"));
+    let expected: BTreeMap<_, _> = before
+        .into_iter()
+        .filter(|(rel, _)| !rel.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert_eq!(after, expected, "restored byte for byte");
+}
