@@ -14,7 +14,10 @@ fn wait_for_refusal(mut child: Child, what: &str) -> std::process::Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let out = child.wait_with_output().expect("collect output");
-            panic!("{what}: the daemon did not refuse to start\n{}", output_text(&out));
+            panic!(
+                "{what}: the daemon did not refuse to start\n{}",
+                output_text(&out)
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

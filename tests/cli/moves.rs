@@ -100,7 +100,11 @@ fn files_written_under_a_temporary_name_and_renamed_at_once_are_captured() {
             "report-{n}.txt is not in the vault"
         );
     }
-    assert_eq!(all.len(), FILES, "temporary names must not stay listed: {all:#?}");
+    assert_eq!(
+        all.len(),
+        FILES,
+        "temporary names must not stay listed: {all:#?}"
+    );
     assert!(env.list_json(&[]).is_empty(), "nothing was deleted");
 }
 
@@ -128,7 +132,10 @@ fn a_folder_moved_out_of_the_protected_tree_is_recoverable() {
         for rel in files.iter().chain(&["single.txt"]) {
             let e = entry(&deleted, &env.json_path(rel));
             assert_deleted_and_recoverable(e);
-            assert_eq!(e["how"], "moved out of the protected folder", "{stage}: {e}");
+            assert_eq!(
+                e["how"], "moved out of the protected folder",
+                "{stage}: {e}"
+            );
         }
     };
     check("after the move");
