@@ -26,6 +26,12 @@ pub fn rfc3339(ns: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// RFC 3339 in UTC with nanoseconds, for commands that must select exactly the same rows.
+pub fn rfc3339_exact(ns: i64) -> String {
+    Utc.timestamp_nanos(ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 /// Local date and time for people: `2026-11-22 02:14`.
 pub fn local(ns: i64) -> String {
     to_local(ns).format("%Y-%m-%d %H:%M").to_string()
@@ -76,6 +82,13 @@ pub fn parse(text: &str, now: i64) -> Result<i64, TimeError> {
             .ok_or_else(err)?;
         return local.timestamp_nanos_opt().ok_or_else(err);
     }
+    Ok(now - parse_age(t)?)
+}
+
+/// Parses an age or a duration like `30s`, `30m`, `2h`, `3d`, `1w` into nanoseconds.
+pub fn parse_age(text: &str) -> Result<i64, TimeError> {
+    let t = text.trim();
+    let err = || TimeError(text.to_owned());
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
     let (number, unit) = t.split_at(split);
     let number: i64 = number.parse().map_err(|_| err())?;
@@ -87,7 +100,7 @@ pub fn parse(text: &str, now: i64) -> Result<i64, TimeError> {
         "w" | "week" | "weeks" => 604_800,
         _ => return Err(err()),
     };
-    Ok(now - number * seconds * 1_000_000_000)
+    Ok(number * seconds * 1_000_000_000)
 }
 
 #[cfg(test)]

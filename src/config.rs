@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::incident::IncidentRules;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
@@ -21,6 +23,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0:?} is not a size; write it like 500MB, 1MiB or 2GB")]
     Size(String),
+    #[error("{0}")]
+    Duration(String),
     #[error("the exclude rule {rule:?} is not a valid pattern: {reason}")]
     Glob { rule: String, reason: String },
     #[error("the folder {path} cannot be protected: {reason}")]
@@ -49,6 +53,10 @@ struct FileConfig {
     #[serde(default)]
     exclude: Vec<String>,
     max_file_size: Option<String>,
+    incident_gap: Option<String>,
+    alert_files: Option<u64>,
+    alert_size: Option<String>,
+    alert_command: Option<String>,
 }
 
 /// What the command line and environment said; `None` where they said nothing.
@@ -59,6 +67,10 @@ pub struct RawArgs {
     pub protect: Vec<PathBuf>,
     pub exclude: Vec<String>,
     pub max_file_size: Option<String>,
+    pub incident_gap: Option<String>,
+    pub alert_files: Option<u64>,
+    pub alert_size: Option<String>,
+    pub alert_command: Option<String>,
     pub is_root: bool,
     pub home: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
@@ -71,6 +83,7 @@ pub struct Config {
     pub protect: Vec<PathBuf>,
     pub excludes: Excludes,
     pub max_file_size: Option<u64>,
+    pub incidents: IncidentRules,
 }
 
 const SYSTEM_CONFIG: &str = "/etc/undelete/config.toml";
@@ -105,11 +118,24 @@ impl Config {
             .or(file.max_file_size)
             .map(|s| parse_size(&s))
             .transpose()?;
+        let mut incidents = IncidentRules::default();
+        if let Some(gap) = raw.incident_gap.or(file.incident_gap) {
+            incidents.gap_ns =
+                crate::clock::parse_age(&gap).map_err(|e| ConfigError::Duration(e.to_string()))?;
+        }
+        if let Some(n) = raw.alert_files.or(file.alert_files) {
+            incidents.alert_files = n;
+        }
+        if let Some(size) = raw.alert_size.or(file.alert_size) {
+            incidents.alert_bytes = parse_size(&size)?;
+        }
+        incidents.alert_command = raw.alert_command.or(file.alert_command);
         Ok(Self {
             vault,
             protect: protect.iter().map(|p| absolute(p)).collect(),
             excludes: Excludes::new(&exclude)?,
             max_file_size,
+            incidents,
         })
     }
 

@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::vault::ObjectId;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE roots (
     id INTEGER PRIMARY KEY,
     path BLOB NOT NULL UNIQUE,
@@ -69,7 +70,25 @@ CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    root_id INTEGER NOT NULL REFERENCES roots(id),
+    folder BLOB NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    recoverable INTEGER NOT NULL DEFAULT 0,
+    alerted_at INTEGER
+);
+CREATE INDEX versions_without_incident ON versions(deleted_at)
+    WHERE deleted_at IS NOT NULL AND incident_id IS NULL;
+CREATE INDEX versions_by_incident ON versions(incident_id) WHERE incident_id IS NOT NULL;
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -337,6 +356,39 @@ pub struct Root {
     pub active: bool,
 }
 
+/// Deletions close together under one protected folder.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: i64,
+    pub code: String,
+    pub root_id: i64,
+    pub folder: PathBuf,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub files: u64,
+    pub bytes: u64,
+    pub recoverable: u64,
+    pub alerted_at: Option<i64>,
+}
+
+const INCIDENT_COLUMNS: &str =
+    "id, code, root_id, folder, first_at, last_at, files, bytes, recoverable, alerted_at";
+
+fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        root_id: r.get(2)?,
+        folder: path_from_bytes(r.get(3)?),
+        first_at: r.get(4)?,
+        last_at: r.get(5)?,
+        files: r.get::<_, i64>(6)? as u64,
+        bytes: r.get::<_, i64>(7)? as u64,
+        recoverable: r.get::<_, i64>(8)? as u64,
+        alerted_at: r.get(9)?,
+    })
+}
+
 /// An alert raised by the daemon, shown by `status` until cleared.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {
@@ -358,6 +410,16 @@ pub struct Totals {
     pub objects: u64,
     pub object_bytes: u64,
     pub last_capture: Option<i64>,
+}
+
+/// Which versions a restore brings back. Empty `scopes` means every protected folder.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreFilter {
+    pub scopes: Vec<PathBuf>,
+    pub deleted_after: Option<i64>,
+    pub deleted_before: Option<i64>,
+    pub incident: Option<i64>,
+    pub as_of: Option<i64>,
 }
 
 /// Which deleted or live versions to list.
@@ -738,6 +800,63 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The versions a restore would bring back, one per path, ordered by path.
+    ///
+    /// Without `as_of`: the most recent removed version of each path that matches.
+    /// With `as_of`: the version that was current at that moment, for every path that
+    /// existed then (the folder as it was).
+    pub fn restore_candidates(&self, filter: &RestoreFilter) -> Result<Vec<Version>> {
+        let everything = [PathBuf::new()];
+        let scopes: &[PathBuf] = if filter.scopes.is_empty() {
+            &everything
+        } else {
+            &filter.scopes
+        };
+        let when = if filter.as_of.is_some() {
+            "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
+             AND (deleted_at IS NULL OR deleted_at > ?4)"
+        } else {
+            "deleted_at IS NOT NULL AND deleted_at >= ?5 AND deleted_at < ?6
+             AND (?7 IS NULL OR incident_id = ?7)"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND {when}
+             ORDER BY path, COALESCE(deleted_at, seen_at) DESC, id DESC"
+        ))?;
+        let mut out: Vec<Version> = Vec::new();
+        for scope in scopes {
+            let (exact, lo, hi) = if scope.as_os_str().is_empty() {
+                (Vec::new(), Vec::new(), vec![0xff; 4097])
+            } else {
+                let (lo, hi) = subtree_range(scope);
+                (path_bytes(scope).to_vec(), lo, hi)
+            };
+            let rows = stmt.query_map(
+                params![
+                    exact,
+                    lo,
+                    hi,
+                    filter.as_of.unwrap_or(0),
+                    filter.deleted_after.unwrap_or(i64::MIN),
+                    filter.deleted_before.unwrap_or(i64::MAX),
+                    filter.incident,
+                ],
+                version_from_row,
+            )?;
+            for row in rows {
+                let row = row?;
+                // Rows come newest first within a path: keep the first of each.
+                if out.last().is_none_or(|last| last.path != row.path) {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.dedup_by(|a, b| a.path == b.path);
+        Ok(out)
+    }
+
     /// Every captured object, with one path that refers to it (for `verify`).
     pub fn objects_with_paths(&self) -> Result<Vec<(ObjectId, u64, Vec<PathBuf>)>> {
         let mut stmt = self.conn.prepare(
@@ -805,6 +924,136 @@ impl Index {
             .conn
             .query_row("SELECT MAX(captured_at) FROM versions", [], |r| r.get(0))?;
         Ok(t)
+    }
+
+    // --- incidents -----------------------------------------------------------
+
+    /// Puts every removed file not yet in an incident into one: the open incident of
+    /// its protected folder if the previous deletion there was less than `gap_ns`
+    /// before, a new one otherwise. Returns the ids of incidents that changed.
+    pub fn group_incidents(
+        &self,
+        gap_ns: i64,
+        new_code: &mut dyn FnMut() -> String,
+    ) -> Result<Vec<i64>> {
+        let loose: Vec<(i64, PathBuf, i64, i64, u64, bool)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, path, root_id, deleted_at, size, uncaptured IS NULL FROM versions
+                 WHERE deleted_at IS NOT NULL AND incident_id IS NULL AND kind != 2
+                 ORDER BY deleted_at, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    path_from_bytes(r.get(1)?),
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, i64>(4)? as u64,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut changed = Vec::new();
+        for (version_id, path, root_id, at, size, recoverable) in loose {
+            let open: Option<(i64, Vec<u8>)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, folder FROM incidents WHERE root_id = ?1 AND last_at >= ?2
+                     ORDER BY last_at DESC LIMIT 1",
+                )?
+                .query_row(params![root_id, at - gap_ns], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let parent = path.parent().unwrap_or(&path).to_owned();
+            let incident = match open {
+                Some((id, folder)) => {
+                    let folder = crate::incident::common_folder(&path_from_bytes(folder), &parent);
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE incidents SET folder = ?2, last_at = MAX(last_at, ?3),
+                                 first_at = MIN(first_at, ?3), files = files + 1,
+                                 bytes = bytes + ?4, recoverable = recoverable + ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            id,
+                            path_bytes(&folder),
+                            at,
+                            size as i64,
+                            recoverable
+                        ])?;
+                    id
+                }
+                None => {
+                    // Codes are random; on the rare clash another is drawn.
+                    let mut insert = self.conn.prepare_cached(
+                        "INSERT OR IGNORE INTO incidents (code, root_id, folder, first_at, last_at,
+                             files, bytes, recoverable)
+                         VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6)",
+                    )?;
+                    while insert.execute(params![
+                        new_code(),
+                        root_id,
+                        path_bytes(&parent),
+                        at,
+                        size as i64,
+                        recoverable
+                    ])? == 0
+                    {}
+                    self.conn.last_insert_rowid()
+                }
+            };
+            self.conn
+                .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?
+                .execute(params![version_id, incident])?;
+            if changed.last() != Some(&incident) && !changed.contains(&incident) {
+                changed.push(incident);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Recent incidents, newest first.
+    pub fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY last_at DESC, id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], incident_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row([id], incident_from_row).optional()?)
+    }
+
+    pub fn incident_by_code(&self, code: &str) -> Result<Option<Incident>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE code = ?1"
+        ))?;
+        Ok(stmt.query_row([code], incident_from_row).optional()?)
+    }
+
+    /// Files and bytes of an incident deleted in `[since, ∞)`.
+    pub fn incident_activity_since(&self, id: i64, since: i64) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM versions
+             WHERE incident_id = ?1 AND deleted_at >= ?2",
+            params![id, since],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    pub fn mark_incident_alerted(&self, id: i64, now: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE incidents SET alerted_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
     }
 
     // --- alerts --------------------------------------------------------------

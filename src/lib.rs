@@ -10,8 +10,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod incident;
 pub mod index;
 pub mod report;
+pub mod restore;
 pub mod vault;
 pub mod watch;
 

@@ -7,8 +7,9 @@
 //! holds the same escaped text and `path_bytes` holds the exact bytes in hex,
 //! so no name is ever changed silently.
 
+use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A path for people: as is when plain, quoted and escaped when it holds bytes that
 /// are not printable UTF-8.
@@ -110,4 +111,365 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(files(1), "1 file");
     }
+}
+
+/// What happened to one file in a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Recovered,
+    AlreadyPresent,
+    Lost,
+}
+
+/// One file's line in a restore report.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    pub path: PathBuf,
+    pub size: u64,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// A stable code for the reason (`too_large`, `excluded`, `damaged`, …).
+    pub reason_code: Option<String>,
+    /// For lost files: true when it was never copied (a rule, a limit, deleted too
+    /// fast), false when a copy existed and still could not be brought back.
+    pub expected: bool,
+    /// Restored under a new name because something different had its name.
+    pub beside: bool,
+    pub restored_to: Option<PathBuf>,
+    pub deleted_at: Option<i64>,
+}
+
+/// The kinds of file the summary counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Images,
+    Documents,
+    Video,
+    Audio,
+    Archives,
+    Other,
+}
+
+impl Category {
+    pub fn of(path: &Path) -> Self {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "jpg" | "jpeg" | "png" | "gif" | "heic" | "heif" | "tif" | "tiff" | "bmp" | "webp"
+            | "raw" | "cr2" | "cr3" | "nef" | "arw" | "dng" | "orf" | "rw2" | "psd" | "svg" => {
+                Self::Images
+            }
+            "pdf" | "doc" | "docx" | "xls" | "xlsx" | "ppt" | "pptx" | "odt" | "ods" | "odp"
+            | "txt" | "rtf" | "csv" | "md" | "pages" | "numbers" | "key" | "eml" | "msg" => {
+                Self::Documents
+            }
+            "mp4" | "mov" | "avi" | "mkv" | "m4v" | "wmv" | "mpg" | "mpeg" | "webm" | "mts" => {
+                Self::Video
+            }
+            "mp3" | "wav" | "flac" | "aac" | "m4a" | "ogg" | "wma" | "aiff" | "opus" => Self::Audio,
+            "zip" | "tar" | "gz" | "tgz" | "bz2" | "xz" | "7z" | "rar" | "zst" => Self::Archives,
+            _ => Self::Other,
+        }
+    }
+
+    fn noun(self, n: u64) -> &'static str {
+        match (self, n == 1) {
+            (Self::Images, true) => "image",
+            (Self::Images, false) => "images",
+            (Self::Documents, true) => "document",
+            (Self::Documents, false) => "documents",
+            (Self::Video, true) => "video",
+            (Self::Video, false) => "videos",
+            (Self::Audio, true) => "audio file",
+            (Self::Audio, false) => "audio files",
+            (Self::Archives, true) => "archive",
+            (Self::Archives, false) => "archives",
+            (Self::Other, true) => "other file",
+            (Self::Other, false) => "other files",
+        }
+    }
+}
+
+/// Counts of a restore, by outcome.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    pub files: u64,
+    pub recovered: u64,
+    pub recovered_bytes: u64,
+    pub already_present: u64,
+    pub lost: u64,
+    pub lost_unexpected: u64,
+    pub beside: u64,
+}
+
+/// The recovered-versus-lost report of one restore.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    pub files: Vec<FileResult>,
+    pub dry_run: bool,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Where files went, in words ("their original place", "/tmp/out").
+    pub destination: String,
+    /// The command that repeats this restore without questions.
+    pub command: String,
+}
+
+impl RestoreReport {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for f in &self.files {
+            c.files += 1;
+            match f.outcome {
+                Outcome::Recovered => {
+                    c.recovered += 1;
+                    c.recovered_bytes += f.size;
+                    c.beside += f.beside as u64;
+                }
+                Outcome::AlreadyPresent => c.already_present += 1,
+                Outcome::Lost => {
+                    c.lost += 1;
+                    c.lost_unexpected += (!f.expected) as u64;
+                }
+            }
+        }
+        c
+    }
+
+    /// True when every lost file was never copied in the first place: the restore
+    /// did all that could be done.
+    pub fn complete(&self) -> bool {
+        self.counts().lost_unexpected == 0
+    }
+
+    /// Lost files grouped by reason, largest group first.
+    pub fn lost_by_reason(&self) -> Vec<(String, Vec<&FileResult>)> {
+        let mut groups: BTreeMap<String, Vec<&FileResult>> = BTreeMap::new();
+        for f in self.files.iter().filter(|f| f.outcome == Outcome::Lost) {
+            groups
+                .entry(f.reason.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default()
+                .push(f);
+        }
+        let mut groups: Vec<_> = groups.into_iter().collect();
+        groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        groups
+    }
+
+    /// "Recovered 2,132 of 2,149 files (3.9 GB). 17 could not be recovered: 14 were
+    /// larger than the capture limit (1 MiB), 3 were excluded by the rule *.tmp."
+    pub fn summary(&self) -> String {
+        let c = self.counts();
+        let verb = if self.dry_run {
+            "Can recover"
+        } else {
+            "Recovered"
+        };
+        let mut s = format!(
+            "{verb} {} of {} ({}).",
+            count(c.recovered),
+            files(c.files),
+            bytes(c.recovered_bytes)
+        );
+        if c.already_present > 0 {
+            s.push_str(&format!(
+                " {} {} already in place.",
+                count(c.already_present),
+                if c.already_present == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
+            ));
+        }
+        if c.lost > 0 {
+            let parts: Vec<String> = self
+                .lost_by_reason()
+                .iter()
+                .map(|(reason, group)| {
+                    let verb = if group.len() == 1 { "was" } else { "were" };
+                    // "14 were larger than the capture limit", but "2: the vault disk was full".
+                    let adjectival = [
+                        "larger", "excluded", "deleted", "damaged", "missing", "moved",
+                    ];
+                    if adjectival.iter().any(|w| reason.starts_with(w)) {
+                        format!("{} {verb} {reason}", count(group.len() as u64))
+                    } else {
+                        format!("{}: {reason}", count(group.len() as u64))
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                " {} {} be recovered: {}.",
+                count(c.lost),
+                if self.dry_run { "cannot" } else { "could not" },
+                parts.join(", ")
+            ));
+        }
+        s
+    }
+
+    /// Recovered and lost by kind of file: "14 images, 3 documents".
+    pub fn by_category(&self, outcome: Outcome) -> Vec<(Category, u64)> {
+        let mut m: BTreeMap<Category, u64> = BTreeMap::new();
+        for f in self.files.iter().filter(|f| f.outcome == outcome) {
+            *m.entry(Category::of(&f.path)).or_default() += 1;
+        }
+        m.into_iter().collect()
+    }
+
+    /// The last line: whether the exit code says "all that could be done was done".
+    pub fn verdict(&self) -> String {
+        let c = self.counts();
+        if c.lost == 0 {
+            "Every selected file is in place.".to_owned()
+        } else if c.lost_unexpected == 0 {
+            format!(
+                "All files that had been copied were recovered; the {} lost {} never copied.",
+                count(c.lost),
+                if c.lost == 1 { "was" } else { "were" }
+            )
+        } else {
+            format!(
+                "{} that had been copied could not be recovered (see above); this needs attention.",
+                files(c.lost_unexpected)
+            )
+        }
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.summary());
+        out.push('\n');
+        let lost_kinds = self.by_category(Outcome::Lost);
+        if !lost_kinds.is_empty() {
+            let parts: Vec<String> = lost_kinds
+                .iter()
+                .map(|(cat, n)| format!("{} {}", count(*n), cat.noun(*n)))
+                .collect();
+            out.push_str(&format!("Lost, by kind: {}.\n", parts.join(", ")));
+        }
+        out.push_str(&format!("Destination: {}.\n", self.destination));
+        for (reason, group) in self.lost_by_reason() {
+            out.push_str(&format!(
+                "\nCould not be recovered — {reason} ({}):\n",
+                count(group.len() as u64)
+            ));
+            for f in group {
+                out.push_str(&format!("  {}\n", display_path(&f.path)));
+            }
+        }
+        let beside: Vec<_> = self
+            .files
+            .iter()
+            .filter(|f| f.outcome == Outcome::Recovered && f.beside)
+            .collect();
+        if !beside.is_empty() {
+            out.push_str(&format!(
+                "\nRestored beside a different file with the same name ({}):\n",
+                count(beside.len() as u64)
+            ));
+            for f in beside {
+                out.push_str(&format!(
+                    "  {} -> {}\n",
+                    display_path(&f.path),
+                    f.restored_to
+                        .as_deref()
+                        .map(display_path)
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        out.push_str(&format!("\nTo repeat this restore: {}\n", self.command));
+        out.push_str(&self.verdict());
+        out.push('\n');
+        out
+    }
+
+    /// The report for programs.
+    pub fn json(&self) -> serde_json::Value {
+        let c = self.counts();
+        let by_kind = |outcome| {
+            self.by_category(outcome)
+                .into_iter()
+                .map(|(cat, n)| (serde_json::to_value(cat).unwrap_or_default(), n))
+                .map(|(k, n)| {
+                    (
+                        k.as_str().unwrap_or("other").to_owned(),
+                        serde_json::json!(n),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+        };
+        serde_json::json!({
+            "dry_run": self.dry_run,
+            "started_at": crate::clock::rfc3339(self.started_at),
+            "finished_at": crate::clock::rfc3339(self.finished_at),
+            "destination": self.destination,
+            "files_selected": c.files,
+            "recovered": c.recovered,
+            "recovered_bytes": c.recovered_bytes,
+            "already_present": c.already_present,
+            "lost": c.lost,
+            "lost_unexpected": c.lost_unexpected,
+            "restored_beside": c.beside,
+            "recovered_by_kind": by_kind(Outcome::Recovered),
+            "lost_by_kind": by_kind(Outcome::Lost),
+            "complete": c.lost_unexpected == 0,
+            "command": self.command,
+            "files": self.files.iter().map(|f| {
+                let (path, path_bytes) = json_path(&f.path);
+                let mut v = serde_json::json!({
+                    "path": path,
+                    "outcome": f.outcome,
+                    "reason": f.reason,
+                    "reason_code": f.reason_code,
+                    "restored_to": f.restored_to.as_deref().map(|p| json_path(p).0),
+                    "size": f.size,
+                    "deleted_at": f.deleted_at.map(crate::clock::rfc3339),
+                });
+                if let Some(hex) = path_bytes {
+                    v["path_bytes"] = serde_json::json!(hex);
+                }
+                v
+            }).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Saves the text and JSON reports under `dir` with a timestamped name; returns
+    /// the text report's path.
+    pub fn save(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let stamp = chrono::Local::now().format("%Y-%m-%d_%H%M%S");
+        let mut n = 0;
+        loop {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let text_path = dir.join(format!("restore-{stamp}{suffix}.txt"));
+            if !text_path.exists() {
+                let json_path = text_path.with_extension("json");
+                write_private(
+                    &json_path,
+                    serde_json::to_string_pretty(&self.json())?.as_bytes(),
+                )?;
+                write_private(&text_path, self.text().as_bytes())?;
+                return Ok(text_path);
+            }
+            n += 1;
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = crate::vault::create_private_file(path)?;
+    file.set_len(0)?;
+    file.write_all(data)
 }

@@ -4,7 +4,10 @@
 //! the library where tests can reach it.
 
 mod daemon;
+mod emergency;
+mod incidents;
 mod list;
+mod restore;
 mod status;
 mod sync;
 mod verify;
@@ -18,6 +21,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, RawArgs};
 use crate::index::Index;
 use crate::vault::Vault;
+
+pub use restore::quote;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +67,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recent deletion incidents, newest first.
+    Incidents {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring deleted files back, and report what was recovered and what was lost.
+    Restore(restore::RestoreArgs),
+    /// The guided restore: step by step, Enter at every question brings back the
+    /// most recent deletion.
+    Emergency(emergency::EmergencyArgs),
     /// Re-read every copy in the vault and check it is intact.
     Verify {
         #[arg(long)]
@@ -80,11 +95,28 @@ struct DaemonArgs {
     /// Do not copy files larger than this, e.g. 500MB, 2GiB.
     #[arg(long, value_name = "SIZE")]
     max_file_size: Option<String>,
+    /// Deletions further apart than this start a new incident (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    incident_gap: Option<String>,
+    /// Alert when this many files are deleted within 5 minutes (default 500).
+    #[arg(long, value_name = "N")]
+    alert_files: Option<u64>,
+    /// Alert when this much is deleted within 5 minutes (default 1GiB).
+    #[arg(long, value_name = "SIZE")]
+    alert_size: Option<String>,
+    /// Run this shell command on a mass-deletion alert; details are in UNDELETE_* variables.
+    #[arg(long, value_name = "COMMAND")]
+    alert_command: Option<String>,
 }
 
 /// The whole program: parse, run, turn the result into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        // `undelete list | head` should end quietly, as other commands do, not panic.
+        // SAFETY: called before any other thread exists; restores the default action.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging();
     match run(cli) {
         Ok(code) => code,
@@ -119,6 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.protect = args.protect.clone();
         raw.exclude = args.exclude.clone();
         raw.max_file_size = args.max_file_size.clone();
+        raw.incident_gap = args.incident_gap.clone();
+        raw.alert_files = args.alert_files;
+        raw.alert_size = args.alert_size.clone();
+        raw.alert_command = args.alert_command.clone();
     }
     let config = Config::load(raw)?;
     match cli.command {
@@ -127,6 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status::run(&config, json),
         Command::List { under, all, json } => list::run(&config, under, all, json),
         Command::Verify { json } => verify::run(&config, json),
+        Command::Incidents { json } => incidents::run(&config, json),
+        Command::Restore(args) => restore::run(&config, args),
+        Command::Emergency(args) => emergency::run(&config, args),
     }
 }
 

@@ -26,6 +26,7 @@ use walkdir::WalkDir;
 
 use crate::clock;
 use crate::config::Config;
+use crate::incident::{IncidentCode, IncidentRules};
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
 use crate::vault::{Vault, VaultError};
 
@@ -50,6 +51,15 @@ const FALLBACK_SCAN: Duration = Duration::from_secs(300);
 const RENAME_PAIRING: Duration = Duration::from_millis(200);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
+
+/// Sync cookies and a restore's temporary files: never recorded.
+fn is_internal(path: &Path) -> bool {
+    sync::is_cookie(path)
+        || path.file_name().is_some_and(|n| {
+            n.as_encoded_bytes()
+                .starts_with(crate::restore::TEMP_PREFIX.as_bytes())
+        })
+}
 
 /// Errors that stop the daemon. Everything else is logged and survived.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +159,9 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     )?;
 
     let mut daemon = Daemon {
+        incident_rules: &config.incidents,
+        vault_path: config.vault.clone(),
+        code_counter: 0,
         rules: Rules {
             excludes: &config.excludes,
             max_file_size: config.max_file_size,
@@ -173,6 +186,7 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     }
     daemon.index.begin()?;
     daemon.full_scan(previous_alive)?;
+    daemon.update_incidents(clock::now())?;
     daemon.commit()?;
     daemon.syncs.answer_ready();
     tracing::info!("start-up scan finished; watching for changes");
@@ -256,6 +270,9 @@ struct PendingMove {
 }
 
 struct Daemon<'c> {
+    incident_rules: &'c IncidentRules,
+    vault_path: PathBuf,
+    code_counter: u64,
     rules: Rules<'c>,
     vault: Vault,
     index: Index,
@@ -386,6 +403,7 @@ impl Daemon<'_> {
         if fallback_due {
             self.full_scan(None)?;
         }
+        self.update_incidents(now)?;
         if self.last_heartbeat.elapsed() >= HEARTBEAT || self.syncs.any_ready() {
             self.index
                 .set_meta("last_alive", &clock::now().to_string())?;
@@ -427,17 +445,17 @@ impl Daemon<'_> {
             FsEvent::Changed { path, is_new } => {
                 if sync::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
-                } else if self.root_for(&path).is_some() {
+                } else if !is_internal(&path) && self.root_for(&path).is_some() {
                     self.dirty.insert(path, is_new);
                 }
             }
             FsEvent::Removed { path, was_dir } => {
-                if !sync::is_cookie(&path) && self.root_for(&path).is_some() {
+                if !is_internal(&path) && self.root_for(&path).is_some() {
                     self.removed(&path, was_dir, now)?;
                 }
             }
             FsEvent::RenameFrom { path, cookie } => {
-                if !sync::is_cookie(&path) {
+                if !is_internal(&path) {
                     self.pending_moves.push(PendingMove {
                         path,
                         cookie,
@@ -498,7 +516,12 @@ impl Daemon<'_> {
     }
 
     fn renamed(&mut self, from: &Path, to: &Path, now: i64) -> Result<(), DaemonError> {
-        if sync::is_cookie(from) || sync::is_cookie(to) {
+        if is_internal(to) {
+            return Ok(());
+        }
+        if is_internal(from) {
+            // A restore renaming its finished temporary file into place.
+            self.dirty.insert(to.to_owned(), true);
             return Ok(());
         }
         let from_root = self.root_for(from).map(|r| r.id);
@@ -600,6 +623,88 @@ impl Daemon<'_> {
         Ok(Some(kind))
     }
 
+    /// Groups new deletions into incidents, and raises the mass-deletion alert for an
+    /// incident that crosses the threshold.
+    fn update_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
+        let seed_base = (now as u64) ^ ((std::process::id() as u64) << 32);
+        let counter = &mut self.code_counter;
+        let mut new_code = || {
+            *counter += 1;
+            let hash = blake3::hash(&[seed_base.to_le_bytes(), counter.to_le_bytes()].concat());
+            let seed = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+            IncidentCode::from_seed(seed).to_string()
+        };
+        let changed = self
+            .index
+            .group_incidents(self.incident_rules.gap_ns, &mut new_code)?;
+        for id in changed {
+            let Some(incident) = self.index.incident(id)? else {
+                continue;
+            };
+            if incident.alerted_at.is_some() {
+                continue;
+            }
+            let since = incident.last_at - self.incident_rules.window_ns;
+            let (files, bytes) = self.index.incident_activity_since(id, since)?;
+            if files < self.incident_rules.alert_files && bytes < self.incident_rules.alert_bytes {
+                continue;
+            }
+            self.index.mark_incident_alerted(id, now)?;
+            self.mass_deletion_alert(&incident, now)?;
+        }
+        Ok(())
+    }
+
+    fn mass_deletion_alert(
+        &mut self,
+        incident: &crate::index::Incident,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        let undo = format!(
+            "undelete --vault {} restore --incident {}",
+            crate::cli::quote(&self.vault_path),
+            incident.code
+        );
+        let message = format!(
+            "Mass deletion: {} ({}) deleted from {} since {} (incident {}). To bring them back: {undo}",
+            crate::report::files(incident.files),
+            crate::report::bytes(incident.bytes),
+            crate::report::display_path(&incident.folder),
+            clock::local(incident.first_at),
+            incident.code,
+        );
+        tracing::warn!("{message}");
+        self.index
+            .raise_alert(&format!("mass_deletion:{}", incident.code), &message, now)?;
+        if let Some(command) = &self.incident_rules.alert_command {
+            let spawned = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(command)
+                .env("UNDELETE_INCIDENT", &incident.code)
+                .env("UNDELETE_FOLDER", &incident.folder)
+                .env("UNDELETE_FILES", incident.files.to_string())
+                .env("UNDELETE_BYTES", incident.bytes.to_string())
+                .env("UNDELETE_RESTORE_COMMAND", &undo)
+                .env("UNDELETE_MESSAGE", &message)
+                .stdin(std::process::Stdio::null())
+                .spawn();
+            match spawned {
+                // Reaped on its own thread: a slow mail command must not stall capture.
+                Ok(mut child) => {
+                    std::thread::spawn(move || {
+                        if let Ok(status) = child.wait()
+                            && !status.success()
+                        {
+                            tracing::warn!("the alert command failed ({status})");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!("cannot run the alert command: {e}"),
+            }
+        }
+        Ok(())
+    }
+
     /// Raises the vault-full alert on the first failure and clears it on the next success.
     fn note_vault_state(
         &mut self,
@@ -643,7 +748,7 @@ impl Daemon<'_> {
                 }
             };
             let path = entry.path();
-            if sync::is_cookie(path) {
+            if is_internal(path) {
                 continue;
             }
             if entry.file_type().is_dir() && path.starts_with(&vault_root) {

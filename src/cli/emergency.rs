@@ -1,0 +1,354 @@
+//! `undelete emergency`: the guided restore, for a frightened customer with a
+//! technician on the phone.
+//!
+//! Five numbered steps in short sentences. Pressing Enter at every question
+//! restores the most recent incident to its original place, never overwriting
+//! anything. Every choice has a flag, so `--yes` runs it without questions; with
+//! no terminal and no `--yes` it stops at once and names the flags. Plain
+//! numbered prompts rather than a menu crate: they read the same over the phone
+//! and in a log as on the screen.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::restore::{Request, RestoreArgs, carry_out, quote};
+use crate::clock;
+use crate::config::Config;
+use crate::control;
+use crate::index::{Incident, Index};
+use crate::report::{bytes, count, display_path, files};
+use crate::restore::{self, Destination};
+
+const STEPS: u32 = 5;
+/// How many recent incidents step 2 offers.
+const CHOICES: usize = 5;
+/// How many lost files per reason the final screen names; the report has them all.
+const LOST_SHOWN: usize = 5;
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct EmergencyArgs {
+    /// Restore this incident (default: the most recent one).
+    #[arg(long, value_name = "CODE")]
+    incident: Option<String>,
+    /// Instead of an incident: everything deleted in and below this folder.
+    #[arg(long, value_name = "DIR")]
+    under: Option<PathBuf>,
+    /// With --under: only what was deleted at or after this time (e.g. 12h, "2026-11-22 02:00").
+    #[arg(long, value_name = "T")]
+    deleted_after: Option<String>,
+    /// Put the files in this folder instead of their original place.
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+    /// Do not ask anything: take the defaults and the choices given as flags.
+    #[arg(long)]
+    yes: bool,
+}
+
+/// What the customer chose to bring back.
+enum Choice {
+    Incident(Incident),
+    Folder {
+        under: PathBuf,
+        since: Option<String>,
+    },
+}
+
+struct Wizard {
+    interactive: bool,
+    step: u32,
+}
+
+impl Wizard {
+    fn step(&mut self, title: &str) {
+        self.step += 1;
+        println!();
+        println!("Step {} of {STEPS}: {title}", self.step);
+        println!("{}", "-".repeat(11 + title.len() + 1));
+    }
+
+    /// Asks a question; Enter gives the empty answer. Without questions, answers "".
+    fn ask(&self, question: &str) -> anyhow::Result<String> {
+        if !self.interactive {
+            return Ok(String::new());
+        }
+        print!("{question} ");
+        io::stdout().flush()?;
+        let mut line = String::new();
+        if io::stdin().lock().read_line(&mut line)? == 0 {
+            anyhow::bail!("no answer (input closed); nothing was changed");
+        }
+        Ok(line.trim().to_owned())
+    }
+}
+
+pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
+    let interactive = !args.yes;
+    if interactive && !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "emergency asks questions, but there is no one at a terminal to answer them. \
+             Run it without questions with --yes, choosing with --incident CODE or \
+             --under DIR [--deleted-after T], and --to DIR to restore elsewhere"
+        );
+    }
+    let (vault, index) = super::open_vault(config)?;
+    let mut w = Wizard {
+        interactive,
+        step: 0,
+    };
+    println!("Emergency undelete. Nothing will be changed until you confirm.");
+
+    w.step("Is protection working?");
+    let now = clock::now();
+    let totals = index.totals()?;
+    if control::is_running(&vault.socket_path()) {
+        println!("Yes: the undelete service is running.");
+    } else {
+        println!("The undelete service is NOT running right now.");
+        println!("Files deleted while it was stopped may not have been copied.");
+    }
+    match totals.last_capture {
+        Some(at) => println!("The last copy was made: {}.", clock::spoken(at, now)),
+        None => {
+            println!("No file was ever copied into this vault, so nothing can be brought back.");
+            println!("The one thing that helps most now: stop writing to that disk.");
+            println!("Every new file may overwrite what was deleted. Call your IT support.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
+    w.step("What was deleted?");
+    let choice = choose_what(&mut w, &index, &args, now)?;
+
+    w.step("What can come back?");
+    let restore_args = RestoreArgs {
+        incident: match &choice {
+            Choice::Incident(i) => Some(i.code.clone()),
+            Choice::Folder { .. } => None,
+        },
+        under: match &choice {
+            Choice::Folder { under, .. } => Some(under.clone()),
+            Choice::Incident(_) => None,
+        },
+        deleted_after: match &choice {
+            Choice::Folder { since, .. } => since.clone(),
+            Choice::Incident(_) => None,
+        },
+        to: args.to.clone(),
+        ..RestoreArgs::default()
+    };
+    let request = Request::from_args(&restore_args, config, &index)?;
+    let plan = restore::plan(&index, &vault, &request.filter, &Destination::Original)?;
+    let totals = plan.totals();
+    if totals.files == 0 {
+        println!("No deleted files were found for that choice.");
+        println!("Nothing was changed. Try again and choose another folder or time.");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{} deleted. {} can come back ({}).",
+        files(totals.files),
+        count(totals.to_restore + totals.already_present),
+        bytes(totals.bytes_to_restore)
+    );
+    if totals.already_present > 0 {
+        println!(
+            "{} of them are already back in place.",
+            count(totals.already_present)
+        );
+    }
+    let preview = crate::report::RestoreReport {
+        files: plan.as_results(),
+        dry_run: true,
+        started_at: now,
+        finished_at: now,
+        destination: String::new(),
+        command: String::new(),
+    };
+    for (reason, group) in preview.lost_by_reason() {
+        println!("{} cannot come back: {reason}.", files(group.len() as u64));
+    }
+    if let Ok(free) = rustix::fs::statvfs(
+        plan.items
+            .first()
+            .map(|i| i.base.clone())
+            .unwrap_or_default()
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(std::path::Path::new("/")),
+    ) {
+        let free = free.f_bavail.saturating_mul(free.f_frsize);
+        println!(
+            "Space needed: {}. Free on that disk: {}.",
+            bytes(totals.bytes_to_restore),
+            bytes(free)
+        );
+    }
+
+    w.step("Where should they go?");
+    let destination = match &args.to {
+        Some(dir) => Destination::Under(super::absolute(dir)),
+        None => {
+            println!("  1) Back to their original place. Nothing there is overwritten. (Enter)");
+            println!("  2) Into a new folder.");
+            match w.ask("Your choice [1]:")?.as_str() {
+                "" | "1" => Destination::Original,
+                "2" => {
+                    let dir = w.ask("Type the new folder's full path:")?;
+                    if dir.is_empty() {
+                        anyhow::bail!("no folder given; nothing was changed");
+                    }
+                    Destination::Under(super::absolute(std::path::Path::new(&dir)))
+                }
+                other => anyhow::bail!("{other:?} is not one of the choices; nothing was changed"),
+            }
+        }
+    };
+    let restore_args = RestoreArgs {
+        to: match &destination {
+            Destination::Under(dir) => Some(dir.clone()),
+            Destination::Original => None,
+        },
+        ..restore_args
+    };
+    let request = Request::from_args(&restore_args, config, &index)?;
+    let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    match &destination {
+        Destination::Original => println!("The files will go back to their original place."),
+        Destination::Under(dir) => println!("The files will go into {}.", display_path(dir)),
+    }
+    let answer = w.ask("Start now? Press Enter to start, or type n to stop [Y/n]:")?;
+    if answer.eq_ignore_ascii_case("n") || answer.eq_ignore_ascii_case("no") {
+        println!("Stopped. Nothing was changed.");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    w.step("Bringing the files back");
+    let report = carry_out(&plan, &vault, &request, false, true)?;
+    let saved = report.save(&vault.reports_dir())?;
+    let c = report.counts();
+    println!();
+    println!("{}", report.summary());
+    for (reason, group) in report.lost_by_reason() {
+        println!();
+        println!("Not recovered, {reason}:");
+        for f in group.iter().take(LOST_SHOWN) {
+            println!("  {}", display_path(&f.path));
+        }
+        if group.len() > LOST_SHOWN {
+            println!(
+                "  … and {} more (all are in the report)",
+                count((group.len() - LOST_SHOWN) as u64)
+            );
+        }
+    }
+    if c.beside > 0 {
+        println!();
+        println!(
+            "{} restored beside a newer file with the same name (see the report).",
+            files(c.beside)
+        );
+    }
+    println!();
+    println!("The full report is saved in: {}", saved.display());
+    println!("To do exactly this again without questions:");
+    println!("  {}", repeat_command(config, &restore_args));
+    println!("{}", report.verdict());
+    Ok(if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn choose_what(
+    w: &mut Wizard,
+    index: &Index,
+    args: &EmergencyArgs,
+    now: i64,
+) -> anyhow::Result<Choice> {
+    if let Some(code) = &args.incident {
+        let incident = super::incidents::find(index, code)?;
+        println!("Chosen: {}", super::incidents::describe(&incident, now));
+        println!("(incident code {})", incident.code);
+        return Ok(Choice::Incident(incident));
+    }
+    if let Some(under) = &args.under {
+        println!(
+            "Chosen: files deleted from {}",
+            display_path(&super::absolute(under))
+        );
+        return Ok(Choice::Folder {
+            under: super::absolute(under),
+            since: args.deleted_after.clone(),
+        });
+    }
+    let recent = index.incidents(CHOICES)?;
+    if recent.is_empty() {
+        println!("No deletions have been recorded.");
+        if !w.interactive {
+            anyhow::bail!("nothing to restore; nothing was changed");
+        }
+        return ask_folder(w);
+    }
+    println!("These are the most recent deletions, newest first:");
+    for (n, incident) in recent.iter().enumerate() {
+        println!("  {}) {}", n + 1, super::incidents::describe(incident, now));
+        println!("     (incident code {})", incident.code);
+    }
+    println!("  f) Something else: choose a folder and a time.");
+    let answer = w.ask("Which one? Press Enter for 1:")?;
+    match answer.as_str() {
+        "" => Ok(Choice::Incident(recent[0].clone())),
+        "f" | "F" => ask_folder(w),
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=recent.len()).contains(&n) => Ok(Choice::Incident(recent[n - 1].clone())),
+            _ => anyhow::bail!("{n:?} is not one of the choices; nothing was changed"),
+        },
+    }
+}
+
+fn ask_folder(w: &mut Wizard) -> anyhow::Result<Choice> {
+    let folder = w.ask("Type the full path of the folder the files were in:")?;
+    if folder.is_empty() {
+        anyhow::bail!("no folder given; nothing was changed");
+    }
+    let since = w.ask("Since when? For example 2h, 1d or \"2026-11-22 02:00\" [1d]:")?;
+    Ok(Choice::Folder {
+        under: super::absolute(std::path::Path::new(&folder)),
+        since: Some(if since.is_empty() {
+            "1d".to_owned()
+        } else {
+            since
+        }),
+    })
+}
+
+/// The non-interactive command that repeats the chosen restore.
+fn repeat_command(config: &Config, args: &RestoreArgs) -> String {
+    let mut words = vec![
+        "undelete".to_owned(),
+        "--vault".to_owned(),
+        quote(&config.vault),
+        "emergency".to_owned(),
+        "--yes".to_owned(),
+    ];
+    if let Some(code) = &args.incident {
+        words.extend(["--incident".to_owned(), code.clone()]);
+    }
+    if let Some(under) = &args.under {
+        words.extend(["--under".to_owned(), quote(under)]);
+    }
+    if let Some(since) = &args.deleted_after {
+        let at = clock::parse(since, clock::now())
+            .map(clock::rfc3339_exact)
+            .unwrap_or(since.clone());
+        words.extend(["--deleted-after".to_owned(), at]);
+    }
+    if let Some(to) = &args.to {
+        words.extend(["--to".to_owned(), quote(to)]);
+    }
+    words.join(" ")
+}

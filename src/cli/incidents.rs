@@ -1,0 +1,69 @@
+//! `undelete incidents`: what was deleted together, newest first.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::clock;
+use crate::config::Config;
+use crate::incident::IncidentCode;
+use crate::index::{Incident, Index};
+use crate::report::{bytes, count, display_path, files, json_path};
+
+/// How many incidents are shown.
+const RECENT: usize = 50;
+
+pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (_vault, index) = super::open_vault(config)?;
+    let incidents = index.incidents(RECENT)?;
+    if as_json {
+        let rows: Vec<_> = incidents
+            .iter()
+            .map(|i| {
+                json!({
+                    "code": i.code,
+                    "folder": json_path(&i.folder).0,
+                    "first_at": clock::rfc3339(i.first_at),
+                    "last_at": clock::rfc3339(i.last_at),
+                    "files": i.files,
+                    "bytes": i.bytes,
+                    "recoverable": i.recoverable,
+                    "alerted": i.alerted_at.is_some(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if incidents.is_empty() {
+        println!("No deletions recorded.");
+    }
+    let now = clock::now();
+    for i in &incidents {
+        println!("{}  {}", i.code, describe(i, now));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos"
+pub fn describe(i: &Incident, now: i64) -> String {
+    let mut line = format!(
+        "{} — {} ({}) deleted from {}",
+        clock::spoken(i.first_at, now),
+        files(i.files),
+        bytes(i.bytes),
+        display_path(&i.folder)
+    );
+    if i.recoverable < i.files {
+        line.push_str(&format!("; {} can be brought back", count(i.recoverable)));
+    }
+    line
+}
+
+/// The incident a person typed the code of.
+pub fn find(index: &Index, code: &str) -> anyhow::Result<Incident> {
+    let code: IncidentCode = code.parse()?;
+    index
+        .incident_by_code(code.as_str())?
+        .ok_or_else(|| anyhow::anyhow!("no incident has the code {code} (see: undelete incidents)"))
+}

@@ -1,0 +1,735 @@
+//! Bringing files back: first a plan (what is selected, where each file goes,
+//! what is already there, what is lost and why), then its execution.
+//!
+//! Planning writes nothing, so the plan can be shown and confirmed. Execution
+//! never overwrites: identical content already in place counts as present,
+//! different content gets the restored file beside it under a clear new name.
+//! Files are written under a temporary name and renamed, every byte read from
+//! the vault is hash-checked, and no symlink on the destination path is ever
+//! followed. Running the same restore again restores nothing twice.
+//!
+//! It decides nothing the plan does not show.
+
+mod safe_fs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+use crate::clock;
+use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
+use crate::report::{FileResult, Outcome};
+use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
+
+use safe_fs::DirCache;
+pub use safe_fs::{PathProblem, TEMP_PREFIX};
+
+/// Where restored files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Back where they were.
+    Original,
+    /// Under this folder, at their path relative to the protected folder they came from.
+    Under(PathBuf),
+}
+
+/// What the plan will do with one selected version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write it at its place.
+    Restore,
+    /// Something different has its name: write it beside, under this name.
+    Beside(OsString),
+    /// The same content is already there (at `at`).
+    AlreadyPresent { at: PathBuf },
+    /// It cannot come back. `expected` when it was never copied (a rule, a limit, too fast).
+    Lost {
+        reason: String,
+        code: &'static str,
+        expected: bool,
+    },
+    /// A folder: created if missing, its metadata restored if this restore created it.
+    Folder { exists: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanItem {
+    pub version: Version,
+    /// The destination folder this item is written under.
+    pub base: PathBuf,
+    /// Its path below `base`.
+    pub relative: PathBuf,
+    pub action: Action,
+}
+
+impl PlanItem {
+    /// Where it will be (or is) in the end.
+    pub fn target(&self) -> PathBuf {
+        match &self.action {
+            Action::Beside(name) => self.base.join(self.relative.with_file_name(name)),
+            Action::AlreadyPresent { at } => at.clone(),
+            _ => self.base.join(&self.relative),
+        }
+    }
+
+    pub fn is_folder(&self) -> bool {
+        matches!(self.action, Action::Folder { .. })
+    }
+}
+
+/// Everything a restore will do, before it does it.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    pub items: Vec<PlanItem>,
+    pub destination: Destination,
+    pub as_of: Option<i64>,
+}
+
+/// Totals of a plan, by what will happen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanTotals {
+    pub files: u64,
+    pub to_restore: u64,
+    pub bytes_to_restore: u64,
+    pub beside: u64,
+    pub already_present: u64,
+    pub lost: u64,
+}
+
+impl RestorePlan {
+    /// The files (not folders) of the plan.
+    pub fn files(&self) -> impl Iterator<Item = &PlanItem> {
+        self.items.iter().filter(|i| !i.is_folder())
+    }
+
+    pub fn totals(&self) -> PlanTotals {
+        let mut t = PlanTotals::default();
+        for item in self.files() {
+            t.files += 1;
+            match &item.action {
+                Action::Restore | Action::Beside(_) => {
+                    t.to_restore += 1;
+                    t.bytes_to_restore += item.version.observed.size;
+                    t.beside += matches!(item.action, Action::Beside(_)) as u64;
+                }
+                Action::AlreadyPresent { .. } => t.already_present += 1,
+                Action::Lost { .. } => t.lost += 1,
+                Action::Folder { .. } => {}
+            }
+        }
+        t
+    }
+
+    /// What the plan's results would be, for a dry run's report.
+    pub fn as_results(&self) -> Vec<FileResult> {
+        self.files()
+            .map(|item| match &item.action {
+                Action::Restore | Action::Beside(_) => {
+                    result(item, Outcome::Recovered, None, Some(item.target()))
+                }
+                Action::AlreadyPresent { at } => {
+                    result(item, Outcome::AlreadyPresent, None, Some(at.clone()))
+                }
+                Action::Lost {
+                    reason,
+                    code,
+                    expected,
+                } => lost(item, reason.clone(), code, *expected),
+                Action::Folder { .. } => unreachable!("folders are filtered out"),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("cannot use the destination {path}: {source}")]
+    Destination { path: PathBuf, source: io::Error },
+}
+
+/// Selects versions and decides, for each, what a restore would do. Writes nothing.
+pub fn plan(
+    index: &Index,
+    vault: &Vault,
+    filter: &RestoreFilter,
+    destination: &Destination,
+) -> Result<RestorePlan, RestoreError> {
+    let roots: HashMap<i64, PathBuf> = index.roots()?.into_iter().map(|r| (r.id, r.path)).collect();
+    let mut versions = index.restore_candidates(filter)?;
+    add_missing_folders(index, &mut versions, &roots)?;
+    let mut dirs: HashMap<PathBuf, Option<DirCache>> = HashMap::new();
+    let label = match filter.as_of {
+        Some(t) => format!("as of {}", clock::local(t).replace(':', ".")),
+        None => String::new(),
+    };
+    let mut items = Vec::with_capacity(versions.len());
+    for version in versions {
+        let Some(root) = roots.get(&version.root_id) else {
+            continue;
+        };
+        let relative = version
+            .path
+            .strip_prefix(root)
+            .unwrap_or(&version.path)
+            .to_owned();
+        if relative.as_os_str().is_empty() {
+            // The protected folder itself: it is the destination, created if missing.
+            continue;
+        }
+        let base = match destination {
+            Destination::Original => root.clone(),
+            Destination::Under(dir) => dir.clone(),
+        };
+        let label = if label.is_empty() {
+            match version.deleted_at {
+                Some(t) => format!("deleted {}", &clock::local(t)[..10]),
+                None => "restored".to_owned(),
+            }
+        } else {
+            label.clone()
+        };
+        let cache = dirs
+            .entry(base.clone())
+            .or_insert_with(|| DirCache::new(&base, false).ok());
+        let action = decide(vault, cache.as_mut(), &version, &relative, &label);
+        items.push(PlanItem {
+            version,
+            base,
+            relative,
+            action,
+        });
+    }
+    Ok(RestorePlan {
+        items,
+        destination: destination.clone(),
+        as_of: filter.as_of,
+    })
+}
+
+/// Adds the folders above selected files that are not selected themselves, with their
+/// last recorded metadata, so a folder recreated for a file gets its mode back.
+fn add_missing_folders(
+    index: &Index,
+    versions: &mut Vec<Version>,
+    roots: &HashMap<i64, PathBuf>,
+) -> Result<(), IndexError> {
+    let present: std::collections::HashSet<PathBuf> =
+        versions.iter().map(|v| v.path.clone()).collect();
+    let mut wanted: BTreeMap<PathBuf, i64> = BTreeMap::new();
+    for v in versions.iter() {
+        let Some(root) = roots.get(&v.root_id) else {
+            continue;
+        };
+        let mut dir = v.path.parent();
+        while let Some(d) = dir {
+            if !d.starts_with(root) || d == root || present.contains(d) {
+                break;
+            }
+            wanted.entry(d.to_owned()).or_insert(v.root_id);
+            dir = d.parent();
+        }
+    }
+    for (dir, _) in wanted {
+        if let Some(latest) = index.latest(&dir)?
+            && latest.observed.kind == EntryKind::Dir
+        {
+            versions.push(latest);
+        }
+    }
+    versions.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+fn decide(
+    vault: &Vault,
+    dirs: Option<&mut DirCache>,
+    version: &Version,
+    relative: &Path,
+    label: &str,
+) -> Action {
+    if let Err(problem) = safe_fs::check_relative(relative) {
+        return lost_action(problem.to_string(), "unsafe_name", false);
+    }
+    let observed = &version.observed;
+    if let Some(why) = &observed.uncaptured {
+        return lost_action(why.to_string(), why.code(), true);
+    }
+    match observed.kind {
+        EntryKind::Special => {
+            return lost_action(
+                "not a regular file; it cannot be restored".into(),
+                "special",
+                true,
+            );
+        }
+        EntryKind::File => match &observed.object {
+            None => return lost_action("it was never copied".into(), "never_captured", true),
+            Some(id) if !vault.contains(id) => {
+                return lost_action(DamageError::Missing.to_string(), "missing", false);
+            }
+            Some(_) => {}
+        },
+        EntryKind::Symlink | EntryKind::Dir => {}
+    }
+    let Some(dirs) = dirs else {
+        // The destination folder does not exist yet: nothing can be in the way.
+        return if observed.kind == EntryKind::Dir {
+            Action::Folder { exists: false }
+        } else {
+            Action::Restore
+        };
+    };
+    let parent = relative.parent().unwrap_or(Path::new(""));
+    let name = relative.file_name().unwrap_or_default();
+    let mut candidate = name.to_owned();
+    for n in 1.. {
+        let existing = match dirs.stat(parent, &candidate) {
+            Ok(existing) => existing,
+            Err(problem) => return lost_action(problem.to_string(), "blocked", false),
+        };
+        let Some(existing) = existing else {
+            return match (observed.kind, n) {
+                (EntryKind::Dir, _) => Action::Folder { exists: false },
+                (_, 1) => Action::Restore,
+                _ => Action::Beside(candidate),
+            };
+        };
+        if observed.kind == EntryKind::Dir {
+            return match rustix::fs::FileType::from_raw_mode(existing.st_mode) {
+                rustix::fs::FileType::Directory => Action::Folder { exists: true },
+                _ => lost_action(
+                    PathProblem::FileInTheWay(dirs.base().join(relative)).to_string(),
+                    "blocked",
+                    false,
+                ),
+            };
+        }
+        if same_as(dirs, parent, &candidate, &existing, version) {
+            return Action::AlreadyPresent {
+                at: dirs.base().join(parent).join(&candidate),
+            };
+        }
+        candidate = safe_fs::beside_name(name, label, n);
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+/// Whether what is at `parent/name` is exactly `version`'s content.
+fn same_as(
+    dirs: &mut DirCache,
+    parent: &Path,
+    name: &OsStr,
+    existing: &rustix::fs::Stat,
+    version: &Version,
+) -> bool {
+    let Ok(Some(dir)) = dirs.dir(parent, false) else {
+        return false;
+    };
+    let file_type = rustix::fs::FileType::from_raw_mode(existing.st_mode);
+    match (version.observed.kind, file_type) {
+        (EntryKind::Symlink, rustix::fs::FileType::Symlink) => {
+            rustix::fs::readlinkat(dir, name, Vec::new())
+                .ok()
+                .map(|t| t.into_bytes())
+                == version
+                    .observed
+                    .link_target
+                    .as_ref()
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+        }
+        (EntryKind::File, rustix::fs::FileType::RegularFile) => {
+            existing.st_size as u64 == version.observed.size
+                && version
+                    .observed
+                    .object
+                    .is_some_and(|id| hash_at(dir, name).ok() == Some(id))
+        }
+        _ => false,
+    }
+}
+
+fn hash_at(dir: &OwnedFd, name: &OsStr) -> io::Result<ObjectId> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut file = std::fs::File::from(fd);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ObjectId::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+fn lost_action(reason: String, code: &'static str, expected: bool) -> Action {
+    Action::Lost {
+        reason,
+        code,
+        expected,
+    }
+}
+
+fn result(
+    item: &PlanItem,
+    outcome: Outcome,
+    reason: Option<String>,
+    restored_to: Option<PathBuf>,
+) -> FileResult {
+    FileResult {
+        path: item.version.path.clone(),
+        size: item.version.observed.size,
+        outcome,
+        reason,
+        reason_code: None,
+        expected: true,
+        beside: matches!(item.action, Action::Beside(_)),
+        restored_to,
+        deleted_at: item.version.deleted_at,
+    }
+}
+
+fn lost(item: &PlanItem, reason: String, code: &str, expected: bool) -> FileResult {
+    FileResult {
+        reason_code: Some(code.to_owned()),
+        expected,
+        ..result(item, Outcome::Lost, Some(reason), None)
+    }
+}
+
+/// Reports progress: called with the number of files just finished.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// How many threads restore at once: enough to hide per-file latency on
+/// thousands of small files, few enough not to thrash a spinning disk.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().clamp(2, 8))
+        .unwrap_or(2)
+}
+
+/// Carries out a plan. Returns one result per file, in plan order.
+pub fn execute(
+    plan: &RestorePlan,
+    vault: &Vault,
+    progress: Progress<'_>,
+) -> Result<Vec<FileResult>, RestoreError> {
+    let is_root = rustix::process::geteuid().is_root();
+    for base in plan
+        .items
+        .iter()
+        .map(|i| &i.base)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        std::fs::create_dir_all(base).map_err(|source| RestoreError::Destination {
+            path: base.clone(),
+            source,
+        })?;
+    }
+    // Folders first (shallow to deep, so each parent exists), files in parallel, then
+    // folder metadata deepest first: writing a file inside changes a folder's mtime.
+    let mut folder_caches: HashMap<PathBuf, DirCache> = HashMap::new();
+    for item in plan.items.iter().filter(|i| i.is_folder()) {
+        // A folder that cannot be made shows up on the files inside it, as "blocked".
+        let _ = cache_for(&mut folder_caches, &item.base)?.dir(&item.relative, true);
+    }
+
+    let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
+    let parents: std::collections::BTreeSet<(&PathBuf, &Path)> = files
+        .iter()
+        .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
+        .collect();
+    for (base, parent) in parents {
+        if let Ok(Some(dir)) = cache_for(&mut folder_caches, base)?.dir(parent, false) {
+            safe_fs::remove_leftovers(dir);
+        }
+    }
+    let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
+    let next = AtomicUsize::new(0);
+    let counter = AtomicU64::new(0);
+    let disk_full: Mutex<Option<String>> = Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..workers() {
+            scope.spawn(|| {
+                let mut caches: HashMap<PathBuf, DirCache> = HashMap::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(slot, item)) = files.get(i) else {
+                        break;
+                    };
+                    let outcome = if stop.load(Ordering::Relaxed) {
+                        let why = disk_full
+                            .lock()
+                            .expect("never poisoned")
+                            .clone()
+                            .unwrap_or_default();
+                        lost(item, why, "destination_full", false)
+                    } else {
+                        let outcome = restore_one(item, vault, &mut caches, &counter, is_root);
+                        if outcome.reason_code.as_deref() == Some("destination_full") {
+                            *disk_full.lock().expect("never poisoned") = outcome.reason.clone();
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        outcome
+                    };
+                    results.lock().expect("never poisoned")[slot] = Some(outcome);
+                    progress(1);
+                }
+            });
+        }
+    });
+
+    for item in plan.items.iter().rev().filter(|i| i.is_folder()) {
+        if matches!(item.action, Action::Folder { exists: false })
+            && let Some(cache) = folder_caches.get_mut(&item.base)
+            && let Ok(Some(dir)) = cache.dir(&item.relative, false)
+        {
+            set_metadata_fd(dir, &item.version, is_root);
+        }
+    }
+    // One flush for the whole restore instead of one per file: the report is only
+    // written once everything it lists is on disk.
+    for base in plan
+        .items
+        .iter()
+        .map(|i| &i.base)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if let Ok(dir) = std::fs::File::open(base) {
+            let _ = rustix::fs::syncfs(&dir);
+        }
+    }
+    Ok(results
+        .into_inner()
+        .expect("never poisoned")
+        .into_iter()
+        .map(|r| r.expect("every file gets a result"))
+        .collect())
+}
+
+fn cache_for<'c>(
+    caches: &'c mut HashMap<PathBuf, DirCache>,
+    base: &Path,
+) -> Result<&'c mut DirCache, RestoreError> {
+    if !caches.contains_key(base) {
+        let cache = DirCache::new(base, true).map_err(|source| RestoreError::Destination {
+            path: base.to_owned(),
+            source,
+        })?;
+        caches.insert(base.to_owned(), cache);
+    }
+    Ok(caches.get_mut(base).expect("just inserted"))
+}
+
+fn restore_one(
+    item: &PlanItem,
+    vault: &Vault,
+    caches: &mut HashMap<PathBuf, DirCache>,
+    counter: &AtomicU64,
+    is_root: bool,
+) -> FileResult {
+    let name = match &item.action {
+        Action::Restore => item.relative.file_name().unwrap_or_default().to_owned(),
+        Action::Beside(name) => name.clone(),
+        Action::AlreadyPresent { at } => {
+            return result(item, Outcome::AlreadyPresent, None, Some(at.clone()));
+        }
+        Action::Lost {
+            reason,
+            code,
+            expected,
+        } => return lost(item, reason.clone(), code, *expected),
+        Action::Folder { .. } => unreachable!("folders are not files"),
+    };
+    let cache = match cache_for(caches, &item.base) {
+        Ok(cache) => cache,
+        Err(e) => return lost(item, e.to_string(), "destination", false),
+    };
+    let parent = item.relative.parent().unwrap_or(Path::new(""));
+    let dir = match cache.dir(parent, true) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => unreachable!("created when missing"),
+        Err(problem) => return lost(item, problem.to_string(), "blocked", false),
+    };
+    let temp = safe_fs::temp_name(counter.fetch_add(1, Ordering::Relaxed));
+    let written = match item.version.observed.kind {
+        EntryKind::Symlink => write_symlink(dir, &temp, &item.version, is_root),
+        _ => write_file(dir, &temp, &item.version, vault, is_root),
+    };
+    if let Err(failure) = written {
+        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+        return failure.into_result(item);
+    }
+    // Renamed into place only if the name is still free; if something appeared since
+    // the plan, the next free name beside it is used.
+    let mut final_name = name.clone();
+    for n in 1..1000 {
+        match safe_fs::rename_no_replace(dir, &temp, &final_name) {
+            Ok(true) => {
+                let to = item.base.join(parent).join(&final_name);
+                let mut r = result(item, Outcome::Recovered, None, Some(to));
+                r.beside = final_name != item.relative.file_name().unwrap_or_default();
+                return r;
+            }
+            Ok(false) => {
+                let label = match item.version.deleted_at {
+                    Some(t) => format!("deleted {}", &clock::local(t)[..10]),
+                    None => "restored".to_owned(),
+                };
+                final_name =
+                    safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
+            }
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+                return Failure::Write(e).into_result(item);
+            }
+        }
+    }
+    let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    lost(
+        item,
+        "no free name to restore it under".into(),
+        "blocked",
+        false,
+    )
+}
+
+enum Failure {
+    Vault(DamageError),
+    Write(io::Error),
+}
+
+impl Failure {
+    fn into_result(self, item: &PlanItem) -> FileResult {
+        match self {
+            Failure::Vault(DamageError::Damaged) => {
+                lost(item, DamageError::Damaged.to_string(), "damaged", false)
+            }
+            Failure::Vault(e) => lost(item, e.to_string(), "missing", false),
+            Failure::Write(e) if is_disk_full(&e) => lost(
+                item,
+                format!("not restored: the disk at {} is full", item.base.display()),
+                "destination_full",
+                false,
+            ),
+            Failure::Write(e) => lost(
+                item,
+                format!("could not be written: {e}"),
+                "write_failed",
+                false,
+            ),
+        }
+    }
+}
+
+fn write_file(
+    dir: &OwnedFd,
+    temp: &OsStr,
+    version: &Version,
+    vault: &Vault,
+    is_root: bool,
+) -> Result<(), Failure> {
+    let id = version
+        .observed
+        .object
+        .as_ref()
+        .ok_or(Failure::Vault(DamageError::Missing))?;
+    let mut reader = vault.open_object(id).map_err(Failure::Vault)?;
+    let fd = rustix::fs::openat(
+        dir,
+        temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| Failure::Write(e.into()))?;
+    let mut file = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Failure::Vault(DamageError::Damaged));
+            }
+            Err(e) => return Err(Failure::Vault(DamageError::Unreadable(e))),
+        };
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n]).map_err(Failure::Write)?;
+    }
+    set_metadata_fd(&file, version, is_root);
+    Ok(())
+}
+
+fn write_symlink(
+    dir: &OwnedFd,
+    temp: &OsStr,
+    version: &Version,
+    is_root: bool,
+) -> Result<(), Failure> {
+    let target = version
+        .observed
+        .link_target
+        .as_ref()
+        .ok_or(Failure::Vault(DamageError::Missing))?;
+    rustix::fs::symlinkat(target.as_os_str(), dir, temp).map_err(|e| Failure::Write(e.into()))?;
+    if is_root {
+        let _ = rustix::fs::chownat(
+            dir,
+            temp,
+            Some(rustix::fs::Uid::from_raw(version.observed.uid)),
+            Some(rustix::fs::Gid::from_raw(version.observed.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+    let _ = rustix::fs::utimensat(dir, temp, &times(version), AtFlags::SYMLINK_NOFOLLOW);
+    Ok(())
+}
+
+/// Owner (when root), then mode (chown clears set-id bits), then times.
+/// Files are created 0600, so they are never more readable than they were.
+fn set_metadata_fd(fd: &impl AsFd, version: &Version, is_root: bool) {
+    let o = &version.observed;
+    if is_root {
+        let _ = rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(o.uid)),
+            Some(rustix::fs::Gid::from_raw(o.gid)),
+        );
+    }
+    let mode = if o.mode == 0 && o.kind == EntryKind::Dir {
+        0o755
+    } else {
+        o.mode
+    };
+    let _ = rustix::fs::fchmod(fd, Mode::from_raw_mode(mode));
+    let _ = rustix::fs::futimens(fd, &times(version));
+}
+
+fn times(version: &Version) -> Timestamps {
+    let mtime = version.observed.mtime_ns;
+    let spec = Timespec {
+        tv_sec: mtime.div_euclid(1_000_000_000),
+        tv_nsec: mtime.rem_euclid(1_000_000_000) as _,
+    };
+    Timestamps {
+        last_access: spec,
+        last_modification: spec,
+    }
+}
