@@ -169,6 +169,50 @@ fn files_in_new_nested_folders_made_in_a_burst_are_all_captured() {
 }
 
 #[test]
+fn files_made_in_a_brand_new_folder_at_once_are_captured() {
+    // `mkdir d && cp file d/`: the kernel reports the folder, but the file only if
+    // the folder's watch exists by then; a walk of the folder must cover the rest.
+    const FOLDERS: usize = 300;
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.sync();
+    // Another user keeps writing meanwhile, as on a busy file server: the kernel's
+    // reports never pause, so they and the daemon's own work interleave in every order.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                fs::write(env.path("busy.txt"), n.to_le_bytes()).unwrap();
+                n += 1;
+            }
+        });
+        for n in 0..FOLDERS {
+            fs::create_dir(env.path(format!("new{n:03}"))).unwrap();
+            fs::write(env.path(format!("new{n:03}/file.txt")), content(n, 200)).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    env.sync();
+
+    let all = env.list_by_path(&["--all"]);
+    let missed: Vec<usize> = (0..FOLDERS)
+        .filter(|n| !all.contains_key(&env.json_path(format!("new{n:03}/file.txt"))))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {FOLDERS} files made right after their folder were never recorded: \
+         newNNN/file.txt for NNN in {missed:?}",
+        missed.len()
+    );
+    for n in 0..FOLDERS {
+        let e = entry(&all, &env.json_path(format!("new{n:03}/file.txt")));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], 200, "{e}");
+    }
+}
+
+#[test]
 fn excluded_and_oversized_files_are_recorded_with_their_reason() {
     let mut env = TestEnv::new();
     // Present at start-up: found by the scan.
@@ -180,7 +224,11 @@ fn excluded_and_oversized_files_are_recorded_with_their_reason() {
     // Written while running: found by events.
     env.write("during.tmp", "scratch while running");
     env.write("deep/er/during.tmp", "deep scratch");
-    env.write("during-big.bin", content(2, 5000));
+    // Moved in whole: a file growing past the limit while the daemon looks is
+    // a_file_over_the_size_limit_is_never_copied_even_while_it_is_written's subject.
+    let outside = env.root.join("during-big.bin");
+    fs::write(&outside, content(2, 5000)).unwrap();
+    fs::rename(&outside, env.path("during-big.bin")).unwrap();
     env.write("during-ok.txt", "kept while running");
     env.write("exactly-the-limit.bin", content(3, 1024));
     env.sync();
@@ -218,15 +266,15 @@ fn excluded_and_oversized_files_are_recorded_with_their_reason() {
     for rel in kept {
         assert_live_and_recoverable(entry(&all, &env.json_path(rel)));
     }
-    for data in [
-        b"scratch from before".to_vec(),
-        b"scratch while running".to_vec(),
-        content(1, 2048),
-        content(2, 5000),
+    for (rel, data) in [
+        ("before.tmp", b"scratch from before".to_vec()),
+        ("during.tmp", b"scratch while running".to_vec()),
+        ("before-big.bin", content(1, 2048)),
+        ("during-big.bin", content(2, 5000)),
     ] {
         assert!(
             !env.object_path(&data).exists(),
-            "a file kept out by a rule was copied into the vault anyway"
+            "{rel}, kept out by a rule, was copied into the vault anyway"
         );
     }
 
@@ -243,6 +291,36 @@ fn excluded_and_oversized_files_are_recorded_with_their_reason() {
     }
     for rel in kept {
         assert_deleted_and_recoverable(entry(&deleted, &env.json_path(rel)));
+    }
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_never_copied_even_while_it_is_written() {
+    // `cp big.iso share/`: the daemon hears of the file when it is created, still
+    // empty, and may read it while it grows. The limit holds for what is read.
+    const FILES: usize = 200;
+    let mut env = TestEnv::new();
+    env.start_daemon(&["--max-file-size", "1KiB"]);
+    env.sync();
+    for n in 0..FILES {
+        fs::write(env.path(format!("big{n:03}.bin")), content(n, 64 * 1024)).unwrap();
+    }
+    env.sync();
+
+    let copied: Vec<usize> = (0..FILES)
+        .filter(|&n| env.object_path(&content(n, 64 * 1024)).exists())
+        .collect();
+    assert!(
+        copied.is_empty(),
+        "{} of {FILES} files over the 1 KiB limit were copied into the vault anyway: \
+         bigNNN.bin for NNN in {copied:?}",
+        copied.len()
+    );
+    let all = env.list_by_path(&["--all"]);
+    for n in 0..FILES {
+        let e = entry(&all, &env.json_path(format!("big{n:03}.bin")));
+        assert!(!flag(e, "recoverable"), "{e}");
+        assert_eq!(e["reason_code"], "too_large", "{e}");
     }
 }
 

@@ -126,12 +126,8 @@ impl TestEnv {
 
     /// Sends SIGTERM and waits (bounded) for the daemon to exit; returns its status.
     pub fn stop_daemon(&mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
         let mut child = self.daemon.take().expect("a daemon is running");
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&child),
-            rustix::process::Signal::TERM,
-        )
-        .expect("send SIGTERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("poll the daemon") {
@@ -147,6 +143,23 @@ impl TestEnv {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// SIGSTOP: every thread of the daemon stops, including the one reading inotify,
+    /// so the kernel's queue fills up (and overflows) as if the daemon were very busy.
+    pub fn pause_daemon(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after `pause_daemon`.
+    pub fn resume_daemon(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.daemon.as_ref().expect("a daemon is running");
+        rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+            .unwrap_or_else(|e| panic!("send {signal:?}: {e}"));
     }
 
     /// SIGKILL, as a crash or `kill -9` would.
