@@ -116,6 +116,9 @@ pub enum StoreError {
     Source(io::Error),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// More than the limit was read: nothing was kept.
+    #[error("larger than the limit of {0} bytes")]
+    TooLarge(u64),
 }
 
 /// What happened when content was stored.
@@ -221,6 +224,12 @@ impl Vault {
 
     /// Copies everything `source` yields into the vault, hashing in the same pass.
     pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
+        self.store_limited(source, u64::MAX)
+    }
+
+    /// Like `store`, but gives up without keeping anything once more than `limit`
+    /// bytes were read: a file can grow past a size limit while it is being copied.
+    pub fn store_limited(&self, source: &mut impl Read, limit: u64) -> Result<Stored, StoreError> {
         let tmp_dir = self.root.join("tmp");
         let mut tmp = tempfile::Builder::new()
             .prefix("incoming-")
@@ -236,10 +245,13 @@ impl Vault {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(StoreError::Source(e)),
             };
+            size += n as u64;
+            if size > limit {
+                return Err(StoreError::TooLarge(limit));
+            }
             hasher.update(&buf[..n]);
             tmp.write_all(&buf[..n])
                 .map_err(|e| VaultError::io("write", tmp.path(), e))?;
-            size += n as u64;
         }
         let id = ObjectId::of(hasher.finalize());
         let dest = self.object_path(&id);

@@ -77,7 +77,7 @@ pub fn look(
                 // Same size, mtime and inode as a copy already made: only metadata changed.
                 observed.object = kept.observed.object;
             } else {
-                return copy_file(vault, path, observed);
+                return copy_file(vault, path, observed, rules.max_file_size);
             }
         }
     }
@@ -96,7 +96,7 @@ fn same_content(current: &Version, now: &Observed) -> bool {
 }
 
 /// Copies a regular file into the vault; reads it again if it changed meanwhile.
-fn copy_file(vault: &Vault, path: &Path, mut observed: Observed) -> Look {
+fn copy_file(vault: &Vault, path: &Path, mut observed: Observed, limit: Option<u64>) -> Look {
     for _ in 0..READ_ATTEMPTS {
         // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a link or a FIFO since
         // we looked, opening fails or returns at once instead of leaving the tree or hanging.
@@ -123,8 +123,14 @@ fn copy_file(vault: &Vault, path: &Path, mut observed: Observed) -> Look {
             }
             Err(e) => return unreadable(observed, &e),
         };
-        let stored = match vault.store(&mut file) {
+        let stored = match vault.store_limited(&mut file, limit.unwrap_or(u64::MAX)) {
             Ok(stored) => stored,
+            Err(StoreError::TooLarge(limit)) => {
+                // It grew past the limit after we looked: recorded, never kept.
+                let mut grown = observed_from(&before);
+                grown.uncaptured = Some(Uncaptured::TooLarge { limit });
+                return Look::Found(grown);
+            }
             Err(StoreError::Source(e)) => return unreadable(observed, &e),
             Err(StoreError::Vault(e)) if e.is_full() => {
                 observed.uncaptured = Some(Uncaptured::VaultFull);
