@@ -167,10 +167,6 @@ pub fn plan(
     let mut versions = index.restore_candidates(filter)?;
     add_missing_folders(index, &mut versions, &roots)?;
     let mut dirs: HashMap<PathBuf, Option<DirCache>> = HashMap::new();
-    let label = match filter.as_of {
-        Some(t) => format!("as of {}", clock::local(t).replace(':', ".")),
-        None => String::new(),
-    };
     let mut items = Vec::with_capacity(versions.len());
     for version in versions {
         let Some(root) = roots.get(&version.root_id) else {
@@ -189,14 +185,7 @@ pub fn plan(
             Destination::Original => root.clone(),
             Destination::Under(dir) => dir.clone(),
         };
-        let label = if label.is_empty() {
-            match version.deleted_at {
-                Some(t) => format!("deleted {}", &clock::local(t)[..10]),
-                None => "restored".to_owned(),
-            }
-        } else {
-            label.clone()
-        };
+        let label = beside_label(&version, filter.as_of);
         let cache = dirs
             .entry(base.clone())
             .or_insert_with(|| DirCache::new(&base, false).ok());
@@ -213,6 +202,16 @@ pub fn plan(
         destination: destination.clone(),
         as_of: filter.as_of,
     })
+}
+
+/// The words in a restored-beside name: "deleted 2026-11-22" (stable, so a re-run
+/// finds the file instead of making another copy), or "as of 2026-11-22 14.30".
+fn beside_label(version: &Version, as_of: Option<i64>) -> String {
+    match (as_of, version.deleted_at) {
+        (Some(t), _) => format!("as of {}", clock::local(t).replace(':', ".")),
+        (None, Some(t)) => format!("deleted {}", &clock::local(t)[..10]),
+        (None, None) => "restored".to_owned(),
+    }
 }
 
 /// Adds the folders above selected files that are not selected themselves, with their
@@ -476,7 +475,8 @@ pub fn execute(
                             .unwrap_or_default();
                         lost(item, why, "destination_full", false)
                     } else {
-                        let outcome = restore_one(item, vault, &mut caches, &counter, is_root);
+                        let outcome =
+                            restore_one(item, vault, &mut caches, &counter, is_root, plan.as_of);
                         if outcome.reason_code.as_deref() == Some("destination_full") {
                             *disk_full.lock().expect("never poisoned") = outcome.reason.clone();
                             stop.store(true, Ordering::Relaxed);
@@ -538,6 +538,7 @@ fn restore_one(
     caches: &mut HashMap<PathBuf, DirCache>,
     counter: &AtomicU64,
     is_root: bool,
+    as_of: Option<i64>,
 ) -> FileResult {
     let name = match &item.action {
         Action::Restore => item.relative.file_name().unwrap_or_default().to_owned(),
@@ -583,10 +584,7 @@ fn restore_one(
                 return r;
             }
             Ok(false) => {
-                let label = match item.version.deleted_at {
-                    Some(t) => format!("deleted {}", &clock::local(t)[..10]),
-                    None => "restored".to_owned(),
-                };
+                let label = beside_label(&item.version, as_of);
                 final_name =
                     safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
             }
