@@ -457,7 +457,13 @@ fn a_mass_deletion_raises_an_alert_and_runs_the_alert_command() {
         std::thread::yield_now();
     }
     let env_vars = fs::read_to_string(&marker).unwrap();
-    assert!(env_vars.contains("UNDELETE_FILES=30"), "{env_vars}");
+    // The alert fires when the threshold is crossed, which may be mid-burst.
+    let files: u64 = env_vars
+        .lines()
+        .find_map(|l| l.strip_prefix("UNDELETE_FILES="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no UNDELETE_FILES: {env_vars}"));
+    assert!((20..=30).contains(&files), "{env_vars}");
     assert!(env_vars.contains("UNDELETE_INCIDENT="), "{env_vars}");
 }
 
