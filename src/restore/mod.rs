@@ -29,7 +29,7 @@ use crate::report::{FileResult, Outcome};
 use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
 
 use safe_fs::DirCache;
-pub use safe_fs::{PathProblem, TEMP_PREFIX};
+pub use safe_fs::{PathProblem, is_temp_name, marked_pid};
 
 /// Where restored files go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -152,8 +152,10 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     )
 }
 
-/// Removes temporary files an interrupted restore left in a folder. Call before any
-/// worker writes there: a worker's own temporary file looks exactly like a leftover.
+/// Removes temporary files an interrupted restore left in a folder: only names of
+/// exactly our form, and only those of a process that no longer runs, so neither a
+/// user's `.undelete-restore-notes.txt` nor another running restore's file is touched.
+/// Call before any worker writes there: our own temporary files look the same.
 pub fn remove_leftovers(dir: &OwnedFd) {
     let Ok(dup) = rustix::io::dup(dir) else {
         return;
@@ -163,15 +165,36 @@ pub fn remove_leftovers(dir: &OwnedFd) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_bytes();
-        if name.starts_with(TEMP_PREFIX.as_bytes()) {
+        let Some(pid) = marked_pid(name, TEMP_PREFIX.as_bytes()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
         }
     }
 }
 
-/// A fresh temporary name in a folder.
+/// A fresh temporary name in a folder: the prefix, our pid, a dash, a counter.
 pub fn temp_name(counter: u64) -> OsString {
     OsString::from(format!("{TEMP_PREFIX}{}-{counter}", std::process::id()))
+}
+
+/// Whether `name` is a restore's temporary name (and nothing else that merely starts
+/// like one).
+pub fn is_temp_name(name: &OsStr) -> bool {
+    marked_pid(name.as_bytes(), TEMP_PREFIX.as_bytes()).is_some()
+}
+
+/// For names the program leaves in users' folders, `PREFIX<pid>-<counter>`: the pid,
+/// or `None` when `name` is not exactly of that form.
+pub fn marked_pid(name: &[u8], prefix: &[u8]) -> Option<u32> {
+    let rest = std::str::from_utf8(name.strip_prefix(prefix)?).ok()?;
+    let (pid, counter) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Renames `temp` to `name` in `dir` unless something is already called `name`.
@@ -228,6 +251,46 @@ mod tests {
         assert_eq!(n("Makefile", 1), "Makefile (deleted 2026-11-22)");
         let long = "x".repeat(250) + ".jpg";
         assert!(n(&long, 1).len() <= 255);
+    }
+
+    #[test]
+    fn only_names_of_exactly_our_form_are_temporary() {
+        assert!(is_temp_name(&temp_name(7)));
+        assert!(is_temp_name(OsStr::new(".undelete-restore-12-3")));
+        for user_name in [
+            ".undelete-restore-notes.txt",
+            ".undelete-restore-12",
+            ".undelete-restore-12-",
+            ".undelete-restore--3",
+            ".undelete-restore-12-3.txt",
+        ] {
+            assert!(!is_temp_name(OsStr::new(user_name)), "{user_name}");
+        }
+    }
+
+    #[test]
+    fn leftovers_of_a_running_restore_and_user_files_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".undelete-restore-notes.txt".to_owned(),
+            format!(".undelete-restore-{}-1", std::process::id()),
+            // Pid 0 is never a process in /proc: this one was left by a dead restore.
+            ".undelete-restore-0-1".to_owned(),
+        ];
+        for name in &names {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let mut cache = DirCache::new(dir.path(), false).unwrap();
+        remove_leftovers(cache.dir(Path::new(""), false).unwrap().unwrap());
+        assert!(dir.path().join(&names[0]).exists(), "a user's file is kept");
+        assert!(
+            dir.path().join(&names[1]).exists(),
+            "a running restore's file is kept"
+        );
+        assert!(
+            !dir.path().join(&names[2]).exists(),
+            "a dead restore's file is removed"
+        );
     }
 
     #[test]

@@ -52,13 +52,10 @@ const RENAME_PAIRING: Duration = Duration::from_millis(200);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
 
-/// Sync cookies and a restore's temporary files: never recorded.
+/// Sync cookies and a restore's temporary files: never recorded. Matched exactly, so a
+/// user's file that merely starts like one is protected like any other.
 fn is_internal(path: &Path) -> bool {
-    sync::is_cookie(path)
-        || path.file_name().is_some_and(|n| {
-            n.as_encoded_bytes()
-                .starts_with(crate::restore::TEMP_PREFIX.as_bytes())
-        })
+    sync::is_cookie(path) || path.file_name().is_some_and(crate::restore::is_temp_name)
 }
 
 /// Errors that stop the daemon. Everything else is logged and survived.

@@ -21,7 +21,7 @@ const COOKIE_PREFIX: &[u8] = b".undelete-sync-";
 
 pub fn is_cookie(path: &Path) -> bool {
     path.file_name()
-        .is_some_and(|n| n.as_encoded_bytes().starts_with(COOKIE_PREFIX))
+        .is_some_and(|n| crate::restore::marked_pid(n.as_encoded_bytes(), COOKIE_PREFIX).is_some())
 }
 
 struct PendingSync {

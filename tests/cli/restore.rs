@@ -544,3 +544,31 @@ fn emergency_pressing_enter_at_every_prompt_restores_the_newest_incident() {
         .collect();
     assert_eq!(after, expected, "restored byte for byte");
 }
+
+#[test]
+fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
+    let mut env = TestEnv::new();
+    env.write("notes/.undelete-restore-notes.txt", "mine, not undelete's");
+    env.write("notes/.undelete-sync-list.txt", "also mine");
+    env.write("notes/a.txt", "a");
+    env.start_daemon(&[]);
+    env.sync();
+    let live = env.list_by_path(&["--all"]);
+    for name in [".undelete-restore-notes.txt", ".undelete-sync-list.txt"] {
+        crate::common::assert_live_and_recoverable(crate::common::entry(
+            &live,
+            &env.json_path(format!("notes/{name}")),
+        ));
+    }
+
+    // A restore into that folder cleans only real leftovers, never the user's file.
+    fs::remove_file(env.path("notes/a.txt")).unwrap();
+    env.sync();
+    let (success, report) = restore_json(&env, &[]);
+    assert!(success, "{report}");
+    assert_eq!(report["recovered"], 1, "{report}");
+    assert_eq!(
+        fs::read(env.path("notes/.undelete-restore-notes.txt")).unwrap(),
+        b"mine, not undelete's"
+    );
+}
