@@ -31,13 +31,13 @@ const LOST_SHOWN: usize = 5;
 #[derive(Debug, Args, Clone, Default)]
 pub struct EmergencyArgs {
     /// Restore this incident (default: the most recent one).
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", conflicts_with = "under")]
     incident: Option<String>,
     /// Instead of an incident: everything deleted in and below this folder.
     #[arg(long, value_name = "DIR")]
     under: Option<PathBuf>,
     /// With --under: only what was deleted at or after this time (e.g. 12h, "2026-11-22 02:00").
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", requires = "under")]
     deleted_after: Option<String>,
     /// Put the files in this folder instead of their original place.
     #[arg(long, value_name = "DIR")]

@@ -30,7 +30,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "T")]
     pub deleted_before: Option<String>,
     /// Bring back the folder as it was at this time (every file that existed then).
-    #[arg(long, value_name = "T")]
+    /// It selects by time alone, so the deletion filters do not combine with it.
+    #[arg(long, value_name = "T", conflicts_with_all = ["incident", "deleted_after", "deleted_before"])]
     pub as_of: Option<String>,
     /// Put the files under this folder instead of their original place.
     #[arg(long, value_name = "DIR")]
@@ -66,10 +67,21 @@ impl Request {
             Some(code) => Some(super::incidents::find(index, code)?.id),
             None => None,
         };
+        let (deleted_after, deleted_before) =
+            (time(&args.deleted_after)?, time(&args.deleted_before)?);
+        if let (Some(after), Some(before)) = (deleted_after, deleted_before)
+            && after >= before
+        {
+            anyhow::bail!(
+                "--deleted-after ({}) is not before --deleted-before ({}): no deletion can match",
+                clock::local(after),
+                clock::local(before)
+            );
+        }
         let filter = RestoreFilter {
             scopes,
-            deleted_after: time(&args.deleted_after)?,
-            deleted_before: time(&args.deleted_before)?,
+            deleted_after,
+            deleted_before,
             incident,
             as_of: time(&args.as_of)?,
         };

@@ -572,3 +572,39 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
         b"mine, not undelete's"
     );
 }
+
+#[test]
+fn choices_that_cannot_combine_are_refused_not_ignored() {
+    let mut env = TestEnv::new();
+    env.write("a.txt", "a");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.path("a.txt")).unwrap();
+    env.sync();
+    for args in [
+        &["restore", "--as-of", "1h", "--deleted-after", "2h"][..],
+        &["restore", "--as-of", "1h", "--incident", "K7Q-4MD"],
+        &["restore", "--deleted-after", "1h", "--deleted-before", "2h"],
+        &["emergency", "--yes", "--deleted-after", "2h"],
+        &[
+            "emergency",
+            "--yes",
+            "--incident",
+            "K7Q-4MD",
+            "--under",
+            "/",
+        ],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}: {}", output_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            ["cannot be used with", "no deletion can match", "required"]
+                .iter()
+                .any(|refusal| stderr.contains(refusal)),
+            "{args:?} must be refused with a reason, not run: {}",
+            output_text(&out)
+        );
+        assert!(!env.path("a.txt").exists(), "{args:?} changed something");
+    }
+}
