@@ -88,6 +88,13 @@ CREATE INDEX versions_without_incident ON versions(deleted_at)
     WHERE deleted_at IS NOT NULL AND incident_id IS NULL;
 CREATE INDEX versions_by_incident ON versions(incident_id) WHERE incident_id IS NOT NULL;
 "#,
+    // Folders never join an incident, so the index of deletions waiting for one kept
+    // every deleted folder, and each batch of the daemon walked them all again.
+    r#"
+DROP INDEX versions_without_incident;
+CREATE INDEX versions_without_incident ON versions(deleted_at)
+    WHERE deleted_at IS NOT NULL AND incident_id IS NULL AND kind != 2;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -1008,7 +1015,7 @@ impl Index {
             self.conn
                 .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?
                 .execute(params![version_id, incident])?;
-            if changed.last() != Some(&incident) && !changed.contains(&incident) {
+            if !changed.contains(&incident) {
                 changed.push(incident);
             }
         }

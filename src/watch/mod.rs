@@ -157,7 +157,6 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
 
     let mut daemon = Daemon {
         incident_rules: &config.incidents,
-        vault_path: config.vault.clone(),
         code_counter: 0,
         rules: Rules {
             excludes: &config.excludes,
@@ -268,7 +267,6 @@ struct PendingMove {
 
 struct Daemon<'c> {
     incident_rules: &'c IncidentRules,
-    vault_path: PathBuf,
     code_counter: u64,
     rules: Rules<'c>,
     vault: Vault,
@@ -578,8 +576,9 @@ impl Daemon<'_> {
 
     fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
         for (path, is_new) in self.dirty.drain() {
-            let was_known = self.index.current(&path)?.is_some();
-            if self.look_at(&path, now)? == Some(EntryKind::Dir) && (is_new || !was_known) {
+            if let Some((EntryKind::Dir, was_known)) = self.look_at(&path, now)?
+                && (is_new || !was_known)
+            {
                 // Files made in a new folder before its watch existed are never reported.
                 self.walk(&path, now)?;
             }
@@ -587,8 +586,9 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Brings the index up to date with `path` on disk. Returns the kind found.
-    fn look_at(&mut self, path: &Path, now: i64) -> Result<Option<EntryKind>, DaemonError> {
+    /// Brings the index up to date with `path` on disk. Returns the kind found, and
+    /// whether the index already had a current version of it.
+    fn look_at(&mut self, path: &Path, now: i64) -> Result<Option<(EntryKind, bool)>, DaemonError> {
         let Some(root) = self.root_for(path) else {
             return Ok(None);
         };
@@ -606,6 +606,7 @@ impl Daemon<'_> {
             };
         self.note_vault_state(&observed.uncaptured, now)?;
         let kind = observed.kind;
+        let was_known = current.is_some();
         match current {
             Some(cur)
                 if cur.observed.kind == observed.kind
@@ -621,7 +622,7 @@ impl Daemon<'_> {
                 self.index.insert_version(path, root_id, &observed, now)?;
             }
         }
-        Ok(Some(kind))
+        Ok(Some((kind, was_known)))
     }
 
     /// Groups new deletions into incidents, and raises the mass-deletion alert for an
@@ -663,7 +664,7 @@ impl Daemon<'_> {
     ) -> Result<(), DaemonError> {
         let undo = format!(
             "undelete --vault {} restore --incident {}",
-            crate::cli::quote(&self.vault_path),
+            crate::cli::quote(self.vault.root()),
             incident.code
         );
         let message = format!(
