@@ -141,8 +141,7 @@ pub struct FileResult {
 }
 
 /// The kinds of file the summary counts separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Category {
     Images,
     Documents,
@@ -176,6 +175,18 @@ impl Category {
         }
     }
 
+    /// The key in JSON reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Images => "images",
+            Self::Documents => "documents",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Archives => "archives",
+            Self::Other => "other",
+        }
+    }
+
     fn noun(self, n: u64) -> &'static str {
         match (self, n == 1) {
             (Self::Images, true) => "image",
@@ -195,7 +206,7 @@ impl Category {
 }
 
 /// Counts of a restore, by outcome.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub files: u64,
     pub recovered: u64,
@@ -397,13 +408,7 @@ impl RestoreReport {
         let by_kind = |outcome| {
             self.by_category(outcome)
                 .into_iter()
-                .map(|(cat, n)| (serde_json::to_value(cat).unwrap_or_default(), n))
-                .map(|(k, n)| {
-                    (
-                        k.as_str().unwrap_or("other").to_owned(),
-                        serde_json::json!(n),
-                    )
-                })
+                .map(|(cat, n)| (cat.name().to_owned(), serde_json::json!(n)))
                 .collect::<serde_json::Map<_, _>>()
         };
         serde_json::json!({
@@ -424,17 +429,21 @@ impl RestoreReport {
             "command": self.command,
             "files": self.files.iter().map(|f| {
                 let (path, path_bytes) = json_path(&f.path);
+                let restored_to = f.restored_to.as_deref().map(json_path);
                 let mut v = serde_json::json!({
                     "path": path,
                     "outcome": f.outcome,
                     "reason": f.reason,
                     "reason_code": f.reason_code,
-                    "restored_to": f.restored_to.as_deref().map(|p| json_path(p).0),
+                    "restored_to": restored_to.as_ref().map(|(text, _)| text),
                     "size": f.size,
                     "deleted_at": f.deleted_at.map(crate::clock::rfc3339),
                 });
                 if let Some(hex) = path_bytes {
                     v["path_bytes"] = serde_json::json!(hex);
+                }
+                if let Some((_, Some(hex))) = restored_to {
+                    v["restored_to_bytes"] = serde_json::json!(hex);
                 }
                 v
             }).collect::<Vec<_>>(),

@@ -139,8 +139,8 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         to: args.to.clone(),
         ..RestoreArgs::default()
     };
-    let request = Request::from_args(&restore_args, config, &index)?;
-    let plan = restore::plan(&index, &vault, &request.filter, &Destination::Original)?;
+    let mut request = Request::from_args(&restore_args, config, &index)?;
+    let mut plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     let totals = plan.totals();
     if totals.files == 0 {
         println!("No deleted files were found for that choice.");
@@ -189,7 +189,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
 
     w.step("Where should they go?");
     let destination = match &args.to {
-        Some(dir) => Destination::Under(super::absolute(dir)),
+        Some(_) => request.destination.clone(),
         None => {
             println!("  1) Back to their original place. Nothing there is overwritten. (Enter)");
             println!("  2) Into a new folder.");
@@ -213,8 +213,11 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         },
         ..restore_args
     };
-    let request = Request::from_args(&restore_args, config, &index)?;
-    let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    if destination != request.destination {
+        // Planned again only for a new place: what is already there differs.
+        request = Request::from_args(&restore_args, config, &index)?;
+        plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    }
     match &destination {
         Destination::Original => println!("The files will go back to their original place."),
         Destination::Under(dir) => println!("The files will go into {}.", display_path(dir)),

@@ -12,14 +12,14 @@
 
 mod safe_fs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
@@ -221,9 +221,8 @@ fn add_missing_folders(
     versions: &mut Vec<Version>,
     roots: &HashMap<i64, PathBuf>,
 ) -> Result<(), IndexError> {
-    let present: std::collections::HashSet<PathBuf> =
-        versions.iter().map(|v| v.path.clone()).collect();
-    let mut wanted: BTreeMap<PathBuf, i64> = BTreeMap::new();
+    let present: HashSet<PathBuf> = versions.iter().map(|v| v.path.clone()).collect();
+    let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
     for v in versions.iter() {
         let Some(root) = roots.get(&v.root_id) else {
             continue;
@@ -233,11 +232,11 @@ fn add_missing_folders(
             if !d.starts_with(root) || d == root || present.contains(d) {
                 break;
             }
-            wanted.entry(d.to_owned()).or_insert(v.root_id);
+            wanted.insert(d.to_owned());
             dir = d.parent();
         }
     }
-    for (dir, _) in wanted {
+    for dir in wanted {
         if let Some(latest) = index.latest(&dir)?
             && latest.observed.kind == EntryKind::Dir
         {
@@ -424,27 +423,21 @@ pub fn execute(
     progress: Progress<'_>,
 ) -> Result<Vec<FileResult>, RestoreError> {
     let is_root = rustix::process::geteuid().is_root();
-    for base in plan
-        .items
-        .iter()
-        .map(|i| &i.base)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        std::fs::create_dir_all(base).map_err(|source| RestoreError::Destination {
-            path: base.clone(),
-            source,
-        })?;
-    }
+    let bases: BTreeSet<&PathBuf> = plan.items.iter().map(|i| &i.base).collect();
     // Folders first (shallow to deep, so each parent exists), files in parallel, then
     // folder metadata deepest first: writing a file inside changes a folder's mtime.
     let mut folder_caches: HashMap<PathBuf, DirCache> = HashMap::new();
+    for base in &bases {
+        // Creates the destination itself, or says why it cannot be used.
+        cache_for(&mut folder_caches, base)?;
+    }
     for item in plan.items.iter().filter(|i| i.is_folder()) {
         // A folder that cannot be made shows up on the files inside it, as "blocked".
         let _ = cache_for(&mut folder_caches, &item.base)?.dir(&item.relative, true);
     }
 
     let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
-    let parents: std::collections::BTreeSet<(&PathBuf, &Path)> = files
+    let parents: BTreeSet<(&PathBuf, &Path)> = files
         .iter()
         .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
         .collect();
@@ -456,8 +449,8 @@ pub fn execute(
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
     let counter = AtomicU64::new(0);
-    let disk_full: Mutex<Option<String>> = Mutex::new(None);
-    let stop = AtomicBool::new(false);
+    // Set once when the destination disk fills: the files not yet written say why.
+    let disk_full: OnceLock<String> = OnceLock::new();
     std::thread::scope(|scope| {
         for _ in 0..workers() {
             scope.spawn(|| {
@@ -467,21 +460,22 @@ pub fn execute(
                     let Some(&(slot, item)) = files.get(i) else {
                         break;
                     };
-                    let outcome = if stop.load(Ordering::Relaxed) {
-                        let why = disk_full
-                            .lock()
-                            .expect("never poisoned")
-                            .clone()
-                            .unwrap_or_default();
-                        lost(item, why, "destination_full", false)
-                    } else {
-                        let outcome =
-                            restore_one(item, vault, &mut caches, &counter, is_root, plan.as_of);
-                        if outcome.reason_code.as_deref() == Some("destination_full") {
-                            *disk_full.lock().expect("never poisoned") = outcome.reason.clone();
-                            stop.store(true, Ordering::Relaxed);
+                    let outcome = match disk_full.get() {
+                        Some(why) => lost(item, why.clone(), "destination_full", false),
+                        None => {
+                            let outcome = restore_one(
+                                item,
+                                vault,
+                                &mut caches,
+                                &counter,
+                                is_root,
+                                plan.as_of,
+                            );
+                            if outcome.reason_code.as_deref() == Some("destination_full") {
+                                let _ = disk_full.set(outcome.reason.clone().unwrap_or_default());
+                            }
+                            outcome
                         }
-                        outcome
                     };
                     results.lock().expect("never poisoned")[slot] = Some(outcome);
                     progress(1);
@@ -500,12 +494,7 @@ pub fn execute(
     }
     // One flush for the whole restore instead of one per file: the report is only
     // written once everything it lists is on disk.
-    for base in plan
-        .items
-        .iter()
-        .map(|i| &i.base)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
+    for base in bases {
         if let Ok(dir) = std::fs::File::open(base) {
             let _ = rustix::fs::syncfs(&dir);
         }
@@ -575,6 +564,7 @@ fn restore_one(
     // Renamed into place only if the name is still free; if something appeared since
     // the plan, the next free name beside it is used.
     let mut final_name = name.clone();
+    let label = beside_label(&item.version, as_of);
     for n in 1..1000 {
         match safe_fs::rename_no_replace(dir, &temp, &final_name) {
             Ok(true) => {
@@ -584,7 +574,6 @@ fn restore_one(
                 return r;
             }
             Ok(false) => {
-                let label = beside_label(&item.version, as_of);
                 final_name =
                     safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
             }

@@ -126,8 +126,8 @@ fn copy_file(vault: &Vault, path: &Path, mut observed: Observed, limit: Option<u
         let stored = match vault.store_limited(&mut file, limit.unwrap_or(u64::MAX)) {
             Ok(stored) => stored,
             Err(StoreError::TooLarge(limit)) => {
-                // It grew past the limit after we looked: recorded, never kept.
-                let mut grown = observed_from(&before);
+                // It grew past the limit after we looked: recorded as it is now, never kept.
+                let mut grown = observed_from(&file.metadata().unwrap_or(before));
                 grown.uncaptured = Some(Uncaptured::TooLarge { limit });
                 return Look::Found(grown);
             }

@@ -608,3 +608,36 @@ fn choices_that_cannot_combine_are_refused_not_ignored() {
         assert!(!env.path("a.txt").exists(), "{args:?} changed something");
     }
 }
+
+#[test]
+fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
+    let mut env = TestEnv::new();
+    let name = std::ffi::OsStr::from_bytes(b"r\xe9sum\xe9.txt");
+    fs::write(env.share.join(name), "old").unwrap();
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.share.join(name)).unwrap();
+    env.sync();
+    fs::write(env.share.join(name), "new").unwrap();
+    env.sync();
+
+    let (success, report) = restore_json(&env, &[]);
+    assert!(success, "{report}");
+    let file = &report["files"][0];
+    assert_eq!(file["outcome"], "recovered", "{file}");
+    let hex = file["restored_to_bytes"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no restored_to_bytes: {file}"));
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let restored = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+    assert_eq!(
+        fs::read(&restored).unwrap(),
+        b"old",
+        "{}",
+        restored.display()
+    );
+    assert_eq!(fs::read(env.share.join(name)).unwrap(), b"new");
+}
