@@ -326,15 +326,21 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
     assert!(leftovers.is_empty(), "no temporary file is left");
 }
 
-#[test]
-fn non_utf8_names_round_trip_through_restore() {
+/// A share with one file `name` that the daemon captured and then saw deleted.
+fn captured_then_deleted(name: &std::ffi::OsStr, data: &str) -> TestEnv {
     let mut env = TestEnv::new();
-    let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
-    fs::write(env.share.join(name), "croissant").unwrap();
+    fs::write(env.share.join(name), data).unwrap();
     env.start_daemon(&[]);
     env.sync();
     fs::remove_file(env.share.join(name)).unwrap();
     env.sync();
+    env
+}
+
+#[test]
+fn non_utf8_names_round_trip_through_restore() {
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
+    let env = captured_then_deleted(name, "croissant");
     let (success, report) = restore_json(&env, &[]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1);
@@ -611,13 +617,8 @@ fn choices_that_cannot_combine_are_refused_not_ignored() {
 
 #[test]
 fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
-    let mut env = TestEnv::new();
     let name = std::ffi::OsStr::from_bytes(b"r\xe9sum\xe9.txt");
-    fs::write(env.share.join(name), "old").unwrap();
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.share.join(name)).unwrap();
-    env.sync();
+    let env = captured_then_deleted(name, "old");
     fs::write(env.share.join(name), "new").unwrap();
     env.sync();
 
