@@ -120,6 +120,9 @@ pub enum Outcome {
     Recovered,
     AlreadyPresent,
     Lost,
+    /// Not written because the restore was stopped (Ctrl-C) first; running the
+    /// same command again brings it back.
+    Stopped,
 }
 
 /// One file's line in a restore report.
@@ -215,6 +218,7 @@ pub struct Counts {
     pub lost: u64,
     pub lost_unexpected: u64,
     pub beside: u64,
+    pub stopped: u64,
 }
 
 /// The recovered-versus-lost report of one restore.
@@ -246,15 +250,17 @@ impl RestoreReport {
                     c.lost += 1;
                     c.lost_unexpected += (!f.expected) as u64;
                 }
+                Outcome::Stopped => c.stopped += 1,
             }
         }
         c
     }
 
-    /// True when every lost file was never copied in the first place: the restore
-    /// did all that could be done.
+    /// True when every lost file was never copied in the first place and the
+    /// restore ran to its end: it did all that could be done.
     pub fn complete(&self) -> bool {
-        self.counts().lost_unexpected == 0
+        let c = self.counts();
+        c.lost_unexpected == 0 && c.stopped == 0
     }
 
     /// Lost files grouped by reason, largest group first.
@@ -321,6 +327,12 @@ impl RestoreReport {
                 parts.join(", ")
             ));
         }
+        if c.stopped > 0 {
+            s.push_str(&format!(
+                " The restore was stopped before the end: {} not restored yet.",
+                files(c.stopped)
+            ));
+        }
         s
     }
 
@@ -336,7 +348,11 @@ impl RestoreReport {
     /// The last line: whether the exit code says "all that could be done was done".
     pub fn verdict(&self) -> String {
         let c = self.counts();
-        if c.lost == 0 {
+        if c.stopped > 0 {
+            "Stopped before the end. Run the same command again to finish; \
+             nothing is restored twice."
+                .to_owned()
+        } else if c.lost == 0 {
             "Every selected file is in place.".to_owned()
         } else if c.lost_unexpected == 0 {
             format!(
@@ -423,9 +439,10 @@ impl RestoreReport {
             "lost": c.lost,
             "lost_unexpected": c.lost_unexpected,
             "restored_beside": c.beside,
+            "not_restored_yet": c.stopped,
             "recovered_by_kind": by_kind(Outcome::Recovered),
             "lost_by_kind": by_kind(Outcome::Lost),
-            "complete": c.lost_unexpected == 0,
+            "complete": self.complete(),
             "command": self.command,
             "files": self.files.iter().map(|f| {
                 let (path, path_bytes) = json_path(&f.path);

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::restore::{Request, RestoreArgs, carry_out, quote};
+use super::interrupt::Interrupt;
+use super::restore::{Request, RestoreArgs, carry_out, exit_code, quote};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
@@ -93,6 +94,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
              --under DIR [--deleted-after T], and --to DIR to restore elsewhere"
         );
     }
+    let interrupt = Interrupt::install()?;
     let (vault, index) = super::open_vault(config)?;
     let mut w = Wizard {
         interactive,
@@ -229,7 +231,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     }
 
     w.step("Bringing the files back");
-    let report = carry_out(&plan, &vault, &request, false, true)?;
+    let report = carry_out(&plan, &vault, &request, Some(&interrupt), true)?;
     let saved = report.save(&vault.reports_dir())?;
     let c = report.counts();
     println!();
@@ -259,11 +261,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     println!("To do exactly this again without questions:");
     println!("  {}", repeat_command(config, &restore_args));
     println!("{}", report.verdict());
-    Ok(if report.complete() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&report))
 }
 
 fn choose_what(

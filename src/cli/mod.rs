@@ -6,6 +6,7 @@
 mod daemon;
 mod emergency;
 mod incidents;
+mod interrupt;
 mod list;
 mod restore;
 mod status;

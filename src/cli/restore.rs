@@ -12,6 +12,8 @@ use crate::report::{RestoreReport, display_path};
 use crate::restore::{self, Destination, RestorePlan};
 use crate::vault::Vault;
 
+use super::interrupt::Interrupt;
+
 #[derive(Debug, Args, Clone, Default)]
 pub struct RestoreArgs {
     /// Files or folders to bring back (their paths before deletion).
@@ -162,12 +164,13 @@ pub fn quote(path: &std::path::Path) -> String {
 }
 
 pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let interrupt = Interrupt::install()?;
     let (vault, index) = super::open_vault(config)?;
     let request = Request::from_args(&args, config, &index)?;
     let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     if plan.files().next().is_none() {
         if args.json {
-            let empty = carry_out(&plan, &vault, &request, true, false)?;
+            let empty = carry_out(&plan, &vault, &request, None, false)?;
             println!("{}", serde_json::to_string_pretty(&empty.json())?);
             return Ok(ExitCode::FAILURE);
         }
@@ -175,7 +178,8 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         println!("(See what can be brought back with: undelete list)");
         return Ok(ExitCode::FAILURE);
     }
-    let report = carry_out(&plan, &vault, &request, args.dry_run, !args.json)?;
+    let run = (!args.dry_run).then_some(&interrupt);
+    let report = carry_out(&plan, &vault, &request, run, !args.json)?;
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report.json())?)?;
     }
@@ -192,25 +196,34 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             println!("Report saved: {}", saved.display());
         }
     }
-    Ok(if report.complete() {
+    Ok(exit_code(&report))
+}
+
+/// 0 when all that could be done was done, 130 when stopped by Ctrl-C (as shells
+/// report it), 1 otherwise.
+pub fn exit_code(report: &RestoreReport) -> ExitCode {
+    if report.counts().stopped > 0 {
+        ExitCode::from(130)
+    } else if report.complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
-/// Executes the plan (or, for a dry run, only reports it), with a progress bar on a terminal.
+/// Executes the plan, with a progress bar on a terminal; without `run` (a dry
+/// run) it only reports the plan.
 pub fn carry_out(
     plan: &RestorePlan,
     vault: &Vault,
     request: &Request,
-    dry_run: bool,
+    run: Option<&Interrupt>,
     show_progress: bool,
 ) -> anyhow::Result<RestoreReport> {
     let started_at = clock::now();
-    let files = if dry_run {
-        plan.as_results()
-    } else {
+    let dry_run = run.is_none();
+    let files = if let Some(interrupt) = run {
+        interrupt.restore_starts();
         let total = plan.files().count() as u64;
         let bar = if show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             let bar = indicatif::ProgressBar::new(total);
@@ -225,9 +238,11 @@ pub fn carry_out(
             indicatif::ProgressBar::hidden()
         };
         let progress = |n: u64| bar.inc(n);
-        let results = restore::execute(plan, vault, &progress)?;
+        let results = restore::execute(plan, vault, &progress, interrupt.stop_flag())?;
         bar.finish_and_clear();
         results
+    } else {
+        plan.as_results()
     };
     Ok(RestoreReport {
         files,

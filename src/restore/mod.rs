@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
@@ -417,10 +417,13 @@ fn workers() -> usize {
 }
 
 /// Carries out a plan. Returns one result per file, in plan order.
+/// `stop` is checked before each file: once set (Ctrl-C), the files being written
+/// finish and the rest are reported as not restored yet.
 pub fn execute(
     plan: &RestorePlan,
     vault: &Vault,
     progress: Progress<'_>,
+    stop: &AtomicBool,
 ) -> Result<Vec<FileResult>, RestoreError> {
     let is_root = rustix::process::geteuid().is_root();
     let bases: BTreeSet<&PathBuf> = plan.items.iter().map(|i| &i.base).collect();
@@ -461,6 +464,15 @@ pub fn execute(
                         break;
                     };
                     let outcome = match disk_full.get() {
+                        _ if stop.load(Ordering::Relaxed) => FileResult {
+                            reason_code: Some("stopped".to_owned()),
+                            ..result(
+                                item,
+                                Outcome::Stopped,
+                                Some("not restored yet: the restore was stopped".to_owned()),
+                                None,
+                            )
+                        },
                         Some(why) => lost(item, why.clone(), "destination_full", false),
                         None => {
                             let outcome = restore_one(

@@ -62,7 +62,9 @@ impl DirCache {
     /// Opens the destination folder itself, creating it if `create`. The destination is
     /// trusted (the protected folder, or what the user named with --to).
     pub fn new(base: &Path, create: bool) -> io::Result<Self> {
-        if create {
+        // Looked at first: mkdir asks the filesystem for write access even when
+        // the folder exists, and a frozen or busy disk would make it wait.
+        if create && !base.is_dir() {
             std::fs::create_dir_all(base)?;
         }
         let base_fd = rustix::fs::open(

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -514,27 +514,18 @@ fn emergency_pressing_enter_at_every_prompt_restores_the_newest_incident() {
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
 
-    // `script` gives the wizard a real pseudo-terminal; its input is four Enters.
-    let inner = format!(
+    // Enter at each question, typed only once the question is on the screen.
+    let mut term = crate::common::pty::Terminal::start(&format!(
         "{} --vault {} emergency",
         crate::common::BIN,
         env.vault.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env("UNDELETE_CONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"\n\n\n\n")?;
-            child.wait_with_output()
-        })
-        .expect("run the wizard under script(1)");
-    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert!(out.status.success(), "{screen}");
+    ));
+    for question in ["Press Enter for 1:", "Your choice [1]:", "[Y/n]:"] {
+        term.expect(question);
+        term.send("\n");
+    }
+    let (status, screen) = term.finish();
+    assert!(status.success(), "{screen}");
     for step in 1..=5 {
         assert!(screen.contains(&format!("Step {step} of 5")), "{screen}");
     }

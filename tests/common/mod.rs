@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod mount;
+pub mod pty;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_undelete");
 

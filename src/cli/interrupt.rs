@@ -1,0 +1,59 @@
+//! Ctrl-C for the commands that restore.
+//!
+//! Before the restore starts (at a question, while planning) Ctrl-C stops at
+//! once: nothing has been changed yet. During the restore the first Ctrl-C lets
+//! the files being written finish, so no half-written file is left under a real
+//! name, and the report lists what was not restored yet; a second one stops at
+//! once (the hidden temporary files it leaves are removed by the next run).
+//!
+//! A thread waits for the signals rather than a signal handler acting directly,
+//! because saying "nothing was changed" and exiting need ordinary code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Exit code of a command stopped by Ctrl-C, as shells report it (128 + SIGINT).
+const STOPPED: i32 = 130;
+
+pub struct Interrupt {
+    restoring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    pub fn install() -> std::io::Result<Self> {
+        let restoring = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let (r, s) = (Arc::clone(&restoring), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                if !r.load(Ordering::SeqCst) {
+                    println!();
+                    println!("Stopped. Nothing was changed.");
+                    std::process::exit(STOPPED);
+                }
+                if s.swap(true, Ordering::SeqCst) {
+                    eprintln!("Stopped at once. Run the same command again to finish.");
+                    std::process::exit(STOPPED);
+                }
+                eprintln!();
+                eprintln!("Stopping: finishing the files being written now…");
+            }
+        });
+        Ok(Self { restoring, stop })
+    }
+
+    /// From now on Ctrl-C lets the restore finish what it is writing.
+    pub fn restore_starts(&self) {
+        self.restoring.store(true, Ordering::SeqCst);
+    }
+
+    /// Set once Ctrl-C was pressed during the restore.
+    pub fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+}

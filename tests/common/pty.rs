@@ -1,0 +1,107 @@
+//! Driving a command in a pseudo-terminal, the way a customer at a keyboard
+//! does: `script(1)` gives it a real terminal; the test reads the screen and
+//! types only once the expected question is shown, so nothing depends on timing.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// A safety net against a hung program, not a timing assumption: every wait
+/// ends as soon as the text appears.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+pub struct Terminal {
+    child: Child,
+    keyboard: Option<ChildStdin>,
+    output: Receiver<Vec<u8>>,
+    /// Every byte shown so far; decoded whole, since a chunk may split a character.
+    shown: Vec<u8>,
+    /// `shown` as text, with the terminal's `\r` removed.
+    pub screen: String,
+    /// How much of `screen` earlier `expect` calls consumed.
+    seen: usize,
+}
+
+impl Terminal {
+    /// Starts `words` (the shell-quoted command line) in a pseudo-terminal.
+    pub fn start(words: &str) -> Self {
+        let mut child = Command::new("script")
+            .args(["-qec", words, "/dev/null"])
+            .env("UNDELETE_CONFIG", "/dev/null")
+            .env("COLUMNS", "80")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start script(1); is util-linux installed?");
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, output) = channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            keyboard: child.stdin.take(),
+            child,
+            output,
+            shown: Vec::new(),
+            screen: String::new(),
+            seen: 0,
+        }
+    }
+
+    /// Waits until `text` is shown (after what earlier calls already saw).
+    pub fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(at) = self.screen[self.seen..].find(text) {
+                self.seen += at + text.len();
+                return;
+            }
+            match self
+                .output
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(chunk) => self.take(&chunk),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{text:?} never appeared; the screen:\n{}", self.screen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "the program ended before {text:?} appeared; the screen:\n{}",
+                        self.screen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Types `keys` (`"\n"` is Enter, `"\x03"` is Ctrl-C).
+    pub fn send(&mut self, keys: &str) {
+        let keyboard = self.keyboard.as_mut().expect("keyboard still open");
+        keyboard
+            .write_all(keys.as_bytes())
+            .expect("type into the terminal");
+        keyboard.flush().expect("type into the terminal");
+    }
+
+    /// Waits for the program to end; returns its exit status and the whole screen.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        drop(self.keyboard.take());
+        while let Ok(chunk) = self.output.recv_timeout(PATIENCE) {
+            self.take(&chunk);
+        }
+        let status = self.child.wait().expect("wait for script(1)");
+        (status, self.screen)
+    }
+
+    fn take(&mut self, chunk: &[u8]) {
+        self.shown.extend_from_slice(chunk);
+        self.screen = String::from_utf8_lossy(&self.shown).replace('\r', "");
+    }
+}
