@@ -95,6 +95,42 @@ impl Default for IncidentRules {
 }
 
 /// The deepest folder holding both `a` and `b`.
+/// The warning for a mass deletion, with the command that undoes it. `status`
+/// words it again from the incident as it is now, which may have grown since.
+pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) -> String {
+    format!(
+        "Mass deletion: {} ({}) deleted from {} since {} (incident {}). \
+         To bring them back: {}",
+        crate::report::files(incident.files),
+        crate::report::bytes(incident.bytes),
+        crate::report::display_path(&incident.folder),
+        crate::clock::local(incident.first_at),
+        incident.code,
+        undo_command(incident, vault),
+    )
+}
+
+/// The command that brings back everything deleted in the incident.
+pub fn undo_command(incident: &crate::index::Incident, vault: &Path) -> String {
+    format!(
+        "undelete --vault {} restore --incident {}",
+        crate::cli::quote(vault),
+        incident.code
+    )
+}
+
+const ALERT_PREFIX: &str = "mass_deletion:";
+
+/// The kind of the alert raised for an incident.
+pub fn alert_kind(code: &str) -> String {
+    format!("{ALERT_PREFIX}{code}")
+}
+
+/// The incident code of a mass-deletion alert's kind.
+pub fn alerted_code(kind: &str) -> Option<&str> {
+    kind.strip_prefix(ALERT_PREFIX)
+}
+
 pub fn common_folder(a: &Path, b: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for (x, y) in a.components().zip(b.components()) {

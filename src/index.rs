@@ -212,11 +212,16 @@ impl std::fmt::Display for Uncaptured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Excluded { rule } => write!(f, "excluded by the rule {rule}"),
-            Self::TooLarge { limit } => write!(
-                f,
-                "larger than the capture limit ({})",
-                bytesize::ByteSize::b(*limit).display().iec()
-            ),
+            Self::TooLarge { limit } => {
+                // In the units it was most likely set in: 1 MiB, but 2 MB.
+                let size = bytesize::ByteSize::b(*limit).display();
+                let size = if limit % 1024 == 0 {
+                    size.iec()
+                } else {
+                    size.si()
+                };
+                write!(f, "larger than the capture limit ({size})")
+            }
             Self::Special { what } => write!(f, "a {what}, which is not a file and is not copied"),
             Self::Unreadable { error } => write!(f, "could not be read ({error})"),
             Self::Changing => write!(f, "kept changing while it was being copied"),

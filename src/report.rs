@@ -94,6 +94,26 @@ mod tests {
     use crate::index::path_from_bytes;
 
     #[test]
+    fn wrapped_messages_fit_80_columns_and_keep_commands_whole() {
+        let message = "Mass deletion: 2,149 files (4.0 GB) deleted from /srv/share/photos/competition-2026 \
+             since 2026-11-22 02:14 (incident K7Q-4MD). To bring them back: undelete --vault \
+             /var/lib/undelete restore --incident K7Q-4MD";
+        let wrapped = wrap(message);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert_eq!(
+            lines.last(),
+            Some(&"    undelete --vault /var/lib/undelete restore --incident K7Q-4MD"),
+            "{wrapped}"
+        );
+        assert!(lines.iter().all(|l| l.len() <= 80), "{wrapped}");
+        assert_eq!(lines[lines.len() - 2], "  To bring them back:", "{wrapped}");
+        assert!(
+            wrapped.contains("/srv/share/photos/competition-2026"),
+            "{wrapped}"
+        );
+    }
+
+    #[test]
     fn odd_names_are_escaped_visibly_and_kept_exactly_in_json() {
         let p = path_from_bytes(b"/s/caf\xe9\nx".to_vec());
         assert_eq!(display_path(&p), "\"/s/caf\\xe9\\nx\"");
@@ -111,6 +131,33 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(files(1), "1 file");
     }
+}
+
+/// Wraps a message for an 80-column terminal: each sentence starts a line, later
+/// lines are indented. Paths are never split inside a word and commands not at
+/// all, so each stays readable aloud.
+pub fn wrap(text: &str) -> String {
+    let options = textwrap::Options::new(79)
+        .subsequent_indent("  ")
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    let sentences: Vec<String> = text
+        .split_inclusive(". ")
+        .enumerate()
+        .map(|(n, sentence)| {
+            let indent = if n == 0 { "" } else { "  " };
+            let options = options.clone().initial_indent(indent);
+            // A command goes whole on a line of its own, so it can be typed as shown.
+            match sentence.trim_end().split_once(": undelete ") {
+                Some((words, command)) => format!(
+                    "{}:\n    undelete {command}",
+                    textwrap::fill(words, options)
+                ),
+                None => textwrap::fill(sentence.trim_end(), options),
+            }
+        })
+        .collect();
+    sentences.join("\n")
 }
 
 /// What happened to one file in a restore.
@@ -311,7 +358,7 @@ impl RestoreReport {
                     let verb = if group.len() == 1 { "was" } else { "were" };
                     // "14 were larger than the capture limit", but "2: the vault disk was full".
                     let adjectival = [
-                        "larger", "excluded", "deleted", "damaged", "missing", "moved",
+                        "larger", "excluded", "deleted", "damaged", "missing", "moved", "not",
                     ];
                     if adjectival.iter().any(|w| reason.starts_with(w)) {
                         format!("{} {verb} {reason}", count(group.len() as u64))
@@ -348,9 +395,17 @@ impl RestoreReport {
     /// The last line: whether the exit code says "all that could be done was done".
     pub fn verdict(&self) -> String {
         let c = self.counts();
+        let destination_full = self
+            .files
+            .iter()
+            .any(|f| f.reason_code.as_deref() == Some("destination_full"));
         if c.stopped > 0 {
             "Stopped before the end. Run the same command again to finish; \
              nothing is restored twice."
+                .to_owned()
+        } else if destination_full {
+            "The disk the files go to is full. Free some space on it, or choose \
+             another folder, then run the same command again: nothing is restored twice."
                 .to_owned()
         } else if c.lost == 0 {
             "Every selected file is in place.".to_owned()

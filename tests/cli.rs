@@ -18,5 +18,7 @@ mod lifecycle;
 mod moves;
 #[path = "cli/names.rs"]
 mod names;
+#[path = "cli/playbook.rs"]
+mod playbook;
 #[path = "cli/restore.rs"]
 mod restore;

@@ -20,7 +20,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::control;
 use crate::index::{Incident, Index};
-use crate::report::{bytes, count, display_path, files};
+use crate::report::{bytes, count, display_path, files, wrap};
 use crate::restore::{self, Destination};
 
 const STEPS: u32 = 5;
@@ -235,7 +235,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     let saved = report.save(&vault.reports_dir())?;
     let c = report.counts();
     println!();
-    println!("{}", report.summary());
+    println!("{}", wrap(&report.summary()));
     for (reason, group) in report.lost_by_reason() {
         println!();
         println!("Not recovered, {reason}:");
@@ -257,10 +257,11 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    println!("The full report is saved in: {}", saved.display());
+    println!("The full report is saved in:");
+    println!("  {}", saved.display());
     println!("To do exactly this again without questions:");
     println!("  {}", repeat_command(config, &restore_args));
-    println!("{}", report.verdict());
+    println!("{}", wrap(&report.verdict()));
     Ok(exit_code(&report))
 }
 
@@ -297,18 +298,100 @@ fn choose_what(
     println!("These are the most recent deletions, newest first:");
     for (n, incident) in recent.iter().enumerate() {
         println!("  {}) {}", n + 1, super::incidents::describe(incident, now));
-        println!("     (incident code {})", incident.code);
+        match super::incidents::partly_recoverable(incident) {
+            Some(note) => println!("     {note}; incident code {}", incident.code),
+            None => println!("     incident code {}", incident.code),
+        }
     }
-    println!("  f) Something else: choose a folder and a time.");
+    println!("  s) Something else: search by a file or folder name.");
+    println!("  f) Something else: type a folder and a time.");
     let answer = w.ask("Which one? Press Enter for 1:")?;
     match answer.as_str() {
         "" => Ok(Choice::Incident(recent[0].clone())),
         "f" | "F" => ask_folder(w),
+        "s" | "S" => search(w, index, now),
         n => match n.parse::<usize>() {
             Ok(n) if (1..=recent.len()).contains(&n) => Ok(Choice::Incident(recent[n - 1].clone())),
             _ => anyhow::bail!("{n:?} is not one of the choices; nothing was changed"),
         },
     }
+}
+
+/// For a customer who remembers a name but not where it was: the folders holding
+/// deleted files whose name (or folder's name) contains the text.
+fn search(w: &mut Wizard, index: &Index, now: i64) -> anyhow::Result<Choice> {
+    let text = w.ask("Type part of a file or folder name:")?;
+    if text.is_empty() {
+        anyhow::bail!("no name given; nothing was changed");
+    }
+    let found = folders_matching(index, &text)?;
+    if found.is_empty() {
+        anyhow::bail!("no deleted file or folder has {text:?} in its name; nothing was changed");
+    }
+    println!("Deleted files matching {text:?}, by folder:");
+    for (n, hit) in found.iter().take(CHOICES).enumerate() {
+        println!(
+            "  {}) {} — {} deleted, the last {}",
+            n + 1,
+            display_path(&hit.folder),
+            files(hit.files),
+            clock::spoken(hit.last_deleted, now)
+        );
+    }
+    let answer = w.ask("Which one? Press Enter for 1:")?;
+    let pick = match answer.as_str() {
+        "" => 0,
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=found.len().min(CHOICES)).contains(&n) => n - 1,
+            _ => anyhow::bail!("{n:?} is not one of the choices; nothing was changed"),
+        },
+    };
+    Ok(Choice::Folder {
+        under: found[pick].folder.clone(),
+        since: None,
+    })
+}
+
+struct Hit {
+    folder: PathBuf,
+    files: u64,
+    last_deleted: i64,
+}
+
+/// Groups matching deleted files by the folder to restore: the folder whose own
+/// name matches, or else the file's folder. Most recently deleted first.
+fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
+    let needle = text.to_lowercase();
+    let matches = |name: &std::ffi::OsStr| name.to_string_lossy().to_lowercase().contains(&needle);
+    let mut by_folder: std::collections::BTreeMap<PathBuf, Hit> = Default::default();
+    let deleted = index.select(&crate::index::Selection::default())?;
+    for v in deleted
+        .iter()
+        .filter(|v| v.observed.kind == crate::index::EntryKind::File)
+    {
+        let folder = if v.path.file_name().is_some_and(matches) {
+            v.path.parent().map(PathBuf::from)
+        } else {
+            v.path
+                .ancestors()
+                .skip(1)
+                .find(|a| a.file_name().is_some_and(matches))
+                .map(PathBuf::from)
+        };
+        let (Some(folder), Some(at)) = (folder, v.deleted_at) else {
+            continue;
+        };
+        let hit = by_folder.entry(folder.clone()).or_insert(Hit {
+            folder,
+            files: 0,
+            last_deleted: at,
+        });
+        hit.files += 1;
+        hit.last_deleted = hit.last_deleted.max(at);
+    }
+    let mut hits: Vec<Hit> = by_folder.into_values().collect();
+    hits.sort_by_key(|h| std::cmp::Reverse(h.last_deleted));
+    Ok(hits)
 }
 
 fn ask_folder(w: &mut Wizard) -> anyhow::Result<Choice> {

@@ -40,24 +40,28 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     let now = clock::now();
     for i in &incidents {
-        println!("{}  {}", i.code, describe(i, now));
+        match partly_recoverable(i) {
+            Some(note) => println!("{}  {}; {note}", i.code, describe(i, now)),
+            None => println!("{}  {}", i.code, describe(i, now)),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// "Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos"
 pub fn describe(i: &Incident, now: i64) -> String {
-    let mut line = format!(
+    format!(
         "{} — {} ({}) deleted from {}",
         clock::spoken(i.first_at, now),
         files(i.files),
         bytes(i.bytes),
         display_path(&i.folder)
-    );
-    if i.recoverable < i.files {
-        line.push_str(&format!("; {} can be brought back", count(i.recoverable)));
-    }
-    line
+    )
+}
+
+/// "40 can be brought back", when not all of them can.
+pub fn partly_recoverable(i: &Incident) -> Option<String> {
+    (i.recoverable < i.files).then(|| format!("{} can be brought back", count(i.recoverable)))
 }
 
 /// The incident a person typed the code of.

@@ -7,14 +7,22 @@ use serde_json::json;
 use crate::clock;
 use crate::config::Config;
 use crate::control;
-use crate::report::{bytes, count, display_path, files};
+use crate::report::{bytes, count, display_path, files, wrap};
 
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let (vault, index) = super::open_vault(config)?;
     let running = control::is_running(&vault.socket_path());
     let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
     let totals = index.totals()?;
-    let alerts = index.open_alerts()?;
+    let mut alerts = index.open_alerts()?;
+    // A mass deletion may have gone on after its alert: say how big it is now.
+    for alert in &mut alerts {
+        if let Some(code) = crate::incident::alerted_code(&alert.kind)
+            && let Some(incident) = index.incident_by_code(code)?
+        {
+            alert.message = crate::incident::mass_deletion_message(&incident, vault.root());
+        }
+    }
     let free = rustix::fs::statvfs(vault.root())
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
         .ok();
@@ -51,9 +59,12 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 
     for alert in &alerts {
         println!(
-            "WARNING ({}): {}",
-            clock::spoken(alert.raised_at, now),
-            alert.message
+            "{}",
+            wrap(&format!(
+                "WARNING ({}): {}",
+                clock::spoken(alert.raised_at, now),
+                alert.message
+            ))
         );
         println!();
     }
@@ -63,10 +74,10 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             clock::spoken(since, now)
         ),
         (true, None) => println!("Protection is ON: the undelete service is running."),
-        (false, _) => println!(
-            "Protection is OFF: the undelete service is not running. \
-             Files changed or deleted now cannot be brought back."
-        ),
+        (false, _) => {
+            println!("Protection is OFF: the undelete service is not running.");
+            println!("Files changed or deleted now cannot be brought back.");
+        }
     }
     if roots.is_empty() {
         println!("No folders are protected yet.");

@@ -618,7 +618,10 @@ impl Failure {
             Failure::Vault(e) => lost(item, e.to_string(), "missing", false),
             Failure::Write(e) if is_disk_full(&e) => lost(
                 item,
-                format!("not restored: the disk at {} is full", item.base.display()),
+                format!(
+                    "not restored because the disk at {} is full",
+                    item.base.display()
+                ),
                 "destination_full",
                 false,
             ),

@@ -662,22 +662,10 @@ impl Daemon<'_> {
         incident: &crate::index::Incident,
         now: i64,
     ) -> Result<(), DaemonError> {
-        let undo = format!(
-            "undelete --vault {} restore --incident {}",
-            crate::cli::quote(self.vault.root()),
-            incident.code
-        );
-        let message = format!(
-            "Mass deletion: {} ({}) deleted from {} since {} (incident {}). To bring them back: {undo}",
-            crate::report::files(incident.files),
-            crate::report::bytes(incident.bytes),
-            crate::report::display_path(&incident.folder),
-            clock::local(incident.first_at),
-            incident.code,
-        );
+        let message = crate::incident::mass_deletion_message(incident, self.vault.root());
         tracing::warn!("{message}");
         self.index
-            .raise_alert(&format!("mass_deletion:{}", incident.code), &message, now)?;
+            .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
         if let Some(command) = &self.incident_rules.alert_command {
             let spawned = std::process::Command::new("/bin/sh")
                 .arg("-c")
@@ -686,7 +674,10 @@ impl Daemon<'_> {
                 .env("UNDELETE_FOLDER", &incident.folder)
                 .env("UNDELETE_FILES", incident.files.to_string())
                 .env("UNDELETE_BYTES", incident.bytes.to_string())
-                .env("UNDELETE_RESTORE_COMMAND", &undo)
+                .env(
+                    "UNDELETE_RESTORE_COMMAND",
+                    crate::incident::undo_command(incident, self.vault.root()),
+                )
                 .env("UNDELETE_MESSAGE", &message)
                 .stdin(std::process::Stdio::null())
                 .spawn();

@@ -17,7 +17,7 @@ pub struct Terminal {
     output: Receiver<Vec<u8>>,
     /// Every byte shown so far; decoded whole, since a chunk may split a character.
     shown: Vec<u8>,
-    /// `shown` as text, with the terminal's `\r` removed.
+    /// `shown` as a person sees it (see `visible`).
     pub screen: String,
     /// How much of `screen` earlier `expect` calls consumed.
     seen: usize,
@@ -59,7 +59,10 @@ impl Terminal {
     pub fn expect(&mut self, text: &str) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(at) = self.screen[self.seen..].find(text) {
+            // A line redrawn in place may shorten what was seen; look from there.
+            let from = self.screen.get(self.seen..).unwrap_or(&self.screen);
+            if let Some(at) = from.find(text) {
+                self.seen = self.screen.len() - from.len();
                 self.seen += at + text.len();
                 return;
             }
@@ -102,6 +105,30 @@ impl Terminal {
 
     fn take(&mut self, chunk: &[u8]) {
         self.shown.extend_from_slice(chunk);
-        self.screen = String::from_utf8_lossy(&self.shown).replace('\r', "");
+        self.screen = visible(&String::from_utf8_lossy(&self.shown));
     }
+}
+
+/// What is left on the screen once the terminal has done its work: escape
+/// sequences (colours, cursor moves, line erasing) do not show, and a carriage
+/// return starts the line over, so a progress bar that was cleared leaves nothing.
+pub fn visible(raw: &str) -> String {
+    let mut plain = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters, then one final letter.
+            if chars.next_if_eq(&'[').is_some() {
+                while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain
+        .replace("\r\n", "\n")
+        .split('\n')
+        .map(|line| line.rsplit('\r').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
