@@ -374,11 +374,13 @@ impl Daemon<'_> {
         let now = clock::now();
         self.index.begin()?;
         let mut rescan = false;
+        let mut sync_asked = false;
         for msg in batch {
             match msg {
                 Msg::Fs(FsEvent::Rescan) => rescan = true,
                 Msg::Fs(event) => self.apply(event, now)?,
                 Msg::Sync(reply) => {
+                    sync_asked = true;
                     // Cookies go into every protected folder; when the kernel reports them
                     // back, every change made before this sync has been seen.
                     let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
@@ -389,6 +391,12 @@ impl Daemon<'_> {
         }
         self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
         self.look_at_dirty(now)?;
+        if self.vault_full && sync_asked {
+            // Files skipped while the vault was full get no event when space returns:
+            // `sync` retries them, so "free space, then sync" resumes protection at once
+            // rather than at the next fallback scan.
+            self.retry_vault_full(now)?;
+        }
         if rescan {
             tracing::warn!("the kernel's event queue overflowed; rescanning to catch up");
             self.full_scan(None)?;
@@ -604,7 +612,15 @@ impl Daemon<'_> {
                 }
                 Look::Found(observed) => observed,
             };
-        self.note_vault_state(&observed.uncaptured, now)?;
+        // Only a copy actually written proves the vault has room again: a folder, a
+        // link or a file whose copy already exists takes no space.
+        let copied = observed.kind == EntryKind::File
+            && observed.uncaptured.is_none()
+            && observed.object.is_some()
+            && current.as_ref().is_none_or(|c| {
+                c.observed.object != observed.object || c.observed.uncaptured.is_some()
+            });
+        self.note_vault_state(&observed.uncaptured, copied, now)?;
         let kind = observed.kind;
         let was_known = current.is_some();
         match current {
@@ -623,6 +639,27 @@ impl Daemon<'_> {
             }
         }
         Ok(Some((kind, was_known)))
+    }
+
+    /// Copies again the current files that were skipped because the vault was full,
+    /// stopping at the first that still does not fit.
+    fn retry_vault_full(&mut self, now: i64) -> Result<(), DaemonError> {
+        for path in self
+            .index
+            .current_uncaptured(Uncaptured::VaultFull.code())?
+        {
+            self.look_at(&path, now)?;
+            self.maybe_commit()?;
+            if self.vault_full
+                && self
+                    .index
+                    .current(&path)?
+                    .is_some_and(|v| v.observed.uncaptured == Some(Uncaptured::VaultFull))
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Groups new deletions into incidents, and raises the mass-deletion alert for an
@@ -707,10 +744,12 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Raises the vault-full alert on the first failure and clears it on the next success.
+    /// Raises the vault-full alert on the first failure and clears it on the next copy
+    /// written (`copied`).
     fn note_vault_state(
         &mut self,
         uncaptured: &Option<Uncaptured>,
+        copied: bool,
         now: i64,
     ) -> Result<(), DaemonError> {
         match uncaptured {
@@ -724,7 +763,7 @@ impl Daemon<'_> {
                 tracing::error!("{message}");
                 self.index.raise_alert("vault_full", &message, now)?;
             }
-            None if self.vault_full => {
+            None if self.vault_full && copied => {
                 self.vault_full = false;
                 tracing::info!("the vault has space again; protection resumed");
                 self.index.clear_alert("vault_full", now)?;
