@@ -49,6 +49,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const FALLBACK_SCAN: Duration = Duration::from_secs(300);
 /// A rename-from whose rename-to has not come within this time was a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(200);
+/// A new folder is walked again this long after its first walk (if no sync comes first).
+const REWALK_AFTER: Duration = Duration::from_millis(200);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
 
@@ -175,6 +177,8 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
         last_fallback_scan: Instant::now(),
         since_commit: 0,
         stopping: false,
+        rewalk: Vec::new(),
+        rewalk_since: None,
     };
     let _watcher = daemon.start_watching(inbox.tx)?;
     for root in &daemon.roots {
@@ -282,6 +286,9 @@ struct Daemon<'c> {
     last_fallback_scan: Instant,
     since_commit: usize,
     stopping: bool,
+    /// New folders already walked once, to walk again (see `rewalk_new_folders`).
+    rewalk: Vec<PathBuf>,
+    rewalk_since: Option<Instant>,
 }
 
 impl Daemon<'_> {
@@ -391,6 +398,7 @@ impl Daemon<'_> {
         }
         self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
         self.look_at_dirty(now)?;
+        self.rewalk_new_folders(now)?;
         if self.vault_full && sync_asked {
             // Files skipped while the vault was full get no event when space returns:
             // `sync` retries them, so "free space, then sync" resumes protection at once
@@ -589,6 +597,30 @@ impl Daemon<'_> {
             {
                 // Files made in a new folder before its watch existed are never reported.
                 self.walk(&path, now)?;
+                self.rewalk.push(path);
+                self.rewalk_since.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks new folders a second time, before a sync is answered or a moment later.
+    /// notify hands on a new folder's event before it adds the folder's watch, so the
+    /// first walk can come before the watch exists: a file made in between is neither
+    /// walked nor reported. The second walk, once the watch is surely there, finds it.
+    fn rewalk_new_folders(&mut self, now: i64) -> Result<(), DaemonError> {
+        let due = self.syncs.any_ready()
+            || self.stopping
+            || self
+                .rewalk_since
+                .is_some_and(|t| t.elapsed() >= REWALK_AFTER);
+        if !due {
+            return Ok(());
+        }
+        self.rewalk_since = None;
+        for dir in std::mem::take(&mut self.rewalk) {
+            if let Some((EntryKind::Dir, _)) = self.look_at(&dir, now)? {
+                self.walk(&dir, now)?;
             }
         }
         Ok(())
