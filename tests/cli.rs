@@ -10,11 +10,15 @@ mod common;
 mod bulk;
 #[path = "cli/capture.rs"]
 mod capture;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/moves.rs"]
 mod moves;
 #[path = "cli/names.rs"]
 mod names;
+#[path = "cli/odd_files.rs"]
+mod odd_files;
 #[path = "cli/restore.rs"]
 mod restore;
