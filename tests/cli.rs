@@ -22,3 +22,5 @@ mod names;
 mod odd_files;
 #[path = "cli/restore.rs"]
 mod restore;
+#[path = "cli/security.rs"]
+mod security;
