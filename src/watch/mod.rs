@@ -457,11 +457,13 @@ impl Daemon<'_> {
                 if sync::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
                 } else if !is_internal(&path) && self.root_for(&path).is_some() {
+                    self.settle_moves_touching(&path, None, now)?;
                     self.dirty.insert(path, is_new);
                 }
             }
             FsEvent::Removed { path, was_dir } => {
                 if !is_internal(&path) && self.root_for(&path).is_some() {
+                    self.settle_moves_touching(&path, None, now)?;
                     self.removed(&path, was_dir, now)?;
                 }
             }
@@ -482,6 +484,8 @@ impl Daemon<'_> {
             }
             FsEvent::Renamed { from, to, cookie } => {
                 self.pending_moves.retain(|m| m.cookie != cookie);
+                self.settle_moves_touching(&from, Some(cookie), now)?;
+                self.settle_moves_touching(&to, Some(cookie), now)?;
                 self.renamed(&from, &to, now)?;
             }
             FsEvent::Rescan => {}
@@ -572,6 +576,35 @@ impl Daemon<'_> {
             "{} moved out of the protected folder ({n} entries)",
             path.display()
         );
+        Ok(())
+    }
+
+    /// A rename-from still waiting when a later event touches the same path (or a
+    /// path above or below it) was a move out: its rename-to would have come first.
+    /// Settled before that event is applied, or `mv photos /mnt/usb; mv new photos`
+    /// took the old photos for replaced by the new ones (out of the recycle bin) and
+    /// then marked the new ones as moved out.
+    fn settle_moves_touching(
+        &mut self,
+        path: &Path,
+        except_cookie: Option<usize>,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        if self.pending_moves.is_empty() {
+            return Ok(());
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
+            .into_iter()
+            .partition(|m| {
+                Some(m.cookie) != except_cookie
+                    && (m.path.starts_with(path) || path.starts_with(&m.path))
+            });
+        self.pending_moves = waiting;
+        for m in due {
+            if self.root_for(&m.path).is_some() {
+                self.moved_out(&m.path, now)?;
+            }
+        }
         Ok(())
     }
 
