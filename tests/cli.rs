@@ -14,6 +14,8 @@ mod capture;
 mod faults;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
+#[path = "cli/model.rs"]
+mod model;
 #[path = "cli/moves.rs"]
 mod moves;
 #[path = "cli/names.rs"]
