@@ -178,7 +178,6 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
         since_commit: 0,
         stopping: false,
         rewalk: Vec::new(),
-        rewalk_since: None,
     };
     let _watcher = daemon.start_watching(inbox.tx)?;
     for root in &daemon.roots {
@@ -286,9 +285,9 @@ struct Daemon<'c> {
     last_fallback_scan: Instant,
     since_commit: usize,
     stopping: bool,
-    /// New folders already walked once, to walk again (see `rewalk_new_folders`).
-    rewalk: Vec<PathBuf>,
-    rewalk_since: Option<Instant>,
+    /// New folders already walked once, with when, to walk again (see
+    /// `rewalk_new_folders`).
+    rewalk: Vec<(PathBuf, Instant)>,
 }
 
 impl Daemon<'_> {
@@ -630,32 +629,38 @@ impl Daemon<'_> {
             {
                 // Files made in a new folder before its watch existed are never reported.
                 self.walk(&path, now)?;
-                self.rewalk.push(path);
-                self.rewalk_since.get_or_insert_with(Instant::now);
+                self.rewalk.push((path, Instant::now()));
             }
         }
         Ok(())
     }
 
-    /// Walks new folders a second time, before a sync is answered or a moment later.
-    /// notify hands on a new folder's event before it adds the folder's watch, so the
-    /// first walk can come before the watch exists: a file made in between is neither
-    /// walked nor reported. The second walk, once the watch is surely there, finds it.
+    /// Walks new folders again: before a sync is answered, and once more when their
+    /// first walk is `REWALK_AFTER` old. notify hands on a new folder's event before
+    /// it adds the folder's watch, so the first walk can come before the watch exists:
+    /// a file made in between is neither walked nor reported. The walk before a sync
+    /// finds every such file made before the sync; the late one, once the watch is
+    /// surely there, finds the rest.
     fn rewalk_new_folders(&mut self, now: i64) -> Result<(), DaemonError> {
         let due = self.syncs.any_ready()
             || self.stopping
             || self
-                .rewalk_since
-                .is_some_and(|t| t.elapsed() >= REWALK_AFTER);
+                .rewalk
+                .iter()
+                .any(|(_, first)| first.elapsed() >= REWALK_AFTER);
         if !due {
             return Ok(());
         }
-        self.rewalk_since = None;
-        for dir in std::mem::take(&mut self.rewalk) {
+        let mut again = Vec::new();
+        for (dir, first) in std::mem::take(&mut self.rewalk) {
             if let Some((EntryKind::Dir, _)) = self.look_at(&dir, now)? {
                 self.walk(&dir, now)?;
+                if first.elapsed() < REWALK_AFTER && !self.stopping {
+                    again.push((dir, first));
+                }
             }
         }
+        self.rewalk = again;
         Ok(())
     }
 
