@@ -767,6 +767,18 @@ impl Index {
         Ok(moving.len())
     }
 
+    /// The paths whose current version could not be copied for `reason`
+    /// (an `Uncaptured::code`), oldest first.
+    pub fn current_uncaptured(&self, reason: &str) -> Result<Vec<PathBuf>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM versions
+             WHERE uncaptured = ?1 AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([reason], |r| Ok(path_from_bytes(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Calls `f` with the path and kind of every current version in and below `dir`.
     /// Paths are collected first so `f` may write to the index.
     pub fn current_paths_under(&self, dir: &Path) -> Result<Vec<(PathBuf, EntryKind)>> {

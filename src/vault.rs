@@ -101,11 +101,13 @@ impl VaultError {
 }
 
 /// True for "no space left" and "quota exceeded": both mean the disk is full for us.
+/// Decided by the error's kind, not its OS code: tempfile wraps write errors with the
+/// path, which hides the code but keeps the kind, and a full vault must never be
+/// taken for a broken one.
 pub fn is_disk_full(err: &io::Error) -> bool {
     matches!(
-        err.raw_os_error(),
-        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
-            || code == rustix::io::Errno::DQUOT.raw_os_error()
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
     )
 }
 
@@ -413,6 +415,21 @@ mod tests {
         assert!(matches!(vault.verify(&a.id), Err(DamageError::Damaged)));
         fs::remove_file(vault.object_path(&a.id)).unwrap();
         assert!(matches!(vault.verify(&a.id), Err(DamageError::Missing)));
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_even_when_wrapped_with_a_path() {
+        use std::io::Write as _;
+        let mut dev_full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let full = dev_full.write_all(b"x").unwrap_err();
+        assert!(is_disk_full(&full), "{full}");
+        // What tempfile returns for a failed write: the kind kept, the OS code hidden.
+        let wrapped = io::Error::new(full.kind(), format!("{full} at path \"/vault/tmp/x\""));
+        assert_eq!(wrapped.raw_os_error(), None);
+        assert!(is_disk_full(&wrapped), "{wrapped}");
+        assert!(!is_disk_full(&io::Error::from(
+            io::ErrorKind::PermissionDenied
+        )));
     }
 
     #[test]

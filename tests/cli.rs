@@ -10,15 +10,23 @@ mod common;
 mod bulk;
 #[path = "cli/capture.rs"]
 mod capture;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/interrupt.rs"]
 mod interrupt;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
+#[path = "cli/model.rs"]
+mod model;
 #[path = "cli/moves.rs"]
 mod moves;
 #[path = "cli/names.rs"]
 mod names;
+#[path = "cli/odd_files.rs"]
+mod odd_files;
 #[path = "cli/playbook.rs"]
 mod playbook;
 #[path = "cli/restore.rs"]
 mod restore;
+#[path = "cli/security.rs"]
+mod security;

@@ -201,23 +201,28 @@ fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
 /// Makes a path given on the command line absolute, without requiring it to exist
 /// (a deleted folder is exactly what people ask about).
 fn absolute(path: &Path) -> PathBuf {
+    use std::path::Component;
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    // Resolve the part that still exists, so /srv/share/../share or a symlinked
+    // Resolve the longest part that still exists, so /srv/share/../share or a symlinked
     // mount point match what the daemon recorded.
-    let mut existing = abs.clone();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent.to_owned();
-            }
-            _ => return abs,
-        }
+    let parts: Vec<Component> = abs.components().collect();
+    let mut existing = parts.len();
+    while existing > 0 && !parts[..existing].iter().collect::<PathBuf>().exists() {
+        existing -= 1;
     }
-    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
-    for name in rest.into_iter().rev() {
-        out.push(name);
+    let prefix: PathBuf = parts[..existing].iter().collect();
+    let mut out = std::fs::canonicalize(&prefix).unwrap_or(prefix);
+    // The rest no longer exists, so it holds no links: its `..` are taken by name.
+    // Left in, they would make the path match nothing, or make `--to` create folders
+    // that were only named to be climbed out of.
+    for part in &parts[existing..] {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
     }
     out
 }

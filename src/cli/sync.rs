@@ -8,6 +8,15 @@ use crate::control;
 use crate::vault::Vault;
 
 pub fn run(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
+    if let Err(e) = std::fs::read_dir(&config.vault)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        // Not "no vault there": it is there, only not ours to read.
+        anyhow::bail!(
+            "permission denied reading the vault {}; run it with sudo",
+            config.vault.display()
+        );
+    }
     let vault = Vault::open_existing(&config.vault).map_err(|_| {
         anyhow::anyhow!(
             "the undelete daemon is not running for the vault {} (there is no vault there yet)",

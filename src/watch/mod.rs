@@ -49,6 +49,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const FALLBACK_SCAN: Duration = Duration::from_secs(300);
 /// A rename-from whose rename-to has not come within this time was a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(200);
+/// A new folder is walked again this long after its first walk (if no sync comes first).
+const REWALK_AFTER: Duration = Duration::from_millis(200);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
 
@@ -175,6 +177,7 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
         last_fallback_scan: Instant::now(),
         since_commit: 0,
         stopping: false,
+        rewalk: Vec::new(),
     };
     let _watcher = daemon.start_watching(inbox.tx)?;
     for root in &daemon.roots {
@@ -282,6 +285,9 @@ struct Daemon<'c> {
     last_fallback_scan: Instant,
     since_commit: usize,
     stopping: bool,
+    /// New folders already walked once, with when, to walk again (see
+    /// `rewalk_new_folders`).
+    rewalk: Vec<(PathBuf, Instant)>,
 }
 
 impl Daemon<'_> {
@@ -374,11 +380,13 @@ impl Daemon<'_> {
         let now = clock::now();
         self.index.begin()?;
         let mut rescan = false;
+        let mut sync_asked = false;
         for msg in batch {
             match msg {
                 Msg::Fs(FsEvent::Rescan) => rescan = true,
                 Msg::Fs(event) => self.apply(event, now)?,
                 Msg::Sync(reply) => {
+                    sync_asked = true;
                     // Cookies go into every protected folder; when the kernel reports them
                     // back, every change made before this sync has been seen.
                     let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
@@ -389,6 +397,13 @@ impl Daemon<'_> {
         }
         self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
         self.look_at_dirty(now)?;
+        self.rewalk_new_folders(now)?;
+        if self.vault_full && sync_asked {
+            // Files skipped while the vault was full get no event when space returns:
+            // `sync` retries them, so "free space, then sync" resumes protection at once
+            // rather than at the next fallback scan.
+            self.retry_vault_full(now)?;
+        }
         if rescan {
             tracing::warn!("the kernel's event queue overflowed; rescanning to catch up");
             self.full_scan(None)?;
@@ -441,11 +456,13 @@ impl Daemon<'_> {
                 if sync::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
                 } else if !is_internal(&path) && self.root_for(&path).is_some() {
+                    self.settle_moves_touching(&path, None, now)?;
                     self.dirty.insert(path, is_new);
                 }
             }
             FsEvent::Removed { path, was_dir } => {
                 if !is_internal(&path) && self.root_for(&path).is_some() {
+                    self.settle_moves_touching(&path, None, now)?;
                     self.removed(&path, was_dir, now)?;
                 }
             }
@@ -466,6 +483,8 @@ impl Daemon<'_> {
             }
             FsEvent::Renamed { from, to, cookie } => {
                 self.pending_moves.retain(|m| m.cookie != cookie);
+                self.settle_moves_touching(&from, Some(cookie), now)?;
+                self.settle_moves_touching(&to, Some(cookie), now)?;
                 self.renamed(&from, &to, now)?;
             }
             FsEvent::Rescan => {}
@@ -559,6 +578,35 @@ impl Daemon<'_> {
         Ok(())
     }
 
+    /// A rename-from still waiting when a later event touches the same path (or a
+    /// path above or below it) was a move out: its rename-to would have come first.
+    /// Settled before that event is applied, or `mv photos /mnt/usb; mv new photos`
+    /// took the old photos for replaced by the new ones (out of the recycle bin) and
+    /// then marked the new ones as moved out.
+    fn settle_moves_touching(
+        &mut self,
+        path: &Path,
+        except_cookie: Option<usize>,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        if self.pending_moves.is_empty() {
+            return Ok(());
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
+            .into_iter()
+            .partition(|m| {
+                Some(m.cookie) != except_cookie
+                    && (m.path.starts_with(path) || path.starts_with(&m.path))
+            });
+        self.pending_moves = waiting;
+        for m in due {
+            if self.root_for(&m.path).is_some() {
+                self.moved_out(&m.path, now)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Rename-froms with no rename-to: after a short wait (or at once when `force`),
     /// the thing was moved out of the protected folder.
     fn settle_moves(&mut self, now: i64, force: bool) -> Result<(), DaemonError> {
@@ -581,8 +629,38 @@ impl Daemon<'_> {
             {
                 // Files made in a new folder before its watch existed are never reported.
                 self.walk(&path, now)?;
+                self.rewalk.push((path, Instant::now()));
             }
         }
+        Ok(())
+    }
+
+    /// Walks new folders again: before a sync is answered, and once more when their
+    /// first walk is `REWALK_AFTER` old. notify hands on a new folder's event before
+    /// it adds the folder's watch, so the first walk can come before the watch exists:
+    /// a file made in between is neither walked nor reported. The walk before a sync
+    /// finds every such file made before the sync; the late one, once the watch is
+    /// surely there, finds the rest.
+    fn rewalk_new_folders(&mut self, now: i64) -> Result<(), DaemonError> {
+        let due = self.syncs.any_ready()
+            || self.stopping
+            || self
+                .rewalk
+                .iter()
+                .any(|(_, first)| first.elapsed() >= REWALK_AFTER);
+        if !due {
+            return Ok(());
+        }
+        let mut again = Vec::new();
+        for (dir, first) in std::mem::take(&mut self.rewalk) {
+            if let Some((EntryKind::Dir, _)) = self.look_at(&dir, now)? {
+                self.walk(&dir, now)?;
+                if first.elapsed() < REWALK_AFTER && !self.stopping {
+                    again.push((dir, first));
+                }
+            }
+        }
+        self.rewalk = again;
         Ok(())
     }
 
@@ -604,7 +682,15 @@ impl Daemon<'_> {
                 }
                 Look::Found(observed) => observed,
             };
-        self.note_vault_state(&observed.uncaptured, now)?;
+        // Only a copy actually written proves the vault has room again: a folder, a
+        // link or a file whose copy already exists takes no space.
+        let copied = observed.kind == EntryKind::File
+            && observed.uncaptured.is_none()
+            && observed.object.is_some()
+            && current.as_ref().is_none_or(|c| {
+                c.observed.object != observed.object || c.observed.uncaptured.is_some()
+            });
+        self.note_vault_state(&observed.uncaptured, copied, now)?;
         let kind = observed.kind;
         let was_known = current.is_some();
         match current {
@@ -623,6 +709,27 @@ impl Daemon<'_> {
             }
         }
         Ok(Some((kind, was_known)))
+    }
+
+    /// Copies again the current files that were skipped because the vault was full,
+    /// stopping at the first that still does not fit.
+    fn retry_vault_full(&mut self, now: i64) -> Result<(), DaemonError> {
+        for path in self
+            .index
+            .current_uncaptured(Uncaptured::VaultFull.code())?
+        {
+            self.look_at(&path, now)?;
+            self.maybe_commit()?;
+            if self.vault_full
+                && self
+                    .index
+                    .current(&path)?
+                    .is_some_and(|v| v.observed.uncaptured == Some(Uncaptured::VaultFull))
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Groups new deletions into incidents, and raises the mass-deletion alert for an
@@ -698,10 +805,12 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Raises the vault-full alert on the first failure and clears it on the next success.
+    /// Raises the vault-full alert on the first failure and clears it on the next copy
+    /// written (`copied`).
     fn note_vault_state(
         &mut self,
         uncaptured: &Option<Uncaptured>,
+        copied: bool,
         now: i64,
     ) -> Result<(), DaemonError> {
         match uncaptured {
@@ -715,7 +824,7 @@ impl Daemon<'_> {
                 tracing::error!("{message}");
                 self.index.raise_alert("vault_full", &message, now)?;
             }
-            None if self.vault_full => {
+            None if self.vault_full && copied => {
                 self.vault_full = false;
                 tracing::info!("the vault has space again; protection resumed");
                 self.index.clear_alert("vault_full", now)?;

@@ -9,12 +9,14 @@ use crate::common::*;
 
 #[test]
 fn rm_rf_of_20000_files_is_recorded_file_by_file() {
-    const FOLDERS: usize = 200;
+    // 20,000 in CI; UNDELETE_TEST_FILES=100000 for the full count.
     const PER_FOLDER: usize = 100;
+    let total = count_from_env("UNDELETE_TEST_FILES", 20_000);
+    let folders = total.div_ceil(PER_FOLDER);
     let mut env = TestEnv::new();
     let mut expected = HashSet::new();
-    for d in 0..FOLDERS {
-        let dir = env.path(format!("big/folder{d:03}"));
+    for d in 0..folders {
+        let dir = env.path(format!("big/folder{d:04}"));
         fs::create_dir_all(&dir).unwrap();
         for f in 0..PER_FOLDER {
             let path = dir.join(format!("file{f:03}.dat"));
@@ -27,9 +29,9 @@ fn rm_rf_of_20000_files_is_recorded_file_by_file() {
     env.start_daemon(&[]);
     env.sync();
     let all = env.list_json(&["--all"]);
-    assert_eq!(all.len(), FOLDERS * PER_FOLDER + 1, "captured at start-up");
+    assert_eq!(all.len(), folders * PER_FOLDER + 1, "captured at start-up");
 
-    // With the daemon stopped, the 20,000 remove events (and the folders' own) cannot
+    // With the daemon stopped, the 20,000 (or more) remove events (and the folders' own) cannot
     // all fit in the kernel's queue (16,384 by default): it overflows for certain.
     env.pause_daemon();
     fs::remove_dir_all(env.path("big")).unwrap();
@@ -62,7 +64,7 @@ fn rm_rf_of_20000_files_is_recorded_file_by_file() {
         .iter()
         .filter(|e| e["deleted_at_approximate"] == true)
         .count();
-    if queue_limit < FOLDERS * PER_FOLDER {
+    if queue_limit < folders * PER_FOLDER {
         assert!(
             found_by_scan > 0,
             "no deletion is marked as found by a scan: did the queue not overflow?"
@@ -70,6 +72,30 @@ fn rm_rf_of_20000_files_is_recorded_file_by_file() {
     }
     let all = env.list_by_path(&["--all"]);
     assert_live_and_recoverable(entry(&all, &env.json_path("survivor.txt")));
+
+    // And every one of them comes back.
+    let to = env.root.join("restored");
+    let (success, report, output) = restore_json(
+        &env,
+        &[
+            "--under",
+            &env.json_path("big"),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert!(success, "{output}");
+    assert_eq!(report["recovered"], expected.len(), "{output}");
+    let restored = tree(&to.join("big"));
+    let files = restored.iter().filter(|(_, n)| n.kind == "file").count();
+    assert_eq!(files, expected.len());
+    for (rel, node) in restored.iter().filter(|(_, n)| n.kind == "file") {
+        let name = rel.file_name().unwrap().to_str().unwrap();
+        let f: usize = name["file".len()..name.len() - ".dat".len()]
+            .parse()
+            .unwrap();
+        assert!(node.data == content(f, 64), "{} differs", rel.display());
+    }
 }
 
 #[test]

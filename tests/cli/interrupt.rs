@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Read;
 use std::process::Stdio;
 
-use crate::common::mount::LoopMount;
+use crate::common::LoopDisk;
 use crate::common::pty::Terminal;
 use crate::common::{BIN, TestEnv, content, output_text};
 
@@ -53,7 +53,7 @@ fn ctrl_c_at_a_question_changes_nothing() {
 #[test]
 fn ctrl_c_during_a_restore_stops_cleanly_and_running_it_again_finishes() {
     let env = deleted_photos();
-    let Some(mut disk) = LoopMount::new("ext4", 32) else {
+    let Some(mut disk) = LoopDisk::new("ctrl_c_during_a_restore", 32) else {
         return;
     };
     let to = disk.join("restored");

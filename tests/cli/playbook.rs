@@ -14,7 +14,7 @@ use std::fs;
 
 use regex::Regex;
 
-use crate::common::mount::LoopMount;
+use crate::common::LoopDisk;
 use crate::common::pty::Terminal;
 use crate::common::{BIN, TestEnv, content};
 
@@ -83,7 +83,7 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     );
 
     // A full destination disk (where this machine can mount a small one).
-    if let Some(usb) = LoopMount::new("ext4", 8) {
+    if let Some(usb) = LoopDisk::new("playbook destination-full screen", 8) {
         screens.mount = Some(usb.path.clone());
         let out = env
             .command()

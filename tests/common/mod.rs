@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod mount;
 pub mod pty;
 
 /// The binary under test.
@@ -406,4 +405,271 @@ pub fn time(entry: &Value, field: &str) -> chrono::DateTime<chrono::FixedOffset>
         .unwrap_or_else(|| panic!("{field} is not a string in {entry}"));
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{field} {text:?} is not RFC 3339 ({e}) in {entry}"))
+}
+
+// --- Fault tests: counts, seeds, small disks ----------------------------------
+
+/// A count for long tests: `default` in CI, more by setting `var`
+/// (e.g. `UNDELETE_TEST_ITERATIONS=50`, `UNDELETE_TEST_FILES=100000`).
+pub fn count_from_env(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// A small seeded random generator (splitmix64), so a failing run can be repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `UNDELETE_TEST_SEED` when set, else from the clock; the seed is
+    /// printed, and tests put it in their failure messages.
+    pub fn from_env_or_clock(test: &str) -> (Self, u64) {
+        let seed = match std::env::var("UNDELETE_TEST_SEED") {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("UNDELETE_TEST_SEED={text:?} is not a number")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        };
+        eprintln!("{test}: seed {seed} (repeat with UNDELETE_TEST_SEED={seed})");
+        (Self(seed), seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi` (`hi` > `lo`).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo) as u64) as usize
+    }
+}
+
+/// Whether this process runs as root (loop mounts, other owners, device nodes).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A small ext4 file system on a loop device, mounted for one test and unmounted
+/// (and its image removed) when dropped.
+pub struct LoopDisk {
+    /// The mount point.
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+    frozen: bool,
+}
+
+impl LoopDisk {
+    /// Makes and mounts a `megabytes` MB ext4 file system. `None`, after printing why,
+    /// where that is not possible (not root, no mkfs.ext4, mounting not allowed): the
+    /// caller skips its test.
+    pub fn new(test: &str, megabytes: u64) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIPPED {test}: loop mounts need root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("undelete-disk-")
+            .tempdir()
+            .expect("create a temporary folder");
+        let image = dir.path().join("disk.img");
+        let path = dir.path().join("mnt");
+        fs::create_dir(&path).expect("create the mount point");
+        File::create(&image)
+            .and_then(|f| f.set_len(megabytes << 20))
+            .expect("create the disk image");
+        // -m 0: no blocks reserved for root, so "full" means full for the daemon too.
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .output();
+        match made {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                eprintln!("SKIPPED {test}: mkfs.ext4 failed: {}", output_text(&out));
+                return None;
+            }
+            Err(e) => {
+                eprintln!("SKIPPED {test}: cannot run mkfs.ext4 ({e}); install e2fsprogs");
+                return None;
+            }
+        }
+        let mounted = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&path)
+            .output()
+            .expect("run mount");
+        if !mounted.status.success() {
+            eprintln!(
+                "SKIPPED {test}: mounting a loop device is not allowed here: {}",
+                String::from_utf8_lossy(&mounted.stderr).trim()
+            );
+            return None;
+        }
+        Some(Self {
+            path,
+            _dir: dir,
+            frozen: false,
+        })
+    }
+
+    pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.path.join(relative)
+    }
+
+    /// Freezes the file system (fsfreeze): every write to it waits until `thaw`.
+    pub fn freeze(&mut self) {
+        self.fsfreeze("-f");
+        self.frozen = true;
+    }
+
+    pub fn thaw(&mut self) {
+        self.fsfreeze("-u");
+        self.frozen = false;
+    }
+
+    fn fsfreeze(&self, how: &str) {
+        let out = Command::new("fsfreeze")
+            .arg(how)
+            .arg(&self.path)
+            .output()
+            .expect("run fsfreeze");
+        assert!(
+            out.status.success(),
+            "fsfreeze {how}: {}",
+            output_text(&out)
+        );
+    }
+
+    /// Bytes free for writing on this file system.
+    pub fn free(&self) -> u64 {
+        free_space(&self.path)
+    }
+
+    /// Fills the disk with `name` until only about `leave` bytes are free.
+    pub fn fill_leaving(&self, name: &str, leave: u64) -> PathBuf {
+        let filler = self.path.join(name);
+        let size = self.free().saturating_sub(leave);
+        let mut file = File::create(&filler).expect("create the filler");
+        // Written, not truncated: a sparse file would take no space.
+        let block = vec![0x5au8; 64 * 1024];
+        let mut written = 0u64;
+        while written < size {
+            let n = (size - written).min(block.len() as u64) as usize;
+            file.write_all(&block[..n]).expect("write the filler");
+            written += n as u64;
+        }
+        file.sync_all().expect("flush the filler");
+        filler
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        // A frozen file system would hang the unmount, and every later writer.
+        if self.frozen {
+            self.fsfreeze("-u");
+        }
+        let ok = Command::new("umount")
+            .arg(&self.path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            // Something still has a file open there (a test failed midway): detach lazily.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+        }
+    }
+}
+
+/// Bytes free for writing on the file system holding `path`.
+pub fn free_space(path: &Path) -> u64 {
+    let st = rustix::fs::statvfs(path).expect("statvfs");
+    st.f_bavail * st.f_frsize
+}
+
+/// Runs `restore ARGS… --json`; returns whether it exited 0, the parsed report, and
+/// the whole output for messages.
+pub fn restore_json(env: &TestEnv, args: &[&str]) -> (bool, Value, String) {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = env.run(&all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("restore --json is not JSON ({e}):\n{}", output_text(&out)));
+    (out.status.success(), report, output_text(&out))
+}
+
+/// What a tree holds, by path relative to its top: kind and content (a link's
+/// target), mode, owner. Names are compared as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub data: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Empty when `dir` does not exist.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = std::collections::BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.unwrap_or_else(|e| panic!("walk {}: {e}", dir.display()));
+        let meta = entry.path().symlink_metadata().expect("stat");
+        let ft = meta.file_type();
+        let (kind, data) = if ft.is_file() {
+            let data = fs::read(entry.path())
+                .unwrap_or_else(|e| panic!("read {}: {e}", entry.path().display()));
+            ("file", data)
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path()).expect("readlink");
+            ("symlink", target.as_os_str().as_bytes().to_vec())
+        } else if ft.is_dir() {
+            ("dir", Vec::new())
+        } else if ft.is_fifo() {
+            ("fifo", Vec::new())
+        } else if ft.is_socket() {
+            ("socket", Vec::new())
+        } else {
+            ("device", Vec::new())
+        };
+        let rel = entry.path().strip_prefix(dir).expect("below").to_owned();
+        out.insert(
+            rel,
+            Node {
+                kind,
+                data,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            },
+        );
+    }
+    out
+}
+
+/// Temporary files a restore writes before renaming, anywhere below `dir`.
+pub fn restore_temp_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(b".undelete-restore-"))
+        .map(|e| e.path().to_owned())
+        .collect()
 }

@@ -1,0 +1,447 @@
+//! Faults: a full vault disk, a full destination disk, and `kill -9` of the
+//! daemon or of a restore at random moments. Nothing captured is ever lost, the
+//! index is never damaged, and users' files are never touched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// The `alerts` of `status --json` with this kind.
+fn alerts_of_kind(env: &TestEnv, kind: &str) -> Vec<Value> {
+    env.status_json()["alerts"]
+        .as_array()
+        .expect("status --json has alerts")
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// `verify` must pass: every object re-read and hash-checked, and SQLite's own
+/// integrity check of the index clean.
+fn assert_verify_clean(env: &TestEnv, when: &str) {
+    let out = env.run(&["verify", "--json"]);
+    assert!(
+        out.status.success(),
+        "verify failed {when}:\n{}",
+        output_text(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("verify --json is JSON");
+    assert_eq!(report["index_problems"], serde_json::json!([]), "{when}");
+    assert_eq!(report["damaged"], serde_json::json!([]), "{when}");
+}
+
+#[test]
+fn a_full_vault_disk_stops_capture_with_an_alert_and_resumes_when_space_returns() {
+    let Some(disk) = LoopDisk::new("a_full_vault_disk…", 16) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    env.vault = disk.path.join("vault");
+    let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for n in 0..10 {
+        let rel = format!("early/e{n}.txt");
+        let data = content(n, 20_000);
+        env.write(&rel, &data);
+        expected.insert(rel, data);
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    assert!(alerts_of_kind(&env, "vault_full").is_empty());
+
+    // Room for a few of the new files, not for all of them.
+    let filler = disk.fill_leaving("filler", 3 << 20);
+    let mut late = Vec::new();
+    for n in 0..16 {
+        let rel = format!("late/l{n:02}.bin");
+        let data = content(100 + n, 512 * 1024);
+        env.write(&rel, &data);
+        expected.insert(rel.clone(), data);
+        late.push(rel);
+    }
+    env.sync();
+    // Things that are not copied (a folder, a link, a file whose copy exists) must not
+    // make the daemon think the disk has room again.
+    fs::create_dir(env.path("late/sub")).unwrap();
+    std::os::unix::fs::symlink("l00.bin", env.path("late/link")).unwrap();
+    let early0 = env.path("early/e0.txt");
+    fs::set_permissions(&early0, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    env.sync();
+
+    let status = env.status_json();
+    assert_eq!(status["daemon_running"], true, "{status}");
+    let alert = alerts_of_kind(&env, "vault_full");
+    assert_eq!(alert.len(), 1, "the vault-full alert is raised: {status}");
+    let message = alert[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("full") && message.contains("Free space"),
+        "the alert says what to do, in plain words: {message}"
+    );
+    // Words, not lines: the message is wrapped to the terminal's width.
+    let text = env.run_ok(&["status"]);
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.starts_with("WARNING") && words.contains("is full"),
+        "status shows the alert first:\n{text}"
+    );
+
+    let all = env.list_by_path(&["--all"]);
+    let not_copied: Vec<&String> = late
+        .iter()
+        .filter(|rel| !flag(entry(&all, &env.json_path(rel)), "recoverable"))
+        .collect();
+    assert!(
+        !not_copied.is_empty() && not_copied.len() < late.len(),
+        "some late files fit, some not: {not_copied:?}"
+    );
+    for rel in &not_copied {
+        let e = entry(&all, &env.json_path(rel));
+        assert_eq!(e["reason_code"], "vault_full", "{e}");
+        assert!(
+            e["reason"].as_str().unwrap_or_default().contains("full"),
+            "{e}"
+        );
+    }
+    let copied: Vec<&String> = late.iter().filter(|r| !not_copied.contains(r)).collect();
+
+    // Deletions are still recorded while the disk is full: copied files stay
+    // recoverable, the others are listed as lost because the vault was full.
+    let gone_uncopied = not_copied[0].clone();
+    let gone_copied = copied[0].clone();
+    for rel in [&gone_uncopied, &gone_copied, &"early/e1.txt".to_owned()] {
+        fs::remove_file(env.path(rel)).unwrap();
+        expected.remove(rel);
+    }
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    assert_eq!(deleted.len(), 3, "{deleted:#?}");
+    assert_deleted_and_recoverable(entry(&deleted, &env.json_path(&gone_copied)));
+    assert_deleted_and_recoverable(entry(&deleted, &env.json_path("early/e1.txt")));
+    let lost = entry(&deleted, &env.json_path(&gone_uncopied));
+    assert!(lost["deleted_at"].is_string(), "{lost}");
+    assert!(!flag(lost, "recoverable"), "{lost}");
+    assert_eq!(lost["reason_code"], "vault_full", "{lost}");
+    assert_verify_clean(&env, "while the vault disk is full");
+
+    // Space returns: the next sync copies what was skipped and clears the alert.
+    fs::remove_file(&filler).unwrap();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    for (rel, data) in &expected {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert!(
+            env.object_path(data).is_file(),
+            "{rel} is not in the vault after space returned"
+        );
+    }
+    assert!(
+        alerts_of_kind(&env, "vault_full").is_empty(),
+        "the alert is cleared once copies succeed again"
+    );
+    assert_verify_clean(&env, "after space returned");
+
+    // The users' files were never touched.
+    for (rel, data) in &expected {
+        assert_eq!(&fs::read(env.path(rel)).unwrap(), data, "{rel} changed");
+    }
+    env.stop_daemon();
+}
+
+#[test]
+fn a_full_destination_disk_stops_the_restore_cleanly_and_a_rerun_finishes() {
+    let Some(disk) = LoopDisk::new("a_full_destination_disk…", 16) else {
+        return;
+    };
+    const FILES: usize = 40;
+    const SIZE: usize = 256 * 1024;
+    let mut env = TestEnv::new();
+    for n in 0..FILES {
+        env.write(format!("album/p{n:02}.jpg"), content(n, SIZE));
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("album")).unwrap();
+    env.sync();
+
+    // Room for about a third of the 10 MB.
+    let filler = disk.fill_leaving("filler", 3 << 20);
+    let to = disk.path.join("restored");
+    let to_arg = to.to_str().unwrap();
+    let (success, report, output) = restore_json(&env, &["--to", to_arg]);
+    assert!(!success, "a restore that could not finish fails: {output}");
+    let recovered = report["recovered"].as_u64().unwrap();
+    let lost = report["lost"].as_u64().unwrap();
+    assert!(
+        recovered > 0 && lost > 0,
+        "some fit, some not: {report}\n{output}"
+    );
+    assert_eq!(recovered + lost, FILES as u64, "{report}");
+    for f in report["files"].as_array().unwrap() {
+        if f["outcome"] == "lost" {
+            assert_eq!(f["reason_code"], "destination_full", "{f}");
+            let reason = f["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("disk") && reason.contains("full"),
+                "the reason is in plain words: {reason}"
+            );
+        }
+    }
+    // What is under a real name is complete; no temporary file is left behind.
+    let restored = to.join("album");
+    let present = tree(&restored);
+    assert_eq!(present.len() as u64, recovered, "{present:#?}");
+    for (rel, node) in &present {
+        let n: usize = rel.to_str().unwrap()[1..3].parse().unwrap();
+        assert!(
+            node.data == content(n, SIZE),
+            "{} is not the complete file",
+            rel.display()
+        );
+    }
+    assert_eq!(restore_temp_files(&to), Vec::<PathBuf>::new());
+
+    // Space freed: the same command finishes the job, and says so.
+    fs::remove_file(&filler).unwrap();
+    let (success, report, output) = restore_json(&env, &["--to", to_arg]);
+    assert!(success, "the re-run finishes: {output}");
+    assert_eq!(report["recovered"].as_u64().unwrap(), lost, "{report}");
+    assert_eq!(report["already_present"].as_u64().unwrap(), recovered);
+    let present = tree(&restored);
+    assert_eq!(present.len(), FILES);
+    for n in 0..FILES {
+        let node = &present[Path::new(&format!("p{n:02}.jpg"))];
+        assert!(node.data == content(n, SIZE), "p{n:02}.jpg differs");
+    }
+    assert_eq!(restore_temp_files(&to), Vec::<PathBuf>::new());
+    env.stop_daemon();
+}
+
+#[test]
+fn a_full_destination_disk_is_said_in_plain_words() {
+    let Some(disk) = LoopDisk::new("a_full_destination_disk_is_said…", 8) else {
+        return;
+    };
+    let env = {
+        let mut env = TestEnv::new();
+        env.write("big.bin", content(1, 2 << 20));
+        env.write("small.txt", "small");
+        env.start_daemon(&[]);
+        env.sync();
+        fs::remove_file(env.path("big.bin")).unwrap();
+        fs::remove_file(env.path("small.txt")).unwrap();
+        env.sync();
+        env
+    };
+    let _filler = disk.fill_leaving("filler", 512 * 1024);
+    let to = disk.path.join("restored");
+    let out = env.run(&["restore", "--to", to.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("is full") && !text.contains("os error"),
+        "the text report says the disk is full, without jargon:\n{}",
+        output_text(&out)
+    );
+    assert!(
+        text.contains("Report saved"),
+        "and where the report is: {text}"
+    );
+}
+
+/// Files of distinct content and random sizes, written below `share/dir/`.
+fn write_batch(
+    env: &TestEnv,
+    rng: &mut Rng,
+    dir: &str,
+    first: usize,
+    count: usize,
+) -> Vec<(String, Vec<u8>)> {
+    (first..first + count)
+        .map(|n| {
+            let rel = format!("{dir}/s{:02}/f{n:05}.dat", n % 17);
+            let data = content(n, rng.range(0, 24_000));
+            env.write(&rel, &data);
+            (rel, data)
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_of_the_daemon_at_random_moments_loses_nothing_captured() {
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 5);
+    let (mut rng, seed) = Rng::from_env_or_clock("kill_9_of_the_daemon_at_random_moments");
+    const BATCH: usize = 400;
+    let mut env = TestEnv::new();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut kill_points = Vec::new();
+    for i in 0..iterations {
+        // Half the batch waits for the start-up scan, half comes as events.
+        let first = i * BATCH;
+        files.extend(write_batch(&env, &mut rng, "tree", first, BATCH / 2));
+        let before = env.object_count();
+        env.start_daemon(&[]);
+        files.extend(write_batch(
+            &env,
+            &mut rng,
+            "tree",
+            first + BATCH / 2,
+            BATCH / 2,
+        ));
+        let target = before + rng.range(0, BATCH);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.object_count() < target && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        kill_points.push(env.object_count() - before);
+        env.kill_daemon();
+        // Some deletions while it is down, of files that may or may not have been copied.
+        if i % 2 == 1 {
+            let (rel, _) = files.remove(rng.range(0, files.len()));
+            fs::remove_file(env.path(rel)).unwrap();
+        }
+    }
+    let context = format!("seed {seed}, kills after {kill_points:?} new copies");
+    eprintln!("{context}");
+
+    env.start_daemon(&[]);
+    env.sync();
+    assert_verify_clean(&env, &context);
+    let all = env.list_by_path(&["--all"]);
+    for (rel, data) in &files {
+        let e = entry(&all, &env.json_path(rel));
+        assert!(
+            flag(e, "recoverable") && e["deleted_at"].is_null(),
+            "{rel}: {e} ({context})"
+        );
+        assert_eq!(e["size"], data.len(), "{e} ({context})");
+    }
+    assert_eq!(restore_temp_files(&env.vault), Vec::<PathBuf>::new());
+    assert_eq!(
+        fs::read_dir(env.vault.join("tmp")).unwrap().count(),
+        0,
+        "no unfinished copy is left in the vault ({context})"
+    );
+
+    // Every file comes back byte for byte.
+    fs::remove_dir_all(env.path("tree")).unwrap();
+    env.sync();
+    let to = env.root.join("restored");
+    let (success, report, output) = restore_json(&env, &["--to", to.to_str().unwrap()]);
+    assert!(success, "{context}\n{output}");
+    // Files deleted while the daemon was down come back too, if they had been copied.
+    assert!(
+        report["recovered"].as_u64().unwrap() >= files.len() as u64,
+        "{context}\n{report}"
+    );
+    let restored = tree(&to.join("tree"));
+    for (rel, data) in &files {
+        let rel = Path::new(rel).strip_prefix("tree").unwrap();
+        let node = restored
+            .get(rel)
+            .unwrap_or_else(|| panic!("{} was not restored ({context})", rel.display()));
+        assert!(&node.data == data, "{} differs ({context})", rel.display());
+    }
+    env.stop_daemon();
+}
+
+#[test]
+fn kill_9_of_a_restore_at_random_moments_then_a_rerun_finishes() {
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 5);
+    let (mut rng, seed) = Rng::from_env_or_clock("kill_9_of_a_restore_at_random_moments");
+    const FILES: usize = 1500;
+    let mut env = TestEnv::new();
+    let mut files: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    for n in 0..FILES {
+        let rel = PathBuf::from(format!("docs/d{:02}/f{n:04}.bin", n % 10));
+        let data = content(n, rng.range(1, 40_000));
+        env.write(&rel, &data);
+        files.insert(rel.strip_prefix("docs").unwrap().to_owned(), data);
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    env.sync();
+    let under = env.path("docs");
+    let under = under.to_str().unwrap();
+
+    for i in 0..iterations {
+        let to = env.root.join(format!("restored{i}"));
+        let to_arg = to.to_str().unwrap();
+        let mut kills = Vec::new();
+        // Killed once or twice, each time after a random number of files is in place.
+        for _ in 0..rng.range(1, 3) {
+            let target = rng.range(0, FILES);
+            let mut child = env
+                .command()
+                .args(["restore", "--under", under, "--to", to_arg])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            loop {
+                let done = walkdir::WalkDir::new(&to).into_iter().count();
+                if done >= target || child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "restore hangs");
+                std::thread::yield_now();
+            }
+            let _ = child.kill();
+            child.wait().unwrap();
+            kills.push(target);
+            let context = format!("seed {seed}, iteration {i}, killed after {kills:?} files");
+            // Whatever is under a real name is complete.
+            for (rel, node) in tree(&to.join("docs")) {
+                if node.kind != "file" {
+                    continue;
+                }
+                let name = rel.file_name().unwrap().as_encoded_bytes();
+                if name.starts_with(b".undelete-restore-") {
+                    continue;
+                }
+                let expected = files
+                    .get(&rel)
+                    .unwrap_or_else(|| panic!("unexpected {} ({context})", rel.display()));
+                assert!(
+                    &node.data == expected,
+                    "{} is under its real name but not complete ({context})",
+                    rel.display()
+                );
+            }
+        }
+        let context = format!("seed {seed}, iteration {i}, killed after {kills:?} files");
+        let (success, report, output) = restore_json(&env, &["--under", under, "--to", to_arg]);
+        assert!(success, "the re-run finishes ({context}):\n{output}");
+        assert_eq!(
+            report["recovered"].as_u64().unwrap() + report["already_present"].as_u64().unwrap(),
+            FILES as u64,
+            "{context}"
+        );
+        let restored = tree(&to.join("docs"));
+        let restored_files: HashMap<&PathBuf, &Node> =
+            restored.iter().filter(|(_, n)| n.kind == "file").collect();
+        assert_eq!(
+            restored_files.len(),
+            FILES,
+            "no extra or temporary file is left ({context})"
+        );
+        for (rel, data) in &files {
+            assert!(
+                restored_files.get(rel).is_some_and(|n| &n.data == data),
+                "{} differs ({context})",
+                rel.display()
+            );
+        }
+        assert_eq!(restore_temp_files(&to), Vec::<PathBuf>::new(), "{context}");
+        fs::remove_dir_all(&to).unwrap();
+    }
+    env.stop_daemon();
+}

@@ -1,0 +1,330 @@
+//! Security: the vault is private to the daemon's account; a restore never
+//! writes through a planted symlink nor outside its destination, whatever `..`
+//! the paths given to it contain; someone who cannot read the vault is told to
+//! use sudo; restored files get back their owner and mode.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// Every folder and file below the vault: private to the daemon's user.
+fn assert_private(vault: &Path, when: &str) {
+    let me = rustix::process::geteuid().as_raw();
+    let mut looked = 0;
+    for entry in walkdir::WalkDir::new(vault) {
+        let entry = entry.expect("walk the vault");
+        let meta = entry.path().symlink_metadata().expect("stat");
+        let ft = meta.file_type();
+        if !(ft.is_dir() || ft.is_file()) {
+            continue;
+        }
+        looked += 1;
+        let mode = meta.mode() & 0o777;
+        let wanted = if ft.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(
+            mode,
+            wanted,
+            "{} is {mode:o}, not {wanted:o} ({when})",
+            entry.path().display()
+        );
+        assert_eq!(meta.uid(), me, "{} owner ({when})", entry.path().display());
+    }
+    assert!(looked > 10, "the vault was not walked ({when})");
+}
+
+#[test]
+fn the_vault_folders_and_files_are_private_to_the_daemons_user() {
+    let mut env = TestEnv::new();
+    for n in 0..50 {
+        env.write(format!("docs/f{n}.txt"), content(n, 100));
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    env.sync();
+    env.run_ok(&["restore", "--to", env.root.join("back").to_str().unwrap()]);
+    let names: Vec<String> = fs::read_dir(&env.vault)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in ["index.db", "objects", "reports", "tmp", "daemon.lock"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert_private(&env.vault, "while the daemon runs");
+    env.stop_daemon();
+    assert_private(&env.vault, "after it stopped");
+}
+
+/// A share with `c.txt`, `docs/a.txt` and `docs/sub/b.txt` captured and deleted, and a
+/// folder `outside/` beside it holding `victim.txt`.
+fn deleted_share() -> (TestEnv, PathBuf) {
+    let mut env = TestEnv::new();
+    env.write("c.txt", "c");
+    env.write("docs/a.txt", "a");
+    env.write("docs/sub/b.txt", "b");
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_file(env.path("c.txt")).unwrap();
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    env.sync();
+    let outside = env.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim.txt"), "precious").unwrap();
+    (env, outside)
+}
+
+/// Everything in the test's folder except the vault and the daemon logs, which a
+/// restore may change.
+fn everything_but_the_vault(env: &TestEnv) -> BTreeMap<PathBuf, Node> {
+    tree(&env.root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("vault") && !p.to_string_lossy().starts_with("daemon-"))
+        .collect()
+}
+
+/// Runs a restore and checks that nothing changed outside `allowed` (relative to the
+/// test's folder).
+fn restore_changes_only(env: &TestEnv, args: &[&str], allowed: &[&str]) -> (bool, String) {
+    let before = everything_but_the_vault(env);
+    let (success, _, output) = restore_json(env, args);
+    let after = everything_but_the_vault(env);
+    let inside = |p: &Path| allowed.iter().any(|a| p.starts_with(a));
+    for (path, node) in &before {
+        if !inside(path) {
+            assert_eq!(
+                after.get(path),
+                Some(node),
+                "restore {args:?} changed {path:?}, outside {allowed:?}\n{output}"
+            );
+        }
+    }
+    for path in after.keys() {
+        assert!(
+            before.contains_key(path) || inside(path),
+            "restore {args:?} wrote {path:?}, outside {allowed:?}\n{output}"
+        );
+    }
+    (success, output)
+}
+
+#[test]
+fn a_symlink_planted_at_a_files_name_is_neither_followed_nor_replaced() {
+    let (env, outside) = deleted_share();
+    symlink(outside.join("victim.txt"), env.path("c.txt")).unwrap();
+    // (Named by its folder: a path given by name resolves the link, and selects nothing.)
+    let (success, output) =
+        restore_changes_only(&env, &["--under", &env.json_path("")], &["share"]);
+    assert!(success, "{output}");
+    assert_eq!(fs::read(outside.join("victim.txt")).unwrap(), b"precious");
+    assert!(
+        env.path("c.txt").symlink_metadata().unwrap().is_symlink(),
+        "the planted link is left as it is"
+    );
+    let beside: Vec<_> = fs::read_dir(&env.share)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("c (deleted "))
+        .collect();
+    assert_eq!(beside.len(), 1, "restored beside the link: {output}");
+    assert_eq!(fs::read(env.share.join(&beside[0])).unwrap(), b"c");
+}
+
+#[test]
+fn a_symlink_planted_inside_the_to_folder_is_not_followed() {
+    let (env, outside) = deleted_share();
+    let to = env.root.join("dest");
+    fs::create_dir(&to).unwrap();
+    symlink(&outside, to.join("docs")).unwrap();
+    let (success, output) = restore_changes_only(&env, &["--to", to.to_str().unwrap()], &["dest"]);
+    assert!(!success, "files that could not be written fail the run");
+    assert!(output.contains("symbolic link"), "{output}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "{output}");
+    assert_eq!(fs::read(to.join("c.txt")).unwrap(), b"c");
+}
+
+#[test]
+fn dot_dot_in_any_path_given_to_restore_never_leads_outside_the_destination() {
+    let (env, _outside) = deleted_share();
+    let share = env.share.to_str().unwrap().to_owned();
+    let root = env.root.to_str().unwrap().to_owned();
+
+    // Paths that climb out of the share select nothing, and write nothing.
+    for args in [
+        vec![format!("{share}/../outside/victim.txt")],
+        vec![format!("{share}/docs/../../outside")],
+        vec!["--under".to_owned(), format!("{share}/../outside")],
+        vec![
+            "--under".to_owned(),
+            format!("{share}/docs/sub/../../../outside"),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (success, output) = restore_changes_only(&env, &args, &[]);
+        assert!(!success, "nothing matches {args:?}: {output}");
+    }
+    // Everything under / includes the share: restored in place, and only there.
+    let (success, output) = restore_changes_only(
+        &env,
+        &["--under", &format!("{share}/docs/../../../..")],
+        &["share"],
+    );
+    assert!(success, "{output}");
+    assert_eq!(fs::read(env.path("docs/sub/b.txt")).unwrap(), b"b");
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    fs::remove_file(env.path("c.txt")).unwrap();
+    env.sync();
+
+    // `..` inside the share is resolved, and the files go to their own place only.
+    let (success, output) = restore_changes_only(
+        &env,
+        &[&format!("{share}/docs/sub/../../c.txt")],
+        &["share/c.txt"],
+    );
+    assert!(success, "{output}");
+    assert_eq!(fs::read(env.path("c.txt")).unwrap(), b"c");
+
+    // `--to` with `..` means the folder it names, and nothing else, even when the
+    // folders it climbs out of do not exist.
+    fs::create_dir(env.root.join("dest")).unwrap();
+    for (to, lands) in [
+        (format!("{root}/dest/../dest2"), "dest2"),
+        (format!("{root}/missing/../dest3"), "dest3"),
+    ] {
+        let (success, output) = restore_changes_only(
+            &env,
+            &["--under", &format!("{share}/docs/sub/.."), "--to", &to],
+            &[lands],
+        );
+        assert!(success, "{output}");
+        let landed = env.root.join(lands);
+        assert_eq!(fs::read(landed.join("docs/a.txt")).unwrap(), b"a");
+        assert_eq!(fs::read(landed.join("docs/sub/b.txt")).unwrap(), b"b");
+    }
+}
+
+/// `undelete ARGS…` run as the user nobody.
+fn as_nobody(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .arg("--vault")
+        .arg(&env.vault)
+        .args(args)
+        .env("UNDELETE_CONFIG", "/dev/null")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn a_user_who_cannot_read_the_vault_is_told_to_use_sudo() {
+    if !is_root() {
+        eprintln!("SKIPPED a_user_who_cannot_read_the_vault…: needs root to switch users");
+        return;
+    }
+    let (env, _) = deleted_share();
+    // Others may reach the vault folder (as /var/lib is), but not into it.
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let share = env.json_path("");
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["list"],
+        vec!["list", "--all", "--json"],
+        vec!["incidents"],
+        vec!["verify"],
+        vec!["sync"],
+        vec!["restore", "--dry-run"],
+        vec!["restore", "--under", &share],
+        vec!["emergency", "--yes"],
+    ] {
+        let out = as_nobody(&env, &args);
+        let text = output_text(&out);
+        assert!(!out.status.success(), "{args:?} as nobody: {text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("run it with sudo") && !stderr.contains("os error"),
+            "{args:?} as nobody should say, in plain words, to run it with sudo: {text}"
+        );
+    }
+    assert!(
+        env.path("docs").symlink_metadata().is_err(),
+        "nothing restored"
+    );
+}
+
+#[test]
+fn restored_files_get_their_owner_and_mode_back_never_more_readable() {
+    if !is_root() {
+        eprintln!("SKIPPED restored_files_get_their_owner…: needs root to give files away");
+        return;
+    }
+    let mut env = TestEnv::new();
+    let own = |rel: &str, mode: u32, uid: u32, gid: u32| {
+        let path = env.path(rel);
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            &path,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        if !path.symlink_metadata().unwrap().is_symlink() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    fs::create_dir_all(env.path("private/inner")).unwrap();
+    fs::create_dir_all(env.path("team")).unwrap();
+    env.write("private/secret.txt", "only 1234 reads this");
+    env.write("private/inner/deeper.txt", "deeper");
+    env.write("team/shared.txt", "1234 writes, group 4321 reads");
+    env.write("team/public.txt", "anyone reads");
+    env.write("team/nothing.txt", "nobody reads, not even 1234");
+    env.write("team/setgid-tool", "#!/bin/sh\n");
+    symlink("shared.txt", env.path("team/link")).unwrap();
+    own("private/secret.txt", 0o600, 1234, 1234);
+    own("private/inner/deeper.txt", 0o400, 1234, 1234);
+    own("private/inner", 0o500, 1234, 1234);
+    own("private", 0o700, 1234, 1234);
+    own("team/shared.txt", 0o640, 1234, 4321);
+    own("team/public.txt", 0o644, 4321, 4321);
+    own("team/nothing.txt", 0o000, 1234, 1234);
+    own("team/setgid-tool", 0o2750, 1234, 4321);
+    own("team/link", 0, 1234, 4321);
+    own("team", 0o2770, 1234, 4321);
+    let original = tree(&env.share);
+
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("private")).unwrap();
+    fs::remove_dir_all(env.path("team")).unwrap();
+    env.sync();
+
+    let to = env.root.join("elsewhere");
+    for (args, dest) in [
+        (vec![], env.share.clone()),
+        (vec!["--to", to.to_str().unwrap()], to.clone()),
+    ] {
+        let (success, _, output) = restore_json(&env, &args);
+        assert!(success, "{output}");
+        let back = tree(&dest);
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            original.keys().collect::<Vec<_>>(),
+            "{output}"
+        );
+        for (rel, node) in &original {
+            let got = &back[rel];
+            let what = format!("{rel:?} restored to {}", dest.display());
+            assert_eq!((got.uid, got.gid), (node.uid, node.gid), "{what}: owner");
+            if node.kind != "symlink" {
+                assert_eq!(got.mode, node.mode, "{what}: mode {:o}", got.mode);
+            }
+            assert!(got.data == node.data, "{what}: content");
+        }
+    }
+}
