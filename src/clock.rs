@@ -16,7 +16,7 @@ pub fn from_system_time(t: std::time::SystemTime) -> i64 {
     }
 }
 
-fn to_local(ns: i64) -> DateTime<Local> {
+pub fn to_local(ns: i64) -> DateTime<Local> {
     Local.timestamp_nanos(ns)
 }
 

@@ -11,6 +11,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use crate::incident::IncidentRules;
+use crate::retention::Retention;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,6 +58,18 @@ struct FileConfig {
     alert_files: Option<u64>,
     alert_size: Option<String>,
     alert_command: Option<String>,
+    #[serde(default)]
+    retention: FileRetention,
+}
+
+/// The `[retention]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    keep_deleted: Option<String>,
+    keep_versions: Option<u64>,
+    max_vault_size: Option<String>,
+    min_free_disk: Option<String>,
 }
 
 /// What the command line and environment said; `None` where they said nothing.
@@ -71,6 +84,10 @@ pub struct RawArgs {
     pub alert_files: Option<u64>,
     pub alert_size: Option<String>,
     pub alert_command: Option<String>,
+    pub keep_deleted: Option<String>,
+    pub keep_versions: Option<u64>,
+    pub max_vault_size: Option<String>,
+    pub min_free_disk: Option<String>,
     pub is_root: bool,
     pub home: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
@@ -84,6 +101,7 @@ pub struct Config {
     pub excludes: Excludes,
     pub max_file_size: Option<u64>,
     pub incidents: IncidentRules,
+    pub retention: Retention,
 }
 
 const SYSTEM_CONFIG: &str = "/etc/undelete/config.toml";
@@ -130,12 +148,24 @@ impl Config {
             incidents.alert_bytes = parse_size(&size)?;
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
+        let mut retention = Retention::default();
+        if let Some(age) = raw.keep_deleted.or(file.retention.keep_deleted) {
+            retention.keep_deleted_ns =
+                crate::clock::parse_age(&age).map_err(|e| ConfigError::Duration(e.to_string()))?;
+        }
+        if let Some(n) = raw.keep_versions.or(file.retention.keep_versions) {
+            retention.keep_versions = n;
+        }
+        let size = |s: Option<String>| s.map(|s| parse_size(&s)).transpose();
+        retention.max_vault_bytes = size(raw.max_vault_size.or(file.retention.max_vault_size))?;
+        retention.min_free_bytes = size(raw.min_free_disk.or(file.retention.min_free_disk))?;
         Ok(Self {
             vault,
             protect: protect.iter().map(|p| absolute(p)).collect(),
             excludes: Excludes::new(&exclude)?,
             max_file_size,
             incidents,
+            retention,
         })
     }
 

@@ -120,7 +120,8 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let reply = match line.trim() {
+    let (command, argument) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+    let reply = match command {
         "PING" => format!("OK {}", std::process::id()),
         "SYNC" => {
             let (tx, rx) = mpsc::channel();
@@ -134,8 +135,26 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>) -> io::Result<()> {
                 }
             }
         }
+        "PURGE" => {
+            let (tx, rx) = mpsc::channel();
+            let Ok(rules) = serde_json::from_str(argument) else {
+                return send_line(stream, "ERR PURGE needs the retention rules as JSON");
+            };
+            if daemon.send(Msg::Purge(rules, tx)).is_err() {
+                "ERR the daemon is stopping".to_owned()
+            } else {
+                match rx.recv() {
+                    Ok(Ok(done)) => format!("OK {done}"),
+                    Ok(Err(why)) => format!("ERR {why}"),
+                    Err(_) => "ERR the daemon is stopping".to_owned(),
+                }
+            }
+        }
         other => format!("ERR unknown command {other:?}"),
     };
-    let mut stream = stream;
-    stream.write_all(format!("{reply}\n").as_bytes())
+    send_line(stream, &reply)
+}
+
+fn send_line(mut stream: UnixStream, line: &str) -> io::Result<()> {
+    stream.write_all(format!("{line}\n").as_bytes())
 }

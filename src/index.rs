@@ -8,6 +8,7 @@
 //! The index never touches the vault: it records object ids, it does not
 //! read or write objects.
 
+use std::collections::HashMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,6 +96,10 @@ DROP INDEX versions_without_incident;
 CREATE INDEX versions_without_incident ON versions(deleted_at)
     WHERE deleted_at IS NOT NULL AND incident_id IS NULL AND kind != 2;
 "#,
+    // Retention asks which objects no version refers to any more.
+    r#"
+CREATE INDEX versions_by_object ON versions(object) WHERE object IS NOT NULL;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -151,13 +156,25 @@ impl EntryKind {
 /// Why a file that was seen has no copy in the vault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uncaptured {
-    Excluded { rule: String },
-    TooLarge { limit: u64 },
-    Special { what: String },
-    Unreadable { error: String },
+    Excluded {
+        rule: String,
+    },
+    TooLarge {
+        limit: u64,
+    },
+    Special {
+        what: String,
+    },
+    Unreadable {
+        error: String,
+    },
     Changing,
     VaultFull,
     DeletedBeforeCapture,
+    /// Its copy was removed by the retention rules at this time.
+    Purged {
+        at: i64,
+    },
 }
 
 impl Uncaptured {
@@ -171,6 +188,7 @@ impl Uncaptured {
             Self::Changing => "changing",
             Self::VaultFull => "vault_full",
             Self::DeletedBeforeCapture => "deleted_before_capture",
+            Self::Purged { .. } => "purged",
         }
     }
 
@@ -180,6 +198,7 @@ impl Uncaptured {
             Self::TooLarge { limit } => Some(limit.to_string()),
             Self::Special { what } => Some(what.clone()),
             Self::Unreadable { error } => Some(error.clone()),
+            Self::Purged { at } => Some(at.to_string()),
             _ => None,
         }
     }
@@ -195,6 +214,9 @@ impl Uncaptured {
             "unreadable" => Self::Unreadable { error: detail },
             "changing" => Self::Changing,
             "vault_full" => Self::VaultFull,
+            "purged" => Self::Purged {
+                at: detail.parse().unwrap_or(0),
+            },
             _ => Self::DeletedBeforeCapture,
         }
     }
@@ -227,6 +249,11 @@ impl std::fmt::Display for Uncaptured {
             Self::Changing => write!(f, "kept changing while it was being copied"),
             Self::VaultFull => write!(f, "the vault disk was full"),
             Self::DeletedBeforeCapture => write!(f, "deleted before it could be copied"),
+            Self::Purged { at } => write!(
+                f,
+                "purged by the retention rules on {}",
+                crate::clock::to_local(*at).format("%Y-%m-%d")
+            ),
         }
     }
 }
@@ -276,6 +303,19 @@ pub struct Observed {
     pub inode: u64,
     pub link_target: Option<PathBuf>,
     pub uncaptured: Option<Uncaptured>,
+}
+
+/// An older version whose copy is kept, as retention sees it.
+#[derive(Debug, Clone)]
+pub struct KeptVersion {
+    pub id: i64,
+    pub path: PathBuf,
+    pub object: Option<ObjectId>,
+    pub size: u64,
+    /// When it stopped being current (deleted, moved out or replaced).
+    pub gone_at: i64,
+    /// 1 for the newest kept older version of its path, 2 for the one before, …
+    pub rank: u64,
 }
 
 /// One row of `versions`.
@@ -856,18 +896,22 @@ impl Index {
                 let (lo, hi) = subtree_range(scope);
                 (path_bytes(scope).to_vec(), lo, hi)
             };
-            let rows = stmt.query_map(
-                params![
-                    exact,
-                    lo,
-                    hi,
-                    filter.as_of.unwrap_or(0),
-                    filter.deleted_after.unwrap_or(i64::MIN),
-                    filter.deleted_before.unwrap_or(i64::MAX),
-                    filter.incident,
-                ],
-                version_from_row,
-            )?;
+            // SQLite wants exactly as many parameters as the statement numbers.
+            let rows = match filter.as_of {
+                Some(as_of) => stmt.query_map(params![exact, lo, hi, as_of], version_from_row)?,
+                None => stmt.query_map(
+                    params![
+                        exact,
+                        lo,
+                        hi,
+                        0,
+                        filter.deleted_after.unwrap_or(i64::MIN),
+                        filter.deleted_before.unwrap_or(i64::MAX),
+                        filter.incident,
+                    ],
+                    version_from_row,
+                )?,
+            };
             for row in rows {
                 let row = row?;
                 // Rows come newest first within a path: keep the first of each.
@@ -878,6 +922,90 @@ impl Index {
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out.dedup_by(|a, b| a.path == b.path);
+        Ok(out)
+    }
+
+    // --- retention -----------------------------------------------------------
+
+    /// Every older version whose copy is still kept (replaced or removed, with an
+    /// object), with its rank among the kept older versions of its path (1 = newest).
+    pub fn kept_old_versions(&self) -> Result<Vec<KeptVersion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, path, object, size, COALESCE(deleted_at, replaced_at),
+                    ROW_NUMBER() OVER (PARTITION BY path ORDER BY id DESC)
+             FROM versions
+             WHERE object IS NOT NULL AND (deleted_at IS NOT NULL OR replaced_at IS NOT NULL)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let object: Vec<u8> = r.get(2)?;
+            Ok(KeptVersion {
+                id: r.get(0)?,
+                path: path_from_bytes(r.get(1)?),
+                object: ObjectId::from_slice(&object),
+                size: r.get::<_, i64>(3)? as u64,
+                gone_at: r.get(4)?,
+                rank: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows
+            .filter_map(|r| match r {
+                Ok(KeptVersion { object: None, .. }) => None,
+                other => Some(other),
+            })
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many versions refer to each object, with its size.
+    pub fn object_references(&self) -> Result<HashMap<ObjectId, (u64, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.size, COUNT(v.id) FROM objects o
+             LEFT JOIN versions v ON v.object = o.id GROUP BY o.id",
+        )?;
+        let mut out = HashMap::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: Vec<u8> = row.get(0)?;
+            if let Some(id) = ObjectId::from_slice(&id) {
+                out.insert(
+                    id,
+                    (row.get::<_, i64>(1)? as u64, row.get::<_, i64>(2)? as u64),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that these versions' copies are removed by retention: they stay in
+    /// the history, so a later report says why they cannot come back.
+    pub fn mark_purged(&self, ids: &[i64], now: i64) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?2
+             WHERE id = ?1",
+        )?;
+        for id in ids {
+            stmt.execute(params![id, now.to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the objects no version refers to any more; returns them, so their
+    /// files can be removed once this is committed.
+    pub fn forget_unreferenced_objects(&self) -> Result<Vec<(ObjectId, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "DELETE FROM objects
+             WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.object = objects.id)
+             RETURNING id, size",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((ObjectId::from_slice(&id), r.get::<_, i64>(1)? as u64))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let (Some(id), size) = row? {
+                out.push((id, size));
+            }
+        }
         Ok(out)
     }
 

@@ -14,6 +14,7 @@ pub mod incident;
 pub mod index;
 pub mod report;
 pub mod restore;
+pub mod retention;
 pub mod vault;
 pub mod watch;
 

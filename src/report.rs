@@ -359,6 +359,7 @@ impl RestoreReport {
                     // "14 were larger than the capture limit", but "2: the vault disk was full".
                     let adjectival = [
                         "larger", "excluded", "deleted", "damaged", "missing", "moved", "not",
+                        "purged",
                     ];
                     if adjectival.iter().any(|w| reason.starts_with(w)) {
                         format!("{} {verb} {reason}", count(group.len() as u64))

@@ -211,6 +211,17 @@ impl Vault {
         self.object_path(id).is_file()
     }
 
+    /// Removes an object no version refers to any more (retention). Already gone is fine.
+    pub fn remove_object(&self, id: &ObjectId) -> Result<(), VaultError> {
+        let path = self.object_path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(VaultError::io("remove", &path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Removes temporary files left by a crash. Only the daemon calls this, at start.
     pub fn clean_tmp(&self) -> Result<usize, VaultError> {
         let tmp = self.root.join("tmp");

@@ -28,5 +28,7 @@ mod odd_files;
 mod playbook;
 #[path = "cli/restore.rs"]
 mod restore;
+#[path = "cli/retention.rs"]
+mod retention;
 #[path = "cli/security.rs"]
 mod security;

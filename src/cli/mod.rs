@@ -8,10 +8,12 @@ mod emergency;
 mod incidents;
 mod interrupt;
 mod list;
+mod purge;
 mod restore;
 mod status;
 mod sync;
 mod verify;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,6 +85,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every version of a file the vault keeps, and how to bring each one back.
+    Versions {
+        /// The file (its path, even if it no longer exists).
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove copies the retention rules no longer keep (the daemon does this hourly).
+    Purge {
+        /// Show what would be purged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        retention: RetentionArgs,
+    },
+}
+
+/// The retention rules, overriding the `[retention]` table of the config file.
+#[derive(Debug, Args, Clone, Default)]
+struct RetentionArgs {
+    /// Keep deleted files and older versions this long (default 30d).
+    #[arg(long, value_name = "DURATION")]
+    keep_deleted: Option<String>,
+    /// Keep at most this many older versions of each file (default 10).
+    #[arg(long, value_name = "N")]
+    keep_versions: Option<u64>,
+    /// Purge the oldest copies when the vault grows past this, e.g. 500GB.
+    #[arg(long, value_name = "SIZE")]
+    max_vault_size: Option<String>,
+    /// Purge the oldest copies when the vault's disk has less free than this.
+    #[arg(long, value_name = "SIZE")]
+    min_free_disk: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +142,8 @@ struct DaemonArgs {
     /// Run this shell command on a mass-deletion alert; details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
     alert_command: Option<String>,
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 /// The whole program: parse, run, turn the result into an exit code.
@@ -157,6 +193,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.alert_size = args.alert_size.clone();
         raw.alert_command = args.alert_command.clone();
     }
+    let retention = match &cli.command {
+        Command::Daemon(args) => Some(&args.retention),
+        Command::Purge { retention, .. } => Some(retention),
+        _ => None,
+    };
+    if let Some(r) = retention.cloned() {
+        raw.keep_deleted = r.keep_deleted;
+        raw.keep_versions = r.keep_versions;
+        raw.max_vault_size = r.max_vault_size;
+        raw.min_free_disk = r.min_free_disk;
+    }
     let config = Config::load(raw)?;
     match cli.command {
         Command::Daemon(_) => daemon::run(&config),
@@ -167,6 +214,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents { json } => incidents::run(&config, json),
         Command::Restore(args) => restore::run(&config, args),
         Command::Emergency(args) => emergency::run(&config, args),
+        Command::Versions { path, json } => versions::run(&config, &path, json),
+        Command::Purge { dry_run, .. } => purge::run(&config, dry_run),
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Msg {
     Fs(FsEvent),
     /// `undelete sync`: answer on the sender once everything before it is processed.
     Sync(Sender<SyncAnswer>),
+    /// `undelete purge`: purge by these retention rules now; answer with what was done.
+    Purge(crate::retention::Retention, Sender<Result<String, String>>),
     Shutdown,
 }
 

@@ -28,6 +28,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::incident::{IncidentCode, IncidentRules};
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
+use crate::retention::Retention;
 use crate::vault::{Vault, VaultError};
 
 pub use event::{FsEvent, Msg, SyncAnswer};
@@ -47,6 +48,8 @@ const TICK: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// With part of the tree unwatched (inotify limit) or the vault full, rescan this often.
 const FALLBACK_SCAN: Duration = Duration::from_secs(300);
+/// How often the retention rules are applied.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// A rename-from whose rename-to has not come within this time was a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(200);
 /// A new folder is walked again this long after its first walk (if no sync comes first).
@@ -159,6 +162,9 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
 
     let mut daemon = Daemon {
         incident_rules: &config.incidents,
+        retention: &config.retention,
+        last_purge: None,
+        purges_asked: Vec::new(),
         code_counter: 0,
         rules: Rules {
             excludes: &config.excludes,
@@ -195,7 +201,7 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
+pub fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
     let path = vault.lock_path();
     let file = crate::vault::create_private_file(&path).map_err(|source| DaemonError::Lock {
         vault: vault.root().to_owned(),
@@ -270,6 +276,11 @@ struct PendingMove {
 
 struct Daemon<'c> {
     incident_rules: &'c IncidentRules,
+    retention: &'c Retention,
+    /// None until the first purge, which comes right after the start-up scan.
+    last_purge: Option<Instant>,
+    /// `undelete purge` requests, each with the rules it asks for.
+    purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
     code_counter: u64,
     rules: Rules<'c>,
     vault: Vault,
@@ -392,6 +403,7 @@ impl Daemon<'_> {
                     let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
                     self.syncs.start(reply, &roots);
                 }
+                Msg::Purge(rules, reply) => self.purges_asked.push((rules, reply)),
                 Msg::Shutdown => self.stopping = true,
             }
         }
@@ -422,7 +434,50 @@ impl Daemon<'_> {
         self.commit()?;
         // Answered only after the commit: a sync means "it is in the index".
         self.syncs.answer_ready();
+        if self.last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            self.last_purge = Some(Instant::now());
+            let _ = self.purge(self.retention);
+        }
+        for (rules, reply) in std::mem::take(&mut self.purges_asked) {
+            let _ = reply.send(self.purge(&rules));
+        }
         Ok(())
+    }
+
+    /// Applies the retention rules. Between batches, with everything committed and
+    /// no copy under way, so no capture can come to refer to an object it removes.
+    fn purge(&self, rules: &Retention) -> Result<String, String> {
+        let now = clock::now();
+        let outcome =
+            crate::retention::plan(&self.index, &self.vault, rules, now).and_then(|plan| {
+                let done = crate::retention::execute(&plan, &self.index, &self.vault, now)?;
+                Ok((plan, done))
+            });
+        match outcome {
+            Ok((plan, done)) => {
+                if done.versions > 0 {
+                    tracing::info!(
+                        "retention: purged {} older copies, {} freed",
+                        done.versions,
+                        crate::report::bytes(done.bytes)
+                    );
+                }
+                for (path, why) in &done.not_removed {
+                    tracing::warn!("retention: could not remove {}: {why}", path.display());
+                }
+                if plan.still_short > 0 {
+                    tracing::warn!(
+                        "retention: the vault still needs {} more room; nothing else may be purged",
+                        crate::report::bytes(plan.still_short)
+                    );
+                }
+                Ok(crate::retention::summary(&done))
+            }
+            Err(e) => {
+                tracing::error!("retention: the purge failed: {e}");
+                Err(e.to_string())
+            }
+        }
     }
 
     fn commit(&mut self) -> Result<(), DaemonError> {

@@ -1,0 +1,91 @@
+//! `undelete purge`: apply the retention rules now, or show what they would do.
+//!
+//! The running daemon purges by itself every hour. Asked now, it is the daemon
+//! that purges, between two batches of work, so no copy under way can come to
+//! refer to an object being removed; with the daemon stopped, this command
+//! purges itself, holding the daemon's lock so one cannot start meanwhile.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::clock;
+use crate::config::Config;
+use crate::control;
+use crate::report::{bytes, count, display_path};
+use crate::retention::{self, PurgePlan, Why};
+
+/// How many purged files the plan names; the rest are counted.
+const SHOWN: usize = 20;
+
+pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let (vault, index) = super::open_vault(config)?;
+    let now = clock::now();
+    let plan = retention::plan(&index, &vault, &config.retention, now)?;
+    show(&plan);
+    if dry_run {
+        println!("Dry run: nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.purges.is_empty() && plan.still_short == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = match crate::watch::lock_vault(&vault) {
+        Ok(_lock) => {
+            let done = retention::execute(&plan, &index, &vault, now)?;
+            for (path, why) in &done.not_removed {
+                eprintln!("Could not remove {}: {why}", path.display());
+            }
+            retention::summary(&done)
+        }
+        // The daemon runs: it purges, by the rules given here.
+        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => control::request(
+            &vault.socket_path(),
+            &format!("PURGE {}", serde_json::to_string(&config.retention)?),
+            Duration::from_secs(600),
+        )?,
+        Err(e) => return Err(e.into()),
+    };
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(plan: &PurgePlan) {
+    if plan.purges.is_empty() {
+        println!("Nothing needs purging: every kept copy is within the retention rules.");
+    } else {
+        println!(
+            "{} older {} to purge, freeing {}:",
+            count(plan.purges.len() as u64),
+            if plan.purges.len() == 1 {
+                "copy"
+            } else {
+                "copies"
+            },
+            bytes(plan.bytes_freed)
+        );
+        for why in [Why::Age, Why::Versions, Why::Space] {
+            let n = plan.count(why);
+            if n > 0 {
+                println!("  {}: {why}", count(n as u64));
+            }
+        }
+        for purge in plan.purges.iter().take(SHOWN) {
+            println!(
+                "  {}  ({}, gone since {})",
+                display_path(&purge.version.path),
+                bytes(purge.version.size),
+                clock::local(purge.version.gone_at)
+            );
+        }
+        if plan.purges.len() > SHOWN {
+            println!("  … and {} more", count((plan.purges.len() - SHOWN) as u64));
+        }
+    }
+    if plan.still_short > 0 {
+        println!(
+            "The vault still needs {} more room, but only copies of files that still \
+             exist are left, and those are never purged. Give the vault more space.",
+            bytes(plan.still_short)
+        );
+    }
+}

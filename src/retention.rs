@@ -1,0 +1,232 @@
+//! Retention: how long copies of deleted files and older versions are kept, and
+//! the purge that removes the rest, so the vault never fills the disk.
+//!
+//! A plan first (which copies go, and why), then its execution. Only older
+//! versions are ever candidates (deleted, moved out or replaced): the copy of a
+//! file that still exists is never purged, and an object is removed only when no
+//! version at all refers to it any more. Purged versions stay in the history,
+//! marked, so a later report says "purged by the retention rules on DATE"
+//! instead of "unknown". Oldest first: when space is short, what was deleted
+//! longest ago goes first.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::index::{Index, IndexError, KeptVersion};
+use crate::vault::{ObjectId, Vault, VaultError};
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// The retention rules (the `[retention]` table of the config file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Retention {
+    /// Deleted files and replaced versions are kept this long.
+    pub keep_deleted_ns: i64,
+    /// At most this many older versions are kept per path.
+    pub keep_versions: u64,
+    /// The vault's objects may take at most this much.
+    pub max_vault_bytes: Option<u64>,
+    /// The vault's disk keeps at least this much free.
+    pub min_free_bytes: Option<u64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_deleted_ns: 30 * DAY_NS,
+            keep_versions: 10,
+            max_vault_bytes: None,
+            min_free_bytes: None,
+        }
+    }
+}
+
+/// Why a copy is purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Why {
+    /// Deleted or replaced longer ago than `keep_deleted`.
+    Age,
+    /// More older versions of the path than `keep_versions`.
+    Versions,
+    /// The vault is over `max_vault_size`, or its disk under `min_free_disk`.
+    Space,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Age => "kept for the full retention time",
+            Self::Versions => "more older versions than the rules keep",
+            Self::Space => "room was needed in the vault",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Purge {
+    pub version: KeptVersion,
+    pub why: Why,
+}
+
+#[derive(Debug, Default)]
+pub struct PurgePlan {
+    pub purges: Vec<Purge>,
+    /// Bytes of objects that no version will refer to after the purge.
+    pub bytes_freed: u64,
+    /// Space still short after purging everything allowed (0 when none).
+    pub still_short: u64,
+}
+
+impl PurgePlan {
+    pub fn count(&self, why: Why) -> usize {
+        self.purges.iter().filter(|p| p.why == why).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Works out what the rules purge now; changes nothing.
+pub fn plan(
+    index: &Index,
+    vault: &Vault,
+    rules: &Retention,
+    now: i64,
+) -> Result<PurgePlan, PurgeError> {
+    let mut kept = index.kept_old_versions()?;
+    // Oldest first, so space is made from what was gone longest.
+    kept.sort_by_key(|k| (k.gone_at, k.id));
+    let mut references = index.object_references()?;
+    let mut plan = PurgePlan::default();
+    let mut rest = Vec::new();
+    let cutoff = now.saturating_sub(rules.keep_deleted_ns);
+    for version in kept {
+        let why = if version.gone_at < cutoff {
+            Some(Why::Age)
+        } else if version.rank > rules.keep_versions {
+            Some(Why::Versions)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => plan.take(version, why, &mut references),
+            None => rest.push(version),
+        }
+    }
+    let short = space_short(index, vault, rules)?;
+    let mut rest = rest.into_iter();
+    while plan.bytes_freed < short {
+        match rest.next() {
+            Some(version) => plan.take(version, Why::Space, &mut references),
+            None => break,
+        }
+    }
+    plan.still_short = short.saturating_sub(plan.bytes_freed);
+    Ok(plan)
+}
+
+impl PurgePlan {
+    /// Adds a purge; counts the object's bytes once its last reference goes.
+    fn take(
+        &mut self,
+        version: KeptVersion,
+        why: Why,
+        references: &mut HashMap<ObjectId, (u64, u64)>,
+    ) {
+        if let Some(id) = &version.object
+            && let Some((size, refs)) = references.get_mut(id)
+        {
+            *refs = refs.saturating_sub(1);
+            if *refs == 0 {
+                self.bytes_freed += *size;
+            }
+        }
+        self.purges.push(Purge { version, why });
+    }
+}
+
+/// How many bytes the vault must give back to meet the size and free-space rules.
+fn space_short(index: &Index, vault: &Vault, rules: &Retention) -> Result<u64, PurgeError> {
+    let used = index.totals()?.object_bytes;
+    let over_cap = rules
+        .max_vault_bytes
+        .map_or(0, |max| used.saturating_sub(max));
+    let under_free = match (rules.min_free_bytes, free_bytes(vault)) {
+        (Some(min), Some(free)) => min.saturating_sub(free),
+        _ => 0,
+    };
+    Ok(over_cap.max(under_free))
+}
+
+pub fn free_bytes(vault: &Vault) -> Option<u64> {
+    rustix::fs::statvfs(vault.root())
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// What a purge did.
+#[derive(Debug, Default)]
+pub struct Purged {
+    pub versions: usize,
+    pub objects: usize,
+    pub bytes: u64,
+    /// Objects whose file could not be removed (they are forgotten all the same).
+    pub not_removed: Vec<(PathBuf, String)>,
+}
+
+/// Carries out the plan. The versions are marked and the objects forgotten in one
+/// transaction, then the files are removed: after a crash in between, a file no
+/// one refers to is left, never a version whose copy is gone unrecorded.
+///
+/// The caller makes sure nothing is being captured meanwhile (the daemon runs it
+/// between batches; the command line only while the daemon is stopped): a capture
+/// could otherwise come to refer to an object this is removing.
+pub fn execute(
+    plan: &PurgePlan,
+    index: &Index,
+    vault: &Vault,
+    now: i64,
+) -> Result<Purged, PurgeError> {
+    if plan.purges.is_empty() {
+        return Ok(Purged::default());
+    }
+    let ids: Vec<i64> = plan.purges.iter().map(|p| p.version.id).collect();
+    let forgotten = index.batch(|index| {
+        index.mark_purged(&ids, now)?;
+        index.forget_unreferenced_objects()
+    })?;
+    let mut done = Purged {
+        versions: ids.len(),
+        ..Purged::default()
+    };
+    for (id, size) in forgotten {
+        match vault.remove_object(&id) {
+            Ok(()) => {
+                done.objects += 1;
+                done.bytes += size;
+            }
+            Err(e) => done
+                .not_removed
+                .push((vault.object_path(&id), e.to_string())),
+        }
+    }
+    Ok(done)
+}
+
+/// One line for people: "Purged 12 older copies (3.4 GB freed)."
+pub fn summary(done: &Purged) -> String {
+    if done.versions == 0 {
+        return "Nothing needed purging.".to_owned();
+    }
+    format!(
+        "Purged {} older {} ({} freed).",
+        crate::report::count(done.versions as u64),
+        if done.versions == 1 { "copy" } else { "copies" },
+        crate::report::bytes(done.bytes)
+    )
+}
