@@ -60,6 +60,21 @@ struct FileConfig {
     alert_command: Option<String>,
     #[serde(default)]
     retention: FileRetention,
+    /// `[[folder]]` tables: a protected folder with rules of its own.
+    #[serde(default)]
+    folder: Vec<FileFolder>,
+}
+
+/// One `[[folder]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFolder {
+    path: PathBuf,
+    /// Added to the rules for every folder.
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// Instead of the limit for every folder.
+    max_file_size: Option<String>,
 }
 
 /// The `[retention]` table.
@@ -98,10 +113,22 @@ pub struct RawArgs {
 pub struct Config {
     pub vault: PathBuf,
     pub protect: Vec<PathBuf>,
+    /// The rules for folders that have none of their own.
     pub excludes: Excludes,
     pub max_file_size: Option<u64>,
+    /// Folders with rules of their own (`[[folder]]` tables), also in `protect`.
+    pub folders: Vec<FolderRules>,
     pub incidents: IncidentRules,
     pub retention: Retention,
+}
+
+/// A protected folder's own capture rules: the common exclude rules plus its
+/// own, and its own size limit where it sets one.
+#[derive(Debug, Clone)]
+pub struct FolderRules {
+    pub path: PathBuf,
+    pub excludes: Excludes,
+    pub max_file_size: Option<u64>,
 }
 
 const SYSTEM_CONFIG: &str = "/etc/undelete/config.toml";
@@ -121,7 +148,10 @@ impl Config {
             .or_else(|| default_vault(raw.is_root, &raw.xdg_data_home, &raw.home))
             .ok_or(ConfigError::NoVault)?;
         let vault = absolute(&vault);
-        let protect = if raw.protect.is_empty() {
+        // Folders named by flags replace the file's, `[[folder]]` tables included
+        // (their rules still apply to a flagged folder of the same path).
+        let protect_from_file = raw.protect.is_empty();
+        let mut protect = if raw.protect.is_empty() {
             file.protect
         } else {
             raw.protect
@@ -148,6 +178,22 @@ impl Config {
             incidents.alert_bytes = parse_size(&size)?;
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
+        let mut folders = Vec::new();
+        for folder in file.folder {
+            let rules: Vec<String> = exclude.iter().chain(&folder.exclude).cloned().collect();
+            let path = absolute(&folder.path);
+            if protect_from_file && !protect.iter().any(|p| absolute(p) == path) {
+                protect.push(path.clone());
+            }
+            folders.push(FolderRules {
+                path,
+                excludes: Excludes::new(&rules)?,
+                max_file_size: match folder.max_file_size {
+                    Some(size) => Some(parse_size(&size)?),
+                    None => max_file_size,
+                },
+            });
+        }
         let mut retention = Retention::default();
         if let Some(age) = raw.keep_deleted.or(file.retention.keep_deleted) {
             retention.keep_deleted_ns =
@@ -164,9 +210,21 @@ impl Config {
             protect: protect.iter().map(|p| absolute(p)).collect(),
             excludes: Excludes::new(&exclude)?,
             max_file_size,
+            folders,
             incidents,
             retention,
         })
+    }
+
+    /// The capture rules for the protected folder `root` (as the daemon names it:
+    /// canonical): its own where it has a `[[folder]]` table, the common ones otherwise.
+    pub fn rules_for(&self, root: &Path) -> (&Excludes, Option<u64>) {
+        self.folders
+            .iter()
+            .find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root) || f.path == root)
+            .map_or((&self.excludes, self.max_file_size), |f| {
+                (&f.excludes, f.max_file_size)
+            })
     }
 
     /// Checks the protected folders for the daemon: they exist, are folders, and
@@ -369,6 +427,71 @@ mod tests {
         .unwrap();
         assert_eq!(config.vault, PathBuf::from("/from/flag"));
         assert_eq!(config.max_file_size, Some(1_000_000));
+    }
+
+    #[test]
+    fn a_folder_table_adds_its_own_rules_to_the_common_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+vault = "/v"
+protect = ["/srv/docs"]
+exclude = ["*.tmp"]
+max_file_size = "1MB"
+
+[[folder]]
+path = "/srv/photos"
+exclude = ["*.xmp"]
+max_file_size = "5GB"
+
+[retention]
+keep_deleted = "90d"
+keep_versions = 3
+"#,
+        )
+        .unwrap();
+        let config = Config::load(RawArgs {
+            config: Some(path),
+            ..RawArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.protect,
+            [PathBuf::from("/srv/docs"), PathBuf::from("/srv/photos")]
+        );
+        let (excludes, limit) = config.rules_for(Path::new("/srv/photos"));
+        assert_eq!(limit, Some(5_000_000_000));
+        assert_eq!(excludes.matching_rule(Path::new("a.xmp")), Some("*.xmp"));
+        assert_eq!(excludes.matching_rule(Path::new("a.tmp")), Some("*.tmp"));
+        let (excludes, limit) = config.rules_for(Path::new("/srv/docs"));
+        assert_eq!(limit, Some(1_000_000));
+        assert_eq!(excludes.matching_rule(Path::new("a.xmp")), None);
+        assert_eq!(config.retention.keep_versions, 3);
+        assert_eq!(
+            config.retention.keep_deleted_ns,
+            90 * 86_400 * 1_000_000_000
+        );
+    }
+
+    #[test]
+    fn a_mistake_in_a_folder_table_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "vault = \"/v\"\n\n[[folder]]\npath = \"/srv\"\nmax_size = \"1GB\"\n",
+        )
+        .unwrap();
+        let err = Config::load(RawArgs {
+            config: Some(path),
+            ..RawArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("max_size"), "{err}");
     }
 
     #[test]
