@@ -101,8 +101,13 @@ impl VaultError {
 }
 
 /// True for "no space left" and "quota exceeded": both mean the disk is full for us.
+/// By kind too: tempfile wraps its write errors with the path, which hides the
+/// OS error code but keeps the kind.
 pub fn is_disk_full(err: &io::Error) -> bool {
     matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(
         err.raw_os_error(),
         Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
             || code == rustix::io::Errno::DQUOT.raw_os_error()
@@ -383,6 +388,19 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognised_behind_tempfiles_path_wrapper() {
+        let nospc = io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        assert!(is_disk_full(&nospc));
+        // What tempfile's writes return: the kind kept, the OS code gone.
+        let wrapped = io::Error::new(nospc.kind(), format!("{nospc} at path \"/v/tmp/x\""));
+        assert_eq!(wrapped.raw_os_error(), None);
+        assert!(is_disk_full(&wrapped));
+        assert!(!is_disk_full(&io::Error::from(
+            io::ErrorKind::PermissionDenied
+        )));
+    }
 
     #[test]
     fn identical_content_is_stored_once_and_read_back_checked() {
