@@ -10,6 +10,8 @@ mod common;
 mod bulk;
 #[path = "cli/capture.rs"]
 mod capture;
+#[path = "cli/doctor.rs"]
+mod doctor;
 #[path = "cli/interrupt.rs"]
 mod interrupt;
 #[path = "cli/lifecycle.rs"]

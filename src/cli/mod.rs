@@ -4,6 +4,7 @@
 //! the library where tests can reach it.
 
 mod daemon;
+mod doctor;
 mod emergency;
 mod incidents;
 mod interrupt;
@@ -80,6 +81,11 @@ enum Command {
     Emergency(emergency::EmergencyArgs),
     /// Re-read every copy in the vault and check it is intact.
     Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Is protection working? Each check OK or PROBLEM, with the fix.
+    Doctor {
         #[arg(long)]
         json: bool,
     },
@@ -167,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents { json } => incidents::run(&config, json),
         Command::Restore(args) => restore::run(&config, args),
         Command::Emergency(args) => emergency::run(&config, args),
+        Command::Doctor { json } => doctor::run(&config, json),
     }
 }
 
