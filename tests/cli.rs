@@ -24,3 +24,5 @@ mod names;
 mod playbook;
 #[path = "cli/restore.rs"]
 mod restore;
+#[path = "cli/service.rs"]
+mod service;

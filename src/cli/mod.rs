@@ -10,6 +10,7 @@ mod incidents;
 mod interrupt;
 mod list;
 mod restore;
+mod service;
 mod status;
 mod sync;
 mod verify;
@@ -89,6 +90,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install the systemd service, an example settings file and the vault folder.
+    InstallService(service::InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +149,10 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Before the settings are read: installing must work even when they have a mistake.
+    if let Command::InstallService(args) = &cli.command {
+        return service::run(args);
+    }
     let mut raw = RawArgs {
         vault: cli.vault,
         config: cli.config,
@@ -174,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&config, args),
         Command::Emergency(args) => emergency::run(&config, args),
         Command::Doctor { json } => doctor::run(&config, json),
+        Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }
 }
 
