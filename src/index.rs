@@ -1078,6 +1078,19 @@ impl Index {
         Ok(t)
     }
 
+    /// Live files without a copy, counted by reason code (see `Uncaptured::code`),
+    /// most common first: `doctor` says why files are not protected.
+    pub fn unprotected_by_reason(&self) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT uncaptured, COUNT(*) FROM versions
+             WHERE replaced_at IS NULL AND deleted_at IS NULL AND kind != 2
+               AND uncaptured IS NOT NULL
+             GROUP BY uncaptured ORDER BY COUNT(*) DESC, uncaptured",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // --- incidents -----------------------------------------------------------
 
     /// Puts every removed file not yet in an incident into one: the open incident of

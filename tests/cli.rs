@@ -10,6 +10,8 @@ mod common;
 mod bulk;
 #[path = "cli/capture.rs"]
 mod capture;
+#[path = "cli/doctor.rs"]
+mod doctor;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/interrupt.rs"]
@@ -32,3 +34,5 @@ mod restore;
 mod retention;
 #[path = "cli/security.rs"]
 mod security;
+#[path = "cli/service.rs"]
+mod service;

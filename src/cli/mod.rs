@@ -4,12 +4,14 @@
 //! the library where tests can reach it.
 
 mod daemon;
+mod doctor;
 mod emergency;
 mod incidents;
 mod interrupt;
 mod list;
 mod purge;
 mod restore;
+mod service;
 mod status;
 mod sync;
 mod verify;
@@ -100,6 +102,13 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArgs,
     },
+    /// Is protection working? Each check OK or PROBLEM, with the fix.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the systemd service, an example settings file and the vault folder.
+    InstallService(service::InstallArgs),
 }
 
 /// The retention rules, overriding the `[retention]` table of the config file.
@@ -176,6 +185,10 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Before the settings are read: installing must work even when they have a mistake.
+    if let Command::InstallService(args) = &cli.command {
+        return service::run(args);
+    }
     let mut raw = RawArgs {
         vault: cli.vault,
         config: cli.config,
@@ -216,6 +229,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Emergency(args) => emergency::run(&config, args),
         Command::Versions { path, json } => versions::run(&config, &path, json),
         Command::Purge { dry_run, .. } => purge::run(&config, dry_run),
+        Command::Doctor { json } => doctor::run(&config, json),
+        Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }
 }
 

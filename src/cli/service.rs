@@ -1,0 +1,295 @@
+//! `undelete install-service`: puts the systemd unit, an example settings file
+//! and the vault folder in place, and says what is left to do.
+//!
+//! Plan, then execute: `plan` looks at what is already there, `execute` writes.
+//! The settings file is never overwritten, so installing again (after an
+//! upgrade) keeps the customer's settings; the unit is ours and is replaced.
+//! systemctl is run only for the real system (`--root /` with systemd running);
+//! for any other root the commands are printed, to be run on that system.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::report::display_path;
+
+/// The systemd unit, one source with `contrib/`.
+pub const UNIT: &str = include_str!("../../contrib/undelete.service");
+/// The commented example settings, one source with `docs/`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../docs/config.example.toml");
+
+const UNIT_PATH: &str = "etc/systemd/system/undelete.service";
+const CONFIG_PATH: &str = "etc/undelete/config.toml";
+const VAULT_PATH: &str = "var/lib/undelete";
+/// Where the unit's ExecStart looks for the program.
+const PROGRAM_PATH: &str = "usr/local/bin/undelete";
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Install into this folder as if it were / (for packages and images);
+    /// systemctl is then left for you to run on that system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+}
+
+/// What installing will do, decided before anything is written.
+#[derive(Debug)]
+struct InstallPlan {
+    unit: PathBuf,
+    unit_existed: bool,
+    config: PathBuf,
+    /// False when a settings file is there already: it is kept as it is.
+    write_config: bool,
+    vault: PathBuf,
+    create_vault: bool,
+    /// The program is not where the unit starts it from.
+    program_missing: Option<PathBuf>,
+    /// Installing into the running system, managed by systemd.
+    run_systemctl: bool,
+}
+
+pub fn run(args: &InstallArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args.root);
+    execute(&plan)?;
+    let reloaded = plan.run_systemctl && daemon_reload();
+    print!("{}", summary(&plan, reloaded));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(root: &Path) -> InstallPlan {
+    let unit = root.join(UNIT_PATH);
+    let config = root.join(CONFIG_PATH);
+    let vault = root.join(VAULT_PATH);
+    let program = root.join(PROGRAM_PATH);
+    let is_system = root == Path::new("/");
+    InstallPlan {
+        unit_existed: unit.exists(),
+        write_config: !config.exists(),
+        create_vault: !vault.exists(),
+        program_missing: (!program.exists()).then_some(program),
+        run_systemctl: is_system && Path::new("/run/systemd/system").is_dir(),
+        unit,
+        config,
+        vault,
+    }
+}
+
+fn execute(plan: &InstallPlan) -> anyhow::Result<()> {
+    write_unit(&plan.unit)?;
+    if plan.write_config {
+        write_config(&plan.config)?;
+    }
+    if plan.create_vault {
+        create_vault(&plan.vault)?;
+    }
+    Ok(())
+}
+
+/// Written beside and renamed over, so systemd never reads half a unit.
+fn write_unit(path: &Path) -> anyhow::Result<()> {
+    let parent = parent_of(path);
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    tmp.write_all(UNIT.as_bytes())?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// 0600: an alert command may hold a webhook's secret. `create_new`, so an existing
+/// file is never replaced, even one that appeared since the plan.
+fn write_config(path: &Path) -> anyhow::Result<()> {
+    let parent = parent_of(path);
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(EXAMPLE_CONFIG.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// 0700: the copies of every protected file are only root's to read.
+fn create_vault(path: &Path) -> anyhow::Result<()> {
+    let parent = parent_of(path);
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // The mode above passed through the umask; this one is exact.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("/"))
+}
+
+/// `systemctl daemon-reload`, so systemd sees the new unit; false if it failed.
+fn daemon_reload() -> bool {
+    match Command::new("systemctl").arg("daemon-reload").status() {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            eprintln!("undelete: systemctl daemon-reload failed ({status})");
+            false
+        }
+        Err(e) => {
+            eprintln!("undelete: cannot run systemctl: {e}");
+            false
+        }
+    }
+}
+
+/// This program's own path, to copy where the unit looks for it.
+fn this_program() -> String {
+    std::env::current_exe()
+        .map(|p| super::quote(&p))
+        .unwrap_or_else(|_| "undelete".into())
+}
+
+fn summary(plan: &InstallPlan, reloaded: bool) -> String {
+    let mut out = String::from("Installed:\n");
+    let verb = if plan.unit_existed { "updated" } else { "new" };
+    out.push_str(&format!(
+        "  {}  (the service, {verb})\n",
+        display_path(&plan.unit)
+    ));
+    if plan.write_config {
+        out.push_str(&format!(
+            "  {}  (the settings: an example to edit)\n",
+            display_path(&plan.config)
+        ));
+    } else {
+        out.push_str(&format!(
+            "  {}  (your settings, kept as they were)\n",
+            display_path(&plan.config)
+        ));
+    }
+    let vault_note = if plan.create_vault {
+        "the vault, readable only by root"
+    } else {
+        "the vault, already there"
+    };
+    out.push_str(&format!(
+        "  {}  ({vault_note})\n",
+        display_path(&plan.vault)
+    ));
+    if let Some(program) = &plan.program_missing {
+        out.push_str(&format!(
+            "\nThe service starts the program from {}, which is not there yet.\n\
+             Copy it there with:\n       sudo install {} /usr/local/bin/undelete\n",
+            display_path(program),
+            this_program()
+        ));
+    }
+    out.push_str("\nWhat is left to do:\n");
+    let mut start = Vec::new();
+    if !reloaded {
+        start.push("sudo systemctl daemon-reload");
+    }
+    let mut steps: Vec<(String, Vec<&str>)> = Vec::new();
+    if plan.write_config {
+        steps.push((
+            "Name the folders to protect (protect = ...) in the settings:".into(),
+            vec!["sudoedit /etc/undelete/config.toml"],
+        ));
+        start.push("sudo systemctl enable --now undelete");
+        steps.push(("Start the service now and at every boot:".into(), start));
+    } else {
+        start.push("sudo systemctl enable undelete");
+        start.push("sudo systemctl restart undelete");
+        steps.push((
+            "Start the service again, so it runs this version:".into(),
+            start,
+        ));
+    }
+    steps.push((
+        "Check that protection works:".into(),
+        vec!["sudo undelete doctor"],
+    ));
+    for (n, (words, commands)) in steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {words}\n", n + 1));
+        for command in commands {
+            out.push_str(&format!("       {command}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RawArgs};
+
+    const EXAMPLE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.example.toml");
+
+    #[test]
+    fn the_example_config_is_read_as_it_is() {
+        let config = Config::load(RawArgs {
+            config: Some(EXAMPLE_PATH.into()),
+            ..RawArgs::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.vault, PathBuf::from("/var/lib/undelete"));
+        assert_eq!(config.protect, vec![PathBuf::from("/srv/share")]);
+    }
+
+    /// Every setting shown commented out must work once its # is removed, so a
+    /// customer who follows the notes never meets a mistake.
+    #[test]
+    fn every_commented_setting_in_the_example_is_valid_once_uncommented() {
+        let setting = regex::Regex::new(r"^# ?(\[|[a-z_]+ = )").unwrap();
+        let mut uncommented = 0;
+        let text: String = EXAMPLE_CONFIG
+            .lines()
+            .map(|line| {
+                if setting.is_match(line) {
+                    uncommented += 1;
+                    format!("{}\n", line.trim_start_matches('#').trim_start())
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        assert!(uncommented >= 6, "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(&path, &text).unwrap();
+        let config = Config::load(RawArgs {
+            config: Some(path),
+            ..RawArgs::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.max_file_size, Some(2_000_000_000));
+        assert!(config.incidents.alert_command.is_some());
+    }
+
+    #[test]
+    fn the_example_names_every_setting_of_today() {
+        for key in [
+            "vault",
+            "protect",
+            "exclude",
+            "max_file_size",
+            "incident_gap",
+            "alert_files",
+            "alert_size",
+            "alert_command",
+        ] {
+            let line = regex::Regex::new(&format!(r"(?m)^(# )?{key} = ")).unwrap();
+            assert!(line.is_match(EXAMPLE_CONFIG), "{key} is not in the example");
+        }
+    }
+}
