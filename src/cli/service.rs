@@ -274,6 +274,8 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.max_file_size, Some(2_000_000_000));
         assert!(config.incidents.alert_command.is_some());
+        assert_eq!(config.folders.len(), 1);
+        assert_eq!(config.retention.max_vault_bytes, Some(500_000_000_000));
     }
 
     #[test]
@@ -287,6 +289,11 @@ mod tests {
             "alert_files",
             "alert_size",
             "alert_command",
+            "path",
+            "keep_deleted",
+            "keep_versions",
+            "max_vault_size",
+            "min_free_disk",
         ] {
             let line = regex::Regex::new(&format!(r"(?m)^(# )?{key} = ")).unwrap();
             assert!(line.is_match(EXAMPLE_CONFIG), "{key} is not in the example");
