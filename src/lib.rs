@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod incident;
 pub mod index;
+pub mod journal;
 pub mod report;
 pub mod restore;
 pub mod vault;
