@@ -13,6 +13,7 @@ pub mod control;
 pub mod incident;
 pub mod index;
 pub mod journal;
+pub mod rebuild;
 pub mod report;
 pub mod restore;
 pub mod vault;
