@@ -8,6 +8,7 @@
 //! The index never touches the vault: it records object ids, it does not
 //! read or write objects.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::journal::{Journal, JournalError, Record};
 use crate::vault::ObjectId;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -119,6 +121,32 @@ pub enum IndexError {
     },
     #[error("the index is damaged or unreadable: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("the index {path} is damaged: {problem}")]
+    Damaged { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl IndexError {
+    /// What is wrong, when the error means the index file itself is damaged or missing
+    /// (as opposed to a busy or unreadable one): the case `rebuild-index` repairs.
+    pub fn damage(&self) -> Option<String> {
+        match self {
+            Self::Damaged { problem, .. } => Some(problem.clone()),
+            Self::Open { source, .. } | Self::Sql(source) => sqlite_damage(source),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong, when SQLite says the database file is damaged.
+pub fn sqlite_damage(err: &rusqlite::Error) -> Option<String> {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            Some(err.to_string())
+        }
+        _ => None,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, IndexError>;
@@ -134,7 +162,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             Self::File => 0,
             Self::Symlink => 1,
@@ -143,7 +171,7 @@ impl EntryKind {
         }
     }
 
-    fn from_code(code: i64) -> Self {
+    pub(crate) fn from_code(code: i64) -> Self {
         match code {
             1 => Self::Symlink,
             2 => Self::Dir,
@@ -192,7 +220,7 @@ impl Uncaptured {
         }
     }
 
-    fn detail(&self) -> Option<String> {
+    pub(crate) fn detail(&self) -> Option<String> {
         match self {
             Self::Excluded { rule } => Some(rule.clone()),
             Self::TooLarge { limit } => Some(limit.to_string()),
@@ -203,7 +231,7 @@ impl Uncaptured {
         }
     }
 
-    fn from_columns(code: &str, detail: Option<String>) -> Self {
+    pub(crate) fn from_columns(code: &str, detail: Option<String>) -> Self {
         let detail = detail.unwrap_or_default();
         match code {
             "excluded" => Self::Excluded { rule: detail },
@@ -485,11 +513,25 @@ pub struct Selection {
 
 pub struct Index {
     conn: Connection,
+    /// The daemon's: every change is recorded there before it is committed.
+    journal: Option<RefCell<Journal>>,
+    /// Above 0 while a journaled method runs: what it calls is part of its record.
+    recording: Cell<u32>,
+}
+
+/// Marks a journaled method as running, until dropped.
+struct Recording<'a>(&'a Cell<u32>);
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Index {
     /// Opens the index, creating it and applying migrations as needed.
     pub fn open(path: &Path) -> Result<Self> {
+        check_file(path)?;
         // Created 0600 before SQLite sees it, so it is never briefly world-readable.
         crate::vault::create_private_file(path).map_err(|e| IndexError::Open {
             path: path.to_owned(),
@@ -510,9 +552,72 @@ impl Index {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        let index = Self { conn };
+        let index = Self {
+            conn,
+            journal: None,
+            recording: Cell::new(0),
+        };
         index.migrate(path)?;
         Ok(index)
+    }
+
+    /// Opens the index for the daemon, with its journal in `journal_dir`. Refuses an
+    /// index that fails SQLite's integrity check, or that is missing while the
+    /// journal is not: a new empty index would hide everything recorded so far.
+    pub fn open_journaled(path: &Path, journal_dir: &Path) -> Result<Self> {
+        if is_missing(path) && crate::journal::has_records(journal_dir) {
+            return Err(missing(path));
+        }
+        let mut index = Self::open(path)?;
+        if let Some(problem) = index.check_integrity()?.into_iter().next() {
+            return Err(IndexError::Damaged {
+                path: path.to_owned(),
+                problem: format!("SQLite's integrity check found: {problem}"),
+            });
+        }
+        let journal = Journal::open(journal_dir, || index.version_count().unwrap_or(0))?;
+        index.journal = Some(RefCell::new(journal));
+        Ok(index)
+    }
+
+    /// Opens the index for a command: like `open`, but a missing index is an error
+    /// when the journal shows there was one.
+    pub fn open_existing(path: &Path, journal_dir: &Path) -> Result<Self> {
+        if is_missing(path) && crate::journal::has_records(journal_dir) {
+            return Err(missing(path));
+        }
+        Self::open(path)
+    }
+
+    /// Notes a change in the journal (if any) before it is made; the change is part
+    /// of the journal's next `sync`, which comes before the index's commit.
+    fn record(&self, record: impl FnOnce() -> Result<Record>) -> Result<Recording<'_>> {
+        if let Some(journal) = &self.journal
+            && self.recording.get() == 0
+        {
+            let mut journal = journal.borrow_mut();
+            journal.append(&record()?);
+            if !self.in_transaction() {
+                // The change commits on its own at once: the record must be on disk first.
+                journal.sync()?;
+            }
+        }
+        self.recording.set(self.recording.get() + 1);
+        Ok(Recording(&self.recording))
+    }
+
+    fn root_path(&self, root_id: i64) -> Result<PathBuf> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT path FROM roots WHERE id = ?1")?
+            .query_row([root_id], |r| Ok(path_from_bytes(r.get(0)?)))?)
+    }
+
+    pub fn version_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM versions", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     fn migrate(&self, path: &Path) -> Result<()> {
@@ -543,6 +648,9 @@ impl Index {
     }
 
     pub fn commit(&self) -> Result<()> {
+        if let Some(journal) = &self.journal {
+            journal.borrow_mut().sync()?;
+        }
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
@@ -571,6 +679,12 @@ impl Index {
     /// Records the protected folders of this run: new ones are added, missing ones
     /// kept but marked inactive (their history stays restorable).
     pub fn set_roots(&self, paths: &[PathBuf], now: i64) -> Result<Vec<Root>> {
+        let _r = self.record(|| {
+            Ok(Record::Roots {
+                paths: paths.iter().map(|p| p.as_path().into()).collect(),
+                at: now,
+            })
+        })?;
         self.batch(|ix| {
             ix.conn.execute("UPDATE roots SET active = 0", [])?;
             for path in paths {
@@ -639,6 +753,14 @@ impl Index {
         observed: &Observed,
         now: i64,
     ) -> Result<i64> {
+        let _r = self.record(|| {
+            Ok(Record::Insert {
+                path: path.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                observed: observed.into(),
+                at: now,
+            })
+        })?;
         self.conn
             .prepare_cached(
                 "UPDATE versions SET replaced_at = ?2
@@ -682,6 +804,16 @@ impl Index {
     /// Updates the metadata of a version whose content did not change
     /// (`cp -a` and rsync set mtime and mode after writing).
     pub fn update_metadata(&self, id: i64, observed: &Observed) -> Result<()> {
+        let _r = self.record(|| {
+            let path: Vec<u8> = self
+                .conn
+                .prepare_cached("SELECT path FROM versions WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Ok(Record::Metadata {
+                path: path_from_bytes(path).as_path().into(),
+                observed: observed.into(),
+            })
+        })?;
         self.conn
             .prepare_cached(
                 "UPDATE versions SET size = ?2, mtime_ns = ?3, mode = ?4, uid = ?5, gid = ?6,
@@ -702,6 +834,7 @@ impl Index {
     /// Marks the current version of `path` and, if `subtree`, of everything below it, as
     /// gone. Returns how many versions were marked.
     pub fn mark_removed(&self, path: &Path, subtree: bool, gone: &Gone) -> Result<usize> {
+        let _r = self.record(|| Ok(Record::removed(path, subtree, gone)))?;
         let mut n = self
             .conn
             .prepare_cached(
@@ -749,6 +882,14 @@ impl Index {
 
     /// Records a path that existed but vanished before it could be captured.
     pub fn record_lost(&self, path: &Path, root_id: i64, kind: EntryKind, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Lost {
+                path: path.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                kind: kind.code(),
+                at: now,
+            })
+        })?;
         let observed = Observed {
             kind,
             object: None,
@@ -774,6 +915,14 @@ impl Index {
     /// Moves the current versions of `from` (and everything below it) to `to`.
     /// Whatever was current at `to` becomes replaced: a rename over a file is a new version.
     pub fn rename(&self, from: &Path, to: &Path, root_id: i64, now: i64) -> Result<usize> {
+        let _r = self.record(|| {
+            Ok(Record::Rename {
+                from: from.into(),
+                to: to.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                at: now,
+            })
+        })?;
         let (to_lo, to_hi) = subtree_range(to);
         self.conn
             .prepare_cached(
@@ -977,14 +1126,40 @@ impl Index {
 
     /// Records that these versions' copies are removed by retention: they stay in
     /// the history, so a later report says why they cannot come back.
-    pub fn mark_purged(&self, ids: &[i64], now: i64) -> Result<()> {
+    pub fn mark_purged(&self, versions: &[&KeptVersion], now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Purged {
+                versions: versions
+                    .iter()
+                    .filter_map(|v| Some((v.path.as_path().into(), v.object?.to_hex())))
+                    .collect(),
+                at: now,
+            })
+        })?;
         let mut stmt = self.conn.prepare_cached(
             "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?2
              WHERE id = ?1",
         )?;
-        for id in ids {
-            stmt.execute(params![id, now.to_string()])?;
+        for v in versions {
+            stmt.execute(params![v.id, now.to_string()])?;
         }
+        Ok(())
+    }
+
+    /// `mark_purged` as a journal replays it: every older version of `path` whose
+    /// copy was `object`.
+    pub fn mark_purged_copies(&self, path: &Path, object: &ObjectId, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?3
+                 WHERE path = ?1 AND object = ?2
+                   AND (deleted_at IS NOT NULL OR replaced_at IS NOT NULL)",
+            )?
+            .execute(params![
+                path_bytes(path),
+                &object.as_bytes()[..],
+                now.to_string()
+            ])?;
         Ok(())
     }
 
@@ -1097,6 +1272,24 @@ impl Index {
     /// its protected folder if the previous deletion there was less than `gap_ns`
     /// before, a new one otherwise. Returns the ids of incidents that changed.
     pub fn group_incidents(
+        &self,
+        gap_ns: i64,
+        new_code: &mut dyn FnMut() -> String,
+    ) -> Result<Vec<i64>> {
+        // Recorded after, with the codes drawn, so a rebuild gives the same codes.
+        let mut codes = Vec::new();
+        let changed = self.group_loose_deletions(gap_ns, &mut || {
+            let code = new_code();
+            codes.push(code.clone());
+            code
+        })?;
+        if !changed.is_empty() {
+            self.record(|| Ok(Record::Incidents { gap_ns, codes }))?;
+        }
+        Ok(changed)
+    }
+
+    fn group_loose_deletions(
         &self,
         gap_ns: i64,
         new_code: &mut dyn FnMut() -> String,
@@ -1214,6 +1407,10 @@ impl Index {
     }
 
     pub fn mark_incident_alerted(&self, id: i64, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
+            Ok(Record::Alerted { code, at: now })
+        })?;
         self.conn.execute(
             "UPDATE incidents SET alerted_at = ?2 WHERE id = ?1",
             params![id, now],
@@ -1225,6 +1422,13 @@ impl Index {
 
     /// Raises an alert of `kind` unless one of that kind is already open.
     pub fn raise_alert(&self, kind: &str, message: &str, now: i64) -> Result<bool> {
+        let _r = self.record(|| {
+            Ok(Record::Alert {
+                kind: kind.to_owned(),
+                message: message.to_owned(),
+                at: now,
+            })
+        })?;
         let open: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
             [kind],
@@ -1241,6 +1445,12 @@ impl Index {
     }
 
     pub fn clear_alert(&self, kind: &str, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::AlertCleared {
+                kind: kind.to_owned(),
+                at: now,
+            })
+        })?;
         self.conn
             .prepare_cached(
                 "UPDATE alerts SET cleared_at = ?2 WHERE kind = ?1 AND cleared_at IS NULL",
@@ -1294,6 +1504,65 @@ impl Index {
         let problems = rows.into_iter().filter(|s: &String| s != "ok").collect();
         Ok(problems)
     }
+}
+
+fn is_missing(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0) || !path.exists()
+}
+
+fn missing(path: &Path) -> IndexError {
+    IndexError::Damaged {
+        path: path.to_owned(),
+        problem: "it is missing or empty".to_owned(),
+    }
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Cheap checks of the file before SQLite opens it: a file that is not a database,
+/// or shorter than its own header says (cut short), is damaged. SQLite would
+/// otherwise read the missing pages as empty and answer some queries wrongly.
+fn check_file(path: &Path) -> Result<()> {
+    use std::io::Read as _;
+    let damaged = |problem: String| IndexError::Damaged {
+        path: path.to_owned(),
+        problem,
+    };
+    let Ok(mut file) = std::fs::File::open(path) else {
+        // Missing is for the caller to judge; unreadable is for SQLite to say.
+        return Ok(());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    if len < 100 || file.read_exact(&mut header).is_err() {
+        return Err(damaged(format!("it is only {len} bytes long")));
+    }
+    if &header[..16] != SQLITE_MAGIC {
+        return Err(damaged("it is not a database file".to_owned()));
+    }
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let pages = u64::from(be32(28));
+    // The page count is only trusted when SQLite marked it valid, and only without a
+    // write-ahead log: during a checkpoint the header may run ahead of the file.
+    let count_valid = be32(24) == be32(92) && pages > 0;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    if count_valid && !has_wal && len < pages * page_size {
+        return Err(damaged(format!(
+            "it is cut short ({len} of {} bytes)",
+            pages * page_size
+        )));
+    }
+    Ok(())
 }
 
 /// How and when a path disappeared.

@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 pub mod incident;
 pub mod index;
+pub mod journal;
+pub mod rebuild;
 pub mod report;
 pub mod restore;
 pub mod retention;

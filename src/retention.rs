@@ -195,13 +195,13 @@ pub fn execute(
     if plan.purges.is_empty() {
         return Ok(Purged::default());
     }
-    let ids: Vec<i64> = plan.purges.iter().map(|p| p.version.id).collect();
+    let versions: Vec<&KeptVersion> = plan.purges.iter().map(|p| &p.version).collect();
     let forgotten = index.batch(|index| {
-        index.mark_purged(&ids, now)?;
+        index.mark_purged(&versions, now)?;
         index.forget_unreferenced_objects()
     })?;
     let mut done = Purged {
-        versions: ids.len(),
+        versions: versions.len(),
         ..Purged::default()
     };
     for (id, size) in forgotten {

@@ -1,9 +1,10 @@
 //! The vault folder and its content-addressed objects.
 //!
 //! Owns the layout of the vault folder (`objects/`, `tmp/`, `reports/`, the
-//! index file) and the objects themselves: each one named by the BLAKE3 hash
-//! of its content, written to a temporary file inside the vault, fsynced and
-//! then renamed, so a crash never leaves half an object under a real name.
+//! index file and its `journal/`) and the objects themselves: each one named by
+//! the BLAKE3 hash of its content, written to a temporary file inside the
+//! vault, fsynced and then renamed, so a crash never leaves half an object
+//! under a real name.
 //! Identical content is stored once. Every read checks the hash.
 //!
 //! It never knows about protected paths or the index: it stores bytes and
@@ -188,6 +189,11 @@ impl Vault {
 
     pub fn index_path(&self) -> PathBuf {
         self.root.join("index.db")
+    }
+
+    /// The index's journal (see `journal`), from which a lost index is rebuilt.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
     }
 
     pub fn reports_dir(&self) -> PathBuf {

@@ -28,6 +28,8 @@ mod names;
 mod odd_files;
 #[path = "cli/playbook.rs"]
 mod playbook;
+#[path = "cli/rebuild.rs"]
+mod rebuild;
 #[path = "cli/restore.rs"]
 mod restore;
 #[path = "cli/retention.rs"]

@@ -10,6 +10,7 @@ mod incidents;
 mod interrupt;
 mod list;
 mod purge;
+mod rebuild;
 mod restore;
 mod service;
 mod status;
@@ -24,7 +25,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, RawArgs};
-use crate::index::Index;
+use crate::index::{Index, IndexError};
 use crate::vault::Vault;
 
 pub use restore::quote;
@@ -109,6 +110,12 @@ enum Command {
     },
     /// Install the systemd service, an example settings file and the vault folder.
     InstallService(service::InstallArgs),
+    /// Rebuild a damaged or lost index from the journal kept in the vault.
+    /// The service must be stopped first.
+    RebuildIndex {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The retention rules, overriding the `[retention]` table of the config file.
@@ -218,25 +225,80 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.min_free_disk = r.min_free_disk;
     }
     let config = Config::load(raw)?;
-    match cli.command {
-        Command::Daemon(_) => daemon::run(&config),
-        Command::Sync { timeout } => sync::run(&config, timeout),
-        Command::Status { json } => status::run(&config, json),
-        Command::List { under, all, json } => list::run(&config, under, all, json),
-        Command::Verify { json } => verify::run(&config, json),
-        Command::Incidents { json } => incidents::run(&config, json),
-        Command::Restore(args) => restore::run(&config, args),
-        Command::Emergency(args) => emergency::run(&config, args),
-        Command::Versions { path, json } => versions::run(&config, &path, json),
-        Command::Purge { dry_run, .. } => purge::run(&config, dry_run),
-        Command::Doctor { json } => doctor::run(&config, json),
+    let vault = config.vault.clone();
+    run_command(cli.command, &config).map_err(|err| explain_damaged_index(err, &vault))
+}
+
+fn run_command(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Daemon(_) => daemon::run(config),
+        Command::Sync { timeout } => sync::run(config, timeout),
+        Command::Status { json } => status::run(config, json),
+        Command::List { under, all, json } => list::run(config, under, all, json),
+        Command::Verify { json } => verify::run(config, json),
+        Command::Incidents { json } => incidents::run(config, json),
+        Command::Restore(args) => restore::run(config, args),
+        Command::Emergency(args) => emergency::run(config, args),
+        Command::RebuildIndex { json } => rebuild::run(config, json),
+        Command::Versions { path, json } => versions::run(config, &path, json),
+        Command::Purge { dry_run, .. } => purge::run(config, dry_run),
+        Command::Doctor { json } => doctor::run(config, json),
         Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }
+}
+
+/// A damaged or missing index, whichever command found it, is explained in plain
+/// words with the way back; other errors pass unchanged.
+fn explain_damaged_index(err: anyhow::Error, vault: &Path) -> anyhow::Error {
+    let Some(problem) = index_damage(&err) else {
+        return err;
+    };
+    let words = format!(
+        "undelete: the index of the vault {} is damaged: {problem}. Nothing in the \
+         vault is lost: every copy is still there, and the index can be rebuilt from \
+         the journal kept in the vault. Stop the undelete service first, then run:",
+        vault.display()
+    );
+    // Wrapped with the prefix `main` prints before it, so the first line fits too.
+    let text = crate::report::wrap(&words);
+    let text = text.strip_prefix("undelete: ").unwrap_or(&text);
+    anyhow::anyhow!(
+        "{text}\n    sudo undelete --vault {} rebuild-index",
+        quote(vault)
+    )
+}
+
+/// What is wrong with the index, when `err` says it is damaged or missing.
+fn index_damage(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<IndexError>() {
+            e.damage()
+        } else if let Some(crate::watch::DaemonError::Index(e)) =
+            cause.downcast_ref::<crate::watch::DaemonError>()
+        {
+            e.damage()
+        } else if let Some(crate::restore::RestoreError::Index(e)) =
+            cause.downcast_ref::<crate::restore::RestoreError>()
+        {
+            e.damage()
+        } else {
+            cause
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(crate::index::sqlite_damage)
+        }
+    })
 }
 
 /// Opens an existing vault and its index for a command, with a message a customer
 /// can act on when that is not possible.
 fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
+    let vault = open_vault_folder(config)?;
+    let index = Index::open_existing(&vault.index_path(), &vault.journal_dir())?;
+    Ok((vault, index))
+}
+
+/// Opens an existing vault folder, without its index.
+fn open_vault_folder(config: &Config) -> anyhow::Result<Vault> {
     let root = &config.vault;
     match std::fs::read_dir(root) {
         Ok(_) => {}
@@ -257,9 +319,7 @@ fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
             return Err(e).with_context(|| format!("cannot open the vault {}", root.display()));
         }
     }
-    let vault = Vault::open_existing(root)?;
-    let index = Index::open(&vault.index_path())?;
-    Ok((vault, index))
+    Ok(Vault::open_existing(root)?)
 }
 
 /// Makes a path given on the command line absolute, without requiring it to exist

@@ -31,6 +31,11 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     }
     let summary = match crate::watch::lock_vault(&vault) {
         Ok(_lock) => {
+            // Written to the journal too, as the daemon's changes are, so an index
+            // rebuilt later knows these copies were purged.
+            drop(index);
+            let index =
+                crate::index::Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
             let done = retention::execute(&plan, &index, &vault, now)?;
             for (path, why) in &done.not_removed {
                 eprintln!("Could not remove {}: {why}", path.display());

@@ -145,7 +145,7 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     if leftovers > 0 {
         tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
     }
-    let index = Index::open(&vault.index_path())?;
+    let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
     let now = clock::now();
     let roots = index.set_roots(&roots, now)?;
     let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());

@@ -152,11 +152,22 @@ fn purge_keeps_the_only_copy_of_every_live_file_and_says_why_others_are_gone() {
             .starts_with("purged by the retention rules on "),
         "{gone}"
     );
-    let out = env.run_ok(&["verify"]);
-    assert!(
-        !out.contains("damaged") && !out.contains("missing"),
-        "{out}"
+    let verify_clean = |env: &TestEnv| {
+        let out = env.run_ok(&["verify"]);
+        assert!(
+            !out.contains("damaged") && !out.contains("missing"),
+            "{out}"
+        );
+    };
+    verify_clean(&env);
+    // The journal knows about the purge: an index rebuilt from it says the same.
+    env.run_ok(&["rebuild-index"]);
+    let rebuilt = env.list_by_path(&["--all"]);
+    assert_eq!(
+        entry(&rebuilt, &env.json_path("gone.txt"))["reason_code"],
+        "purged"
     );
+    verify_clean(&env);
 
     // The live files' copies are whole: deleted now, they come back.
     env.start_daemon(&[]);

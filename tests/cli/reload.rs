@@ -1,0 +1,107 @@
+//! SIGHUP (`systemctl reload undelete`): the daemon reads its settings again
+//! and goes on, missing no change made meanwhile.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestEnv, assert_live_and_recoverable, entry, flag};
+
+fn settings(env: &TestEnv, protect: &[&std::path::Path], exclude: &str) -> String {
+    let folders: Vec<String> = protect.iter().map(|p| format!("{:?}", p)).collect();
+    format!(
+        "vault = {:?}\nprotect = [{}]\nexclude = [{exclude:?}]\n",
+        env.vault,
+        folders.join(", ")
+    )
+}
+
+/// Waits until the daemon says it has read its settings at a new moment.
+fn wait_for_reload(env: &TestEnv, before: &serde_json::Value) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = env.status_json();
+        if status["settings_read_at"] != *before {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no reload after SIGHUP: {status}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_settings_and_misses_no_change() {
+    let mut env = TestEnv::new();
+    let photos = env.root.join("photos");
+    fs::create_dir(&photos).unwrap();
+    let config = env.root.join("config.toml");
+    fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.write("before.txt", "before");
+    env.write("old-rule.tmp", "kept out by the first rules");
+    env.sync();
+    let read_at = env.status_json()["settings_read_at"].clone();
+    assert!(read_at.is_string(), "{read_at}");
+
+    fs::write(&config, settings(&env, &[&env.share, &photos], "*.log")).unwrap();
+    fs::write(photos.join("p.jpg"), "a photo").unwrap();
+    env.reload_daemon();
+    env.write("during.txt", "written while the settings are read again");
+    let status = wait_for_reload(&env, &read_at);
+    assert_eq!(status["protected_folders"].as_array().unwrap().len(), 2, "{status}");
+    env.write("new-rule.tmp", "no longer excluded");
+    env.write("new-rule.log", "excluded now");
+    fs::write(photos.join("q.jpg"), "another photo").unwrap();
+    env.sync();
+
+    let listed = env.list_by_path(&["--all"]);
+    for kept in ["before.txt", "during.txt", "new-rule.tmp"] {
+        assert_live_and_recoverable(entry(&listed, &env.json_path(kept)));
+    }
+    for photo in ["p.jpg", "q.jpg"] {
+        let path = photos.join(photo).to_str().unwrap().to_owned();
+        assert_live_and_recoverable(entry(&listed, &path));
+    }
+    let excluded = entry(&listed, &env.json_path("new-rule.log"));
+    assert!(!flag(excluded, "recoverable"), "{excluded}");
+    assert_eq!(excluded["reason"], "excluded by the rule *.log");
+}
+
+#[test]
+fn a_mistake_in_reloaded_settings_keeps_the_ones_in_use_and_says_where() {
+    let mut env = TestEnv::new();
+    let config = env.root.join("config.toml");
+    fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.sync();
+    let read_at = env.status_json()["settings_read_at"].clone();
+
+    fs::write(&config, "vault = \"/v\"\nprotekt = [\"/srv\"]\n").unwrap();
+    env.reload_daemon();
+    let status = wait_for_reload(&env, &read_at);
+    let alerts = status["alerts"].as_array().unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "settings")
+        .unwrap_or_else(|| panic!("no settings alert: {status}"));
+    let message = alert["message"].as_str().unwrap();
+    assert!(message.contains("line 2") && message.contains("protekt"), "{message}");
+    assert!(message.contains("still in use"), "{message}");
+
+    // Protection goes on with the old rules.
+    env.write("still.txt", "protected");
+    env.write("still.tmp", "still excluded");
+    env.sync();
+    let listed = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&listed, &env.json_path("still.txt")));
+    assert!(!flag(entry(&listed, &env.json_path("still.tmp")), "recoverable"));
+
+    // Mended, the alert goes.
+    fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
+    let read_at = env.status_json()["settings_read_at"].clone();
+    env.reload_daemon();
+    let status = wait_for_reload(&env, &read_at);
+    assert!(
+        !status["alerts"].as_array().unwrap().iter().any(|a| a["kind"] == "settings"),
+        "{status}"
+    );
+}
