@@ -9,7 +9,8 @@
 //! It never knows about protected paths or the index: it stores bytes and
 //! gives them back unchanged, or says they are damaged.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -17,6 +18,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
+
+use tempfile::{NamedTempFile, TempPath};
 
 /// Read and write in large chunks: the vault is written sequentially and a
 /// bigger buffer halves the syscalls on photos and videos.
@@ -143,9 +146,15 @@ pub enum DamageError {
 
 pub struct Vault {
     root: PathBuf,
-    /// Object folders written to since the last `flush`; their entries must be
-    /// made durable before the index may point at the new objects.
-    dirty_dirs: Mutex<BTreeSet<PathBuf>>,
+    /// Complete copies waiting in `tmp/` for `flush` to make them durable and give
+    /// them their names. Workers store in parallel, so it is shared.
+    staged: Mutex<HashMap<ObjectId, TempPath>>,
+}
+
+thread_local! {
+    /// Each capture thread reads through its own buffer: a fresh megabyte per small
+    /// file would cost more than the file.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Vault {
@@ -161,7 +170,7 @@ impl Vault {
         }
         Ok(Self {
             root: root.to_owned(),
-            dirty_dirs: Mutex::new(BTreeSet::new()),
+            staged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -176,7 +185,7 @@ impl Vault {
         }
         Ok(Self {
             root: root.to_owned(),
-            dirty_dirs: Mutex::new(BTreeSet::new()),
+            staged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -223,6 +232,7 @@ impl Vault {
     }
 
     /// Copies everything `source` yields into the vault, hashing in the same pass.
+    /// The object gets its name at the next `flush`; until then it is only staged.
     pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
         self.store_limited(source, u64::MAX)
     }
@@ -230,32 +240,59 @@ impl Vault {
     /// Like `store`, but gives up without keeping anything once more than `limit`
     /// bytes were read: a file can grow past a size limit while it is being copied.
     pub fn store_limited(&self, source: &mut impl Read, limit: u64) -> Result<Stored, StoreError> {
-        let tmp_dir = self.root.join("tmp");
-        let mut tmp = tempfile::Builder::new()
-            .prefix("incoming-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))?;
+        BUFFER.with_borrow_mut(|buf| {
+            buf.resize(CHUNK, 0);
+            let first = read_full(source, buf).map_err(StoreError::Source)?;
+            if (first as u64) > limit {
+                return Err(StoreError::TooLarge(limit));
+            }
+            if first < buf.len() {
+                // All of it is in memory: content already kept costs no write at all.
+                let id = ObjectId::of(blake3::hash(&buf[..first]));
+                if self.is_kept(&id) {
+                    return Ok(Stored {
+                        id,
+                        size: first as u64,
+                        is_new: false,
+                    });
+                }
+                let mut tmp = self.temp_file()?;
+                self.write(&mut tmp, &buf[..first])?;
+                return self.stage(tmp, id, first as u64);
+            }
+            self.store_streaming(source, limit, buf)
+        })
+    }
+
+    /// The rest of `store_limited` for content larger than one buffer, which holds
+    /// its first chunk.
+    fn store_streaming(
+        &self,
+        source: &mut impl Read,
+        limit: u64,
+        buf: &mut [u8],
+    ) -> Result<Stored, StoreError> {
+        let mut tmp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
+        let mut n = buf.len();
         let mut size = 0u64;
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::Source(e)),
-            };
+        while n > 0 {
             size += n as u64;
             if size > limit {
                 return Err(StoreError::TooLarge(limit));
             }
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(|e| VaultError::io("write", tmp.path(), e))?;
+            self.write(&mut tmp, &buf[..n])?;
+            n = loop {
+                match source.read(buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StoreError::Source(e)),
+                }
+            };
         }
         let id = ObjectId::of(hasher.finalize());
-        let dest = self.object_path(&id);
-        if dest.is_file() {
+        if self.is_kept(&id) {
             // Identical content is already kept; the temporary copy goes away with `tmp`.
             return Ok(Stored {
                 id,
@@ -263,39 +300,82 @@ impl Vault {
                 is_new: false,
             });
         }
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| VaultError::io("flush", tmp.path(), e))?;
-        let dir = dest.parent().expect("object paths have a parent");
-        create_private_dir(dir)?;
-        tmp.persist(&dest)
-            .map_err(|e| VaultError::io("store", &dest, e.error))?;
-        self.dirty_dirs
-            .lock()
-            .expect("the set of folders is never poisoned")
-            .insert(dir.to_owned());
-        Ok(Stored {
-            id,
-            size,
-            is_new: true,
-        })
+        self.stage(tmp, id, size)
     }
 
-    /// Makes the names of the objects stored since the last call durable.
-    /// Call before committing index rows that point at them.
-    pub fn flush(&self) -> Result<(), VaultError> {
-        let dirs = std::mem::take(
-            &mut *self
-                .dirty_dirs
-                .lock()
-                .expect("the set of folders is never poisoned"),
-        );
-        for dir in dirs {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| VaultError::io("flush", &dir, e))?;
+    fn temp_file(&self) -> Result<NamedTempFile, VaultError> {
+        let tmp_dir = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix("incoming-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))
+    }
+
+    fn write(&self, tmp: &mut NamedTempFile, bytes: &[u8]) -> Result<(), VaultError> {
+        tmp.write_all(bytes)
+            .map_err(|e| VaultError::io("write", tmp.path(), e))
+    }
+
+    /// Whether an object is in the vault, or staged to be named at the next flush.
+    fn is_kept(&self, id: &ObjectId) -> bool {
+        self.staged
+            .lock()
+            .expect("the staged objects are never poisoned")
+            .contains_key(id)
+            || self.object_path(id).is_file()
+    }
+
+    /// Keeps a finished temporary copy until `flush` names it. Its writing to disk
+    /// starts now, so the flush mostly waits for work already done.
+    fn stage(&self, tmp: NamedTempFile, id: ObjectId, size: u64) -> Result<Stored, StoreError> {
+        start_writeback(tmp.as_file());
+        let mut staged = self
+            .staged
+            .lock()
+            .expect("the staged objects are never poisoned");
+        // Another worker may have staged the same content meanwhile: one copy is enough.
+        let is_new = !staged.contains_key(&id);
+        if is_new {
+            staged.insert(id, tmp.into_temp_path());
         }
-        Ok(())
+        Ok(Stored { id, size, is_new })
+    }
+
+    /// Makes every object stored since the last call durable under its name. Call
+    /// before committing index rows that point at them.
+    ///
+    /// One pass for the whole batch instead of an fsync per object: the content of
+    /// every staged copy is flushed (`syncfs`), only then are they renamed to their
+    /// names, and the renames are flushed too. So a name in `objects/` always holds
+    /// complete content, even after a power cut, and a later store of the same
+    /// content can trust it.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        let staged = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .expect("the staged objects are never poisoned"),
+        );
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let tmp_dir = self.root.join("tmp");
+        sync_filesystem(&tmp_dir)?;
+        for (id, tmp) in staged {
+            let dest = self.object_path(&id);
+            match tmp.persist(&dest) {
+                Ok(()) => {}
+                // Only the first object of a folder finds the folder missing.
+                Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                    create_private_dir(dest.parent().expect("object paths have a parent"))?;
+                    e.path
+                        .persist(&dest)
+                        .map_err(|e| VaultError::io("store", &dest, e.error))?;
+                }
+                Err(e) => return Err(VaultError::io("store", &dest, e.error)),
+            }
+        }
+        sync_filesystem(&tmp_dir)
     }
 
     /// Opens an object for reading; the reader fails with `InvalidData` at the end if
@@ -349,6 +429,27 @@ impl Read for ObjectReader {
         }
         Ok(n)
     }
+}
+
+/// Reads until `buf` is full or the source ends; returns how much was read.
+fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Flushes everything written to the filesystem holding `dir` to disk.
+fn sync_filesystem(dir: &Path) -> Result<(), VaultError> {
+    File::open(dir)
+        .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+        .map_err(|e| VaultError::io("flush", dir, e))
 }
 
 /// Asks the kernel to start writing `file`'s dirty pages to disk without waiting.
@@ -405,6 +506,10 @@ mod tests {
         assert!(!b.is_new);
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.to_hex(), blake3::hash(b"hello").to_hex().to_string());
+        assert!(!vault.contains(&a.id), "named only by the flush");
+        vault.flush().unwrap();
+        let c = vault.store(&mut &b"hello"[..]).unwrap();
+        assert!(!c.is_new);
         let mut out = Vec::new();
         vault
             .open_object(&a.id)
@@ -416,10 +521,30 @@ mod tests {
     }
 
     #[test]
+    fn content_larger_than_one_buffer_is_streamed_and_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let big: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let a = vault.store(&mut &big[..]).unwrap();
+        let b = vault.store(&mut &big[..]).unwrap();
+        assert!(a.is_new && !b.is_new, "the staged copy counts as kept");
+        assert_eq!(a.size, big.len() as u64);
+        assert_eq!(a.id.as_bytes(), blake3::hash(&big).as_bytes());
+        assert!(matches!(
+            vault.store_limited(&mut &big[..], CHUNK as u64),
+            Err(StoreError::TooLarge(_))
+        ));
+        vault.flush().unwrap();
+        assert_eq!(vault.verify(&a.id).unwrap(), big.len() as u64);
+        assert_eq!(fs::read_dir(dir.path().join("v/tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn a_damaged_object_is_reported_not_returned() {
         let dir = tempfile::tempdir().unwrap();
         let vault = Vault::open(&dir.path().join("v")).unwrap();
         let a = vault.store(&mut &b"precious photo"[..]).unwrap();
+        vault.flush().unwrap();
         fs::write(vault.object_path(&a.id), b"precious phot0").unwrap();
         assert!(matches!(vault.verify(&a.id), Err(DamageError::Damaged)));
         fs::remove_file(vault.object_path(&a.id)).unwrap();
@@ -432,6 +557,7 @@ mod tests {
         let root = dir.path().join("v");
         let vault = Vault::open(&root).unwrap();
         let a = vault.store(&mut &b"x"[..]).unwrap();
+        vault.flush().unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&root.join("objects")), 0o700);
