@@ -8,7 +8,9 @@
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::Excludes;
 use crate::index::{EntryKind, Observed, Uncaptured, Version};
@@ -31,6 +33,55 @@ pub enum Look {
     Uninspectable(io::Error),
     /// Something is there; `Observed` says what, with its copy if one was made.
     Found(Observed),
+}
+
+/// One path to look at, with what the index has for it.
+pub struct Job {
+    pub path: PathBuf,
+    pub root_id: i64,
+    /// Its path below the protected folder, for the exclusion rules.
+    pub relative: PathBuf,
+    pub current: Option<Version>,
+}
+
+/// How many threads copy at once: two per core, so one can hash while the other
+/// waits for the disk, and at least two on a single core for the same reason.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() * 2).clamp(2, 8))
+        .unwrap_or(2)
+}
+
+/// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
+pub fn look_all(vault: &Vault, rules: &Rules<'_>, jobs: &[Option<Job>]) -> Vec<Look> {
+    let look_one = |job: &Option<Job>| match job {
+        Some(job) => look(vault, rules, &job.path, &job.relative, job.current.as_ref()),
+        None => Look::Missing,
+    };
+    let workers = workers().min(jobs.len());
+    if workers <= 1 {
+        // One path (an event while idle): no thread to start, no latency added.
+        return jobs.iter().map(look_one).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Look)>> = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else {
+                        break;
+                    };
+                    let look = look_one(job);
+                    results.lock().expect("never poisoned").push((i, look));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("never poisoned");
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, look)| look).collect()
 }
 
 /// Looks at `path` (`relative` is its path below the protected folder) and copies it
