@@ -10,11 +10,11 @@
 //! gives them back unchanged, or says they are damaged.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -149,6 +149,9 @@ pub struct Vault {
     /// Complete copies waiting in `tmp/` for `flush` to make them durable and give
     /// them their names. Workers store in parallel, so it is shared.
     staged: Mutex<HashMap<ObjectId, TempPath>>,
+    /// Devices whose files cannot be cloned into the vault (another filesystem, or
+    /// one without reflinks): their files are copied without trying again.
+    cannot_clone_from: Mutex<HashSet<u64>>,
 }
 
 thread_local! {
@@ -171,6 +174,7 @@ impl Vault {
         Ok(Self {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
+            cannot_clone_from: Mutex::new(HashSet::new()),
         })
     }
 
@@ -186,6 +190,7 @@ impl Vault {
         Ok(Self {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
+            cannot_clone_from: Mutex::new(HashSet::new()),
         })
     }
 
@@ -262,6 +267,82 @@ impl Vault {
             }
             self.store_streaming(source, limit, buf)
         })
+    }
+
+    /// Stores a regular file. Where the vault's filesystem can share blocks with the
+    /// file's (XFS, btrfs), a file larger than one buffer is cloned instead of copied
+    /// (no data is written) and the clone, which no later write to the original can
+    /// change, is what gets hashed. Elsewhere, or if cloning fails, it is copied.
+    pub fn store_file(&self, file: &mut File, limit: u64) -> Result<Stored, StoreError> {
+        let meta = file.metadata().map_err(StoreError::Source)?;
+        if meta.len() > CHUNK as u64
+            && self.may_clone_from(meta.dev())
+            && let Some(stored) = self.store_clone(file, meta.dev(), limit)?
+        {
+            return Ok(stored);
+        }
+        self.store_limited(file, limit)
+    }
+
+    fn may_clone_from(&self, dev: u64) -> bool {
+        let cannot = self
+            .cannot_clone_from
+            .lock()
+            .expect("the set of devices is never poisoned");
+        !cannot.contains(&dev)
+    }
+
+    /// `Ok(None)` when the file could not be cloned: copy it instead.
+    fn store_clone(&self, file: &File, dev: u64, limit: u64) -> Result<Option<Stored>, StoreError> {
+        let tmp = self.temp_file()?;
+        if let Err(e) = rustix::fs::ioctl_ficlone(tmp.as_file(), file) {
+            if matches!(
+                e,
+                rustix::io::Errno::OPNOTSUPP
+                    | rustix::io::Errno::XDEV
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::NOTTY
+            ) {
+                // Another filesystem, or one without shared blocks: asked once per device.
+                tracing::debug!("no reflinks from device {dev} into the vault ({e}); copying");
+                self.cannot_clone_from
+                    .lock()
+                    .expect("the set of devices is never poisoned")
+                    .insert(dev);
+            }
+            return Ok(None);
+        }
+        let mut clone = tmp
+            .reopen()
+            .map_err(|e| VaultError::io("read back", tmp.path(), e))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = BUFFER.with_borrow_mut(|buf| {
+            buf.resize(CHUNK, 0);
+            let mut size = 0u64;
+            loop {
+                match clone.read(buf) {
+                    Ok(0) => return Ok(size),
+                    Ok(n) => {
+                        size += n as u64;
+                        if size > limit {
+                            return Err(StoreError::TooLarge(limit));
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(VaultError::io("read back", tmp.path(), e).into()),
+                }
+            }
+        })?;
+        let id = ObjectId::of(hasher.finalize());
+        if self.is_kept(&id) {
+            return Ok(Some(Stored {
+                id,
+                size,
+                is_new: false,
+            }));
+        }
+        self.stage(tmp, id, size).map(Some)
     }
 
     /// The rest of `store_limited` for content larger than one buffer, which holds

@@ -16,5 +16,7 @@ mod lifecycle;
 mod moves;
 #[path = "cli/names.rs"]
 mod names;
+#[path = "cli/reflink.rs"]
+mod reflink;
 #[path = "cli/restore.rs"]
 mod restore;

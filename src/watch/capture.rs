@@ -174,7 +174,7 @@ fn copy_file(vault: &Vault, path: &Path, mut observed: Observed, limit: Option<u
             }
             Err(e) => return unreadable(observed, &e),
         };
-        let stored = match vault.store_limited(&mut file, limit.unwrap_or(u64::MAX)) {
+        let stored = match vault.store_file(&mut file, limit.unwrap_or(u64::MAX)) {
             Ok(stored) => stored,
             Err(StoreError::TooLarge(limit)) => {
                 // It grew past the limit after we looked: recorded as it is now, never kept.
