@@ -763,17 +763,25 @@ impl Index {
         Ok(moving.len())
     }
 
-    /// Calls `f` with the path and kind of every current version in and below `dir`.
-    /// Paths are collected first so `f` may write to the index.
-    pub fn current_paths_under(&self, dir: &Path) -> Result<Vec<(PathBuf, EntryKind)>> {
+    /// Up to `limit` paths of current versions in and below `dir`, in path order, after
+    /// `after` (from the start when `None`). Paged, so a caller can walk a million
+    /// paths without holding them all, and may write to the index between pages.
+    pub fn current_paths_page(
+        &self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+    ) -> Result<Vec<PathBuf>> {
         let (lo, hi) = subtree_range(dir);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path, kind FROM versions
-             WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
-               AND replaced_at IS NULL AND deleted_at IS NULL",
+            "SELECT path FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND path > ?4
+               AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY path LIMIT ?5",
         )?;
-        let rows = stmt.query_map(params![path_bytes(dir), lo, hi], |r| {
-            Ok((path_from_bytes(r.get(0)?), EntryKind::from_code(r.get(1)?)))
+        let after = after.map(path_bytes).unwrap_or(b"");
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi, after, limit as i64], |r| {
+            Ok(path_from_bytes(r.get(0)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -42,6 +42,8 @@ const LOOK_CHUNK: usize = 256;
 /// How many paths a scan looks at between commits, so a long scan's work is kept
 /// if the daemon is killed, and others can read the index meanwhile.
 const SCAN_COMMIT_EVERY: usize = 2000;
+/// How many recorded paths a scan checks for deletions at a time.
+const SCAN_PAGE: usize = 4096;
 /// How long the loop sleeps when idle before housekeeping.
 const TICK: Duration = Duration::from_secs(1);
 /// How often the daemon records that it is alive (the "last seen" of files
@@ -841,11 +843,23 @@ impl Daemon<'_> {
         };
         let mut missing = 0;
         for root in &roots {
-            for (path, _) in self.index.current_paths_under(root)? {
-                if std::fs::symlink_metadata(&path).is_err() {
-                    missing += self.index.mark_removed(&path, false, &gone)?;
-                    self.maybe_commit()?;
+            let mut after: Option<PathBuf> = None;
+            // A page at a time: a million paths held at once would be the daemon's
+            // largest allocation, and the memory would stay with it.
+            loop {
+                let page = self
+                    .index
+                    .current_paths_page(root, after.as_deref(), SCAN_PAGE)?;
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
+                for path in page {
+                    if std::fs::symlink_metadata(&path).is_err() {
+                        missing += self.index.mark_removed(&path, false, &gone)?;
+                        self.maybe_commit()?;
+                    }
                 }
+                after = Some(last);
             }
         }
         self.commit()?;
