@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -122,6 +122,13 @@ pub enum StoreError {
     /// More than the limit was read: nothing was kept.
     #[error("larger than the limit of {0} bytes")]
     TooLarge(u64),
+}
+
+/// Content a file probably has (what it had before), so storing it can check that first.
+#[derive(Debug, Clone, Copy)]
+pub struct Likely {
+    pub id: ObjectId,
+    pub size: u64,
 }
 
 /// What happened when content was stored.
@@ -273,8 +280,32 @@ impl Vault {
     /// file's (XFS, btrfs), a file larger than one buffer is cloned instead of copied
     /// (no data is written) and the clone, which no later write to the original can
     /// change, is what gets hashed. Elsewhere, or if cloning fails, it is copied.
-    pub fn store_file(&self, file: &mut File, limit: u64) -> Result<Stored, StoreError> {
+    ///
+    /// With `likely` content of the same size already kept, the file is first only
+    /// hashed: a restored photo coming back costs one read and no write.
+    pub fn store_file(
+        &self,
+        file: &mut File,
+        limit: u64,
+        likely: Option<Likely>,
+    ) -> Result<Stored, StoreError> {
         let meta = file.metadata().map_err(StoreError::Source)?;
+        if let Some(likely) = likely
+            && meta.len() > CHUNK as u64
+            && meta.len() == likely.size
+            && meta.len() <= limit
+            && self.contains(&likely.id)
+        {
+            let (id, size) = hash_through(file).map_err(StoreError::Source)?;
+            if id == likely.id {
+                return Ok(Stored {
+                    id,
+                    size,
+                    is_new: false,
+                });
+            }
+            file.seek(SeekFrom::Start(0)).map_err(StoreError::Source)?;
+        }
         if meta.len() > CHUNK as u64
             && self.may_clone_from(meta.dev())
             && let Some(stored) = self.store_clone(file, meta.dev(), limit)?
@@ -512,6 +543,26 @@ impl Read for ObjectReader {
     }
 }
 
+/// Hashes everything `source` yields, keeping nothing.
+fn hash_through(source: &mut impl Read) -> io::Result<(ObjectId, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    BUFFER.with_borrow_mut(|buf| {
+        buf.resize(CHUNK, 0);
+        let mut size = 0u64;
+        loop {
+            match source.read(buf) {
+                Ok(0) => return Ok((ObjectId::of(hasher.finalize()), size)),
+                Ok(n) => {
+                    size += n as u64;
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
 /// Reads until `buf` is full or the source ends; returns how much was read.
 fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -618,6 +669,41 @@ mod tests {
         vault.flush().unwrap();
         assert_eq!(vault.verify(&a.id).unwrap(), big.len() as u64);
         assert_eq!(fs::read_dir(dir.path().join("v/tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_with_its_likely_content_is_hashed_and_one_that_differs_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let photo: Vec<u8> = (0..CHUNK * 3).map(|i| (i % 253) as u8).collect();
+        let kept = vault.store(&mut &photo[..]).unwrap();
+        vault.flush().unwrap();
+        let likely = Some(Likely {
+            id: kept.id,
+            size: photo.len() as u64,
+        });
+        let path = dir.path().join("photo.jpg");
+        fs::write(&path, &photo).unwrap();
+        let again = vault
+            .store_file(&mut File::open(&path).unwrap(), u64::MAX, likely)
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (kept.id, false));
+        assert!(
+            vault.staged.lock().unwrap().is_empty(),
+            "nothing was copied"
+        );
+
+        // Same size, different content: the guess is wrong and the file is copied whole.
+        let mut edited = photo.clone();
+        edited[CHUNK * 2] ^= 1;
+        fs::write(&path, &edited).unwrap();
+        let new = vault
+            .store_file(&mut File::open(&path).unwrap(), u64::MAX, likely)
+            .unwrap();
+        assert!(new.is_new);
+        assert_eq!(new.id.as_bytes(), blake3::hash(&edited).as_bytes());
+        vault.flush().unwrap();
+        assert_eq!(vault.verify(&new.id).unwrap(), edited.len() as u64);
     }
 
     #[test]

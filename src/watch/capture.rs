@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::Excludes;
 use crate::index::{EntryKind, Observed, Uncaptured, Version};
-use crate::vault::{StoreError, Vault};
+use crate::vault::{Likely, StoreError, Vault};
 
 /// How many times a file that changes while being read is read again.
 const READ_ATTEMPTS: usize = 3;
@@ -42,6 +42,9 @@ pub struct Job {
     /// Its path below the protected folder, for the exclusion rules.
     pub relative: PathBuf,
     pub current: Option<Version>,
+    /// The content it probably has: what it had before it was deleted (a restored
+    /// file comes back with it). Checked by hashing before anything is written.
+    pub likely: Option<Likely>,
 }
 
 /// How many threads copy at once: four per core, because with small files most of
@@ -57,7 +60,7 @@ fn workers() -> usize {
 /// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
 pub fn look_all(vault: &Vault, rules: &Rules<'_>, jobs: &[Option<Job>]) -> Vec<Look> {
     let look_one = |job: &Option<Job>| match job {
-        Some(job) => look(vault, rules, &job.path, &job.relative, job.current.as_ref()),
+        Some(job) => look(vault, rules, job),
         None => Look::Missing,
     };
     let workers = workers().min(jobs.len());
@@ -86,15 +89,10 @@ pub fn look_all(vault: &Vault, rules: &Rules<'_>, jobs: &[Option<Job>]) -> Vec<L
     results.into_iter().map(|(_, look)| look).collect()
 }
 
-/// Looks at `path` (`relative` is its path below the protected folder) and copies it
-/// into the vault unless `current` already holds the same content.
-pub fn look(
-    vault: &Vault,
-    rules: &Rules<'_>,
-    path: &Path,
-    relative: &Path,
-    current: Option<&Version>,
-) -> Look {
+/// Looks at the job's path and copies it into the vault unless its current version
+/// already holds the same content.
+pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
+    let (path, relative, current) = (&job.path, &job.relative, job.current.as_ref());
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
@@ -130,7 +128,7 @@ pub fn look(
                 // Same size, mtime and inode as a copy already made: only metadata changed.
                 observed.object = kept.observed.object;
             } else {
-                return copy_file(vault, path, observed, rules.max_file_size);
+                return copy_file(vault, path, observed, rules.max_file_size, job.likely);
             }
         }
     }
@@ -149,7 +147,13 @@ fn same_content(current: &Version, now: &Observed) -> bool {
 }
 
 /// Copies a regular file into the vault; reads it again if it changed meanwhile.
-fn copy_file(vault: &Vault, path: &Path, mut observed: Observed, limit: Option<u64>) -> Look {
+fn copy_file(
+    vault: &Vault,
+    path: &Path,
+    mut observed: Observed,
+    limit: Option<u64>,
+    likely: Option<Likely>,
+) -> Look {
     for _ in 0..READ_ATTEMPTS {
         // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a link or a FIFO since
         // we looked, opening fails or returns at once instead of leaving the tree or hanging.
@@ -176,7 +180,7 @@ fn copy_file(vault: &Vault, path: &Path, mut observed: Observed, limit: Option<u
             }
             Err(e) => return unreadable(observed, &e),
         };
-        let stored = match vault.store_file(&mut file, limit.unwrap_or(u64::MAX)) {
+        let stored = match vault.store_file(&mut file, limit.unwrap_or(u64::MAX), likely) {
             Ok(stored) => stored,
             Err(StoreError::TooLarge(limit)) => {
                 // It grew past the limit after we looked: recorded as it is now, never kept.

@@ -28,7 +28,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::incident::{IncidentCode, IncidentRules};
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{Likely, Vault, VaultError};
 
 pub use event::{FsEvent, Msg, SyncAnswer};
 
@@ -613,15 +613,31 @@ impl Daemon<'_> {
     ) -> Result<Vec<Option<(EntryKind, bool)>>, DaemonError> {
         let mut jobs = Vec::with_capacity(paths.len());
         for path in paths {
-            let job = match self.root_for(path) {
-                Some(root) => Some(capture::Job {
-                    path: path.clone(),
-                    root_id: root.id,
-                    relative: path.strip_prefix(&root.path).unwrap_or(path).to_owned(),
-                    current: self.index.current(path)?,
-                }),
-                None => None,
+            let Some(root) = self.root_for(path) else {
+                jobs.push(None);
+                continue;
             };
+            let (root_id, relative) = (
+                root.id,
+                path.strip_prefix(&root.path).unwrap_or(path).to_owned(),
+            );
+            let current = self.index.current(path)?;
+            let likely = match current {
+                Some(_) => None,
+                None => self.index.latest(path)?.and_then(|v| {
+                    v.observed.object.map(|id| Likely {
+                        id,
+                        size: v.observed.size,
+                    })
+                }),
+            };
+            let job = Some(capture::Job {
+                path: path.clone(),
+                root_id,
+                relative,
+                current,
+                likely,
+            });
             jobs.push(job);
         }
         let looks = capture::look_all(&self.vault, &self.rules, &jobs);
