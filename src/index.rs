@@ -968,17 +968,25 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Calls `f` with the path and kind of every current version in and below `dir`.
-    /// Paths are collected first so `f` may write to the index.
-    pub fn current_paths_under(&self, dir: &Path) -> Result<Vec<(PathBuf, EntryKind)>> {
+    /// Up to `limit` paths of current versions in and below `dir`, in path order, after
+    /// `after` (from the start when `None`). Paged, so a caller can walk a million
+    /// paths without holding them all, and may write to the index between pages.
+    pub fn current_paths_page(
+        &self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+    ) -> Result<Vec<PathBuf>> {
         let (lo, hi) = subtree_range(dir);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path, kind FROM versions
-             WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
-               AND replaced_at IS NULL AND deleted_at IS NULL",
+            "SELECT path FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND path > ?4
+               AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY path LIMIT ?5",
         )?;
-        let rows = stmt.query_map(params![path_bytes(dir), lo, hi], |r| {
-            Ok((path_from_bytes(r.get(0)?), EntryKind::from_code(r.get(1)?)))
+        let after = after.map(path_bytes).unwrap_or(b"");
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi, after, limit as i64], |r| {
+            Ok(path_from_bytes(r.get(0)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -1312,65 +1320,108 @@ impl Index {
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let mut changed = Vec::new();
+        // Grouped in memory and written once per incident at the end: a burst of
+        // 100,000 deletions costs one statement per file instead of three.
+        let mut open: HashMap<i64, Grouping> = HashMap::new();
+        let mut finished = Vec::new();
         for (version_id, path, root_id, at, size, recoverable) in loose {
-            let open: Option<(i64, Vec<u8>)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT id, folder FROM incidents WHERE root_id = ?1 AND last_at >= ?2
-                     ORDER BY last_at DESC LIMIT 1",
-                )?
-                .query_row(params![root_id, at - gap_ns], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let parent = path.parent().unwrap_or(&path).to_owned();
-            let incident = match open {
-                Some((id, folder)) => {
-                    let folder = crate::incident::common_folder(&path_from_bytes(folder), &parent);
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE incidents SET folder = ?2, last_at = MAX(last_at, ?3),
-                                 first_at = MIN(first_at, ?3), files = files + 1,
-                                 bytes = bytes + ?4, recoverable = recoverable + ?5
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            id,
-                            path_bytes(&folder),
-                            at,
-                            size as i64,
-                            recoverable
-                        ])?;
-                    id
-                }
-                None => {
-                    // Codes are random; on the rare clash another is drawn.
-                    let mut insert = self.conn.prepare_cached(
-                        "INSERT OR IGNORE INTO incidents (code, root_id, folder, first_at, last_at,
-                             files, bytes, recoverable)
-                         VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6)",
-                    )?;
-                    while insert.execute(params![
-                        new_code(),
-                        root_id,
-                        path_bytes(&parent),
-                        at,
-                        size as i64,
-                        recoverable
-                    ])? == 0
-                    {}
-                    self.conn.last_insert_rowid()
-                }
-            };
-            self.conn
-                .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?
-                .execute(params![version_id, incident])?;
-            if !changed.contains(&incident) {
-                changed.push(incident);
+            let parent = path.parent().unwrap_or(&path);
+            let fits = open.get(&root_id).is_some_and(|g| g.last_at >= at - gap_ns);
+            if !fits {
+                finished.extend(open.remove(&root_id));
+                let grouping = match self.open_incident(root_id, at - gap_ns)? {
+                    Some(grouping) => grouping,
+                    None => self.new_incident(root_id, parent, at, new_code)?,
+                };
+                open.insert(root_id, grouping);
+            }
+            let grouping = open.get_mut(&root_id).expect("just opened");
+            grouping.folder = crate::incident::common_folder(&grouping.folder, parent);
+            grouping.first_at = grouping.first_at.min(at);
+            grouping.last_at = grouping.last_at.max(at);
+            grouping.files += 1;
+            grouping.bytes += size;
+            grouping.recoverable += recoverable as u64;
+            grouping.versions.push(version_id);
+        }
+        finished.extend(open.into_values());
+        let mut changed = Vec::new();
+        for grouping in finished {
+            self.save_grouping(&grouping)?;
+            if !changed.contains(&grouping.id) {
+                changed.push(grouping.id);
             }
         }
         Ok(changed)
+    }
+
+    /// The incident of `root_id` whose last deletion is at or after `since`, if any.
+    fn open_incident(&self, root_id: i64, since: i64) -> Result<Option<Grouping>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, folder, first_at, last_at FROM incidents
+                 WHERE root_id = ?1 AND last_at >= ?2
+                 ORDER BY last_at DESC LIMIT 1",
+            )?
+            .query_row(params![root_id, since], |r| {
+                Ok(Grouping::existing(
+                    r.get(0)?,
+                    path_from_bytes(r.get(1)?),
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            })
+            .optional()?)
+    }
+
+    /// Starts an incident with no files yet; `save_grouping` adds them.
+    fn new_incident(
+        &self,
+        root_id: i64,
+        folder: &Path,
+        at: i64,
+        new_code: &mut dyn FnMut() -> String,
+    ) -> Result<Grouping> {
+        // Codes are random; on the rare clash another is drawn.
+        let mut insert = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO incidents (code, root_id, folder, first_at, last_at,
+                 files, bytes, recoverable)
+             VALUES (?1, ?2, ?3, ?4, ?4, 0, 0, 0)",
+        )?;
+        while insert.execute(params![new_code(), root_id, path_bytes(folder), at])? == 0 {}
+        Ok(Grouping::existing(
+            self.conn.last_insert_rowid(),
+            folder.to_owned(),
+            at,
+            at,
+        ))
+    }
+
+    fn save_grouping(&self, g: &Grouping) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE incidents SET folder = ?2, first_at = MIN(first_at, ?3),
+                     last_at = MAX(last_at, ?4), files = files + ?5, bytes = bytes + ?6,
+                     recoverable = recoverable + ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                g.id,
+                path_bytes(&g.folder),
+                g.first_at,
+                g.last_at,
+                g.files as i64,
+                g.bytes as i64,
+                g.recoverable as i64
+            ])?;
+        let mut join = self
+            .conn
+            .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?;
+        for version in &g.versions {
+            join.execute(params![version, g.id])?;
+        }
+        Ok(())
     }
 
     /// Recent incidents, newest first.
@@ -1565,6 +1616,34 @@ fn check_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Deletions being added to one incident: what the incident row had, and what
+/// this grouping adds to it.
+struct Grouping {
+    id: i64,
+    folder: PathBuf,
+    first_at: i64,
+    last_at: i64,
+    files: u64,
+    bytes: u64,
+    recoverable: u64,
+    versions: Vec<i64>,
+}
+
+impl Grouping {
+    fn existing(id: i64, folder: PathBuf, first_at: i64, last_at: i64) -> Self {
+        Self {
+            id,
+            folder,
+            first_at,
+            last_at,
+            files: 0,
+            bytes: 0,
+            recoverable: 0,
+            versions: Vec::new(),
+        }
+    }
+}
+
 /// How and when a path disappeared.
 #[derive(Debug, Clone, Copy)]
 pub struct Gone {
@@ -1661,6 +1740,49 @@ mod tests {
         let now = ix.current(Path::new("/srv/share/new/f")).unwrap().unwrap();
         assert_eq!(now.observed.size, 1);
         assert_eq!(ix.history(Path::new("/srv/share/new/f")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn deletions_close_together_share_an_incident_across_calls() {
+        let (_d, ix, root) = index();
+        let delete = |p: &str, at: i64| {
+            ix.insert_version(Path::new(p), root, &file(1, 10), 1)
+                .unwrap();
+            let gone = Gone {
+                at,
+                approx: false,
+                last_seen: None,
+                removal: Removal::Deleted,
+            };
+            ix.mark_removed(Path::new(p), false, &gone).unwrap();
+        };
+        let mut n = 0;
+        let mut code = || {
+            n += 1;
+            format!("C{n}")
+        };
+        delete("/srv/share/photos/a/1.jpg", 100);
+        delete("/srv/share/photos/b/2.jpg", 150);
+        delete("/srv/share/docs/late.txt", 1000);
+        let changed = ix.group_incidents(100, &mut code).unwrap();
+        assert_eq!(changed.len(), 2, "a gap of 850 starts a new incident");
+        // A later batch joins the incident that is still open.
+        delete("/srv/share/docs/later.txt", 1050);
+        assert_eq!(
+            ix.group_incidents(100, &mut code).unwrap(),
+            vec![changed[1]]
+        );
+
+        let first = ix.incident(changed[0]).unwrap().unwrap();
+        assert_eq!((first.files, first.bytes, first.recoverable), (2, 20, 2));
+        assert_eq!((first.first_at, first.last_at), (100, 150));
+        assert_eq!(first.folder, PathBuf::from("/srv/share/photos"));
+        let second = ix.incident(changed[1]).unwrap().unwrap();
+        assert_eq!(
+            (second.files, second.first_at, second.last_at),
+            (2, 1000, 1050)
+        );
+        assert_eq!(second.folder, PathBuf::from("/srv/share/docs"));
     }
 
     #[test]

@@ -10,14 +10,17 @@
 //! It never knows about protected paths or the index: it stores bytes and
 //! gives them back unchanged, or says they are damaged.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
+
+use tempfile::{NamedTempFile, TempPath};
 
 /// Read and write in large chunks: the vault is written sequentially and a
 /// bigger buffer halves the syscalls on photos and videos.
@@ -124,6 +127,13 @@ pub enum StoreError {
     TooLarge(u64),
 }
 
+/// Content a file probably has (what it had before), so storing it can check that first.
+#[derive(Debug, Clone, Copy)]
+pub struct Likely {
+    pub id: ObjectId,
+    pub size: u64,
+}
+
 /// What happened when content was stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Stored {
@@ -146,9 +156,18 @@ pub enum DamageError {
 
 pub struct Vault {
     root: PathBuf,
-    /// Object folders written to since the last `flush`; their entries must be
-    /// made durable before the index may point at the new objects.
-    dirty_dirs: Mutex<BTreeSet<PathBuf>>,
+    /// Complete copies waiting in `tmp/` for `flush` to make them durable and give
+    /// them their names. Workers store in parallel, so it is shared.
+    staged: Mutex<HashMap<ObjectId, TempPath>>,
+    /// Devices whose files cannot be cloned into the vault (another filesystem, or
+    /// one without reflinks): their files are copied without trying again.
+    cannot_clone_from: Mutex<HashSet<u64>>,
+}
+
+thread_local! {
+    /// Each capture thread reads through its own buffer: a fresh megabyte per small
+    /// file would cost more than the file.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Vault {
@@ -164,7 +183,8 @@ impl Vault {
         }
         Ok(Self {
             root: root.to_owned(),
-            dirty_dirs: Mutex::new(BTreeSet::new()),
+            staged: Mutex::new(HashMap::new()),
+            cannot_clone_from: Mutex::new(HashSet::new()),
         })
     }
 
@@ -179,7 +199,8 @@ impl Vault {
         }
         Ok(Self {
             root: root.to_owned(),
-            dirty_dirs: Mutex::new(BTreeSet::new()),
+            staged: Mutex::new(HashMap::new()),
+            cannot_clone_from: Mutex::new(HashSet::new()),
         })
     }
 
@@ -242,6 +263,7 @@ impl Vault {
     }
 
     /// Copies everything `source` yields into the vault, hashing in the same pass.
+    /// The object gets its name at the next `flush`; until then it is only staged.
     pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
         self.store_limited(source, u64::MAX)
     }
@@ -249,32 +271,159 @@ impl Vault {
     /// Like `store`, but gives up without keeping anything once more than `limit`
     /// bytes were read: a file can grow past a size limit while it is being copied.
     pub fn store_limited(&self, source: &mut impl Read, limit: u64) -> Result<Stored, StoreError> {
-        let tmp_dir = self.root.join("tmp");
-        let mut tmp = tempfile::Builder::new()
-            .prefix("incoming-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))?;
+        BUFFER.with_borrow_mut(|buf| {
+            buf.resize(CHUNK, 0);
+            let first = read_full(source, buf).map_err(StoreError::Source)?;
+            if (first as u64) > limit {
+                return Err(StoreError::TooLarge(limit));
+            }
+            if first < buf.len() {
+                // All of it is in memory: content already kept costs no write at all.
+                let id = ObjectId::of(blake3::hash(&buf[..first]));
+                if self.is_kept(&id) {
+                    return Ok(Stored {
+                        id,
+                        size: first as u64,
+                        is_new: false,
+                    });
+                }
+                let mut tmp = self.temp_file()?;
+                self.write(&mut tmp, &buf[..first])?;
+                return self.stage(tmp, id, first as u64);
+            }
+            self.store_streaming(source, limit, buf)
+        })
+    }
+
+    /// Stores a regular file. Where the vault's filesystem can share blocks with the
+    /// file's (XFS, btrfs), a file larger than one buffer is cloned instead of copied
+    /// (no data is written) and the clone, which no later write to the original can
+    /// change, is what gets hashed. Elsewhere, or if cloning fails, it is copied.
+    ///
+    /// With `likely` content of the same size already kept, the file is first only
+    /// hashed: a restored photo coming back costs one read and no write.
+    pub fn store_file(
+        &self,
+        file: &mut File,
+        limit: u64,
+        likely: Option<Likely>,
+    ) -> Result<Stored, StoreError> {
+        let meta = file.metadata().map_err(StoreError::Source)?;
+        if let Some(likely) = likely
+            && meta.len() > CHUNK as u64
+            && meta.len() == likely.size
+            && meta.len() <= limit
+            && self.contains(&likely.id)
+        {
+            let (id, size) = hash_through(file).map_err(StoreError::Source)?;
+            if id == likely.id {
+                return Ok(Stored {
+                    id,
+                    size,
+                    is_new: false,
+                });
+            }
+            file.seek(SeekFrom::Start(0)).map_err(StoreError::Source)?;
+        }
+        if meta.len() > CHUNK as u64
+            && self.may_clone_from(meta.dev())
+            && let Some(stored) = self.store_clone(file, meta.dev(), limit)?
+        {
+            return Ok(stored);
+        }
+        self.store_limited(file, limit)
+    }
+
+    fn may_clone_from(&self, dev: u64) -> bool {
+        let cannot = self
+            .cannot_clone_from
+            .lock()
+            .expect("the set of devices is never poisoned");
+        !cannot.contains(&dev)
+    }
+
+    /// `Ok(None)` when the file could not be cloned: copy it instead.
+    fn store_clone(&self, file: &File, dev: u64, limit: u64) -> Result<Option<Stored>, StoreError> {
+        let tmp = self.temp_file()?;
+        if let Err(e) = rustix::fs::ioctl_ficlone(tmp.as_file(), file) {
+            if matches!(
+                e,
+                rustix::io::Errno::OPNOTSUPP
+                    | rustix::io::Errno::XDEV
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::NOTTY
+            ) {
+                // Another filesystem, or one without shared blocks: asked once per device.
+                tracing::debug!("no reflinks from device {dev} into the vault ({e}); copying");
+                self.cannot_clone_from
+                    .lock()
+                    .expect("the set of devices is never poisoned")
+                    .insert(dev);
+            }
+            return Ok(None);
+        }
+        let mut clone = tmp
+            .reopen()
+            .map_err(|e| VaultError::io("read back", tmp.path(), e))?;
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
+        let size = BUFFER.with_borrow_mut(|buf| {
+            buf.resize(CHUNK, 0);
+            let mut size = 0u64;
+            loop {
+                match clone.read(buf) {
+                    Ok(0) => return Ok(size),
+                    Ok(n) => {
+                        size += n as u64;
+                        if size > limit {
+                            return Err(StoreError::TooLarge(limit));
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(VaultError::io("read back", tmp.path(), e).into()),
+                }
+            }
+        })?;
+        let id = ObjectId::of(hasher.finalize());
+        if self.is_kept(&id) {
+            return Ok(Some(Stored {
+                id,
+                size,
+                is_new: false,
+            }));
+        }
+        self.stage(tmp, id, size).map(Some)
+    }
+
+    /// The rest of `store_limited` for content larger than one buffer, which holds
+    /// its first chunk.
+    fn store_streaming(
+        &self,
+        source: &mut impl Read,
+        limit: u64,
+        buf: &mut [u8],
+    ) -> Result<Stored, StoreError> {
+        let mut tmp = self.temp_file()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut n = buf.len();
         let mut size = 0u64;
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::Source(e)),
-            };
+        while n > 0 {
             size += n as u64;
             if size > limit {
                 return Err(StoreError::TooLarge(limit));
             }
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(|e| VaultError::io("write", tmp.path(), e))?;
+            self.write(&mut tmp, &buf[..n])?;
+            n = loop {
+                match source.read(buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StoreError::Source(e)),
+                }
+            };
         }
         let id = ObjectId::of(hasher.finalize());
-        let dest = self.object_path(&id);
-        if dest.is_file() {
+        if self.is_kept(&id) {
             // Identical content is already kept; the temporary copy goes away with `tmp`.
             return Ok(Stored {
                 id,
@@ -282,39 +431,82 @@ impl Vault {
                 is_new: false,
             });
         }
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| VaultError::io("flush", tmp.path(), e))?;
-        let dir = dest.parent().expect("object paths have a parent");
-        create_private_dir(dir)?;
-        tmp.persist(&dest)
-            .map_err(|e| VaultError::io("store", &dest, e.error))?;
-        self.dirty_dirs
-            .lock()
-            .expect("the set of folders is never poisoned")
-            .insert(dir.to_owned());
-        Ok(Stored {
-            id,
-            size,
-            is_new: true,
-        })
+        self.stage(tmp, id, size)
     }
 
-    /// Makes the names of the objects stored since the last call durable.
-    /// Call before committing index rows that point at them.
-    pub fn flush(&self) -> Result<(), VaultError> {
-        let dirs = std::mem::take(
-            &mut *self
-                .dirty_dirs
-                .lock()
-                .expect("the set of folders is never poisoned"),
-        );
-        for dir in dirs {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| VaultError::io("flush", &dir, e))?;
+    fn temp_file(&self) -> Result<NamedTempFile, VaultError> {
+        let tmp_dir = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix("incoming-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))
+    }
+
+    fn write(&self, tmp: &mut NamedTempFile, bytes: &[u8]) -> Result<(), VaultError> {
+        tmp.write_all(bytes)
+            .map_err(|e| VaultError::io("write", tmp.path(), e))
+    }
+
+    /// Whether an object is in the vault, or staged to be named at the next flush.
+    fn is_kept(&self, id: &ObjectId) -> bool {
+        self.staged
+            .lock()
+            .expect("the staged objects are never poisoned")
+            .contains_key(id)
+            || self.object_path(id).is_file()
+    }
+
+    /// Keeps a finished temporary copy until `flush` names it. Its writing to disk
+    /// starts now, so the flush mostly waits for work already done.
+    fn stage(&self, tmp: NamedTempFile, id: ObjectId, size: u64) -> Result<Stored, StoreError> {
+        start_writeback(tmp.as_file());
+        let mut staged = self
+            .staged
+            .lock()
+            .expect("the staged objects are never poisoned");
+        // Another worker may have staged the same content meanwhile: one copy is enough.
+        let is_new = !staged.contains_key(&id);
+        if is_new {
+            staged.insert(id, tmp.into_temp_path());
         }
-        Ok(())
+        Ok(Stored { id, size, is_new })
+    }
+
+    /// Makes every object stored since the last call durable under its name. Call
+    /// before committing index rows that point at them.
+    ///
+    /// One pass for the whole batch instead of an fsync per object: the content of
+    /// every staged copy is flushed (`syncfs`), only then are they renamed to their
+    /// names, and the renames are flushed too. So a name in `objects/` always holds
+    /// complete content, even after a power cut, and a later store of the same
+    /// content can trust it.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        let staged = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .expect("the staged objects are never poisoned"),
+        );
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let tmp_dir = self.root.join("tmp");
+        sync_filesystem(&tmp_dir)?;
+        for (id, tmp) in staged {
+            let dest = self.object_path(&id);
+            match tmp.persist(&dest) {
+                Ok(()) => {}
+                // Only the first object of a folder finds the folder missing.
+                Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                    create_private_dir(dest.parent().expect("object paths have a parent"))?;
+                    e.path
+                        .persist(&dest)
+                        .map_err(|e| VaultError::io("store", &dest, e.error))?;
+                }
+                Err(e) => return Err(VaultError::io("store", &dest, e.error)),
+            }
+        }
+        sync_filesystem(&tmp_dir)
     }
 
     /// Opens an object for reading; the reader fails with `InvalidData` at the end if
@@ -367,6 +559,58 @@ impl Read for ObjectReader {
             }
         }
         Ok(n)
+    }
+}
+
+/// Hashes everything `source` yields, keeping nothing.
+fn hash_through(source: &mut impl Read) -> io::Result<(ObjectId, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    BUFFER.with_borrow_mut(|buf| {
+        buf.resize(CHUNK, 0);
+        let mut size = 0u64;
+        loop {
+            match source.read(buf) {
+                Ok(0) => return Ok((ObjectId::of(hasher.finalize()), size)),
+                Ok(n) => {
+                    size += n as u64;
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+/// Reads until `buf` is full or the source ends; returns how much was read.
+fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Flushes everything written to the filesystem holding `dir` to disk.
+fn sync_filesystem(dir: &Path) -> Result<(), VaultError> {
+    File::open(dir)
+        .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+        .map_err(|e| VaultError::io("flush", dir, e))
+}
+
+/// Asks the kernel to start writing `file`'s dirty pages to disk without waiting.
+/// A later `fsync` or `syncfs` then finds most of the work done: copying and writing
+/// to disk overlap instead of following each other.
+pub fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor owned by `file`; the call only starts I/O.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -426,6 +670,10 @@ mod tests {
         assert!(!b.is_new);
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.to_hex(), blake3::hash(b"hello").to_hex().to_string());
+        assert!(!vault.contains(&a.id), "named only by the flush");
+        vault.flush().unwrap();
+        let c = vault.store(&mut &b"hello"[..]).unwrap();
+        assert!(!c.is_new);
         let mut out = Vec::new();
         vault
             .open_object(&a.id)
@@ -437,10 +685,65 @@ mod tests {
     }
 
     #[test]
+    fn content_larger_than_one_buffer_is_streamed_and_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let big: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let a = vault.store(&mut &big[..]).unwrap();
+        let b = vault.store(&mut &big[..]).unwrap();
+        assert!(a.is_new && !b.is_new, "the staged copy counts as kept");
+        assert_eq!(a.size, big.len() as u64);
+        assert_eq!(a.id.as_bytes(), blake3::hash(&big).as_bytes());
+        assert!(matches!(
+            vault.store_limited(&mut &big[..], CHUNK as u64),
+            Err(StoreError::TooLarge(_))
+        ));
+        vault.flush().unwrap();
+        assert_eq!(vault.verify(&a.id).unwrap(), big.len() as u64);
+        assert_eq!(fs::read_dir(dir.path().join("v/tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_with_its_likely_content_is_hashed_and_one_that_differs_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let photo: Vec<u8> = (0..CHUNK * 3).map(|i| (i % 253) as u8).collect();
+        let kept = vault.store(&mut &photo[..]).unwrap();
+        vault.flush().unwrap();
+        let likely = Some(Likely {
+            id: kept.id,
+            size: photo.len() as u64,
+        });
+        let path = dir.path().join("photo.jpg");
+        fs::write(&path, &photo).unwrap();
+        let again = vault
+            .store_file(&mut File::open(&path).unwrap(), u64::MAX, likely)
+            .unwrap();
+        assert_eq!((again.id, again.is_new), (kept.id, false));
+        assert!(
+            vault.staged.lock().unwrap().is_empty(),
+            "nothing was copied"
+        );
+
+        // Same size, different content: the guess is wrong and the file is copied whole.
+        let mut edited = photo.clone();
+        edited[CHUNK * 2] ^= 1;
+        fs::write(&path, &edited).unwrap();
+        let new = vault
+            .store_file(&mut File::open(&path).unwrap(), u64::MAX, likely)
+            .unwrap();
+        assert!(new.is_new);
+        assert_eq!(new.id.as_bytes(), blake3::hash(&edited).as_bytes());
+        vault.flush().unwrap();
+        assert_eq!(vault.verify(&new.id).unwrap(), edited.len() as u64);
+    }
+
+    #[test]
     fn a_damaged_object_is_reported_not_returned() {
         let dir = tempfile::tempdir().unwrap();
         let vault = Vault::open(&dir.path().join("v")).unwrap();
         let a = vault.store(&mut &b"precious photo"[..]).unwrap();
+        vault.flush().unwrap();
         fs::write(vault.object_path(&a.id), b"precious phot0").unwrap();
         assert!(matches!(vault.verify(&a.id), Err(DamageError::Damaged)));
         fs::remove_file(vault.object_path(&a.id)).unwrap();
@@ -468,6 +771,7 @@ mod tests {
         let root = dir.path().join("v");
         let vault = Vault::open(&root).unwrap();
         let a = vault.store(&mut &b"x"[..]).unwrap();
+        vault.flush().unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&root.join("objects")), 0o700);

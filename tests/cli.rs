@@ -30,6 +30,8 @@ mod odd_files;
 mod playbook;
 #[path = "cli/rebuild.rs"]
 mod rebuild;
+#[path = "cli/reflink.rs"]
+mod reflink;
 #[path = "cli/restore.rs"]
 mod restore;
 #[path = "cli/retention.rs"]

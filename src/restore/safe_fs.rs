@@ -8,7 +8,7 @@
 //! Written by hand because no maintained crate offers symlink-safe
 //! create-and-rename-without-replace relative to a directory descriptor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -54,6 +54,9 @@ pub struct DirCache {
     base: PathBuf,
     base_fd: OwnedFd,
     open: HashMap<PathBuf, OwnedFd>,
+    /// Folders found missing when not creating: a plan asks once per file, and a
+    /// deleted folder of thousands of files would otherwise be looked up each time.
+    missing: HashSet<PathBuf>,
     /// Folders this restore created, so their metadata may be set afterwards.
     pub created: Vec<PathBuf>,
 }
@@ -76,6 +79,7 @@ impl DirCache {
             base: base.to_owned(),
             base_fd,
             open: HashMap::new(),
+            missing: HashSet::new(),
             created: Vec::new(),
         })
     }
@@ -91,10 +95,14 @@ impl DirCache {
         if relative.as_os_str().is_empty() {
             return Ok(Some(&self.base_fd));
         }
+        if !create && self.missing.contains(relative) {
+            return Ok(None);
+        }
         if !self.open.contains_key(relative) {
             let parent = relative.parent().unwrap_or(Path::new(""));
             let name = relative.file_name().unwrap_or(OsStr::new(""));
             let Some(parent_fd) = self.dir(parent, create)? else {
+                self.missing.insert(relative.to_owned());
                 return Ok(None);
             };
             let fd = match open_child_dir(parent_fd, name) {
@@ -108,9 +116,13 @@ impl DirCache {
                     let parent_fd = self.dir(parent, create)?.expect("just opened");
                     open_child_dir(parent_fd, name).map_err(|e| self.problem(relative, e))?
                 }
-                Err(Errno::NOENT) => return Ok(None),
+                Err(Errno::NOENT) => {
+                    self.missing.insert(relative.to_owned());
+                    return Ok(None);
+                }
                 Err(e) => return Err(self.problem(relative, e)),
             };
+            self.missing.remove(relative);
             self.open.insert(relative.to_owned(), fd);
         }
         Ok(self.open.get(relative))

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::incident::{IncidentCode, IncidentRules};
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
 use crate::retention::Retention;
-use crate::vault::{Vault, VaultError};
+use crate::vault::{Likely, Vault, VaultError};
 
 pub use event::{FsEvent, Msg, SyncAnswer};
 
@@ -38,9 +38,13 @@ use sync::Syncs;
 
 /// How many messages one batch (one transaction) takes at most.
 const BATCH: usize = 8192;
+/// How many paths are looked at together; the files among them are copied in parallel.
+const LOOK_CHUNK: usize = 256;
 /// How many paths a scan looks at between commits, so a long scan's work is kept
 /// if the daemon is killed, and others can read the index meanwhile.
 const SCAN_COMMIT_EVERY: usize = 2000;
+/// How many recorded paths a scan checks for deletions at a time.
+const SCAN_PAGE: usize = 4096;
 /// How long the loop sleeps when idle before housekeeping.
 const TICK: Duration = Duration::from_secs(1);
 /// How often the daemon records that it is alive (the "last seen" of files
@@ -678,13 +682,18 @@ impl Daemon<'_> {
     }
 
     fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
-        for (path, is_new) in self.dirty.drain() {
-            if let Some((EntryKind::Dir, was_known)) = self.look_at(&path, now)?
-                && (is_new || !was_known)
-            {
-                // Files made in a new folder before its watch existed are never reported.
-                self.walk(&path, now)?;
-                self.rewalk.push((path, Instant::now()));
+        let dirty = self.dirty.drain();
+        for chunk in dirty.chunks(LOOK_CHUNK) {
+            let paths: Vec<PathBuf> = chunk.iter().map(|(p, _)| p.clone()).collect();
+            let found = self.look_at_all(&paths, now)?;
+            for ((path, is_new), found) in chunk.iter().zip(found) {
+                if let Some((EntryKind::Dir, was_known)) = found
+                    && (*is_new || !was_known)
+                {
+                    // Files made in a new folder before its watch existed are never reported.
+                    self.walk(path, now)?;
+                    self.rewalk.push((path.clone(), Instant::now()));
+                }
             }
         }
         Ok(())
@@ -722,33 +731,86 @@ impl Daemon<'_> {
     /// Brings the index up to date with `path` on disk. Returns the kind found, and
     /// whether the index already had a current version of it.
     fn look_at(&mut self, path: &Path, now: i64) -> Result<Option<(EntryKind, bool)>, DaemonError> {
-        let Some(root) = self.root_for(path) else {
-            return Ok(None);
-        };
-        let root_id = root.id;
-        let relative = path.strip_prefix(&root.path).unwrap_or(path).to_owned();
-        let current = self.index.current(path)?;
-        let observed =
-            match capture::look(&self.vault, &self.rules, path, &relative, current.as_ref()) {
-                Look::Missing => return Ok(None),
-                Look::Uninspectable(e) => {
-                    tracing::warn!("cannot look at {}: {e}", path.display());
-                    return Ok(None);
-                }
-                Look::Found(observed) => observed,
+        let found = self.look_at_all(&[path.to_owned()], now)?;
+        Ok(found.into_iter().next().flatten())
+    }
+
+    /// `look_at` for many paths: what the index has is read here, the files are copied
+    /// by the capture workers in parallel (hashing and copying is the slow part, and it
+    /// touches neither the index nor the daemon), and the results are recorded here, in
+    /// order, in the caller's transaction.
+    fn look_at_all(
+        &mut self,
+        paths: &[PathBuf],
+        now: i64,
+    ) -> Result<Vec<Option<(EntryKind, bool)>>, DaemonError> {
+        let mut jobs = Vec::with_capacity(paths.len());
+        for path in paths {
+            let Some(root) = self.root_for(path) else {
+                jobs.push(None);
+                continue;
             };
+            let (root_id, relative) = (
+                root.id,
+                path.strip_prefix(&root.path).unwrap_or(path).to_owned(),
+            );
+            let current = self.index.current(path)?;
+            let likely = match current {
+                Some(_) => None,
+                None => self.index.latest(path)?.and_then(|v| {
+                    v.observed.object.map(|id| Likely {
+                        id,
+                        size: v.observed.size,
+                    })
+                }),
+            };
+            let job = Some(capture::Job {
+                path: path.clone(),
+                root_id,
+                relative,
+                current,
+                likely,
+            });
+            jobs.push(job);
+        }
+        let looks = capture::look_all(&self.vault, &self.rules, &jobs);
+        let mut found = Vec::with_capacity(jobs.len());
+        for (job, look) in jobs.into_iter().zip(looks) {
+            found.push(match job {
+                Some(job) => self.record(job, look, now)?,
+                None => None,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Records what looking at a path found.
+    fn record(
+        &mut self,
+        job: capture::Job,
+        look: Look,
+        now: i64,
+    ) -> Result<Option<(EntryKind, bool)>, DaemonError> {
+        let observed = match look {
+            Look::Missing => return Ok(None),
+            Look::Uninspectable(e) => {
+                tracing::warn!("cannot look at {}: {e}", job.path.display());
+                return Ok(None);
+            }
+            Look::Found(observed) => observed,
+        };
         // Only a copy actually written proves the vault has room again: a folder, a
         // link or a file whose copy already exists takes no space.
         let copied = observed.kind == EntryKind::File
             && observed.uncaptured.is_none()
             && observed.object.is_some()
-            && current.as_ref().is_none_or(|c| {
+            && job.current.as_ref().is_none_or(|c| {
                 c.observed.object != observed.object || c.observed.uncaptured.is_some()
             });
         self.note_vault_state(&observed.uncaptured, copied, now)?;
         let kind = observed.kind;
-        let was_known = current.is_some();
-        match current {
+        let was_known = job.current.is_some();
+        match job.current {
             Some(cur)
                 if cur.observed.kind == observed.kind
                     && cur.observed.object == observed.object
@@ -760,7 +822,8 @@ impl Daemon<'_> {
                 }
             }
             _ => {
-                self.index.insert_version(path, root_id, &observed, now)?;
+                self.index
+                    .insert_version(&job.path, job.root_id, &observed, now)?;
             }
         }
         Ok(Some((kind, was_known)))
@@ -896,6 +959,7 @@ impl Daemon<'_> {
             .follow_links(false)
             .min_depth(1)
             .into_iter();
+        let mut chunk = Vec::with_capacity(LOOK_CHUNK);
         while let Some(entry) = entries.next() {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -912,10 +976,23 @@ impl Daemon<'_> {
                 entries.skip_current_dir();
                 continue;
             }
-            self.look_at(path, now)?;
-            self.maybe_commit()?;
+            chunk.push(entry.into_path());
+            if chunk.len() == LOOK_CHUNK {
+                self.look_at_chunk(&mut chunk, now)?;
+            }
         }
-        Ok(())
+        self.look_at_chunk(&mut chunk, now)
+    }
+
+    /// Looks at the paths a walk gathered, and empties `chunk` for the next ones.
+    fn look_at_chunk(&mut self, chunk: &mut Vec<PathBuf>, now: i64) -> Result<(), DaemonError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.look_at_all(chunk, now)?;
+        self.since_commit += chunk.len() - 1;
+        chunk.clear();
+        self.maybe_commit()
     }
 
     /// Walks every protected folder, then marks what the index has but the disk does not.
@@ -937,11 +1014,23 @@ impl Daemon<'_> {
         };
         let mut missing = 0;
         for root in &roots {
-            for (path, _) in self.index.current_paths_under(root)? {
-                if std::fs::symlink_metadata(&path).is_err() {
-                    missing += self.index.mark_removed(&path, false, &gone)?;
-                    self.maybe_commit()?;
+            let mut after: Option<PathBuf> = None;
+            // A page at a time: a million paths held at once would be the daemon's
+            // largest allocation, and the memory would stay with it.
+            loop {
+                let page = self
+                    .index
+                    .current_paths_page(root, after.as_deref(), SCAN_PAGE)?;
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
+                for path in page {
+                    if std::fs::symlink_metadata(&path).is_err() {
+                        missing += self.index.mark_removed(&path, false, &gone)?;
+                        self.maybe_commit()?;
+                    }
                 }
+                after = Some(last);
             }
         }
         self.commit()?;

@@ -24,7 +24,11 @@ fn report_saved_three_ways(env: &mut TestEnv) {
     env.sync();
     fs::write(env.path("office/report.docx"), "version two, longer").unwrap();
     env.sync();
-    env.write("office/~report.docx.tmp", "version three, the longest");
+    // Written whole before it arrives, so the daemon never sees it half-written
+    // (an editor's temporary file seen empty would be one more version).
+    let staged = env.root.join("staged");
+    fs::write(&staged, "version three, the longest").unwrap();
+    fs::rename(&staged, env.path("office/~report.docx.tmp")).unwrap();
     fs::rename(
         env.path("office/~report.docx.tmp"),
         env.path("office/report.docx"),

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of undelete against cp -a and restic.
+
+Run through bench/run.sh, which builds the release binary first. Every tree is
+generated from fixed seeds, so two runs measure the same bytes. Each row gives
+wall time and peak resident memory; where an alternative exists, the ratio
+undelete / alternative. Times are taken with cold caches where it says so
+(`echo 3 > /proc/sys/vm/drop_caches`, root only).
+
+Sections (all by default, or pick with --only):
+  protect   start-up capture of a mixed tree (photos + documents) vs cp -a, restic backup
+  restore   rm -rf of that tree, then restore it vs cp -a back, restic restore
+  xfs       the same capture on a loop-mounted XFS, where the vault uses reflinks
+  catchup   rm -rf of many small files: from the end of rm until `undelete sync` returns
+  window    the loss window: files deleted N ms after they are written
+  big       daemon memory and idle CPU with a million files indexed, and index queries
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SECTIONS = ["protect", "restore", "xfs", "catchup", "window", "big"]
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --- deterministic trees ------------------------------------------------------
+
+
+def make_mixed_tree(root, total_mb, seed=42):
+    """Large 'photos' (2-8 MB) and many small 'documents' (1-16 KiB), ~total_mb MB.
+
+    A fifth of the bytes are documents, which at 400 MB is about 10,000 files;
+    the rest are photos. Content is random, so nothing deduplicates or compresses.
+    """
+    rng = random.Random(seed)
+    budget = total_mb * 1_000_000
+    docs_budget = budget // 5
+    files = 0
+    written = 0
+    n = 0
+    while written < docs_budget:
+        d = os.path.join(root, "documents", f"project{n // 200:03d}")
+        os.makedirs(d, exist_ok=True)
+        size = rng.randint(1024, 16384)
+        with open(os.path.join(d, f"doc{n:05d}.odt"), "wb") as f:
+            f.write(rng.randbytes(size))
+        written += size
+        n += 1
+    files += n
+    n = 0
+    while written < budget:
+        d = os.path.join(root, "photos", f"shoot{n // 20:02d}")
+        os.makedirs(d, exist_ok=True)
+        size = rng.randint(2_000_000, 8_000_000)
+        with open(os.path.join(d, f"IMG_{n:04d}.CR2"), "wb") as f:
+            f.write(rng.randbytes(size))
+        written += size
+        n += 1
+    files += n
+    return files, written
+
+
+def make_small_tree(root, count, per_dir=1000, seed=7):
+    """`count` distinct files of 100-1000 bytes in folders of `per_dir`."""
+    rng = random.Random(seed)
+    for i in range(count):
+        d = os.path.join(root, f"dir{i // per_dir:04d}")
+        if i % per_dir == 0:
+            os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:06d}.txt"), "wb") as f:
+            f.write(rng.randbytes(rng.randint(100, 1000)))
+
+
+def make_empty_tree(root, count, dirs):
+    """`count` empty files spread over `dirs` folders (two levels, 100 per level)."""
+    per_dir = max(1, count // dirs)
+    for d in range(dirs):
+        path = os.path.join(root, f"a{d // 100:04d}", f"b{d % 100:02d}")
+        os.makedirs(path, exist_ok=True)
+        for f in range(per_dir):
+            os.close(os.open(os.path.join(path, f"e{f:03d}"), os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+# --- measuring ----------------------------------------------------------------
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
+
+
+def timed(cmd, cold=False, env=None, check=True, stdout=subprocess.DEVNULL):
+    """Runs `cmd`; returns (seconds, peak RSS in KiB) as measured by GNU time."""
+    if cold:
+        drop_caches()
+    with tempfile.NamedTemporaryFile("r") as out:
+        full = ["/usr/bin/time", "-f", "%e %M", "-o", out.name] + cmd
+        t0 = time.monotonic()
+        r = subprocess.run(full, env=env, stdout=stdout, stderr=subprocess.PIPE)
+        wall = time.monotonic() - t0
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{cmd} failed: {r.stderr.decode(errors='replace')[-2000:]}")
+        fields = out.read().split()
+        rss = int(fields[-1]) if fields else 0
+    return wall, rss
+
+
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+class Daemon:
+    def __init__(self, bin_path, vault, protect, log_path):
+        self.bin, self.vault = bin_path, vault
+        self.log = open(log_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [bin_path, "--vault", vault, "daemon", "--protect", protect],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        sock = os.path.join(vault, "daemon.sock")
+        while not os.path.exists(sock):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited; see {log_path}")
+            time.sleep(0.005)
+
+    def sync(self):
+        self.cli("sync", "--timeout", "7200")
+
+    def cli(self, *args, capture=False):
+        r = subprocess.run(
+            [self.bin, "--vault", self.vault, *args],
+            check=True,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        )
+        return r.stdout
+
+    def peak_kib(self):
+        return proc_status(self.proc.pid, "VmHWM")
+
+    def rss_kib(self):
+        return proc_status(self.proc.pid, "VmRSS")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=600)
+        self.log.close()
+
+
+# --- the table ----------------------------------------------------------------
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, task, ours, cp=None, restic=None, note=""):
+        self.rows.append((task, ours, cp, restic, note))
+
+    @staticmethod
+    def cell(m):
+        if m is None:
+            return "—"
+        if isinstance(m, str):
+            return m
+        secs, kib = m
+        return f"{secs:.2f} s, {mib(kib)}"
+
+    @staticmethod
+    def ratio(a, b):
+        if not isinstance(a, tuple) or not isinstance(b, tuple) or b[0] <= 0:
+            return "—"
+        return f"{a[0] / b[0]:.2f}×"
+
+    def markdown(self):
+        lines = [
+            "| task | undelete | cp -a | ratio | restic | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for task, ours, cp, restic, note in self.rows:
+            ours_cell = self.cell(ours) + (f" ({note})" if note else "")
+            lines.append(
+                f"| {task} | {ours_cell} | {self.cell(cp)} | {self.ratio(ours, cp)} "
+                f"| {self.cell(restic)} | {self.ratio(ours, restic)} |"
+            )
+        return "\n".join(lines)
+
+
+def mib(kib):
+    return f"{kib / 1024:.0f} MiB"
+
+
+# --- sections -----------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = os.path.abspath(args.bin)
+        self.work = tempfile.mkdtemp(prefix="undelete-bench.", dir=args.work)
+        self.table = Table()
+        self.restic = shutil.which("restic")
+        self.notes = []
+        self.mixed = None  # (tree, files, bytes, daemon) shared by protect and restore
+
+    def restic_env(self, repo):
+        return dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=repo)
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def protect(self):
+        share = self.path("share")
+        tree = os.path.join(share, "tree")
+        files, size = make_mixed_tree(tree, self.args.mb)
+        log(f"mixed tree: {files} files, {size / 1e6:.0f} MB")
+        label = f"protect {files:,} files, {size / 1e6:.0f} MB (cold cache)"
+        cp = timed(["cp", "-a", tree, self.path("cp-copy")], cold=True)
+        cp_sync = timed(["sh", "-c", f"cp -a '{tree}' '{self.path('cp-copy2')}' && sync"], cold=True)
+        shutil.rmtree(self.path("cp-copy2"))
+        restic = "not installed"
+        if self.restic:
+            env = self.restic_env(self.path("restic"))
+            subprocess.run(["restic", "init", "--quiet"], env=env, check=True)
+            restic = timed(["restic", "backup", "--quiet", tree], cold=True, env=env)
+        drop_caches()
+        daemon = Daemon(self.bin, self.path("vault"), share, self.path("daemon.log"))
+        daemon.sync()
+        ours = (time.monotonic() - daemon.started, daemon.peak_kib())
+        self.table.add(label, ours, cp, restic)
+        self.table.add("…against cp -a then sync (durable, as the vault is)", ours, cp_sync)
+        self.mixed = (tree, files, size, daemon)
+
+    def restore(self):
+        if self.mixed is None:
+            self.protect()
+        tree, files, size, daemon = self.mixed
+        subprocess.run(["rm", "-rf", tree], check=True)
+        daemon.sync()
+        label = f"restore {files:,} files, {size / 1e6:.0f} MB (cold cache)"
+        cp = timed(["cp", "-a", self.path("cp-copy"), self.path("cp-back")], cold=True)
+        restic = "not installed"
+        if self.restic:
+            env = self.restic_env(self.path("restic"))
+            restic = timed(
+                ["restic", "restore", "latest", "--target", self.path("restic-back")],
+                cold=True,
+                env=env,
+            )
+        ours = timed(
+            [self.bin, "--vault", self.path("vault"), "restore", "--under", tree],
+            cold=True,
+        )
+        restored = sum(len(f) for _, _, f in os.walk(tree))
+        note = "" if restored == files else f"only {restored} of {files} back!"
+        self.table.add(label, ours, cp, restic, note)
+        daemon.stop()
+        self.mixed = None
+        for p in ["cp-copy", "cp-back", "restic-back", "restic", "share", "vault"]:
+            shutil.rmtree(self.path(p), ignore_errors=True)
+
+    def xfs(self):
+        mnt = self.path("xfs")
+        img = self.path("xfs.img")
+        os.makedirs(mnt)
+        with open(img, "wb") as f:
+            f.truncate((self.args.mb * 3 + 600) * 1_000_000)
+        ok = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", img], capture_output=True)
+        mounted = ok.returncode == 0 and (
+            subprocess.run(["mount", "-o", "loop", img, mnt], capture_output=True).returncode == 0
+        )
+        if not mounted:
+            self.table.add("protect on XFS (reflinks)", "not run: cannot mount a loop XFS here")
+            os.remove(img)
+            return
+        try:
+            share = os.path.join(mnt, "share")
+            tree = os.path.join(share, "tree")
+            files, size = make_mixed_tree(tree, self.args.mb)
+            cp = timed(["cp", "-a", tree, os.path.join(mnt, "cp-copy")], cold=True)
+            cp_full = timed(
+                ["cp", "-a", "--reflink=never", tree, os.path.join(mnt, "cp-full")], cold=True
+            )
+            drop_caches()
+            daemon = Daemon(self.bin, os.path.join(mnt, "vault"), share, self.path("xfs-daemon.log"))
+            daemon.sync()
+            ours = (time.monotonic() - daemon.started, daemon.peak_kib())
+            daemon.stop()
+            label = f"protect {files:,} files, {size / 1e6:.0f} MB on XFS (cold)"
+            self.table.add(label, ours, cp, note="reflinked")
+            self.table.add("…against cp -a --reflink=never on XFS", ours, cp_full)
+        finally:
+            subprocess.run(["umount", mnt], check=False)
+            os.remove(img)
+
+    def catchup(self):
+        share = self.path("catchup")
+        tree = os.path.join(share, "small")
+        n = self.args.delete_files
+        make_small_tree(tree, n)
+        cp = timed(["cp", "-a", tree, self.path("small-copy")], cold=True)
+        shutil.rmtree(self.path("small-copy"))
+        drop_caches()
+        daemon = Daemon(self.bin, self.path("catchup-vault"), share, self.path("catchup.log"))
+        daemon.sync()
+        ours = (time.monotonic() - daemon.started, daemon.peak_kib())
+        self.table.add(f"protect {n:,} small files (cold cache)", ours, cp)
+        t_rm = time.monotonic()
+        subprocess.run(["rm", "-rf", tree], check=True)
+        t0 = time.monotonic()
+        daemon.sync()
+        catch = (time.monotonic() - t0, daemon.peak_kib())
+        status = json.loads(daemon.cli("status", "--json", capture=True))
+        found = status["deleted_recoverable"]
+        note = f"rm took {t0 - t_rm:.2f} s; {found:,} recorded deleted"
+        self.table.add(f"catch up after rm -rf of {n:,} files (daemon running)", catch, note=note)
+        # The worst case: the daemon is stopped (SIGSTOP) during the rm, so the kernel's
+        # queue overflows and a rescan must find the deletions.
+        make_small_tree(tree, n, seed=8)
+        daemon.sync()
+        daemon.proc.send_signal(signal.SIGSTOP)
+        t_rm = time.monotonic()
+        subprocess.run(["rm", "-rf", tree], check=True)
+        t0 = time.monotonic()
+        daemon.proc.send_signal(signal.SIGCONT)
+        daemon.sync()
+        catch = (time.monotonic() - t0, daemon.peak_kib())
+        status = json.loads(daemon.cli("status", "--json", capture=True))
+        found = status["deleted_recoverable"] - found
+        note = f"rm took {t0 - t_rm:.2f} s; {found:,} more recorded deleted"
+        self.table.add("…the same with the daemon stopped during rm (queue overflow)", catch, note=note)
+        daemon.stop()
+        shutil.rmtree(share, ignore_errors=True)
+        shutil.rmtree(self.path("catchup-vault"), ignore_errors=True)
+
+    def window(self):
+        share = self.path("window")
+        os.makedirs(share)
+        daemon = Daemon(self.bin, self.path("window-vault"), share, self.path("window.log"))
+        daemon.sync()
+        per = self.args.window_files
+        smallest = None
+        results = []
+        for ms in [0, 1, 2, 5, 10, 20, 50, 100, 200, 500]:
+            d = os.path.join(share, f"after{ms}ms")
+            os.makedirs(d)
+            rng = random.Random(ms)
+            for i in range(per):
+                p = os.path.join(d, f"f{i:04d}")
+                with open(p, "wb") as f:
+                    f.write(rng.randbytes(4096))
+                time.sleep(ms / 1000)
+                os.remove(p)
+            daemon.sync()
+            rows = json.loads(daemon.cli("list", "--json", "--under", d, capture=True))
+            ok = sum(1 for r in rows if r["recoverable"])
+            results.append(f"{ms} ms: {ok}/{per}")
+            log(f"loss window: deleted after {ms} ms -> {ok}/{per} recoverable")
+            if ok == per and smallest is None:
+                smallest = ms
+                # One more step confirms it is not luck.
+            elif ok == per and smallest is not None:
+                break
+            elif ok < per:
+                smallest = None
+        daemon.stop()
+        verdict = f"{smallest} ms" if smallest is not None else "over 500 ms"
+        self.table.add(
+            f"loss window: smallest N with {per}/{per} recoverable",
+            verdict,
+            note="; ".join(results),
+        )
+
+    def big(self):
+        share = self.path("big")
+        n, dirs = self.args.index_files, self.args.index_dirs
+        log(f"creating {n:,} empty files in {dirs:,} folders")
+        t = time.monotonic()
+        make_empty_tree(os.path.join(share, "tree"), n, dirs)
+        log(f"created in {time.monotonic() - t:.0f} s")
+        daemon = Daemon(self.bin, self.path("big-vault"), share, self.path("big.log"))
+        daemon.sync()
+        capture = (time.monotonic() - daemon.started, daemon.peak_kib())
+        self.table.add(f"protect {n:,} empty files in {dirs:,} folders", capture)
+        time.sleep(2)  # let the allocator settle after the start-up scan
+        before = cpu_ticks(daemon.proc.pid)
+        time.sleep(10)
+        ticks = cpu_ticks(daemon.proc.pid) - before
+        hz = os.sysconf("SC_CLK_TCK")
+        rss = daemon.rss_kib()
+        self.table.add(
+            f"daemon idle with {n:,} files indexed, {dirs:,} folders watched",
+            f"{mib(rss)} resident (peak {mib(daemon.peak_kib())}); "
+            f"CPU {ticks / hz:.2f} s over 10 s",
+        )
+        # Index queries: 1,000 deleted files in one folder, among a million rows.
+        target = os.path.join(share, "tree", "a0000")
+        subprocess.run(["rm", "-rf", target], check=True)
+        daemon.sync()
+        live = os.path.join(share, "tree", "a0001")
+        queries = [
+            ("list --under (deleted folder)", ["list", "--json", "--under", target]),
+            ("list --all --under (live folder)", ["list", "--json", "--all", "--under", live]),
+            ("restore --dry-run --under", ["restore", "--dry-run", "--json", "--under", target]),
+            ("incidents", ["incidents", "--json"]),
+            ("status", ["status", "--json"]),
+        ]
+        for name, argv in queries:
+            runs = [
+                timed([self.bin, "--vault", self.path("big-vault"), *argv], check=False)
+                for _ in range(5)
+            ]
+            best = min(runs)
+            med = statistics.median(r[0] for r in runs)
+            rows = subprocess.run(
+                [self.bin, "--vault", self.path("big-vault"), *argv], capture_output=True
+            ).stdout
+            count = rows.count(b'"path"')
+            self.table.add(
+                f"index of {n:,} rows: {name}",
+                (med, best[1]),
+                note=f"{count:,} files listed; median of 5",
+            )
+        daemon.stop()
+        shutil.rmtree(share, ignore_errors=True)
+        shutil.rmtree(self.path("big-vault"), ignore_errors=True)
+
+    def machine(self):
+        fs = subprocess.run(
+            ["df", "-T", self.work], capture_output=True, text=True
+        ).stdout.splitlines()[-1].split()[1]
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        return (
+            f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {fs} at {self.work}, "
+            f"kernel {os.uname().release}, load average at the start {os.getloadavg()[0]:.1f}"
+        )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--bin", required=True, help="the undelete binary")
+    p.add_argument("--mb", type=int, default=int(os.environ.get("BENCH_MB", 400)),
+                   help="size of the mixed tree in MB (default 400)")
+    p.add_argument("--delete-files", type=int, default=int(os.environ.get("BENCH_DELETE", 100_000)),
+                   help="small files deleted at once (default 100000)")
+    p.add_argument("--index-files", type=int, default=int(os.environ.get("BENCH_INDEX", 1_000_000)),
+                   help="files in the big index (default 1000000)")
+    p.add_argument("--index-dirs", type=int, default=None,
+                   help="folders they are in (default: a tenth of --index-files)")
+    p.add_argument("--window-files", type=int, default=50,
+                   help="files written and deleted per loss-window step (default 50)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tenth of every size, for a check in a minute or two")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections (default: {','.join(SECTIONS)})")
+    p.add_argument("--work", default="/var/tmp", help="where to make the trees (default /var/tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = p.parse_args()
+    if args.quick:
+        args.mb //= 10
+        args.delete_files //= 10
+        args.index_files //= 10
+        args.window_files = 20
+    if args.index_dirs is None:
+        args.index_dirs = max(1, args.index_files // 10)
+    bench = Bench(args)
+    machine = bench.machine()
+    log(f"working in {bench.work}")
+    try:
+        for section in args.only.split(","):
+            log(f"section {section}")
+            getattr(bench, section)()
+    finally:
+        if bench.mixed:
+            bench.mixed[3].stop()
+        if not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    print()
+    print(f"machine: {machine}; load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"undelete: {subprocess.run([bench.bin, '--version'], capture_output=True, text=True).stdout.strip()}")
+    print()
+    print(bench.table.markdown())
+
+
+if __name__ == "__main__":
+    main()
