@@ -32,6 +32,8 @@ mod playbook;
 mod rebuild;
 #[path = "cli/reflink.rs"]
 mod reflink;
+#[path = "cli/reload.rs"]
+mod reload;
 #[path = "cli/restore.rs"]
 mod restore;
 #[path = "cli/retention.rs"]

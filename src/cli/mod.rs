@@ -224,14 +224,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.max_vault_size = r.max_vault_size;
         raw.min_free_disk = r.min_free_disk;
     }
-    let config = Config::load(raw)?;
+    let config = Config::load(raw.clone())?;
     let vault = config.vault.clone();
-    run_command(cli.command, &config).map_err(|err| explain_damaged_index(err, &vault))
+    run_command(cli.command, &config, raw).map_err(|err| explain_damaged_index(err, &vault))
 }
 
-fn run_command(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
+fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Daemon(_) => daemon::run(config),
+        Command::Daemon(_) => daemon::run(config.clone(), raw),
         Command::Sync { timeout } => sync::run(config, timeout),
         Command::Status { json } => status::run(config, json),
         Command::List { under, all, json } => list::run(config, under, all, json),

@@ -47,6 +47,11 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 "bytes_free": free,
             },
             "last_capture": totals.last_capture.map(clock::rfc3339),
+            // When the daemon last read its settings (at start, or on SIGHUP).
+            "settings_read_at": index
+                .meta("settings_read_at")?
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(clock::rfc3339_exact),
             "alerts": alerts.iter().map(|a| json!({
                 "kind": a.kind,
                 "message": a.message,

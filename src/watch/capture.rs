@@ -5,6 +5,7 @@
 //! regular file: a FIFO opened for reading blocks forever, a followed symlink
 //! leaves the protected folder.
 
+use std::collections::HashMap;
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -20,6 +21,7 @@ use crate::vault::{Likely, StoreError, Vault};
 const READ_ATTEMPTS: usize = 3;
 
 /// The rules that decide what is copied.
+#[derive(Clone, Copy)]
 pub struct Rules<'a> {
     pub excludes: &'a Excludes,
     pub max_file_size: Option<u64>,
@@ -58,11 +60,13 @@ fn workers() -> usize {
 }
 
 /// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
-pub fn look_all(vault: &Vault, rules: &Rules<'_>, jobs: &[Option<Job>]) -> Vec<Look> {
-    let look_one = |job: &Option<Job>| match job {
-        Some(job) => look(vault, rules, job),
-        None => Look::Missing,
-    };
+/// `rules` are by protected folder id; a job whose folder has none is not looked at.
+pub fn look_all(vault: &Vault, rules: &HashMap<i64, Rules<'_>>, jobs: &[Option<Job>]) -> Vec<Look> {
+    let look_one =
+        |job: &Option<Job>| match job.as_ref().and_then(|j| Some((j, rules.get(&j.root_id)?))) {
+            Some((job, rules)) => look(vault, rules, job),
+            None => Look::Missing,
+        };
     let workers = workers().min(jobs.len());
     if workers <= 1 {
         // One path (an event while idle): no thread to start, no latency added.

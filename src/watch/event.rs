@@ -44,6 +44,8 @@ pub enum Msg {
     Sync(Sender<SyncAnswer>),
     /// `undelete purge`: purge by these retention rules now; answer with what was done.
     Purge(crate::retention::Retention, Sender<Result<String, String>>),
+    /// SIGHUP: read the settings again.
+    Reload,
     Shutdown,
 }
 

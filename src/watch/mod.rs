@@ -26,7 +26,7 @@ use walkdir::WalkDir;
 
 use crate::clock;
 use crate::config::Config;
-use crate::incident::{IncidentCode, IncidentRules};
+use crate::incident::IncidentCode;
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
@@ -126,10 +126,18 @@ impl Stopper {
     pub fn stop(&self) {
         let _ = self.0.send(Msg::Shutdown);
     }
+
+    /// Asks the daemon to read its settings again (SIGHUP).
+    pub fn reload(&self) {
+        let _ = self.0.send(Msg::Reload);
+    }
 }
 
+/// Reads the settings again, the way they were read at start (same flags).
+pub type Reread = Box<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send>;
+
 /// Runs the daemon until a `Stopper` says stop; returns after committing everything.
-pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
+pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonError> {
     let roots = config.checked_roots()?;
     if roots.is_empty() {
         return Err(DaemonError::NothingToProtect);
@@ -155,25 +163,15 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());
     index.set_meta("daemon_started_at", &now.to_string())?;
     index.set_meta("daemon_pid", &std::process::id().to_string())?;
-    index.set_meta(
-        "settings",
-        &serde_json::json!({
-            "exclude": config.excludes.rules(),
-            "max_file_size": config.max_file_size,
-        })
-        .to_string(),
-    )?;
+    record_settings(&index, &config, now)?;
 
     let mut daemon = Daemon {
-        incident_rules: &config.incidents,
-        retention: &config.retention,
+        config,
+        reread,
+        watcher: None,
         last_purge: None,
         purges_asked: Vec::new(),
         code_counter: 0,
-        rules: Rules {
-            excludes: &config.excludes,
-            max_file_size: config.max_file_size,
-        },
         vault,
         index,
         roots,
@@ -189,7 +187,7 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
         stopping: false,
         rewalk: Vec::new(),
     };
-    let _watcher = daemon.start_watching(inbox.tx)?;
+    daemon.watcher = Some(daemon.start_watching(inbox.tx)?);
     for root in &daemon.roots {
         tracing::info!("protecting {}", root.path.display());
     }
@@ -203,6 +201,19 @@ pub fn run(config: &Config, inbox: Inbox) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What the settings in use are, and when they were read, for `status` and `doctor`.
+fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), IndexError> {
+    index.set_meta(
+        "settings",
+        &serde_json::json!({
+            "exclude": config.excludes.rules(),
+            "max_file_size": config.max_file_size,
+        })
+        .to_string(),
+    )?;
+    index.set_meta("settings_read_at", &now.to_string())
 }
 
 pub fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
@@ -278,15 +289,17 @@ struct PendingMove {
     since: Instant,
 }
 
-struct Daemon<'c> {
-    incident_rules: &'c IncidentRules,
-    retention: &'c Retention,
+struct Daemon {
+    /// The settings in use; SIGHUP replaces them (see `reload`).
+    config: Config,
+    reread: Reread,
+    /// Kept to watch folders added by a reload, and to stop watching removed ones.
+    watcher: Option<notify::RecommendedWatcher>,
     /// None until the first purge, which comes right after the start-up scan.
     last_purge: Option<Instant>,
     /// `undelete purge` requests, each with the rules it asks for.
     purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
     code_counter: u64,
-    rules: Rules<'c>,
     vault: Vault,
     index: Index,
     roots: Vec<Root>,
@@ -305,7 +318,7 @@ struct Daemon<'c> {
     rewalk: Vec<(PathBuf, Instant)>,
 }
 
-impl Daemon<'_> {
+impl Daemon {
     fn start_watching(
         &mut self,
         tx: Sender<Msg>,
@@ -396,6 +409,7 @@ impl Daemon<'_> {
         self.index.begin()?;
         let mut rescan = false;
         let mut sync_asked = false;
+        let mut reload = false;
         for msg in batch {
             match msg {
                 Msg::Fs(FsEvent::Rescan) => rescan = true,
@@ -408,6 +422,7 @@ impl Daemon<'_> {
                     self.syncs.start(reply, &roots);
                 }
                 Msg::Purge(rules, reply) => self.purges_asked.push((rules, reply)),
+                Msg::Reload => reload = true,
                 Msg::Shutdown => self.stopping = true,
             }
         }
@@ -440,11 +455,76 @@ impl Daemon<'_> {
         self.syncs.answer_ready();
         if self.last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
             self.last_purge = Some(Instant::now());
-            let _ = self.purge(self.retention);
+            let _ = self.purge(&self.config.retention);
+        }
+        if reload {
+            self.reload(clock::now())?;
         }
         for (rules, reply) in std::mem::take(&mut self.purges_asked) {
             let _ = reply.send(self.purge(&rules));
         }
+        Ok(())
+    }
+
+    /// SIGHUP: the settings file is read again, between batches, and its rules
+    /// apply from the next batch on. The watches stay in place throughout, so no change is missed; folders
+    /// added are watched and scanned, folders removed are no longer recorded. A
+    /// mistake keeps the settings in use, with an alert that names the line.
+    /// `settings_read_at` is written last, so whoever sees it change sees the rest.
+    fn reload(&mut self, now: i64) -> Result<(), DaemonError> {
+        let new = (self.reread)().and_then(|new| {
+            let roots = new.checked_roots()?;
+            Ok((new, roots))
+        });
+        let (mut new, roots) = match new {
+            Ok((_, roots)) if roots.is_empty() => {
+                return self.settings_problem("no folder to protect is named", now);
+            }
+            Ok(found) => found,
+            Err(e) => return self.settings_problem(&e.to_string(), now),
+        };
+        self.index.clear_alert("settings", now)?;
+        if new.vault != self.config.vault {
+            tracing::warn!(
+                "the vault cannot move while the service runs; restart it to use {}",
+                new.vault.display()
+            );
+            new.vault = self.config.vault.clone();
+        }
+        self.config = new;
+        let old: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        if roots != old {
+            self.roots = self.index.set_roots(&roots, now)?;
+            if let Some(watcher) = self.watcher.as_mut() {
+                for gone in old.iter().filter(|p| !roots.contains(p)) {
+                    tracing::info!("no longer protecting {}", gone.display());
+                    let _ = watcher.unwatch(gone);
+                }
+                for added in roots.iter().filter(|p| !old.contains(p)) {
+                    tracing::info!("protecting {}", added.display());
+                    if let Err(e) = watcher.watch(added, RecursiveMode::Recursive) {
+                        tracing::warn!("cannot watch {}: {e}", added.display());
+                    }
+                }
+            }
+            // Watched first, then scanned: what changes meanwhile is an event.
+            self.index.begin()?;
+            self.full_scan(None)?;
+            self.commit()?;
+        }
+        record_settings(&self.index, &self.config, now)?;
+        tracing::info!("settings reloaded");
+        Ok(())
+    }
+
+    fn settings_problem(&mut self, problem: &str, now: i64) -> Result<(), DaemonError> {
+        let message = format!(
+            "The settings were read again but have a mistake, so the ones from \
+             before are still in use: {problem}"
+        );
+        tracing::error!("{message}");
+        self.index.raise_alert("settings", &message, now)?;
+        self.index.set_meta("settings_read_at", &now.to_string())?;
         Ok(())
     }
 
@@ -773,7 +853,22 @@ impl Daemon<'_> {
             });
             jobs.push(job);
         }
-        let looks = capture::look_all(&self.vault, &self.rules, &jobs);
+        // Each protected folder's own rules (`[[folder]]` tables), by folder id.
+        let rules: HashMap<i64, Rules<'_>> = self
+            .roots
+            .iter()
+            .map(|root| {
+                let (excludes, max_file_size) = self.config.rules_for(&root.path);
+                (
+                    root.id,
+                    Rules {
+                        excludes,
+                        max_file_size,
+                    },
+                )
+            })
+            .collect();
+        let looks = capture::look_all(&self.vault, &rules, &jobs);
         let mut found = Vec::with_capacity(jobs.len());
         for (job, look) in jobs.into_iter().zip(looks) {
             found.push(match job {
@@ -863,7 +958,7 @@ impl Daemon<'_> {
         };
         let changed = self
             .index
-            .group_incidents(self.incident_rules.gap_ns, &mut new_code)?;
+            .group_incidents(self.config.incidents.gap_ns, &mut new_code)?;
         for id in changed {
             let Some(incident) = self.index.incident(id)? else {
                 continue;
@@ -871,9 +966,11 @@ impl Daemon<'_> {
             if incident.alerted_at.is_some() {
                 continue;
             }
-            let since = incident.last_at - self.incident_rules.window_ns;
+            let since = incident.last_at - self.config.incidents.window_ns;
             let (files, bytes) = self.index.incident_activity_since(id, since)?;
-            if files < self.incident_rules.alert_files && bytes < self.incident_rules.alert_bytes {
+            if files < self.config.incidents.alert_files
+                && bytes < self.config.incidents.alert_bytes
+            {
                 continue;
             }
             self.index.mark_incident_alerted(id, now)?;
@@ -891,7 +988,7 @@ impl Daemon<'_> {
         tracing::warn!("{message}");
         self.index
             .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
-        if let Some(command) = &self.incident_rules.alert_command {
+        if let Some(command) = &self.config.incidents.alert_command {
             let spawned = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(command)

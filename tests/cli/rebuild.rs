@@ -282,8 +282,11 @@ fn a_journal_record_cut_short_is_skipped_and_reported() {
     fs::remove_file(env.path("a/f0.txt")).unwrap();
     env.sync();
     let (list_before, _) = recorded(&env);
-    // The last record: the capture of one more file.
-    env.write("last.txt", "the last one");
+    // The last record: the capture of one more file, moved in whole so that it
+    // is one record (written in place, it may also be seen empty first).
+    let staged = env.root.join("staged");
+    fs::write(&staged, "the last one").unwrap();
+    fs::rename(&staged, env.path("last.txt")).unwrap();
     env.sync();
     env.stop_daemon();
 

@@ -23,7 +23,10 @@ fn wait_for_reload(env: &TestEnv, before: &serde_json::Value) -> serde_json::Val
         if status["settings_read_at"] != *before {
             return status;
         }
-        assert!(Instant::now() < deadline, "no reload after SIGHUP: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "no reload after SIGHUP: {status}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -47,7 +50,11 @@ fn sighup_reloads_the_settings_and_misses_no_change() {
     env.reload_daemon();
     env.write("during.txt", "written while the settings are read again");
     let status = wait_for_reload(&env, &read_at);
-    assert_eq!(status["protected_folders"].as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(
+        status["protected_folders"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
     env.write("new-rule.tmp", "no longer excluded");
     env.write("new-rule.log", "excluded now");
     fs::write(photos.join("q.jpg"), "another photo").unwrap();
@@ -84,7 +91,10 @@ fn a_mistake_in_reloaded_settings_keeps_the_ones_in_use_and_says_where() {
         .find(|a| a["kind"] == "settings")
         .unwrap_or_else(|| panic!("no settings alert: {status}"));
     let message = alert["message"].as_str().unwrap();
-    assert!(message.contains("line 2") && message.contains("protekt"), "{message}");
+    assert!(
+        message.contains("line 2") && message.contains("protekt"),
+        "{message}"
+    );
     assert!(message.contains("still in use"), "{message}");
 
     // Protection goes on with the old rules.
@@ -93,7 +103,10 @@ fn a_mistake_in_reloaded_settings_keeps_the_ones_in_use_and_says_where() {
     env.sync();
     let listed = env.list_by_path(&["--all"]);
     assert_live_and_recoverable(entry(&listed, &env.json_path("still.txt")));
-    assert!(!flag(entry(&listed, &env.json_path("still.tmp")), "recoverable"));
+    assert!(!flag(
+        entry(&listed, &env.json_path("still.tmp")),
+        "recoverable"
+    ));
 
     // Mended, the alert goes.
     fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
@@ -101,7 +114,50 @@ fn a_mistake_in_reloaded_settings_keeps_the_ones_in_use_and_says_where() {
     env.reload_daemon();
     let status = wait_for_reload(&env, &read_at);
     assert!(
-        !status["alerts"].as_array().unwrap().iter().any(|a| a["kind"] == "settings"),
+        !status["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "settings"),
         "{status}"
+    );
+}
+
+#[test]
+fn a_folder_table_gives_that_folder_its_own_rules() {
+    let mut env = TestEnv::new();
+    let photos = env.root.join("photos");
+    fs::create_dir(&photos).unwrap();
+    let config = env.root.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "{}\n[[folder]]\npath = {:?}\nexclude = [\"*.xmp\"]\nmax_file_size = \"10B\"\n",
+            settings(&env, &[&env.share], "*.tmp"),
+            photos
+        ),
+    )
+    .unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    for dir in [&env.share, &photos] {
+        fs::write(dir.join("a.xmp"), "sidecar").unwrap();
+        fs::write(dir.join("b.tmp"), "scratch").unwrap();
+        fs::write(dir.join("big.jpg"), "more than ten bytes").unwrap();
+    }
+    env.sync();
+    let listed = env.list_by_path(&["--all"]);
+    let reason = |dir: &std::path::Path, name: &str| {
+        entry(&listed, dir.join(name).to_str().unwrap())["reason"].clone()
+    };
+    // The share: only the common rules.
+    assert!(reason(&env.share, "a.xmp").is_null());
+    assert_eq!(reason(&env.share, "b.tmp"), "excluded by the rule *.tmp");
+    assert!(reason(&env.share, "big.jpg").is_null());
+    // Photos: the common rules, its own, and its own size limit.
+    assert_eq!(reason(&photos, "a.xmp"), "excluded by the rule *.xmp");
+    assert_eq!(reason(&photos, "b.tmp"), "excluded by the rule *.tmp");
+    assert_eq!(
+        reason(&photos, "big.jpg"),
+        "larger than the capture limit (10 B)"
     );
 }

@@ -72,6 +72,18 @@ impl TestEnv {
     /// Starts `undelete daemon --protect share/` plus `extra` and waits until its
     /// control socket answers. Panics (with the log) if it exits instead.
     pub fn start_daemon(&mut self, extra: &[&str]) {
+        let share = self
+            .share
+            .to_str()
+            .expect("a UTF-8 temporary path")
+            .to_owned();
+        let mut args = vec!["--protect", &share];
+        args.extend_from_slice(extra);
+        self.start_daemon_with(&args);
+    }
+
+    /// Starts `undelete daemon ARGS…` (protecting what they or a config file say).
+    pub fn start_daemon_with(&mut self, args: &[&str]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
         let log = self
             .root
@@ -81,9 +93,7 @@ impl TestEnv {
         let child = self
             .command()
             .arg("daemon")
-            .arg("--protect")
-            .arg(&self.share)
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -151,6 +161,11 @@ impl TestEnv {
     /// so the kernel's queue fills up (and overflows) as if the daemon were very busy.
     pub fn pause_daemon(&self) {
         self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGHUP: read the settings again.
+    pub fn reload_daemon(&self) {
+        self.signal(rustix::process::Signal::HUP);
     }
 
     /// SIGCONT after `pause_daemon`.
