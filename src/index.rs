@@ -1655,10 +1655,11 @@ pub struct Gone {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn file(object: u8, size: u64) -> Observed {
+    /// A captured file's observation, for tests here and in `journal`.
+    pub(crate) fn file(object: u8, size: u64) -> Observed {
         Observed {
             kind: EntryKind::File,
             object: Some(ObjectId::from_bytes([object; 32])),

@@ -640,6 +640,7 @@ impl Replayer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::tests::file;
 
     #[test]
     fn a_record_round_trips_with_a_non_utf8_path() {
@@ -657,21 +658,6 @@ mod tests {
                 assert_eq!(path.0.as_os_str().as_bytes(), b"/s/caf\xe9\n")
             }
             other => panic!("{other:?}"),
-        }
-    }
-
-    fn file(object: u8, size: u64) -> Observed {
-        Observed {
-            kind: EntryKind::File,
-            object: Some(ObjectId::from_bytes([object; 32])),
-            size,
-            mtime_ns: 1,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            inode: 7,
-            link_target: None,
-            uncaptured: None,
         }
     }
 

@@ -10,18 +10,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, content, output_text};
-
-/// Runs `restore ARGS… --json` and returns the exit success and the parsed report.
-fn restore_json(env: &TestEnv, args: &[&str]) -> (bool, Value) {
-    let mut all = vec!["restore"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = env.run(&all);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("restore --json is not JSON ({e}):\n{}", output_text(&out)));
-    (out.status.success(), report)
-}
+use crate::common::{TestEnv, content, output_text, restore_json};
 
 /// Every file below `dir` with its content, mode and mtime, by relative path.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
@@ -107,7 +96,7 @@ fn the_night_of_deleted_photos_comes_back_with_an_exact_report() {
 
     let report_file = env.root.join("report.json");
     let under = env.path("photos");
-    let (success, report) = restore_json(
+    let (success, report, _) = restore_json(
         &env,
         &[
             "--under",
@@ -166,7 +155,7 @@ fn the_night_of_deleted_photos_comes_back_with_an_exact_report() {
     // The text report was saved in the vault, and a second run changes nothing.
     let saved_reports = fs::read_dir(env.vault.join("reports")).unwrap().count();
     assert!(saved_reports >= 2, "text and JSON reports are saved");
-    let (success, again) = restore_json(&env, &["--under", under.to_str().unwrap()]);
+    let (success, again, _) = restore_json(&env, &["--under", under.to_str().unwrap()]);
     assert!(success);
     assert_eq!(again["recovered"], 0, "{again}");
     assert_eq!(again["already_present"], ok as u64);
@@ -184,14 +173,14 @@ fn restore_to_a_new_folder_and_dry_run() {
     env.sync();
 
     let out_dir = env.root.join("recovered");
-    let (success, plan) = restore_json(&env, &["--to", out_dir.to_str().unwrap(), "--dry-run"]);
+    let (success, plan, _) = restore_json(&env, &["--to", out_dir.to_str().unwrap(), "--dry-run"]);
     assert!(success);
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["recovered"], 2, "{plan}");
     assert!(!out_dir.exists(), "a dry run writes nothing");
     assert!(!env.path("docs").exists());
 
-    let (success, report) = restore_json(&env, &["--to", out_dir.to_str().unwrap()]);
+    let (success, report, _) = restore_json(&env, &["--to", out_dir.to_str().unwrap()]);
     assert!(success, "{report}");
     assert_eq!(fs::read(out_dir.join("docs/a.txt")).unwrap(), b"alpha");
     assert_eq!(fs::read(out_dir.join("docs/deep/b.txt")).unwrap(), b"beta");
@@ -215,7 +204,7 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
     env.write("same.txt", "unchanged");
     env.sync();
 
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1, "{report}");
     assert_eq!(report["already_present"], 1);
@@ -237,7 +226,7 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
         b"the old report"
     );
     // Running it again finds the file beside and restores nothing twice.
-    let (_, again) = restore_json(&env, &[]);
+    let (_, again, _) = restore_json(&env, &[]);
     assert_eq!(again["recovered"], 0, "{again}");
     assert_eq!(again["already_present"], 2);
 }
@@ -254,7 +243,7 @@ fn a_symlink_planted_where_a_folder_was_is_not_followed() {
     std::os::unix::fs::symlink(&elsewhere, env.path("payroll")).unwrap();
     env.sync();
 
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(
         !success,
         "a file that was copied but not restored fails the run: {report}"
@@ -274,7 +263,7 @@ fn a_symlink_planted_where_a_folder_was_is_not_followed() {
 
     // `..` in a path given on the command line cannot lead writes outside either.
     let sneaky = format!("{}/../../etc", env.share.display());
-    let (_, report) = restore_json(&env, &["--under", &sneaky, "--dry-run"]);
+    let (_, report, _) = restore_json(&env, &["--under", &sneaky, "--dry-run"]);
     assert_eq!(
         report["files"].as_array().map(|a| a.len()).unwrap_or(0),
         0,
@@ -298,7 +287,7 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
     )
     .unwrap();
 
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(!success, "{report}");
     assert_eq!(report["recovered"], 1);
     assert_eq!(report["lost"], 1);
@@ -341,7 +330,7 @@ fn captured_then_deleted(name: &std::ffi::OsStr, data: &str) -> TestEnv {
 fn non_utf8_names_round_trip_through_restore() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
     let env = captured_then_deleted(name, "croissant");
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1);
     assert_eq!(
@@ -379,7 +368,7 @@ fn a_restore_killed_midway_finishes_when_run_again() {
     let _ = child.kill();
     child.wait().unwrap();
 
-    let (success, report) = restore_json(&env, &["--under", env.path("big").to_str().unwrap()]);
+    let (success, report, _) = restore_json(&env, &["--under", env.path("big").to_str().unwrap()]);
     assert!(success, "{report}");
     assert_eq!(
         report["recovered"].as_u64().unwrap() + report["already_present"].as_u64().unwrap(),
@@ -425,7 +414,7 @@ fn two_bursts_apart_in_time_are_two_incidents_and_restore_by_code() {
         .unwrap()
         .to_lowercase()
         .replace('-', "");
-    let (success, report) = restore_json(&env, &["--incident", &code]);
+    let (success, report, _) = restore_json(&env, &["--incident", &code]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1);
     assert!(env.path("first/a.txt").exists());
@@ -561,7 +550,7 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
     // A restore into that folder cleans only real leftovers, never the user's file.
     fs::remove_file(env.path("notes/a.txt")).unwrap();
     env.sync();
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1, "{report}");
     assert_eq!(
@@ -613,7 +602,7 @@ fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
     fs::write(env.share.join(name), "new").unwrap();
     env.sync();
 
-    let (success, report) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &[]);
     assert!(success, "{report}");
     let file = &report["files"][0];
     assert_eq!(file["outcome"], "recovered", "{file}");
