@@ -60,13 +60,18 @@ fn workers() -> usize {
 }
 
 /// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
-/// `rules` are by protected folder id; a job whose folder has none is not looked at.
+/// `rules` are by protected folder id.
 pub fn look_all(vault: &Vault, rules: &HashMap<i64, Rules<'_>>, jobs: &[Option<Job>]) -> Vec<Look> {
-    let look_one =
-        |job: &Option<Job>| match job.as_ref().and_then(|j| Some((j, rules.get(&j.root_id)?))) {
-            Some((job, rules)) => look(vault, rules, job),
-            None => Look::Missing,
+    let look_one = |job: &Option<Job>| {
+        let Some(job) = job else {
+            return Look::Missing;
         };
+        match rules.get(&job.root_id) {
+            Some(rules) => look(vault, rules, job),
+            // Never "missing": that would record a deletion.
+            None => Look::Uninspectable(io::Error::other("no rules for its protected folder")),
+        }
+    };
     let workers = workers().min(jobs.len());
     if workers <= 1 {
         // One path (an event while idle): no thread to start, no latency added.
