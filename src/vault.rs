@@ -181,6 +181,13 @@ impl Vault {
         ] {
             create_private_dir(&dir)?;
         }
+        // Every fan-out folder is made up front, while there is room: made when its
+        // first object arrives, it would need space just when the disk may be full,
+        // and failing there would fail a whole batch. Best effort: a vault opened on
+        // a full disk still starts, and makes the missing ones later.
+        for prefix in 0..=255u8 {
+            let _ = create_private_dir(&root.join("objects").join(format!("{prefix:02x}")));
+        }
         Ok(Self {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
