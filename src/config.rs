@@ -116,7 +116,8 @@ pub struct Config {
     /// The rules for folders that have none of their own.
     pub excludes: Excludes,
     pub max_file_size: Option<u64>,
-    /// Folders with rules of their own (`[[folder]]` tables), also in `protect`.
+    /// Folders with rules of their own (`[[folder]]` tables), also in `protect`;
+    /// their paths canonical where they exist.
     pub folders: Vec<FolderRules>,
     pub incidents: IncidentRules,
     pub retention: Retention,
@@ -185,6 +186,15 @@ impl Config {
             if protect_from_file && !protect.iter().any(|p| absolute(p) == path) {
                 protect.push(path.clone());
             }
+            // Compared with the daemon's canonical folder names, so resolved once
+            // here rather than at every file it looks at.
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
+            if folders.iter().any(|f: &FolderRules| f.path == path) {
+                return Err(ConfigError::Protect {
+                    path,
+                    reason: "it has two [[folder]] tables; keep one".into(),
+                });
+            }
             folders.push(FolderRules {
                 path,
                 excludes: Excludes::new(&rules)?,
@@ -221,7 +231,7 @@ impl Config {
     pub fn rules_for(&self, root: &Path) -> (&Excludes, Option<u64>) {
         self.folders
             .iter()
-            .find(|f| std::fs::canonicalize(&f.path).is_ok_and(|p| p == root) || f.path == root)
+            .find(|f| f.path == root)
             .map_or((&self.excludes, self.max_file_size), |f| {
                 (&f.excludes, f.max_file_size)
             })
@@ -473,6 +483,24 @@ keep_versions = 3
             config.retention.keep_deleted_ns,
             90 * 86_400 * 1_000_000_000
         );
+    }
+
+    #[test]
+    fn two_tables_for_one_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "vault = \"/v\"\n[[folder]]\npath = \"/srv\"\n[[folder]]\npath = \"/srv/\"\n",
+        )
+        .unwrap();
+        let err = Config::load(RawArgs {
+            config: Some(path),
+            ..RawArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("two [[folder]] tables"), "{err}");
     }
 
     #[test]
