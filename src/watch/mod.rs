@@ -1122,7 +1122,11 @@ impl Daemon {
                     break;
                 };
                 for path in page {
-                    if std::fs::symlink_metadata(&path).is_err() {
+                    // Only "not found" is a deletion: a folder that cannot be read
+                    // (permissions, an I/O error, a share gone away) still holds its files.
+                    let not_found = std::fs::symlink_metadata(&path)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                    if not_found {
                         missing += self.index.mark_removed(&path, false, &gone)?;
                         self.maybe_commit()?;
                     }
