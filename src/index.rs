@@ -1139,7 +1139,7 @@ impl Index {
             Ok(Record::Purged {
                 versions: versions
                     .iter()
-                    .filter_map(|v| Some((v.path.as_path().into(), v.object?.to_hex())))
+                    .filter_map(|v| Some((v.path.as_path().into(), v.object?.to_hex(), v.gone_at)))
                     .collect(),
                 at: now,
             })
@@ -1154,18 +1154,24 @@ impl Index {
         Ok(())
     }
 
-    /// `mark_purged` as a journal replays it: every older version of `path` whose
-    /// copy was `object`.
-    pub fn mark_purged_copies(&self, path: &Path, object: &ObjectId, now: i64) -> Result<()> {
+    /// `mark_purged` as a journal replays it: the older version of `path` whose copy
+    /// was `object` and that stopped being current at `gone_at`.
+    pub fn mark_purged_copy(
+        &self,
+        path: &Path,
+        object: &ObjectId,
+        gone_at: i64,
+        now: i64,
+    ) -> Result<()> {
         self.conn
             .prepare_cached(
-                "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?3
-                 WHERE path = ?1 AND object = ?2
-                   AND (deleted_at IS NOT NULL OR replaced_at IS NOT NULL)",
+                "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?4
+                 WHERE path = ?1 AND object = ?2 AND COALESCE(deleted_at, replaced_at) = ?3",
             )?
             .execute(params![
                 path_bytes(path),
                 &object.as_bytes()[..],
+                gone_at,
                 now.to_string()
             ])?;
         Ok(())

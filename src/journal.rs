@@ -229,10 +229,11 @@ pub enum Record {
     },
     /// `Index::clear_alert`.
     AlertCleared { kind: String, at: i64 },
-    /// `Index::mark_purged`: older versions whose copies retention removed, by
-    /// path and object (ids may differ in a rebuilt index).
+    /// `Index::mark_purged`: older versions whose copies retention removed, each by
+    /// path, object and the moment it stopped being current (ids may differ in a
+    /// rebuilt index; the moment tells apart two versions with the same content).
     Purged {
-        versions: Vec<(JournalPath, String)>,
+        versions: Vec<(JournalPath, String, i64)>,
         at: i64,
     },
 }
@@ -615,11 +616,11 @@ impl Replayer<'_> {
             }
             Record::AlertCleared { kind, at } => ix.clear_alert(&kind, at)?,
             Record::Purged { versions, at } => {
-                for (path, object) in versions {
+                for (path, object, gone_at) in versions {
                     let Ok(object) = object.parse::<ObjectId>() else {
                         return Ok(Err(format!("an object name is not valid: {object}")));
                     };
-                    ix.mark_purged_copies(&path.0, &object, at)?;
+                    ix.mark_purged_copy(&path.0, &object, gone_at, at)?;
                 }
                 ix.forget_unreferenced_objects()?;
             }

@@ -225,3 +225,29 @@ fn purge_keeps_the_newest_older_versions_and_runs_in_the_daemon_when_it_is_up() 
         &env.json_path("office/new.txt"),
     ));
 }
+
+/// Saved as A, B, A again, then C: the two A versions share one copy. Purging the
+/// oldest must not purge the newer A, also in an index rebuilt from the journal.
+#[test]
+fn a_rebuilt_index_purges_only_the_version_that_was_purged() {
+    let mut env = TestEnv::new();
+    env.write("notes.txt", "A");
+    env.start_daemon(&[]);
+    env.sync();
+    for content in ["B", "A", "C"] {
+        fs::write(env.path("notes.txt"), content).unwrap();
+        env.sync();
+    }
+    env.stop_daemon();
+    let out = env.run_ok(&["purge", "--keep-versions", "2"]);
+    assert!(out.contains("Purged 1 older copy"), "{out}");
+    let recoverable = |env: &TestEnv| -> Vec<bool> {
+        versions_json(env, "notes.txt")
+            .iter()
+            .map(|v| flag(v, "recoverable"))
+            .collect()
+    };
+    assert_eq!(recoverable(&env), [false, true, true, true]);
+    env.run_ok(&["rebuild-index"]);
+    assert_eq!(recoverable(&env), [false, true, true, true]);
+}
