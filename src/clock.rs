@@ -100,12 +100,24 @@ pub fn parse_age(text: &str) -> Result<i64, TimeError> {
         "w" | "week" | "weeks" => 604_800,
         _ => return Err(err()),
     };
-    Ok(number * seconds * 1_000_000_000)
+    // An age so large it overflows is a typing mistake, not "forever": wrapped
+    // around, it would turn negative and mean "everything".
+    number
+        .checked_mul(seconds)
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_age_too_large_to_count_is_refused_not_wrapped() {
+        assert!(parse_age("300000000w").is_err());
+        assert!(parse_age("99999999999999999999d").is_err());
+        assert_eq!(parse_age("30d").unwrap(), 30 * 86_400 * 1_000_000_000);
+    }
 
     #[test]
     fn times_parse_in_all_three_spellings() {

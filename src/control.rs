@@ -137,8 +137,9 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>) -> io::Result<()> {
         }
         "PURGE" => {
             let (tx, rx) = mpsc::channel();
-            let Ok(rules) = serde_json::from_str(argument) else {
-                return send_line(stream, "ERR PURGE needs the retention rules as JSON");
+            let rules = match serde_json::from_str::<crate::retention::Retention>(argument) {
+                Ok(rules) if rules.keep_deleted_ns >= 0 => rules,
+                _ => return send_line(stream, "ERR PURGE needs valid retention rules as JSON"),
             };
             if daemon.send(Msg::Purge(rules, tx)).is_err() {
                 "ERR the daemon is stopping".to_owned()
