@@ -55,8 +55,9 @@ pub enum Action {
         code: &'static str,
         expected: bool,
     },
-    /// A folder: created if missing, its metadata restored if this restore created it.
-    Folder { exists: bool },
+    /// A folder: created if missing, its metadata restored if this restore created it
+    /// (decided when restoring, not when planning: the plan may be minutes old).
+    Folder,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ impl PlanItem {
     }
 
     pub fn is_folder(&self) -> bool {
-        matches!(self.action, Action::Folder { .. })
+        matches!(self.action, Action::Folder)
     }
 }
 
@@ -121,7 +122,7 @@ impl RestorePlan {
                 }
                 Action::AlreadyPresent { .. } => t.already_present += 1,
                 Action::Lost { .. } => t.lost += 1,
-                Action::Folder { .. } => {}
+                Action::Folder => {}
             }
         }
         t
@@ -142,7 +143,7 @@ impl RestorePlan {
                     code,
                     expected,
                 } => lost(item, reason.clone(), code, *expected),
-                Action::Folder { .. } => unreachable!("folders are filtered out"),
+                Action::Folder => unreachable!("folders are filtered out"),
             })
             .collect()
     }
@@ -281,7 +282,7 @@ fn decide(
     let Some(dirs) = dirs else {
         // The destination folder does not exist yet: nothing can be in the way.
         return if observed.kind == EntryKind::Dir {
-            Action::Folder { exists: false }
+            Action::Folder
         } else {
             Action::Restore
         };
@@ -296,7 +297,7 @@ fn decide(
         };
         let Some(existing) = existing else {
             return match (observed.kind, n) {
-                (EntryKind::Dir, _) => Action::Folder { exists: false },
+                (EntryKind::Dir, _) => Action::Folder,
                 (_, 1) => Action::Restore,
                 _ => Action::Beside(candidate),
             };
@@ -304,7 +305,7 @@ fn decide(
         if observed.kind == EntryKind::Dir {
             // Something else in a folder's place blocks the files inside it, and each of
             // them reports why; the folder itself is never counted as a file.
-            return Action::Folder { exists: true };
+            return Action::Folder;
         }
         if same_as(dirs, parent, &candidate, &existing, version) {
             return Action::AlreadyPresent {
@@ -503,8 +504,14 @@ pub fn execute(
         }
     });
 
+    // Only folders this restore made: one made by someone else since the plan (it
+    // may have waited for a confirmation) keeps its owner, mode and times.
+    let created: HashSet<(PathBuf, PathBuf)> = folder_caches
+        .iter()
+        .flat_map(|(base, cache)| cache.created.iter().map(|r| (base.clone(), r.clone())))
+        .collect();
     for item in plan.items.iter().rev().filter(|i| i.is_folder()) {
-        if matches!(item.action, Action::Folder { exists: false })
+        if created.contains(&(item.base.clone(), item.relative.clone()))
             && let Some(cache) = folder_caches.get_mut(&item.base)
             && let Ok(Some(dir)) = cache.dir(&item.relative, false)
         {
@@ -560,7 +567,7 @@ fn restore_one(
             code,
             expected,
         } => return lost(item, reason.clone(), code, *expected),
-        Action::Folder { .. } => unreachable!("folders are not files"),
+        Action::Folder => unreachable!("folders are not files"),
     };
     let cache = match cache_for(caches, &item.base) {
         Ok(cache) => cache,
