@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::clock;
 use crate::config::Config;
 use crate::control;
+use crate::index::Index;
 use crate::report::{bytes, count, display_path};
 use crate::retention::{self, PurgePlan, Why};
 
@@ -18,36 +19,40 @@ use crate::retention::{self, PurgePlan, Why};
 const SHOWN: usize = 20;
 
 pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let (vault, index) = super::open_vault(config)?;
+    let vault = super::open_vault_folder(config)?;
     let now = clock::now();
-    let plan = retention::plan(&index, &vault, &config.retention, now)?;
-    show(&plan);
+    let plan_and_show = |index: &Index| -> anyhow::Result<PurgePlan> {
+        let plan = retention::plan(index, &vault, &config.retention, now)?;
+        show(&plan);
+        Ok(plan)
+    };
+    let read_only = || Index::open_existing(&vault.index_path(), &vault.journal_dir());
     if dry_run {
+        plan_and_show(&read_only()?)?;
         println!("Dry run: nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
-    if plan.purges.is_empty() && plan.still_short == 0 {
-        return Ok(ExitCode::SUCCESS);
-    }
     let summary = match crate::watch::lock_vault(&vault) {
+        // Locked first, so no daemon starts capturing while copies are removed;
+        // journaled, as the daemon's changes are, so a rebuilt index knows them.
         Ok(_lock) => {
-            // Written to the journal too, as the daemon's changes are, so an index
-            // rebuilt later knows these copies were purged.
-            drop(index);
-            let index =
-                crate::index::Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+            let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+            let plan = plan_and_show(&index)?;
             let done = retention::execute(&plan, &index, &vault, now)?;
             for (path, why) in &done.not_removed {
                 eprintln!("Could not remove {}: {why}", path.display());
             }
             retention::summary(&done)
         }
-        // The daemon runs: it purges, by the rules given here.
-        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => control::request(
-            &vault.socket_path(),
-            &format!("PURGE {}", serde_json::to_string(&config.retention)?),
-            Duration::from_secs(600),
-        )?,
+        // The daemon runs: it purges, between two batches, by the rules given here.
+        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => {
+            plan_and_show(&read_only()?)?;
+            control::request(
+                &vault.socket_path(),
+                &format!("PURGE {}", serde_json::to_string(&config.retention)?),
+                Duration::from_secs(600),
+            )?
+        }
         Err(e) => return Err(e.into()),
     };
     println!("{summary}");
