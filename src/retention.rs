@@ -156,17 +156,11 @@ fn space_short(index: &Index, vault: &Vault, rules: &Retention) -> Result<u64, P
     let over_cap = rules
         .max_vault_bytes
         .map_or(0, |max| used.saturating_sub(max));
-    let under_free = match (rules.min_free_bytes, free_bytes(vault)) {
+    let under_free = match (rules.min_free_bytes, crate::vault::free_space(vault.root())) {
         (Some(min), Some(free)) => min.saturating_sub(free),
         _ => 0,
     };
     Ok(over_cap.max(under_free))
-}
-
-pub fn free_bytes(vault: &Vault) -> Option<u64> {
-    rustix::fs::statvfs(vault.root())
-        .ok()
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// What a purge did.

@@ -104,6 +104,13 @@ impl VaultError {
     }
 }
 
+/// Bytes free for writing (as a non-root user sees it) on the disk holding `path`.
+pub fn free_space(path: &Path) -> Option<u64> {
+    rustix::fs::statvfs(path)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// True for "no space left" and "quota exceeded": both mean the disk is full for us.
 /// Decided by the error's kind, not its OS code: tempfile wraps write errors with the
 /// path, which hides the code but keeps the kind, and a full vault must never be

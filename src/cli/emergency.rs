@@ -172,16 +172,14 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     for (reason, group) in preview.lost_by_reason() {
         println!("{} cannot come back: {reason}.", files(group.len() as u64));
     }
-    if let Ok(free) = rustix::fs::statvfs(
-        plan.items
-            .first()
-            .map(|i| i.base.clone())
-            .unwrap_or_default()
-            .ancestors()
-            .find(|p| p.exists())
-            .unwrap_or(std::path::Path::new("/")),
-    ) {
-        let free = free.f_bavail.saturating_mul(free.f_frsize);
+    let destination = plan
+        .items
+        .first()
+        .map(|i| i.base.clone())
+        .unwrap_or_default();
+    // The folder may be gone with the files: the disk is that of its nearest parent.
+    let on_disk = destination.ancestors().find(|p| p.exists());
+    if let Some(free) = crate::vault::free_space(on_disk.unwrap_or(std::path::Path::new("/"))) {
         println!(
             "Space needed: {}. Free on that disk: {}.",
             bytes(totals.bytes_to_restore),

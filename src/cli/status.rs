@@ -23,9 +23,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             alert.message = crate::incident::mass_deletion_message(&incident, vault.root());
         }
     }
-    let free = rustix::fs::statvfs(vault.root())
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-        .ok();
+    let free = crate::vault::free_space(vault.root());
     let since = index
         .meta("daemon_started_at")?
         .and_then(|s| s.parse::<i64>().ok());
