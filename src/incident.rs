@@ -15,6 +15,36 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IncidentCode(String);
 
+/// Fresh incident codes: each a hash of a seed (the time and the process) and a
+/// counter, so codes drawn together differ and a restarted program does not
+/// repeat the ones before it.
+pub struct CodeSource {
+    seed: u64,
+    drawn: u64,
+}
+
+impl CodeSource {
+    pub fn new() -> Self {
+        Self {
+            seed: (crate::clock::now() as u64) ^ (u64::from(std::process::id()) << 32),
+            drawn: 0,
+        }
+    }
+
+    pub fn next_code(&mut self) -> String {
+        self.drawn += 1;
+        let hash = blake3::hash(&[self.seed.to_le_bytes(), self.drawn.to_le_bytes()].concat());
+        let seed = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+        IncidentCode::from_seed(seed).to_string()
+    }
+}
+
+impl Default for CodeSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl IncidentCode {
     /// A fresh code from 30 bits of `seed`.
     pub fn from_seed(seed: u64) -> Self {

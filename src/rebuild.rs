@@ -138,7 +138,10 @@ pub fn execute(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
 /// is closed on return, so its log is folded in and only one file is left.
 fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
     let index = Index::open(&plan.scratch)?;
-    let mut new_code = incident_codes();
+    // For incidents the journal holds no code for (written by a daemon stopped
+    // between grouping and writing the record).
+    let mut codes = crate::incident::CodeSource::new();
+    let mut new_code = || codes.next_code();
     let replayed = crate::journal::replay(&plan.journal_dir, &index, &mut new_code)?;
     if let Some(at) = replayed.last_at {
         // Deletions a later scan finds happened after this, the last known change.
@@ -160,30 +163,14 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
     })
 }
 
-/// Codes for incidents the journal holds no code for (written by a daemon that
-/// was stopped between grouping and writing the record).
-fn incident_codes() -> impl FnMut() -> String {
-    let seed = crate::clock::now() as u64 ^ u64::from(std::process::id());
-    let mut counter = 0u64;
-    move || {
-        counter += 1;
-        let hash = blake3::hash(&[seed.to_le_bytes(), counter.to_le_bytes()].concat());
-        let seed = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-        crate::incident::IncidentCode::from_seed(seed).to_string()
-    }
-}
-
 /// Holds the lock a daemon takes at start, so none runs during the rebuild.
 fn lock_out_the_daemon(vault: &Vault) -> Result<File> {
-    let path = vault.lock_path();
-    let file = crate::vault::create_private_file(&path).map_err(io_error("open", &path))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(RebuildError::DaemonRunning {
-            vault: vault.root().to_owned(),
-        }),
-        Err(e) => Err(io_error("lock", &path)(e.into())),
-    }
+    crate::watch::lock_vault(vault).map_err(|e| match e {
+        crate::watch::DaemonError::AlreadyRunning { vault } => {
+            RebuildError::DaemonRunning { vault }
+        }
+        other => io_error("lock", &vault.lock_path())(std::io::Error::other(other.to_string())),
+    })
 }
 
 /// A database file and the two SQLite keeps beside it.

@@ -26,7 +26,6 @@ use walkdir::WalkDir;
 
 use crate::clock;
 use crate::config::Config;
-use crate::incident::IncidentCode;
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
@@ -171,7 +170,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         watcher: None,
         last_purge: None,
         purges_asked: Vec::new(),
-        code_counter: 0,
+        codes: crate::incident::CodeSource::new(),
         vault,
         index,
         roots,
@@ -299,7 +298,7 @@ struct Daemon {
     last_purge: Option<Instant>,
     /// `undelete purge` requests, each with the rules it asks for.
     purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
-    code_counter: u64,
+    codes: crate::incident::CodeSource,
     vault: Vault,
     index: Index,
     roots: Vec<Root>,
@@ -948,14 +947,8 @@ impl Daemon {
     /// Groups new deletions into incidents, and raises the mass-deletion alert for an
     /// incident that crosses the threshold.
     fn update_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
-        let seed_base = (now as u64) ^ ((std::process::id() as u64) << 32);
-        let counter = &mut self.code_counter;
-        let mut new_code = || {
-            *counter += 1;
-            let hash = blake3::hash(&[seed_base.to_le_bytes(), counter.to_le_bytes()].concat());
-            let seed = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-            IncidentCode::from_seed(seed).to_string()
-        };
+        let codes = &mut self.codes;
+        let mut new_code = || codes.next_code();
         let changed = self
             .index
             .group_incidents(self.config.incidents.gap_ns, &mut new_code)?;
