@@ -19,7 +19,7 @@ use super::restore::{Request, RestoreArgs, carry_out, exit_code, quote};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
-use crate::index::{Incident, Index};
+use crate::index::{Incident, Index, RestoreFilter};
 use crate::report::{bytes, count, display_path, files, wrap};
 use crate::restore::{self, Destination};
 
@@ -214,8 +214,11 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         ..restore_args
     };
     if destination != request.destination {
-        // Planned again only for a new place: what is already there differs.
+        // Planned again only for a new place: what is already there differs. The
+        // selection stays the one shown in step 3, not one re-read at a later moment.
+        let selection = request.filter.clone();
         request = Request::from_args(&restore_args, config, &index)?;
+        request.filter = selection;
         plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     }
     match &destination {
@@ -258,7 +261,10 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     println!("The full report is saved in:");
     println!("  {}", saved.display());
     println!("To do exactly this again without questions:");
-    println!("  {}", repeat_command(config, &restore_args));
+    println!(
+        "  {}",
+        repeat_command(config, &restore_args, &request.filter)
+    );
     println!("{}", wrap(&report.verdict()));
     Ok(exit_code(&report))
 }
@@ -409,7 +415,9 @@ fn ask_folder(w: &mut Wizard) -> anyhow::Result<Choice> {
 }
 
 /// The non-interactive command that repeats the chosen restore.
-fn repeat_command(config: &Config, args: &RestoreArgs) -> String {
+/// Times are the moments the selection used, so a relative "1d" repeats this
+/// restore rather than a later one.
+fn repeat_command(config: &Config, args: &RestoreArgs, filter: &RestoreFilter) -> String {
     let mut words = vec![
         "undelete".to_owned(),
         "--vault".to_owned(),
@@ -423,11 +431,8 @@ fn repeat_command(config: &Config, args: &RestoreArgs) -> String {
     if let Some(under) = &args.under {
         words.extend(["--under".to_owned(), quote(under)]);
     }
-    if let Some(since) = &args.deleted_after {
-        let at = clock::parse(since, clock::now())
-            .map(clock::rfc3339_exact)
-            .unwrap_or(since.clone());
-        words.extend(["--deleted-after".to_owned(), at]);
+    if let Some(at) = filter.deleted_after {
+        words.extend(["--deleted-after".to_owned(), clock::rfc3339_exact(at)]);
     }
     if let Some(to) = &args.to {
         words.extend(["--to".to_owned(), quote(to)]);
