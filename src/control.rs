@@ -1,14 +1,17 @@
 //! The daemon's control socket (`daemon.sock` in the vault) and its client.
 //!
-//! One line in, one line out. The socket lives inside the vault folder, which
-//! is 0700, so only the account that runs the daemon can talk to it.
+//! One line in, one line out (except a restore's announcements: see `announce`).
+//! The socket lives inside the vault folder, which is 0700, so only the account
+//! that runs the daemon can talk to it.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
+use crate::announce::{self, Announced};
 use crate::watch::{Msg, SyncAnswer};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,26 +106,30 @@ pub fn bind(socket: &Path) -> io::Result<UnixListener> {
 }
 
 /// Answers commands until the listener fails; each connection gets its own thread
-/// because a `SYNC` may wait a long time.
-pub fn serve(listener: UnixListener, daemon: Sender<Msg>) {
+/// because a `SYNC` may wait a long time, and a restore's announcements last as long
+/// as the restore.
+pub fn serve(listener: UnixListener, daemon: Sender<Msg>, announced: Arc<Announced>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let daemon = daemon.clone();
+        let announced = Arc::clone(&announced);
         std::thread::spawn(move || {
-            if let Err(e) = answer(stream, &daemon) {
+            if let Err(e) = answer(stream, &daemon, &announced) {
                 tracing::debug!("control connection ended: {e}");
             }
         });
     }
 }
 
-fn answer(stream: UnixStream, daemon: &Sender<Msg>) -> io::Result<()> {
+fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let (command, argument) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
     let reply = match command {
         "PING" => format!("OK {}", std::process::id()),
+        // Not one line: every line that follows is an announcement, each acknowledged.
+        announce::COMMAND => return announced.receive(&mut reader, stream),
         "SYNC" => {
             let (tx, rx) = mpsc::channel();
             if daemon.send(Msg::Sync(tx)).is_err() {

@@ -101,6 +101,12 @@ impl From<&Path> for JournalPath {
     }
 }
 
+impl JournalPath {
+    pub fn into_path(self) -> PathBuf {
+        self.0
+    }
+}
+
 /// What a version records of a path, as the journal spells it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObservedRecord {

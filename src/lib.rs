@@ -6,6 +6,7 @@
 //! Data flows one way: events → capture → vault + index; index + vault → plan →
 //! restore → report.
 
+pub mod announce;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "cli/announce.rs"]
+mod announce;
 #[path = "cli/bulk.rs"]
 mod bulk;
 #[path = "cli/capture.rs"]

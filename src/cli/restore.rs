@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::announce::Announcer;
 use crate::clock;
 use crate::config::Config;
 use crate::index::{Index, RestoreFilter};
@@ -238,7 +239,15 @@ pub fn carry_out(
             indicatif::ProgressBar::hidden()
         };
         let progress = |n: u64| bar.inc(n);
-        let results = restore::execute(plan, vault, &progress, interrupt.stop_flag())?;
+        // The daemon, if one runs, then records the restored files without reading them.
+        let announcer = Announcer::connect(&vault.socket_path());
+        let results = restore::execute(
+            plan,
+            vault,
+            &progress,
+            interrupt.stop_flag(),
+            announcer.as_ref(),
+        )?;
         bar.finish_and_clear();
         results
     } else {

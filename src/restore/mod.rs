@@ -17,12 +17,14 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
+use crate::announce::{Announcement, Announcer, Ticket};
 use crate::clock;
 use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
 use crate::report::{FileResult, Outcome};
@@ -421,16 +423,36 @@ fn workers() -> usize {
 /// The read size of a restore: large files go in few syscalls.
 const COPY_BUFFER: usize = 1 << 20;
 
+/// What every restore worker shares.
+struct Shared<'a> {
+    vault: &'a Vault,
+    /// Numbers the temporary names.
+    counter: AtomicU64,
+    is_root: bool,
+    as_of: Option<i64>,
+    /// The daemon, told about each file before it is renamed into place.
+    announcer: Option<&'a Announcer>,
+}
+
 /// Carries out a plan. Returns one result per file, in plan order.
 /// `stop` is checked before each file: once set (Ctrl-C), the files being written
-/// finish and the rest are reported as not restored yet.
+/// finish and the rest are reported as not restored yet. With an `announcer`, the
+/// daemon hears of each file it is about to see appear (see `announce`).
 pub fn execute(
     plan: &RestorePlan,
     vault: &Vault,
     progress: Progress<'_>,
     stop: &AtomicBool,
+    announcer: Option<&Announcer>,
 ) -> Result<Vec<FileResult>, RestoreError> {
     let is_root = rustix::process::geteuid().is_root();
+    let shared = Shared {
+        vault,
+        counter: AtomicU64::new(0),
+        is_root,
+        as_of: plan.as_of,
+        announcer,
+    };
     let bases: BTreeSet<&PathBuf> = plan.items.iter().map(|i| &i.base).collect();
     // Folders first (shallow to deep, so each parent exists), files in parallel, then
     // folder metadata deepest first: writing a file inside changes a folder's mtime.
@@ -456,7 +478,6 @@ pub fn execute(
     }
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
-    let counter = AtomicU64::new(0);
     // Set once when the destination disk fills: the files not yet written say why.
     let disk_full: OnceLock<String> = OnceLock::new();
     std::thread::scope(|scope| {
@@ -482,15 +503,7 @@ pub fn execute(
                         },
                         Some(why) => lost(item, why.clone(), "destination_full", false),
                         None => {
-                            let outcome = restore_one(
-                                item,
-                                vault,
-                                &mut caches,
-                                &mut buf,
-                                &counter,
-                                is_root,
-                                plan.as_of,
-                            );
+                            let outcome = restore_one(item, &shared, &mut caches, &mut buf);
                             if outcome.reason_code.as_deref() == Some("destination_full") {
                                 let _ = disk_full.set(outcome.reason.clone().unwrap_or_default());
                             }
@@ -549,12 +562,9 @@ fn cache_for<'c>(
 
 fn restore_one(
     item: &PlanItem,
-    vault: &Vault,
+    shared: &Shared<'_>,
     caches: &mut HashMap<PathBuf, DirCache>,
     buf: &mut [u8],
-    counter: &AtomicU64,
-    is_root: bool,
-    as_of: Option<i64>,
 ) -> FileResult {
     let name = match &item.action {
         Action::Restore => item.relative.file_name().unwrap_or_default().to_owned(),
@@ -579,19 +589,31 @@ fn restore_one(
         Ok(None) => unreachable!("created when missing"),
         Err(problem) => return lost(item, problem.to_string(), "blocked", false),
     };
-    let temp = safe_fs::temp_name(counter.fetch_add(1, Ordering::Relaxed));
+    let temp = safe_fs::temp_name(shared.counter.fetch_add(1, Ordering::Relaxed));
     let written = match item.version.observed.kind {
-        EntryKind::Symlink => write_symlink(dir, &temp, &item.version, is_root),
-        _ => write_file(dir, &temp, &item.version, vault, buf, is_root),
+        EntryKind::Symlink => {
+            write_symlink(dir, &temp, &item.version, shared.is_root).map(|()| None)
+        }
+        _ => {
+            let announce = shared
+                .announcer
+                .map(|announcer| (announcer, item.base.join(parent).join(&name)));
+            write_file(dir, &temp, &item.version, shared, announce, buf)
+        }
     };
-    if let Err(failure) = written {
-        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
-        return failure.into_result(item);
+    match written {
+        Err(failure) => {
+            let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+            return failure.into_result(item);
+        }
+        // The daemon must know the file before it can see it under its name.
+        Ok(Some((announcer, ticket))) => announcer.wait(ticket),
+        Ok(None) => {}
     }
     // Renamed into place only if the name is still free; if something appeared since
     // the plan, the next free name beside it is used.
     let mut final_name = name.clone();
-    let label = beside_label(&item.version, as_of);
+    let label = beside_label(&item.version, shared.as_of);
     for n in 1..1000 {
         match safe_fs::rename_no_replace(dir, &temp, &final_name) {
             Ok(true) => {
@@ -650,20 +672,23 @@ impl Failure {
     }
 }
 
-fn write_file(
+/// Writes a file's content and metadata under `temp`. With `announce`, the daemon
+/// is told, before the copying starts, the file that will appear at that path; the
+/// ticket returned is to wait on before renaming it there.
+fn write_file<'a>(
     dir: &OwnedFd,
     temp: &OsStr,
     version: &Version,
-    vault: &Vault,
+    shared: &Shared<'_>,
+    announce: Option<(&'a Announcer, PathBuf)>,
     buf: &mut [u8],
-    is_root: bool,
-) -> Result<(), Failure> {
+) -> Result<Option<(&'a Announcer, Ticket)>, Failure> {
     let id = version
         .observed
         .object
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
-    let mut reader = vault.open_object(id).map_err(Failure::Vault)?;
+    let mut reader = shared.vault.open_object(id).map_err(Failure::Vault)?;
     let fd = rustix::fs::openat(
         dir,
         temp,
@@ -672,6 +697,19 @@ fn write_file(
     )
     .map_err(|e| Failure::Write(e.into()))?;
     let mut file = std::fs::File::from(fd);
+    let ticket = match announce {
+        Some((announcer, path)) => file.metadata().ok().and_then(|meta| {
+            let ticket = announcer.announce(&Announcement {
+                path,
+                inode: meta.ino(),
+                size: version.observed.size,
+                mtime_ns: version.observed.mtime_ns,
+                object: *id,
+            })?;
+            Some((announcer, ticket))
+        }),
+        None => None,
+    };
     loop {
         let n = match reader.read(buf) {
             Ok(n) => n,
@@ -688,8 +726,8 @@ fn write_file(
     // Start writing it to disk now, so the flush at the end of the restore waits for
     // little instead of writing everything at once after the last copy.
     crate::vault::start_writeback(&file);
-    set_metadata_fd(&file, version, is_root);
-    Ok(())
+    set_metadata_fd(&file, version, shared.is_root);
+    Ok(ticket)
 }
 
 fn write_symlink(

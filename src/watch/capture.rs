@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::announce::Announcement;
 use crate::config::Excludes;
 use crate::index::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
@@ -35,6 +36,9 @@ pub enum Look {
     Uninspectable(io::Error),
     /// Something is there; `Observed` says what, with its copy if one was made.
     Found(Observed),
+    /// A file a restore wrote and announced, recorded with the announced content
+    /// without reading it.
+    Announced(Observed),
 }
 
 /// One path to look at, with what the index has for it.
@@ -47,6 +51,8 @@ pub struct Job {
     /// The content it probably has: what it had before it was deleted (a restored
     /// file comes back with it). Checked by hashing before anything is written.
     pub likely: Option<Likely>,
+    /// What the restore that is writing it said it holds.
+    pub announced: Option<Announcement>,
 }
 
 /// How many threads copy at once: four per core, because with small files most of
@@ -136,6 +142,16 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
             } else if let Some(kept) = current.filter(|c| same_content(c, &observed)) {
                 // Same size, mtime and inode as a copy already made: only metadata changed.
                 observed.object = kept.observed.object;
+            } else if let Some(object) = job
+                .announced
+                .as_ref()
+                .filter(|a| a.matches(observed.inode, observed.size, observed.mtime_ns))
+                .map(|a| a.object)
+                .filter(|id| vault.contains(id))
+            {
+                // The same rule, for the copy a restore just made from the vault.
+                observed.object = Some(object);
+                return Look::Announced(observed);
             } else {
                 return copy_file(vault, path, observed, rules.max_file_size, job.likely);
             }

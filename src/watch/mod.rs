@@ -17,6 +17,7 @@ mod sync;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use notify::event::EventKindMask;
 use notify::{RecursiveMode, Watcher};
 use walkdir::WalkDir;
 
+use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
 use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
@@ -151,7 +153,9 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         source,
     })?;
     let control_tx = inbox.tx.clone();
-    std::thread::spawn(move || crate::control::serve(listener, control_tx));
+    let announced = Arc::new(Announced::default());
+    let heard = Arc::clone(&announced);
+    std::thread::spawn(move || crate::control::serve(listener, control_tx, heard));
     let leftovers = vault.clean_tmp()?;
     if leftovers > 0 {
         tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
@@ -185,6 +189,8 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         since_commit: 0,
         stopping: false,
         rewalk: Vec::new(),
+        announced,
+        announced_used: 0,
     };
     daemon.watcher = Some(daemon.start_watching(inbox.tx)?);
     for root in &daemon.roots {
@@ -315,6 +321,10 @@ struct Daemon {
     /// New folders already walked once, with when, to walk again (see
     /// `rewalk_new_folders`).
     rewalk: Vec<(PathBuf, Instant)>,
+    /// Files a restore is writing, with their content (see `announce`).
+    announced: Arc<Announced>,
+    /// How many of them were recorded without reading them, since the last log line.
+    announced_used: u64,
 }
 
 impl Daemon {
@@ -450,6 +460,13 @@ impl Daemon {
             self.last_heartbeat = Instant::now();
         }
         self.commit()?;
+        if self.announced_used > 0 {
+            tracing::info!(
+                "recorded {} restored files as their restore announced them, without reading them",
+                self.announced_used
+            );
+            self.announced_used = 0;
+        }
         // Answered only after the commit: a sync means "it is in the index".
         self.syncs.answer_ready();
         if self.last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
@@ -824,7 +841,9 @@ impl Daemon {
         now: i64,
     ) -> Result<Vec<Option<(EntryKind, bool)>>, DaemonError> {
         let mut jobs = Vec::with_capacity(paths.len());
+        let mut announced = self.announced.take(paths).into_iter();
         for path in paths {
+            let announced = announced.next().flatten();
             let Some(root) = self.root_for(path) else {
                 jobs.push(None);
                 continue;
@@ -849,6 +868,7 @@ impl Daemon {
                 relative,
                 current,
                 likely,
+                announced,
             });
             jobs.push(job);
         }
@@ -892,6 +912,10 @@ impl Daemon {
                 return Ok(None);
             }
             Look::Found(observed) => observed,
+            Look::Announced(observed) => {
+                self.announced_used += 1;
+                observed
+            }
         };
         // Only a copy actually written proves the vault has room again: a folder, a
         // link or a file whose copy already exists takes no space.
