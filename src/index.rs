@@ -517,6 +517,8 @@ pub struct Index {
     journal: Option<RefCell<Journal>>,
     /// Above 0 while a journaled method runs: what it calls is part of its record.
     recording: Cell<u32>,
+    /// Where the journal's waiting records stood when the batch began (see `rollback`).
+    journal_mark: Cell<usize>,
 }
 
 /// Marks a journaled method as running, until dropped.
@@ -565,6 +567,7 @@ impl Index {
             conn,
             journal: None,
             recording: Cell::new(0),
+            journal_mark: Cell::new(0),
         };
         index.migrate(path)?;
         Ok(index)
@@ -653,7 +656,18 @@ impl Index {
     /// Starts a batch of writes; nothing is visible to others until `commit`.
     pub fn begin(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        if let Some(journal) = &self.journal {
+            self.journal_mark.set(journal.borrow().mark());
+        }
         Ok(())
+    }
+
+    /// Undoes the batch, in the index and in the journal's records not yet written.
+    pub fn rollback(&self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        if let Some(journal) = &self.journal {
+            journal.borrow_mut().discard_since(self.journal_mark.get());
+        }
     }
 
     pub fn commit(&self) -> Result<()> {
@@ -672,12 +686,15 @@ impl Index {
     pub fn batch<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         self.begin()?;
         match f(self) {
-            Ok(value) => {
-                self.commit()?;
-                Ok(value)
-            }
+            Ok(value) => match self.commit() {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    self.rollback();
+                    Err(e)
+                }
+            },
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback();
                 Err(e)
             }
         }

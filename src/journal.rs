@@ -369,6 +369,18 @@ impl Journal {
         self.has_records = true;
     }
 
+    /// How many bytes wait for `sync`: a mark to `discard_since` if what follows is
+    /// rolled back.
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets the records added since `mark`: their transaction was rolled back, and
+    /// replaying them would rebuild changes that never happened (a purge among them).
+    pub fn discard_since(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
     /// Writes the waiting records and makes them durable.
     pub fn sync(&mut self) -> Result<()> {
         if self.pending.is_empty() {
@@ -722,6 +734,31 @@ mod tests {
         let before = everything(&live, &paths);
         assert_eq!(before.len(), 6, "{before:#?}");
         assert_eq!(everything(&rebuilt, &paths), before);
+    }
+
+    #[test]
+    fn a_batch_rolled_back_leaves_nothing_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let live = Index::open_journaled(&dir.path().join("index.db"), &journal).unwrap();
+        let root = live.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        let failed = live.batch(|ix| {
+            ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)?;
+            Err::<(), _>(crate::index::IndexError::Damaged {
+                path: PathBuf::from("/s"),
+                problem: "a failure in the middle of the batch".into(),
+            })
+        });
+        assert!(failed.is_err());
+        live.begin().unwrap();
+        live.insert_version(Path::new("/s/kept"), root, &file(2, 2), 20)
+            .unwrap();
+        live.commit().unwrap();
+
+        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
+        replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
+        assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
+        assert_eq!(rebuilt.history(Path::new("/s/kept")).unwrap().len(), 1);
     }
 
     #[test]
