@@ -310,7 +310,15 @@ pub struct Journal {
     /// Whether the folder entry of a new journal file still needs flushing.
     new_file: bool,
     has_records: bool,
+    /// The file's length, and how far beyond it space is set aside (see `reserve`).
+    len: u64,
+    reserved_to: u64,
 }
+
+/// Disk space kept allocated ahead of the journal's end, so the records of a batch
+/// that copied nothing still fit on a vault disk another program has just filled.
+/// 256 KiB is about 800 records.
+const RESERVE: u64 = 256 * 1024;
 
 impl Journal {
     /// Opens the journal in `dir` (created 0700) for appending. `versions_before`
@@ -343,7 +351,10 @@ impl Journal {
             pending: if torn { vec![b'\n'] } else { Vec::new() },
             new_file: len == 0,
             has_records: len > 0 || has_records(dir),
+            len,
+            reserved_to: len,
         };
+        journal.reserve();
         if !journal.has_records {
             journal.append(&Record::Start {
                 format: FORMAT,
@@ -390,7 +401,9 @@ impl Journal {
             .write_all(&self.pending)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| JournalError::io("write", &self.path, e))?;
+        self.len += self.pending.len() as u64;
         self.pending.clear();
+        self.reserve();
         if self.new_file {
             File::open(&self.dir)
                 .and_then(|d| d.sync_all())
@@ -398,6 +411,27 @@ impl Journal {
             self.new_file = false;
         }
         Ok(())
+    }
+}
+
+impl Journal {
+    /// Sets space aside past the end of the file (allocated, but not part of the file
+    /// yet), once less than half the reserve is left. Writes into it need no free
+    /// space. Best effort: on a full disk, or a filesystem without `fallocate`, the
+    /// journal goes on with what it has.
+    fn reserve(&mut self) {
+        if self.reserved_to >= self.len + RESERVE / 2 {
+            return;
+        }
+        match rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            self.len,
+            RESERVE,
+        ) {
+            Ok(()) => self.reserved_to = self.len + RESERVE,
+            Err(e) => tracing::debug!("cannot set space aside for the journal: {e}"),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tempfile::{NamedTempFile, TempPath};
 
@@ -169,7 +170,16 @@ pub struct Vault {
     /// Devices whose files cannot be cloned into the vault (another filesystem, or
     /// one without reflinks): their files are copied without trying again.
     cannot_clone_from: Mutex<HashSet<u64>>,
+    /// Set while the space set aside for the index is given up (see `release_reserve`).
+    reserve_released: AtomicBool,
 }
+
+/// Space the daemon keeps set aside on the vault's disk, in a file of its own, for
+/// the index and its journal. Copies made in parallel can take the last free block
+/// before the daemon writes down what it could not copy, and an index that cannot
+/// be written stops the daemon; the reserve is given up at once when the disk is
+/// full, so the index always has this much room.
+const RESERVE: u64 = 4 << 20;
 
 thread_local! {
     /// Each capture thread reads through its own buffer: a fresh megabyte per small
@@ -199,6 +209,7 @@ impl Vault {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
             cannot_clone_from: Mutex::new(HashSet::new()),
+            reserve_released: AtomicBool::new(false),
         })
     }
 
@@ -215,6 +226,7 @@ impl Vault {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
             cannot_clone_from: Mutex::new(HashSet::new()),
+            reserve_released: AtomicBool::new(false),
         })
     }
 
@@ -260,6 +272,46 @@ impl Vault {
                 Err(VaultError::io("remove", &path, e))
             }
             _ => Ok(()),
+        }
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.root.join("reserve")
+    }
+
+    /// Sets the reserve aside (again). Best effort: on a disk too full for it, the
+    /// daemon goes on without.
+    pub fn set_aside_reserve(&self) {
+        let path = self.reserve_path();
+        let made = create_private_file(&path).and_then(|file| {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE)
+                .map_err(io::Error::from)
+        });
+        match made {
+            Ok(()) => self.reserve_released.store(false, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!("cannot set space aside in {}: {e}", path.display());
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// Gives the reserve up for the index, once the disk is full. Until it is set aside
+    /// again, no copy starts unless twice its size is free: the space it freed is the
+    /// index's, not the next copy's.
+    pub fn release_reserve(&self) {
+        self.reserve_released.store(true, Ordering::Relaxed);
+        let _ = fs::remove_file(self.reserve_path());
+    }
+
+    /// Gives the reserve up when less than its size is left: called before the index
+    /// is written, so a batch whose copies took the last free blocks can still be
+    /// written down.
+    pub fn release_reserve_if_nearly_full(&self) {
+        if !self.reserve_released.load(Ordering::Relaxed)
+            && free_space(&self.root).is_some_and(|free| free < RESERVE)
+        {
+            self.release_reserve();
         }
     }
 
@@ -450,6 +502,11 @@ impl Vault {
 
     fn temp_file(&self) -> Result<NamedTempFile, VaultError> {
         let tmp_dir = self.root.join("tmp");
+        if self.reserve_released.load(Ordering::Relaxed)
+            && free_space(&self.root).is_some_and(|free| free < 2 * RESERVE)
+        {
+            return Err(VaultError::Full { path: tmp_dir });
+        }
         tempfile::Builder::new()
             .prefix("incoming-")
             .tempfile_in(&tmp_dir)

@@ -38,6 +38,41 @@ fn assert_verify_clean(env: &TestEnv, when: &str) {
 }
 
 #[test]
+fn a_vault_disk_filled_by_parallel_copies_still_records_what_was_not_copied() {
+    let Some(disk) = LoopDisk::new("a_vault_disk_filled_by_parallel_copies…", 16) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    env.vault = disk.path.join("vault");
+    env.write("early.txt", "kept before the disk filled");
+    env.start_daemon(&[]);
+    env.sync();
+
+    // Parallel copies take the last free blocks before the daemon writes down what
+    // it could not copy: 60 files of 64 KiB, with room for a few.
+    let filler = disk.fill_leaving("filler", 256 << 10);
+    for n in 0..60 {
+        env.write(
+            format!("late/a-long-name-for-a-late-file-{n:03}.bin"),
+            content(n, 65_536),
+        );
+    }
+    fs::remove_file(env.path("early.txt")).unwrap();
+    env.sync();
+
+    assert_eq!(alerts_of_kind(&env, "vault_full").len(), 1);
+    let listed = env.list_by_path(&["--all"]);
+    assert_deleted_and_recoverable(entry(&listed, &env.json_path("early.txt")));
+    let not_copied = listed
+        .values()
+        .filter(|v| v["reason_code"] == "vault_full")
+        .count();
+    assert!(not_copied > 0, "some late files did not fit: {listed:#?}");
+    assert_eq!(listed.len(), 61, "every file is recorded: {listed:#?}");
+    drop(filler);
+}
+
+#[test]
 fn a_full_vault_disk_stops_capture_with_an_alert_and_resumes_when_space_returns() {
     let Some(disk) = LoopDisk::new("a_full_vault_disk…", 16) else {
         return;
