@@ -47,29 +47,24 @@ def make_mixed_tree(root, total_mb, seed=42):
     """
     rng = random.Random(seed)
     budget = total_mb * 1_000_000
-    docs_budget = budget // 5
-    files = 0
     written = 0
-    n = 0
-    while written < docs_budget:
-        d = os.path.join(root, "documents", f"project{n // 200:03d}")
-        os.makedirs(d, exist_ok=True)
-        size = rng.randint(1024, 16384)
-        with open(os.path.join(d, f"doc{n:05d}.odt"), "wb") as f:
-            f.write(rng.randbytes(size))
-        written += size
-        n += 1
-    files += n
-    n = 0
-    while written < budget:
-        d = os.path.join(root, "photos", f"shoot{n // 20:02d}")
-        os.makedirs(d, exist_ok=True)
-        size = rng.randint(2_000_000, 8_000_000)
-        with open(os.path.join(d, f"IMG_{n:04d}.CR2"), "wb") as f:
-            f.write(rng.randbytes(size))
-        written += size
-        n += 1
-    files += n
+
+    def fill(until, folder, per_folder, name, sizes):
+        """Writes files of random sizes in `sizes` until `until` bytes are written in all."""
+        nonlocal written
+        n = 0
+        while written < until:
+            d = os.path.join(root, folder.format(n // per_folder))
+            os.makedirs(d, exist_ok=True)
+            size = rng.randint(*sizes)
+            with open(os.path.join(d, name.format(n)), "wb") as f:
+                f.write(rng.randbytes(size))
+            written += size
+            n += 1
+        return n
+
+    files = fill(budget // 5, "documents/project{:03d}", 200, "doc{:05d}.odt", (1024, 16384))
+    files += fill(budget, "photos/shoot{:02d}", 20, "IMG_{:04d}.CR2", (2_000_000, 8_000_000))
     return files, written
 
 
