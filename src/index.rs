@@ -427,6 +427,19 @@ fn subtree_range(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (lo, hi)
 }
 
+/// The parameters `path = ?exact OR (path >= ?lo AND path < ?hi)` need to select
+/// `scope` and everything below it, or every path when there is no scope.
+fn scope_range(scope: Option<&Path>) -> (&[u8], Vec<u8>, Vec<u8>) {
+    match scope.filter(|s| !s.as_os_str().is_empty()) {
+        Some(dir) => {
+            let (lo, hi) = subtree_range(dir);
+            (path_bytes(dir), lo, hi)
+        }
+        // Every path starts with '/', below 0xff; none is longer than 4,096 bytes.
+        None => (b"", Vec::new(), vec![0xff; 4097]),
+    }
+}
+
 /// A protected folder.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -1020,11 +1033,7 @@ impl Index {
     /// Versions for `list`: removed ones (and current ones with `include_live`), files,
     /// links and special files only, ordered by path.
     pub fn select(&self, sel: &Selection) -> Result<Vec<Version>> {
-        let (lo, hi) = match &sel.under {
-            Some(dir) => subtree_range(dir),
-            None => (Vec::new(), vec![0xff; 4097]),
-        };
-        let under_exact = sel.under.as_deref().map(path_bytes).unwrap_or(b"");
+        let (under_exact, lo, hi) = scope_range(sel.under.as_deref());
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS} FROM versions
              WHERE kind != 2
@@ -1053,11 +1062,12 @@ impl Index {
     /// With `as_of`: the version that was current at that moment, for every path that
     /// existed then (the folder as it was).
     pub fn restore_candidates(&self, filter: &RestoreFilter) -> Result<Vec<Version>> {
-        let everything = [PathBuf::new()];
-        let scopes: &[PathBuf] = if filter.scopes.is_empty() {
+        let everything = [None];
+        let given: Vec<Option<&Path>> = filter.scopes.iter().map(|s| Some(s.as_path())).collect();
+        let scopes: &[Option<&Path>] = if given.is_empty() {
             &everything
         } else {
-            &filter.scopes
+            &given
         };
         let when = if filter.as_of.is_some() {
             "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
@@ -1073,12 +1083,7 @@ impl Index {
         ))?;
         let mut out: Vec<Version> = Vec::new();
         for scope in scopes {
-            let (exact, lo, hi) = if scope.as_os_str().is_empty() {
-                (Vec::new(), Vec::new(), vec![0xff; 4097])
-            } else {
-                let (lo, hi) = subtree_range(scope);
-                (path_bytes(scope).to_vec(), lo, hi)
-            };
+            let (exact, lo, hi) = scope_range(*scope);
             // SQLite wants exactly as many parameters as the statement numbers.
             let rows = match filter.as_of {
                 Some(as_of) => stmt.query_map(params![exact, lo, hi, as_of], version_from_row)?,
