@@ -383,6 +383,21 @@ impl Excludes {
 mod tests {
     use super::*;
 
+    /// Loads `text` as the settings file, with `args` as the flags.
+    fn load_with(text: &str, args: RawArgs) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(RawArgs {
+            config: Some(path),
+            ..args
+        })
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        load_with(text, RawArgs::default())
+    }
+
     #[test]
     fn sizes_accept_the_usual_spellings() {
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
@@ -411,29 +426,22 @@ mod tests {
 
     #[test]
     fn a_mistake_in_the_file_names_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "vault = \"/v\"\nprotekt = [\"/srv\"]\n").unwrap();
-        let err = Config::load(RawArgs {
-            config: Some(path),
-            ..RawArgs::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err = load("vault = \"/v\"\nprotekt = [\"/srv\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("protekt"), "{err}");
     }
 
     #[test]
     fn flags_win_over_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "vault = \"/from/file\"\nmax_file_size = \"1MB\"\n").unwrap();
-        let config = Config::load(RawArgs {
-            config: Some(path),
-            vault: Some("/from/flag".into()),
-            ..RawArgs::default()
-        })
+        let config = load_with(
+            "vault = \"/from/file\"\nmax_file_size = \"1MB\"\n",
+            RawArgs {
+                vault: Some("/from/flag".into()),
+                ..RawArgs::default()
+            },
+        )
         .unwrap();
         assert_eq!(config.vault, PathBuf::from("/from/flag"));
         assert_eq!(config.max_file_size, Some(1_000_000));
@@ -441,10 +449,7 @@ mod tests {
 
     #[test]
     fn a_folder_table_adds_its_own_rules_to_the_common_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let config = load(
             r#"
 vault = "/v"
 protect = ["/srv/docs"]
@@ -461,11 +466,6 @@ keep_deleted = "90d"
 keep_versions = 3
 "#,
         )
-        .unwrap();
-        let config = Config::load(RawArgs {
-            config: Some(path),
-            ..RawArgs::default()
-        })
         .unwrap();
         assert_eq!(
             config.protect,
@@ -487,37 +487,18 @@ keep_versions = 3
 
     #[test]
     fn two_tables_for_one_folder_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "vault = \"/v\"\n[[folder]]\npath = \"/srv\"\n[[folder]]\npath = \"/srv/\"\n",
-        )
-        .unwrap();
-        let err = Config::load(RawArgs {
-            config: Some(path),
-            ..RawArgs::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err =
+            load("vault = \"/v\"\n[[folder]]\npath = \"/srv\"\n[[folder]]\npath = \"/srv/\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("two [[folder]] tables"), "{err}");
     }
 
     #[test]
     fn a_mistake_in_a_folder_table_names_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "vault = \"/v\"\n\n[[folder]]\npath = \"/srv\"\nmax_size = \"1GB\"\n",
-        )
-        .unwrap();
-        let err = Config::load(RawArgs {
-            config: Some(path),
-            ..RawArgs::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err = load("vault = \"/v\"\n\n[[folder]]\npath = \"/srv\"\nmax_size = \"1GB\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 5"), "{err}");
         assert!(err.contains("max_size"), "{err}");
     }
