@@ -109,18 +109,22 @@ fn make_odd_files(dir: &Path) -> BTreeMap<PathBuf, Expect> {
     fs::write(dir.join(OsStr::from_bytes(odd)), "croissant").unwrap();
     add(odd, Expect::Kept);
 
-    // A path of 4,090 bytes: folders of 200-byte names, then a file name that fills it up.
+    // A path of 4,090 bytes: folders of up to 200-byte names, then a file name that
+    // fills it up. Every name stays within 255 bytes, however long `dir` is.
     let mut rel = Vec::new();
     let mut depth = 0;
-    while dir.as_os_str().len() + rel.len() + 2 * 201 < 4090 {
+    let left =
+        |rel: &Vec<u8>| 4090 - dir.as_os_str().len() - 1 - rel.len() - usize::from(!rel.is_empty());
+    while left(&rel) > 255 {
         depth += 1;
+        let folder = (left(&rel) - 2).min(200);
         if !rel.is_empty() {
             rel.push(b'/');
         }
-        rel.extend(std::iter::repeat_n(b'a' + (depth % 26) as u8, 200));
+        rel.extend(std::iter::repeat_n(b'a' + (depth % 26) as u8, folder));
     }
     fs::create_dir_all(dir.join(OsStr::from_bytes(&rel))).unwrap();
-    let file_len = 4090 - dir.as_os_str().len() - rel.len() - 2;
+    let file_len = left(&rel);
     rel.push(b'/');
     rel.extend(std::iter::repeat_n(b'z', file_len));
     let long_path = dir.join(OsStr::from_bytes(&rel));
