@@ -28,6 +28,8 @@ pub enum ConfigError {
     Duration(String),
     #[error("the exclude rule {rule:?} is not a valid pattern: {reason}")]
     Glob { rule: String, reason: String },
+    #[error("the retention rules would empty the recycle bin: {0}")]
+    Retention(String),
     #[error("the folder {path} cannot be protected: {reason}")]
     Protect { path: PathBuf, reason: String },
     #[error(
@@ -237,9 +239,13 @@ impl Config {
             })
     }
 
-    /// Checks the protected folders for the daemon: they exist, are folders, and
-    /// neither holds the vault nor sits inside it. Returns them canonical.
-    pub fn checked_roots(&self) -> Result<Vec<PathBuf>, ConfigError> {
+    /// Checks the settings for the daemon: the retention rules would not empty the
+    /// recycle bin, and the protected folders exist, are folders, and neither hold the
+    /// vault nor sit inside it. Returns the folders canonical.
+    pub fn checked_for_daemon(&self) -> Result<Vec<PathBuf>, ConfigError> {
+        self.retention
+            .check_for_service()
+            .map_err(ConfigError::Retention)?;
         let vault = std::fs::canonicalize(&self.vault).unwrap_or_else(|_| self.vault.clone());
         let mut roots = Vec::new();
         for path in &self.protect {
@@ -504,6 +510,31 @@ keep_versions = 3
     }
 
     #[test]
+    fn retention_rules_that_would_empty_the_bin_are_refused_for_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |retention: &str| {
+            format!(
+                "vault = \"/v\"\nprotect = [{:?}]\n[retention]\n{retention}\n",
+                dir.path()
+            )
+        };
+        for (rule, words) in [
+            ("keep_versions = 0", "keep_versions = 0"),
+            ("keep_deleted = \"0s\"", "under an hour"),
+            ("keep_deleted = \"30m\"", "under an hour"),
+            ("max_vault_size = \"500\"", "500 B"),
+        ] {
+            let config = load(&settings(rule)).unwrap();
+            match config.checked_for_daemon() {
+                Err(ConfigError::Retention(why)) => assert!(why.contains(words), "{rule}: {why}"),
+                other => panic!("{rule} was accepted: {other:?}"),
+            }
+        }
+        let fine = load(&settings("keep_deleted = \"2h\"\nkeep_versions = 1")).unwrap();
+        assert!(fine.checked_for_daemon().is_ok());
+    }
+
+    #[test]
     fn a_vault_inside_a_protected_folder_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let share = dir.path().join("share");
@@ -515,7 +546,7 @@ keep_versions = 3
         })
         .unwrap();
         assert!(matches!(
-            config.checked_roots(),
+            config.checked_for_daemon(),
             Err(ConfigError::VaultInside { .. })
         ));
     }

@@ -41,6 +41,41 @@ impl Default for Retention {
     }
 }
 
+/// Below these, rules the service applies every hour would empty the recycle bin
+/// rather than trim it: almost certainly a slip (a missing unit, a 0), refused.
+const LEAST_KEEP_DELETED_NS: i64 = 3_600 * 1_000_000_000;
+const LEAST_VAULT_BYTES: u64 = 100_000_000;
+
+impl Retention {
+    /// Whether the service may run with these rules. `undelete purge` given such rules
+    /// on its command line still applies them once, after showing its plan.
+    pub fn check_for_service(&self) -> Result<(), String> {
+        if self.keep_versions == 0 {
+            return Err(
+                "keep_versions = 0 would purge every deleted file at once; keep at \
+                        least 1 (the default is 10)"
+                    .into(),
+            );
+        }
+        if self.keep_deleted_ns < LEAST_KEEP_DELETED_NS {
+            return Err(
+                "keep_deleted is under an hour, so deleted files would be purged \
+                        almost as soon as they are deleted; keep them at least 1h (the \
+                        default is 30d)"
+                    .into(),
+            );
+        }
+        if let Some(max) = self.max_vault_bytes.filter(|&max| max < LEAST_VAULT_BYTES) {
+            return Err(format!(
+                "max_vault_size is only {}, so nearly every copy would be purged; give it \
+                 at least 100MB, with a unit (for example 500GB)",
+                crate::report::bytes(max)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why a copy is purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Why {
@@ -119,11 +154,30 @@ pub fn plan(
         }
     }
     let short = space_short(index, vault, rules)?;
-    let mut rest = rest.into_iter();
-    while plan.bytes_freed < short {
-        match rest.next() {
-            Some(version) => plan.take(version, Why::Space, &mut references),
-            None => break,
+    // For room, a copy goes only with every other version that shares its content,
+    // and only if no file that still exists does: purging a version whose copy stays
+    // in the vault would make it unrestorable and free nothing.
+    let mut groups: Vec<(ObjectId, Vec<KeptVersion>)> = Vec::new();
+    let mut group_of: HashMap<ObjectId, usize> = HashMap::new();
+    for version in rest {
+        let Some(id) = version.object else { continue };
+        let at = *group_of.entry(id).or_insert_with(|| {
+            groups.push((id, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(version);
+    }
+    for (id, versions) in groups {
+        if plan.bytes_freed >= short {
+            break;
+        }
+        let only_these = references
+            .get(&id)
+            .is_some_and(|&(_, refs)| refs == versions.len() as u64);
+        if only_these {
+            for version in versions {
+                plan.take(version, Why::Space, &mut references);
+            }
         }
     }
     plan.still_short = short.saturating_sub(plan.bytes_freed);
@@ -223,4 +277,56 @@ pub fn summary(done: &Purged) -> String {
         if done.versions == 1 { "copy" } else { "copies" },
         crate::report::bytes(done.bytes)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::tests::file;
+    use crate::index::{Gone, Removal};
+    use std::path::Path;
+
+    #[test]
+    fn room_is_never_made_by_purging_a_copy_a_live_file_still_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("vault")).unwrap();
+        let index = Index::open(&vault.index_path()).unwrap();
+        let root = index.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        let gone = Gone {
+            at: 10,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        // "old" was deleted, but "copy" still exists with the same content (object 1);
+        // "alone" was deleted too, with content no one else has (object 2).
+        for (path, object) in [("/s/old", 1), ("/s/copy", 1), ("/s/alone", 2)] {
+            index
+                .insert_version(Path::new(path), root, &file(object, 1000), 5)
+                .unwrap();
+        }
+        index
+            .mark_removed(Path::new("/s/old"), false, &gone)
+            .unwrap();
+        index
+            .mark_removed(Path::new("/s/alone"), false, &gone)
+            .unwrap();
+
+        let rules = Retention {
+            max_vault_bytes: Some(0),
+            ..Retention::default()
+        };
+        let plan = plan(&index, &vault, &rules, 20).unwrap();
+        let purged: Vec<&Path> = plan
+            .purges
+            .iter()
+            .map(|p| p.version.path.as_path())
+            .collect();
+        assert_eq!(purged, [Path::new("/s/alone")]);
+        assert_eq!(plan.bytes_freed, 1000);
+        assert_eq!(
+            plan.still_short, 1000,
+            "the shared copy cannot be given back"
+        );
+    }
 }

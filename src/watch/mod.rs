@@ -139,7 +139,7 @@ pub type Reread = Box<dyn Fn() -> Result<Config, crate::config::ConfigError> + S
 
 /// Runs the daemon until a `Stopper` says stop; returns after committing everything.
 pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonError> {
-    let roots = config.checked_roots()?;
+    let roots = config.checked_for_daemon()?;
     if roots.is_empty() {
         return Err(DaemonError::NothingToProtect);
     }
@@ -490,7 +490,7 @@ impl Daemon {
     /// `settings_read_at` is written last, so whoever sees it change sees the rest.
     fn reload(&mut self, now: i64) -> Result<(), DaemonError> {
         let new = (self.reread)().and_then(|new| {
-            let roots = new.checked_roots()?;
+            let roots = new.checked_for_daemon()?;
             Ok((new, roots))
         });
         let (mut new, roots) = match new {
