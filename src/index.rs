@@ -1120,7 +1120,8 @@ impl Index {
     pub fn kept_old_versions(&self) -> Result<Vec<KeptVersion>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, path, object, size, COALESCE(deleted_at, replaced_at),
-                    ROW_NUMBER() OVER (PARTITION BY path ORDER BY id DESC)
+                    ROW_NUMBER() OVER (PARTITION BY path
+                                       ORDER BY COALESCE(deleted_at, replaced_at) DESC, id DESC)
              FROM versions
              WHERE object IS NOT NULL AND (deleted_at IS NOT NULL OR replaced_at IS NOT NULL)",
         )?;
