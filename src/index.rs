@@ -621,10 +621,14 @@ impl Index {
             && self.recording.get() == 0
         {
             let mut journal = journal.borrow_mut();
+            let mark = journal.mark();
             journal.append(&record()?);
-            if !self.in_transaction() {
+            if !self.in_transaction()
                 // The change commits on its own at once: the record must be on disk first.
-                journal.sync()?;
+                && let Err(e) = journal.sync()
+            {
+                journal.discard_since(mark);
+                return Err(e.into());
             }
         }
         self.recording.set(self.recording.get() + 1);
@@ -684,10 +688,22 @@ impl Index {
     }
 
     pub fn commit(&self) -> Result<()> {
-        if let Some(journal) = &self.journal {
-            journal.borrow_mut().sync()?;
+        let synced_from = match &self.journal {
+            Some(journal) => {
+                let mut journal = journal.borrow_mut();
+                let len = journal.synced_len();
+                journal.sync()?;
+                Some(len)
+            }
+            None => None,
+        };
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // The records just written describe changes the index did not make.
+            if let (Some(journal), Some(len)) = (&self.journal, synced_from) {
+                journal.borrow_mut().truncate_to(len);
+            }
+            return Err(e.into());
         }
-        self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
 
@@ -1710,6 +1726,28 @@ pub(crate) mod tests {
             link_target: None,
             uncaptured: None,
         }
+    }
+
+    #[test]
+    fn a_commit_that_fails_takes_its_records_back_out_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let ix = Index::open_journaled(&dir.path().join("index.db"), &journal).unwrap();
+        let root = ix.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        ix.begin().unwrap();
+        ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)
+            .unwrap();
+        // A constraint checked only at COMMIT makes the commit itself fail, after the
+        // journal has been written.
+        ix.conn
+            .execute_batch("PRAGMA defer_foreign_keys = ON; DELETE FROM roots;")
+            .unwrap();
+        assert!(ix.commit().is_err());
+        ix.rollback();
+
+        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
+        crate::journal::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
+        assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
     }
 
     fn index() -> (tempfile::TempDir, Index, i64) {

@@ -397,10 +397,15 @@ impl Journal {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.file
+        if let Err(e) = self
+            .file
             .write_all(&self.pending)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| JournalError::io("write", &self.path, e))?;
+        {
+            // Nothing half-written may stay: the next record would be glued to it.
+            self.truncate_to(self.len);
+            return Err(JournalError::io("write", &self.path, e));
+        }
         self.len += self.pending.len() as u64;
         self.pending.clear();
         self.reserve();
@@ -415,6 +420,27 @@ impl Journal {
 }
 
 impl Journal {
+    /// The journal's length on disk, to `truncate_to` if what was synced after it
+    /// turns out not to have happened (the index's commit failed).
+    pub fn synced_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Cuts the file back to `len`. Best effort: the reader skips a torn last record.
+    pub fn truncate_to(&mut self, len: u64) {
+        if self
+            .file
+            .set_len(len)
+            .and_then(|()| self.file.sync_data())
+            .is_ok()
+        {
+            self.len = len;
+            // Truncating also gave back the space set aside past the end.
+            self.reserved_to = len;
+            self.reserve();
+        }
+    }
+
     /// Sets space aside past the end of the file (allocated, but not part of the file
     /// yet), once less than half the reserve is left. Writes into it need no free
     /// space. Best effort: on a full disk, or a filesystem without `fallocate`, the
