@@ -209,7 +209,7 @@ impl Vault {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
             cannot_clone_from: Mutex::new(HashSet::new()),
-            reserve_released: AtomicBool::new(false),
+            reserve_released: AtomicBool::new(true),
         })
     }
 
@@ -226,7 +226,7 @@ impl Vault {
             root: root.to_owned(),
             staged: Mutex::new(HashMap::new()),
             cannot_clone_from: Mutex::new(HashSet::new()),
-            reserve_released: AtomicBool::new(false),
+            reserve_released: AtomicBool::new(true),
         })
     }
 
@@ -279,9 +279,9 @@ impl Vault {
         self.root.join("reserve")
     }
 
-    /// Sets the reserve aside (again). Best effort: on a disk too full for it, the
-    /// daemon goes on without.
-    pub fn set_aside_reserve(&self) {
+    /// Sets the reserve aside. Best effort: on a disk too full for it, the daemon goes
+    /// on without.
+    fn set_aside_reserve(&self) {
         let path = self.reserve_path();
         let made = create_private_file(&path).and_then(|file| {
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE)
@@ -297,20 +297,23 @@ impl Vault {
     }
 
     /// Gives the reserve up for the index, once the disk is full. Until it is set aside
-    /// again, no copy starts unless twice its size is free: the space it freed is the
+    /// again, no copy starts with less than its size free: the space it freed is the
     /// index's, not the next copy's.
     pub fn release_reserve(&self) {
         self.reserve_released.store(true, Ordering::Relaxed);
         let _ = fs::remove_file(self.reserve_path());
     }
 
-    /// Gives the reserve up when less than its size is left: called before the index
-    /// is written, so a batch whose copies took the last free blocks can still be
-    /// written down.
-    pub fn release_reserve_if_nearly_full(&self) {
-        if !self.reserve_released.load(Ordering::Relaxed)
-            && free_space(&self.root).is_some_and(|free| free < RESERVE)
-        {
+    /// Keeps the reserve right, before the index is written: given up when less than
+    /// its size is free (a batch whose copies took the last blocks must still be
+    /// written down), set aside again once twice its size is.
+    pub fn balance_reserve(&self) {
+        let free = free_space(&self.root);
+        if self.reserve_released.load(Ordering::Relaxed) {
+            if free.is_some_and(|free| free >= 2 * RESERVE) {
+                self.set_aside_reserve();
+            }
+        } else if free.is_some_and(|free| free < RESERVE) {
             self.release_reserve();
         }
     }
@@ -503,7 +506,7 @@ impl Vault {
     fn temp_file(&self) -> Result<NamedTempFile, VaultError> {
         let tmp_dir = self.root.join("tmp");
         if self.reserve_released.load(Ordering::Relaxed)
-            && free_space(&self.root).is_some_and(|free| free < 2 * RESERVE)
+            && free_space(&self.root).is_some_and(|free| free < RESERVE)
         {
             return Err(VaultError::Full { path: tmp_dir });
         }

@@ -156,7 +156,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
     let announced = Arc::new(Announced::default());
     let heard = Arc::clone(&announced);
     std::thread::spawn(move || crate::control::serve(listener, control_tx, heard));
-    vault.set_aside_reserve();
+    vault.balance_reserve();
     let leftovers = vault.clean_tmp()?;
     if leftovers > 0 {
         tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
@@ -584,7 +584,7 @@ impl Daemon {
     fn commit(&mut self) -> Result<(), DaemonError> {
         // Object names must be durable before the index points at them.
         self.vault.flush()?;
-        self.vault.release_reserve_if_nearly_full();
+        self.vault.balance_reserve();
         self.index.commit()?;
         self.since_commit = 0;
         Ok(())
@@ -1063,7 +1063,6 @@ impl Daemon {
             None if self.vault_full && copied => {
                 self.vault_full = false;
                 tracing::info!("the vault has space again; protection resumed");
-                self.vault.set_aside_reserve();
                 self.index.clear_alert("vault_full", now)?;
             }
             _ => {}
