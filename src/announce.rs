@@ -37,9 +37,10 @@ pub const COMMAND: &str = "RESTORING";
 /// stops announcing (the daemon is busy or stopped): the restore never waits on it longer.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long the daemon keeps an announcement it has not used (the file went
-/// elsewhere, or was never renamed into place).
-const KEEP_UNUSED: Duration = Duration::from_secs(300);
+/// How long an announcement stays good. The daemon uses one within a batch of the
+/// file's rename; one left unused (the file went elsewhere, or its copy failed and it
+/// was never renamed into place) must not vouch for whatever comes to that path later.
+const KEEP_UNUSED: Duration = Duration::from_secs(60);
 
 /// At most this many unused announcements are kept; more are ignored (those files are
 /// hashed), so a huge restore outside the protected folders cannot grow the daemon.
@@ -221,7 +222,7 @@ impl Announced {
                 return writer.flush();
             }
             if let Some(announcement) = Announcement::from_line(line.trim_end()) {
-                self.keep(announcement);
+                self.keep(announcement, Instant::now());
             }
             writer.write_all(b"OK\n")?;
             if reader.buffer().is_empty() {
@@ -230,7 +231,7 @@ impl Announced {
         }
     }
 
-    fn keep(&self, announcement: Announcement) {
+    fn keep(&self, announcement: Announcement, at: Instant) {
         let mut by_path = self.by_path.lock().expect("never poisoned");
         if by_path.len() >= MAX_KEPT {
             by_path.retain(|_, (_, at)| at.elapsed() < KEEP_UNUSED);
@@ -238,10 +239,10 @@ impl Announced {
                 return;
             }
         }
-        by_path.insert(announcement.path.clone(), (announcement, Instant::now()));
+        by_path.insert(announcement.path.clone(), (announcement, at));
     }
 
-    /// Takes the announcements for these paths, if any (each is used once).
+    /// Takes the announcements for these paths that are still good (each is used once).
     pub fn take(&self, paths: &[PathBuf]) -> Vec<Option<Announcement>> {
         let mut by_path = self.by_path.lock().expect("never poisoned");
         if by_path.is_empty() {
@@ -249,7 +250,12 @@ impl Announced {
         }
         paths
             .iter()
-            .map(|path| by_path.remove(path).map(|(a, _)| a))
+            .map(|path| {
+                by_path
+                    .remove(path)
+                    .filter(|(_, at)| at.elapsed() < KEEP_UNUSED)
+                    .map(|(a, _)| a)
+            })
             .collect()
     }
 }
@@ -296,6 +302,14 @@ mod tests {
         let paths = [PathBuf::from("/share/a"), PathBuf::from("/share/b")];
         assert_eq!(announced.take(&paths), vec![Some(a), None]);
         assert_eq!(announced.take(&paths), vec![None, None]);
+    }
+
+    #[test]
+    fn an_announcement_left_unused_too_long_vouches_for_nothing() {
+        let announced = Announced::default();
+        let long_ago = Instant::now().checked_sub(KEEP_UNUSED * 2).unwrap();
+        announced.keep(sample(Path::new("/share/a")), long_ago);
+        assert_eq!(announced.take(&[PathBuf::from("/share/a")]), vec![None]);
     }
 
     #[test]
