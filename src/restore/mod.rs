@@ -595,20 +595,18 @@ fn restore_one(
             write_symlink(dir, &temp, &item.version, shared.is_root).map(|()| None)
         }
         _ => {
-            let announce = shared
-                .announcer
-                .map(|announcer| (announcer, item.base.join(parent).join(&name)));
-            write_file(dir, &temp, &item.version, shared, announce, buf)
+            let target = item.base.join(parent).join(&name);
+            write_file(dir, &temp, &target, &item.version, shared, buf)
         }
     };
-    match written {
-        Err(failure) => {
+    match (written, shared.announcer) {
+        (Err(failure), _) => {
             let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
             return failure.into_result(item);
         }
         // The daemon must know the file before it can see it under its name.
-        Ok(Some((announcer, ticket))) => announcer.wait(ticket),
-        Ok(None) => {}
+        (Ok(Some(ticket)), Some(announcer)) => announcer.wait(ticket),
+        _ => {}
     }
     // Renamed into place only if the name is still free; if something appeared since
     // the plan, the next free name beside it is used.
@@ -672,17 +670,17 @@ impl Failure {
     }
 }
 
-/// Writes a file's content and metadata under `temp`. With `announce`, the daemon
-/// is told, before the copying starts, the file that will appear at that path; the
+/// Writes a file's content and metadata under `temp`. With an announcer, the daemon
+/// is told, before the copying starts, that this file will appear at `target`; the
 /// ticket returned is to wait on before renaming it there.
-fn write_file<'a>(
+fn write_file(
     dir: &OwnedFd,
     temp: &OsStr,
+    target: &Path,
     version: &Version,
     shared: &Shared<'_>,
-    announce: Option<(&'a Announcer, PathBuf)>,
     buf: &mut [u8],
-) -> Result<Option<(&'a Announcer, Ticket)>, Failure> {
+) -> Result<Option<Ticket>, Failure> {
     let id = version
         .observed
         .object
@@ -697,19 +695,15 @@ fn write_file<'a>(
     )
     .map_err(|e| Failure::Write(e.into()))?;
     let mut file = std::fs::File::from(fd);
-    let ticket = match announce {
-        Some((announcer, path)) => file.metadata().ok().and_then(|meta| {
-            let ticket = announcer.announce(&Announcement {
-                path,
-                inode: meta.ino(),
-                size: version.observed.size,
-                mtime_ns: version.observed.mtime_ns,
-                object: *id,
-            })?;
-            Some((announcer, ticket))
-        }),
-        None => None,
-    };
+    let ticket = shared.announcer.and_then(|announcer| {
+        announcer.announce(&Announcement {
+            path: target.to_owned(),
+            inode: file.metadata().ok()?.ino(),
+            size: version.observed.size,
+            mtime_ns: version.observed.mtime_ns,
+            object: *id,
+        })
+    });
     loop {
         let n = match reader.read(buf) {
             Ok(n) => n,
