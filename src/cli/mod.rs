@@ -241,7 +241,13 @@ fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Resul
         Command::Emergency(args) => emergency::run(config, args),
         Command::RebuildIndex { json } => rebuild::run(config, json),
         Command::Versions { path, json } => versions::run(config, &path, json),
-        Command::Purge { dry_run, .. } => purge::run(config, dry_run),
+        Command::Purge { dry_run, .. } => {
+            let rules_given = raw.keep_deleted.is_some()
+                || raw.keep_versions.is_some()
+                || raw.max_vault_size.is_some()
+                || raw.min_free_disk.is_some();
+            purge::run(config, dry_run, rules_given)
+        }
         Command::Doctor { json } => doctor::run(config, json),
         Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }

@@ -13,20 +13,27 @@ use crate::config::Config;
 use crate::control;
 use crate::index::Index;
 use crate::report::{bytes, count, display_path};
-use crate::retention::{self, PurgePlan, Why};
+use crate::retention::{self, PurgePlan, Retention, Why};
 
 /// How many purged files the plan names; the rest are counted.
 const SHOWN: usize = 20;
 
-pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+/// `rules_given`: retention rules were given on the command line. Without them, the
+/// rules are the service's own, as its daemon last recorded them: the daemon may run
+/// with other flags or another settings file than this command reads.
+pub fn run(config: &Config, dry_run: bool, rules_given: bool) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault_folder(config)?;
     let now = clock::now();
+    let read_only = || Index::open_existing(&vault.index_path(), &vault.journal_dir());
+    let rules = match rules_given {
+        true => config.retention.clone(),
+        false => service_rules(&read_only()?)?.unwrap_or_else(|| config.retention.clone()),
+    };
     let plan_and_show = |index: &Index| -> anyhow::Result<PurgePlan> {
-        let plan = retention::plan(index, &vault, &config.retention, now)?;
+        let plan = retention::plan(index, &vault, &rules, now)?;
         show(&plan);
         Ok(plan)
     };
-    let read_only = || Index::open_existing(&vault.index_path(), &vault.journal_dir());
     if dry_run {
         plan_and_show(&read_only()?)?;
         println!("Dry run: nothing was changed.");
@@ -44,12 +51,12 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
             }
             retention::summary(&done)
         }
-        // The daemon runs: it purges, between two batches, by the rules given here.
+        // The daemon runs: it purges, between two batches, by the rules planned here.
         Err(crate::watch::DaemonError::AlreadyRunning { .. }) => {
             plan_and_show(&read_only()?)?;
             control::request(
                 &vault.socket_path(),
-                &format!("PURGE {}", serde_json::to_string(&config.retention)?),
+                &format!("PURGE {}", serde_json::to_string(&rules)?),
                 Duration::from_secs(600),
             )?
         }
@@ -57,6 +64,15 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     };
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The retention rules the daemon last recorded, if any.
+fn service_rules(index: &Index) -> anyhow::Result<Option<Retention>> {
+    let Some(settings) = index.meta("settings")? else {
+        return Ok(None);
+    };
+    let settings: serde_json::Value = serde_json::from_str(&settings)?;
+    Ok(serde_json::from_value(settings["retention"].clone()).ok())
 }
 
 fn show(plan: &PurgePlan) {

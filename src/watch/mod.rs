@@ -216,6 +216,7 @@ fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), Index
         &serde_json::json!({
             "exclude": config.excludes.rules(),
             "max_file_size": config.max_file_size,
+            "retention": config.retention,
         })
         .to_string(),
     )?;

@@ -251,3 +251,25 @@ fn a_rebuilt_index_purges_only_the_version_that_was_purged() {
     env.run_ok(&["rebuild-index"]);
     assert_eq!(recoverable(&env), [false, true, true, true]);
 }
+
+/// Without rules on its command line, `purge` uses the service's own, which may come
+/// from flags this command never sees, not the defaults.
+#[test]
+fn purge_without_rules_uses_the_services_own() {
+    let mut env = TestEnv::new();
+    env.write("notes.txt", "version 0");
+    env.start_daemon(&["--keep-versions", "50"]);
+    env.sync();
+    for n in 1..=12 {
+        fs::write(env.path("notes.txt"), format!("version {n}")).unwrap();
+        env.sync();
+    }
+    let out = env.run_ok(&["purge"]);
+    assert!(out.contains("Nothing needs purging"), "{out}");
+    let versions = versions_json(&env, "notes.txt");
+    assert_eq!(versions.len(), 13, "{versions:#?}");
+    assert!(
+        versions.iter().all(|v| flag(v, "recoverable")),
+        "{versions:#?}"
+    );
+}
