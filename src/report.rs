@@ -125,6 +125,15 @@ mod tests {
     }
 
     #[test]
+    fn a_path_with_a_full_stop_and_a_space_is_not_split() {
+        let text = "Files in /srv/share/Vol. 2 scans were deleted. Run it again.";
+        assert_eq!(
+            wrap(text),
+            "Files in /srv/share/Vol. 2 scans were deleted.\n  Run it again."
+        );
+    }
+
+    #[test]
     fn counts_have_thousands_separators() {
         assert_eq!(count(2149), "2,149");
         assert_eq!(count(17), "17");
@@ -141,8 +150,8 @@ pub fn wrap(text: &str) -> String {
         .subsequent_indent("  ")
         .break_words(false)
         .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    let sentences: Vec<String> = text
-        .split_inclusive(". ")
+    let sentences: Vec<String> = sentences(text)
+        .into_iter()
         .enumerate()
         .map(|(n, sentence)| {
             let indent = if n == 0 { "" } else { "  " };
@@ -158,6 +167,23 @@ pub fn wrap(text: &str) -> String {
         })
         .collect();
     sentences.join("\n")
+}
+
+/// Splits at each ". " that ends a sentence: one after a word with a '/' in it is
+/// part of a path ("/srv/share/Vol. 2 scans"), and a path is never split.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices(". ") {
+        let word = text[start..at].rsplit(' ').next().unwrap_or_default();
+        if !word.contains('/') {
+            out.push(&text[start..at + 2]);
+            start = at + 2;
+        }
+    }
+    out.push(&text[start..]);
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// What happened to one file in a restore.
