@@ -3,7 +3,8 @@
 //!
 //! Plan, then execute: `plan` looks at what is already there, `execute` writes.
 //! The settings file is never overwritten, so installing again (after an
-//! upgrade) keeps the customer's settings; the unit is ours and is replaced.
+//! upgrade) keeps the customer's settings; the unit is ours and is replaced,
+//! but one that differs from ours (edited by hand) is kept beside it first.
 //! systemctl is run only for the real system (`--root /` with systemd running);
 //! for any other root the commands are printed, to be run on that system.
 
@@ -42,6 +43,9 @@ pub struct InstallArgs {
 struct InstallPlan {
     unit: PathBuf,
     unit_existed: bool,
+    /// An installed unit that differs from ours (edited by hand, or older) is copied
+    /// here before ours replaces it.
+    unit_kept_as: Option<PathBuf>,
     config: PathBuf,
     /// False when a settings file is there already: it is kept as it is.
     write_config: bool,
@@ -67,8 +71,10 @@ fn plan(root: &Path) -> InstallPlan {
     let vault = root.join(VAULT_PATH);
     let program = root.join(PROGRAM_PATH);
     let is_system = root == Path::new("/");
+    let differs = fs::read(&unit).is_ok_and(|installed| installed != UNIT.as_bytes());
     InstallPlan {
         unit_existed: unit.exists(),
+        unit_kept_as: differs.then(|| free_backup_name(&unit)),
         write_config: !config.exists(),
         create_vault: !vault.exists(),
         program_missing: (!program.exists()).then_some(program),
@@ -79,7 +85,34 @@ fn plan(root: &Path) -> InstallPlan {
     }
 }
 
+/// `undelete.service.bak`, or `.bak.2`, … : the first name not taken.
+fn free_backup_name(unit: &Path) -> PathBuf {
+    let name = |n: u32| {
+        let suffix = if n == 1 {
+            ".bak".to_owned()
+        } else {
+            format!(".bak.{n}")
+        };
+        let mut path = unit.as_os_str().to_owned();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    (1..)
+        .map(name)
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
+
 fn execute(plan: &InstallPlan) -> anyhow::Result<()> {
+    if let Some(backup) = &plan.unit_kept_as {
+        fs::copy(&plan.unit, backup).with_context(|| {
+            format!(
+                "cannot keep {} as {}",
+                plan.unit.display(),
+                backup.display()
+            )
+        })?;
+    }
     write_unit(&plan.unit)?;
     if plan.write_config {
         write_config(&plan.config)?;
@@ -166,6 +199,13 @@ fn summary(plan: &InstallPlan, reloaded: bool) -> String {
         "  {}  (the service, {verb})\n",
         display_path(&plan.unit)
     ));
+    if let Some(backup) = &plan.unit_kept_as {
+        out.push_str(&format!(
+            "  {}  (the unit that was there, kept: put lasting changes in \
+             `sudo systemctl edit undelete` instead)\n",
+            display_path(backup)
+        ));
+    }
     if plan.write_config {
         out.push_str(&format!(
             "  {}  (the settings: an example to edit)\n",

@@ -84,6 +84,29 @@ fn install_service_puts_the_unit_settings_and_vault_in_place() {
 }
 
 #[test]
+fn a_unit_edited_by_hand_is_kept_beside_ours() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    install(root);
+    let unit = root.join("etc/systemd/system/undelete.service");
+    let edited = format!("{UNIT}# ReadWritePaths=/srv/extra\n");
+    fs::write(&unit, &edited).unwrap();
+
+    let shown = String::from_utf8(install(root).stdout).unwrap();
+    assert_eq!(fs::read_to_string(&unit).unwrap(), UNIT);
+    let kept = root.join("etc/systemd/system/undelete.service.bak");
+    assert_eq!(fs::read_to_string(&kept).unwrap(), edited);
+    assert!(shown.contains("undelete.service.bak"), "{shown}");
+    // Installing again with our unit in place keeps nothing more.
+    install(root);
+    assert!(
+        !root
+            .join("etc/systemd/system/undelete.service.bak.2")
+            .exists()
+    );
+}
+
+#[test]
 fn a_second_install_never_overwrites_the_settings() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
