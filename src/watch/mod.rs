@@ -530,6 +530,17 @@ impl Daemon {
             self.full_scan(None)?;
             self.commit()?;
         }
+        // Files kept out by an exclude rule or a size limit get no event when the rules
+        // change: looked at again, those the new rules allow are copied now, not at
+        // their next change (a deletion first would lose them).
+        self.index.begin()?;
+        for reason in ["excluded", "too_large"] {
+            for path in self.index.current_uncaptured(reason)? {
+                self.look_at(&path, now)?;
+                self.maybe_commit()?;
+            }
+        }
+        self.commit()?;
         record_settings(&self.index, &self.config, now)?;
         tracing::info!("settings reloaded");
         Ok(())

@@ -161,3 +161,25 @@ fn a_folder_table_gives_that_folder_its_own_rules() {
         "larger than the capture limit (10 B)"
     );
 }
+
+/// A file kept out by a rule gets no event when the rule goes: the reload itself
+/// copies it, so a deletion before its next change does not lose it.
+#[test]
+fn a_file_a_reload_no_longer_excludes_is_copied_at_once() {
+    let mut env = TestEnv::new();
+    let config = env.root.join("config.toml");
+    fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.write("draft.tmp", "kept out by the first rules");
+    env.sync();
+    let read_at = env.status_json()["settings_read_at"].clone();
+
+    fs::write(&config, settings(&env, &[&env.share], "*.log")).unwrap();
+    env.reload_daemon();
+    wait_for_reload(&env, &read_at);
+    fs::remove_file(env.path("draft.tmp")).unwrap();
+    env.sync();
+
+    let deleted = env.list_by_path(&[]);
+    crate::common::assert_deleted_and_recoverable(entry(&deleted, &env.json_path("draft.tmp")));
+}
