@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::index::{Alert, Index, IndexError};
+
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// An incident's phone-friendly code.
@@ -154,6 +156,20 @@ const ALERT_PREFIX: &str = "mass_deletion:";
 /// The kind of the alert raised for an incident.
 pub fn alert_kind(code: &str) -> String {
     format!("{ALERT_PREFIX}{code}")
+}
+
+/// Open alerts, each mass deletion's told at its size now: it may have gone on
+/// after the alert was raised (`status` and `doctor` show these).
+pub fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexError> {
+    let mut alerts = index.open_alerts()?;
+    for alert in &mut alerts {
+        if let Some(code) = alerted_code(&alert.kind)
+            && let Some(incident) = index.incident_by_code(code)?
+        {
+            alert.message = mass_deletion_message(&incident, vault);
+        }
+    }
+    Ok(alerts)
 }
 
 /// The incident code of a mass-deletion alert's kind.

@@ -278,22 +278,8 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         last_capture: totals.last_capture,
         started_at: meta_time("daemon_started_at")?,
         last_alive: meta_time("last_alive")?,
-        alerts: current_alerts(index, vault)?,
+        alerts: crate::incident::current_alerts(index, vault)?,
     })
-}
-
-/// Open alerts, a mass deletion's told at its size now (as `status` does): it
-/// may have gone on after the alert.
-fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexError> {
-    let mut alerts = index.open_alerts()?;
-    for alert in &mut alerts {
-        if let Some(code) = crate::incident::alerted_code(&alert.kind)
-            && let Some(incident) = index.incident_by_code(code)?
-        {
-            alert.message = crate::incident::mass_deletion_message(&incident, vault);
-        }
-    }
-    Ok(alerts)
 }
 
 /// Folders in and below `root`, the root included: inotify needs one watch each.

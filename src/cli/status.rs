@@ -14,15 +14,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let running = control::is_running(&vault.socket_path());
     let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
     let totals = index.totals()?;
-    let mut alerts = index.open_alerts()?;
-    // A mass deletion may have gone on after its alert: say how big it is now.
-    for alert in &mut alerts {
-        if let Some(code) = crate::incident::alerted_code(&alert.kind)
-            && let Some(incident) = index.incident_by_code(code)?
-        {
-            alert.message = crate::incident::mass_deletion_message(&incident, vault.root());
-        }
-    }
+    let alerts = crate::incident::current_alerts(&index, vault.root())?;
     let free = crate::vault::free_space(vault.root());
     let since = index
         .meta("daemon_started_at")?
