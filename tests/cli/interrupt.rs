@@ -146,7 +146,10 @@ fn read_in_background(mut from: impl Read + Send + 'static) -> std::sync::mpsc::
 }
 
 /// Waits until one of the process's threads sleeps in the kernel, uninterruptibly
-/// (state D): the frozen disk holds it.
+/// (state D), waiting for the frozen disk: `percpu_rwsem_wait`, where a write to a
+/// frozen filesystem waits. Any D is not enough: reading the program or the index
+/// from a cold cache is one too, and would send Ctrl-C before the restore started.
+/// Where the kernel does not name the wait (wchan "0"), state D has to do.
 fn wait_until_blocked_on_disk(pid: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -154,10 +157,11 @@ fn wait_until_blocked_on_disk(pid: u32) {
         for task in tasks.flatten() {
             let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             // The state follows the command name, which is in parentheses.
-            if stat
+            let waiting = stat
                 .rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('D'))
-            {
+                .is_some_and(|(_, rest)| rest.starts_with('D'));
+            let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            if waiting && matches!(wchan.trim(), "percpu_rwsem_wait" | "0" | "") {
                 return;
             }
         }
