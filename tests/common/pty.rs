@@ -2,6 +2,7 @@
 //! does: `script(1)` gives it a real terminal; the test reads the screen and
 //! types only once the expected question is shown, so nothing depends on timing.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -19,8 +20,8 @@ pub struct Terminal {
     shown: Vec<u8>,
     /// `shown` as a person sees it (see `visible`).
     pub screen: String,
-    /// How much of `screen` earlier `expect` calls consumed.
-    seen: usize,
+    /// How many times `expect` has already seen each text.
+    expected: HashMap<String, usize>,
 }
 
 impl Terminal {
@@ -51,19 +52,19 @@ impl Terminal {
             output,
             shown: Vec::new(),
             screen: String::new(),
-            seen: 0,
+            expected: HashMap::new(),
         }
     }
 
-    /// Waits until `text` is shown (after what earlier calls already saw).
+    /// Waits until `text` is shown once more than earlier calls already saw it: the
+    /// same prompt asked twice is waited for twice. Counted, not looked for after an
+    /// offset: a line redrawn in place can make the screen shorter.
     pub fn expect(&mut self, text: &str) {
         let deadline = Instant::now() + PATIENCE;
+        let before = self.expected.get(text).copied().unwrap_or(0);
         loop {
-            // A line redrawn in place may shorten what was seen; look from there.
-            let from = self.screen.get(self.seen..).unwrap_or(&self.screen);
-            if let Some(at) = from.find(text) {
-                self.seen = self.screen.len() - from.len();
-                self.seen += at + text.len();
+            if self.screen.matches(text).count() > before {
+                self.expected.insert(text.to_owned(), before + 1);
                 return;
             }
             match self
