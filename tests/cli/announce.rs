@@ -55,12 +55,7 @@ fn delete_and_restore(env: &TestEnv, name: &str) -> Vec<u8> {
 
 #[test]
 fn a_restored_file_is_recorded_without_the_daemon_reading_it_again() {
-    let mut env = TestEnv::new();
-    env.write("contract.odt", content(1, 300_000));
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("contract.odt")).unwrap();
-    env.sync();
+    let env = captured_then_deleted(&[("contract.odt", content(1, 300_000))]);
 
     let (ok, report, _) = restore_json(&env, &[]);
     assert!(ok, "{report}");

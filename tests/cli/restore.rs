@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::common::{TestEnv, content, output_text, restore_json};
+use crate::common::{TestEnv, captured_then_deleted, content, output_text, restore_json};
 
 /// Every file below `dir` with its content, mode and mtime, by relative path.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
@@ -315,21 +315,10 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
     assert!(leftovers.is_empty(), "no temporary file is left");
 }
 
-/// A share with one file `name` that the daemon captured and then saw deleted.
-fn captured_then_deleted(name: &std::ffi::OsStr, data: &str) -> TestEnv {
-    let mut env = TestEnv::new();
-    fs::write(env.share.join(name), data).unwrap();
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.share.join(name)).unwrap();
-    env.sync();
-    env
-}
-
 #[test]
 fn non_utf8_names_round_trip_through_restore() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
-    let env = captured_then_deleted(name, "croissant");
+    let env = captured_then_deleted(&[(name, "croissant")]);
     let (success, report, _) = restore_json(&env, &[]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1);
@@ -464,12 +453,7 @@ fn a_mass_deletion_raises_an_alert_and_runs_the_alert_command() {
 
 #[test]
 fn emergency_without_a_terminal_stops_and_names_the_flags() {
-    let mut env = TestEnv::new();
-    env.write("a.txt", "a");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("a.txt")).unwrap();
-    env.sync();
+    let env = captured_then_deleted(&[("a.txt", "a")]);
     let out = env.run(&["emergency"]);
     assert!(!out.status.success());
     let text = output_text(&out);
@@ -561,12 +545,7 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
 
 #[test]
 fn choices_that_cannot_combine_are_refused_not_ignored() {
-    let mut env = TestEnv::new();
-    env.write("a.txt", "a");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("a.txt")).unwrap();
-    env.sync();
+    let env = captured_then_deleted(&[("a.txt", "a")]);
     for args in [
         &["restore", "--as-of", "1h", "--deleted-after", "2h"][..],
         &["restore", "--as-of", "1h", "--incident", "K7Q-4MD"],
@@ -598,7 +577,7 @@ fn choices_that_cannot_combine_are_refused_not_ignored() {
 #[test]
 fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
     let name = std::ffi::OsStr::from_bytes(b"r\xe9sum\xe9.txt");
-    let env = captured_then_deleted(name, "old");
+    let env = captured_then_deleted(&[(name, "old")]);
     fs::write(env.share.join(name), "new").unwrap();
     env.sync();
 

@@ -321,6 +321,21 @@ impl Drop for TestEnv {
     }
 }
 
+/// A share whose `files` the daemon captured and then saw deleted; it still runs.
+pub fn captured_then_deleted<P: AsRef<Path>, C: AsRef<[u8]>>(files: &[(P, C)]) -> TestEnv {
+    let mut env = TestEnv::new();
+    for (relative, content) in files {
+        env.write(relative, content);
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    for (relative, _) in files {
+        fs::remove_file(env.path(relative)).expect("delete a captured file");
+    }
+    env.sync();
+    env
+}
+
 /// A command for the binary with no vault given, isolated from the caller's
 /// environment and from a system config file (/etc/undelete/config.toml, read
 /// by default as root), which could add exclude rules or a size limit.
