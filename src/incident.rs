@@ -126,7 +126,6 @@ impl Default for IncidentRules {
     }
 }
 
-/// The deepest folder holding both `a` and `b`.
 /// The warning for a mass deletion, with the command that undoes it. `status`
 /// words it again from the incident as it is now, which may have grown since.
 pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) -> String {
@@ -177,6 +176,7 @@ pub fn alerted_code(kind: &str) -> Option<&str> {
     kind.strip_prefix(ALERT_PREFIX)
 }
 
+/// The deepest folder holding both `a` and `b`.
 pub fn common_folder(a: &Path, b: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for (x, y) in a.components().zip(b.components()) {
