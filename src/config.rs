@@ -24,8 +24,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0:?} is not a size; write it like 500MB, 1MiB or 2GB")]
     Size(String),
-    #[error("{0}")]
-    Duration(String),
+    #[error(transparent)]
+    Duration(#[from] crate::clock::TimeError),
     #[error("the exclude rule {rule:?} is not a valid pattern: {reason}")]
     Glob { rule: String, reason: String },
     #[error("the retention rules would empty the recycle bin: {0}")]
@@ -171,8 +171,7 @@ impl Config {
             .transpose()?;
         let mut incidents = IncidentRules::default();
         if let Some(gap) = raw.incident_gap.or(file.incident_gap) {
-            incidents.gap_ns =
-                crate::clock::parse_age(&gap).map_err(|e| ConfigError::Duration(e.to_string()))?;
+            incidents.gap_ns = crate::clock::parse_age(&gap)?;
         }
         if let Some(n) = raw.alert_files.or(file.alert_files) {
             incidents.alert_files = n;
@@ -208,8 +207,7 @@ impl Config {
         }
         let mut retention = Retention::default();
         if let Some(age) = raw.keep_deleted.or(file.retention.keep_deleted) {
-            retention.keep_deleted_ns =
-                crate::clock::parse_age(&age).map_err(|e| ConfigError::Duration(e.to_string()))?;
+            retention.keep_deleted_ns = crate::clock::parse_age(&age)?;
         }
         if let Some(n) = raw.keep_versions.or(file.retention.keep_versions) {
             retention.keep_versions = n;
