@@ -171,7 +171,7 @@ fn gather(config: &Config) -> anyhow::Result<Facts> {
     if let Err(e) = std::fs::read_dir(&config.vault)
         && e.kind() == std::io::ErrorKind::PermissionDenied
     {
-        super::open_vault(config)?;
+        super::open_vault_folder(config)?;
     }
     let mut facts = Facts {
         now: clock::now(),

@@ -12,10 +12,7 @@ pub fn run(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
         && e.kind() == std::io::ErrorKind::PermissionDenied
     {
         // Not "no vault there": it is there, only not ours to read.
-        anyhow::bail!(
-            "permission denied reading the vault {}; run it with sudo",
-            config.vault.display()
-        );
+        super::open_vault_folder(config)?;
     }
     let vault = Vault::open_existing(&config.vault).map_err(|_| {
         anyhow::anyhow!(
