@@ -867,14 +867,15 @@ impl Daemon {
                 path.strip_prefix(&root.path).unwrap_or(path).to_owned(),
             );
             let current = self.index.current(path)?;
-            let likely = match current {
-                Some(_) => None,
-                None => self.index.latest(path)?.and_then(|v| {
+            // A restore's announcement says more than a guess from the history would.
+            let likely = match (&current, &announced) {
+                (None, None) => self.index.latest(path)?.and_then(|v| {
                     v.observed.object.map(|id| Likely {
                         id,
                         size: v.observed.size,
                     })
                 }),
+                _ => None,
             };
             let job = Some(capture::Job {
                 path: path.clone(),
