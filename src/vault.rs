@@ -18,10 +18,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use tempfile::{NamedTempFile, TempPath};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use tempfile::TempPath;
 
 /// Read and write in large chunks: the vault is written sequentially and a
 /// bigger buffer halves the syscalls on photos and videos.
@@ -166,12 +167,49 @@ pub struct Vault {
     root: PathBuf,
     /// Complete copies waiting in `tmp/` for `flush` to make them durable and give
     /// them their names. Workers store in parallel, so it is shared.
-    staged: Mutex<HashMap<ObjectId, TempPath>>,
+    staged: Mutex<Staging>,
+    /// Whether copies can be made unnamed (see `Incoming`); found out by the first copy.
+    unnamed_works: OnceLock<bool>,
+    /// How many unnamed copies may wait for a flush at once: each holds a descriptor.
+    max_open_staged: usize,
     /// Devices whose files cannot be cloned into the vault (another filesystem, or
     /// one without reflinks): their files are copied without trying again.
     cannot_clone_from: Mutex<HashSet<u64>>,
     /// Set while the space set aside for the index is given up (see `release_reserve`).
     reserve_released: AtomicBool,
+}
+
+/// A copy being written in `tmp/`. Unnamed (`O_TMPFILE`) where the vault's filesystem
+/// allows it: creating a named file holds `tmp/`'s lock while the filesystem finds a
+/// free inode, which after a mass deletion means scanning past every recently freed
+/// one, and every capture thread queued behind that lock (a sixth of the CPU of a
+/// start-up capture went to waiting for it). An unnamed file takes no lock on the
+/// folder, and a crash leaves nothing behind. Elsewhere, a named temporary file.
+struct Incoming {
+    file: File,
+    /// `None` for an unnamed copy.
+    named: Option<TempPath>,
+}
+
+impl Incoming {
+    /// The path to name in errors.
+    fn path<'a>(&'a self, tmp_dir: &'a Path) -> &'a Path {
+        self.named.as_deref().unwrap_or(tmp_dir)
+    }
+}
+
+/// A finished copy waiting for `flush` to give it its name.
+enum Staged {
+    /// An unnamed copy exists only through its open descriptor.
+    Unnamed(File),
+    Named(TempPath),
+}
+
+#[derive(Default)]
+struct Staging {
+    copies: HashMap<ObjectId, Staged>,
+    /// How many of them are unnamed, so hold a descriptor.
+    open: usize,
 }
 
 /// Space the daemon keeps set aside on the vault's disk, in a file of its own, for
@@ -205,12 +243,18 @@ impl Vault {
         for prefix in 0..=255u8 {
             let _ = create_private_dir(&root.join("objects").join(format!("{prefix:02x}")));
         }
-        Ok(Self {
+        Ok(Self::at(root))
+    }
+
+    fn at(root: &Path) -> Self {
+        Self {
             root: root.to_owned(),
-            staged: Mutex::new(HashMap::new()),
+            staged: Mutex::new(Staging::default()),
+            unnamed_works: OnceLock::new(),
+            max_open_staged: max_open_staged(),
             cannot_clone_from: Mutex::new(HashSet::new()),
             reserve_released: AtomicBool::new(true),
-        })
+        }
     }
 
     /// Opens an existing vault without creating anything (for commands that only read).
@@ -222,12 +266,7 @@ impl Vault {
                 io::Error::new(io::ErrorKind::NotFound, "no vault here"),
             ));
         }
-        Ok(Self {
-            root: root.to_owned(),
-            staged: Mutex::new(HashMap::new()),
-            cannot_clone_from: Mutex::new(HashSet::new()),
-            reserve_released: AtomicBool::new(true),
-        })
+        Ok(Self::at(root))
     }
 
     pub fn root(&self) -> &Path {
@@ -414,7 +453,7 @@ impl Vault {
     /// `Ok(None)` when the file could not be cloned: copy it instead.
     fn store_clone(&self, file: &File, dev: u64, limit: u64) -> Result<Option<Stored>, StoreError> {
         let tmp = self.temp_file()?;
-        if let Err(e) = rustix::fs::ioctl_ficlone(tmp.as_file(), file) {
+        if let Err(e) = rustix::fs::ioctl_ficlone(&tmp.file, file) {
             if matches!(
                 e,
                 rustix::io::Errno::OPNOTSUPP
@@ -431,9 +470,9 @@ impl Vault {
             }
             return Ok(None);
         }
-        let mut clone = tmp
-            .reopen()
-            .map_err(|e| VaultError::io("read back", tmp.path(), e))?;
+        let tmp_dir = self.root.join("tmp");
+        // Read back through the same descriptor: the clone's offset is still at its start.
+        let mut clone = &tmp.file;
         let mut hasher = blake3::Hasher::new();
         let size = BUFFER.with_borrow_mut(|buf| {
             buf.resize(CHUNK, 0);
@@ -449,7 +488,9 @@ impl Vault {
                         hasher.update(&buf[..n]);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(VaultError::io("read back", tmp.path(), e).into()),
+                    Err(e) => {
+                        return Err(VaultError::io("read back", tmp.path(&tmp_dir), e).into());
+                    }
                 }
             }
         })?;
@@ -503,22 +544,54 @@ impl Vault {
         self.stage(tmp, id, size)
     }
 
-    fn temp_file(&self) -> Result<NamedTempFile, VaultError> {
+    fn temp_file(&self) -> Result<Incoming, VaultError> {
         let tmp_dir = self.root.join("tmp");
         if self.reserve_released.load(Ordering::Relaxed)
             && free_space(&self.root).is_some_and(|free| free < RESERVE)
         {
             return Err(VaultError::Full { path: tmp_dir });
         }
-        tempfile::Builder::new()
+        let room_for_unnamed = {
+            let staging = self
+                .staged
+                .lock()
+                .expect("the staged objects are never poisoned");
+            staging.open < self.max_open_staged
+        };
+        if room_for_unnamed
+            && *self
+                .unnamed_works
+                .get_or_init(|| unnamed_copies_work(&tmp_dir))
+        {
+            match rustix::fs::open(&tmp_dir, unnamed_flags(), Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    return Ok(Incoming {
+                        file: File::from(fd),
+                        named: None,
+                    });
+                }
+                Err(e) if is_disk_full(&e.into()) => {
+                    return Err(VaultError::Full { path: tmp_dir });
+                }
+                // Out of descriptors, say: a named copy holds none once staged.
+                Err(_) => {}
+            }
+        }
+        let (file, path) = tempfile::Builder::new()
             .prefix("incoming-")
             .tempfile_in(&tmp_dir)
-            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))
+            .map_err(|e| VaultError::io("create a temporary file in", &tmp_dir, e))?
+            .into_parts();
+        Ok(Incoming {
+            file,
+            named: Some(path),
+        })
     }
 
-    fn write(&self, tmp: &mut NamedTempFile, bytes: &[u8]) -> Result<(), VaultError> {
-        tmp.write_all(bytes)
-            .map_err(|e| VaultError::io("write", tmp.path(), e))
+    fn write(&self, tmp: &mut Incoming, bytes: &[u8]) -> Result<(), VaultError> {
+        tmp.file
+            .write_all(bytes)
+            .map_err(|e| VaultError::io("write", tmp.path(&self.root.join("tmp")), e))
     }
 
     /// Whether an object is in the vault, or staged to be named at the next flush.
@@ -526,22 +599,30 @@ impl Vault {
         self.staged
             .lock()
             .expect("the staged objects are never poisoned")
+            .copies
             .contains_key(id)
             || self.object_path(id).is_file()
     }
 
     /// Keeps a finished temporary copy until `flush` names it. Its writing to disk
     /// starts now, so the flush mostly waits for work already done.
-    fn stage(&self, tmp: NamedTempFile, id: ObjectId, size: u64) -> Result<Stored, StoreError> {
-        start_writeback(tmp.as_file());
-        let mut staged = self
+    fn stage(&self, tmp: Incoming, id: ObjectId, size: u64) -> Result<Stored, StoreError> {
+        start_writeback(&tmp.file);
+        let mut staging = self
             .staged
             .lock()
             .expect("the staged objects are never poisoned");
         // Another worker may have staged the same content meanwhile: one copy is enough.
-        let is_new = !staged.contains_key(&id);
+        let is_new = !staging.copies.contains_key(&id);
         if is_new {
-            staged.insert(id, tmp.into_temp_path());
+            let staged = match tmp.named {
+                None => {
+                    staging.open += 1;
+                    Staged::Unnamed(tmp.file)
+                }
+                Some(path) => Staged::Named(path),
+            };
+            staging.copies.insert(id, staged);
         }
         Ok(Stored { id, size, is_new })
     }
@@ -561,23 +642,33 @@ impl Vault {
                 .lock()
                 .expect("the staged objects are never poisoned"),
         );
-        if staged.is_empty() {
+        if staged.copies.is_empty() {
             return Ok(());
         }
         let tmp_dir = self.root.join("tmp");
         sync_filesystem(&tmp_dir)?;
-        for (id, tmp) in staged {
+        for (id, staged) in staged.copies {
             let dest = self.object_path(&id);
-            match tmp.persist(&dest) {
+            let named = match &staged {
+                Staged::Unnamed(file) => link_unnamed(file, &dest),
+                Staged::Named(tmp) => fs::rename(tmp, &dest),
+            };
+            match named {
                 Ok(()) => {}
                 // Only the first object of a folder finds the folder missing.
-                Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     create_private_dir(dest.parent().expect("object paths have a parent"))?;
-                    e.path
-                        .persist(&dest)
-                        .map_err(|e| VaultError::io("store", &dest, e.error))?;
+                    match &staged {
+                        Staged::Unnamed(file) => link_unnamed(file, &dest),
+                        Staged::Named(tmp) => fs::rename(tmp, &dest),
+                    }
+                    .map_err(|e| VaultError::io("store", &dest, e))?;
                 }
-                Err(e) => return Err(VaultError::io("store", &dest, e.error)),
+                Err(e) => return Err(VaultError::io("store", &dest, e)),
+            }
+            if let Staged::Named(tmp) = staged {
+                // Renamed away: nothing is left for it to remove.
+                let _ = tmp.keep();
             }
         }
         sync_filesystem(&tmp_dir)
@@ -668,6 +759,51 @@ fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// The flags of an unnamed copy in `tmp/`.
+fn unnamed_flags() -> OFlags {
+    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC
+}
+
+/// Whether an unnamed file can be made in `tmp_dir` and later given a name: some
+/// filesystems (NFS, many FUSE ones) cannot, and linking through `/proc` needs it mounted.
+fn unnamed_copies_work(tmp_dir: &Path) -> bool {
+    let Ok(fd) = rustix::fs::open(tmp_dir, unnamed_flags(), Mode::from_raw_mode(0o600)) else {
+        return false;
+    };
+    let probe = tmp_dir.join(format!("probe-{}", std::process::id()));
+    let linked = link_unnamed(&File::from(fd), &probe).is_ok();
+    let _ = fs::remove_file(&probe);
+    linked
+}
+
+/// Gives an unnamed file its name. An object already under that name has the same
+/// content (it is named by it) and was made durable before being named: it stays.
+fn link_unnamed(file: &File, dest: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Through `/proc`, as open(2) documents: linking the descriptor itself
+    // (AT_EMPTY_PATH) needs a capability the daemon may not have.
+    let by_descriptor = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::linkat(
+        rustix::fs::CWD,
+        by_descriptor.as_str(),
+        rustix::fs::CWD,
+        dest,
+        AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Err(rustix::io::Errno::EXIST) => Ok(()),
+        other => other.map_err(io::Error::from),
+    }
+}
+
+/// How many unnamed copies may wait for a flush: a quarter of the descriptors this
+/// process may open, and no more than a batch usually copies.
+fn max_open_staged() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft / 4).unwrap_or(usize::MAX).min(4096)
 }
 
 /// Flushes everything written to the filesystem holding `dir` to disk.
@@ -765,6 +901,39 @@ mod tests {
     }
 
     #[test]
+    fn copies_wait_for_the_flush_unnamed_up_to_the_limit_and_named_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vault = Vault::open(&dir.path().join("v")).unwrap();
+        vault.max_open_staged = 2;
+        let contents: Vec<String> = (0..4).map(|i| format!("copy {i}")).collect();
+        let ids: Vec<ObjectId> = contents
+            .iter()
+            .map(|c| vault.store(&mut c.as_bytes()).unwrap().id)
+            .collect();
+        assert_eq!(
+            vault.unnamed_works.get(),
+            Some(&true),
+            "O_TMPFILE works here"
+        );
+        let in_tmp = || fs::read_dir(dir.path().join("v/tmp")).unwrap().count();
+        assert_eq!(in_tmp(), 2, "only the copies beyond the limit have names");
+        assert!(
+            ids.iter().all(|id| !vault.contains(id)),
+            "named only by the flush"
+        );
+        vault.flush().unwrap();
+        for (id, content) in ids.iter().zip(&contents) {
+            assert_eq!(vault.verify(id).unwrap(), content.len() as u64);
+        }
+        assert_eq!(in_tmp(), 0);
+        // The limit counts copies waiting now, not since the start.
+        let more = vault.store(&mut &b"after the flush"[..]).unwrap();
+        assert_eq!(in_tmp(), 0, "unnamed again");
+        vault.flush().unwrap();
+        assert!(vault.contains(&more.id));
+    }
+
+    #[test]
     fn a_file_with_its_likely_content_is_hashed_and_one_that_differs_is_copied() {
         let dir = tempfile::tempdir().unwrap();
         let vault = Vault::open(&dir.path().join("v")).unwrap();
@@ -782,7 +951,7 @@ mod tests {
             .unwrap();
         assert_eq!((again.id, again.is_new), (kept.id, false));
         assert!(
-            vault.staged.lock().unwrap().is_empty(),
+            vault.staged.lock().unwrap().copies.is_empty(),
             "nothing was copied"
         );
 
