@@ -5,6 +5,8 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -58,6 +60,50 @@ fn files_present_before_the_daemon_starts_are_captured() {
     }
     let all = env.list_by_path(&["--all"]);
     assert_live_and_recoverable(entry(&all, &env.json_path("empty.txt")));
+}
+
+/// What the daemon records is committed without anyone asking (there is no sync
+/// here), and while changes keep coming, not only once they stop: a reader, and the
+/// start-up after a crash, never wait for a busy share to calm down.
+#[test]
+fn what_is_recorded_is_committed_while_changes_keep_coming() {
+    let mut env = TestEnv::new();
+    let busy = env.write("busy.txt", "its mode changes again and again");
+    env.start_daemon(&[]);
+    env.sync();
+    env.write("first.txt", "recorded while the share is busy");
+    let first = env.json_path("first.txt");
+    let stop = AtomicBool::new(false);
+    let (committed_while_busy, changes) = std::thread::scope(|scope| {
+        let changer = scope.spawn(|| {
+            let started = Instant::now();
+            let mut changes = 0u64;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                let mode = if changes.is_multiple_of(2) {
+                    0o600
+                } else {
+                    0o644
+                };
+                fs::set_permissions(&busy, fs::Permissions::from_mode(mode)).unwrap();
+                changes += 1;
+            }
+            changes
+        });
+        let committed_while_busy = loop {
+            if env.list_by_path(&["--all"]).contains_key(&first) {
+                break !changer.is_finished();
+            }
+            if changer.is_finished() {
+                break false;
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        (committed_while_busy, changer.join().unwrap())
+    });
+    assert!(
+        committed_while_busy,
+        "first.txt was committed only once the changes stopped ({changes} changes)"
+    );
 }
 
 #[test]
