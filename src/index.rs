@@ -567,6 +567,14 @@ impl Index {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The daemon's lookups and inserts land all over the path and object indexes:
+        // with SQLite's default 2 MB of cache, a big restore read 33,000 pages back
+        // from the file, and checkpointing after every 1,000 pages wrote each index page
+        // again after nearly every commit. 32 MB of each.
+        conn.pragma_update(None, "cache_size", -32768)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)
+            .map_err(open_err)?;
         // One query plan per statement, whatever its parameters. Otherwise SQLite
         // (built with STAT4) plans some statements again each time a path is bound:
         // `latest` was parsed anew for every file the daemon looked at, a third of its

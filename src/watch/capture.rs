@@ -10,8 +10,8 @@ use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::announce::Announcement;
 use crate::config::Excludes;
@@ -59,10 +59,14 @@ pub struct Job {
 /// them wait for the disk (metadata reads, creating the copies) rather than hash.
 /// On two cores, 100,000 small files from a cold cache took 44 s with 4, 36 s with 8
 /// and 33 s with 16 threads; a tree of large photos was as fast with 8 as with 4.
+/// Found out once: asking reads the cgroup's files, and it was asked for every batch.
 fn workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| (n.get() * 4).clamp(4, 16))
-        .unwrap_or(8)
+    static WORKERS: OnceLock<usize> = OnceLock::new();
+    *WORKERS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| (n.get() * 4).clamp(4, 16))
+            .unwrap_or(8)
+    })
 }
 
 /// Looks at every job (`None` jobs give `Missing`) in parallel; results in job order.
@@ -78,9 +82,15 @@ pub fn look_all(vault: &Vault, rules: &HashMap<i64, Rules<'_>>, jobs: &[Option<J
             None => Look::Uninspectable(io::Error::other("no rules for its protected folder")),
         }
     };
-    let workers = workers().min(jobs.len());
+    // Only files to read need a thread of their own: a file a restore announced is
+    // looked at, not read.
+    let to_read = jobs
+        .iter()
+        .filter(|job| job.as_ref().is_some_and(|job| job.announced.is_none()))
+        .count();
+    let workers = workers().min(to_read);
     if workers <= 1 {
-        // One path (an event while idle): no thread to start, no latency added.
+        // One file (an event while idle), or none to read: no thread to start.
         return jobs.iter().map(look_one).collect();
     }
     let next = AtomicUsize::new(0);
