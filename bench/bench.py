@@ -268,7 +268,6 @@ class Bench:
             ["sh", "-c", f"cp -a '{self.path('cp-copy')}' '{self.path('cp-back2')}' && sync"],
             cold=True,
         )
-        shutil.rmtree(self.path("cp-back2"))
         restic = "not installed"
         if self.restic:
             env = self.restic_env(self.path("restic"))
@@ -296,7 +295,8 @@ class Bench:
         self.table.add("…against cp -a then sync (durable, as a restore is)", ours, cp_sync)
         daemon.stop()
         self.mixed = None
-        for p in ["cp-copy", "cp-back", "restic-back", "restic", "share", "vault"]:
+        # cp-back2 too only now, for the same reason as cp-copy2 in `protect`.
+        for p in ["cp-copy", "cp-back", "cp-back2", "restic-back", "restic", "share", "vault"]:
             shutil.rmtree(self.path(p), ignore_errors=True)
 
     def xfs(self):
