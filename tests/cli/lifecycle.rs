@@ -47,6 +47,29 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert_live_and_recoverable(entry(&all, &env.json_path("a.txt")));
 }
 
+/// Copies waiting for the vault's flush each hold a descriptor: the daemon lifts the
+/// low soft limit a service manager may start it with, up to the hard limit.
+#[test]
+fn the_daemon_may_open_as_many_files_as_the_system_allows_it() {
+    let mut env = TestEnv::new();
+    env.daemon_open_files = Some(256);
+    env.start_daemon(&[]);
+    let limits = fs::read_to_string(format!("/proc/{}/limits", env.daemon_pid())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-file limit in:\n{limits}"))
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_ne!(open_files[0], "256", "{limits}");
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft limit raised to the hard one: {limits}"
+    );
+}
+
 #[test]
 fn a_vault_inside_the_protected_folder_is_refused() {
     let env = TestEnv::new();

@@ -40,6 +40,8 @@ pub struct TestEnv {
     daemon: Option<Child>,
     /// Every daemon log written so far, one per start.
     logs: Vec<PathBuf>,
+    /// A soft limit on open files to start the daemon with, as a service manager may.
+    pub daemon_open_files: Option<u64>,
 }
 
 impl TestEnv {
@@ -59,6 +61,7 @@ impl TestEnv {
             vault,
             daemon: None,
             logs: Vec::new(),
+            daemon_open_files: None,
         }
     }
 
@@ -90,14 +93,25 @@ impl TestEnv {
             .join(format!("daemon-{}.log", self.logs.len() + 1));
         let stderr = File::create(&log).expect("create the daemon log");
         self.logs.push(log);
-        let child = self
-            .command()
+        let mut command = self.command();
+        command
             .arg("daemon")
             .args(args)
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn the daemon");
+            .stderr(stderr);
+        if let Some(soft) = self.daemon_open_files {
+            use rustix::process::{Resource, getrlimit, setrlimit};
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only system calls between fork and exec, no allocation.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = getrlimit(Resource::Nofile);
+                    limit.current = Some(soft);
+                    setrlimit(Resource::Nofile, limit).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn the daemon");
         self.daemon = Some(child);
         self.wait_until_listening();
     }
@@ -130,6 +144,11 @@ impl TestEnv {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// The running daemon's process id.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("a daemon is running").id()
     }
 
     pub fn socket(&self) -> PathBuf {
