@@ -569,8 +569,9 @@ impl Index {
             .map_err(open_err)?;
         // The daemon's lookups and inserts land all over the path and object indexes:
         // with SQLite's default 2 MB of cache, a big restore read 33,000 pages back
-        // from the file, and checkpointing after every 1,000 pages wrote each index page
-        // again after nearly every commit. 32 MB of each.
+        // from the file, and checkpointing after every 1,000 pages of log wrote each
+        // index page again after nearly every commit. 32 MB of cache, and 32 MB of
+        // log between checkpoints.
         conn.pragma_update(None, "cache_size", -32768)
             .map_err(open_err)?;
         conn.pragma_update(None, "wal_autocheckpoint", 8192)

@@ -181,10 +181,11 @@ pub struct Vault {
 
 /// A copy being written in `tmp/`. Unnamed (`O_TMPFILE`) where the vault's filesystem
 /// allows it: creating a named file holds `tmp/`'s lock while the filesystem finds a
-/// free inode, which after a mass deletion means scanning past every recently freed
-/// one, and every capture thread queued behind that lock (a sixth of the CPU of a
-/// start-up capture went to waiting for it). An unnamed file takes no lock on the
-/// folder, and a crash leaves nothing behind. Elsewhere, a named temporary file.
+/// free inode (which ext4 without a journal does by scanning past every inode freed
+/// in the last minutes), and every capture thread queued behind that lock (a sixth
+/// of the CPU of a start-up capture went to waiting for it). An unnamed file takes
+/// no lock on the folder, and a crash leaves nothing behind. Elsewhere, a named
+/// temporary file.
 struct Incoming {
     file: File,
     /// `None` for an unnamed copy.
