@@ -408,8 +408,8 @@ impl Daemon {
     /// the journal and writing its index pages to SQLite's log, on the cores and the
     /// disk the restore needs (10 commits now). A killed daemon loses at most
     /// `GROUP_COMMIT` of records; the start-up scan finds again every file still on
-    /// disk, so only a file both created and deleted within that moment is lost, as
-    /// a power cut loses the last seconds of writes to the share itself.
+    /// disk, so only what was both written and deleted within that moment is lost,
+    /// as a power cut loses the last seconds of writes to the share itself.
     fn serve(&mut self) -> Result<(), DaemonError> {
         let mut open_since: Option<Instant> = None;
         while !self.stopping {
