@@ -339,11 +339,12 @@ class Bench:
         n = self.args.delete_files
         make_small_tree(tree, n)
         cp = timed(["cp", "-a", tree, self.path("small-copy")], cold=True)
-        shutil.rmtree(self.path("small-copy"))
         drop_caches()
         daemon = Daemon(self.bin, self.path("catchup-vault"), share, self.path("catchup.log"))
         daemon.sync()
         ours = (time.monotonic() - daemon.started, daemon.peak_kib())
+        # Removed only now, for the same reason as cp-copy2 in `protect`.
+        shutil.rmtree(self.path("small-copy"))
         self.table.add(f"protect {n:,} small files (cold cache)", ours, cp)
         t_rm = time.monotonic()
         subprocess.run(["rm", "-rf", tree], check=True)
