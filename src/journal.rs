@@ -417,9 +417,7 @@ impl Journal {
         }
         Ok(())
     }
-}
 
-impl Journal {
     /// The journal's length on disk, to `truncate_to` if what was synced after it
     /// turns out not to have happened (the index's commit failed).
     pub fn synced_len(&self) -> u64 {
