@@ -1739,10 +1739,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_commit_that_fails_takes_its_records_back_out_of_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, ix, root) = journaled_index();
         let journal = dir.path().join("journal");
-        let ix = Index::open_journaled(&dir.path().join("index.db"), &journal).unwrap();
-        let root = ix.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
         ix.begin().unwrap();
         ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)
             .unwrap();
@@ -1757,6 +1755,16 @@ pub(crate) mod tests {
         let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
         crate::journal::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
         assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
+    }
+
+    /// An index journaled to `journal/` in the returned folder, with one protected
+    /// folder, `/s`, whose id comes last.
+    pub(crate) fn journaled_index() -> (tempfile::TempDir, Index, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = Index::open_journaled(&dir.path().join("index.db"), &dir.path().join("journal"))
+            .unwrap();
+        let root = ix.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        (dir, ix, root)
     }
 
     fn index() -> (tempfile::TempDir, Index, i64) {

@@ -752,10 +752,8 @@ mod tests {
 
     #[test]
     fn a_replay_gives_back_the_same_versions_deletions_and_incidents() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, live, root) = crate::index::tests::journaled_index();
         let journal = dir.path().join("journal");
-        let live = Index::open_journaled(&dir.path().join("index.db"), &journal).unwrap();
-        let root = live.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
         let gone = |at| Gone {
             at,
             approx: false,
@@ -796,10 +794,8 @@ mod tests {
 
     #[test]
     fn a_batch_rolled_back_leaves_nothing_in_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, live, root) = crate::index::tests::journaled_index();
         let journal = dir.path().join("journal");
-        let live = Index::open_journaled(&dir.path().join("index.db"), &journal).unwrap();
-        let root = live.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
         let failed = live.batch(|ix| {
             ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)?;
             Err::<(), _>(crate::index::IndexError::Damaged {
