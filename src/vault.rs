@@ -206,6 +206,15 @@ enum Staged {
     Named(TempPath),
 }
 
+impl Staged {
+    fn name_as(&self, dest: &Path) -> io::Result<()> {
+        match self {
+            Staged::Unnamed(file) => link_unnamed(file, dest),
+            Staged::Named(tmp) => fs::rename(tmp, dest),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Staging {
     copies: HashMap<ObjectId, Staged>,
@@ -650,20 +659,14 @@ impl Vault {
         sync_filesystem(&tmp_dir)?;
         for (id, staged) in staged.copies {
             let dest = self.object_path(&id);
-            let named = match &staged {
-                Staged::Unnamed(file) => link_unnamed(file, &dest),
-                Staged::Named(tmp) => fs::rename(tmp, &dest),
-            };
-            match named {
+            match staged.name_as(&dest) {
                 Ok(()) => {}
                 // Only the first object of a folder finds the folder missing.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     create_private_dir(dest.parent().expect("object paths have a parent"))?;
-                    match &staged {
-                        Staged::Unnamed(file) => link_unnamed(file, &dest),
-                        Staged::Named(tmp) => fs::rename(tmp, &dest),
-                    }
-                    .map_err(|e| VaultError::io("store", &dest, e))?;
+                    staged
+                        .name_as(&dest)
+                        .map_err(|e| VaultError::io("store", &dest, e))?;
                 }
                 Err(e) => return Err(VaultError::io("store", &dest, e)),
             }
