@@ -34,8 +34,11 @@ pub enum Look {
     Missing,
     /// The path could not even be inspected (a parent folder is unreadable).
     Uninspectable(io::Error),
-    /// Something is there; `Observed` says what, with its copy if one was made.
+    /// Something is there; `Observed` says what, and the copy it has, if any, was
+    /// already kept.
     Found(Observed),
+    /// A file whose content was just copied into the vault.
+    Copied(Observed),
     /// A file a restore wrote and announced, recorded with the announced content
     /// without reading it.
     Announced(Observed),
@@ -243,7 +246,11 @@ fn copy_file(
         if unchanged_while_read(&before, &after, stored.size) {
             observed = observed_from(&after);
             observed.object = Some(stored.id);
-            return Look::Found(observed);
+            return if stored.is_new {
+                Look::Copied(observed)
+            } else {
+                Look::Found(observed)
+            };
         }
         tracing::debug!(
             "{} changed while it was read; reading again",

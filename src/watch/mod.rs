@@ -181,6 +181,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         last_purge: None,
         purges_asked: Vec::new(),
         reload_asked: false,
+        alert_commands: Vec::new(),
         codes: crate::incident::CodeSource::new(),
         vault,
         index,
@@ -314,6 +315,8 @@ struct Daemon {
     purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
     /// A SIGHUP, to act on after the next commit.
     reload_asked: bool,
+    /// Alert commands of mass deletions, to run once their incident is committed.
+    alert_commands: Vec<std::process::Command>,
     codes: crate::incident::CodeSource,
     vault: Vault,
     index: Index,
@@ -493,6 +496,7 @@ impl Daemon {
         }
         self.update_incidents(now)?;
         Ok(self.syncs.any_ready()
+            || !self.alert_commands.is_empty()
             || self.stopping
             || self.reload_asked
             || !self.purges_asked.is_empty()
@@ -518,6 +522,7 @@ impl Daemon {
             );
             self.announced_used = 0;
         }
+        self.run_alert_commands();
         // Answered only after the commit: a sync means "it is in the index".
         self.syncs.answer_ready();
         if self.purge_due() {
@@ -916,15 +921,20 @@ impl Daemon {
                 path.strip_prefix(&root.path).unwrap_or(path).to_owned(),
             );
             let current = self.index.current(path)?;
-            // A restore's announcement says more than a guess from the history would.
+            // A restore's announcement says more than a guess from the history would,
+            // and if the file is no longer as announced, its content may still be.
             let likely = match (&current, &announced) {
+                (Some(_), _) => None,
+                (None, Some(a)) => Some(Likely {
+                    id: a.object,
+                    size: a.size,
+                }),
                 (None, None) => self.index.latest(path)?.and_then(|v| {
                     v.observed.object.map(|id| Likely {
                         id,
                         size: v.observed.size,
                     })
                 }),
-                _ => None,
             };
             let job = Some(capture::Job {
                 path: path.clone(),
@@ -969,26 +979,22 @@ impl Daemon {
         look: Look,
         now: i64,
     ) -> Result<Option<(EntryKind, bool)>, DaemonError> {
-        let observed = match look {
+        let (observed, copied) = match look {
             Look::Missing => return Ok(None),
             Look::Uninspectable(e) => {
                 tracing::warn!("cannot look at {}: {e}", job.path.display());
                 return Ok(None);
             }
-            Look::Found(observed) => observed,
+            Look::Found(observed) => (observed, false),
+            // Only a copy actually written proves the vault has room again: a folder, a
+            // link, a file whose content is already kept or one a restore announced
+            // takes no space.
+            Look::Copied(observed) => (observed, true),
             Look::Announced(observed) => {
                 self.announced_used += 1;
-                observed
+                (observed, false)
             }
         };
-        // Only a copy actually written proves the vault has room again: a folder, a
-        // link or a file whose copy already exists takes no space.
-        let copied = observed.kind == EntryKind::File
-            && observed.uncaptured.is_none()
-            && observed.object.is_some()
-            && job.current.as_ref().is_none_or(|c| {
-                c.observed.object != observed.object || c.observed.uncaptured.is_some()
-            });
         self.note_vault_state(&observed.uncaptured, copied, now)?;
         let kind = observed.kind;
         let was_known = job.current.is_some();
@@ -1070,7 +1076,8 @@ impl Daemon {
         self.index
             .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
         if let Some(command) = &self.config.incidents.alert_command {
-            let spawned = std::process::Command::new("/bin/sh")
+            let mut alert = std::process::Command::new("/bin/sh");
+            alert
                 .arg("-c")
                 .arg(command)
                 .env("UNDELETE_INCIDENT", &incident.code)
@@ -1082,9 +1089,17 @@ impl Daemon {
                     crate::incident::undo_command(incident, self.vault.root()),
                 )
                 .env("UNDELETE_MESSAGE", &message)
-                .stdin(std::process::Stdio::null())
-                .spawn();
-            match spawned {
+                .stdin(std::process::Stdio::null());
+            self.alert_commands.push(alert);
+        }
+        Ok(())
+    }
+
+    /// Runs the alert commands of incidents just committed: the restore command they are
+    /// handed finds its incident in the index.
+    fn run_alert_commands(&mut self) {
+        for mut alert in std::mem::take(&mut self.alert_commands) {
+            match alert.spawn() {
                 // Reaped on its own thread: a slow mail command must not stall capture.
                 Ok(mut child) => {
                     std::thread::spawn(move || {
@@ -1098,7 +1113,6 @@ impl Daemon {
                 Err(e) => tracing::warn!("cannot run the alert command: {e}"),
             }
         }
-        Ok(())
     }
 
     /// Raises the vault-full alert on the first failure and clears it on the next copy
