@@ -76,6 +76,7 @@ fn a_restored_file_is_recorded_without_the_daemon_reading_it_again() {
 #[test]
 fn the_daemon_takes_the_restores_word_for_a_file_as_announced() {
     let mut env = TestEnv::new();
+    // The daemon trusts an announcement only for content the vault already holds.
     env.write("kept.txt", "vouched");
     env.start_daemon(&[]);
     env.sync();
@@ -103,6 +104,7 @@ fn the_daemon_takes_the_restores_word_for_a_file_as_announced() {
 #[test]
 fn an_announced_file_that_is_not_as_announced_is_read() {
     let mut env = TestEnv::new();
+    // The daemon trusts an announcement only for content the vault already holds.
     env.write("kept.txt", "vouched");
     env.start_daemon(&[]);
     env.sync();

@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -71,24 +71,23 @@ fn what_is_recorded_is_committed_while_changes_keep_coming() {
     let busy = env.write("busy.txt", "its mode changes again and again");
     env.start_daemon(&[]);
     env.sync();
-    env.write("first.txt", "recorded while the share is busy");
     let first = env.json_path("first.txt");
     let stop = AtomicBool::new(false);
+    let changes = AtomicU64::new(0);
     let (committed_while_busy, changes) = std::thread::scope(|scope| {
         let changer = scope.spawn(|| {
             let started = Instant::now();
-            let mut changes = 0u64;
             while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
-                let mode = if changes.is_multiple_of(2) {
-                    0o600
-                } else {
-                    0o644
-                };
+                let n = changes.fetch_add(1, Ordering::Relaxed);
+                let mode = if n.is_multiple_of(2) { 0o600 } else { 0o644 };
                 fs::set_permissions(&busy, fs::Permissions::from_mode(mode)).unwrap();
-                changes += 1;
             }
-            changes
         });
+        // The share is busy before first.txt comes, so a quiet moment does not commit it.
+        while changes.load(Ordering::Relaxed) < 100 && !changer.is_finished() {
+            std::thread::yield_now();
+        }
+        env.write("first.txt", "recorded while the share is busy");
         let committed_while_busy = loop {
             if env.list_by_path(&["--all"]).contains_key(&first) {
                 break !changer.is_finished();
@@ -98,7 +97,8 @@ fn what_is_recorded_is_committed_while_changes_keep_coming() {
             }
         };
         stop.store(true, Ordering::Relaxed);
-        (committed_while_busy, changer.join().unwrap())
+        changer.join().unwrap();
+        (committed_while_busy, changes.load(Ordering::Relaxed))
     });
     assert!(
         committed_while_busy,

@@ -43,14 +43,14 @@ fn a_vault_disk_filled_by_parallel_copies_still_records_what_was_not_copied() {
         return;
     };
     let mut env = TestEnv::new();
-    env.vault = disk.path.join("vault");
+    env.vault = disk.join("vault");
     env.write("early.txt", "kept before the disk filled");
     env.start_daemon(&[]);
     env.sync();
 
     // Parallel copies take the last free blocks before the daemon writes down what
     // it could not copy: 60 files of 64 KiB, with room for a few.
-    let filler = disk.fill_leaving("filler", 256 << 10);
+    disk.fill_leaving("filler", 256 << 10);
     for n in 0..60 {
         env.write(
             format!("late/a-long-name-for-a-late-file-{n:03}.bin"),
@@ -69,7 +69,6 @@ fn a_vault_disk_filled_by_parallel_copies_still_records_what_was_not_copied() {
         .count();
     assert!(not_copied > 0, "some late files did not fit: {listed:#?}");
     assert_eq!(listed.len(), 61, "every file is recorded: {listed:#?}");
-    drop(filler);
 }
 
 #[test]

@@ -260,6 +260,7 @@ fn purge_without_rules_uses_the_services_own() {
     env.write("notes.txt", "version 0");
     env.start_daemon(&["--keep-versions", "50"]);
     env.sync();
+    // More older versions than the default rules keep (10).
     for n in 1..=12 {
         fs::write(env.path("notes.txt"), format!("version {n}")).unwrap();
         env.sync();
