@@ -92,6 +92,14 @@ def make_empty_tree(root, count, dirs):
 # --- measuring ----------------------------------------------------------------
 
 
+def settle():
+    """Waits out ext4's memory of the inodes just freed (a minute once written; see
+    docs/benchmarks.md), so the next section's measurements do not pay for them."""
+    subprocess.run(["sync"], check=True)
+    log("waiting a minute for the inodes just freed to settle")
+    time.sleep(61)
+
+
 def drop_caches():
     subprocess.run(["sync"], check=True)
     try:
@@ -249,9 +257,6 @@ class Bench:
         daemon = Daemon(self.bin, self.path("vault"), share, self.path("daemon.log"))
         daemon.sync()
         ours = (time.monotonic() - daemon.started, daemon.peak_kib())
-        # Removed only now: on ext4 without a journal, new files skip over inodes freed
-        # in the last minutes, and a deletion just before would slow only this capture.
-        shutil.rmtree(self.path("cp-copy2"))
         self.table.add(label, ours, cp, restic)
         self.table.add("…against cp -a then sync (durable, as the vault is)", ours, cp_sync)
         self.mixed = (tree, files, size, daemon)
@@ -295,9 +300,13 @@ class Bench:
         self.table.add("…against cp -a then sync (durable, as a restore is)", ours, cp_sync)
         daemon.stop()
         self.mixed = None
-        # cp-back2 too only now, for the same reason as cp-copy2 in `protect`.
-        for p in ["cp-copy", "cp-back", "cp-back2", "restic-back", "restic", "share", "vault"]:
+        # The durable copies too only now: on ext4 without a journal, new files skip
+        # over inodes freed in the last minute, and a deletion just before a measured
+        # step would slow whatever that step creates.
+        for p in ["cp-copy", "cp-copy2", "cp-back", "cp-back2", "restic-back", "restic",
+                  "share", "vault"]:
             shutil.rmtree(self.path(p), ignore_errors=True)
+        settle()
 
     def xfs(self):
         mnt = self.path("xfs")
@@ -343,7 +352,7 @@ class Bench:
         daemon = Daemon(self.bin, self.path("catchup-vault"), share, self.path("catchup.log"))
         daemon.sync()
         ours = (time.monotonic() - daemon.started, daemon.peak_kib())
-        # Removed only now, for the same reason as cp-copy2 in `protect`.
+        # Removed only now, for the same reason as the copies in `restore`.
         shutil.rmtree(self.path("small-copy"))
         self.table.add(f"protect {n:,} small files (cold cache)", ours, cp)
         t_rm = time.monotonic()
@@ -373,6 +382,7 @@ class Bench:
         daemon.stop()
         shutil.rmtree(share, ignore_errors=True)
         shutil.rmtree(self.path("catchup-vault"), ignore_errors=True)
+        settle()
 
     def window(self):
         share = self.path("window")
