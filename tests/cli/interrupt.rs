@@ -149,8 +149,17 @@ fn read_in_background(mut from: impl Read + Send + 'static) -> std::sync::mpsc::
 /// (state D), waiting for the frozen disk: `percpu_rwsem_wait`, where a write to a
 /// frozen filesystem waits. Any D is not enough: reading the program or the index
 /// from a cold cache is one too, and would send Ctrl-C before the restore started.
-/// Where the kernel does not name the wait (wchan "0"), state D has to do.
+/// Where the kernel does not name waits at all (none of this test's own sleeping
+/// threads has a wchan), state D has to do. Decided once: a thread read in state D
+/// and then running reads "0" too.
 fn wait_until_blocked_on_disk(pid: u32) {
+    let names_waits = fs::read_dir("/proc/self/task")
+        .expect("this test's threads")
+        .flatten()
+        .any(|task| {
+            let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            !matches!(wchan.trim(), "0" | "")
+        });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("the restore is running");
@@ -161,7 +170,7 @@ fn wait_until_blocked_on_disk(pid: u32) {
                 .rsplit_once(") ")
                 .is_some_and(|(_, rest)| rest.starts_with('D'));
             let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
-            if waiting && matches!(wchan.trim(), "percpu_rwsem_wait" | "0" | "") {
+            if waiting && (wchan.trim() == "percpu_rwsem_wait" || !names_waits) {
                 return;
             }
         }
