@@ -34,16 +34,16 @@ pub fn run(config: Config, raw: RawArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The nice value the daemon runs at, unless it was started lower still.
+/// The nice value the daemon runs at, unless it was started with a higher one.
 const NICE: i32 = 10;
 
 /// Gives the daemon a lower CPU priority than the people using the server, and
-/// than a restore they are waiting for. On two cores, the daemon recording a
-/// restore's 9,188 files as they arrive took 0.7-1.2 s of CPU from the restore
-/// itself; at nice 10 it does most of that after the restore, which finished about
-/// 0.6 s sooner (docs/benchmarks.md). The price: on a CPU busy with other work, the
-/// daemon falls behind, and a file written and deleted within that delay is not
-/// kept. Its files are captured as soon as the CPU has a moment.
+/// than a restore they are waiting for. On two cores, recording a restore's 9,188
+/// files as they arrived took about 1.0 s of the daemon's CPU during the restore;
+/// at nice 10, 0.6 s, the rest after it, and the restore took 3.03 s instead of
+/// 3.36 s (means of five runs each, docs/benchmarks.md). The price: on a CPU busy
+/// with other work the daemon falls behind, and a file written and deleted within
+/// that delay is not kept.
 ///
 /// On Linux a nice value belongs to a thread, and threads inherit their creator's:
 /// this must run before the daemon starts any. Best effort, like any nice.
