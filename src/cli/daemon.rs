@@ -39,11 +39,11 @@ const NICE: i32 = 10;
 
 /// Gives the daemon a lower CPU priority than the people using the server, and
 /// than a restore they are waiting for. On two cores, recording a restore's 9,188
-/// files as they arrived took about 1.0 s of the daemon's CPU during the restore;
-/// at nice 10, 0.6 s, the rest after it, and the restore took 3.03 s instead of
-/// 3.36 s (means of five runs each, docs/benchmarks.md). The price: on a CPU busy
-/// with other work the daemon falls behind, and a file written and deleted within
-/// that delay is not kept.
+/// files as they arrived took about 1.0 s of the daemon's CPU; at nice 10 it runs
+/// less often, on larger batches, and took 0.6 s, and the restore took 3.03 s
+/// instead of 3.36 s (means of five runs each, docs/benchmarks.md). The price: on
+/// a CPU busy with other work the daemon falls behind, and a file written and
+/// deleted within that delay is not kept.
 ///
 /// On Linux a nice value belongs to a thread, and threads inherit their creator's:
 /// this must run before the daemon starts any. Best effort, like any nice.
