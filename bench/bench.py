@@ -285,7 +285,7 @@ class Bench:
             [self.bin, "--vault", self.path("vault"), "restore", "--under", tree],
             cold=True,
         )
-        # The daemon (at nice 10) records much of the restore after it: how much later.
+        # How long after the restore the daemon (at nice 10) had recorded all of it.
         t0 = time.monotonic()
         daemon.sync()
         behind = time.monotonic() - t0
