@@ -567,15 +567,6 @@ impl Index {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        // The daemon's lookups and inserts land all over the path and object indexes:
-        // with SQLite's default 2 MB of cache, a big restore read 33,000 pages back
-        // from the file, and checkpointing after every 1,000 pages of log wrote each
-        // index page again after nearly every commit. 32 MB of cache, and 32 MB of
-        // log between checkpoints.
-        conn.pragma_update(None, "cache_size", -32768)
-            .map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)
-            .map_err(open_err)?;
         // One query plan per statement, whatever its parameters. Otherwise SQLite
         // (built with STAT4) plans some statements again each time a path is bound:
         // `latest` was parsed anew for every file the daemon looked at, a third of its
@@ -1610,6 +1601,18 @@ impl Index {
             .optional()?)
     }
 
+    /// Sized for a process that keeps the index open and writes to it all day: the
+    /// daemon's lookups and inserts land all over the path and object indexes. With
+    /// SQLite's default 2 MB of cache, a big restore read 33,000 pages back from the
+    /// file, and checkpointing after every 1,000 pages of log wrote each index page
+    /// again after nearly every commit: 32 MB of cache, and 32 MB of log between
+    /// checkpoints. Not for the commands, which read little and would only hold more.
+    pub fn keep_busy_pages_in_memory(&self) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -32768)?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        Ok(())
+    }
+
     /// Checks the database file itself (`PRAGMA quick_check`).
     pub fn check_integrity(&self) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
@@ -1755,6 +1758,26 @@ pub(crate) mod tests {
         let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
         crate::journal::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
         assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_an_index_kept_busy_holds_32_mb_of_pages() {
+        let (_dir, ix, _) = index();
+        let setting = |name: &str| -> i64 {
+            ix.conn
+                .pragma_query_value(None, name, |row| row.get(0))
+                .unwrap()
+        };
+        // SQLite's defaults: 2 MB (as -2000 KiB), a checkpoint every 1,000 pages.
+        assert_eq!(
+            (setting("cache_size"), setting("wal_autocheckpoint")),
+            (-2000, 1000)
+        );
+        ix.keep_busy_pages_in_memory().unwrap();
+        assert_eq!(
+            (setting("cache_size"), setting("wal_autocheckpoint")),
+            (-32768, 8192)
+        );
     }
 
     /// An index journaled to `journal/` in the returned folder, with one protected

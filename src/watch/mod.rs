@@ -167,6 +167,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
     }
     let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+    index.keep_busy_pages_in_memory()?;
     let now = clock::now();
     let roots = index.set_roots(&roots, now)?;
     let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());
