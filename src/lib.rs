@@ -14,6 +14,7 @@ pub mod control;
 pub mod incident;
 pub mod index;
 pub mod journal;
+pub mod names;
 pub mod rebuild;
 pub mod report;
 pub mod restore;
