@@ -40,6 +40,8 @@ mod reload;
 mod restore;
 #[path = "cli/retention.rs"]
 mod retention;
+#[path = "cli/samba.rs"]
+mod samba;
 #[path = "cli/security.rs"]
 mod security;
 #[path = "cli/service.rs"]
