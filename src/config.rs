@@ -65,6 +65,8 @@ struct FileConfig {
     /// `[[folder]]` tables: a protected folder with rules of its own.
     #[serde(default)]
     folder: Vec<FileFolder>,
+    /// A group whose members may read the restore reports without root.
+    report_group: Option<String>,
 }
 
 /// One `[[folder]]` table.
@@ -123,6 +125,8 @@ pub struct Config {
     pub folders: Vec<FolderRules>,
     pub incidents: IncidentRules,
     pub retention: Retention,
+    /// The group whose members may read restore reports (see `saved_reports`).
+    pub report_group: Option<String>,
 }
 
 /// A protected folder's own capture rules: the common exclude rules plus its
@@ -223,6 +227,7 @@ impl Config {
             folders,
             incidents,
             retention,
+            report_group: file.report_group.filter(|g| !g.trim().is_empty()),
         })
     }
 
@@ -287,14 +292,23 @@ fn default_vault(
     home: &Option<PathBuf>,
 ) -> Option<PathBuf> {
     if is_root {
-        return Some(PathBuf::from("/var/lib/undelete"));
+        return Some(PathBuf::from(SYSTEM_VAULT));
     }
-    xdg_data_home
+    let own = xdg_data_home
         .clone()
         .filter(|p| p.is_absolute())
         .or_else(|| home.as_ref().map(|h| h.join(".local/share")))
-        .map(|d| d.join("undelete"))
+        .map(|d| d.join("undelete"));
+    // Someone without a vault of their own on a server that has one means that one
+    // (and is then told to use sudo, rather than that nothing was ever protected).
+    match own {
+        Some(own) if own.exists() || !Path::new(SYSTEM_VAULT).exists() => Some(own),
+        _ => Some(PathBuf::from(SYSTEM_VAULT)),
+    }
 }
+
+/// The vault of the system service (see `install-service`).
+const SYSTEM_VAULT: &str = "/var/lib/undelete";
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())

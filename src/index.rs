@@ -513,6 +513,8 @@ pub struct RestoreFilter {
     pub deleted_before: Option<i64>,
     pub incident: Option<i64>,
     pub as_of: Option<i64>,
+    /// Also bring back lock files of programs (see `names::is_program_lock`).
+    pub include_lock_files: bool,
 }
 
 /// Which deleted or live versions to list.

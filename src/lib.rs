@@ -6,6 +6,7 @@
 //! Data flows one way: events → capture → vault + index; index + vault → plan →
 //! restore → report.
 
+pub mod accounts;
 pub mod announce;
 pub mod cli;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod rebuild;
 pub mod report;
 pub mod restore;
 pub mod retention;
+pub mod saved_reports;
 pub mod vault;
 pub mod watch;
 

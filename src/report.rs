@@ -169,6 +169,86 @@ pub fn wrap(text: &str) -> String {
     sentences.join("\n")
 }
 
+/// Wraps one line of a list for an 80-column terminal at word boundaries, keeping
+/// its indent and indenting what follows by two more; no word (a path, a command)
+/// is ever split.
+pub fn wrap_line(line: &str) -> String {
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let more = format!("{indent}  ");
+    let options = textwrap::Options::new(79)
+        .initial_indent(indent)
+        .subsequent_indent(&more)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::fill(line.trim_start(), options)
+}
+
+/// The exclude rule that kept a lost file out, if that is why it was lost.
+fn excluding_rule(f: &FileResult) -> Option<&str> {
+    if f.reason_code.as_deref() != Some("excluded") {
+        return None;
+    }
+    f.reason.as_deref()?.strip_prefix("excluded by the rule ")
+}
+
+/// Names programs leave only while they run, which no one means to keep.
+const TEMPORARY_RULES: &[&str] = &[
+    "*.tmp",
+    "*.temp",
+    "~$*",
+    ".~lock.*#",
+    "Thumbs.db",
+    "desktop.ini",
+    ".DS_Store",
+    "*.swp",
+    "*~",
+    "*.part",
+    "*.crdownload",
+    ".~*",
+];
+
+fn rule_keeps_temporary_files(rule: &str) -> bool {
+    TEMPORARY_RULES.iter().any(|t| t.eq_ignore_ascii_case(rule))
+}
+
+/// An exclude rule in words, for people who do not read patterns: "names ending
+/// in .xmp", "everything in folders named cache".
+pub fn rule_in_words(rule: &str) -> String {
+    let wild = |s: &str| s.contains(['*', '?', '[', '{']);
+    let rule = rule.trim_start_matches('/').trim_end_matches('/');
+    if let Some(dir) = rule.strip_suffix("/**")
+        && !wild(dir)
+    {
+        return format!("everything in the folder {dir}");
+    }
+    if rule.contains('/') {
+        return format!("paths like {rule}, a rule of this server");
+    }
+    if let Some(ext) = rule.strip_prefix('*')
+        && !wild(ext)
+    {
+        return format!("names ending in {ext}");
+    }
+    if let Some(start) = rule.strip_suffix('*')
+        && !wild(start)
+    {
+        return format!("names starting with {start}");
+    }
+    if !wild(rule) {
+        return format!("anything named {rule}");
+    }
+    format!("names like {rule}, a rule of this server")
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Splits at each ". " that ends a sentence: one after a word with a '/' in it is
 /// part of a path ("/srv/share/Vol. 2 scans"), and a path is never split.
 fn sentences(text: &str) -> Vec<&str> {
@@ -196,6 +276,9 @@ pub enum Outcome {
     /// Not written because the restore was stopped (Ctrl-C) first; running the
     /// same command again brings it back.
     Stopped,
+    /// A lock file of a program, left out on purpose: brought back, it would tell
+    /// its program that the document is still open. Not counted as lost.
+    LeftOut,
 }
 
 /// One file's line in a restore report.
@@ -292,6 +375,8 @@ pub struct Counts {
     pub lost_unexpected: u64,
     pub beside: u64,
     pub stopped: u64,
+    /// Lock files of programs left out on purpose: not among `files`.
+    pub left_out: u64,
 }
 
 /// The recovered-versus-lost report of one restore.
@@ -305,13 +390,15 @@ pub struct RestoreReport {
     pub destination: String,
     /// The command that repeats this restore without questions.
     pub command: String,
+    /// The code of the incident restored, when one was chosen.
+    pub incident: Option<String>,
 }
 
 impl RestoreReport {
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for f in &self.files {
-            c.files += 1;
+            c.files += (f.outcome != Outcome::LeftOut) as u64;
             match f.outcome {
                 Outcome::Recovered => {
                     c.recovered += 1;
@@ -324,6 +411,7 @@ impl RestoreReport {
                     c.lost_unexpected += (!f.expected) as u64;
                 }
                 Outcome::Stopped => c.stopped += 1,
+                Outcome::LeftOut => c.left_out += 1,
             }
         }
         c
@@ -336,78 +424,161 @@ impl RestoreReport {
         c.lost_unexpected == 0 && c.stopped == 0
     }
 
-    /// Lost files grouped by reason, largest group first.
+    /// Lost files grouped by reason in plain words, largest group first. Files kept
+    /// out by rules for temporary files form one group, whichever rule it was.
     pub fn lost_by_reason(&self) -> Vec<(String, Vec<&FileResult>)> {
         let mut groups: BTreeMap<String, Vec<&FileResult>> = BTreeMap::new();
+        let mut temporary: BTreeMap<&str, Vec<&FileResult>> = BTreeMap::new();
         for f in self.files.iter().filter(|f| f.outcome == Outcome::Lost) {
-            groups
-                .entry(f.reason.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default()
-                .push(f);
+            let reason = f.reason.clone().unwrap_or_else(|| "unknown".into());
+            match excluding_rule(f) {
+                Some(rule) if rule_keeps_temporary_files(rule) => {
+                    temporary.entry(rule).or_default().push(f)
+                }
+                Some(rule) => groups
+                    .entry(format!("{reason} ({})", rule_in_words(rule)))
+                    .or_default()
+                    .push(f),
+                None => groups.entry(reason).or_default().push(f),
+            }
+        }
+        if !temporary.is_empty() {
+            let rules: Vec<&str> = temporary.keys().copied().collect();
+            let key = match rules.as_slice() {
+                [rule] => format!("excluded by the rule {rule}: temporary files, never kept"),
+                rules => format!(
+                    "excluded by the rules {}: temporary files, never kept",
+                    and_list(rules)
+                ),
+            };
+            groups.insert(key, temporary.into_values().flatten().collect());
         }
         let mut groups: Vec<_> = groups.into_iter().collect();
         groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         groups
     }
 
-    /// "Recovered 2,132 of 2,149 files (3.9 GB). 17 could not be recovered: 14 were
-    /// larger than the capture limit (1 MiB), 3 were excluded by the rule *.tmp."
-    pub fn summary(&self) -> String {
+    /// The lock files of programs left out on purpose.
+    pub fn left_out(&self) -> Vec<&FileResult> {
+        self.files
+            .iter()
+            .filter(|f| f.outcome == Outcome::LeftOut)
+            .collect()
+    }
+
+    /// The summary as lines to read out: the count, the lost files by reason and by
+    /// kind, the lock files left out, a stop. A dry run says what would happen.
+    ///
+    /// "Recovered 2,132 of 2,149 files (3.9 GB).", "17 could not be recovered:",
+    /// "  14 were larger than the 2 MB capture limit", …,
+    /// "Lost, by kind: 14 images, 3 other files."
+    pub fn summary_lines(&self) -> Vec<String> {
         let c = self.counts();
-        let verb = if self.dry_run {
-            "Can recover"
-        } else {
-            "Recovered"
+        let future = self.dry_run;
+        let be = |n: u64| match (future, n == 1) {
+            (true, true) => "is",
+            (true, false) => "are",
+            (false, true) => "was",
+            (false, false) => "were",
         };
-        let mut s = format!(
-            "{verb} {} of {} ({}).",
-            count(c.recovered),
-            files(c.files),
-            bytes(c.recovered_bytes)
-        );
+        let mut lines = Vec::new();
+        let mut first = if future {
+            format!(
+                "{} of {} would be recovered ({}).",
+                count(c.recovered),
+                files(c.files),
+                bytes(c.recovered_bytes)
+            )
+        } else {
+            format!(
+                "Recovered {} of {} ({}).",
+                count(c.recovered),
+                files(c.files),
+                bytes(c.recovered_bytes)
+            )
+        };
         if c.already_present > 0 {
-            s.push_str(&format!(
+            first.push_str(&format!(
                 " {} {} already in place.",
                 count(c.already_present),
-                if c.already_present == 1 {
-                    "was"
-                } else {
-                    "were"
-                }
+                be(c.already_present)
             ));
         }
+        lines.push(first);
         if c.lost > 0 {
-            let parts: Vec<String> = self
-                .lost_by_reason()
-                .iter()
-                .map(|(reason, group)| {
-                    let verb = if group.len() == 1 { "was" } else { "were" };
-                    // "14 were larger than the capture limit", but "2: the vault disk was full".
-                    let adjectival = [
-                        "larger", "excluded", "deleted", "damaged", "missing", "moved", "not",
-                        "purged",
-                    ];
-                    if adjectival.iter().any(|w| reason.starts_with(w)) {
-                        format!("{} {verb} {reason}", count(group.len() as u64))
-                    } else {
-                        format!("{}: {reason}", count(group.len() as u64))
-                    }
-                })
-                .collect();
-            s.push_str(&format!(
-                " {} {} be recovered: {}.",
+            lines.push(format!(
+                "{} {} be recovered:",
                 count(c.lost),
-                if self.dry_run { "cannot" } else { "could not" },
-                parts.join(", ")
+                if future { "would not" } else { "could not" }
+            ));
+            for (reason, group) in self.lost_by_reason() {
+                let n = group.len() as u64;
+                // "14 were larger than the capture limit", but "2: the vault disk was full".
+                let adjectival = [
+                    "larger", "excluded", "deleted", "damaged", "missing", "moved", "not",
+                    "purged", "kept",
+                ];
+                lines.push(if adjectival.iter().any(|w| reason.starts_with(w)) {
+                    format!("  {} {} {reason}", count(n), be(n))
+                } else {
+                    format!("  {}: {reason}", count(n))
+                });
+            }
+            lines.push(format!("Lost, by kind: {}.", self.kinds(Outcome::Lost)));
+        }
+        if c.left_out > 0 {
+            let one = c.left_out == 1;
+            lines.push(format!(
+                "{} of programs {} left out on purpose (brought back, {} would tell {} \
+                 program the document is still open; --include-lock-files brings {} back).",
+                if one {
+                    "1 lock file".to_owned()
+                } else {
+                    format!("{} lock files", count(c.left_out))
+                },
+                be(c.left_out),
+                if one { "it" } else { "they" },
+                if one { "its" } else { "their" },
+                if one { "it" } else { "them" },
             ));
         }
         if c.stopped > 0 {
-            s.push_str(&format!(
-                " The restore was stopped before the end: {} not restored yet.",
+            lines.push(format!(
+                "The restore was stopped before the end: {} not restored yet.",
                 files(c.stopped)
             ));
         }
-        s
+        lines
+    }
+
+    /// The summary as one paragraph: "Recovered 2,132 of 2,149 files (3.9 GB). 17
+    /// could not be recovered: 14 were larger than the 2 MB capture limit; 3 were
+    /// excluded by the rule *.tmp: temporary files, never kept. Lost, by kind: …".
+    pub fn summary(&self) -> String {
+        let lines = self.summary_lines();
+        let mut out = String::new();
+        for (n, line) in lines.iter().enumerate() {
+            if n > 0 {
+                out.push(' ');
+            }
+            out.push_str(line.trim_start());
+            let reason = line.starts_with("  ");
+            let next_reason = lines.get(n + 1).is_some_and(|l| l.starts_with("  "));
+            if reason {
+                out.push(if next_reason { ';' } else { '.' });
+            }
+        }
+        out
+    }
+
+    /// "14 images, 1 document, 2 other files": the files of `outcome` by kind.
+    pub fn kinds(&self, outcome: Outcome) -> String {
+        let parts: Vec<String> = self
+            .by_category(outcome)
+            .iter()
+            .map(|(cat, n)| format!("{} {}", count(*n), cat.noun(*n)))
+            .collect();
+        parts.join(", ")
     }
 
     /// Recovered and lost by kind of file: "14 images, 3 documents".
@@ -422,6 +593,11 @@ impl RestoreReport {
     /// The last line: whether the exit code says "all that could be done was done".
     pub fn verdict(&self) -> String {
         let c = self.counts();
+        if self.dry_run {
+            return "A dry run: nothing was changed. The same command without --dry-run \
+                    restores the files."
+                .to_owned();
+        }
         let destination_full = self
             .files
             .iter()
@@ -453,23 +629,32 @@ impl RestoreReport {
     /// The report for people.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        out.push_str(&self.summary());
-        out.push('\n');
-        let lost_kinds = self.by_category(Outcome::Lost);
-        if !lost_kinds.is_empty() {
-            let parts: Vec<String> = lost_kinds
-                .iter()
-                .map(|(cat, n)| format!("{} {}", count(*n), cat.noun(*n)))
-                .collect();
-            out.push_str(&format!("Lost, by kind: {}.\n", parts.join(", ")));
+        for line in self.summary_lines() {
+            out.push_str(&wrap_line(&line));
+            out.push('\n');
         }
         out.push_str(&format!("Destination: {}.\n", self.destination));
+        let verb = if self.dry_run {
+            "Would not be"
+        } else {
+            "Could not be"
+        };
         for (reason, group) in self.lost_by_reason() {
             out.push_str(&format!(
-                "\nCould not be recovered — {reason} ({}):\n",
+                "\n{verb} recovered — {reason} ({}):\n",
                 count(group.len() as u64)
             ));
             for f in group {
+                out.push_str(&format!("  {}\n", display_path(&f.path)));
+            }
+        }
+        let left_out = self.left_out();
+        if !left_out.is_empty() {
+            out.push_str(&format!(
+                "\nLock files, not brought back on purpose ({}):\n",
+                count(left_out.len() as u64)
+            ));
+            for f in left_out {
                 out.push_str(&format!("  {}\n", display_path(&f.path)));
             }
         }
@@ -522,6 +707,8 @@ impl RestoreReport {
             "lost_unexpected": c.lost_unexpected,
             "restored_beside": c.beside,
             "not_restored_yet": c.stopped,
+            "left_out": c.left_out,
+            "incident": self.incident,
             "recovered_by_kind": by_kind(Outcome::Recovered),
             "lost_by_kind": by_kind(Outcome::Lost),
             "complete": self.complete(),

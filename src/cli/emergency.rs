@@ -3,24 +3,27 @@
 //!
 //! Five numbered steps in short sentences. Pressing Enter at every question
 //! restores the most recent incident to its original place, never overwriting
-//! anything. Every choice has a flag, so `--yes` runs it without questions; with
-//! no terminal and no `--yes` it stops at once and names the flags. Plain
-//! numbered prompts rather than a menu crate: they read the same over the phone
-//! and in a log as on the screen.
+//! anything. A typo at a question asks again, saying what is accepted. Every
+//! choice has a flag, so `--yes` runs it without questions; with no terminal and
+//! no `--yes` it stops at once and names the flags. Plain numbered prompts rather
+//! than a menu crate: they read the same over the phone and in a log as on the
+//! screen. Every line fits 80 columns, wrapped between words, and the last
+//! screen ends with what is read aloud: the count, what was lost and why, the
+//! command that shows the full report and the one that repeats the restore.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::interrupt::Interrupt;
-use super::restore::{Request, RestoreArgs, carry_out, exit_code, quote};
+use super::restore::{Request, Rerun, RestoreArgs, carry_out, exit_code, lock_restores};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
-use crate::index::{Incident, Index, RestoreFilter};
-use crate::report::{bytes, count, display_path, files, wrap};
+use crate::index::{Incident, Index};
+use crate::report::{bytes, count, display_path, files, wrap, wrap_line};
 use crate::restore::{self, Destination};
 
 const STEPS: u32 = 5;
@@ -43,6 +46,9 @@ pub struct EmergencyArgs {
     /// Put the files in this folder instead of their original place.
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
+    /// Also bring back lock files of programs (left out by default).
+    #[arg(long)]
+    include_lock_files: bool,
     /// Do not ask anything: take the defaults and the choices given as flags.
     #[arg(long)]
     yes: bool,
@@ -82,6 +88,58 @@ impl Wizard {
             anyhow::bail!("no answer (input closed); nothing was changed");
         }
         Ok(line.trim().to_owned())
+    }
+
+    /// Asks until `accept` takes the answer: a typo is not the end of the call. The
+    /// refusal says what is accepted, and the question is asked again.
+    fn ask_until<T>(
+        &self,
+        question: &str,
+        mut accept: impl FnMut(&str) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        loop {
+            let answer = self.ask(question)?;
+            match accept(&answer) {
+                Ok(value) => return Ok(value),
+                Err(_) if !self.interactive => {
+                    anyhow::bail!("no choice can be made without questions; nothing was changed")
+                }
+                Err(why) => println!("{}", wrap(&why)),
+            }
+        }
+    }
+}
+
+/// One numbered line of a menu, wrapped under its own text: "  1) Today 02:14 — …".
+fn menu_line(label: &str, text: &str) -> String {
+    let first = format!("  {label} ");
+    let options = textwrap::Options::new(79)
+        .initial_indent(&first)
+        .subsequent_indent("     ")
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::fill(text, options)
+}
+
+/// Takes "", or a number from 1 to `n`, as an index from 0 (Enter is the first).
+fn number_up_to(answer: &str, n: usize) -> Option<usize> {
+    match answer {
+        "" => Some(0),
+        text => text
+            .parse::<usize>()
+            .ok()
+            .filter(|k| (1..=n).contains(k))
+            .map(|k| k - 1),
+    }
+}
+
+/// "1, 2 or 3" for the accepted numbers.
+fn numbers(n: usize) -> String {
+    let all: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
+    match all.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -139,12 +197,16 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
             Choice::Incident(_) => None,
         },
         to: args.to.clone(),
+        include_lock_files: args.include_lock_files,
         ..RestoreArgs::default()
     };
-    let mut request = Request::from_args(&restore_args, config, &index)?;
+    let mut request = Request::from_args(&restore_args, &index)?;
+    // Held from this plan to the report: a plan made while another restore still
+    // writes would be out of date by the time this one starts.
+    let _lock = lock_restores(&vault)?;
     let mut plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     let totals = plan.totals();
-    if totals.files == 0 {
+    if totals.files == 0 && totals.left_out == 0 {
         println!("No deleted files were found for that choice.");
         println!("Nothing was changed. Try again and choose another folder or time.");
         return Ok(ExitCode::FAILURE);
@@ -168,9 +230,29 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         finished_at: now,
         destination: String::new(),
         command: String::new(),
+        incident: None,
     };
     for (reason, group) in preview.lost_by_reason() {
-        println!("{} cannot come back: {reason}.", files(group.len() as u64));
+        println!(
+            "{}",
+            wrap_line(&format!(
+                "{} cannot come back: {reason}.",
+                files(group.len() as u64)
+            ))
+        );
+    }
+    if totals.left_out > 0 {
+        println!(
+            "{}",
+            wrap_line(&format!(
+                "{} of programs will be left out on purpose: brought back, they \
+                 would make the program think the document is still open.",
+                match totals.left_out {
+                    1 => "1 lock file".to_owned(),
+                    n => format!("{} lock files", count(n)),
+                }
+            ))
+        );
     }
     let destination = plan
         .items
@@ -179,7 +261,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     // The folder may be gone with the files: the disk is that of its nearest parent.
     let on_disk = destination.ancestors().find(|p| p.exists());
-    if let Some(free) = crate::vault::free_space(on_disk.unwrap_or(std::path::Path::new("/"))) {
+    if let Some(free) = crate::vault::free_space(on_disk.unwrap_or(Path::new("/"))) {
         println!(
             "Space needed: {}. Free on that disk: {}.",
             bytes(totals.bytes_to_restore),
@@ -193,16 +275,24 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         None => {
             println!("  1) Back to their original place. Nothing there is overwritten. (Enter)");
             println!("  2) Into a new folder.");
-            match w.ask("Your choice [1]:")?.as_str() {
-                "" | "1" => Destination::Original,
-                "2" => {
-                    let dir = w.ask("Type the new folder's full path:")?;
-                    if dir.is_empty() {
-                        anyhow::bail!("no folder given; nothing was changed");
-                    }
-                    Destination::Under(super::absolute(std::path::Path::new(&dir)))
+            let pick = w.ask_until("Your choice [1]:", |answer| {
+                number_up_to(answer, 2)
+                    .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
+            })?;
+            match pick {
+                0 => Destination::Original,
+                _ => {
+                    let dir =
+                        w.ask_until("Type the new folder's full path:", |dir| {
+                            if dir.is_empty() {
+                                Err("Please type the folder's full path, for example /srv/restored."
+                                .to_owned())
+                            } else {
+                                Ok(dir.to_owned())
+                            }
+                        })?;
+                    Destination::Under(super::destination(Path::new(&dir)))
                 }
-                other => anyhow::bail!("{other:?} is not one of the choices; nothing was changed"),
             }
         }
     };
@@ -217,29 +307,44 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         // Planned again only for a new place: what is already there differs. The
         // selection stays the one shown in step 3, not one re-read at a later moment.
         let selection = request.filter.clone();
-        request = Request::from_args(&restore_args, config, &index)?;
+        request = Request::from_args(&restore_args, &index)?;
         request.filter = selection;
         plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     }
-    match &destination {
+    match &plan.destination {
         Destination::Original => println!("The files will go back to their original place."),
-        Destination::Under(dir) => println!("The files will go into {}.", display_path(dir)),
+        Destination::Under(dir) => println!(
+            "{}",
+            wrap(&format!("The files will go into {}.", display_path(dir)))
+        ),
     }
-    let answer = w.ask("Start now? Press Enter to start, or type n to stop [Y/n]:")?;
-    if answer.eq_ignore_ascii_case("n") || answer.eq_ignore_ascii_case("no") {
+    let start = w.ask_until(
+        "Start now? Press Enter to start, or type n to stop [Y/n]:",
+        |answer| match answer.to_ascii_lowercase().as_str() {
+            "" | "y" | "yes" => Ok(true),
+            "n" | "no" => Ok(false),
+            _ => Err("Please press Enter to start, or type n to stop.".to_owned()),
+        },
+    )?;
+    if !start {
         println!("Stopped. Nothing was changed.");
         return Ok(ExitCode::FAILURE);
     }
 
     w.step("Bringing the files back");
-    let report = carry_out(&plan, &vault, &request, Some(&interrupt), true)?;
-    let saved = report.save(&vault.reports_dir())?;
+    let command = request.command(vault.root(), Rerun::Emergency, &plan.destination);
+    let report = carry_out(&plan, &vault, &request, command, Some(&interrupt), true)?;
+    let saved = super::report::save(&report, &vault, config);
     let c = report.counts();
-    println!();
-    println!("{}", wrap(&report.summary()));
+    if saved.is_err() {
+        // Nothing else keeps it: the whole report goes on the screen, above the end.
+        println!();
+        print!("{}", report.text());
+    }
+    // First what scrolls away (the names), then what is read aloud, last on screen.
     for (reason, group) in report.lost_by_reason() {
         println!();
-        println!("Not recovered, {reason}:");
+        println!("{}", wrap_line(&format!("Not recovered, {reason}:")));
         for f in group.iter().take(LOST_SHOWN) {
             println!("  {}", display_path(&f.path));
         }
@@ -250,22 +355,33 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    println!();
+    for line in report.summary_lines() {
+        println!("{}", wrap_line(&line));
+    }
     if c.beside > 0 {
-        println!();
         println!(
-            "{} restored beside a newer file with the same name (see the report).",
-            files(c.beside)
+            "{}",
+            wrap_line(&format!(
+                "{} restored beside a newer file with the same name (see the report).",
+                files(c.beside)
+            ))
         );
     }
-    println!();
-    println!("The full report is saved in:");
-    println!("  {}", saved.display());
-    println!("To do exactly this again without questions:");
-    println!(
-        "  {}",
-        repeat_command(config, &restore_args, &request.filter)
-    );
     println!("{}", wrap(&report.verdict()));
+    println!();
+    match &saved {
+        Ok(saved) => {
+            println!("To see the full report, with every file:");
+            println!(
+                "    {}",
+                super::report::command(vault.root(), &report, saved)
+            );
+        }
+        Err(why) => println!("{}", wrap(&format!("{why}; it is printed above."))),
+    }
+    println!("To do exactly this again without questions:");
+    println!("    {}", report.command);
     Ok(exit_code(&report))
 }
 
@@ -277,14 +393,23 @@ fn choose_what(
 ) -> anyhow::Result<Choice> {
     if let Some(code) = &args.incident {
         let incident = super::incidents::find(index, code)?;
-        println!("Chosen: {}", super::incidents::describe(&incident, now));
+        println!(
+            "{}",
+            wrap_line(&format!(
+                "Chosen: {}",
+                super::incidents::describe(&incident, now)
+            ))
+        );
         println!("(incident code {})", incident.code);
         return Ok(Choice::Incident(incident));
     }
     if let Some(under) = &args.under {
         println!(
-            "Chosen: files deleted from {}",
-            display_path(&super::absolute(under))
+            "{}",
+            wrap_line(&format!(
+                "Chosen: files deleted from {}",
+                display_path(&super::absolute(under))
+            ))
         );
         return Ok(Choice::Folder {
             under: super::absolute(under),
@@ -301,55 +426,81 @@ fn choose_what(
     }
     println!("These are the most recent deletions, newest first:");
     for (n, incident) in recent.iter().enumerate() {
-        println!("  {}) {}", n + 1, super::incidents::describe(incident, now));
-        match super::incidents::partly_recoverable(incident) {
-            Some(note) => println!("     {note}; incident code {}", incident.code),
-            None => println!("     incident code {}", incident.code),
-        }
+        println!(
+            "{}",
+            menu_line(
+                &format!("{})", n + 1),
+                &super::incidents::describe(incident, now)
+            )
+        );
+        let note = match super::incidents::partly_recoverable(incident) {
+            Some(note) => format!("{note}; incident code {}", incident.code),
+            None => format!("incident code {}", incident.code),
+        };
+        println!("{}", menu_line("  ", &note));
     }
     println!("  s) Something else: search by a file or folder name.");
     println!("  f) Something else: type a folder and a time.");
-    let answer = w.ask("Which one? Press Enter for 1:")?;
-    match answer.as_str() {
-        "" => Ok(Choice::Incident(recent[0].clone())),
-        "f" | "F" => ask_folder(w),
-        "s" | "S" => search(w, index, now),
-        n => match n.parse::<usize>() {
-            Ok(n) if (1..=recent.len()).contains(&n) => Ok(Choice::Incident(recent[n - 1].clone())),
-            _ => anyhow::bail!("{n:?} is not one of the choices; nothing was changed"),
-        },
+    enum Pick {
+        Incident(usize),
+        Search,
+        Folder,
+    }
+    let accepted = format!(
+        "Please type {}, s or f, or press Enter for 1.",
+        numbers(recent.len())
+    );
+    let pick = w.ask_until("Which one? Press Enter for 1:", |answer| {
+        match answer.to_ascii_lowercase().as_str() {
+            "s" => Ok(Pick::Search),
+            "f" => Ok(Pick::Folder),
+            other => number_up_to(other, recent.len())
+                .map(Pick::Incident)
+                .ok_or_else(|| accepted.clone()),
+        }
+    })?;
+    match pick {
+        Pick::Incident(n) => Ok(Choice::Incident(recent[n].clone())),
+        Pick::Folder => ask_folder(w),
+        Pick::Search => search(w, index, now),
     }
 }
 
 /// For a customer who remembers a name but not where it was: the folders holding
 /// deleted files whose name (or folder's name) contains the text.
 fn search(w: &mut Wizard, index: &Index, now: i64) -> anyhow::Result<Choice> {
-    let text = w.ask("Type part of a file or folder name:")?;
-    if text.is_empty() {
-        anyhow::bail!("no name given; nothing was changed");
-    }
-    let found = folders_matching(index, &text)?;
-    if found.is_empty() {
-        anyhow::bail!("no deleted file or folder has {text:?} in its name; nothing was changed");
-    }
+    let (text, found) = w.ask_until("Type part of a file or folder name:", |text| {
+        if text.is_empty() {
+            return Err("Please type a word from the name, for example photos.".to_owned());
+        }
+        match folders_matching(index, text) {
+            Ok(found) if found.is_empty() => Err(format!(
+                "No deleted file or folder has {text:?} in its name. Please try another word."
+            )),
+            Ok(found) => Ok((text.to_owned(), found)),
+            Err(e) => Err(format!("The search failed ({e}). Please try again.")),
+        }
+    })?;
     println!("Deleted files matching {text:?}, by folder:");
+    let shown = found.len().min(CHOICES);
     for (n, hit) in found.iter().take(CHOICES).enumerate() {
         println!(
-            "  {}) {} — {} deleted, the last {}",
-            n + 1,
-            display_path(&hit.folder),
-            files(hit.files),
-            clock::spoken(hit.last_deleted, now)
+            "{}",
+            menu_line(
+                &format!("{})", n + 1),
+                &format!(
+                    "{} — {} deleted, the last {}",
+                    display_path(&hit.folder),
+                    files(hit.files),
+                    clock::spoken(hit.last_deleted, now)
+                )
+            )
         );
     }
-    let answer = w.ask("Which one? Press Enter for 1:")?;
-    let pick = match answer.as_str() {
-        "" => 0,
-        n => match n.parse::<usize>() {
-            Ok(n) if (1..=found.len().min(CHOICES)).contains(&n) => n - 1,
-            _ => anyhow::bail!("{n:?} is not one of the choices; nothing was changed"),
-        },
-    };
+    let accepted = format!("Please type {}, or press Enter for 1.", numbers(shown));
+    let pick = w.ask_until("Which one? Press Enter for 1:", |answer| {
+        number_up_to(answer, shown).ok_or_else(|| accepted.clone())
+    })?;
     Ok(Choice::Folder {
         under: found[pick].folder.clone(),
         since: None,
@@ -399,43 +550,28 @@ fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
 }
 
 fn ask_folder(w: &mut Wizard) -> anyhow::Result<Choice> {
-    let folder = w.ask("Type the full path of the folder the files were in:")?;
-    if folder.is_empty() {
-        anyhow::bail!("no folder given; nothing was changed");
-    }
-    let since = w.ask("Since when? For example 2h, 1d or \"2026-11-22 02:00\" [1d]:")?;
+    let folder = w.ask_until(
+        "Type the full path of the folder the files were in:",
+        |folder| {
+            if folder.is_empty() {
+                Err("Please type the folder's full path, for example /srv/share/photos.".into())
+            } else {
+                Ok(folder.to_owned())
+            }
+        },
+    )?;
+    let now = clock::now();
+    let since = w.ask_until(
+        "Since when? For example 2h, 1d or \"2026-11-22 02:00\" [1d]:",
+        |since| {
+            let since = if since.is_empty() { "1d" } else { since };
+            clock::parse(since, now)
+                .map(|_| since.to_owned())
+                .map_err(|e| format!("{e}. Please type it again."))
+        },
+    )?;
     Ok(Choice::Folder {
-        under: super::absolute(std::path::Path::new(&folder)),
-        since: Some(if since.is_empty() {
-            "1d".to_owned()
-        } else {
-            since
-        }),
+        under: super::absolute(Path::new(&folder)),
+        since: Some(since),
     })
-}
-
-/// The non-interactive command that repeats the chosen restore.
-/// Times are the moments the selection used, so a relative "1d" repeats this
-/// restore rather than a later one.
-fn repeat_command(config: &Config, args: &RestoreArgs, filter: &RestoreFilter) -> String {
-    let mut words = vec![
-        "undelete".to_owned(),
-        "--vault".to_owned(),
-        quote(&config.vault),
-        "emergency".to_owned(),
-        "--yes".to_owned(),
-    ];
-    if let Some(code) = &args.incident {
-        words.extend(["--incident".to_owned(), code.clone()]);
-    }
-    if let Some(under) = &args.under {
-        words.extend(["--under".to_owned(), quote(under)]);
-    }
-    if let Some(at) = filter.deleted_after {
-        words.extend(["--deleted-after".to_owned(), clock::rfc3339_exact(at)]);
-    }
-    if let Some(to) = &args.to {
-        words.extend(["--to".to_owned(), quote(to)]);
-    }
-    words.join(" ")
 }

@@ -11,6 +11,7 @@ mod interrupt;
 mod list;
 mod purge;
 mod rebuild;
+mod report;
 mod restore;
 mod service;
 mod status;
@@ -83,6 +84,15 @@ enum Command {
     /// The guided restore: step by step, Enter at every question brings back the
     /// most recent deletion.
     Emergency(emergency::EmergencyArgs),
+    /// Print a saved restore report: the latest, the one for an incident, or one by name.
+    Report {
+        /// last (the default), an incident code like K7Q-4MD, or a report's file name.
+        #[arg(value_name = "last|CODE|FILE")]
+        which: Option<String>,
+        /// Print the JSON report instead of the text one.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read every copy in the vault and check it is intact.
     Verify {
         #[arg(long)]
@@ -239,6 +249,7 @@ fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Resul
         Command::Incidents { json } => incidents::run(config, json),
         Command::Restore(args) => restore::run(config, args),
         Command::Emergency(args) => emergency::run(config, args),
+        Command::Report { which, json } => report::run(config, which.as_deref(), json),
         Command::RebuildIndex { json } => rebuild::run(config, json),
         Command::Versions { path, json } => versions::run(config, &path, json),
         Command::Purge { dry_run, .. } => {
@@ -326,6 +337,13 @@ fn open_vault_folder(config: &Config) -> anyhow::Result<Vault> {
         }
     }
     Ok(Vault::open_existing(root)?)
+}
+
+/// A destination given on the command line, made absolute and nothing more: its links
+/// and `..` are followed (or refused) by the restore itself, one step at a time,
+/// never resolved here where a link could be swapped in after the look.
+fn destination(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// Makes a path given on the command line absolute, without requiring it to exist

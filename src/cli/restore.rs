@@ -1,15 +1,16 @@
 //! `undelete restore`: plan, show or carry out, report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::announce::Announcer;
 use crate::clock;
 use crate::config::Config;
 use crate::index::{Index, RestoreFilter};
-use crate::report::{RestoreReport, display_path};
+use crate::report::{RestoreReport, display_path, wrap};
 use crate::restore::{self, Destination, RestorePlan};
 use crate::vault::Vault;
 
@@ -36,6 +37,15 @@ pub struct RestoreArgs {
     /// It selects by time alone, so the deletion filters do not combine with it.
     #[arg(long, value_name = "T", conflicts_with_all = ["incident", "deleted_after", "deleted_before"])]
     pub as_of: Option<String>,
+    /// Every deleted file of every protected folder (a restore names what it brings
+    /// back: this is the way to say "everything").
+    #[arg(long, conflicts_with_all = ["paths", "under", "incident", "as_of"])]
+    pub all_deleted: bool,
+    /// Also bring back lock files of programs (git's index.lock, Office's ~$ files),
+    /// which are left out by default: brought back, they tell their program that
+    /// the document is still open.
+    #[arg(long)]
+    pub include_lock_files: bool,
     /// Put the files under this folder instead of their original place.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
@@ -54,20 +64,62 @@ pub struct RestoreArgs {
 pub struct Request {
     pub filter: RestoreFilter,
     pub destination: Destination,
-    /// The same request as command-line words, for "to repeat this restore".
-    pub command: String,
+    /// The incident's code as the index spells it (`RGA-HY8`, however it was typed).
+    pub incident_code: Option<String>,
+    /// The paths asked for, made absolute.
+    paths: Vec<PathBuf>,
+    under: Option<PathBuf>,
+    all_deleted: bool,
+}
+
+/// Which command repeats a restore: `restore` itself, or the guided one without
+/// its questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    Restore,
+    Emergency,
+}
+
+/// A restore without a selection would bring back every deliberate deletion of the
+/// last weeks into the customer's folders: it is refused, and the choices named.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "restore needs to be told what to bring back; nothing was changed. Choose one of:\n\
+     \x20 PATH...                the files or folders, by their path before deletion\n\
+     \x20 --under DIR            everything deleted in and below a folder\n\
+     \x20 --incident CODE        one deletion incident (see: undelete incidents)\n\
+     \x20 --deleted-after T      what was deleted since a time (and --deleted-before T)\n\
+     \x20 --as-of T              the folders as they were at a time\n\
+     \x20 --all-deleted          every deleted file in every protected folder"
+)]
+pub struct NoSelection;
+
+impl RestoreArgs {
+    /// Whether it says what to bring back.
+    fn selects(&self) -> bool {
+        !self.paths.is_empty()
+            || self.under.is_some()
+            || self.incident.is_some()
+            || self.deleted_after.is_some()
+            || self.deleted_before.is_some()
+            || self.as_of.is_some()
+            || self.all_deleted
+    }
 }
 
 impl Request {
-    pub fn from_args(args: &RestoreArgs, config: &Config, index: &Index) -> anyhow::Result<Self> {
+    pub fn from_args(args: &RestoreArgs, index: &Index) -> anyhow::Result<Self> {
+        if !args.selects() {
+            return Err(NoSelection.into());
+        }
         let now = clock::now();
         let time = |t: &Option<String>| t.as_deref().map(|t| clock::parse(t, now)).transpose();
-        let mut scopes: Vec<PathBuf> = args.paths.iter().map(|p| super::absolute(p)).collect();
-        if let Some(under) = &args.under {
-            scopes.push(super::absolute(under));
-        }
+        let paths: Vec<PathBuf> = args.paths.iter().map(|p| super::absolute(p)).collect();
+        let under = args.under.as_deref().map(super::absolute);
+        let mut scopes = paths.clone();
+        scopes.extend(under.clone());
         let incident = match &args.incident {
-            Some(code) => Some(super::incidents::find(index, code)?.id),
+            Some(code) => Some(super::incidents::find(index, code)?),
             None => None,
         };
         let (deleted_after, deleted_before) =
@@ -85,55 +137,69 @@ impl Request {
             scopes,
             deleted_after,
             deleted_before,
-            incident,
+            incident: incident.as_ref().map(|i| i.id),
             as_of: time(&args.as_of)?,
+            include_lock_files: args.include_lock_files,
         };
         let destination = match &args.to {
-            Some(dir) => Destination::Under(super::absolute(dir)),
+            Some(dir) => Destination::Under(super::destination(dir)),
             None => Destination::Original,
         };
-        // Relative times are written out as the moments they meant, so the command
-        // repeats this restore rather than a different one later.
-        let mut words = vec![
-            "undelete".to_owned(),
-            "--vault".to_owned(),
-            quote(&config.vault),
-            "restore".to_owned(),
-        ];
-        for p in &args.paths {
-            words.push(quote(&super::absolute(p)));
+        Ok(Self {
+            filter,
+            destination,
+            incident_code: incident.map(|i| i.code),
+            paths,
+            under,
+            all_deleted: args.all_deleted,
+        })
+    }
+
+    /// The command that repeats this restore without questions, to `destination`
+    /// (the plan's: where the files really go). Made here only, for both commands.
+    /// Relative times are written out as the moments they meant, so the command
+    /// repeats this restore rather than a different one later; every word is quoted
+    /// for a shell.
+    pub fn command(&self, vault: &Path, rerun: Rerun, destination: &Destination) -> String {
+        let mut words = vec!["undelete".to_owned(), "--vault".to_owned(), quote(vault)];
+        match rerun {
+            Rerun::Restore => words.push("restore".to_owned()),
+            Rerun::Emergency => words.extend(["emergency".to_owned(), "--yes".to_owned()]),
         }
-        if let Some(under) = &args.under {
-            words.extend(["--under".to_owned(), quote(&super::absolute(under))]);
+        words.extend(self.paths.iter().map(|p| quote(p)));
+        if let Some(under) = &self.under {
+            words.extend(["--under".to_owned(), quote(under)]);
         }
-        if let Some(code) = &args.incident {
-            words.extend(["--incident".to_owned(), code.to_uppercase()]);
+        if let Some(code) = &self.incident_code {
+            words.extend(["--incident".to_owned(), quote(Path::new(code))]);
+        }
+        if self.all_deleted {
+            words.push("--all-deleted".to_owned());
         }
         for (flag, t) in [
-            ("--deleted-after", filter.deleted_after),
-            ("--deleted-before", filter.deleted_before),
-            ("--as-of", filter.as_of),
+            ("--deleted-after", self.filter.deleted_after),
+            ("--deleted-before", self.filter.deleted_before),
+            ("--as-of", self.filter.as_of),
         ] {
             if let Some(t) = t {
                 words.extend([flag.to_owned(), clock::rfc3339_exact(t)]);
             }
         }
-        if let Destination::Under(dir) = &destination {
+        if self.filter.include_lock_files {
+            words.push("--include-lock-files".to_owned());
+        }
+        if let Destination::Under(dir) = destination {
             words.extend(["--to".to_owned(), quote(dir)]);
         }
-        Ok(Self {
-            filter,
-            destination,
-            command: words.join(" "),
-        })
+        words.join(" ")
     }
+}
 
-    /// Where the files go, in words.
-    pub fn destination_words(&self) -> String {
-        match &self.destination {
-            Destination::Original => "their original place".to_owned(),
-            Destination::Under(dir) => display_path(dir),
-        }
+/// Where the files go, in words.
+pub fn destination_words(destination: &Destination) -> String {
+    match destination {
+        Destination::Original => "their original place".to_owned(),
+        Destination::Under(dir) => display_path(dir),
     }
 }
 
@@ -167,20 +233,30 @@ pub fn quote(path: &std::path::Path) -> String {
 pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install()?;
     let (vault, index) = super::open_vault(config)?;
-    let request = Request::from_args(&args, config, &index)?;
+    let request = Request::from_args(&args, &index)?;
+    // Taken before the plan, which would be out of date if another restore were
+    // still writing; a dry run changes nothing and needs none.
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(lock_restores(&vault)?),
+    };
     let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    let command = request.command(vault.root(), Rerun::Restore, &plan.destination);
     if plan.files().next().is_none() {
         if args.json {
-            let empty = carry_out(&plan, &vault, &request, None, false)?;
+            let empty = carry_out(&plan, &vault, &request, command, None, false)?;
             println!("{}", serde_json::to_string_pretty(&empty.json())?);
             return Ok(ExitCode::FAILURE);
         }
         println!("Nothing matches: no deleted files were found for that selection.");
-        println!("(See what can be brought back with: undelete list)");
+        match never_protected(&index, &request.filter.scopes)? {
+            Some(words) => println!("{}", wrap(&words)),
+            None => println!("(See what can be brought back with: undelete list)"),
+        }
         return Ok(ExitCode::FAILURE);
     }
     let run = (!args.dry_run).then_some(&interrupt);
-    let report = carry_out(&plan, &vault, &request, run, !args.json)?;
+    let report = carry_out(&plan, &vault, &request, command, run, !args.json)?;
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report.json())?)?;
     }
@@ -190,14 +266,63 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report.text());
     }
     if !args.dry_run {
-        let saved = report.save(&vault.reports_dir())?;
+        let saved = super::report::save(&report, &vault, config);
         if args.json {
-            eprintln!("Report saved: {}", saved.display());
+            eprintln!("{}", super::report::saved_words(&saved));
         } else {
-            println!("Report saved: {}", saved.display());
+            println!("{}", super::report::saved_words(&saved));
         }
     }
     Ok(exit_code(&report))
+}
+
+/// Takes the vault's restore lock, saying plainly why it waits when another
+/// restore holds it.
+pub fn lock_restores(vault: &Vault) -> anyhow::Result<restore::RestoreLock> {
+    restore::lock(vault.root(), || {
+        eprintln!(
+            "Another restore from this vault is running. This one waits until it has \
+             finished, then brings back only what is still missing…"
+        );
+    })
+    .with_context(|| {
+        format!(
+            "cannot lock the vault {} for a restore",
+            vault.root().display()
+        )
+    })
+}
+
+/// When a folder asked for was never inside a protected folder: says so, naming the
+/// protected folders, so nobody searches for files that were never copied.
+fn never_protected(index: &Index, scopes: &[PathBuf]) -> anyhow::Result<Option<String>> {
+    let roots = index.roots()?;
+    let outside: Vec<&PathBuf> = scopes
+        .iter()
+        .filter(|s| {
+            !roots
+                .iter()
+                .any(|r| s.starts_with(&r.path) || r.path.starts_with(s))
+        })
+        .collect();
+    let Some(first) = outside.first() else {
+        return Ok(None);
+    };
+    let protected: Vec<String> = roots
+        .iter()
+        .filter(|r| r.active)
+        .map(|r| display_path(&r.path))
+        .collect();
+    Ok(Some(format!(
+        "{} was never in a protected folder, so nothing in it was ever copied. \
+         The protected folders are: {}.",
+        display_path(first),
+        if protected.is_empty() {
+            "none yet".to_owned()
+        } else {
+            protected.join(", ")
+        }
+    )))
 }
 
 /// 0 when all that could be done was done, 130 when stopped by Ctrl-C (as shells
@@ -213,11 +338,12 @@ pub fn exit_code(report: &RestoreReport) -> ExitCode {
 }
 
 /// Executes the plan, with a progress bar on a terminal; without `run` (a dry
-/// run) it only reports the plan.
+/// run) it only reports the plan. `command` is the one that repeats it.
 pub fn carry_out(
     plan: &RestorePlan,
     vault: &Vault,
     request: &Request,
+    command: String,
     run: Option<&Interrupt>,
     show_progress: bool,
 ) -> anyhow::Result<RestoreReport> {
@@ -258,7 +384,8 @@ pub fn carry_out(
         dry_run,
         started_at,
         finished_at: clock::now(),
-        destination: request.destination_words(),
-        command: request.command.clone(),
+        destination: destination_words(&plan.destination),
+        command,
+        incident: request.incident_code.clone(),
     })
 }

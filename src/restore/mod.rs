@@ -10,6 +10,7 @@
 //!
 //! It decides nothing the plan does not show.
 
+mod lock;
 mod safe_fs;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -27,9 +28,10 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use crate::announce::{Announcement, Announcer, Ticket};
 use crate::clock;
 use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
-use crate::report::{FileResult, Outcome};
+use crate::report::{FileResult, Outcome, display_path};
 use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
 
+pub use lock::{RestoreLock, lock};
 use safe_fs::DirCache;
 pub use safe_fs::{PathProblem, is_temp_name, marked_pid};
 
@@ -57,6 +59,8 @@ pub enum Action {
         code: &'static str,
         expected: bool,
     },
+    /// A lock file of a program, left out on purpose (see `names::is_program_lock`).
+    LeftOut,
     /// A folder: created if missing, its metadata restored if this restore created it
     /// (decided when restoring, not when planning: the plan may be minutes old).
     Folder,
@@ -104,6 +108,8 @@ pub struct PlanTotals {
     pub beside: u64,
     pub already_present: u64,
     pub lost: u64,
+    /// Lock files of programs left out on purpose; not among `files`.
+    pub left_out: u64,
 }
 
 impl RestorePlan {
@@ -115,7 +121,7 @@ impl RestorePlan {
     pub fn totals(&self) -> PlanTotals {
         let mut t = PlanTotals::default();
         for item in self.files() {
-            t.files += 1;
+            t.files += !matches!(item.action, Action::LeftOut) as u64;
             match &item.action {
                 Action::Restore | Action::Beside(_) => {
                     t.to_restore += 1;
@@ -124,6 +130,7 @@ impl RestorePlan {
                 }
                 Action::AlreadyPresent { .. } => t.already_present += 1,
                 Action::Lost { .. } => t.lost += 1,
+                Action::LeftOut => t.left_out += 1,
                 Action::Folder => {}
             }
         }
@@ -145,6 +152,7 @@ impl RestorePlan {
                     code,
                     expected,
                 } => lost(item, reason.clone(), code, *expected),
+                Action::LeftOut => left_out(item),
                 Action::Folder => unreachable!("folders are filtered out"),
             })
             .collect()
@@ -155,8 +163,8 @@ impl RestorePlan {
 pub enum RestoreError {
     #[error(transparent)]
     Index(#[from] IndexError),
-    #[error("cannot use the destination {path}: {source}")]
-    Destination { path: PathBuf, source: io::Error },
+    #[error("cannot restore into {}: {problem}", display_path(path))]
+    Destination { path: PathBuf, problem: PathProblem },
 }
 
 /// Selects versions and decides, for each, what a restore would do. Writes nothing.
@@ -169,7 +177,19 @@ pub fn plan(
     let roots: HashMap<i64, PathBuf> = index.roots()?.into_iter().map(|r| (r.id, r.path)).collect();
     let mut versions = index.restore_candidates(filter)?;
     add_missing_folders(index, &mut versions, &roots)?;
-    let mut dirs: HashMap<PathBuf, Option<DirCache>> = HashMap::new();
+    // Each destination is found once, by descriptor: the way to it is checked, and
+    // every file planned below it is looked at through the folder found.
+    let mut dirs: HashMap<PathBuf, Result<(PathBuf, Option<DirCache>), String>> = HashMap::new();
+    let mut destination = destination.clone();
+    if let Destination::Under(dir) = &destination {
+        let found = safe_fs::resolve(dir, false).map_err(|problem| RestoreError::Destination {
+            path: dir.clone(),
+            problem,
+        })?;
+        let real = found.path.clone();
+        dirs.insert(real.clone(), Ok(DirCache::from_resolved(found)));
+        destination = Destination::Under(real);
+    }
     let mut items = Vec::with_capacity(versions.len());
     for version in versions {
         let Some(root) = roots.get(&version.root_id) else {
@@ -184,15 +204,38 @@ pub fn plan(
             // The protected folder itself: it is the destination, created if missing.
             continue;
         }
-        let base = match destination {
+        let wanted = match &destination {
             Destination::Original => root.clone(),
             Destination::Under(dir) => dir.clone(),
         };
+        let found = dirs.entry(wanted.clone()).or_insert_with(|| {
+            safe_fs::resolve(&wanted, false)
+                .map(DirCache::from_resolved)
+                .map_err(|problem| {
+                    RestoreError::Destination {
+                        path: wanted.clone(),
+                        problem,
+                    }
+                    .to_string()
+                })
+        });
         let label = beside_label(&version, filter.as_of);
-        let cache = dirs
-            .entry(base.clone())
-            .or_insert_with(|| DirCache::new(&base, false).ok());
-        let action = decide(vault, cache.as_mut(), &version, &relative, &label);
+        let (base, action) = match found {
+            // Brought back, a program's lock file says the document is still open.
+            _ if !filter.include_lock_files
+                && version.observed.kind != EntryKind::Dir
+                && crate::names::is_program_lock(&version.path) =>
+            {
+                (wanted, Action::LeftOut)
+            }
+            Ok((base, cache)) => {
+                let action = decide(vault, cache.as_mut(), &version, &relative, &label);
+                (base.clone(), action)
+            }
+            // A protected folder that is now a planted link: its files say why, and
+            // the other folders' files still come back.
+            Err(why) => (wanted, lost_action(why.clone(), "blocked", false)),
+        };
         items.push(PlanItem {
             version,
             base,
@@ -202,7 +245,7 @@ pub fn plan(
     }
     Ok(RestorePlan {
         items,
-        destination: destination.clone(),
+        destination,
         as_of: filter.as_of,
     })
 }
@@ -330,6 +373,17 @@ fn same_as(
     let Ok(Some(dir)) = dirs.dir(parent, false) else {
         return false;
     };
+    same_content(dir, name, existing, version)
+}
+
+/// Whether `name` in `dir` (whose metadata is `existing`) is exactly `version`'s
+/// content: for a file, the same size and hash; for a link, the same target.
+fn same_content(
+    dir: &OwnedFd,
+    name: &OsStr,
+    existing: &rustix::fs::Stat,
+    version: &Version,
+) -> bool {
     let file_type = rustix::fs::FileType::from_raw_mode(existing.st_mode);
     match (version.observed.kind, file_type) {
         (EntryKind::Symlink, rustix::fs::FileType::Symlink) => {
@@ -400,6 +454,18 @@ fn result(
     }
 }
 
+fn left_out(item: &PlanItem) -> FileResult {
+    FileResult {
+        reason_code: Some("program_lock".to_owned()),
+        ..result(
+            item,
+            Outcome::LeftOut,
+            Some("a lock file of a program, not brought back on purpose".to_owned()),
+            None,
+        )
+    }
+}
+
 fn lost(item: &PlanItem, reason: String, code: &str, expected: bool) -> FileResult {
     FileResult {
         reason_code: Some(code.to_owned()),
@@ -453,17 +519,30 @@ pub fn execute(
         as_of: plan.as_of,
         announcer,
     };
-    let bases: BTreeSet<&PathBuf> = plan.items.iter().map(|i| &i.base).collect();
+    let bases: BTreeSet<&PathBuf> = plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i.action, Action::Lost { .. }))
+        .map(|i| &i.base)
+        .collect();
     // Folders first (shallow to deep, so each parent exists), files in parallel, then
     // folder metadata deepest first: writing a file inside changes a folder's mtime.
+    // Each destination is found once, here; every worker writes through that folder
+    // (a copy of its descriptor), never through its path found again.
     let mut folder_caches: HashMap<PathBuf, DirCache> = HashMap::new();
     for base in &bases {
         // Creates the destination itself, or says why it cannot be used.
-        cache_for(&mut folder_caches, base)?;
+        let cache = DirCache::create(base).map_err(|problem| RestoreError::Destination {
+            path: (*base).clone(),
+            problem,
+        })?;
+        folder_caches.insert((*base).clone(), cache);
     }
     for item in plan.items.iter().filter(|i| i.is_folder()) {
         // A folder that cannot be made shows up on the files inside it, as "blocked".
-        let _ = cache_for(&mut folder_caches, &item.base)?.dir(&item.relative, true);
+        if let Some(cache) = folder_caches.get_mut(&item.base) {
+            let _ = cache.dir(&item.relative, true);
+        }
     }
 
     let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
@@ -472,7 +551,9 @@ pub fn execute(
         .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
         .collect();
     for (base, parent) in parents {
-        if let Ok(Some(dir)) = cache_for(&mut folder_caches, base)?.dir(parent, false) {
+        if let Some(cache) = folder_caches.get_mut(base)
+            && let Ok(Some(dir)) = cache.dir(parent, false)
+        {
             safe_fs::remove_leftovers(dir);
         }
     }
@@ -480,10 +561,16 @@ pub fn execute(
     let next = AtomicUsize::new(0);
     // Set once when the destination disk fills: the files not yet written say why.
     let disk_full: OnceLock<String> = OnceLock::new();
+    let (results_ref, next, files_ref, disk_full_ref, shared) =
+        (&results, &next, &files, &disk_full, &shared);
     std::thread::scope(|scope| {
         for _ in 0..workers() {
-            scope.spawn(|| {
-                let mut caches: HashMap<PathBuf, DirCache> = HashMap::new();
+            let (results, files, disk_full) = (results_ref, files_ref, disk_full_ref);
+            let mut caches: HashMap<PathBuf, DirCache> = folder_caches
+                .iter()
+                .filter_map(|(base, cache)| Some((base.clone(), cache.same_destination().ok()?)))
+                .collect();
+            scope.spawn(move || {
                 // One buffer per worker: a fresh megabyte per small file costs more than its copy.
                 let mut buf = vec![0u8; COPY_BUFFER];
                 loop {
@@ -503,7 +590,7 @@ pub fn execute(
                         },
                         Some(why) => lost(item, why.clone(), "destination_full", false),
                         None => {
-                            let outcome = restore_one(item, &shared, &mut caches, &mut buf);
+                            let outcome = restore_one(item, shared, &mut caches, &mut buf);
                             if outcome.reason_code.as_deref() == Some("destination_full") {
                                 let _ = disk_full.set(outcome.reason.clone().unwrap_or_default());
                             }
@@ -533,10 +620,8 @@ pub fn execute(
     }
     // One flush for the whole restore instead of one per file: the report is only
     // written once everything it lists is on disk.
-    for base in bases {
-        if let Ok(dir) = std::fs::File::open(base) {
-            let _ = rustix::fs::syncfs(&dir);
-        }
+    for cache in folder_caches.values() {
+        let _ = rustix::fs::syncfs(cache.base_fd());
     }
     Ok(results
         .into_inner()
@@ -544,20 +629,6 @@ pub fn execute(
         .into_iter()
         .map(|r| r.expect("every file gets a result"))
         .collect())
-}
-
-fn cache_for<'c>(
-    caches: &'c mut HashMap<PathBuf, DirCache>,
-    base: &Path,
-) -> Result<&'c mut DirCache, RestoreError> {
-    if !caches.contains_key(base) {
-        let cache = DirCache::new(base, true).map_err(|source| RestoreError::Destination {
-            path: base.to_owned(),
-            source,
-        })?;
-        caches.insert(base.to_owned(), cache);
-    }
-    Ok(caches.get_mut(base).expect("just inserted"))
 }
 
 fn restore_one(
@@ -572,6 +643,7 @@ fn restore_one(
         Action::AlreadyPresent { at } => {
             return result(item, Outcome::AlreadyPresent, None, Some(at.clone()));
         }
+        Action::LeftOut => return left_out(item),
         Action::Lost {
             reason,
             code,
@@ -579,9 +651,13 @@ fn restore_one(
         } => return lost(item, reason.clone(), code, *expected),
         Action::Folder => unreachable!("folders are not files"),
     };
-    let cache = match cache_for(caches, &item.base) {
-        Ok(cache) => cache,
-        Err(e) => return lost(item, e.to_string(), "destination", false),
+    let Some(cache) = caches.get_mut(&item.base) else {
+        return lost(
+            item,
+            "its destination folder could not be opened".into(),
+            "destination",
+            false,
+        );
     };
     let parent = item.relative.parent().unwrap_or(Path::new(""));
     let dir = match cache.dir(parent, true) {
@@ -621,6 +697,16 @@ fn restore_one(
                 return r;
             }
             Ok(false) => {
+                // Taken since the plan: by this very file (another restore, or someone
+                // copying it back by hand) it is already present, never a second copy.
+                if let Ok(existing) =
+                    rustix::fs::statat(dir, &final_name, AtFlags::SYMLINK_NOFOLLOW)
+                    && same_content(dir, &final_name, &existing, &item.version)
+                {
+                    let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+                    let at = item.base.join(parent).join(&final_name);
+                    return result(item, Outcome::AlreadyPresent, None, Some(at));
+                }
                 final_name =
                     safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
             }

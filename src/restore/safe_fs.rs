@@ -18,6 +18,8 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::report::display_path;
+
 /// Temporary names a restore writes before renaming; the daemon ignores them and
 /// a later restore removes any left by an interrupted one.
 pub const TEMP_PREFIX: &str = ".undelete-restore-";
@@ -26,14 +28,29 @@ pub const TEMP_PREFIX: &str = ".undelete-restore-";
 #[derive(Debug, thiserror::Error)]
 pub enum PathProblem {
     #[error(
-        "a symbolic link now stands where the folder {0} was; it was not followed (restore with --to DIR to put the files elsewhere)"
+        "a symbolic link now stands where the folder {} was; it was not followed (restore with --to DIR to put the files elsewhere)",
+        display_path(.0)
     )]
     SymlinkInTheWay(PathBuf),
-    #[error("a file now stands where the folder {0} was")]
+    #[error("a file now stands where the folder {} was", display_path(.0))]
     FileInTheWay(PathBuf),
     #[error("the name {0:?} cannot be restored safely (it would leave the destination)")]
     UnsafeName(PathBuf),
-    #[error("{0}")]
+    #[error(
+        "{} is a symbolic link, and a restore never writes through one (anyone who could \
+         change it could point it anywhere); name the real folder instead",
+        display_path(.0)
+    )]
+    DestinationIsSymlink(PathBuf),
+    #[error(
+        "the way to it passes through the symbolic link {}, which belongs to {owner}, not \
+         to you or to root; a restore does not follow it. Name the real folder instead",
+        display_path(link)
+    )]
+    UntrustedLink { link: PathBuf, owner: String },
+    #[error("following its symbolic links never ends (a loop of links)")]
+    LinkLoop,
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 
@@ -49,6 +66,168 @@ pub fn check_relative(relative: &Path) -> Result<(), PathProblem> {
     }
 }
 
+/// How many symbolic links one destination may pass through, as the kernel allows.
+const MAX_LINKS: u32 = 40;
+
+/// A destination folder found (or made) by descriptor from `/`.
+pub struct Resolved {
+    /// Where it really is: no symbolic link, `.` or `..` left in it.
+    pub path: PathBuf,
+    /// Its descriptor; `None` when it does not exist and was not to be created.
+    pub fd: Option<OwnedFd>,
+}
+
+/// Finds the folder `path` names one component at a time from `/`, by descriptor,
+/// creating missing folders (relative to their parent's descriptor) when `create`.
+///
+/// A destination is only as safe as the way to it: each name is opened with
+/// `O_NOFOLLOW`, so a link swapped in between two steps cannot send the walk
+/// elsewhere. The destination itself may not be a symbolic link, and a link on the
+/// way is followed only when it belongs to root (the system's own, such as
+/// `/var/run`) or to whoever restores: a link is never changed in place, only
+/// replaced, and a replacement by anyone else belongs to them. `..` is taken as the
+/// kernel takes it (the parent of where the walk really is), except below a folder
+/// that does not exist yet, which holds no links and is not created only to be
+/// climbed out of.
+pub fn resolve(path: &Path, create: bool) -> Result<Resolved, PathProblem> {
+    let me = rustix::process::geteuid().as_raw();
+    let mut dir = open_dir_at(rustix::fs::CWD, Path::new("/"))?;
+    let mut real = PathBuf::from("/");
+    let mut todo: std::collections::VecDeque<OsString> = components(path).collect();
+    let mut links = 0;
+    let mut attempts = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            dir = open_dir_at(&dir, Path::new(".."))?;
+            real.pop();
+            continue;
+        }
+        let last = todo.is_empty();
+        match open_child_dir(&dir, &name) {
+            Ok(fd) => {
+                dir = fd;
+                real.push(&name);
+            }
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                let link = real.join(&name);
+                let Some((target, owner)) = link_at(&dir, &name)? else {
+                    return Err(PathProblem::FileInTheWay(link));
+                };
+                if last {
+                    return Err(PathProblem::DestinationIsSymlink(link));
+                }
+                if owner != 0 && owner != me {
+                    return Err(PathProblem::UntrustedLink {
+                        link,
+                        owner: crate::accounts::user_name(owner),
+                    });
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(PathProblem::LinkLoop);
+                }
+                if target.is_absolute() {
+                    dir = open_dir_at(rustix::fs::CWD, Path::new("/"))?;
+                    real = PathBuf::from("/");
+                }
+                for part in components(&target).rev() {
+                    todo.push_front(part);
+                }
+            }
+            Err(Errno::NOENT) => {
+                // Nothing below a missing folder exists, so its `..` are taken by name.
+                let missing = name.clone();
+                todo.push_front(name);
+                let rest = lexical(todo.drain(..));
+                // Climbed out of again by a `..` after it: the walk goes on from here.
+                let climbs = rest.first() != Some(&missing);
+                if !climbs && !create {
+                    real.extend(&rest);
+                    return Ok(Resolved {
+                        path: real,
+                        fd: None,
+                    });
+                }
+                if !climbs {
+                    attempts += 1;
+                    if attempts > MAX_LINKS {
+                        // Made and removed again each time by someone else.
+                        return Err(PathProblem::Io(io::Error::from(io::ErrorKind::NotFound)));
+                    }
+                    match rustix::fs::mkdirat(&dir, rest[0].as_os_str(), Mode::from_raw_mode(0o777))
+                    {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(PathProblem::Io(e.into())),
+                    }
+                }
+                // Opened again like any other name: what is there now may not be ours.
+                todo.extend(rest);
+            }
+            Err(e) => return Err(PathProblem::Io(e.into())),
+        }
+    }
+    Ok(Resolved {
+        path: real,
+        fd: Some(dir),
+    })
+}
+
+/// The names of an absolute path, `..` kept, `.` and the root left out.
+fn components(path: &Path) -> impl DoubleEndedIterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name.to_owned()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
+/// Names with each `..` taking away the name before it; `..` that climb above the
+/// first name stay at the front.
+fn lexical(names: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for name in names {
+        if name == ".." && out.last().is_some_and(|last| last != "..") {
+            out.pop();
+        } else {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The target and owner of the symbolic link `name` in `dir`, `None` when `name` is
+/// not a link at all. The link is read through a descriptor of the link itself, so
+/// the owner is the owner of the target read.
+fn link_at(dir: &OwnedFd, name: &OsStr) -> Result<Option<(PathBuf, u32)>, PathProblem> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let st = rustix::fs::statat(&fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(io::Error::from)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Symlink {
+        return Ok(None);
+    }
+    let target = rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(io::Error::from)?;
+    Ok(Some((
+        PathBuf::from(OsString::from_vec(target.into_bytes())),
+        st.st_uid,
+    )))
+}
+
+fn open_dir_at(dir: impl AsFd, path: &Path) -> Result<OwnedFd, PathProblem> {
+    rustix::fs::openat(
+        dir,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| PathProblem::Io(e.into()))
+}
+
 /// Open folders below one destination, by relative path.
 pub struct DirCache {
     base: PathBuf,
@@ -62,26 +241,46 @@ pub struct DirCache {
 }
 
 impl DirCache {
-    /// Opens the destination folder itself, creating it if `create`. The destination is
-    /// trusted (the protected folder, or what the user named with --to).
-    pub fn new(base: &Path, create: bool) -> io::Result<Self> {
-        // Looked at first: mkdir asks the filesystem for write access even when
-        // the folder exists, and a frozen or busy disk would make it wait.
-        if create && !base.is_dir() {
-            std::fs::create_dir_all(base)?;
-        }
-        let base_fd = rustix::fs::open(
+    /// The destination folder `base`, found by descriptor (see `resolve`); `None`
+    /// when it does not exist.
+    #[cfg(test)]
+    pub fn open(base: &Path) -> Result<Option<Self>, PathProblem> {
+        let found = resolve(base, false)?;
+        Ok(found.fd.map(|fd| Self::at(found.path, fd)))
+    }
+
+    /// The destination folder `base`, found by descriptor and created if missing.
+    pub fn create(base: &Path) -> Result<Self, PathProblem> {
+        let found = resolve(base, true)?;
+        let fd = found.fd.expect("created when missing");
+        Ok(Self::at(found.path, fd))
+    }
+
+    /// The real path of a destination found by `resolve`, and its cache when it exists.
+    pub fn from_resolved(found: Resolved) -> (PathBuf, Option<Self>) {
+        let cache = found.fd.map(|fd| Self::at(found.path.clone(), fd));
+        (found.path, cache)
+    }
+
+    fn at(base: PathBuf, base_fd: OwnedFd) -> Self {
+        Self {
             base,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(Self {
-            base: base.to_owned(),
             base_fd,
             open: HashMap::new(),
             missing: HashSet::new(),
             created: Vec::new(),
-        })
+        }
+    }
+
+    /// Another cache for the very same destination folder (not the path, which may
+    /// name another folder by now), for another thread.
+    pub fn same_destination(&self) -> io::Result<Self> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.base_fd, 0)?;
+        Ok(Self::at(self.base.clone(), fd))
+    }
+
+    pub fn base_fd(&self) -> &OwnedFd {
+        &self.base_fd
     }
 
     pub fn base(&self) -> &Path {
@@ -294,7 +493,7 @@ mod tests {
         for name in &names {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
-        let mut cache = DirCache::new(dir.path(), false).unwrap();
+        let mut cache = DirCache::open(dir.path()).unwrap().unwrap();
         remove_leftovers(cache.dir(Path::new(""), false).unwrap().unwrap());
         assert!(dir.path().join(&names[0]).exists(), "a user's file is kept");
         assert!(
@@ -323,7 +522,7 @@ mod tests {
         std::fs::create_dir_all(&dest).unwrap();
         std::fs::create_dir_all(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, dest.join("photos")).unwrap();
-        let mut cache = DirCache::new(&dest, false).unwrap();
+        let mut cache = DirCache::open(&dest).unwrap().unwrap();
         let err = cache.dir(Path::new("photos/2026"), true).unwrap_err();
         assert!(matches!(err, PathProblem::SymlinkInTheWay(_)), "{err}");
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);

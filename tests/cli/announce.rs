@@ -57,7 +57,7 @@ fn delete_and_restore(env: &TestEnv, name: &str) -> Vec<u8> {
 fn a_restored_file_is_recorded_without_the_daemon_reading_it_again() {
     let env = captured_then_deleted(&[("contract.odt", content(1, 300_000))]);
 
-    let (ok, report, _) = restore_json(&env, &[]);
+    let (ok, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(ok, "{report}");
     env.sync();
 

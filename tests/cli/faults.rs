@@ -208,7 +208,7 @@ fn a_full_destination_disk_stops_the_restore_cleanly_and_a_rerun_finishes() {
     let filler = disk.fill_leaving("filler", 3 << 20);
     let to = disk.path.join("restored");
     let to_arg = to.to_str().unwrap();
-    let (success, report, output) = restore_json(&env, &["--to", to_arg]);
+    let (success, report, output) = restore_json(&env, &["--all-deleted", "--to", to_arg]);
     assert!(!success, "a restore that could not finish fails: {output}");
     let recovered = report["recovered"].as_u64().unwrap();
     let lost = report["lost"].as_u64().unwrap();
@@ -243,7 +243,7 @@ fn a_full_destination_disk_stops_the_restore_cleanly_and_a_rerun_finishes() {
 
     // Space freed: the same command finishes the job, and says so.
     fs::remove_file(&filler).unwrap();
-    let (success, report, output) = restore_json(&env, &["--to", to_arg]);
+    let (success, report, output) = restore_json(&env, &["--all-deleted", "--to", to_arg]);
     assert!(success, "the re-run finishes: {output}");
     assert_eq!(report["recovered"].as_u64().unwrap(), lost, "{report}");
     assert_eq!(report["already_present"].as_u64().unwrap(), recovered);
@@ -275,7 +275,7 @@ fn a_full_destination_disk_is_said_in_plain_words() {
     };
     let _filler = disk.fill_leaving("filler", 512 * 1024);
     let to = disk.path.join("restored");
-    let out = env.run(&["restore", "--to", to.to_str().unwrap()]);
+    let out = env.run(&["restore", "--all-deleted", "--to", to.to_str().unwrap()]);
     assert!(!out.status.success(), "{}", output_text(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -367,7 +367,8 @@ fn kill_9_of_the_daemon_at_random_moments_loses_nothing_captured() {
     fs::remove_dir_all(env.path("tree")).unwrap();
     env.sync();
     let to = env.root.join("restored");
-    let (success, report, output) = restore_json(&env, &["--to", to.to_str().unwrap()]);
+    let (success, report, output) =
+        restore_json(&env, &["--all-deleted", "--to", to.to_str().unwrap()]);
     assert!(success, "{context}\n{output}");
     // Files deleted while the daemon was down come back too, if they had been copied.
     assert!(

@@ -281,7 +281,7 @@ fn check(ops: &[Op]) {
     env.sync();
 
     let to = env.root.join("restored");
-    let (_, report, output) = restore_json(&env, &["--to", to.to_str().unwrap()]);
+    let (_, report, output) = restore_json(&env, &["--all-deleted", "--to", to.to_str().unwrap()]);
     let restored: HashMap<PathBuf, Node> = tree(&to)
         .into_iter()
         .filter(|(_, n)| n.kind == "file")

@@ -192,7 +192,7 @@ fn odd_files_are_recorded_without_hanging_and_restored_byte_identical() {
     assert_eq!(deleted.len(), expected.len(), "every one is deleted");
 
     // Special files cannot come back and were never copied: expected losses, exit 0.
-    let (success, report, output) = restore_json(&env, &[]);
+    let (success, report, output) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{output}");
     let specials = expected
         .values()

@@ -173,14 +173,23 @@ fn restore_to_a_new_folder_and_dry_run() {
     env.sync();
 
     let out_dir = env.root.join("recovered");
-    let (success, plan, _) = restore_json(&env, &["--to", out_dir.to_str().unwrap(), "--dry-run"]);
+    let (success, plan, _) = restore_json(
+        &env,
+        &[
+            "--all-deleted",
+            "--to",
+            out_dir.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
     assert!(success);
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["recovered"], 2, "{plan}");
     assert!(!out_dir.exists(), "a dry run writes nothing");
     assert!(!env.path("docs").exists());
 
-    let (success, report, _) = restore_json(&env, &["--to", out_dir.to_str().unwrap()]);
+    let (success, report, _) =
+        restore_json(&env, &["--all-deleted", "--to", out_dir.to_str().unwrap()]);
     assert!(success, "{report}");
     assert_eq!(fs::read(out_dir.join("docs/a.txt")).unwrap(), b"alpha");
     assert_eq!(fs::read(out_dir.join("docs/deep/b.txt")).unwrap(), b"beta");
@@ -204,7 +213,7 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
     env.write("same.txt", "unchanged");
     env.sync();
 
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1, "{report}");
     assert_eq!(report["already_present"], 1);
@@ -226,7 +235,7 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
         b"the old report"
     );
     // Running it again finds the file beside and restores nothing twice.
-    let (_, again, _) = restore_json(&env, &[]);
+    let (_, again, _) = restore_json(&env, &["--all-deleted"]);
     assert_eq!(again["recovered"], 0, "{again}");
     assert_eq!(again["already_present"], 2);
 }
@@ -243,7 +252,7 @@ fn a_symlink_planted_where_a_folder_was_is_not_followed() {
     std::os::unix::fs::symlink(&elsewhere, env.path("payroll")).unwrap();
     env.sync();
 
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(
         !success,
         "a file that was copied but not restored fails the run: {report}"
@@ -287,7 +296,7 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
     )
     .unwrap();
 
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(!success, "{report}");
     assert_eq!(report["recovered"], 1);
     assert_eq!(report["lost"], 1);
@@ -319,7 +328,7 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
 fn non_utf8_names_round_trip_through_restore() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9\nmenu.txt");
     let env = captured_then_deleted(&[(name, "croissant")]);
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1);
     assert_eq!(
@@ -534,7 +543,7 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
     // A restore into that folder cleans only real leftovers, never the user's file.
     fs::remove_file(env.path("notes/a.txt")).unwrap();
     env.sync();
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1, "{report}");
     assert_eq!(
@@ -581,7 +590,7 @@ fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
     fs::write(env.share.join(name), "new").unwrap();
     env.sync();
 
-    let (success, report, _) = restore_json(&env, &[]);
+    let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{report}");
     let file = &report["files"][0];
     assert_eq!(file["outcome"], "recovered", "{file}");
@@ -600,4 +609,182 @@ fn a_non_utf8_file_restored_beside_another_keeps_its_exact_new_name_in_json() {
         restored.display()
     );
     assert_eq!(fs::read(env.share.join(name)).unwrap(), b"new");
+}
+
+#[test]
+fn a_restore_with_no_selection_is_refused_and_writes_nothing() {
+    let env = captured_then_deleted(&[("a.txt", "a"), ("docs/b.txt", "b")]);
+    let to = env.root.join("elsewhere");
+    let reports = || fs::read_dir(env.vault.join("reports")).map_or(0, |d| d.count());
+    let before = reports();
+    for args in [
+        &["restore"][..],
+        &["restore", "--to", to.to_str().unwrap()],
+        &["restore", "--json"],
+        &["restore", "--dry-run"],
+    ] {
+        let out = env.run(args);
+        let text = output_text(&out);
+        assert!(!out.status.success(), "{args:?} ran: {text}");
+        for choice in [
+            "PATH",
+            "--under",
+            "--incident",
+            "--deleted-after",
+            "--all-deleted",
+        ] {
+            assert!(text.contains(choice), "{args:?} names {choice}: {text}");
+        }
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(
+            !env.path("a.txt").exists() && !env.path("docs/b.txt").exists(),
+            "{text}"
+        );
+        assert!(!to.exists(), "{text}");
+        assert_eq!(reports(), before, "no report is saved: {text}");
+    }
+    let (success, report, output) = restore_json(&env, &["--all-deleted"]);
+    assert!(success, "{output}");
+    assert_eq!(report["recovered"], 2, "{report}");
+    assert!(
+        report["command"]
+            .as_str()
+            .unwrap()
+            .contains(" --all-deleted"),
+        "the command to repeat it says so too: {report}"
+    );
+}
+
+#[test]
+fn two_restores_of_the_same_files_at_once_never_make_a_second_copy() {
+    let iterations = crate::common::count_from_env("UNDELETE_TEST_ITERATIONS", 6);
+    let mut env = TestEnv::new();
+    let files = 150;
+    for i in 0..files {
+        env.write(format!("team/f{i:03}.txt"), content(i, 300));
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    let under = env.path("team");
+    for round in 0..iterations {
+        fs::remove_dir_all(&under).unwrap();
+        env.sync();
+        let start = || {
+            env.command()
+                .args(["restore", "--under", under.to_str().unwrap(), "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (first, second) = (start(), start());
+        let mut recovered = 0;
+        let mut present = 0;
+        for child in [first, second] {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", output_text(&out));
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            recovered += report["recovered"].as_u64().unwrap();
+            present += report["already_present"].as_u64().unwrap();
+        }
+        // Whoever won: each file was written once, and found present by the other.
+        assert_eq!(
+            (recovered, present),
+            (files as u64, files as u64),
+            "round {round}"
+        );
+        let names: Vec<String> = fs::read_dir(&under)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), files, "round {round}: {names:?}");
+        assert!(
+            names.iter().all(|n| !n.contains("(deleted")),
+            "round {round}: {names:?}"
+        );
+        for i in (0..files).step_by(17) {
+            assert_eq!(
+                fs::read(under.join(format!("f{i:03}.txt"))).unwrap(),
+                content(i, 300)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_put_back_by_hand_after_the_plan_is_found_present_not_copied_beside() {
+    let env = captured_then_deleted(&[("notes/plan.txt", "the plan"), ("notes/b.txt", "b")]);
+    let mut term = crate::common::pty::Terminal::start(&format!(
+        "{} --vault {} emergency",
+        crate::common::BIN,
+        env.vault.display()
+    ));
+    term.expect("Press Enter for 1:");
+    term.send("\n");
+    term.expect("Your choice [1]:");
+    term.send("\n");
+    // The plan saw the name free; now the very same file is copied back by hand.
+    term.expect("[Y/n]:");
+    env.write("notes/plan.txt", "the plan");
+    term.send("\n");
+    let (status, screen) = term.finish();
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("1 was already in place"), "{screen}");
+    let names: Vec<String> = fs::read_dir(env.path("notes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("(deleted")),
+        "no second copy beside it: {names:?}\n{screen}"
+    );
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn lock_files_of_programs_are_left_out_of_a_restore_and_not_counted_lost() {
+    let locks = [
+        "repo/.git/index.lock",
+        "office/~$budget.xlsx",
+        "office/.~lock.report.odt#",
+    ];
+    let mut all: Vec<(&str, &str)> = locks.iter().map(|l| (*l, "lock")).collect();
+    all.extend([("office/budget.xlsx", "numbers"), ("repo/.git/HEAD", "ref")]);
+    let env = captured_then_deleted(&all);
+    let (success, report, output) = restore_json(&env, &["--all-deleted"]);
+    assert!(
+        success,
+        "left-out lock files do not fail the restore: {output}"
+    );
+    assert_eq!(report["recovered"], 2, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["files_selected"], 2, "{report}");
+    assert_eq!(report["left_out"], 3, "{report}");
+    for lock in locks {
+        assert!(!env.path(lock).exists(), "{lock} came back");
+        let file = report["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == env.json_path(lock))
+            .unwrap_or_else(|| panic!("{lock} is not in the report: {report}"));
+        assert_eq!(file["outcome"], "left_out", "{file}");
+    }
+    // The text report says so in words, apart from the lost ones.
+    let saved = fs::read_dir(env.vault.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "txt"))
+        .unwrap();
+    let text = fs::read_to_string(saved).unwrap();
+    assert!(
+        text.contains("Lock files, not brought back on purpose (3):"),
+        "{text}"
+    );
+    assert!(text.starts_with("Recovered 2 of 2 files"), "{text}");
+    // Asked for, they come back.
+    let (success, report, output) = restore_json(&env, &["--all-deleted", "--include-lock-files"]);
+    assert!(success, "{output}");
+    assert_eq!(report["recovered"], 3, "{report}");
+    assert_eq!(fs::read(env.path("repo/.git/index.lock")).unwrap(), b"lock");
 }

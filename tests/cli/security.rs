@@ -46,7 +46,12 @@ fn the_vault_folders_and_files_are_private_to_the_daemons_user() {
     env.sync();
     fs::remove_dir_all(env.path("docs")).unwrap();
     env.sync();
-    env.run_ok(&["restore", "--to", env.root.join("back").to_str().unwrap()]);
+    env.run_ok(&[
+        "restore",
+        "--all-deleted",
+        "--to",
+        env.root.join("back").to_str().unwrap(),
+    ]);
     let names: Vec<String> = fs::read_dir(&env.vault)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -90,7 +95,12 @@ fn everything_but_the_vault(env: &TestEnv) -> BTreeMap<PathBuf, Node> {
 /// test's folder).
 fn restore_changes_only(env: &TestEnv, args: &[&str], allowed: &[&str]) -> (bool, String) {
     let before = everything_but_the_vault(env);
-    let (success, _, output) = restore_json(env, args);
+    // Run as restore_json would, but a refused restore prints no report to parse.
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = env.run(&all);
+    let (success, output) = (out.status.success(), output_text(&out));
     let after = everything_but_the_vault(env);
     let inside = |p: &Path| allowed.iter().any(|a| p.starts_with(a));
     for (path, node) in &before {
@@ -139,7 +149,11 @@ fn a_symlink_planted_inside_the_to_folder_is_not_followed() {
     let to = env.root.join("dest");
     fs::create_dir(&to).unwrap();
     symlink(&outside, to.join("docs")).unwrap();
-    let (success, output) = restore_changes_only(&env, &["--to", to.to_str().unwrap()], &["dest"]);
+    let (success, output) = restore_changes_only(
+        &env,
+        &["--all-deleted", "--to", to.to_str().unwrap()],
+        &["dest"],
+    );
     assert!(!success, "files that could not be written fail the run");
     assert!(output.contains("symbolic link"), "{output}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "{output}");
@@ -306,8 +320,11 @@ fn restored_files_get_their_owner_and_mode_back_never_more_readable() {
 
     let to = env.root.join("elsewhere");
     for (args, dest) in [
-        (vec![], env.share.clone()),
-        (vec!["--to", to.to_str().unwrap()], to.clone()),
+        (vec!["--all-deleted"], env.share.clone()),
+        (
+            vec!["--all-deleted", "--to", to.to_str().unwrap()],
+            to.clone(),
+        ),
     ] {
         let (success, _, output) = restore_json(&env, &args);
         assert!(success, "{output}");
@@ -327,4 +344,232 @@ fn restored_files_get_their_owner_and_mode_back_never_more_readable() {
             assert!(got.data == node.data, "{what}: content");
         }
     }
+}
+
+/// The uid tests plant things as: an ordinary user with no name on most machines.
+const PLANTER: u32 = 4242;
+
+/// Runs `program ARGS…` as the user `PLANTER`, which must succeed.
+fn as_planter(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={PLANTER}"))
+        .arg(format!("--regid={PLANTER}"))
+        .args(["--clear-groups", program])
+        .args(args)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        output_text(&out)
+    );
+}
+
+/// `ln -s TARGET LINK` as the user `PLANTER`.
+fn plant_link(target: &Path, link: &Path) {
+    as_planter("ln", &["-s".as_ref(), target.as_os_str(), link.as_os_str()]);
+}
+
+/// A folder `home/` in the test's folder that belongs to `PLANTER`, as a user's home
+/// folder would; the test's folder is opened to others so they can reach it.
+fn planters_home(env: &TestEnv) -> PathBuf {
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = env.root.join("home");
+    fs::create_dir(&home).unwrap();
+    rustix::fs::chown(
+        &home,
+        Some(rustix::fs::Uid::from_raw(PLANTER)),
+        Some(rustix::fs::Gid::from_raw(PLANTER)),
+    )
+    .unwrap();
+    home
+}
+
+#[test]
+fn a_to_folder_that_another_user_made_a_symlink_is_refused_and_nothing_written_through_it() {
+    if !is_root() {
+        eprintln!("SKIPPED a_to_folder_that_another_user_made_a_symlink…: needs root");
+        return;
+    }
+    let (env, outside) = deleted_share();
+    let home = planters_home(&env);
+    plant_link(&outside, &home.join("restored"));
+    // The link itself, a folder below it, and the same reached by `..`.
+    for to in [
+        home.join("restored"),
+        home.join("restored/deeper"),
+        home.join("restored/../restored"),
+        home.join("elsewhere/../restored"),
+    ] {
+        let (success, output) =
+            restore_changes_only(&env, &["--all-deleted", "--to", to.to_str().unwrap()], &[]);
+        assert!(!success, "--to {} was used: {output}", to.display());
+        assert!(
+            output.contains("symbolic link") && !output.contains("os error"),
+            "--to {} is refused in plain words: {output}",
+            to.display()
+        );
+        let plan = env.run(&[
+            "restore",
+            "--all-deleted",
+            "--dry-run",
+            "--to",
+            to.to_str().unwrap(),
+        ]);
+        assert!(
+            !plan.status.success(),
+            "a dry run says so too: {}",
+            output_text(&plan)
+        );
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+}
+
+#[test]
+fn a_link_of_another_user_on_the_way_to_the_to_folder_is_not_followed_but_roots_are() {
+    if !is_root() {
+        eprintln!("SKIPPED a_link_of_another_user_on_the_way…: needs root");
+        return;
+    }
+    let (env, outside) = deleted_share();
+    let home = planters_home(&env);
+    plant_link(&outside, &home.join("via"));
+    let (success, output) = restore_changes_only(
+        &env,
+        &[
+            "--all-deleted",
+            "--to",
+            home.join("via/restored").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!success, "{output}");
+    assert!(
+        output.contains("belongs to the user with uid 4242"),
+        "{output}"
+    );
+
+    // A link root made (as the system's own /var/run is) is followed, and the files
+    // land in the folder it points to.
+    let real = env.root.join("real");
+    fs::create_dir(&real).unwrap();
+    symlink(&real, env.root.join("system-link")).unwrap();
+    let to = env.root.join("system-link/restored");
+    let (success, output) = restore_changes_only(
+        &env,
+        &["--all-deleted", "--to", to.to_str().unwrap()],
+        &["real/restored"],
+    );
+    assert!(success, "{output}");
+    assert_eq!(fs::read(real.join("restored/docs/a.txt")).unwrap(), b"a");
+    assert!(
+        output.contains(&format!(
+            "\"destination\": \"{}",
+            real.join("restored").display()
+        )),
+        "the report names where the files really are: {output}"
+    );
+}
+
+#[test]
+fn a_protected_folder_replaced_by_a_symlink_is_not_written_through() {
+    let (mut env, outside) = deleted_share();
+    env.stop_daemon();
+    fs::rename(&env.share, env.root.join("share.old")).unwrap();
+    symlink(&outside, &env.share).unwrap();
+    let (success, output) = restore_changes_only(&env, &["--all-deleted"], &["share"]);
+    assert!(!success, "{output}");
+    assert!(output.contains("symbolic link"), "{output}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "{output}");
+}
+
+#[test]
+fn a_folder_above_the_protected_one_swapped_for_another_users_link_is_not_followed() {
+    if !is_root() {
+        eprintln!("SKIPPED a_folder_above_the_protected_one…: needs root");
+        return;
+    }
+    let mut env = TestEnv::new();
+    let home = planters_home(&env);
+    let share = home.join("work/share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("pay.txt"), "salaries").unwrap();
+    env.start_daemon_with(&["--protect", share.to_str().unwrap()]);
+    env.sync();
+    fs::remove_file(share.join("pay.txt")).unwrap();
+    env.sync();
+    env.stop_daemon();
+    // The owner of home/ moves work/ away and points a link of theirs elsewhere.
+    let decoy = home.join("decoy");
+    as_planter("mkdir", &["-p".as_ref(), decoy.join("share").as_os_str()]);
+    as_planter(
+        "mv",
+        &[
+            home.join("work").as_os_str(),
+            home.join("work.old").as_os_str(),
+        ],
+    );
+    plant_link(&decoy, &home.join("work"));
+    let (success, _, output) = restore_json(&env, &["--all-deleted"]);
+    assert!(!success, "{output}");
+    assert!(
+        output.contains("belongs to the user with uid 4242"),
+        "{output}"
+    );
+    assert_eq!(
+        fs::read_dir(decoy.join("share")).unwrap().count(),
+        0,
+        "{output}"
+    );
+}
+
+#[test]
+fn a_symlink_planted_at_the_to_folder_between_the_plan_and_the_start_is_refused() {
+    if !is_root() {
+        eprintln!("SKIPPED a_symlink_planted_at_the_to_folder_between…: needs root");
+        return;
+    }
+    let (env, outside) = deleted_share();
+    let home = planters_home(&env);
+    for (to, link) in [
+        // The folder itself, and a folder on the way to it.
+        (home.join("restored"), home.join("restored")),
+        (home.join("new/restored"), home.join("new")),
+    ] {
+        let mut term = crate::common::pty::Terminal::start(&format!(
+            "{BIN} --vault {} emergency --to {}",
+            env.vault.display(),
+            to.display()
+        ));
+        term.expect("Press Enter for 1:");
+        term.send("\n");
+        // The plan is shown; before the customer confirms, the link appears.
+        term.expect("[Y/n]:");
+        plant_link(&outside, &link);
+        term.send("\n");
+        let (status, screen) = term.finish();
+        assert!(!status.success(), "{screen}");
+        assert!(screen.contains("symbolic link"), "{screen}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "{screen}");
+        fs::remove_file(&link).unwrap();
+    }
+}
+
+#[test]
+fn a_to_folder_inside_a_protected_folder_gets_the_files_and_nothing_else() {
+    let (env, _outside) = deleted_share();
+    let to = env.path("restored");
+    let (success, output) = restore_changes_only(
+        &env,
+        &["--all-deleted", "--to", to.to_str().unwrap()],
+        &["share/restored"],
+    );
+    assert!(success, "{output}");
+    assert_eq!(fs::read(to.join("docs/sub/b.txt")).unwrap(), b"b");
+    env.sync();
+    let listed = env.list_by_path(&["--all"]);
+    crate::common::assert_live_and_recoverable(entry(
+        &listed,
+        &env.json_path("restored/docs/sub/b.txt"),
+    ));
 }
