@@ -52,43 +52,92 @@ pub fn spoken(ns: i64, now: i64) -> String {
     }
 }
 
+/// A time on the command line that cannot be used, and how to write one.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{0:?} is not a time; write it like 2026-11-22T02:14:00Z, \"2026-11-22 02:14\" (local time) or an age like 30m, 2h, 3d"
-)]
-pub struct TimeError(String);
+pub enum TimeError {
+    #[error(
+        "{0:?} is not a time; write it like 2026-11-22T02:14:00Z, \"2026-11-22 02:14\" (local \
+         time), an age like 30m, 2h, 3d, or yesterday, today 02:00, 02:00"
+    )]
+    NotATime(String),
+    #[error(
+        "{0:?} is too far in the future: undelete counts time up to 2262-04-11, and nothing \
+         can have happened after now"
+    )]
+    TooLate(String),
+    #[error("{0:?} is too long ago: undelete counts time from 1677-09-21 on")]
+    TooEarly(String),
+}
 
-/// Parses a time given on the command line, relative to `now`.
+/// Parses a time given on the command line, relative to `now`: RFC 3339,
+/// `YYYY-MM-DD HH:MM` (local), an age (`2h`), `yesterday` or `today` (their
+/// midnight), `today 02:00`, `yesterday 23:10`, or `02:00` alone: the latest 02:00
+/// that has come, today's or else yesterday's, as someone means it at 06:30.
 pub fn parse(text: &str, now: i64) -> Result<i64, TimeError> {
     let t = text.trim();
-    let err = || TimeError(text.to_owned());
+    let err = || TimeError::NotATime(text.to_owned());
+    // Out of the range of the clock, as opposed to not a time at all.
+    let range = |utc: DateTime<Utc>| {
+        utc.timestamp_nanos_opt().ok_or_else(|| {
+            if utc.timestamp() > 0 {
+                TimeError::TooLate(text.to_owned())
+            } else {
+                TimeError::TooEarly(text.to_owned())
+            }
+        })
+    };
+    let local = |naive: NaiveDateTime| match Local.from_local_datetime(&naive).earliest() {
+        Some(local) => range(local.with_timezone(&Utc)),
+        None => Err(err()),
+    };
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return dt.timestamp_nanos_opt().ok_or_else(err);
+        return range(dt.with_timezone(&Utc));
     }
     for format in ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
-            let local = Local
-                .from_local_datetime(&naive)
-                .earliest()
-                .ok_or_else(err)?;
-            return local.timestamp_nanos_opt().ok_or_else(err);
+            return local(naive);
         }
     }
     if let Ok(date) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        let naive = date.and_hms_opt(0, 0, 0).ok_or_else(err)?;
-        let local = Local
-            .from_local_datetime(&naive)
-            .earliest()
-            .ok_or_else(err)?;
-        return local.timestamp_nanos_opt().ok_or_else(err);
+        return local(date.and_hms_opt(0, 0, 0).ok_or_else(err)?);
     }
-    Ok(now - parse_age(t)?)
+    let today = to_local(now).date_naive();
+    let lower = t.to_lowercase();
+    let (day, clock) = match lower.split_once(' ') {
+        Some((word, rest)) => (Some(word), Some(rest.trim())),
+        None if lower.contains(':') => (None, Some(lower.as_str())),
+        None => (Some(lower.as_str()), None),
+    };
+    let day = match day {
+        Some("today") => Some(today),
+        Some("yesterday") => today.pred_opt(),
+        Some("now") if clock.is_none() => return Ok(now),
+        Some(_) => return Ok(now - parse_age(t)?),
+        None => None,
+    };
+    let at = match clock {
+        Some(clock) => chrono::NaiveTime::parse_from_str(clock, "%H:%M")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(clock, "%H:%M:%S"))
+            .map_err(|_| err())?,
+        None => chrono::NaiveTime::MIN,
+    };
+    match day {
+        Some(day) => local(day.and_time(at)),
+        None => {
+            let t = local(today.and_time(at))?;
+            if t <= now {
+                Ok(t)
+            } else {
+                local(today.pred_opt().ok_or_else(err)?.and_time(at))
+            }
+        }
+    }
 }
 
 /// Parses an age or a duration like `30s`, `30m`, `2h`, `3d`, `1w` into nanoseconds.
 pub fn parse_age(text: &str) -> Result<i64, TimeError> {
     let t = text.trim();
-    let err = || TimeError(text.to_owned());
+    let err = || TimeError::NotATime(text.to_owned());
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
     let (number, unit) = t.split_at(split);
     let number: i64 = number.parse().map_err(|_| err())?;
@@ -129,5 +178,29 @@ mod tests {
         assert_eq!(super::local(local), "2026-11-22 02:14");
         assert!(parse("yesterday-ish", now).is_err());
         assert_eq!(rfc3339(now), "2026-11-22T06:30:00Z");
+    }
+
+    #[test]
+    fn yesterday_today_and_a_clock_time_mean_what_people_mean() {
+        let now = parse("2026-11-22 06:30", 0).unwrap();
+        let at = |t: &str| super::local(parse(t, now).unwrap());
+        assert_eq!(at("yesterday"), "2026-11-21 00:00");
+        assert_eq!(at("Today"), "2026-11-22 00:00");
+        assert_eq!(at("today 02:00"), "2026-11-22 02:00");
+        assert_eq!(at("yesterday 23:10"), "2026-11-21 23:10");
+        // The latest 02:00 that has come; 23:00 has not come yet today.
+        assert_eq!(at("02:00"), "2026-11-22 02:00");
+        assert_eq!(at("23:00"), "2026-11-21 23:00");
+        assert!(parse("today 25:00", now).is_err());
+        assert!(parse("tomorrow", now).is_err());
+    }
+
+    #[test]
+    fn a_time_past_what_the_clock_counts_is_too_far_not_wrong() {
+        let err = parse("2262-04-12T00:00:00Z", 0).unwrap_err().to_string();
+        assert!(err.contains("too far in the future"), "{err}");
+        let err = parse("1600-01-01 00:00", 0).unwrap_err().to_string();
+        assert!(err.contains("too long ago"), "{err}");
+        assert!(matches!(parse("soon", 0), Err(TimeError::NotATime(_))));
     }
 }

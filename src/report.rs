@@ -16,15 +16,29 @@ use std::path::{Path, PathBuf};
 pub fn display_path(path: &Path) -> String {
     let bytes = path.as_os_str().as_bytes();
     match std::str::from_utf8(bytes) {
-        Ok(text)
-            if !text
-                .chars()
-                .any(|c| c.is_control() || c == '"' || c == '\\') =>
-        {
-            text.to_owned()
-        }
+        Ok(text) if !text.chars().any(|c| is_hidden(c) || c == '"' || c == '\\') => text.to_owned(),
         _ => format!("\"{}\"", escape(bytes)),
     }
+}
+
+/// Characters that change what a line looks like without showing themselves:
+/// control characters (a newline, an escape that recolours the terminal), and the
+/// formatting ones of Unicode, such as the right-to-left override (U+202E), which
+/// turns `gpj.exe` into what reads as `exe.jpg`. Shown escaped, never raw.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
 }
 
 /// Valid UTF-8 is kept (control characters and backslashes escaped); other bytes
@@ -38,7 +52,12 @@ fn escape(bytes: &[u8]) -> String {
                 '\t' => out.push_str("\\t"),
                 '\\' => out.push_str("\\\\"),
                 '"' => out.push_str("\\\""),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                // As the bytes of its UTF-8, like a name that is not UTF-8 at all.
+                c if is_hidden(c) => {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
                 c => out.push(c),
             }
         }
@@ -50,6 +69,8 @@ fn escape(bytes: &[u8]) -> String {
 }
 
 /// The JSON fields for a path: `path`, and `path_bytes` (hex) when it is not UTF-8.
+/// A UTF-8 name is kept exactly, invisible characters and all: JSON escapes what
+/// must be escaped, and programs compare names, they do not look at them.
 pub fn json_path(path: &Path) -> (String, Option<String>) {
     let bytes = path.as_os_str().as_bytes();
     match std::str::from_utf8(bytes) {

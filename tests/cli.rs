@@ -20,6 +20,8 @@ mod faults;
 mod interrupt;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
+#[path = "cli/messages.rs"]
+mod messages;
 #[path = "cli/model.rs"]
 mod model;
 #[path = "cli/moves.rs"]

@@ -184,10 +184,29 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("undelete: {err:#}");
+            eprintln!("undelete: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once. The typed errors
+/// already name their cause in their own words ("cannot create the folder X: Not
+/// a directory"), for the daemon's log; the whole chain printed after it would
+/// say the cause a second time.
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging() {
@@ -344,6 +363,26 @@ fn open_vault_folder(config: &Config) -> anyhow::Result<Vault> {
 /// never resolved here where a link could be swapped in after the look.
 fn destination(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_said_twice() {
+        let io = std::io::Error::from_raw_os_error(libc::EEXIST);
+        let err = anyhow::Error::new(crate::vault::VaultError::Io {
+            doing: "create the folder",
+            path: "/v".into(),
+            source: io,
+        })
+        .context("cannot start");
+        assert_eq!(
+            describe(&err),
+            "cannot start: cannot create the folder /v: File exists (os error 17)"
+        );
+    }
 }
 
 /// Makes a path given on the command line absolute, without requiring it to exist

@@ -212,7 +212,7 @@ pub fn quote(path: &std::path::Path) -> String {
         return String::from_utf8_lossy(bytes).into_owned();
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) if !text.chars().any(|c| c.is_control()) => {
+        Ok(text) if !text.chars().any(crate::report::is_hidden) => {
             format!("'{}'", text.replace('\'', "'\\''"))
         }
         _ => {

@@ -24,14 +24,23 @@ pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // A row that was seen but never copied (kept changing, excluded, deleted too
+    // fast) is a moment the file was looked at, not a version anyone can get back.
+    let (kept, not_kept): (Vec<&Version>, Vec<&Version>) = versions
+        .iter()
+        .partition(|v| v.observed.uncaptured.is_none() && v.observed.object.is_some());
     if versions.is_empty() {
         println!("No versions of {} are recorded.", display_path(&path));
         println!("(Was it in a protected folder? See: undelete status)");
         return Ok(ExitCode::FAILURE);
     }
     let now = clock::now();
-    println!("Versions of {}, oldest first:", display_path(&path));
-    for (n, v) in versions.iter().enumerate() {
+    if kept.is_empty() {
+        println!("No version of {} is kept.", display_path(&path));
+    } else {
+        println!("Versions of {}, oldest first:", display_path(&path));
+    }
+    for (n, v) in kept.iter().enumerate() {
         println!(
             "  {}) saved {}, {}: {}",
             n + 1,
@@ -39,9 +48,7 @@ pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCo
             bytes(v.observed.size),
             state(v, now)
         );
-        if let Some(why) = &v.observed.uncaptured {
-            println!("     cannot be brought back: {why}");
-        } else if !v.is_current() {
+        if !v.is_current() {
             println!(
                 "     undelete --vault {} restore {} --as-of {}",
                 super::quote(vault.root()),
@@ -50,7 +57,29 @@ pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCo
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
+    for v in &not_kept {
+        if let Some(why) = &v.observed.uncaptured {
+            *reasons.entry(why.to_string()).or_default() += 1;
+        }
+    }
+    for (why, times) in reasons {
+        let times = match times {
+            1 => "once".to_owned(),
+            n => format!("{n} times"),
+        };
+        println!(
+            "{}",
+            crate::report::wrap_line(&format!(
+                "Not kept, so not a version to bring back ({times}): {why}."
+            ))
+        );
+    }
+    Ok(if kept.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// "the current one", "replaced Today 14:02", "deleted Yesterday 09:10".

@@ -1,0 +1,99 @@
+//! What people read: versions that are versions, names that cannot disguise
+//! themselves, times and errors said plainly, and messages that send people the
+//! right way.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::common::*;
+
+#[test]
+fn versions_lists_only_what_can_be_brought_back_and_says_why_the_rest_cannot() {
+    let mut env = TestEnv::new();
+    env.write("work/draft.tmp", "scratch");
+    env.write("work/kept.txt", "one");
+    env.start_daemon(&["--exclude", "*.tmp"]);
+    env.sync();
+    env.write("work/kept.txt", "two, longer");
+    env.sync();
+
+    let out = env.run(&["versions", env.path("work/draft.tmp").to_str().unwrap()]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "no version to offer: {text}");
+    assert!(text.contains("No version of"), "{text}");
+    assert!(
+        !text.contains("1) saved"),
+        "an excluded file has no version: {text}"
+    );
+    assert!(text.contains("excluded by the rule *.tmp"), "{text}");
+
+    let text = env.run_ok(&["versions", env.path("work/kept.txt").to_str().unwrap()]);
+    assert!(
+        text.contains("  1) saved") && text.contains("  2) saved"),
+        "{text}"
+    );
+    assert!(!text.contains("  3)"), "{text}");
+}
+
+#[test]
+fn a_name_with_a_right_to_left_override_is_shown_escaped_never_raw() {
+    // Reads as "invoice-exe.pdf" on a screen that obeys the override.
+    let name = "invoice-\u{202e}fdp.exe";
+    let env = captured_then_deleted(&[(name, "MZ")]);
+    let listed = env.run_ok(&["list"]);
+    assert!(!listed.contains('\u{202e}'), "{listed:?}");
+    assert!(
+        listed.contains("invoice-\\xe2\\x80\\xaefdp.exe"),
+        "{listed}"
+    );
+    let (success, report, output) = restore_json(&env, &["--all-deleted", "--dry-run"]);
+    assert!(success, "{output}");
+    assert_eq!(
+        report["files"][0]["path"],
+        env.json_path(name),
+        "JSON keeps the exact name"
+    );
+    let text = env.run_ok(&["restore", "--all-deleted", "--dry-run"]);
+    assert!(!text.contains('\u{202e}'), "{text:?}");
+    // A control character in a name cannot recolour or rewrite the screen either.
+    let env = captured_then_deleted(&[(std::ffi::OsStr::from_bytes(b"a\x1b[2Jb"), "x")]);
+    let listed = env.run_ok(&["list"]);
+    assert!(!listed.contains('\x1b'), "{listed:?}");
+}
+
+#[test]
+fn a_time_after_2262_is_too_far_in_the_future_not_not_a_time() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    let share = env.json_path("");
+    let out = env.run(&["restore", &share, "--as-of", "2262-04-12T00:00:00Z"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("too far in the future"), "{text}");
+    assert!(!text.contains("is not a time"), "{text}");
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let env = TestEnv::new();
+    let file = env.root.join("a-file");
+    fs::write(&file, "").unwrap();
+    let out = bare_command()
+        .arg("--vault")
+        .arg(file.join("vault"))
+        .args(["daemon", "--protect", env.share.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
+}
+
+#[test]
+fn times_accept_yesterday_today_and_a_clock_time() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    for t in ["yesterday", "today", "today 00:00", "00:00"] {
+        let (success, report, output) = restore_json(&env, &["--deleted-after", t, "--dry-run"]);
+        assert!(success, "{t}: {output}");
+        assert_eq!(report["recovered"], 1, "{t}: {report}");
+    }
+}
