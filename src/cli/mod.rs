@@ -365,26 +365,6 @@ fn destination(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cause_already_in_the_message_is_not_said_twice() {
-        let io = std::io::Error::from_raw_os_error(libc::EEXIST);
-        let err = anyhow::Error::new(crate::vault::VaultError::Io {
-            doing: "create the folder",
-            path: "/v".into(),
-            source: io,
-        })
-        .context("cannot start");
-        assert_eq!(
-            describe(&err),
-            "cannot start: cannot create the folder /v: File exists (os error 17)"
-        );
-    }
-}
-
 /// Makes a path given on the command line absolute, without requiring it to exist
 /// (a deleted folder is exactly what people ask about).
 fn absolute(path: &Path) -> PathBuf {
@@ -412,4 +392,24 @@ fn absolute(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_said_twice() {
+        let io = std::io::Error::from_raw_os_error(libc::EEXIST);
+        let err = anyhow::Error::new(crate::vault::VaultError::Io {
+            doing: "create the folder",
+            path: "/v".into(),
+            source: io,
+        })
+        .context("cannot start");
+        assert_eq!(
+            describe(&err),
+            "cannot start: cannot create the folder /v: File exists (os error 17)"
+        );
+    }
 }
