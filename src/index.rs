@@ -119,6 +119,11 @@ pub enum IndexError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the index {path} was written by an older version of undelete, and cannot be \
+         brought up to date while its disk is read-only"
+    )]
+    OldAndReadOnly { path: PathBuf },
     #[error("the index is damaged or unreadable: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("the index {path} is damaged: {problem}")]
@@ -614,6 +619,78 @@ impl Index {
             return Err(missing(path));
         }
         Self::open(path)
+    }
+
+    /// Opens the index of a vault on a read-only disk (ext4 remounts read-only on
+    /// errors): for reading only, nothing written, not even SQLite's shared-memory
+    /// file where it is missing. Committed changes still in the write-ahead log are
+    /// read when the log is there; where it cannot be, the database is opened as
+    /// unchanging, which it is, since nothing can write to it.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        check_file(path)?;
+        if is_missing(path) {
+            return Err(missing(path));
+        }
+        let open_err = |source| IndexError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let uri = |extra: &str| {
+            let mut uri = String::from("file:");
+            for &b in path_bytes(path) {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                        uri.push(b as char)
+                    }
+                    _ => uri.push_str(&format!("%{b:02X}")),
+                }
+            }
+            uri.push_str(extra);
+            uri
+        };
+        let wal_here = Path::new(&format!("{}-wal", path.display())).exists();
+        let conn = match Connection::open_with_flags(uri("?mode=ro"), flags) {
+            Ok(conn)
+                if conn
+                    .query_row("PRAGMA user_version", [], |_| Ok(()))
+                    .is_ok() =>
+            {
+                conn
+            }
+            // No log to read and no way to make the files SQLite shares between readers.
+            _ if !wal_here => {
+                Connection::open_with_flags(uri("?mode=ro&immutable=1"), flags).map_err(open_err)?
+            }
+            Ok(conn) => conn,
+            Err(e) => return Err(open_err(e)),
+        };
+        let index = Self {
+            conn,
+            journal: None,
+            recording: Cell::new(0),
+            journal_mark: Cell::new(0),
+        };
+        let found: i64 = index
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(IndexError::TooNew {
+                path: path.to_owned(),
+                found,
+                known,
+            });
+        }
+        if found < known {
+            return Err(IndexError::OldAndReadOnly {
+                path: path.to_owned(),
+            });
+        }
+        Ok(index)
     }
 
     /// Notes a change in the journal (if any) before it is made; the change is part

@@ -329,8 +329,29 @@ fn index_damage(err: &anyhow::Error) -> Option<String> {
 /// can act on when that is not possible.
 fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
     let vault = open_vault_folder(config)?;
+    if is_read_only(vault.root()) {
+        // Said once, here: every command that goes on works without writing.
+        eprintln!(
+            "{}",
+            crate::report::wrap(&format!(
+                "undelete: the vault {} is on a disk that is now read-only (Linux does \
+                 that to a disk it found errors on). Everything in it can still be listed \
+                 and brought back, best into a folder on another disk with --to DIR. \
+                 Nothing new is recorded meanwhile, and reports are printed, not saved.",
+                crate::report::display_path(vault.root())
+            ))
+        );
+        let index = Index::open_read_only(&vault.index_path())?;
+        return Ok((vault, index));
+    }
     let index = Index::open_existing(&vault.index_path(), &vault.journal_dir())?;
     Ok((vault, index))
+}
+
+/// Whether the disk holding `dir` is mounted read-only.
+fn is_read_only(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Opens an existing vault folder, without its index.

@@ -480,3 +480,86 @@ fn kill_9_of_a_restore_at_random_moments_then_a_rerun_finishes() {
     }
     env.stop_daemon();
 }
+
+/// Every command that only reads, run on a vault whose disk went read-only: each
+/// works, says once that the vault is read-only, and tries no write.
+fn read_only_vault_still_lists_and_restores(stop: &str) {
+    let Some(disk) = LoopDisk::new("read_only_vault_still_lists_and_restores", 64) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    env.vault = disk.join("vault");
+    for n in 0..20 {
+        env.write(format!("docs/f{n}.txt"), content(n, 2000));
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    fs::remove_dir_all(env.path("docs")).unwrap();
+    env.sync();
+    if stop == "killed" {
+        // The last changes are then still in SQLite's write-ahead log.
+        env.kill_daemon();
+        assert!(
+            disk.join("vault/index.db-wal").exists(),
+            "a log is left to read"
+        );
+    } else {
+        env.stop_daemon();
+    }
+    disk.remount_read_only();
+    let to = env.root.join("elsewhere");
+    let share = env.json_path("");
+    let docs = env.path("docs/f3.txt");
+    for args in [
+        vec!["list", "--json"],
+        vec!["list"],
+        vec!["incidents"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["versions", docs.to_str().unwrap()],
+        vec!["restore", "--under", &share, "--dry-run"],
+        vec!["restore", "--under", &share, "--to", to.to_str().unwrap()],
+    ] {
+        let out = env.run(&args);
+        let text = output_text(&out);
+        assert!(out.status.success(), "{stop}: {args:?}: {text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("read-only").count(),
+            1,
+            "{stop}: {args:?} says it once: {text}"
+        );
+        assert!(
+            !text.contains("Read-only file system"),
+            "{stop}: {args:?}: {text}"
+        );
+    }
+    let listed = env.list_json(&[]);
+    assert_eq!(listed.len(), 20, "{stop}: every deletion is listed");
+    for n in 0..20 {
+        assert_eq!(
+            fs::read(to.join(format!("docs/f{n}.txt"))).unwrap(),
+            content(n, 2000)
+        );
+    }
+    let out = env.run(&["restore", "--under", &share, "--to", to.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the vault is read-only, so this report was not saved"),
+        "{stop}: {stdout}"
+    );
+    assert!(
+        stdout.contains("20 were already in place"),
+        "{stop}: {stdout}"
+    );
+}
+
+#[test]
+fn a_read_only_vault_after_a_clean_stop_still_lists_and_restores_elsewhere() {
+    read_only_vault_still_lists_and_restores("stopped");
+}
+
+#[test]
+fn a_read_only_vault_of_a_killed_daemon_still_lists_and_restores_elsewhere() {
+    read_only_vault_still_lists_and_restores("killed");
+}

@@ -603,6 +603,20 @@ impl LoopDisk {
         );
     }
 
+    /// Mounts it again read-only, as the kernel does to an ext4 disk with errors.
+    pub fn remount_read_only(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "remount read-only: {}",
+            output_text(&out)
+        );
+    }
+
     /// Bytes free for writing on this file system.
     pub fn free(&self) -> u64 {
         free_space(&self.path)
