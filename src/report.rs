@@ -204,6 +204,18 @@ pub fn wrap_line(line: &str) -> String {
     textwrap::fill(line.trim_start(), options)
 }
 
+/// A reason as it is read out: "larger than the 2 MB capture limit" rather than the
+/// index's "larger than the capture limit (2 MB)", which programs may rely on.
+fn plain(reason: &str) -> String {
+    match reason
+        .strip_prefix("larger than the capture limit (")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        Some(size) => format!("larger than the {size} capture limit"),
+        None => reason.to_owned(),
+    }
+}
+
 /// The exclude rule that kept a lost file out, if that is why it was lost.
 fn excluding_rule(f: &FileResult) -> Option<&str> {
     if f.reason_code.as_deref() != Some("excluded") {
@@ -460,7 +472,7 @@ impl RestoreReport {
                     .entry(format!("{reason} ({})", rule_in_words(rule)))
                     .or_default()
                     .push(f),
-                None => groups.entry(reason).or_default().push(f),
+                None => groups.entry(plain(&reason)).or_default().push(f),
             }
         }
         if !temporary.is_empty() {
@@ -548,20 +560,18 @@ impl RestoreReport {
             lines.push(format!("Lost, by kind: {}.", self.kinds(Outcome::Lost)));
         }
         if c.left_out > 0 {
-            let one = c.left_out == 1;
-            lines.push(format!(
-                "{} of programs {} left out on purpose (brought back, {} would tell {} \
-                 program the document is still open; --include-lock-files brings {} back).",
-                if one {
-                    "1 lock file".to_owned()
-                } else {
-                    format!("{} lock files", count(c.left_out))
-                },
-                be(c.left_out),
-                if one { "it" } else { "they" },
-                if one { "its" } else { "their" },
-                if one { "it" } else { "them" },
-            ));
+            // Brought back, a lock file would only make its program refuse the document.
+            lines.push(match c.left_out {
+                1 => format!(
+                    "1 lock file of a program {} left out on purpose (see the report).",
+                    be(1)
+                ),
+                n => format!(
+                    "{} lock files of programs {} left out on purpose (see the report).",
+                    count(n),
+                    be(n)
+                ),
+            });
         }
         if c.stopped > 0 {
             lines.push(format!(

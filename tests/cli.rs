@@ -48,3 +48,5 @@ mod samba;
 mod security;
 #[path = "cli/service.rs"]
 mod service;
+#[path = "cli/wizard.rs"]
+mod wizard;

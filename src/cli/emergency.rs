@@ -242,16 +242,16 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if totals.left_out > 0 {
+        // Brought back, a lock file makes its program think the document is still open.
         println!(
             "{}",
-            wrap_line(&format!(
-                "{} of programs will be left out on purpose: brought back, they \
-                 would make the program think the document is still open.",
-                match totals.left_out {
-                    1 => "1 lock file".to_owned(),
-                    n => format!("{} lock files", count(n)),
-                }
-            ))
+            wrap_line(&match totals.left_out {
+                1 => "1 lock file of a program will be left out on purpose.".to_owned(),
+                n => format!(
+                    "{} lock files of programs will be left out on purpose.",
+                    count(n)
+                ),
+            })
         );
     }
     let destination = plan

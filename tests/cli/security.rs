@@ -573,3 +573,119 @@ fn a_to_folder_inside_a_protected_folder_gets_the_files_and_nothing_else() {
         &env.json_path("restored/docs/sub/b.txt"),
     ));
 }
+
+/// A group and a member of it, made on this system for one test and removed after.
+struct TestGroup {
+    group: String,
+    member: String,
+}
+
+impl TestGroup {
+    fn new() -> Option<Self> {
+        let tag = std::process::id() % 100_000;
+        let (group, member) = (format!("udtest-g{tag}"), format!("udtest-u{tag}"));
+        let made = Command::new("groupadd").arg(&group).output().ok()?;
+        if !made.status.success() {
+            eprintln!("SKIPPED: groupadd failed: {}", output_text(&made));
+            return None;
+        }
+        let this = Self { group, member };
+        let made = Command::new("useradd")
+            .args(["-M", "-N", "-s", "/usr/sbin/nologin", "-G", &this.group])
+            .arg(&this.member)
+            .output()
+            .ok()?;
+        assert!(made.status.success(), "useradd: {}", output_text(&made));
+        Some(this)
+    }
+
+    /// `undelete --vault VAULT ARGS…` as the member, with the groups the system gives it.
+    fn as_member(&self, env: &TestEnv, args: &[&str]) -> std::process::Output {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                &self.member,
+                "--regid",
+                "nogroup",
+                "--init-groups",
+                BIN,
+            ])
+            .arg("--vault")
+            .arg(&env.vault)
+            .args(args)
+            .env("UNDELETE_CONFIG", "/dev/null")
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("run setpriv")
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.member).output();
+        let _ = Command::new("groupdel").arg(&self.group).output();
+    }
+}
+
+#[test]
+fn report_last_is_readable_by_the_report_group_and_refused_to_anyone_else() {
+    if !is_root() {
+        eprintln!("SKIPPED report_last_is_readable_by_the_report_group…: needs root");
+        return;
+    }
+    let Some(group) = TestGroup::new() else {
+        return;
+    };
+    let (env, _) = deleted_share();
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let settings = env.root.join("settings.toml");
+    fs::write(&settings, format!("report_group = \"{}\"\n", group.group)).unwrap();
+    let out = env
+        .command()
+        .args(["emergency", "--yes"])
+        .env("UNDELETE_CONFIG", &settings)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let code = env.run_ok(&["incidents", "--json"]);
+    let code: serde_json::Value = serde_json::from_str(&code).unwrap();
+    let code = code[0]["code"].as_str().unwrap().to_owned();
+
+    for args in [
+        vec!["report", "last"],
+        vec!["report"],
+        vec!["report", &code],
+        vec!["report", &code.to_lowercase().replace('-', " ")],
+    ] {
+        let out = group.as_member(&env, &args);
+        let text = output_text(&out);
+        assert!(out.status.success(), "{args:?} as a member: {text}");
+        assert!(text.contains("Recovered 3 of 3 files"), "{args:?}: {text}");
+    }
+    let out = group.as_member(&env, &["report", "last", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["recovered"], 3, "{json}");
+    assert_eq!(json["incident"], code.as_str(), "{json}");
+
+    let out = as_nobody(&env, &["report", "last"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "only root and the members of the group {}",
+            group.group
+        )) && text.contains("sudo")
+            && !text.contains("os error"),
+        "{text}"
+    );
+    assert!(!text.contains("Recovered"), "{text}");
+    // The vault itself stays closed to the group; its copies are elsewhere.
+    assert_private(&env.vault, "with a report group");
+    let shared = env.root.join("vault-reports");
+    let meta = fs::metadata(&shared).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o750);
+    for entry in fs::read_dir(&shared).unwrap() {
+        let meta = entry.unwrap().metadata().unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o640);
+    }
+}
