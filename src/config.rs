@@ -152,7 +152,14 @@ impl Config {
         let vault = raw
             .vault
             .or(file.vault)
-            .or_else(|| default_vault(raw.is_root, &raw.xdg_data_home, &raw.home))
+            .or_else(|| {
+                default_vault(
+                    raw.is_root,
+                    &raw.xdg_data_home,
+                    &raw.home,
+                    Path::new(SYSTEM_VAULT),
+                )
+            })
             .ok_or(ConfigError::NoVault)?;
         let vault = absolute(&vault);
         // Folders named by flags replace the file's, `[[folder]]` tables included
@@ -290,9 +297,10 @@ fn default_vault(
     is_root: bool,
     xdg_data_home: &Option<PathBuf>,
     home: &Option<PathBuf>,
+    system: &Path,
 ) -> Option<PathBuf> {
     if is_root {
-        return Some(PathBuf::from(SYSTEM_VAULT));
+        return Some(system.to_owned());
     }
     let own = xdg_data_home
         .clone()
@@ -302,8 +310,10 @@ fn default_vault(
     // Someone without a vault of their own on a server that has one means that one
     // (and is then told to use sudo, rather than that nothing was ever protected).
     match own {
-        Some(own) if own.exists() || !Path::new(SYSTEM_VAULT).exists() => Some(own),
-        _ => Some(PathBuf::from(SYSTEM_VAULT)),
+        Some(own) if own.exists() || !system.exists() => Some(own),
+        Some(_) => Some(system.to_owned()),
+        None if system.exists() => Some(system.to_owned()),
+        None => None,
     }
 }
 
@@ -414,6 +424,25 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         load_with(text, RawArgs::default())
+    }
+
+    #[test]
+    fn someone_without_a_vault_of_their_own_means_the_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("system-vault");
+        let home = Some(dir.path().join("home"));
+        let own = dir.path().join("home/.local/share/undelete");
+        let pick = || default_vault(false, &None, &home, &system).unwrap();
+        assert_eq!(pick(), own, "no vault on this machine: their own, to make");
+        std::fs::create_dir(&system).unwrap();
+        assert_eq!(
+            pick(),
+            system,
+            "the server's, and then they are told to use sudo"
+        );
+        std::fs::create_dir_all(&own).unwrap();
+        assert_eq!(pick(), own, "their own, once they have one");
+        assert_eq!(default_vault(true, &None, &home, &system).unwrap(), system);
     }
 
     #[test]

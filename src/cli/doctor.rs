@@ -10,6 +10,7 @@
 //! the file named by `UNDELETE_MAX_USER_WATCHES_FILE`: tests provoke a low limit
 //! that way without touching the machine's setting.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -132,6 +133,97 @@ struct Facts {
     index_problems: Vec<String>,
     /// What the index records; None when it cannot be read.
     recorded: Option<Recorded>,
+    /// How the running daemon took its settings, for fixes that change them.
+    started: Started,
+}
+
+/// Where the running daemon's settings come from, and how it reads them again: a
+/// fix that says "edit the settings file and restart" is wrong for a daemon started
+/// with flags, and a restart is more than a service that reloads needs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Started {
+    /// Not running, or not known: the system service, as installed.
+    #[default]
+    Unknown,
+    /// By systemd, from this settings file: `systemctl reload` reads it again.
+    Service { settings: PathBuf },
+    /// By hand with a settings file: SIGHUP reads it again.
+    ByHand { settings: PathBuf, pid: u32 },
+    /// By hand with flags only, which nothing reads again.
+    Flags { pid: u32 },
+}
+
+impl Started {
+    /// Reads what the process that answers on `socket` was started with.
+    fn of_daemon(socket: &Path) -> Self {
+        let Some(pid) = control::request(socket, "PING", std::time::Duration::from_secs(5))
+            .ok()
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            return Self::Unknown;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return Self::Unknown;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let config = args
+            .iter()
+            .position(|a| *a == b"--config")
+            .and_then(|i| args.get(i + 1))
+            .map(|a| PathBuf::from(std::ffi::OsStr::from_bytes(a)))
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix(b"--config="))
+                    .map(|a| PathBuf::from(std::ffi::OsStr::from_bytes(a)))
+            });
+        let by_systemd = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|cgroup| cgroup.contains("/undelete.service"));
+        let flags = args.iter().any(|a| *a == b"--protect");
+        match (by_systemd, config, flags) {
+            (true, settings, _) => Self::Service {
+                settings: settings.unwrap_or_else(|| CONFIG_FILE.into()),
+            },
+            (false, Some(settings), false) => Self::ByHand { settings, pid },
+            _ => Self::Flags { pid },
+        }
+    }
+
+    /// The fix for a setting to change, `what` ("name the folders to protect
+    /// (protect = ...)"), and the commands that make the daemon use it.
+    fn change(&self, what: &str) -> (String, Vec<String>) {
+        match self {
+            Self::Unknown => (
+                format!("{what} in {CONFIG_FILE}, then restart the service:"),
+                vec![restart()],
+            ),
+            Self::Service { settings } => (
+                format!(
+                    "{what} in {}, then have the service read it again (nothing is \
+                     missed meanwhile):",
+                    display_path(settings)
+                ),
+                vec!["sudo systemctl reload undelete".into()],
+            ),
+            Self::ByHand { settings, pid } => (
+                format!(
+                    "{what} in {}, then have the running service (process {pid}) read it \
+                     again:",
+                    display_path(settings)
+                ),
+                vec![format!("sudo kill -HUP {pid}")],
+            ),
+            Self::Flags { pid } => (
+                format!(
+                    "The service (process {pid}) was started with flags (--protect, \
+                     --exclude, --max-file-size), which it never reads again: stop it, \
+                     and start it again with the flags changed. Or keep the settings in \
+                     {CONFIG_FILE} and start it with --config {CONFIG_FILE}, so a reload \
+                     reads them. To do: {what}."
+                ),
+                Vec::new(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +281,9 @@ fn gather(config: &Config) -> anyhow::Result<Facts> {
     let index = match super::open_vault(config) {
         Ok((vault, index)) => {
             facts.daemon_running = control::is_running(&vault.socket_path());
+            if facts.daemon_running {
+                facts.started = Started::of_daemon(&vault.socket_path());
+            }
             Some(index)
         }
         Err(err) => {
@@ -305,7 +400,7 @@ fn diagnose(facts: &Facts) -> Vec<Check> {
     }
     checks.push(vault_space_check(facts));
     if let Some(rec) = &facts.recorded {
-        checks.push(unprotected_check(rec));
+        checks.push(unprotected_check(facts, rec));
         checks.push(activity_check(facts, rec));
     }
     checks.push(index_check(facts));
@@ -381,12 +476,10 @@ fn folders_check(facts: &Facts, rec: &Recorded) -> Check {
         "no_longer_protected": paths_json(&dropped),
     });
     if rec.roots.is_empty() {
-        return Check::problem(
-            name,
-            "No folder is protected yet.".into(),
-            format!("Name the folders to protect in {CONFIG_FILE}, then restart the service:"),
-            vec![restart()],
-        );
+        let (fix, commands) = facts
+            .started
+            .change("Name the folders to protect (protect = ...)");
+        return Check::problem(name, "No folder is protected yet.".into(), fix, commands);
     }
     if let Some(first) = missing.first() {
         return Check::problem(
@@ -396,10 +489,19 @@ fn folders_check(facts: &Facts, rec: &Recorded) -> Check {
                 display_path(&first.path),
                 more(missing.len())
             ),
-            "If it was deleted by mistake, the guided restore brings it back. If it \
-             was moved, name its new place in the settings and restart the service:"
-                .into(),
-            vec![undelete(&facts.vault, "emergency"), restart()],
+            {
+                let (fix, _) = facts.started.change("name its new place");
+                format!(
+                    "If it was deleted by mistake, the guided restore brings it back (the \
+                     first command). If it was moved: {}",
+                    lowercase_first(&fix)
+                )
+            },
+            [
+                vec![undelete(&facts.vault, "emergency")],
+                facts.started.change("").1,
+            ]
+            .concat(),
         )
         .with_details(details);
     }
@@ -412,11 +514,11 @@ fn folders_check(facts: &Facts, rec: &Recorded) -> Check {
                 display_path(&first.path),
                 more(dropped.len())
             ),
-            format!(
-                "If it should be protected, add it to protect in {CONFIG_FILE} \
-                 and restart the service:"
-            ),
-            vec![restart()],
+            {
+                let (fix, _) = facts.started.change("add it to protect");
+                format!("If it should be protected: {}", lowercase_first(&fix))
+            },
+            facts.started.change("").1,
         )
         .with_details(details);
     }
@@ -589,7 +691,7 @@ fn reason_words(code: &str, n: u64, rec: &Recorded) -> String {
     }
 }
 
-fn unprotected_check(rec: &Recorded) -> Check {
+fn unprotected_check(facts: &Facts, rec: &Recorded) -> Check {
     let name = "unprotected_files";
     let details = Value::Object(
         rec.unprotected
@@ -624,10 +726,14 @@ fn unprotected_check(rec: &Recorded) -> Check {
         .iter()
         .any(|(code, _)| matches!(code.as_str(), "excluded" | "too_large"));
     let hint = if by_rule {
-        format!(
-            " To protect those kept out by a rule, change exclude or max_file_size \
-             in {CONFIG_FILE} and restart the service."
-        )
+        let (fix, commands) = facts
+            .started
+            .change("To protect those kept out by a rule, change exclude or max_file_size");
+        let fix = fix.trim_end_matches(':');
+        match commands.as_slice() {
+            [] => format!(" {fix}"),
+            commands => format!(" {fix}: {}.", commands.join(", then ")),
+        }
     } else {
         String::new()
     };
@@ -774,6 +880,15 @@ fn undelete(vault: &Path, args: &str) -> String {
     }
 }
 
+/// "Name the folders…" → "name the folders…", to follow a colon.
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 fn restart() -> String {
     "sudo systemctl restart undelete".into()
 }
@@ -825,6 +940,35 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000 * 1_000_000_000;
 
+    #[test]
+    fn the_fix_for_a_setting_follows_how_the_daemon_was_started() {
+        let mut facts = healthy();
+        if let Some(rec) = facts.recorded.as_mut() {
+            rec.roots.clear();
+        }
+        let fix = |facts: &Facts| {
+            let check = folders_check(facts, facts.recorded.as_ref().unwrap());
+            (check.fix.unwrap(), check.commands)
+        };
+        facts.started = Started::Service {
+            settings: CONFIG_FILE.into(),
+        };
+        let (words, commands) = fix(&facts);
+        assert!(words.contains(CONFIG_FILE), "{words}");
+        assert_eq!(commands, ["sudo systemctl reload undelete"]);
+        facts.started = Started::ByHand {
+            settings: "/srv/undelete.toml".into(),
+            pid: 4321,
+        };
+        let (words, commands) = fix(&facts);
+        assert!(words.contains("/srv/undelete.toml"), "{words}");
+        assert_eq!(commands, ["sudo kill -HUP 4321"]);
+        facts.started = Started::Flags { pid: 4321 };
+        let (words, commands) = fix(&facts);
+        assert!(words.contains("started with flags"), "{words}");
+        assert!(commands.is_empty(), "{commands:?}");
+    }
+
     fn healthy() -> Facts {
         Facts {
             now: NOW,
@@ -837,6 +981,7 @@ mod tests {
                 total: 1000 * GB,
             }),
             index_problems: Vec::new(),
+            started: Started::Unknown,
             recorded: Some(Recorded {
                 roots: vec![RootState {
                     path: "/srv/share".into(),

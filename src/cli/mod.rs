@@ -48,6 +48,13 @@ struct Cli {
     command: Command,
 }
 
+/// `status`'s exit codes, as systemd's tools give theirs (`systemctl status`: 3 for
+/// a unit that is not running), so a monitoring script needs no parsing.
+const STATUS_EXIT_CODES: &str = "Exit status:
+  0  protection is on: the undelete service is running
+  1  the status could not be read (no vault here, no permission, a damaged index)
+  3  protection is off: the service is not running, or has not started yet";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Protect folders: run in the foreground until SIGTERM or SIGINT.
@@ -59,7 +66,9 @@ enum Command {
         timeout: u64,
     },
     /// Is protection working? One screen to read out.
+    #[command(after_help = STATUS_EXIT_CODES)]
     Status {
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -71,11 +80,13 @@ enum Command {
         /// Also list files that are still there.
         #[arg(long)]
         all: bool,
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
     /// Recent deletion incidents, newest first.
     Incidents {
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -95,6 +106,7 @@ enum Command {
     },
     /// Re-read every copy in the vault and check it is intact.
     Verify {
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -102,6 +114,7 @@ enum Command {
     Versions {
         /// The file (its path, even if it no longer exists).
         path: PathBuf,
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -115,6 +128,7 @@ enum Command {
     },
     /// Is protection working? Each check OK or PROBLEM, with the fix.
     Doctor {
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +137,7 @@ enum Command {
     /// Rebuild a damaged or lost index from the journal kept in the vault.
     /// The service must be stopped first.
     RebuildIndex {
+        /// Print it as JSON, for programs.
         #[arg(long)]
         json: bool,
     },
@@ -376,7 +391,39 @@ fn open_vault_folder(config: &Config) -> anyhow::Result<Vault> {
             return Err(e).with_context(|| format!("cannot open the vault {}", root.display()));
         }
     }
+    if !root.join("objects").exists() && !root.join("index.db").exists() {
+        return Err(NeverStarted(root.clone()).into());
+    }
     Ok(Vault::open_existing(root)?)
+}
+
+/// The vault folder is there (`install-service` made it) but the service has never
+/// run with it: nothing is protected yet, and the way on is to start it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", never_started_words(.0))]
+struct NeverStarted(PathBuf);
+
+fn never_started_words(vault: &Path) -> String {
+    format!(
+        "the undelete service has not started yet, so nothing is protected: the vault \
+         {} is still empty. {}",
+        crate::report::display_path(vault),
+        start_words(vault)
+    )
+}
+
+/// How to start protecting with the vault at `vault`.
+fn start_words(vault: &Path) -> String {
+    if vault == Path::new("/var/lib/undelete") {
+        "Name the folders to protect (protect = ...) in /etc/undelete/config.toml, then \
+         start the service: sudo systemctl enable --now undelete"
+            .to_owned()
+    } else {
+        format!(
+            "Start protection with: undelete --vault {} daemon --protect DIR",
+            quote(vault)
+        )
+    }
 }
 
 /// A destination given on the command line, made absolute and nothing more: its links

@@ -227,11 +227,13 @@ fn summary(plan: &InstallPlan, reloaded: bool) -> String {
         display_path(&plan.vault)
     ));
     if let Some(program) = &plan.program_missing {
+        // Into the root installed, where the unit will find it once that root is the
+        // system: for --root /srv/image, /srv/image/usr/local/bin, not this machine's.
         out.push_str(&format!(
-            "\nThe service starts the program from {}, which is not there yet.\n\
-             Copy it there with:\n       sudo install {} /usr/local/bin/undelete\n",
-            display_path(program),
-            this_program()
+            "\nThe service starts the program from /{PROGRAM_PATH},\nwhich is not \
+             there yet. Copy it there with:\n       sudo install {} {}\n",
+            this_program(),
+            super::quote(program)
         ));
     }
     out.push_str("\nWhat is left to do:\n");

@@ -9,8 +9,22 @@ use crate::config::Config;
 use crate::control;
 use crate::report::{bytes, count, display_path, files, wrap};
 
+/// Protection is off (see `STATUS_EXIT_CODES`).
+const OFF: u8 = 3;
+
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
-    let (vault, index) = super::open_vault(config)?;
+    let (vault, index) = match super::open_vault(config) {
+        Err(e) if e.downcast_ref::<super::NeverStarted>().is_some() => {
+            if as_json {
+                println!("{}", json!({ "daemon_running": false, "started": false }));
+            } else {
+                println!("Protection is OFF: the undelete service has not started yet.");
+                println!("{}", wrap(&super::start_words(&config.vault)));
+            }
+            return Ok(ExitCode::from(OFF));
+        }
+        opened => opened?,
+    };
     let running = control::is_running(&vault.socket_path());
     let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
     let totals = index.totals()?;
@@ -49,7 +63,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_code(running));
     }
 
     for alert in &alerts {
@@ -120,5 +134,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(at) => println!("Last copy made: {}", clock::spoken(at, now)),
         None => println!("Last copy made: never"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(running))
+}
+
+fn exit_code(running: bool) -> ExitCode {
+    if running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(OFF)
+    }
 }

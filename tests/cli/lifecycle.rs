@@ -199,7 +199,10 @@ fn status_says_whether_protection_is_on() {
     let status = env.status_json();
     assert_eq!(status["daemon_running"], false, "{status:#}");
     assert_eq!(status["files_protected"], 2, "{status:#}");
-    let text = env.run_ok(&["status"]);
+    // Protection off is status 3, as systemctl says of a unit that is not running.
+    let out = env.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("Protection is OFF"), "{text}");
 }
 

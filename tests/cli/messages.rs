@@ -97,3 +97,83 @@ fn times_accept_yesterday_today_and_a_clock_time() {
         assert_eq!(report["recovered"], 1, "{t}: {report}");
     }
 }
+
+#[test]
+fn every_json_flag_says_what_it_does_in_help() {
+    let env = TestEnv::new();
+    for command in [
+        "status",
+        "list",
+        "incidents",
+        "restore",
+        "verify",
+        "versions",
+        "doctor",
+        "rebuild-index",
+        "report",
+    ] {
+        let help = env.run_ok(&[command, "--help"]);
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{command} has no --json: {help}"));
+        assert!(
+            line.trim_start().trim_start_matches("--json").trim().len() > 10,
+            "{command}'s --json has no help line: {help}"
+        );
+    }
+}
+
+#[test]
+fn doctors_fix_for_an_excluded_file_fits_a_daemon_started_with_flags() {
+    let mut env = TestEnv::new();
+    env.write("a.tmp", "scratch");
+    env.start_daemon(&["--exclude", "*.tmp"]);
+    env.sync();
+    let out = env.run(&["doctor", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = answer["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "unprotected_files")
+        .unwrap_or_else(|| panic!("{answer:#}"));
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains("started with flags"), "{message}");
+    assert!(!message.contains("restart the service"), "{message}");
+}
+
+#[test]
+fn status_right_after_install_service_says_it_has_not_started_and_how_to_start_it() {
+    let root = tempfile::tempdir().unwrap();
+    let out = bare_command()
+        .args(["install-service", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let vault = root.path().join("var/lib/undelete");
+    let out = bare_command()
+        .arg("--vault")
+        .arg(&vault)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "protection is off: {text}");
+    assert!(text.contains("has not started yet"), "{text}");
+    assert!(text.contains("daemon --protect"), "how to start it: {text}");
+    assert!(!text.contains("os error"), "{text}");
+}
+
+#[test]
+fn a_restore_of_a_folder_never_protected_says_so_and_names_the_protected_ones() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    let elsewhere = env.root.join("never-protected");
+    let out = env.run(&["restore", "--under", elsewhere.to_str().unwrap()]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("was never in a protected folder"), "{text}");
+    assert!(words.contains(env.share.to_str().unwrap()), "{text}");
+}

@@ -55,9 +55,13 @@ fn install_service_puts_the_unit_settings_and_vault_in_place() {
     let start = shown.find("sudo systemctl enable --now undelete").unwrap();
     let check = shown.find("sudo undelete doctor").unwrap();
     assert!(edit < reload && reload < start && start < check, "{shown}");
-    // The program is not in the temporary root: the reader is told where it goes.
+    // The program is not in the temporary root: the reader is told where it goes,
+    // into that root (where the unit finds it once the root is the system).
     assert!(
-        shown.contains(&format!("sudo install {BIN} /usr/local/bin/undelete\n")),
+        shown.contains(&format!(
+            "sudo install {BIN} {}/usr/local/bin/undelete\n",
+            root.display()
+        )),
         "{shown}"
     );
     for line in shown.lines() {

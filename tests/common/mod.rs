@@ -255,9 +255,15 @@ impl TestEnv {
         map
     }
 
-    /// `undelete status --json`, parsed.
+    /// `undelete status --json`, parsed; it exits 0 when protection is on, 3 when off.
     pub fn status_json(&self) -> Value {
-        let stdout = self.run_ok(&["status", "--json"]);
+        let out = self.run(&["status", "--json"]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "status --json failed: {}",
+            output_text(&out)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
         serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{stdout}"))
     }
