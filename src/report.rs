@@ -671,10 +671,12 @@ impl RestoreReport {
             "Could not be"
         };
         for (reason, group) in self.lost_by_reason() {
-            out.push_str(&format!(
-                "\n{verb} recovered — {reason} ({}):\n",
+            out.push('\n');
+            out.push_str(&wrap_line(&format!(
+                "{verb} recovered ({}), {reason}:",
                 count(group.len() as u64)
-            ));
+            )));
+            out.push('\n');
             for f in group {
                 out.push_str(&format!("  {}\n", display_path(&f.path)));
             }
@@ -710,8 +712,12 @@ impl RestoreReport {
                 ));
             }
         }
-        out.push_str(&format!("\nTo repeat this restore: {}\n", self.command));
-        out.push_str(&self.verdict());
+        // Whole on a line of its own, so it can be typed as shown.
+        out.push_str(&format!(
+            "\nTo repeat this restore:\n    {}\n",
+            self.command
+        ));
+        out.push_str(&wrap(&self.verdict()));
         out.push('\n');
         out
     }

@@ -336,6 +336,7 @@ mod tests {
             "keep_versions",
             "max_vault_size",
             "min_free_disk",
+            "report_group",
         ] {
             let line = regex::Regex::new(&format!(r"(?m)^(# )?{key} = ")).unwrap();
             assert!(line.is_match(EXAMPLE_CONFIG), "{key} is not in the example");

@@ -67,6 +67,9 @@ fn the_support_playbook_shows_the_programs_real_screens() {
         term.send("\n");
     }
     screens.add("emergency-enter", &term.finish().1);
+    // The technician reads the saved report later, as a member of the report group
+    // or with sudo.
+    screens.add("report-last", &env.run_ok(&["report", "last"]));
 
     // Deleted again, and meanwhile someone saved a new IMG_2100.jpg.
     fs::remove_dir_all(env.path("photos")).unwrap();
@@ -197,7 +200,8 @@ impl Screens {
             text = text.replace(real.as_str(), CODES[n.min(CODES.len() - 1)]);
         }
         for (pattern, steady) in [
-            (r"(Today|Yesterday) \d\d:\d\d", "Today 02:14"),
+            // Also where the longer real paths wrapped the line between the two.
+            (r"(Today|Yesterday)\s+\d\d:\d\d", "Today 02:14"),
             (
                 r"\d{4}-\d\d-\d\d_\d{6}(-\d+)?\.txt",
                 "2026-11-22_021807.txt",
