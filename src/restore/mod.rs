@@ -220,21 +220,24 @@ pub fn plan(
                 })
         });
         let label = beside_label(&version, filter.as_of);
+        let is_dir = version.observed.kind == EntryKind::Dir;
         let (base, action) = match found {
+            // A protected folder that is now a planted link: its files say why, and
+            // the other folders' files still come back. Its folders are not files.
+            Err(_) if is_dir => continue,
+            Err(why) => (wanted, lost_action(why.clone(), "blocked", false)),
             // Brought back, a program's lock file says the document is still open.
-            _ if !filter.include_lock_files
-                && version.observed.kind != EntryKind::Dir
-                && crate::names::is_program_lock(&version.path) =>
+            Ok((base, _))
+                if !filter.include_lock_files
+                    && !is_dir
+                    && crate::names::is_program_lock(&version.path) =>
             {
-                (wanted, Action::LeftOut)
+                (base.clone(), Action::LeftOut)
             }
             Ok((base, cache)) => {
                 let action = decide(vault, cache.as_mut(), &version, &relative, &label);
                 (base.clone(), action)
             }
-            // A protected folder that is now a planted link: its files say why, and
-            // the other folders' files still come back.
-            Err(why) => (wanted, lost_action(why.clone(), "blocked", false)),
         };
         items.push(PlanItem {
             version,
@@ -519,10 +522,12 @@ pub fn execute(
         as_of: plan.as_of,
         announcer,
     };
+    // Only where something is to be written: a destination refused at planning
+    // time holds only lost files.
     let bases: BTreeSet<&PathBuf> = plan
         .items
         .iter()
-        .filter(|i| !matches!(i.action, Action::Lost { .. }))
+        .filter(|i| !matches!(i.action, Action::Lost { .. } | Action::LeftOut))
         .map(|i| &i.base)
         .collect();
     // Folders first (shallow to deep, so each parent exists), files in parallel, then
