@@ -674,18 +674,7 @@ impl Index {
             recording: Cell::new(0),
             journal_mark: Cell::new(0),
         };
-        let found: i64 = index
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if found > known {
-            return Err(IndexError::TooNew {
-                path: path.to_owned(),
-                found,
-                known,
-            });
-        }
-        if found < known {
+        if index.schema(path)? < MIGRATIONS.len() as i64 {
             return Err(IndexError::OldAndReadOnly {
                 path: path.to_owned(),
             });
@@ -728,7 +717,9 @@ impl Index {
             as u64)
     }
 
-    fn migrate(&self, path: &Path) -> Result<()> {
+    /// How many migrations the index file has had; one written by a newer version
+    /// of undelete, which this one cannot read safely, is refused.
+    fn schema(&self, path: &Path) -> Result<i64> {
         let found: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -740,6 +731,11 @@ impl Index {
                 known,
             });
         }
+        Ok(found)
+    }
+
+    fn migrate(&self, path: &Path) -> Result<()> {
+        let found = self.schema(path)?;
         for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = self.conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
