@@ -788,3 +788,73 @@ fn lock_files_of_programs_are_left_out_of_a_restore_and_not_counted_lost() {
     assert_eq!(report["recovered"], 3, "{report}");
     assert_eq!(fs::read(env.path("repo/.git/index.lock")).unwrap(), b"lock");
 }
+
+#[test]
+fn report_prints_a_saved_report_by_last_by_incident_and_by_name() {
+    let env = captured_then_deleted(&[("a.jpg", "a"), ("b.txt", "b")]);
+    let out = env.run_ok(&["restore", "--all-deleted"]);
+    let saved = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Report saved: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let name = Path::new(&saved)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let last = env.run_ok(&["report", "last"]);
+    assert!(last.starts_with("Recovered 2 of 2 files"), "{last}");
+    assert_eq!(env.run_ok(&["report", &saved]), last);
+    assert_eq!(env.run_ok(&["report", &name]), last);
+    let json: Value = serde_json::from_str(&env.run_ok(&["report", "--json"])).unwrap();
+    assert_eq!(json["recovered"], 2, "{json}");
+    let out = env.run(&["report", "K7Q-4MD"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("no saved restore report is for the incident K7Q-4MD"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_code_typed_in_lower_case_with_a_space_is_repeated_as_the_code_itself() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    let incidents: Value = serde_json::from_str(&env.run_ok(&["incidents", "--json"])).unwrap();
+    let code = incidents[0]["code"].as_str().unwrap().to_owned();
+    let typed = code.to_lowercase().replace('-', " ");
+    for command in ["restore", "emergency"] {
+        let mut args = vec![command];
+        if command == "emergency" {
+            args.push("--yes");
+        }
+        args.extend(["--incident", &typed]);
+        let out = env.run(&args);
+        let text = output_text(&out);
+        assert!(
+            text.contains(&format!(" --yes --incident {code}\n"))
+                || text.contains(&format!(" restore --incident {code}\n")),
+            "{command}: {text}"
+        );
+        fs::remove_file(env.path("a.txt")).unwrap();
+        env.sync();
+    }
+}
+
+#[test]
+fn a_dry_run_says_what_would_happen_not_what_happened() {
+    let env = captured_then_deleted(&[("a.txt", "a"), ("b.jpg", "b")]);
+    let text = env.run_ok(&["restore", "--all-deleted", "--dry-run"]);
+    assert!(
+        text.starts_with("2 of 2 files would be recovered"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Recovered") && !text.contains("in place."),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert!(!env.path("a.txt").exists());
+}
