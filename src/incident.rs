@@ -6,7 +6,7 @@
 //! groups of three, like `K7Q-4MD`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::index::{Alert, Index, IndexError};
@@ -176,21 +176,12 @@ pub fn alerted_code(kind: &str) -> Option<&str> {
     kind.strip_prefix(ALERT_PREFIX)
 }
 
-/// The deepest folder holding both `a` and `b`.
-pub fn common_folder(a: &Path, b: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for (x, y) in a.components().zip(b.components()) {
-        if x != y {
-            break;
-        }
-        out.push(x);
-    }
-    out
-}
+pub use crate::grouping::common_folder;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn codes_read_back_whatever_people_type() {

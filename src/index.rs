@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::journal::{Journal, JournalError, Record};
+use crate::grouping;
+use crate::journal::{Journal, JournalError, JournalPath, Record};
 use crate::vault::ObjectId;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -102,7 +103,32 @@ CREATE INDEX versions_without_incident ON versions(deleted_at)
     r#"
 CREATE INDEX versions_by_object ON versions(object) WHERE object IS NOT NULL;
 "#,
+    // Alerts that end: a deleted version a restore brought back, an incident over (no
+    // deletion joined it for the gap, or everything in it is back), merged into
+    // another, the owner told of its end; an alert resolved or acknowledged, and why.
+    // Deleted folders now take part in grouping (a folder's deletion is evidence);
+    // those deleted before are grouped into no incident (0), or the first grouping
+    // after the upgrade would take years of them for new deletions.
+    r#"
+ALTER TABLE versions ADD COLUMN restored_at INTEGER;
+ALTER TABLE incidents ADD COLUMN ended_at INTEGER;
+ALTER TABLE incidents ADD COLUMN end_told_at INTEGER;
+ALTER TABLE incidents ADD COLUMN merged_into INTEGER;
+ALTER TABLE incidents ADD COLUMN restored INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN closed_how TEXT;
+ALTER TABLE alerts ADD COLUMN note TEXT;
+ALTER TABLE alerts ADD COLUMN report BLOB;
+UPDATE versions SET incident_id = 0
+    WHERE kind = 2 AND deleted_at IS NOT NULL AND incident_id IS NULL;
+DROP INDEX versions_without_incident;
+CREATE INDEX versions_without_incident ON versions(deleted_at)
+    WHERE deleted_at IS NOT NULL AND incident_id IS NULL;
+"#,
 ];
+
+/// The incident id of deletions that belong to no incident (a folder or a lock file
+/// deleted with nothing happening around it).
+const NO_INCIDENT: i64 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -366,6 +392,8 @@ pub struct Version {
     pub last_seen_at: Option<i64>,
     pub removal: Option<Removal>,
     pub incident_id: Option<i64>,
+    /// When a restore brought this deleted version back (it is on disk again).
+    pub restored_at: Option<i64>,
 }
 
 impl Version {
@@ -376,7 +404,7 @@ impl Version {
 
 const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
-     removal, uncaptured, uncaptured_detail, incident_id";
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at";
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
     let path: Vec<u8> = row.get(1)?;
@@ -409,6 +437,7 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
         last_seen_at: row.get(17)?,
         removal: removal.as_deref().map(Removal::from_code),
         incident_id: row.get(21)?,
+        restored_at: row.get(22)?,
     })
 }
 
@@ -463,14 +492,30 @@ pub struct Incident {
     pub folder: PathBuf,
     pub first_at: i64,
     pub last_at: i64,
+    /// Files deleted (each path once, programs' lock files left out).
     pub files: u64,
     pub bytes: u64,
+    /// Of those, how many have a copy to bring back.
     pub recoverable: u64,
     pub alerted_at: Option<i64>,
+    /// When it was over: no deletion joined it for the incident gap, or every file
+    /// in it that could come back was brought back.
+    pub ended_at: Option<i64>,
+    /// When the owner was told it was over (the second alert).
+    pub end_told_at: Option<i64>,
+    /// Of its files, how many restores brought back.
+    pub restored: u64,
 }
 
-const INCIDENT_COLUMNS: &str =
-    "id, code, root_id, folder, first_at, last_at, files, bytes, recoverable, alerted_at";
+impl Incident {
+    /// Files that could come back and are not back yet.
+    pub fn missing(&self) -> u64 {
+        self.recoverable.saturating_sub(self.restored)
+    }
+}
+
+const INCIDENT_COLUMNS: &str = "id, code, root_id, folder, first_at, last_at, files, bytes, \
+     recoverable, alerted_at, ended_at, end_told_at, restored";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -480,10 +525,13 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
         folder: path_from_bytes(r.get(3)?),
         first_at: r.get(4)?,
         last_at: r.get(5)?,
-        files: r.get::<_, i64>(6)? as u64,
-        bytes: r.get::<_, i64>(7)? as u64,
-        recoverable: r.get::<_, i64>(8)? as u64,
+        files: r.get::<_, i64>(6)?.max(0) as u64,
+        bytes: r.get::<_, i64>(7)?.max(0) as u64,
+        recoverable: r.get::<_, i64>(8)?.max(0) as u64,
         alerted_at: r.get(9)?,
+        ended_at: r.get(10)?,
+        end_told_at: r.get(11)?,
+        restored: r.get::<_, i64>(12)?.max(0) as u64,
     })
 }
 
@@ -497,14 +545,40 @@ pub struct Alert {
     pub cleared_at: Option<i64>,
 }
 
-/// Counts for `status`.
+/// What became of an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertState {
+    /// Still a warning.
+    Open,
+    /// It cleared by itself (the disk has room again, the settings were mended).
+    Cleared,
+    /// Every file of its incident that could come back was brought back; the
+    /// report of the restore that finished it.
+    Resolved { report: Option<PathBuf> },
+    /// Someone said it needs no restore (the deletion was wanted).
+    Acknowledged { note: Option<String> },
+    /// Its incident became part of a larger one, whose alert goes on.
+    Merged,
+}
+
+/// An alert and what became of it, for `undelete alerts` and `status`'s history.
+#[derive(Debug, Clone)]
+pub struct AlertEntry {
+    pub alert: Alert,
+    pub state: AlertState,
+}
+
+/// Counts for `status`./// Counts for `status`.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     pub files_protected: u64,
     pub bytes_protected: u64,
     pub files_unprotected: u64,
+    /// Deleted files not brought back yet, with and without a copy.
     pub deleted_recoverable: u64,
     pub deleted_lost: u64,
+    /// Deleted files a restore brought back.
+    pub deleted_restored: u64,
     pub objects: u64,
     pub object_bytes: u64,
     pub last_capture: Option<i64>,
@@ -527,6 +601,8 @@ pub struct RestoreFilter {
 pub struct Selection {
     pub under: Option<PathBuf>,
     pub include_live: bool,
+    /// Also deleted versions a restore brought back (by default, what is still missing).
+    pub include_restored: bool,
     pub deleted_after: Option<i64>,
     pub deleted_before: Option<i64>,
 }
@@ -581,6 +657,18 @@ impl Index {
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
+        )
+        .map_err(open_err)?;
+        // Counts of incidents leave programs' lock files out, in SQL as in Rust.
+        conn.create_scalar_function(
+            "is_program_lock",
+            1,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let path: Vec<u8> = ctx.get(0)?;
+                Ok(crate::names::is_program_lock(&path_from_bytes(path)))
+            },
         )
         .map_err(open_err)?;
         let index = Self {
@@ -1129,7 +1217,8 @@ impl Index {
             "SELECT {VERSION_COLUMNS} FROM versions
              WHERE kind != 2
                AND (path = ?1 OR (path >= ?2 AND path < ?3))
-               AND ((deleted_at IS NOT NULL AND deleted_at >= ?4 AND deleted_at < ?5)
+               AND ((deleted_at IS NOT NULL AND deleted_at >= ?4 AND deleted_at < ?5
+                     AND (?7 OR restored_at IS NULL))
                     OR (?6 AND replaced_at IS NULL AND deleted_at IS NULL))
              ORDER BY path, id"
         ))?;
@@ -1140,7 +1229,8 @@ impl Index {
                 hi,
                 sel.deleted_after.unwrap_or(i64::MIN),
                 sel.deleted_before.unwrap_or(i64::MAX),
-                sel.include_live
+                sel.include_live,
+                sel.include_restored
             ],
             version_from_row,
         )?;
@@ -1366,12 +1456,15 @@ impl Index {
             },
         )?;
         self.conn.query_row(
-            "SELECT COALESCE(SUM(uncaptured IS NULL), 0), COALESCE(SUM(uncaptured IS NOT NULL), 0)
+            "SELECT COALESCE(SUM(uncaptured IS NULL AND restored_at IS NULL), 0),
+                    COALESCE(SUM(uncaptured IS NOT NULL AND restored_at IS NULL), 0),
+                    COALESCE(SUM(restored_at IS NOT NULL), 0)
              FROM versions WHERE deleted_at IS NOT NULL AND kind != 2",
             [],
             |r| {
                 t.deleted_recoverable = r.get::<_, i64>(0)? as u64;
                 t.deleted_lost = r.get::<_, i64>(1)? as u64;
+                t.deleted_restored = r.get::<_, i64>(2)? as u64;
                 Ok(())
             },
         )?;
@@ -1405,103 +1498,157 @@ impl Index {
 
     // --- incidents -----------------------------------------------------------
 
-    /// Puts every removed file not yet in an incident into one: the open incident of
-    /// its protected folder if the previous deletion there was less than `gap_ns`
-    /// before, a new one otherwise. Returns the ids of incidents that changed.
+    /// Puts every deletion not yet in an incident into one, by the rules of
+    /// `grouping`; deletions further apart than `gap_ns` never join. Returns the ids
+    /// of incidents that changed.
     pub fn group_incidents(
         &self,
         gap_ns: i64,
         new_code: &mut dyn FnMut() -> String,
     ) -> Result<Vec<i64>> {
+        self.group_incidents_by(gap_ns, grouping::Rules::ByFolder, new_code)
+    }
+
+    /// `group_incidents` by the given rules: a journal replayed keeps the rules its
+    /// incidents were made by.
+    pub fn group_incidents_by(
+        &self,
+        gap_ns: i64,
+        rules: grouping::Rules,
+        new_code: &mut dyn FnMut() -> String,
+    ) -> Result<Vec<i64>> {
         // Recorded after, with the codes drawn, so a rebuild gives the same codes.
         let mut codes = Vec::new();
-        let changed = self.group_loose_deletions(gap_ns, &mut || {
+        let (changed, grouped) = self.group_loose_deletions(gap_ns, rules, &mut || {
             let code = new_code();
             codes.push(code.clone());
             code
         })?;
-        if !changed.is_empty() {
-            self.record(|| Ok(Record::Incidents { gap_ns, codes }))?;
+        if grouped {
+            self.record(|| {
+                Ok(Record::Incidents {
+                    gap_ns,
+                    codes,
+                    rules: rules.number(),
+                })
+            })?;
         }
         Ok(changed)
     }
 
+    /// Returns the incidents that changed, and whether any deletion was grouped.
     fn group_loose_deletions(
         &self,
         gap_ns: i64,
+        rules: grouping::Rules,
         new_code: &mut dyn FnMut() -> String,
-    ) -> Result<Vec<i64>> {
-        let loose: Vec<(i64, PathBuf, i64, i64, u64, bool)> = {
+    ) -> Result<(Vec<i64>, bool)> {
+        let loose: Vec<Loose> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, path, root_id, deleted_at, size, uncaptured IS NULL FROM versions
-                 WHERE deleted_at IS NOT NULL AND incident_id IS NULL AND kind != 2
+                "SELECT id, path, root_id, kind, deleted_at, seen_at, size, uncaptured IS NULL
+                 FROM versions WHERE deleted_at IS NOT NULL AND incident_id IS NULL
                  ORDER BY deleted_at, id",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    path_from_bytes(r.get(1)?),
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, i64>(4)? as u64,
-                    r.get(5)?,
-                ))
+                Ok(Loose {
+                    id: r.get(0)?,
+                    path: path_from_bytes(r.get(1)?),
+                    root_id: r.get(2)?,
+                    folder: EntryKind::from_code(r.get(3)?) == EntryKind::Dir,
+                    at: r.get(4)?,
+                    seen_at: r.get(5)?,
+                    size: r.get(6)?,
+                    recoverable: r.get(7)?,
+                })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        // Grouped in memory and written once per incident at the end: a burst of
+        if loose.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        // Decided in memory and written once per incident at the end: a burst of
         // 100,000 deletions costs one statement per file instead of three.
-        let mut open: HashMap<i64, Grouping> = HashMap::new();
-        let mut finished = Vec::new();
-        for (version_id, path, root_id, at, size, recoverable) in loose {
-            let parent = path.parent().unwrap_or(&path);
-            let fits = open.get(&root_id).is_some_and(|g| g.last_at >= at - gap_ns);
-            if !fits {
-                finished.extend(open.remove(&root_id));
-                let grouping = match self.open_incident(root_id, at - gap_ns)? {
-                    Some(grouping) => grouping,
-                    None => self.new_incident(root_id, parent, at, new_code)?,
-                };
-                open.insert(root_id, grouping);
+        let mut by_root: HashMap<i64, RootGroupings> = HashMap::new();
+        let mut nowhere = Vec::new();
+        for row in &loose {
+            let here = match by_root.entry(row.root_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(RootGroupings::new(
+                    self.root_path(row.root_id)?,
+                    self.open_groupings(row.root_id, row.at.saturating_sub(gap_ns))?,
+                )),
+            };
+            let deletion = grouping::Deletion {
+                path: &row.path,
+                at: row.at,
+                folder: row.folder,
+                lock: crate::names::is_program_lock(&row.path),
+            };
+            let into = match grouping::place(&here.views, &here.root, &deletion, rules, gap_ns) {
+                grouping::Place::Join(k) => here.open[k],
+                grouping::Place::Widen(k, folder) => {
+                    here.all[here.open[k]].folder = folder;
+                    here.open[k]
+                }
+                grouping::Place::Merge(ks, folder) => here.merge(&ks, folder),
+                grouping::Place::New(folder) => {
+                    let g = self.new_incident(row.root_id, &folder, row.at, new_code)?;
+                    here.views.push(g.view());
+                    here.all.push(g);
+                    here.open.push(here.all.len() - 1);
+                    here.all.len() - 1
+                }
+                grouping::Place::Nowhere => {
+                    nowhere.push(row.id);
+                    continue;
+                }
+            };
+            here.all[into].add(self, row, deletion.lock)?;
+            if let Some(k) = here.open.iter().position(|&i| i == into) {
+                here.views[k] = here.all[into].view();
             }
-            let grouping = open.get_mut(&root_id).expect("just opened");
-            grouping.folder = crate::incident::common_folder(&grouping.folder, parent);
-            grouping.first_at = grouping.first_at.min(at);
-            grouping.last_at = grouping.last_at.max(at);
-            grouping.files += 1;
-            grouping.bytes += size;
-            grouping.recoverable += recoverable as u64;
-            grouping.versions.push(version_id);
         }
-        finished.extend(open.into_values());
         let mut changed = Vec::new();
-        for grouping in finished {
-            self.save_grouping(&grouping)?;
-            if !changed.contains(&grouping.id) {
-                changed.push(grouping.id);
+        for here in by_root.into_values() {
+            for g in &here.all {
+                if let Some(survivor) = g.merged_into {
+                    self.conn
+                        .prepare_cached("UPDATE incidents SET merged_into = ?2 WHERE id = ?1")?
+                        .execute(params![g.id, here.all[survivor].id])?;
+                } else if g.touched {
+                    self.save_grouping(g)?;
+                    changed.push(g.id);
+                }
             }
         }
-        Ok(changed)
+        let mut none = self
+            .conn
+            .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?;
+        for id in nowhere {
+            none.execute(params![id, NO_INCIDENT])?;
+        }
+        Ok((changed, true))
     }
 
-    /// The incident of `root_id` whose last deletion is at or after `since`, if any.
-    fn open_incident(&self, root_id: i64, since: i64) -> Result<Option<Grouping>> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT id, folder, first_at, last_at FROM incidents
-                 WHERE root_id = ?1 AND last_at >= ?2
-                 ORDER BY last_at DESC LIMIT 1",
-            )?
-            .query_row(params![root_id, since], |r| {
-                Ok(Grouping::existing(
-                    r.get(0)?,
-                    path_from_bytes(r.get(1)?),
-                    r.get(2)?,
-                    r.get(3)?,
-                ))
-            })
-            .optional()?)
+    /// The incidents of `root_id` still open whose last deletion is at or after `since`.
+    fn open_groupings(&self, root_id: i64, since: i64) -> Result<Vec<Grouping>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, code, folder, first_at, last_at FROM incidents
+             WHERE root_id = ?1 AND last_at >= ?2 AND ended_at IS NULL AND merged_into IS NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![root_id, since], |r| {
+            let first_at: i64 = r.get(3)?;
+            Ok(Grouping::new(
+                r.get(0)?,
+                r.get(1)?,
+                path_from_bytes(r.get(2)?),
+                first_at,
+                r.get(4)?,
+                Some(first_at),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Starts an incident with no files yet; `save_grouping` adds them.
@@ -1518,16 +1665,46 @@ impl Index {
                  files, bytes, recoverable)
              VALUES (?1, ?2, ?3, ?4, ?4, 0, 0, 0)",
         )?;
-        while insert.execute(params![new_code(), root_id, path_bytes(folder), at])? == 0 {}
-        Ok(Grouping::existing(
+        let code = loop {
+            let code = new_code();
+            if insert.execute(params![code, root_id, path_bytes(folder), at])? > 0 {
+                break code;
+            }
+        };
+        Ok(Grouping::new(
             self.conn.last_insert_rowid(),
+            code,
             folder.to_owned(),
             at,
             at,
+            None,
         ))
     }
 
+    /// The size and whether it can come back, of the latest deletion of `path` already
+    /// in the incident `id`.
+    fn counted_in_incident(&self, id: i64, path: &Path) -> Result<Option<(i64, bool)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT size, uncaptured IS NULL FROM versions
+                 WHERE path = ?1 AND incident_id = ?2 AND kind != 2
+                 ORDER BY deleted_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![path_bytes(path), id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     fn save_grouping(&self, g: &Grouping) -> Result<()> {
+        let mut join = self
+            .conn
+            .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?;
+        for version in &g.versions {
+            join.execute(params![version, g.id])?;
+        }
+        for &(absorbed, ref code) in &g.absorbed {
+            self.absorb(g, absorbed, code)?;
+        }
         self.conn
             .prepare_cached(
                 "UPDATE incidents SET folder = ?2, first_at = MIN(first_at, ?3),
@@ -1540,23 +1717,76 @@ impl Index {
                 path_bytes(&g.folder),
                 g.first_at,
                 g.last_at,
-                g.files as i64,
-                g.bytes as i64,
-                g.recoverable as i64
+                g.files,
+                g.bytes,
+                g.recoverable
             ])?;
-        let mut join = self
-            .conn
-            .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE id = ?1")?;
-        for version in &g.versions {
-            join.execute(params![version, g.id])?;
+        if g.recount || !g.absorbed.is_empty() {
+            self.recount_incident(g.id)?;
         }
+        Ok(())
+    }
+
+    /// Makes the incident `absorbed` part of `into`: its deletions, and its alert (the
+    /// merged incident's code still finds it: see `incident_by_code`).
+    fn absorb(&self, into: &Grouping, absorbed: i64, absorbed_code: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE versions SET incident_id = ?2 WHERE incident_id = ?1")?
+            .execute(params![absorbed, into.id])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE incidents SET alerted_at = (SELECT MIN(alerted_at) FROM incidents
+                     WHERE id IN (?1, ?2))
+                 WHERE id = ?2",
+            )?
+            .execute(params![absorbed, into.id])?;
+        let kind = crate::incident::alert_kind(&into.code);
+        let theirs = crate::incident::alert_kind(absorbed_code);
+        let has_own: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
+            [&kind],
+            |r| r.get(0),
+        )?;
+        if has_own {
+            self.conn.execute(
+                "UPDATE alerts SET cleared_at = ?2, closed_how = 'merged'
+                 WHERE kind = ?1 AND cleared_at IS NULL",
+                params![theirs, into.last_at],
+            )?;
+        } else {
+            self.conn.execute(
+                "UPDATE alerts SET kind = ?2 WHERE kind = ?1 AND cleared_at IS NULL",
+                params![theirs, kind],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Counts an incident's files again from its deletions: each path once, by its
+    /// latest deletion in the incident; programs' lock files left out.
+    fn recount_incident(&self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE incidents SET (files, bytes, recoverable, restored) = (
+                     SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(uncaptured IS NULL), 0),
+                            COALESCE(SUM(restored_at IS NOT NULL), 0)
+                     FROM (SELECT size, uncaptured, restored_at,
+                                  ROW_NUMBER() OVER (PARTITION BY path
+                                                     ORDER BY deleted_at DESC, id DESC) AS n
+                           FROM versions
+                           WHERE incident_id = ?1 AND kind != 2 AND NOT is_program_lock(path))
+                     WHERE n = 1)
+                 WHERE id = ?1",
+            )?
+            .execute([id])?;
         Ok(())
     }
 
     /// Recent incidents, newest first.
     pub fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY last_at DESC, id DESC LIMIT ?1"
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE merged_into IS NULL
+             ORDER BY last_at DESC, id DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map([limit as i64], incident_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1569,18 +1799,39 @@ impl Index {
         Ok(stmt.query_row([id], incident_from_row).optional()?)
     }
 
+    /// The incident with this code, or the one it became part of: a code people
+    /// were told keeps working after a merge.
     pub fn incident_by_code(&self, code: &str) -> Result<Option<Incident>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE code = ?1"
-        ))?;
-        Ok(stmt.query_row([code], incident_from_row).optional()?)
+        let found: Option<(i64, Option<i64>)> = self
+            .conn
+            .prepare_cached("SELECT id, merged_into FROM incidents WHERE code = ?1")?
+            .query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((mut id, mut merged_into)) = found else {
+            return Ok(None);
+        };
+        // Bounded, in case of a cycle no grouping makes.
+        for _ in 0..64 {
+            let Some(next) = merged_into else { break };
+            id = next;
+            merged_into = self
+                .conn
+                .prepare_cached("SELECT merged_into FROM incidents WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?
+                .flatten();
+        }
+        self.incident(id)
     }
 
-    /// Files and bytes of an incident deleted in `[since, ∞)`.
+    /// Files (each path once) and bytes of an incident deleted in `[since, ∞)`.
     pub fn incident_activity_since(&self, id: i64, since: i64) -> Result<(u64, u64)> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM versions
-             WHERE incident_id = ?1 AND deleted_at >= ?2",
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (
+                 SELECT path, MAX(size) AS size FROM versions
+                 WHERE incident_id = ?1 AND deleted_at >= ?2 AND kind != 2
+                   AND NOT is_program_lock(path)
+                 GROUP BY path)",
             params![id, since],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
@@ -1598,10 +1849,146 @@ impl Index {
         Ok(())
     }
 
+    /// Marks the incident over: no deletion joins it any more.
+    pub fn end_incident(&self, id: i64, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
+            Ok(Record::Ended { code, at: now })
+        })?;
+        self.conn.execute(
+            "UPDATE incidents SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the owner was told the alerted incident is over.
+    pub fn mark_end_told(&self, id: i64, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
+            Ok(Record::EndTold { code, at: now })
+        })?;
+        self.conn.execute(
+            "UPDATE incidents SET end_told_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// When the first incident still open will be over if nothing joins it: its last
+    /// deletion plus `gap_ns`.
+    pub fn next_incident_end(&self, gap_ns: i64) -> Result<Option<i64>> {
+        let last: Option<i64> = self.conn.query_row(
+            "SELECT MIN(last_at) FROM incidents WHERE ended_at IS NULL AND merged_into IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(last.map(|at| at.saturating_add(gap_ns)))
+    }
+
+    /// The incidents still open whose last deletion is more than `gap_ns` before `now`.
+    pub fn incidents_over(&self, gap_ns: i64, now: i64) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM incidents
+             WHERE ended_at IS NULL AND merged_into IS NULL AND last_at < ?1
+             ORDER BY last_at, id",
+        )?;
+        let rows = stmt.query_map([now.saturating_sub(gap_ns)], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Alerted incidents that are over, whose owner was not yet told so.
+    pub fn ends_to_tell(&self) -> Result<Vec<Incident>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
+             WHERE alerted_at IS NOT NULL AND ended_at IS NOT NULL AND end_told_at IS NULL
+               AND merged_into IS NULL
+             ORDER BY ended_at, id"
+        ))?;
+        let rows = stmt.query_map([], incident_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // --- what restores brought back -----------------------------------------------
+
+    /// Records that a restore brought these deleted versions back (each named by its
+    /// path and when it was deleted): they are on disk again, by the restore's report
+    /// `report`. An incident every file of which that could come back is back is
+    /// over, and its alert resolved. Returns how many versions were marked.
+    pub fn mark_restored(
+        &self,
+        files: &[(PathBuf, i64)],
+        report: Option<&Path>,
+        now: i64,
+    ) -> Result<usize> {
+        let _r = self.record(|| {
+            Ok(Record::Restored {
+                files: files
+                    .iter()
+                    .map(|(path, at)| (path.as_path().into(), *at))
+                    .collect(),
+                report: report.map(JournalPath::from),
+                at: now,
+            })
+        })?;
+        let mut marked = 0;
+        let mut touched = std::collections::BTreeSet::new();
+        let mut mark = self.conn.prepare_cached(
+            "UPDATE versions SET restored_at = ?3
+             WHERE path = ?1 AND deleted_at = ?2 AND restored_at IS NULL AND kind != 2
+             RETURNING incident_id",
+        )?;
+        for (path, deleted_at) in files {
+            let rows = mark.query_map(params![path_bytes(path), deleted_at, now], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?;
+            for incident in rows {
+                marked += 1;
+                if let Some(id) = incident?.filter(|&id| id != NO_INCIDENT) {
+                    touched.insert(id);
+                }
+            }
+        }
+        for id in touched {
+            self.recount_incident(id)?;
+            let Some(incident) = self.incident(id)? else {
+                continue;
+            };
+            if incident.missing() > 0 {
+                continue;
+            }
+            // What follows is another deletion, not more of this one.
+            self.conn.execute(
+                "UPDATE incidents SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+                params![id, now],
+            )?;
+            self.conn.execute(
+                "UPDATE alerts SET cleared_at = ?2, closed_how = 'resolved', report = ?3
+                 WHERE kind = ?1 AND cleared_at IS NULL",
+                params![
+                    crate::incident::alert_kind(&incident.code),
+                    now,
+                    report.map(path_bytes)
+                ],
+            )?;
+        }
+        Ok(marked)
+    }
+
     // --- alerts --------------------------------------------------------------
 
     /// Raises an alert of `kind` unless one of that kind is already open.
     pub fn raise_alert(&self, kind: &str, message: &str, now: i64) -> Result<bool> {
+        let open: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
+            [kind],
+            |r| r.get(0),
+        )?;
+        if open {
+            // Nothing changes, so nothing is recorded: a limit hit at every folder
+            // walked would otherwise write the same record thousands of times.
+            return Ok(false);
+        }
         let _r = self.record(|| {
             Ok(Record::Alert {
                 kind: kind.to_owned(),
@@ -1609,14 +1996,6 @@ impl Index {
                 at: now,
             })
         })?;
-        let open: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
-            [kind],
-            |r| r.get(0),
-        )?;
-        if open {
-            return Ok(false);
-        }
         self.conn.execute(
             "INSERT INTO alerts (kind, message, raised_at) VALUES (?1, ?2, ?3)",
             params![kind, message, now],
@@ -1639,6 +2018,32 @@ impl Index {
         Ok(())
     }
 
+    /// Acknowledges the open alert of `kind` raised at `raised_at`: it needs nothing
+    /// done (the deletion was wanted). Returns whether there was such an alert.
+    pub fn acknowledge_alert(
+        &self,
+        kind: &str,
+        raised_at: i64,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let _r = self.record(|| {
+            Ok(Record::Acknowledged {
+                kind: kind.to_owned(),
+                raised_at,
+                note: note.map(str::to_owned),
+                at: now,
+            })
+        })?;
+        let n = self.conn.execute(
+            "UPDATE alerts SET cleared_at = ?3, acknowledged_at = ?3,
+                 closed_how = 'acknowledged', note = ?4
+             WHERE kind = ?1 AND raised_at = ?2 AND cleared_at IS NULL",
+            params![kind, raised_at, now, note],
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn open_alerts(&self) -> Result<Vec<Alert>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, message, raised_at, cleared_at FROM alerts
@@ -1651,6 +2056,42 @@ impl Index {
                 message: r.get(2)?,
                 raised_at: r.get(3)?,
                 cleared_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every alert still open, and every other raised or closed at or after `since`,
+    /// newest first, with what became of each.
+    pub fn alert_entries(&self, since: i64) -> Result<Vec<AlertEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, message, raised_at, cleared_at, closed_how, note, report
+             FROM alerts
+             WHERE cleared_at IS NULL OR raised_at >= ?1 OR cleared_at >= ?1
+             ORDER BY cleared_at IS NOT NULL, COALESCE(cleared_at, raised_at) DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            let cleared_at: Option<i64> = r.get(4)?;
+            let how: Option<String> = r.get(5)?;
+            let report: Option<Vec<u8>> = r.get(7)?;
+            let state = match (cleared_at, how.as_deref()) {
+                (None, _) => AlertState::Open,
+                (Some(_), Some("resolved")) => AlertState::Resolved {
+                    report: report.map(path_from_bytes),
+                },
+                (Some(_), Some("acknowledged")) => AlertState::Acknowledged { note: r.get(6)? },
+                (Some(_), Some("merged")) => AlertState::Merged,
+                (Some(_), _) => AlertState::Cleared,
+            };
+            Ok(AlertEntry {
+                alert: Alert {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    message: r.get(2)?,
+                    raised_at: r.get(3)?,
+                    cleared_at,
+                },
+                state,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1757,23 +2198,105 @@ fn check_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A deletion waiting for an incident.
+struct Loose {
+    id: i64,
+    path: PathBuf,
+    root_id: i64,
+    folder: bool,
+    at: i64,
+    seen_at: i64,
+    size: i64,
+    recoverable: bool,
+}
+
+/// The incidents of one protected folder a grouping works with: those open when
+/// it began and those it made (`all`), and of them the ones still open to more
+/// deletions (`open`, indexes into `all`) as the rules see them (`views`).
+struct RootGroupings {
+    root: PathBuf,
+    all: Vec<Grouping>,
+    open: Vec<usize>,
+    views: Vec<grouping::Open>,
+}
+
+impl RootGroupings {
+    fn new(root: PathBuf, all: Vec<Grouping>) -> Self {
+        Self {
+            root,
+            open: (0..all.len()).collect(),
+            views: all.iter().map(Grouping::view).collect(),
+            all,
+        }
+    }
+
+    /// Makes the open incidents `ks` (indexes into `open`, the oldest first) one,
+    /// named by `folder`; returns the one that goes on (in `all`).
+    fn merge(&mut self, ks: &[usize], folder: PathBuf) -> usize {
+        let survivor = self.open[ks[0]];
+        for &k in &ks[1..] {
+            let other = self.open[k];
+            let versions = std::mem::take(&mut self.all[other].versions);
+            let mut absorbed = std::mem::take(&mut self.all[other].absorbed);
+            absorbed.push((self.all[other].id, self.all[other].code.clone()));
+            let (first_at, last_at) = (self.all[other].first_at, self.all[other].last_at);
+            self.all[other].merged_into = Some(survivor);
+            let s = &mut self.all[survivor];
+            s.versions.extend(versions);
+            s.absorbed.extend(absorbed);
+            s.first_at = s.first_at.min(first_at);
+            s.last_at = s.last_at.max(last_at);
+        }
+        self.all[survivor].folder = folder;
+        let mut gone: Vec<usize> = ks[1..].to_vec();
+        gone.sort_unstable_by(|a, b| b.cmp(a));
+        for k in gone {
+            self.open.remove(k);
+            self.views.remove(k);
+        }
+        survivor
+    }
+}
+
 /// Deletions being added to one incident: what the incident row had, and what
 /// this grouping adds to it.
 struct Grouping {
     id: i64,
+    code: String,
     folder: PathBuf,
     first_at: i64,
     last_at: i64,
-    files: u64,
-    bytes: u64,
-    recoverable: u64,
+    /// What this grouping adds to the incident's counts.
+    files: i64,
+    bytes: i64,
+    recoverable: i64,
     versions: Vec<i64>,
+    /// The files counted by this grouping, each with the size and whether it can
+    /// come back as counted: a path deleted again replaces its count, never adds one.
+    counted: HashMap<PathBuf, (i64, bool)>,
+    /// When its first deletion was, for an incident the index already had.
+    saved_first_at: Option<i64>,
+    touched: bool,
+    /// Counted again from the index once saved (merged, or a file deleted again).
+    recount: bool,
+    /// Made part of another grouping (an index into the same `all`).
+    merged_into: Option<usize>,
+    /// Incidents made part of this one (id and code).
+    absorbed: Vec<(i64, String)>,
 }
 
 impl Grouping {
-    fn existing(id: i64, folder: PathBuf, first_at: i64, last_at: i64) -> Self {
+    fn new(
+        id: i64,
+        code: String,
+        folder: PathBuf,
+        first_at: i64,
+        last_at: i64,
+        saved_first_at: Option<i64>,
+    ) -> Self {
         Self {
             id,
+            code,
             folder,
             first_at,
             last_at,
@@ -1781,7 +2304,57 @@ impl Grouping {
             bytes: 0,
             recoverable: 0,
             versions: Vec::new(),
+            counted: HashMap::new(),
+            saved_first_at,
+            touched: false,
+            recount: false,
+            merged_into: None,
+            absorbed: Vec::new(),
         }
+    }
+
+    fn view(&self) -> grouping::Open {
+        grouping::Open {
+            folder: self.folder.clone(),
+            first_at: self.first_at,
+            last_at: self.last_at,
+        }
+    }
+
+    /// Adds a deletion; folders and lock files join without being counted.
+    fn add(&mut self, ix: &Index, row: &Loose, lock: bool) -> Result<()> {
+        self.touched = true;
+        self.first_at = self.first_at.min(row.at);
+        self.last_at = self.last_at.max(row.at);
+        self.versions.push(row.id);
+        if row.folder || lock {
+            return Ok(());
+        }
+        let prior = match self.counted.get(&row.path) {
+            Some(&prior) => Some(prior),
+            // A file that existed since before the incident began cannot have been
+            // deleted in it already: only one made since is looked up.
+            None if self.saved_first_at.is_some_and(|first| row.seen_at >= first) => {
+                let prior = ix.counted_in_incident(self.id, &row.path)?;
+                self.recount |= prior.is_some();
+                prior
+            }
+            None => None,
+        };
+        match prior {
+            Some((size, recoverable)) => {
+                self.bytes += row.size - size;
+                self.recoverable += i64::from(row.recoverable) - i64::from(recoverable);
+            }
+            None => {
+                self.files += 1;
+                self.bytes += row.size;
+                self.recoverable += i64::from(row.recoverable);
+            }
+        }
+        self.counted
+            .insert(row.path.clone(), (row.size, row.recoverable));
+        Ok(())
     }
 }
 

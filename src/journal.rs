@@ -222,9 +222,35 @@ pub enum Record {
         root: JournalPath,
         at: i64,
     },
-    /// `Index::group_incidents` that changed something, with the codes it drew, so
-    /// the rebuilt incidents keep the codes people were told.
-    Incidents { gap_ns: i64, codes: Vec<String> },
+    /// `Index::group_incidents` that grouped something, with the codes it drew, so
+    /// the rebuilt incidents keep the codes people were told, and the rules it
+    /// grouped by (`grouping::Rules`; records from before have none: the first).
+    Incidents {
+        gap_ns: i64,
+        codes: Vec<String>,
+        #[serde(default = "first_rules")]
+        rules: u32,
+    },
+    /// `Index::end_incident`, by incident code.
+    Ended { code: String, at: i64 },
+    /// `Index::mark_end_told`, by incident code.
+    EndTold { code: String, at: i64 },
+    /// `Index::mark_restored`: deleted versions a restore brought back, each by path
+    /// and the moment it was deleted, with the restore's report.
+    Restored {
+        files: Vec<(JournalPath, i64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<JournalPath>,
+        at: i64,
+    },
+    /// `Index::acknowledge_alert`: the alert by kind and the moment it was raised.
+    Acknowledged {
+        kind: String,
+        raised_at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        at: i64,
+    },
     /// `Index::mark_incident_alerted`, by incident code.
     Alerted { code: String, at: i64 },
     /// `Index::raise_alert`.
@@ -242,6 +268,11 @@ pub enum Record {
         versions: Vec<(JournalPath, String, i64)>,
         at: i64,
     },
+}
+
+/// The rules of incident records written before they named theirs.
+fn first_rules() -> u32 {
+    crate::grouping::Rules::ByTime.number()
 }
 
 impl Record {
@@ -268,6 +299,10 @@ impl Record {
             | Self::Alerted { at, .. }
             | Self::Alert { at, .. }
             | Self::AlertCleared { at, .. }
+            | Self::Ended { at, .. }
+            | Self::EndTold { at, .. }
+            | Self::Restored { at, .. }
+            | Self::Acknowledged { at, .. }
             | Self::Purged { at, .. } => Some(*at),
             Self::Metadata { .. } | Self::Incidents { .. } => None,
         }
@@ -676,10 +711,43 @@ impl Replayer<'_> {
                 };
                 ix.rename(&from.0, &to.0, root, at)?;
             }
-            Record::Incidents { gap_ns, codes } => {
+            Record::Incidents {
+                gap_ns,
+                codes,
+                rules,
+            } => {
                 let mut codes = codes.into_iter();
                 let new_code = &mut *self.new_code;
-                ix.group_incidents(gap_ns, &mut || codes.next().unwrap_or_else(&mut *new_code))?;
+                ix.group_incidents_by(
+                    gap_ns,
+                    crate::grouping::Rules::from_number(rules),
+                    &mut || codes.next().unwrap_or_else(&mut *new_code),
+                )?;
+            }
+            Record::Ended { code, at } => {
+                let Some(incident) = ix.incident_by_code(&code)? else {
+                    return Ok(Err(format!("no incident {code} to mark as over")));
+                };
+                ix.end_incident(incident.id, at)?;
+            }
+            Record::EndTold { code, at } => {
+                let Some(incident) = ix.incident_by_code(&code)? else {
+                    return Ok(Err(format!("no incident {code} to mark as told")));
+                };
+                ix.mark_end_told(incident.id, at)?;
+            }
+            Record::Restored { files, report, at } => {
+                let files: Vec<(PathBuf, i64)> =
+                    files.into_iter().map(|(path, t)| (path.0, t)).collect();
+                ix.mark_restored(&files, report.as_ref().map(|p| p.0.as_path()), at)?;
+            }
+            Record::Acknowledged {
+                kind,
+                raised_at,
+                note,
+                at,
+            } => {
+                ix.acknowledge_alert(&kind, raised_at, note.as_deref(), at)?;
             }
             Record::Alerted { code, at } => {
                 let Some(incident) = ix.incident_by_code(&code)? else {
@@ -777,7 +845,8 @@ mod tests {
             .unwrap();
         live.record_lost(Path::new("/s/quick"), root, EntryKind::File, 41)
             .unwrap();
-        let mut codes = ["AAA-AAAA".to_owned()].into_iter();
+        // Two incidents: /s/e, and the file deleted in /s itself (unrelated to /s/e).
+        let mut codes = ["AAA-AAAA".to_owned(), "BBB-BBBB".to_owned()].into_iter();
         live.group_incidents(60_000_000_000, &mut || codes.next().unwrap())
             .unwrap();
         live.raise_alert("vault_full", "full", 42).unwrap();
@@ -788,7 +857,7 @@ mod tests {
         assert!(replayed.skipped.is_empty(), "{replayed:?}");
         let paths = ["/s/a", "/s/d/b", "/s/e/b", "/s/quick"];
         let before = everything(&live, &paths);
-        assert_eq!(before.len(), 6, "{before:#?}");
+        assert_eq!(before.len(), 7, "{before:#?}");
         assert_eq!(everything(&rebuilt, &paths), before);
     }
 

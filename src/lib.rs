@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod grouping;
 pub mod incident;
 pub mod index;
 pub mod journal;
