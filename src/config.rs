@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::email::{EmailSettings, Security};
 use crate::incident::IncidentRules;
 use crate::retention::Retention;
 
@@ -30,6 +31,8 @@ pub enum ConfigError {
     Glob { rule: String, reason: String },
     #[error("the retention rules would empty the recycle bin: {0}")]
     Retention(String),
+    #[error("the [alert.email] settings have a mistake: {0}")]
+    Email(String),
     #[error("the folder {path} cannot be protected: {reason}")]
     Protect { path: PathBuf, reason: String },
     #[error(
@@ -60,6 +63,9 @@ struct FileConfig {
     alert_files: Option<u64>,
     alert_size: Option<String>,
     alert_command: Option<String>,
+    /// The `[alert]` table, which holds `[alert.email]`.
+    #[serde(default)]
+    alert: FileAlert,
     #[serde(default)]
     retention: FileRetention,
     /// `[[folder]]` tables: a protected folder with rules of its own.
@@ -79,6 +85,35 @@ struct FileFolder {
     exclude: Vec<String>,
     /// Instead of the limit for every folder.
     max_file_size: Option<String>,
+}
+
+/// The `[alert]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAlert {
+    email: Option<FileEmail>,
+}
+
+/// The `[alert.email]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEmail {
+    server: String,
+    port: Option<u16>,
+    security: Option<String>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    from: String,
+    to: Recipients,
+    timeout: Option<String>,
+}
+
+/// One address, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Recipients {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The `[retention]` table.
@@ -191,6 +226,7 @@ impl Config {
             incidents.alert_bytes = parse_size(&size)?;
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
+        incidents.email = file.alert.email.map(email_settings).transpose()?;
         let mut folders = Vec::new();
         for folder in file.folder {
             let rules: Vec<String> = exclude.iter().chain(&folder.exclude).cloned().collect();
@@ -279,6 +315,68 @@ impl Config {
         }
         Ok(roots)
     }
+}
+
+/// How long the daemon waits for the mail server at each step, unless told.
+const EMAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Checks the `[alert.email]` table. The password is read when a message is sent,
+/// from its own file: never from the settings, which more people get to see.
+fn email_settings(file: FileEmail) -> Result<EmailSettings, ConfigError> {
+    let bad = |what: String| ConfigError::Email(what);
+    let security = match &file.security {
+        Some(text) => Security::parse(text).ok_or_else(|| {
+            bad(format!(
+                "security = {text:?} is not one of \"starttls\", \"tls\" or \"none\""
+            ))
+        })?,
+        None => Security::StartTls,
+    };
+    let login = match (file.user, file.password_file) {
+        (Some(user), Some(password_file)) => Some((user, absolute(&password_file))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(bad(
+                "user is set but password_file is not: name the file that holds the \
+                 password (readable only by root)"
+                    .into(),
+            ));
+        }
+        (None, Some(_)) => return Err(bad("password_file is set but user is not".into())),
+    };
+    if login.is_some() && security == Security::None {
+        return Err(bad(
+            "a password is never sent unencrypted: use security = \"starttls\" or \"tls\""
+                .into(),
+        ));
+    }
+    let mailbox = |field: &str, text: &str| {
+        text.parse::<lettre::message::Mailbox>()
+            .map_err(|e| bad(format!("{field} = {text:?} is not an e-mail address ({e})")))
+    };
+    let to = match file.to {
+        Recipients::One(one) => vec![one],
+        Recipients::Many(many) => many,
+    };
+    if to.is_empty() {
+        return Err(bad("to names nobody: give at least one address".into()));
+    }
+    let timeout = match file.timeout {
+        Some(text) => std::time::Duration::from_nanos(crate::clock::parse_age(&text)?.max(1) as u64),
+        None => EMAIL_TIMEOUT,
+    };
+    Ok(EmailSettings {
+        port: file.port.unwrap_or(security.default_port()),
+        server: file.server,
+        security,
+        login,
+        from: mailbox("from", &file.from)?,
+        to: to
+            .iter()
+            .map(|t| mailbox("to", t))
+            .collect::<Result<_, _>>()?,
+        timeout,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

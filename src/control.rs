@@ -28,6 +28,10 @@ pub enum ControlError {
     Io(#[from] io::Error),
 }
 
+/// The command that asks the daemon to make a change a command wants recorded
+/// (see `amend`); the change follows as JSON, and the answer comes once committed.
+pub const AMEND: &str = "AMEND";
+
 /// Sends one command and waits up to `timeout` for the answer. A daemon that holds
 /// the vault's lock but is not listening yet is starting: it is waited for.
 pub fn request(socket: &Path, command: &str, timeout: Duration) -> Result<String, ControlError> {
@@ -153,6 +157,18 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
             } else {
                 match rx.recv() {
                     Ok(Ok(done)) => format!("OK {done}"),
+                    Ok(Err(why)) => format!("ERR {why}"),
+                    Err(_) => "ERR the daemon is stopping".to_owned(),
+                }
+            }
+        }
+        AMEND => {
+            let (tx, rx) = mpsc::channel();
+            if daemon.send(Msg::Amend(argument.to_owned(), tx)).is_err() {
+                "ERR the daemon is stopping".to_owned()
+            } else {
+                match rx.recv() {
+                    Ok(Ok(words)) => format!("OK {words}"),
                     Ok(Err(why)) => format!("ERR {why}"),
                     Err(_) => "ERR the daemon is stopping".to_owned(),
                 }

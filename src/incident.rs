@@ -110,8 +110,11 @@ pub struct IncidentRules {
     /// …or this many bytes.
     pub alert_bytes: u64,
     pub window_ns: i64,
-    /// Run with the details in environment variables when an alert is raised.
+    /// Run with the details in environment variables when an alert is raised, and
+    /// again when its incident is over.
     pub alert_command: Option<String>,
+    /// Where the mass-deletion e-mail goes (the `[alert.email]` table).
+    pub email: Option<crate::email::EmailSettings>,
 }
 
 impl Default for IncidentRules {
@@ -122,16 +125,25 @@ impl Default for IncidentRules {
             alert_bytes: 1 << 30,
             window_ns: 5 * 60 * 1_000_000_000,
             alert_command: None,
+            email: None,
         }
     }
 }
 
 /// The warning for a mass deletion, with the command that undoes it. `status`
-/// words it again from the incident as it is now, which may have grown since.
+/// words it again from the incident as it is now, which may have grown since, or
+/// been brought back in part.
 pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) -> String {
+    let (back, them) = match incident.restored {
+        0 => (String::new(), "them"),
+        n => (
+            format!("{} already brought back. ", crate::report::count(n)),
+            "the rest",
+        ),
+    };
     format!(
         "Mass deletion: {} ({}) deleted from {} since {} (incident {}). \
-         To bring them back: {}",
+         {back}To bring {them} back: {}",
         crate::report::files(incident.files),
         crate::report::bytes(incident.bytes),
         crate::report::display_path(&incident.folder),
@@ -139,6 +151,186 @@ pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) ->
         incident.code,
         undo_command(incident, vault),
     )
+}
+
+/// What an alert about an incident tells: the `UNDELETE_EVENT` of the alert command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertEvent {
+    /// The threshold was crossed: files are being deleted, perhaps still.
+    Started,
+    /// No more deletions joined it: the final counts.
+    Ended,
+    /// `undelete alerts test`.
+    Test,
+}
+
+impl AlertEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Ended => "ended",
+            Self::Test => "test",
+        }
+    }
+}
+
+/// The name of this server, as its owner knows it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "the file server".to_owned())
+}
+
+/// The command a technician types on the server to bring the incident back: as root
+/// (the vault is root's), with the vault named unless it is the service's own.
+pub fn restore_command_for_email(incident: &crate::index::Incident, vault: &Path) -> String {
+    server_command(vault, &format!("restore --incident {}", incident.code))
+}
+
+fn server_command(vault: &Path, args: &str) -> String {
+    if vault == Path::new("/var/lib/undelete") {
+        format!("sudo undelete {args}")
+    } else {
+        format!("sudo undelete --vault {} {args}", crate::cli::quote(vault))
+    }
+}
+
+/// The e-mail about a mass deletion, for a reader who is not at the server and
+/// may not know what a terminal is: what, where, when, how many, the code, and
+/// the one command that undoes it (for whoever helps them).
+pub fn mass_deletion_letter(
+    event: AlertEvent,
+    incident: &crate::index::Incident,
+    vault: &Path,
+    host: &str,
+) -> crate::email::Letter {
+    use crate::report::{bytes, count, display_path, files};
+    let day = |ns: i64| {
+        crate::clock::to_local(ns)
+            .format("%A %-d %B %Y, %H:%M")
+            .to_string()
+    };
+    let clock = |ns: i64| crate::clock::to_local(ns).format("%H:%M").to_string();
+    let folder = display_path(&incident.folder);
+    let (subject, opening, what, when, next) = match event {
+        AlertEvent::Ended => (
+            format!(
+                "Deleting has stopped on {host}: {} deleted from {folder}",
+                files(incident.files)
+            ),
+            format!("The mass deletion on the file server {host} has stopped."),
+            format!("{} ({}) deleted", files(incident.files), bytes(incident.bytes)),
+            if crate::clock::local(incident.first_at)[..10]
+                == crate::clock::local(incident.last_at)[..10]
+            {
+                format!("{} to {}", day(incident.first_at), clock(incident.last_at))
+            } else {
+                format!("{} to {}", day(incident.first_at), day(incident.last_at))
+            },
+            "These are the final counts.".to_owned(),
+        ),
+        _ => (
+            format!("Files are being deleted on {host}: {folder}"),
+            format!("Many files are being deleted on the file server {host}."),
+            format!(
+                "{} ({}) deleted so far",
+                files(incident.files),
+                bytes(incident.bytes)
+            ),
+            format!("since {}", day(incident.first_at)),
+            "The deleting may still be going on. A second message follows when it \
+             stops, with the final count."
+                .to_owned(),
+        ),
+    };
+    let kept = if incident.recoverable >= incident.files {
+        "Every one of them was copied before it was deleted, so all of them can be \
+         brought back."
+            .to_owned()
+    } else {
+        format!(
+            "{} of them were copied before they were deleted and can be brought back; {} \
+             could not be copied (the report of a restore says why, file by file).",
+            count(incident.recoverable),
+            count(incident.files - incident.recoverable)
+        )
+    };
+    let back = match incident.restored {
+        0 => String::new(),
+        n if incident.missing() == 0 => format!(
+            "\n\n{} of them have already been brought back: every file that could \
+             come back is back.",
+            count(n)
+        ),
+        n => format!("\n\n{} of them have already been brought back.", count(n)),
+    };
+    let mut body = format!(
+        "Hello,\n\n{opening}\n\n\
+         What:   {what}\n\
+         Where:  {folder}\n\
+         When:   {when}\n\
+         Code:   {} (the incident code: give it to whoever helps you)\n\n\
+         {}\n\n{}{back}\n\n",
+        incident.code,
+        wrap_letter(&next),
+        wrap_letter(&kept),
+    );
+    body.push_str(&wrap_letter(
+        "If this was not on purpose, the files can be brought back to where they \
+         were, without overwriting anything. On the server, this one command does it:",
+    ));
+    body.push_str(&format!(
+        "\n\n    {}\n\n",
+        restore_command_for_email(incident, vault)
+    ));
+    body.push_str(&wrap_letter(&format!(
+        "or step by step, with questions: {}. If it was on purpose, nothing needs \
+         to be done; to say so and end the warning: {}",
+        server_command(vault, "emergency"),
+        server_command(vault, &format!("alerts ack {}", incident.code)),
+    )));
+    body.push_str(&format!("\n\n-- \nundelete, the recycle bin of {host}\n"));
+    crate::email::Letter { subject, body }
+}
+
+/// The message `undelete alerts test` sends.
+pub fn test_letter(host: &str, folders: &[std::path::PathBuf]) -> crate::email::Letter {
+    let folders: Vec<String> = folders
+        .iter()
+        .map(|f| crate::report::display_path(f))
+        .collect();
+    let watched = match folders.len() {
+        0 => String::new(),
+        _ => format!(" ({})", folders.join(", ")),
+    };
+    let body = format!(
+        "Hello,\n\n{}\n\n{}\n\nNothing needs to be done about this message.\n\n\
+         -- \nundelete, the recycle bin of {host}\n",
+        wrap_letter(&format!(
+            "This is a test of the mass-deletion e-mail of undelete, the recycle bin \
+             of the file server {host}. It was sent by the command: undelete alerts test"
+        )),
+        wrap_letter(&format!(
+            "When many files are deleted from the protected folders{watched}, a \
+             message like this one says what was deleted, where, when and how many, \
+             with the one command that brings them back; a second one follows when \
+             the deleting stops."
+        )),
+    );
+    crate::email::Letter {
+        subject: format!("Test message from undelete on {host}"),
+        body,
+    }
+}
+
+/// Wraps a paragraph of a letter at 72 columns, paths and commands whole.
+fn wrap_letter(text: &str) -> String {
+    let options = textwrap::Options::new(72)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::fill(text, options)
 }
 
 /// The command that brings back everything deleted in the incident.
@@ -169,6 +361,86 @@ pub fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexEr
         }
     }
     Ok(alerts)
+}
+
+/// How long a closed alert is shown by `status` as history.
+pub const HISTORY_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
+
+/// One line of history for a mass-deletion alert that is no longer a warning:
+/// "Resolved today 09:41: 2,132 of 2,149 files brought back (report: …)."
+/// None for alerts of other kinds, or still open.
+pub fn history_line(
+    entry: &crate::index::AlertEntry,
+    incident: Option<&crate::index::Incident>,
+    now: i64,
+) -> Option<String> {
+    use crate::index::AlertState;
+    let incident = incident?;
+    let when = spoken_in_a_sentence(entry.alert.cleared_at?, now);
+    let folder = crate::report::display_path(&incident.folder);
+    match &entry.state {
+        AlertState::Resolved { report } => {
+            let report = report
+                .as_deref()
+                .map(|r| format!(", report: {}", crate::report::display_path(r)))
+                .unwrap_or_default();
+            let of = if incident.files == 1 {
+                "1 file".to_owned()
+            } else {
+                format!("{} files", crate::report::count(incident.files))
+            };
+            Some(format!(
+                "Resolved {when}: {} of {of} brought back (incident {}{report}).",
+                crate::report::count(incident.restored),
+                incident.code,
+            ))
+        }
+        AlertState::Acknowledged { note } => {
+            let note = note
+                .as_deref()
+                .map(|n| format!(" (note: {n})"))
+                .unwrap_or_default();
+            Some(format!(
+                "Acknowledged {when}: the deletion of {} from {folder} (incident {}) \
+                 needs no restore{note}.",
+                crate::report::files(incident.files),
+                incident.code,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Mass-deletion alerts resolved or acknowledged in the last `HISTORY_NS`, newest
+/// first, each with its incident and its line of history.
+pub fn recent_history(
+    index: &Index,
+    now: i64,
+) -> Result<Vec<(crate::index::AlertEntry, String)>, IndexError> {
+    let mut out = Vec::new();
+    for entry in index.alert_entries(now - HISTORY_NS)? {
+        let Some(code) = alerted_code(&entry.alert.kind) else {
+            continue;
+        };
+        if entry.alert.cleared_at.is_none_or(|at| now - at > HISTORY_NS) {
+            continue;
+        }
+        let incident = index.incident_by_code(code)?;
+        if let Some(line) = history_line(&entry, incident.as_ref(), now) {
+            out.push((entry, line));
+        }
+    }
+    Ok(out)
+}
+
+/// "today 09:41", "yesterday 23:50" or "on Sat 21 Nov 2026 02:14": a time after a word.
+pub fn spoken_in_a_sentence(ns: i64, now: i64) -> String {
+    let spoken = crate::clock::spoken(ns, now);
+    match spoken.split_once(' ') {
+        Some(("Today", rest)) => format!("today {rest}"),
+        Some(("Yesterday", rest)) => format!("yesterday {rest}"),
+        _ => format!("on {spoken}"),
+    }
 }
 
 /// The incident code of a mass-deletion alert's kind.

@@ -106,6 +106,7 @@ CREATE INDEX versions_by_object ON versions(object) WHERE object IS NOT NULL;
     // Alerts that end: a deleted version a restore brought back, an incident over (no
     // deletion joined it for the gap, or everything in it is back), merged into
     // another, the owner told of its end; an alert resolved or acknowledged, and why.
+    // Incidents from before are over, and none of their ends is news to tell.
     // Deleted folders now take part in grouping (a folder's deletion is evidence);
     // those deleted before are grouped into no incident (0), or the first grouping
     // after the upgrade would take years of them for new deletions.
@@ -120,6 +121,9 @@ ALTER TABLE alerts ADD COLUMN note TEXT;
 ALTER TABLE alerts ADD COLUMN report BLOB;
 UPDATE versions SET incident_id = 0
     WHERE kind = 2 AND deleted_at IS NOT NULL AND incident_id IS NULL;
+UPDATE incidents SET ended_at = last_at, end_told_at = alerted_at;
+CREATE INDEX incidents_open ON incidents(last_at)
+    WHERE ended_at IS NULL AND merged_into IS NULL;
 DROP INDEX versions_without_incident;
 CREATE INDEX versions_without_incident ON versions(deleted_at)
     WHERE deleted_at IS NOT NULL AND incident_id IS NULL;
@@ -1837,14 +1841,22 @@ impl Index {
         )?)
     }
 
-    pub fn mark_incident_alerted(&self, id: i64, now: i64) -> Result<()> {
+    /// Records that the owner was told of the incident; with `tells_end`, they are
+    /// to be told of its end too (alerts from before ends were told are not).
+    pub fn mark_incident_alerted(&self, id: i64, now: i64, tells_end: bool) -> Result<()> {
         let _r = self.record(|| {
             let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
-            Ok(Record::Alerted { code, at: now })
+            Ok(Record::Alerted {
+                code,
+                at: now,
+                tells_end,
+            })
         })?;
         self.conn.execute(
-            "UPDATE incidents SET alerted_at = ?2 WHERE id = ?1",
-            params![id, now],
+            "UPDATE incidents SET alerted_at = ?2,
+                 end_told_at = CASE WHEN ?3 THEN end_told_at ELSE ?2 END
+             WHERE id = ?1",
+            params![id, now, tells_end],
         )?;
         Ok(())
     }
@@ -2027,6 +2039,15 @@ impl Index {
         note: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        let open: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts
+                 WHERE kind = ?1 AND raised_at = ?2 AND cleared_at IS NULL)",
+            params![kind, raised_at],
+            |r| r.get(0),
+        )?;
+        if !open {
+            return Ok(false);
+        }
         let _r = self.record(|| {
             Ok(Record::Acknowledged {
                 kind: kind.to_owned(),

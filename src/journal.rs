@@ -105,6 +105,10 @@ impl JournalPath {
     pub fn into_path(self) -> PathBuf {
         self.0
     }
+
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
 }
 
 /// What a version records of a path, as the journal spells it.
@@ -252,7 +256,12 @@ pub enum Record {
         at: i64,
     },
     /// `Index::mark_incident_alerted`, by incident code.
-    Alerted { code: String, at: i64 },
+    Alerted {
+        code: String,
+        at: i64,
+        #[serde(default)]
+        tells_end: bool,
+    },
     /// `Index::raise_alert`.
     Alert {
         kind: String,
@@ -749,11 +758,15 @@ impl Replayer<'_> {
             } => {
                 ix.acknowledge_alert(&kind, raised_at, note.as_deref(), at)?;
             }
-            Record::Alerted { code, at } => {
+            Record::Alerted {
+                code,
+                at,
+                tells_end,
+            } => {
                 let Some(incident) = ix.incident_by_code(&code)? else {
                     return Ok(Err(format!("no incident {code} to mark as alerted")));
                 };
-                ix.mark_incident_alerted(incident.id, at)?;
+                ix.mark_incident_alerted(incident.id, at, tells_end)?;
             }
             Record::Alert { kind, message, at } => {
                 ix.raise_alert(&kind, &message, at)?;

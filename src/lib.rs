@@ -7,11 +7,13 @@
 //! restore → report.
 
 pub mod accounts;
+pub mod amend;
 pub mod announce;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod email;
 pub mod grouping;
 pub mod incident;
 pub mod index;

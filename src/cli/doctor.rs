@@ -24,6 +24,7 @@ use crate::control;
 use crate::index::{Alert, Index, IndexError};
 use crate::report::{bytes, count, display_path, files};
 use crate::vault::Vault;
+use crate::watch::alert::Delivery;
 
 /// Where the service's settings live; named in the fixes.
 const CONFIG_FILE: &str = "/etc/undelete/config.toml";
@@ -127,6 +128,8 @@ struct Facts {
     daemon_running: bool,
     /// The system's limit on watched folders (per user), when readable.
     watch_limit: Option<u64>,
+    /// Who alert e-mails go to, when the settings name anyone.
+    email_to: Option<String>,
     disk: Option<Disk>,
     /// What is wrong with the index itself: it cannot be opened, its own check
     /// failed, or reading it failed.
@@ -247,6 +250,9 @@ struct Recorded {
     started_at: Option<i64>,
     last_alive: Option<i64>,
     alerts: Vec<Alert>,
+    /// The last alert e-mail sent, and the last that failed (the daemon's notes).
+    email_sent: Option<Delivery>,
+    email_failed: Option<Delivery>,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +277,7 @@ fn gather(config: &Config) -> anyhow::Result<Facts> {
         // The folder alone is made by install-service before the daemon ever ran.
         vault_found: config.vault.join("objects").is_dir(),
         watch_limit: read_watch_limit(),
+        email_to: config.incidents.email.as_ref().map(|e| e.recipients()),
         ..Facts::default()
     };
     if !facts.vault_found {
@@ -355,6 +362,9 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
     let meta_time = |key: &str| -> Result<Option<i64>, IndexError> {
         Ok(index.meta(key)?.and_then(|s| s.parse().ok()))
     };
+    let delivery = |key: &str| -> Result<Option<Delivery>, IndexError> {
+        Ok(index.meta(key)?.and_then(|s| serde_json::from_str(&s).ok()))
+    };
     Ok(Recorded {
         roots,
         folders,
@@ -373,6 +383,8 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         last_capture: totals.last_capture,
         started_at: meta_time("daemon_started_at")?,
         last_alive: meta_time("last_alive")?,
+        email_sent: delivery("email_sent")?,
+        email_failed: delivery("email_failed")?,
         alerts: crate::incident::current_alerts(index, vault)?,
     })
 }
@@ -406,6 +418,7 @@ fn diagnose(facts: &Facts) -> Vec<Check> {
     checks.push(index_check(facts));
     if let Some(rec) = &facts.recorded {
         checks.push(alerts_check(facts, rec));
+        checks.extend(email_check(facts, rec));
     }
     checks
 }
@@ -871,6 +884,49 @@ fn alerts_check(facts: &Facts, rec: &Recorded) -> Check {
     .with_details(json!(recent))
 }
 
+/// Whether alert e-mails get through: a check only where e-mail is set up, or one
+/// failed (the daemon keeps trying with each alert; it never stops for it).
+fn email_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
+    let name = "alert_email";
+    let failed = rec
+        .email_failed
+        .as_ref()
+        .filter(|f| rec.email_sent.as_ref().is_none_or(|sent| sent.at < f.at));
+    if let Some(failed) = failed {
+        return Some(Check::problem(
+            name,
+            format!(
+                "The alert e-mail to {} could not be sent ({}): {}",
+                failed.to,
+                clock::spoken(failed.at, facts.now),
+                failed.error.as_deref().unwrap_or("no reason given"),
+            ),
+            format!(
+                "Check the [alert.email] settings in {CONFIG_FILE} (server, port, security, \
+                 user and password file), reload the service, then send a test message:"
+            ),
+            vec![
+                "sudo systemctl reload undelete".into(),
+                undelete(&facts.vault, "alerts test"),
+            ],
+        ));
+    }
+    let to = facts.email_to.as_ref()?;
+    Some(Check::ok(
+        name,
+        match &rec.email_sent {
+            Some(sent) => format!(
+                "Alert e-mails go to {to}; the last one was sent {}.",
+                crate::incident::spoken_in_a_sentence(sent.at, facts.now)
+            ),
+            None => format!(
+                "Alert e-mails go to {to}. None was sent yet; to try: {}",
+                undelete(&facts.vault, "alerts test")
+            ),
+        },
+    ))
+}
+
 /// `undelete ARGS`, naming the vault when it is not the service's default one.
 fn undelete(vault: &Path, args: &str) -> String {
     if vault == Path::new(DEFAULT_VAULT) {
@@ -976,6 +1032,7 @@ mod tests {
             vault_found: true,
             daemon_running: true,
             watch_limit: Some(65_536),
+            email_to: None,
             disk: Some(Disk {
                 free: 500 * GB,
                 total: 1000 * GB,

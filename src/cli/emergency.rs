@@ -335,6 +335,9 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     let command = request.command(vault.root(), Rerun::Emergency, &plan.destination);
     let report = carry_out(&plan, &vault, &request, command, Some(&interrupt), true)?;
     let saved = super::report::save(&report, &vault, config);
+    if plan.destination == Destination::Original {
+        super::restore::note_brought_back(&vault, &report, saved.as_deref().ok());
+    }
     let c = report.counts();
     if saved.is_err() {
         // Nothing else keeps it: the whole report goes on the screen, above the end.

@@ -28,7 +28,10 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     "files": i.files,
                     "bytes": i.bytes,
                     "recoverable": i.recoverable,
+                    "restored": i.restored,
+                    "missing": i.missing(),
                     "alerted": i.alerted_at.is_some(),
+                    "ended_at": i.ended_at.map(clock::rfc3339),
                 })
             })
             .collect();

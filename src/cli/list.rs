@@ -20,6 +20,8 @@ pub fn run(
     let versions = index.select(&Selection {
         under: under.as_deref().map(super::absolute),
         include_live: all,
+        // What a restore brought back is no longer missing: shown with --all only.
+        include_restored: all,
         ..Selection::default()
     })?;
     if as_json {
@@ -44,9 +46,10 @@ pub fn run(
             Some(at) => clock::spoken(at, now),
             None => "(still there)".to_owned(),
         };
-        let note = match (&v.observed.uncaptured, recoverable(v)) {
-            (Some(why), _) => format!("  (cannot be brought back: {why})"),
-            (None, false) => "  (cannot be brought back)".to_owned(),
+        let note = match (&v.observed.uncaptured, recoverable(v), v.restored_at) {
+            (_, _, Some(at)) => format!("  (restored {})", clock::local(at)),
+            (Some(why), _, _) => format!("  (cannot be brought back: {why})"),
+            (None, false, _) => "  (cannot be brought back)".to_owned(),
             _ => String::new(),
         };
         println!(
@@ -88,6 +91,7 @@ fn entry_json(v: &Version) -> serde_json::Value {
         "recoverable": recoverable(v),
         "reason": v.observed.uncaptured.as_ref().map(|u| u.to_string()),
         "reason_code": v.observed.uncaptured.as_ref().map(|u| u.code()),
+        "restored_at": v.restored_at.map(clock::rfc3339),
     });
     if let Some(hex) = path_bytes {
         value["path_bytes"] = json!(hex);

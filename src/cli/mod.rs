@@ -3,6 +3,7 @@
 //! Commands parse, call the library and print; the logic they need lives in
 //! the library where tests can reach it.
 
+mod alerts;
 mod daemon;
 mod doctor;
 mod emergency;
@@ -84,6 +85,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Alerts (mass deletions first): open ones, then what became of the others.
+    /// `alerts ack ID` says one needs no restore; `alerts test` sends a test message.
+    Alerts(alerts::AlertsArgs),
     /// Recent deletion incidents, newest first.
     Incidents {
         /// Print it as JSON, for programs.
@@ -281,6 +285,7 @@ fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Resul
         Command::List { under, all, json } => list::run(config, under, all, json),
         Command::Verify { json } => verify::run(config, json),
         Command::Incidents { json } => incidents::run(config, json),
+        Command::Alerts(args) => alerts::run(config, args),
         Command::Restore(args) => restore::run(config, args),
         Command::Emergency(args) => emergency::run(config, args),
         Command::Report { which, json } => report::run(config, which.as_deref(), json),

@@ -272,6 +272,9 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         } else {
             println!("{}", super::report::saved_words(&saved));
         }
+        if plan.destination == Destination::Original {
+            note_brought_back(&vault, &report, saved.as_deref().ok());
+        }
     }
     Ok(exit_code(&report))
 }
@@ -323,6 +326,34 @@ fn never_protected(index: &Index, scopes: &[PathBuf]) -> anyhow::Result<Option<S
             protected.join(", ")
         }
     )))
+}
+
+/// Notes in the vault which deleted files this restore brought back to their place
+/// (a restore elsewhere leaves them missing there), so `status` and `list` count what
+/// is still missing and an incident all back ends its alert. The files are on disk
+/// by now (the restore flushed them before its report). Best effort: they are back
+/// either way, and a vault that cannot take the note (read only, say) is told in one
+/// sentence.
+pub fn note_brought_back(vault: &Vault, report: &RestoreReport, saved: Option<&std::path::Path>) {
+    use crate::report::Outcome;
+    let back: Vec<(PathBuf, i64)> = report
+        .files
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Recovered | Outcome::AlreadyPresent))
+        .filter_map(|f| Some((f.path.clone(), f.deleted_at?)))
+        .collect();
+    for amendment in crate::amend::Amendment::restored(&back, saved) {
+        if let Err(e) = crate::amend::make(vault, &amendment) {
+            eprintln!(
+                "{}",
+                crate::report::wrap(&format!(
+                    "Note: the files are back, but the vault could not record it ({e}), so \
+                     status still counts them as deleted."
+                ))
+            );
+            return;
+        }
+    }
 }
 
 /// 0 when all that could be done was done, 130 when stopped by Ctrl-C (as shells

@@ -29,11 +29,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
     let totals = index.totals()?;
     let alerts = crate::incident::current_alerts(&index, vault.root())?;
+    let now = clock::now();
+    // Alerts that ended (everything back, or the deletion was wanted): history now.
+    let history = crate::incident::recent_history(&index, now)?;
     let free = crate::vault::free_space(vault.root());
     let since = index
         .meta("daemon_started_at")?
         .and_then(|s| s.parse::<i64>().ok());
-    let now = clock::now();
 
     if as_json {
         let value = json!({
@@ -45,6 +47,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             "files_not_protected": totals.files_unprotected,
             "deleted_recoverable": totals.deleted_recoverable,
             "deleted_lost": totals.deleted_lost,
+            "deleted_restored": totals.deleted_restored,
             "vault": {
                 "path": vault.root(),
                 "bytes_used": totals.object_bytes,
@@ -61,6 +64,12 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 "message": a.message,
                 "raised_at": clock::rfc3339(a.raised_at),
             })).collect::<Vec<_>>(),
+            "alert_history": history.iter().map(|(entry, line)| json!({
+                "kind": entry.alert.kind,
+                "message": line,
+                "raised_at": clock::rfc3339(entry.alert.raised_at),
+                "closed_at": entry.alert.cleared_at.map(clock::rfc3339),
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit_code(running));
@@ -75,6 +84,10 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 alert.message
             ))
         );
+        println!();
+    }
+    for (_, line) in &history {
+        println!("{}", wrap(line));
         println!();
     }
     match (running, since) {
@@ -115,6 +128,12 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "Deleted files that cannot be brought back: {}",
             count(totals.deleted_lost)
+        );
+    }
+    if totals.deleted_restored > 0 {
+        println!(
+            "Deleted files brought back by a restore: {}",
+            count(totals.deleted_restored)
         );
     }
     match free {

@@ -47,6 +47,10 @@ pub enum Msg {
     /// SIGHUP: read the settings again.
     Reload,
     Shutdown,
+    /// A command's change to the record, as JSON (see `amend`); answered once committed.
+    Amend(String, Sender<Result<String, String>>),
+    /// How an alert e-mail went (see `alert`).
+    Delivered(super::alert::Delivery),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

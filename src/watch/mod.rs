@@ -11,6 +11,7 @@
 //!
 //! It never restores anything.
 
+pub mod alert;
 mod capture;
 mod event;
 mod sync;
@@ -149,7 +150,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         return Err(DaemonError::NothingToProtect);
     }
     let vault = Vault::open(&config.vault)?;
-    let _lock = lock_vault(&vault)?;
+    let _lock = lock_vault_waiting(&vault)?;
     // Listening from the start: a `sync` sent during the start-up scan waits in the
     // inbox and is answered once the scan is in the index.
     let socket = vault.socket_path();
@@ -182,7 +183,11 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         last_purge: None,
         purges_asked: Vec::new(),
         reload_asked: false,
-        alert_commands: Vec::new(),
+        notices: Vec::new(),
+        notifier: alert::Notifier::start(inbox.tx.clone()),
+        amended: Vec::new(),
+        next_end: None,
+        ends_to_tell: true,
         codes: crate::incident::CodeSource::new(),
         vault,
         index,
@@ -229,6 +234,20 @@ fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), Index
         .to_string(),
     )?;
     index.set_meta("settings_read_at", &now.to_string())
+}
+
+/// `lock_vault`, waiting a moment for a command that holds the lock to record a
+/// change while no daemon ran (see `amend`): it takes milliseconds.
+fn lock_vault_waiting(vault: &Vault) -> Result<std::fs::File, DaemonError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match lock_vault(vault) {
+            Err(DaemonError::AlreadyRunning { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
@@ -316,8 +335,16 @@ struct Daemon {
     purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
     /// A SIGHUP, to act on after the next commit.
     reload_asked: bool,
-    /// Alert commands of mass deletions, to run once their incident is committed.
-    alert_commands: Vec<std::process::Command>,
+    /// What to tell of mass deletions (command, e-mail), once their incident is committed.
+    notices: Vec<alert::Notice>,
+    notifier: alert::Notifier,
+    /// Commands' changes made in the open transaction, to answer once committed.
+    amended: Vec<(Sender<Result<String, String>>, Result<String, String>)>,
+    /// When the first open incident is over if nothing joins it; None when that is
+    /// to be read again from the index (see `end_incidents`).
+    next_end: Option<i64>,
+    /// Whether an incident may be over without its owner told yet.
+    ends_to_tell: bool,
     codes: crate::incident::CodeSource,
     vault: Vault,
     index: Index,
@@ -475,6 +502,17 @@ impl Daemon {
                 Msg::Purge(rules, reply) => self.purges_asked.push((rules, reply)),
                 Msg::Reload => self.reload_asked = true,
                 Msg::Shutdown => self.stopping = true,
+                Msg::Amend(json, reply) => {
+                    let answer = match serde_json::from_str(&json) {
+                        Ok(amendment) => crate::amend::apply(&self.index, &amendment, now)?,
+                        Err(e) => Err(format!("not a change this daemon knows ({e})")),
+                    };
+                    // A restore may have brought back everything an incident held.
+                    self.ends_to_tell = true;
+                    self.next_end = None;
+                    self.amended.push((reply, answer));
+                }
+                Msg::Delivered(delivery) => self.delivered(&delivery)?,
             }
         }
         self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
@@ -497,7 +535,8 @@ impl Daemon {
         }
         self.update_incidents(now)?;
         Ok(self.syncs.any_ready()
-            || !self.alert_commands.is_empty()
+            || !self.notices.is_empty()
+            || !self.amended.is_empty()
             || self.stopping
             || self.reload_asked
             || !self.purges_asked.is_empty()
@@ -523,7 +562,12 @@ impl Daemon {
             );
             self.announced_used = 0;
         }
-        self.run_alert_commands();
+        for notice in std::mem::take(&mut self.notices) {
+            self.notifier.tell(notice);
+        }
+        for (reply, answer) in std::mem::take(&mut self.amended) {
+            let _ = reply.send(answer);
+        }
         // Answered only after the commit: a sync means "it is in the index".
         self.syncs.answer_ready();
         if self.purge_due() {
@@ -557,6 +601,8 @@ impl Daemon {
             Err(e) => return self.settings_problem(&e.to_string(), now),
         };
         self.index.clear_alert("settings", now)?;
+        // The incident gap may have changed.
+        self.next_end = None;
         if new.vault != self.config.vault {
             tracing::warn!(
                 "the vault cannot move while the service runs; restart it to use {}",
@@ -1039,14 +1085,18 @@ impl Daemon {
         Ok(())
     }
 
-    /// Groups new deletions into incidents, and raises the mass-deletion alert for an
-    /// incident that crosses the threshold.
+    /// Groups new deletions into incidents, raises the mass-deletion alert for an
+    /// incident that crosses the threshold, and ends the incidents no deletion joined
+    /// for the incident gap.
     fn update_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
         let codes = &mut self.codes;
         let mut new_code = || codes.next_code();
         let changed = self
             .index
             .group_incidents(self.config.incidents.gap_ns, &mut new_code)?;
+        if !changed.is_empty() {
+            self.next_end = None;
+        }
         for id in changed {
             let Some(incident) = self.index.incident(id)? else {
                 continue;
@@ -1061,8 +1111,36 @@ impl Daemon {
             {
                 continue;
             }
-            self.index.mark_incident_alerted(id, now)?;
+            self.index.mark_incident_alerted(id, now, true)?;
             self.mass_deletion_alert(&incident, now)?;
+        }
+        self.end_incidents(now)
+    }
+
+    /// Ends the incidents that are over, and tells the end of those that were alerted
+    /// (with their final counts). Idle, this costs a comparison per tick: the index
+    /// is asked only when the first open incident is due, or something changed.
+    fn end_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
+        let gap = self.config.incidents.gap_ns;
+        let next_end = match self.next_end {
+            Some(at) => at,
+            None => {
+                let at = self.index.next_incident_end(gap)?.unwrap_or(i64::MAX);
+                *self.next_end.insert(at)
+            }
+        };
+        if now > next_end {
+            for id in self.index.incidents_over(gap, now)? {
+                self.index.end_incident(id, now)?;
+            }
+            self.next_end = None;
+            self.ends_to_tell = true;
+        }
+        if std::mem::take(&mut self.ends_to_tell) {
+            for incident in self.index.ends_to_tell()? {
+                self.index.mark_end_told(incident.id, now)?;
+                self.notice(crate::incident::AlertEvent::Ended, incident);
+            }
         }
         Ok(())
     }
@@ -1076,44 +1154,36 @@ impl Daemon {
         tracing::warn!("{message}");
         self.index
             .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
-        if let Some(command) = &self.config.incidents.alert_command {
-            let mut alert = std::process::Command::new("/bin/sh");
-            alert
-                .arg("-c")
-                .arg(command)
-                .env("UNDELETE_INCIDENT", &incident.code)
-                .env("UNDELETE_FOLDER", &incident.folder)
-                .env("UNDELETE_FILES", incident.files.to_string())
-                .env("UNDELETE_BYTES", incident.bytes.to_string())
-                .env(
-                    "UNDELETE_RESTORE_COMMAND",
-                    crate::incident::undo_command(incident, self.vault.root()),
-                )
-                .env("UNDELETE_MESSAGE", &message)
-                .stdin(std::process::Stdio::null());
-            self.alert_commands.push(alert);
-        }
+        self.notice(crate::incident::AlertEvent::Started, incident.clone());
         Ok(())
     }
 
-    /// Runs the alert commands of incidents just committed: the restore command they are
-    /// handed finds its incident in the index.
-    fn run_alert_commands(&mut self) {
-        for mut alert in std::mem::take(&mut self.alert_commands) {
-            match alert.spawn() {
-                // Reaped on its own thread: a slow mail command must not stall capture.
-                Ok(mut child) => {
-                    std::thread::spawn(move || {
-                        if let Ok(status) = child.wait()
-                            && !status.success()
-                        {
-                            tracing::warn!("the alert command failed ({status})");
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!("cannot run the alert command: {e}"),
-            }
+    /// Tells the alert command and the e-mail, once what they are told is committed:
+    /// the restore command they are handed finds its incident in the index.
+    fn notice(&mut self, event: crate::incident::AlertEvent, incident: crate::index::Incident) {
+        let rules = &self.config.incidents;
+        if rules.alert_command.is_none() && rules.email.is_none() {
+            return;
         }
+        self.notices.push(alert::Notice {
+            event,
+            incident,
+            vault: self.vault.root().to_owned(),
+            command: rules.alert_command.clone(),
+            email: rules.email.clone(),
+        });
+    }
+
+    /// Keeps how the last alert e-mail went, and the last that failed, for `doctor`.
+    fn delivered(&mut self, delivery: &alert::Delivery) -> Result<(), DaemonError> {
+        let key = if delivery.error.is_some() {
+            "email_failed"
+        } else {
+            "email_sent"
+        };
+        let value = serde_json::to_string(delivery).unwrap_or_default();
+        self.index.set_meta(key, &value)?;
+        Ok(())
     }
 
     /// Raises the vault-full alert on the first failure and clears it on the next copy

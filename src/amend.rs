@@ -1,0 +1,143 @@
+//! Changes to the record that a command asks for, rather than the daemon finding
+//! them: the deleted files a restore brought back, an alert acknowledged.
+//!
+//! The journal has one writer at a time. So such a change is made by the daemon
+//! when it runs (asked over its control socket, and answered once committed),
+//! and otherwise by the command itself, holding the daemon's lock so that none
+//! starts meanwhile. Either way `apply` makes it, through the index, which
+//! writes it to the journal before it commits. A restore asks only once the
+//! files it wrote are flushed to disk, so a file marked as brought back is on
+//! disk, whichever of the two processes is killed, and when.
+//!
+//! It never decides what was brought back: the restore's report says.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::{self, ControlError};
+use crate::index::{Index, IndexError};
+use crate::journal::JournalPath;
+use crate::vault::Vault;
+
+/// How long a command waits for the daemon to commit an amendment: it may be busy
+/// recording the files the restore just wrote.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many files one amendment marks at most: a restore of 100,000 files is told
+/// in parts, none of them a line of many megabytes.
+const FILES_AT_ONCE: usize = 5000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Amendment {
+    /// A restore brought these deleted versions back (path, and when it was
+    /// deleted), as its report says.
+    Restored {
+        files: Vec<(JournalPath, i64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<JournalPath>,
+    },
+    /// Someone says the open alert of `kind` raised at `raised_at` needs nothing
+    /// done (the deletion was wanted).
+    Acknowledge {
+        kind: String,
+        raised_at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+impl Amendment {
+    /// The amendments that mark `files` as brought back by the restore whose report
+    /// is `report`: one per part.
+    pub fn restored(files: &[(PathBuf, i64)], report: Option<&Path>) -> Vec<Self> {
+        files
+            .chunks(FILES_AT_ONCE)
+            .map(|part| Self::Restored {
+                files: part
+                    .iter()
+                    .map(|(path, at)| (path.as_path().into(), *at))
+                    .collect(),
+                report: report.map(JournalPath::from),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmendError {
+    #[error("the undelete service did not take the change: {0}")]
+    Daemon(ControlError),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("cannot lock the vault: {0}")]
+    Lock(String),
+}
+
+/// Makes the change in the index (and so in the journal), by whoever may write it
+/// now. Returns the answer in words ("3 files", for a restore).
+pub fn make(vault: &Vault, amendment: &Amendment) -> Result<String, AmendError> {
+    let line = format!(
+        "{} {}",
+        control::AMEND,
+        serde_json::to_string(amendment).expect("an amendment always serializes")
+    );
+    match control::request(&vault.socket_path(), &line, ANSWER_TIMEOUT) {
+        Ok(answer) => return Ok(answer),
+        Err(ControlError::NotRunning { .. }) => {}
+        Err(ControlError::Failed(why)) => return Err(AmendError::Refused(why)),
+        Err(e) => return Err(AmendError::Daemon(e)),
+    }
+    let _lock = match crate::watch::lock_vault(vault) {
+        Ok(lock) => lock,
+        // A daemon started meanwhile: it is the writer now.
+        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => {
+            return control::request(&vault.socket_path(), &line, ANSWER_TIMEOUT).map_err(
+                |e| match e {
+                    ControlError::Failed(why) => AmendError::Refused(why),
+                    other => AmendError::Daemon(other),
+                },
+            );
+        }
+        Err(e) => return Err(AmendError::Lock(e.to_string())),
+    };
+    let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+    let now = crate::clock::now();
+    let answer = index.batch(|ix| apply(ix, amendment, now))?;
+    answer.map_err(AmendError::Refused)
+}
+
+/// Applies an amendment in the caller's transaction. The inner error is a change
+/// that does not fit what the index holds (an alert already closed), in words.
+pub fn apply(
+    index: &Index,
+    amendment: &Amendment,
+    now: i64,
+) -> Result<Result<String, String>, IndexError> {
+    match amendment {
+        Amendment::Restored { files, report } => {
+            let files: Vec<(PathBuf, i64)> = files
+                .iter()
+                .map(|(path, at)| (path.clone().into_path(), *at))
+                .collect();
+            let marked =
+                index.mark_restored(&files, report.as_ref().map(|r| r.as_path()), now)?;
+            Ok(Ok(crate::report::files(marked as u64)))
+        }
+        Amendment::Acknowledge {
+            kind,
+            raised_at,
+            note,
+        } => {
+            if index.acknowledge_alert(kind, *raised_at, note.as_deref(), now)? {
+                Ok(Ok("acknowledged".to_owned()))
+            } else {
+                Ok(Err("that alert is no longer open".to_owned()))
+            }
+        }
+    }
+}

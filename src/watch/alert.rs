@@ -1,0 +1,155 @@
+//! Telling people that files are being deleted: the alert command and the
+//! e-mail, handed to a thread of their own once the incident is committed, so a
+//! slow command or a dead mail server never stalls capture. Each is tried once,
+//! with a bounded wait; how the e-mail went is handed back to the daemon's loop,
+//! which keeps it for `doctor`.
+//!
+//! It never touches the index.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc::{self, Sender};
+
+use crate::email::{EmailSettings, Letter};
+use crate::incident::AlertEvent;
+use crate::index::Incident;
+
+use super::Msg;
+
+/// One thing to tell about an incident, with the settings in use when it happened.
+pub struct Notice {
+    pub event: AlertEvent,
+    pub incident: Incident,
+    pub vault: PathBuf,
+    pub command: Option<String>,
+    pub email: Option<EmailSettings>,
+}
+
+/// How an e-mail went.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub at: i64,
+    pub to: String,
+    pub subject: String,
+    /// Why it was not sent; none when the server took it.
+    pub error: Option<String>,
+}
+
+/// The thread that tells, and the way to it.
+pub struct Notifier {
+    tx: Sender<Notice>,
+}
+
+impl Notifier {
+    /// Starts the thread; how each e-mail went comes back to `daemon`.
+    pub fn start(daemon: Sender<Msg>) -> Self {
+        let (tx, rx) = mpsc::channel::<Notice>();
+        std::thread::spawn(move || {
+            let host = crate::incident::host_name();
+            for notice in rx {
+                if let Some(command) = &notice.command {
+                    let mut command =
+                        alert_command(command, notice.event, Some(&notice.incident), &notice.vault);
+                    run(&mut command);
+                }
+                if let Some(settings) = &notice.email {
+                    let letter = crate::incident::mass_deletion_letter(
+                        notice.event,
+                        &notice.incident,
+                        &notice.vault,
+                        &host,
+                    );
+                    let _ = daemon.send(Msg::Delivered(send(settings, &letter)));
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub fn tell(&self, notice: Notice) {
+        let _ = self.tx.send(notice);
+    }
+}
+
+/// The alert command with what it is told in its environment: `UNDELETE_EVENT`
+/// (`started`, `ended` or `test`) and, for an incident, its numbers as they are now.
+pub fn alert_command(
+    command: &str,
+    event: AlertEvent,
+    incident: Option<&Incident>,
+    vault: &Path,
+) -> Command {
+    let mut alert = Command::new("/bin/sh");
+    alert
+        .arg("-c")
+        .arg(command)
+        .env("UNDELETE_EVENT", event.name())
+        .stdin(std::process::Stdio::null());
+    match incident {
+        Some(incident) => {
+            let message = match event {
+                AlertEvent::Ended => format!(
+                    "Ended. {}",
+                    crate::incident::mass_deletion_message(incident, vault)
+                ),
+                _ => crate::incident::mass_deletion_message(incident, vault),
+            };
+            alert
+                .env("UNDELETE_INCIDENT", &incident.code)
+                .env("UNDELETE_FOLDER", &incident.folder)
+                .env("UNDELETE_FILES", incident.files.to_string())
+                .env("UNDELETE_BYTES", incident.bytes.to_string())
+                .env("UNDELETE_RECOVERABLE", incident.recoverable.to_string())
+                .env("UNDELETE_RESTORED", incident.restored.to_string())
+                .env(
+                    "UNDELETE_RESTORE_COMMAND",
+                    crate::incident::undo_command(incident, vault),
+                )
+                .env("UNDELETE_MESSAGE", message);
+        }
+        None => {
+            alert.env(
+                "UNDELETE_MESSAGE",
+                "A test of the undelete alert command (undelete alerts test).",
+            );
+        }
+    }
+    alert
+}
+
+/// Starts the command; it is reaped on a thread of its own, so a slow one stalls
+/// nothing. Returns why it could not start.
+pub fn run(command: &mut Command) -> Option<String> {
+    match command.spawn() {
+        Ok(mut child) => {
+            std::thread::spawn(move || {
+                if let Ok(status) = child.wait()
+                    && !status.success()
+                {
+                    tracing::warn!("the alert command failed ({status})");
+                }
+            });
+            None
+        }
+        Err(e) => {
+            tracing::warn!("cannot run the alert command: {e}");
+            Some(e.to_string())
+        }
+    }
+}
+
+/// Sends one e-mail and says how it went (logged either way).
+pub fn send(settings: &EmailSettings, letter: &Letter) -> Delivery {
+    let result = crate::email::send(settings, letter);
+    let to = settings.recipients();
+    match &result {
+        Ok(()) => tracing::info!("alert e-mail sent to {to}: {}", letter.subject),
+        Err(e) => tracing::error!("the alert e-mail to {to} was not sent: {e}"),
+    }
+    Delivery {
+        at: crate::clock::now(),
+        to,
+        subject: letter.subject.clone(),
+        error: result.err().map(|e| e.to_string()),
+    }
+}
