@@ -222,12 +222,15 @@ pub fn mass_deletion_letter(
             ),
             format!("The mass deletion on the file server {host} has stopped."),
             format!("{} ({}) deleted", files(incident.files), bytes(incident.bytes)),
-            if crate::clock::local(incident.first_at)[..10]
-                == crate::clock::local(incident.last_at)[..10]
-            {
-                format!("{} to {}", day(incident.first_at), clock(incident.last_at))
-            } else {
-                format!("{} to {}", day(incident.first_at), day(incident.last_at))
+            match (
+                crate::clock::local(incident.first_at),
+                crate::clock::local(incident.last_at),
+            ) {
+                (first, last) if first == last => day(incident.first_at),
+                (first, last) if first[..10] == last[..10] => {
+                    format!("{} to {}", day(incident.first_at), clock(incident.last_at))
+                }
+                _ => format!("{} to {}", day(incident.first_at), day(incident.last_at)),
             },
             "These are the final counts.".to_owned(),
         ),
@@ -277,21 +280,26 @@ pub fn mass_deletion_letter(
         wrap_letter(&next),
         wrap_letter(&kept),
     );
-    body.push_str(&wrap_letter(
-        "If this was not on purpose, the files can be brought back to where they \
-         were, without overwriting anything. On the server, this one command does it:",
-    ));
-    body.push_str(&format!(
-        "\n\n    {}\n\n",
-        restore_command_for_email(incident, vault)
-    ));
-    body.push_str(&wrap_letter(&format!(
-        "or step by step, with questions: {}. If it was on purpose, nothing needs \
-         to be done; to say so and end the warning: {}",
-        server_command(vault, "emergency"),
-        server_command(vault, &format!("alerts ack {}", incident.code)),
-    )));
-    body.push_str(&format!("\n\n-- \nundelete, the recycle bin of {host}\n"));
+    // Each command whole on a line of its own, to be read out and typed as it is.
+    for (words, command) in [
+        (
+            "If this was not on purpose, the files can be brought back to where they \
+             were, without overwriting anything. On the server, this one command does it:",
+            restore_command_for_email(incident, vault),
+        ),
+        (
+            "Or step by step, with questions:",
+            server_command(vault, "emergency"),
+        ),
+        (
+            "If it was on purpose, nothing needs to be done. To say so, and end the \
+             warning:",
+            server_command(vault, &format!("alerts ack {}", incident.code)),
+        ),
+    ] {
+        body.push_str(&format!("{}\n\n    {command}\n\n", wrap_letter(words)));
+    }
+    body.push_str(&format!("-- \nundelete, the recycle bin of {host}\n"));
     crate::email::Letter { subject, body }
 }
 

@@ -2572,6 +2572,109 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn raising_an_alert_already_open_writes_nothing_more_to_the_journal() {
+        let (dir, ix, _) = journaled_index();
+        let log = dir.path().join("journal").join("000001.log");
+        assert!(ix.raise_alert("watch_limit", "the limit", 1).unwrap());
+        let once = std::fs::metadata(&log).unwrap().len();
+        for at in 2..50 {
+            assert!(!ix.raise_alert("watch_limit", "the limit", at).unwrap());
+        }
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), once);
+    }
+
+    #[test]
+    fn an_incident_all_brought_back_is_over_and_its_alert_resolved() {
+        let (_d, ix, root) = index();
+        let gone = |at| Gone {
+            at,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        for (n, p) in ["/srv/share/photos/a.jpg", "/srv/share/photos/b.jpg"]
+            .iter()
+            .enumerate()
+        {
+            ix.insert_version(Path::new(p), root, &file(n as u8 + 1, 10), 1)
+                .unwrap();
+            ix.mark_removed(Path::new(p), false, &gone(100)).unwrap();
+        }
+        let id = ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap()[0];
+        ix.raise_alert(&crate::incident::alert_kind("K7Q-4MD"), "m", 101)
+            .unwrap();
+        let report = Path::new("/v/reports/restore-1.txt");
+        let a = (PathBuf::from("/srv/share/photos/a.jpg"), 100);
+        assert_eq!(ix.mark_restored(&[a.clone()], Some(report), 200).unwrap(), 1);
+        let half = ix.incident(id).unwrap().unwrap();
+        assert_eq!((half.restored, half.missing(), half.ended_at), (1, 1, None));
+        assert_eq!(ix.open_alerts().unwrap().len(), 1, "half back is not resolved");
+        // Marked once only, however often a restore runs.
+        assert_eq!(ix.mark_restored(&[a], Some(report), 250).unwrap(), 0);
+        let b = (PathBuf::from("/srv/share/photos/b.jpg"), 100);
+        assert_eq!(ix.mark_restored(&[b], Some(report), 300).unwrap(), 1);
+        let done = ix.incident(id).unwrap().unwrap();
+        assert_eq!((done.restored, done.missing(), done.ended_at), (2, 0, Some(300)));
+        assert!(ix.open_alerts().unwrap().is_empty());
+        let entry = &ix.alert_entries(0).unwrap()[0];
+        assert_eq!(
+            entry.state,
+            AlertState::Resolved {
+                report: Some(report.to_owned())
+            }
+        );
+        // Deleted again: another incident, not more of this one.
+        ix.insert_version(Path::new("/srv/share/photos/a.jpg"), root, &file(1, 10), 310)
+            .unwrap();
+        ix.mark_removed(Path::new("/srv/share/photos/a.jpg"), false, &gone(320))
+            .unwrap();
+        let again = ix.group_incidents(1000, &mut || "H2X-9PA".into()).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0], id);
+    }
+
+    #[test]
+    fn a_merged_incidents_code_still_finds_it() {
+        let (_d, ix, root) = index();
+        let gone = |at| Gone {
+            at,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        ix.insert_version(Path::new("/srv/share/p"), root, &dir_observed(), 1)
+            .unwrap();
+        for (p, at) in [("/srv/share/p/a/1.jpg", 100), ("/srv/share/p/b/2.jpg", 10_000_000_000)] {
+            ix.insert_version(Path::new(p), root, &file(1, 10), 1).unwrap();
+            ix.mark_removed(Path::new(p), false, &gone(at)).unwrap();
+        }
+        let mut codes = ["AAA-AAA", "BBB-BBB"].into_iter().map(String::from);
+        let gap = 60_000_000_000;
+        assert_eq!(ix.group_incidents(gap, &mut || codes.next().unwrap()).unwrap().len(), 2);
+        ix.raise_alert(&crate::incident::alert_kind("BBB-BBB"), "m", 1).unwrap();
+        // The rm -rf reached the folder holding both.
+        ix.mark_removed(Path::new("/srv/share/p"), true, &gone(11_000_000_000))
+            .unwrap();
+        ix.group_incidents(gap, &mut || unreachable!()).unwrap();
+        let listed = ix.incidents(10).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:#?}");
+        assert_eq!((listed[0].code.as_str(), listed[0].files), ("AAA-AAA", 2));
+        assert_eq!(listed[0].folder, PathBuf::from("/srv/share/p"));
+        assert_eq!(ix.incident_by_code("BBB-BBB").unwrap().unwrap().code, "AAA-AAA");
+        // The alert told under the other code goes on under the one that stays.
+        let open = ix.open_alerts().unwrap();
+        assert_eq!(open[0].kind, crate::incident::alert_kind("AAA-AAA"));
+    }
+
+    fn dir_observed() -> Observed {
+        Observed {
+            kind: EntryKind::Dir,
+            object: None,
+            ..file(0, 0)
+        }
+    }
+
+    #[test]
     fn non_utf8_paths_round_trip() {
         let (_d, ix, root) = index();
         let p = path_from_bytes(b"/srv/share/caf\xe9\n.txt".to_vec());

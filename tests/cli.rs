@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "cli/alerts.rs"]
+mod alerts;
 #[path = "cli/announce.rs"]
 mod announce;
 #[path = "cli/bulk.rs"]
@@ -16,6 +18,8 @@ mod capture;
 mod doctor;
 #[path = "cli/faults.rs"]
 mod faults;
+#[path = "cli/incidents.rs"]
+mod incidents;
 #[path = "cli/interrupt.rs"]
 mod interrupt;
 #[path = "cli/lifecycle.rs"]

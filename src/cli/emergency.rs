@@ -523,6 +523,7 @@ fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
     let matches = |name: &std::ffi::OsStr| name.to_string_lossy().to_lowercase().contains(&needle);
     let mut by_folder: std::collections::BTreeMap<PathBuf, Hit> = Default::default();
     let deleted = index.select(&crate::index::Selection::default())?;
+    let mut counted = std::collections::HashSet::new();
     for v in deleted
         .iter()
         .filter(|v| v.observed.kind == crate::index::EntryKind::File)
@@ -544,7 +545,10 @@ fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
             files: 0,
             last_deleted: at,
         });
-        hit.files += 1;
+        // Files, not deletions: a file deleted, put back and deleted again is one.
+        if counted.insert(v.path.as_path()) {
+            hit.files += 1;
+        }
         hit.last_deleted = hit.last_deleted.max(at);
     }
     let mut hits: Vec<Hit> = by_folder.into_values().collect();

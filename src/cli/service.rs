@@ -337,6 +337,14 @@ mod tests {
             "max_vault_size",
             "min_free_disk",
             "report_group",
+            "server",
+            "port",
+            "security",
+            "user",
+            "password_file",
+            "from",
+            "to",
+            "timeout",
         ] {
             let line = regex::Regex::new(&format!(r"(?m)^(# )?{key} = ")).unwrap();
             assert!(line.is_match(EXAMPLE_CONFIG), "{key} is not in the example");

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod pty;
+pub mod smtp;
 pub mod samba;
 
 /// The binary under test.
