@@ -124,8 +124,7 @@ pub fn apply(
                 .iter()
                 .map(|(path, at)| (path.clone().into_path(), *at))
                 .collect();
-            let marked =
-                index.mark_restored(&files, report.as_ref().map(|r| r.as_path()), now)?;
+            let marked = index.mark_restored(&files, report.as_ref().map(|r| r.as_path()), now)?;
             Ok(Ok(crate::report::files(marked as u64)))
         }
         Amendment::Acknowledge {

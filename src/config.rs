@@ -346,8 +346,7 @@ fn email_settings(file: FileEmail) -> Result<EmailSettings, ConfigError> {
     };
     if login.is_some() && security == Security::None {
         return Err(bad(
-            "a password is never sent unencrypted: use security = \"starttls\" or \"tls\""
-                .into(),
+            "a password is never sent unencrypted: use security = \"starttls\" or \"tls\"".into(),
         ));
     }
     let mailbox = |field: &str, text: &str| {
@@ -362,7 +361,9 @@ fn email_settings(file: FileEmail) -> Result<EmailSettings, ConfigError> {
         return Err(bad("to names nobody: give at least one address".into()));
     }
     let timeout = match file.timeout {
-        Some(text) => std::time::Duration::from_nanos(crate::clock::parse_age(&text)?.max(1) as u64),
+        Some(text) => {
+            std::time::Duration::from_nanos(crate::clock::parse_age(&text)?.max(1) as u64)
+        }
         None => EMAIL_TIMEOUT,
     };
     Ok(EmailSettings {

@@ -124,9 +124,7 @@ pub fn send(settings: &EmailSettings, letter: &Letter) -> Result<(), EmailError>
         }
         Security::None => SmtpTransport::builder_dangerous(&settings.server),
     };
-    let mut builder = builder
-        .port(settings.port)
-        .timeout(Some(settings.timeout));
+    let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
     if let Some((user, password_file)) = &settings.login {
         let password = read_password(password_file)?;
         builder = builder.credentials(Credentials::new(user.clone(), password));

@@ -221,7 +221,11 @@ pub fn mass_deletion_letter(
                 files(incident.files)
             ),
             format!("The mass deletion on the file server {host} has stopped."),
-            format!("{} ({}) deleted", files(incident.files), bytes(incident.bytes)),
+            format!(
+                "{} ({}) deleted",
+                files(incident.files),
+                bytes(incident.bytes)
+            ),
             match (
                 crate::clock::local(incident.first_at),
                 crate::clock::local(incident.last_at),
@@ -263,11 +267,20 @@ pub fn mass_deletion_letter(
     let back = match incident.restored {
         0 => String::new(),
         n if incident.missing() == 0 => format!(
-            "\n\n{} of them have already been brought back: every file that could \
-             come back is back.",
-            count(n)
+            "\n\n{}",
+            wrap_letter(&format!(
+                "{} of them have already been brought back: every file that could \
+                 come back is back.",
+                count(n)
+            ))
         ),
-        n => format!("\n\n{} of them have already been brought back.", count(n)),
+        n => format!(
+            "\n\n{}",
+            wrap_letter(&format!(
+                "{} of them have already been brought back.",
+                count(n)
+            ))
+        ),
     };
     let mut body = format!(
         "Hello,\n\n{opening}\n\n\
@@ -390,7 +403,7 @@ pub fn history_line(
         AlertState::Resolved { report } => {
             let report = report
                 .as_deref()
-                .map(|r| format!(", report: {}", crate::report::display_path(r)))
+                .map(|r| format!(" Report: {}", crate::report::display_path(r)))
                 .unwrap_or_default();
             let of = if incident.files == 1 {
                 "1 file".to_owned()
@@ -398,7 +411,7 @@ pub fn history_line(
                 format!("{} files", crate::report::count(incident.files))
             };
             Some(format!(
-                "Resolved {when}: {} of {of} brought back (incident {}{report}).",
+                "Resolved {when}: {} of {of} brought back (incident {}).{report}",
                 crate::report::count(incident.restored),
                 incident.code,
             ))
@@ -430,7 +443,11 @@ pub fn recent_history(
         let Some(code) = alerted_code(&entry.alert.kind) else {
             continue;
         };
-        if entry.alert.cleared_at.is_none_or(|at| now - at > HISTORY_NS) {
+        if entry
+            .alert
+            .cleared_at
+            .is_none_or(|at| now - at > HISTORY_NS)
+        {
             continue;
         }
         let incident = index.incident_by_code(code)?;

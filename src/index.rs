@@ -1695,7 +1695,9 @@ impl Index {
                  WHERE path = ?1 AND incident_id = ?2 AND kind != 2
                  ORDER BY deleted_at DESC, id DESC LIMIT 1",
             )?
-            .query_row(params![path_bytes(path), id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![path_bytes(path), id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     }
 
@@ -2355,7 +2357,10 @@ impl Grouping {
             Some(&prior) => Some(prior),
             // A file that existed since before the incident began cannot have been
             // deleted in it already: only one made since is looked up.
-            None if self.saved_first_at.is_some_and(|first| row.seen_at >= first) => {
+            None if self
+                .saved_first_at
+                .is_some_and(|first| row.seen_at >= first) =>
+            {
                 let prior = ix.counted_in_incident(self.id, &row.path)?;
                 self.recount |= prior.is_some();
                 prior
@@ -2605,16 +2610,27 @@ pub(crate) mod tests {
             .unwrap();
         let report = Path::new("/v/reports/restore-1.txt");
         let a = (PathBuf::from("/srv/share/photos/a.jpg"), 100);
-        assert_eq!(ix.mark_restored(&[a.clone()], Some(report), 200).unwrap(), 1);
+        assert_eq!(
+            ix.mark_restored(std::slice::from_ref(&a), Some(report), 200)
+                .unwrap(),
+            1
+        );
         let half = ix.incident(id).unwrap().unwrap();
         assert_eq!((half.restored, half.missing(), half.ended_at), (1, 1, None));
-        assert_eq!(ix.open_alerts().unwrap().len(), 1, "half back is not resolved");
+        assert_eq!(
+            ix.open_alerts().unwrap().len(),
+            1,
+            "half back is not resolved"
+        );
         // Marked once only, however often a restore runs.
         assert_eq!(ix.mark_restored(&[a], Some(report), 250).unwrap(), 0);
         let b = (PathBuf::from("/srv/share/photos/b.jpg"), 100);
         assert_eq!(ix.mark_restored(&[b], Some(report), 300).unwrap(), 1);
         let done = ix.incident(id).unwrap().unwrap();
-        assert_eq!((done.restored, done.missing(), done.ended_at), (2, 0, Some(300)));
+        assert_eq!(
+            (done.restored, done.missing(), done.ended_at),
+            (2, 0, Some(300))
+        );
         assert!(ix.open_alerts().unwrap().is_empty());
         let entry = &ix.alert_entries(0).unwrap()[0];
         assert_eq!(
@@ -2624,8 +2640,13 @@ pub(crate) mod tests {
             }
         );
         // Deleted again: another incident, not more of this one.
-        ix.insert_version(Path::new("/srv/share/photos/a.jpg"), root, &file(1, 10), 310)
-            .unwrap();
+        ix.insert_version(
+            Path::new("/srv/share/photos/a.jpg"),
+            root,
+            &file(1, 10),
+            310,
+        )
+        .unwrap();
         ix.mark_removed(Path::new("/srv/share/photos/a.jpg"), false, &gone(320))
             .unwrap();
         let again = ix.group_incidents(1000, &mut || "H2X-9PA".into()).unwrap();
@@ -2644,14 +2665,24 @@ pub(crate) mod tests {
         };
         ix.insert_version(Path::new("/srv/share/p"), root, &dir_observed(), 1)
             .unwrap();
-        for (p, at) in [("/srv/share/p/a/1.jpg", 100), ("/srv/share/p/b/2.jpg", 10_000_000_000)] {
-            ix.insert_version(Path::new(p), root, &file(1, 10), 1).unwrap();
+        for (p, at) in [
+            ("/srv/share/p/a/1.jpg", 100),
+            ("/srv/share/p/b/2.jpg", 10_000_000_000),
+        ] {
+            ix.insert_version(Path::new(p), root, &file(1, 10), 1)
+                .unwrap();
             ix.mark_removed(Path::new(p), false, &gone(at)).unwrap();
         }
         let mut codes = ["AAA-AAA", "BBB-BBB"].into_iter().map(String::from);
         let gap = 60_000_000_000;
-        assert_eq!(ix.group_incidents(gap, &mut || codes.next().unwrap()).unwrap().len(), 2);
-        ix.raise_alert(&crate::incident::alert_kind("BBB-BBB"), "m", 1).unwrap();
+        assert_eq!(
+            ix.group_incidents(gap, &mut || codes.next().unwrap())
+                .unwrap()
+                .len(),
+            2
+        );
+        ix.raise_alert(&crate::incident::alert_kind("BBB-BBB"), "m", 1)
+            .unwrap();
         // The rm -rf reached the folder holding both.
         ix.mark_removed(Path::new("/srv/share/p"), true, &gone(11_000_000_000))
             .unwrap();
@@ -2660,7 +2691,10 @@ pub(crate) mod tests {
         assert_eq!(listed.len(), 1, "{listed:#?}");
         assert_eq!((listed[0].code.as_str(), listed[0].files), ("AAA-AAA", 2));
         assert_eq!(listed[0].folder, PathBuf::from("/srv/share/p"));
-        assert_eq!(ix.incident_by_code("BBB-BBB").unwrap().unwrap().code, "AAA-AAA");
+        assert_eq!(
+            ix.incident_by_code("BBB-BBB").unwrap().unwrap().code,
+            "AAA-AAA"
+        );
         // The alert told under the other code goes on under the one that stays.
         let open = ix.open_alerts().unwrap();
         assert_eq!(open[0].kind, crate::incident::alert_kind("AAA-AAA"));

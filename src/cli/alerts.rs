@@ -31,7 +31,11 @@ enum Action {
     /// Say an alert needs no restore (the deletion was wanted): it stops being a warning.
     Ack {
         /// The alert's number (see `undelete alerts`) or its incident's code.
-        #[arg(value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
         id: Option<String>,
         /// Every open mass-deletion alert.
         #[arg(long)]
@@ -88,9 +92,9 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     a.id,
                     clock::spoken(a.raised_at, now)
                 );
-                println!("  {}", wrap(&message));
+                println!("{}", wrap(&message));
                 if incident.is_some() {
-                    println!("  If the deletion was wanted: undelete alerts ack {}", a.id);
+                    println!("If the deletion was wanted: undelete alerts ack {}", a.id);
                 }
             }
             state => {
@@ -98,7 +102,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .and_then(|i| incident::history_line(entry, Some(i), now))
                     .unwrap_or_else(|| closed_words(entry, state, &message, now));
-                println!("Alert {}: {}", a.id, wrap(&what));
+                println!("{}", wrap(&format!("Alert {}: {what}", a.id)));
             }
         }
         println!();
@@ -132,16 +136,18 @@ fn closed_words(entry: &AlertEntry, state: &AlertState, message: &str, now: i64)
     }
 }
 
-fn entry_json(entry: &AlertEntry, incident: Option<&Incident>, vault: &std::path::Path) -> serde_json::Value {
+fn entry_json(
+    entry: &AlertEntry,
+    incident: Option<&Incident>,
+    vault: &std::path::Path,
+) -> serde_json::Value {
     let a = &entry.alert;
     let (state, note, report) = match &entry.state {
         AlertState::Open => ("open", None, None),
         AlertState::Cleared => ("cleared", None, None),
-        AlertState::Resolved { report } => (
-            "resolved",
-            None,
-            report.as_deref().map(|r| json_path(r).0),
-        ),
+        AlertState::Resolved { report } => {
+            ("resolved", None, report.as_deref().map(|r| json_path(r).0))
+        }
         AlertState::Acknowledged { note } => ("acknowledged", note.clone(), None),
         AlertState::Merged => ("merged", None, None),
     };
@@ -169,7 +175,12 @@ fn entry_json(entry: &AlertEntry, incident: Option<&Incident>, vault: &std::path
     })
 }
 
-fn ack(config: &Config, id: Option<&str>, all: bool, note: Option<String>) -> anyhow::Result<ExitCode> {
+fn ack(
+    config: &Config,
+    id: Option<&str>,
+    all: bool,
+    note: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let (vault, index) = super::open_vault(config)?;
     let open = index.alert_entries(i64::MAX)?;
     let chosen: Vec<&AlertEntry> = match id {
@@ -210,7 +221,11 @@ fn ack(config: &Config, id: Option<&str>, all: bool, note: Option<String>) -> an
 }
 
 /// The open alert a person named, by its number or by its incident's code.
-fn find_open<'a>(index: &Index, open: &'a [AlertEntry], id: &str) -> anyhow::Result<&'a AlertEntry> {
+fn find_open<'a>(
+    index: &Index,
+    open: &'a [AlertEntry],
+    id: &str,
+) -> anyhow::Result<&'a AlertEntry> {
     let found = match id.trim().parse::<i64>() {
         Ok(n) => open.iter().find(|e| e.alert.id == n),
         Err(_) => {
@@ -218,7 +233,9 @@ fn find_open<'a>(index: &Index, open: &'a [AlertEntry], id: &str) -> anyhow::Res
             let code = index
                 .incident_by_code(code.as_str())?
                 .map(|i| i.code)
-                .ok_or_else(|| anyhow::anyhow!("no incident has the code {code} (see: undelete incidents)"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no incident has the code {code} (see: undelete incidents)")
+                })?;
             let kind = incident::alert_kind(&code);
             open.iter().find(|e| e.alert.kind == kind)
         }
@@ -264,7 +281,8 @@ fn test(config: &Config) -> anyhow::Result<ExitCode> {
     }
     if let Some(command) = &rules.alert_command {
         println!("Running the alert command with UNDELETE_EVENT=test…");
-        let mut command = crate::watch::alert::alert_command(command, AlertEvent::Test, None, &config.vault);
+        let mut command =
+            crate::watch::alert::alert_command(command, AlertEvent::Test, None, &config.vault);
         match command.status() {
             Ok(status) if status.success() => println!("It ran and succeeded."),
             Ok(status) => {

@@ -86,10 +86,6 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         );
         println!();
     }
-    for (_, line) in &history {
-        println!("{}", wrap(line));
-        println!();
-    }
     match (running, since) {
         (true, Some(since)) => println!(
             "Protection is ON: the undelete service is running (since {}).",
@@ -152,6 +148,11 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     match totals.last_capture {
         Some(at) => println!("Last copy made: {}", clock::spoken(at, now)),
         None => println!("Last copy made: never"),
+    }
+    // Below what matters now: these need nothing done.
+    for (_, line) in &history {
+        println!();
+        println!("{}", wrap(line));
     }
     Ok(exit_code(running))
 }

@@ -140,6 +140,9 @@ impl Stopper {
     }
 }
 
+/// What a command that asked for a change is told: what was done, or why not.
+type Answer = Result<String, String>;
+
 /// Reads the settings again, the way they were read at start (same flags).
 pub type Reread = Box<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send>;
 
@@ -339,7 +342,7 @@ struct Daemon {
     notices: Vec<alert::Notice>,
     notifier: alert::Notifier,
     /// Commands' changes made in the open transaction, to answer once committed.
-    amended: Vec<(Sender<Result<String, String>>, Result<String, String>)>,
+    amended: Vec<(Sender<Answer>, Answer)>,
     /// When the first open incident is over if nothing joins it; None when that is
     /// to be read again from the index (see `end_incidents`).
     next_end: Option<i64>,

@@ -51,7 +51,11 @@ fn two_folders_deleted_seconds_apart_are_two_incidents() {
         ]
     );
     for i in &all {
-        let expected = if folder(i) == env.share.to_str().unwrap() { 1 } else { 3 };
+        let expected = if folder(i) == env.share.to_str().unwrap() {
+            1
+        } else {
+            3
+        };
         assert_eq!(i["files"], expected, "{i:#}");
     }
 }
@@ -123,10 +127,7 @@ fn the_guided_search_counts_files_not_deletions() {
     env.sync();
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
-    let mut term = Terminal::start(&format!(
-        "{BIN} --vault {} emergency",
-        env.vault.display()
-    ));
+    let mut term = Terminal::start(&format!("{BIN} --vault {} emergency", env.vault.display()));
     term.expect("Press Enter for 1:");
     term.send("s\n");
     term.expect("Type part of a file or folder name:");

@@ -16,6 +16,7 @@ use regex::Regex;
 
 use crate::common::LoopDisk;
 use crate::common::pty::Terminal;
+use crate::common::smtp::{Mode, SmtpServer};
 use crate::common::{BIN, TestEnv, content};
 
 const PLAYBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/support-playbook.md");
@@ -32,7 +33,25 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     }
     env.write("photos/final-cut.mov", content(99, 3_000_000));
     env.write("photos/.~lock.tmp", "editor scratch");
+    // The owner's e-mail goes to a real mail server on loopback, where one can run.
+    let mail = SmtpServer::start("playbook e-mail screens", Mode::Plain, None);
+    let config = env.root.join("config.toml");
+    fs::write(
+        &config,
+        match &mail {
+            Some(server) => format!(
+                "[alert.email]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+                 from = \"File server <fileserver@photo-studio.example>\"\n\
+                 to = [\"owner@photo-studio.example\"]\n",
+                server.port
+            ),
+            None => String::new(),
+        },
+    )
+    .unwrap();
     env.start_daemon(&[
+        "--config",
+        config.to_str().unwrap(),
         "--max-file-size",
         "2MB",
         "--exclude",
@@ -47,6 +66,9 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
     screens.add("status-alert", &env.run_ok(&["status"]));
+    if let Some(server) = &mail {
+        screens.add("email-started", &email_screen(server, 0));
+    }
 
     // The customer does not know the folder: search by name, then change their mind.
     let mut term = emergency(&env, "");
@@ -70,6 +92,14 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     // The technician reads the saved report later, as a member of the report group
     // or with sudo.
     screens.add("report-last", &env.run_ok(&["report", "last"]));
+    // Everything that could come back is back: the alert is history. Read as the
+    // technician does on the callback, the next day.
+    env.sync();
+    screens.add_next_day("callback-status", &env.run_ok(&["status"]));
+    screens.add_next_day("callback-alerts", &env.run_ok(&["alerts"]));
+    if let Some(server) = &mail {
+        screens.add("email-ended", &email_screen(server, 1));
+    }
 
     // Deleted again, and meanwhile someone saved a new IMG_2100.jpg.
     fs::remove_dir_all(env.path("photos")).unwrap();
@@ -116,6 +146,33 @@ fn emergency(env: &TestEnv, flags: &str) -> Terminal {
         "{BIN} --vault {} emergency {flags}",
         env.vault.display()
     ))
+}
+
+/// An e-mail as the owner reads it: who from and to, and the subject, as received
+/// (long ones folded as the message carries them), then the text.
+fn email_screen(server: &SmtpServer, n: usize) -> String {
+    let decoded = &server.wait_for(n + 1, std::time::Duration::from_secs(60))[n];
+    let raw = &server.raw()[n];
+    let mut shown = String::new();
+    let mut keep = false;
+    for line in raw.lines().take_while(|l| !l.trim().is_empty()) {
+        if !line.starts_with([' ', '\t']) {
+            keep = ["From:", "To:", "Subject:"]
+                .iter()
+                .any(|h| line.starts_with(h));
+        }
+        if keep {
+            shown.push_str(line.trim_end());
+            shown.push('\n');
+        }
+    }
+    let body = decoded.split_once("\n\n").map_or("", |(_, body)| body);
+    let mut text = format!("{shown}\n{body}");
+    let host = crate::common::host_name();
+    for before in ["on ", "server ", "bin of "] {
+        text = text.replace(&format!("{before}{host}"), &format!("{before}fileserver"));
+    }
+    text
 }
 
 /// The screen from "Step N" on.
@@ -176,6 +233,37 @@ impl Screens {
         self.made.insert(name, text);
     }
 
+    /// A screen as it reads the day after it was made: what happened "today"
+    /// happened yesterday. A line of history is one message the program wraps
+    /// (`report::wrap`): it is wrapped again as the program would, the longer word in.
+    fn add_next_day(&mut self, name: &'static str, screen: &str) {
+        let next_day = |text: &str| {
+            Regex::new(r"\b(T|t)oday (\d\d:\d\d)")
+                .unwrap()
+                .replace_all(text, |c: &regex::Captures| {
+                    let day = if &c[1] == "T" {
+                        "Yesterday"
+                    } else {
+                        "yesterday"
+                    };
+                    format!("{day} {}", &c[2])
+                })
+                .into_owned()
+        };
+        let paragraphs: Vec<String> = screen
+            .split("\n\n")
+            .map(|p| {
+                if p.starts_with("Resolved ") || p.starts_with("Alert ") {
+                    let one = p.split_whitespace().collect::<Vec<_>>().join(" ");
+                    undelete::report::wrap(&next_day(&one))
+                } else {
+                    next_day(p)
+                }
+            })
+            .collect();
+        self.add(name, &paragraphs.join("\n\n"));
+    }
+
     fn add_varying(&mut self, name: &'static str, screen: &str) {
         self.varying.push(name);
         self.add(name, screen);
@@ -201,7 +289,14 @@ impl Screens {
         }
         for (pattern, steady) in [
             // Also where the longer real paths wrapped the line between the two.
-            (r"(Today|Yesterday)\s+\d\d:\d\d", "Today 02:14"),
+            (
+                r"\b(Today|Yesterday|today|yesterday)\s+\d\d:\d\d",
+                "${1} 02:14",
+            ),
+            (
+                r"[A-Z][a-z]+day \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d",
+                "Sunday 22 November 2026, 02:14",
+            ),
             (
                 r"\d{4}-\d\d-\d\d_\d{6}(-\d+)?\.txt",
                 "2026-11-22_021807.txt",

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod pty;
-pub mod smtp;
 pub mod samba;
+pub mod smtp;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_undelete");
@@ -382,6 +382,13 @@ fn ping(socket: &Path) -> Option<u32> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).ok()?;
     line.trim().strip_prefix("OK ")?.parse().ok()
+}
+
+/// This machine's name, as the program reads it for its e-mails.
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// The hex spelling of a path's bytes, as in JSON `path_bytes`.

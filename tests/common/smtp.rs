@@ -118,7 +118,9 @@ impl SmtpServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some((user, password)) = login {
-            command.env("SMTP_USER", user).env("SMTP_PASSWORD", password);
+            command
+                .env("SMTP_USER", user)
+                .env("SMTP_PASSWORD", password);
         }
         let mut child = command.spawn().expect("start python3");
         let mut first = String::new();
@@ -197,16 +199,48 @@ fn make_certificate(test: &str, dir: &Path) -> Option<PathBuf> {
     .expect("write the certificate's extensions");
     let steps: [&[&str]; 3] = [
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=undelete test authority", "-keyout", "ca.key", "-out", "ca.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=undelete test authority",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
         ],
         &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-            "key.pem", "-out", "leaf.csr",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
         ],
         &[
-            "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "leaf.cnf", "-out", "cert.pem",
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.cnf",
+            "-out",
+            "cert.pem",
         ],
     ];
     for args in steps {
