@@ -43,9 +43,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     let now = clock::now();
     for i in &incidents {
-        match partly_recoverable(i) {
-            Some(note) => println!("{}  {}; {note}", i.code, describe(i, now)),
-            None => println!("{}  {}", i.code, describe(i, now)),
+        let mut notes: Vec<String> = partly_recoverable(i).into_iter().collect();
+        if i.restored > 0 {
+            notes.push(format!("{} brought back", count(i.restored)));
+        }
+        match notes.is_empty() {
+            true => println!("{}  {}", i.code, describe(i, now)),
+            false => println!("{}  {}; {}", i.code, describe(i, now), notes.join(", ")),
         }
     }
     Ok(ExitCode::SUCCESS)

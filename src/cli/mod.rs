@@ -184,7 +184,8 @@ struct DaemonArgs {
     /// Alert when this much is deleted within 5 minutes (default 1GiB).
     #[arg(long, value_name = "SIZE")]
     alert_size: Option<String>,
-    /// Run this shell command on a mass-deletion alert; details are in UNDELETE_* variables.
+    /// Run this shell command on a mass-deletion alert, and again when it is over
+    /// (UNDELETE_EVENT=started, then ended); details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
     alert_command: Option<String>,
     #[command(flatten)]
