@@ -1847,9 +1847,8 @@ impl Index {
     /// to be told of its end too (alerts from before ends were told are not).
     pub fn mark_incident_alerted(&self, id: i64, now: i64, tells_end: bool) -> Result<()> {
         let _r = self.record(|| {
-            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
             Ok(Record::Alerted {
-                code,
+                code: self.code_of(id)?,
                 at: now,
                 tells_end,
             })
@@ -1863,11 +1862,18 @@ impl Index {
         Ok(())
     }
 
+    /// An incident's code: the journal names incidents by code, as ids may differ.
+    fn code_of(&self, id: i64) -> Result<String> {
+        Ok(self.incident(id)?.map(|i| i.code).unwrap_or_default())
+    }
+
     /// Marks the incident over: no deletion joins it any more.
     pub fn end_incident(&self, id: i64, now: i64) -> Result<()> {
         let _r = self.record(|| {
-            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
-            Ok(Record::Ended { code, at: now })
+            Ok(Record::Ended {
+                code: self.code_of(id)?,
+                at: now,
+            })
         })?;
         self.conn.execute(
             "UPDATE incidents SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
@@ -1879,8 +1885,10 @@ impl Index {
     /// Records that the owner was told the alerted incident is over.
     pub fn mark_end_told(&self, id: i64, now: i64) -> Result<()> {
         let _r = self.record(|| {
-            let code = self.incident(id)?.map(|i| i.code).unwrap_or_default();
-            Ok(Record::EndTold { code, at: now })
+            Ok(Record::EndTold {
+                code: self.code_of(id)?,
+                at: now,
+            })
         })?;
         self.conn.execute(
             "UPDATE incidents SET end_told_at = ?2 WHERE id = ?1",

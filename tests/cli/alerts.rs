@@ -26,14 +26,6 @@ fn photos_deleted(n: usize, args: &[&str]) -> TestEnv {
     env
 }
 
-fn incidents(env: &TestEnv) -> Vec<Value> {
-    let text = env.run_ok(&["incidents", "--json"]);
-    match serde_json::from_str(&text) {
-        Ok(Value::Array(rows)) => rows,
-        other => panic!("incidents --json is not an array: {other:?}"),
-    }
-}
-
 fn alerts(env: &TestEnv) -> Vec<Value> {
     let text = env.run_ok(&["alerts", "--json"]);
     match serde_json::from_str(&text) {
@@ -43,7 +35,7 @@ fn alerts(env: &TestEnv) -> Vec<Value> {
 }
 
 fn only_code(env: &TestEnv) -> String {
-    let all = incidents(env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     all[0]["code"].as_str().unwrap().to_owned()
 }
@@ -240,7 +232,7 @@ fn restored_marks_and_alert_states_survive_a_rebuilt_index() {
     fs::remove_dir_all(env.path("photos")).unwrap();
     fs::remove_dir_all(env.path("scans")).unwrap();
     env.sync();
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 2, "{all:#?}");
     let code_of = |folder: &str| {
         all.iter()
@@ -345,7 +337,7 @@ fn the_alert_command_is_told_twice_the_second_time_with_the_final_counts() {
         variable(&ended, "UNDELETE_MESSAGE").starts_with("Ended. Mass deletion: 30 files"),
         "{ended}"
     );
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert!(all[0]["ended_at"].is_string(), "{all:#?}");
 }
 

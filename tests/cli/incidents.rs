@@ -10,14 +10,6 @@ use serde_json::Value;
 use crate::common::pty::Terminal;
 use crate::common::*;
 
-fn incidents(env: &TestEnv) -> Vec<Value> {
-    let text = env.run_ok(&["incidents", "--json"]);
-    match serde_json::from_str(&text) {
-        Ok(Value::Array(rows)) => rows,
-        other => panic!("incidents --json is not an array: {other:?}"),
-    }
-}
-
 fn folder(incident: &Value) -> &str {
     incident["folder"].as_str().unwrap()
 }
@@ -38,7 +30,7 @@ fn two_folders_deleted_seconds_apart_are_two_incidents() {
     fs::remove_dir_all(env.path("photos")).unwrap();
     fs::remove_file(env.path("notes.txt")).unwrap();
     env.sync();
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 3, "{all:#?}");
     let mut folders: Vec<&str> = all.iter().map(folder).collect();
     folders.sort();
@@ -73,7 +65,7 @@ fn one_rm_rf_of_a_folder_with_subfolders_is_one_incident() {
     env.sync();
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(folder(&all[0]), env.json_path("photos"));
     assert_eq!(all[0]["files"], 13);
@@ -96,7 +88,7 @@ fn a_file_deleted_twice_in_one_incident_counts_once() {
     env.sync();
     fs::remove_dir_all(env.path("docs")).unwrap();
     env.sync();
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["files"], 30, "files, not deletions: {all:#?}");
     assert_eq!(all[0]["bytes"], 30 * "second 0".len() + 20, "{all:#?}");
@@ -154,10 +146,14 @@ fn lock_files_of_programs_are_left_out_of_an_incidents_count() {
     // Office makes and removes its lock at every open and close: never an incident.
     fs::remove_file(env.path("reports/~$r0.docx")).unwrap();
     env.sync();
-    assert!(incidents(&env).is_empty(), "{:#?}", incidents(&env));
+    assert!(
+        env.incidents_json().is_empty(),
+        "{:#?}",
+        env.incidents_json()
+    );
     fs::remove_dir_all(env.path("reports")).unwrap();
     env.sync();
-    let all = incidents(&env);
+    let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["files"], 4, "{all:#?}");
 }

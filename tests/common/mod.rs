@@ -256,6 +256,15 @@ impl TestEnv {
         map
     }
 
+    /// `undelete incidents --json`, parsed: newest first.
+    pub fn incidents_json(&self) -> Vec<Value> {
+        let stdout = self.run_ok(&["incidents", "--json"]);
+        match serde_json::from_str(&stdout) {
+            Ok(Value::Array(rows)) => rows,
+            other => panic!("incidents --json did not print an array: {other:?}\n{stdout}"),
+        }
+    }
+
     /// `undelete status --json`, parsed; it exits 0 when protection is on, 3 when off.
     pub fn status_json(&self) -> Value {
         let out = self.run(&["status", "--json"]);
