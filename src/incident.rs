@@ -387,46 +387,83 @@ pub fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexEr
 /// How long a closed alert is shown by `status` as history.
 pub const HISTORY_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
 
-/// One line of history for a mass-deletion alert that is no longer a warning:
-/// "Resolved today 09:41: 2,132 of 2,149 files brought back (report: …)."
-/// None for alerts of other kinds, or still open.
+/// What became of a mass-deletion alert, in a sentence, with the report of the
+/// restore that ended it.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub sentence: String,
+    pub report: Option<std::path::PathBuf>,
+}
+
+impl History {
+    /// For a terminal: the sentence wrapped after `prefix`, and the report on a line
+    /// of its own, so its path is never split and the layout never depends on it.
+    pub fn text(&self, prefix: &str) -> String {
+        let mut out = crate::report::wrap(&format!("{prefix}{}", self.sentence));
+        if let Some(report) = &self.report {
+            out.push_str(&format!(
+                "\n  Report: {}",
+                crate::report::display_path(report)
+            ));
+        }
+        out
+    }
+
+    /// In one line, for JSON.
+    pub fn one_line(&self) -> String {
+        match &self.report {
+            Some(report) => format!(
+                "{} Report: {}",
+                self.sentence,
+                crate::report::json_path(report).0
+            ),
+            None => self.sentence.clone(),
+        }
+    }
+}
+
+/// The history of a mass-deletion alert that is no longer a warning: "Resolved
+/// today 09:41: 2,132 of 2,149 files brought back (incident K7Q-4MD)." with its
+/// report. None for alerts of other kinds, or still open.
 pub fn history_line(
     entry: &crate::index::AlertEntry,
     incident: Option<&crate::index::Incident>,
     now: i64,
-) -> Option<String> {
+) -> Option<History> {
     use crate::index::AlertState;
     let incident = incident?;
     let when = spoken_in_a_sentence(entry.alert.cleared_at?, now);
     let folder = crate::report::display_path(&incident.folder);
     match &entry.state {
         AlertState::Resolved { report } => {
-            let report = report
-                .as_deref()
-                .map(|r| format!(" Report: {}", crate::report::display_path(r)))
-                .unwrap_or_default();
             let of = if incident.files == 1 {
                 "1 file".to_owned()
             } else {
                 format!("{} files", crate::report::count(incident.files))
             };
-            Some(format!(
-                "Resolved {when}: {} of {of} brought back (incident {}).{report}",
-                crate::report::count(incident.restored),
-                incident.code,
-            ))
+            Some(History {
+                sentence: format!(
+                    "Resolved {when}: {} of {of} brought back (incident {}).",
+                    crate::report::count(incident.restored),
+                    incident.code,
+                ),
+                report: report.clone(),
+            })
         }
         AlertState::Acknowledged { note } => {
             let note = note
                 .as_deref()
                 .map(|n| format!(" (note: {n})"))
                 .unwrap_or_default();
-            Some(format!(
-                "Acknowledged {when}: the deletion of {} from {folder} (incident {}) \
-                 needs no restore{note}.",
-                crate::report::files(incident.files),
-                incident.code,
-            ))
+            Some(History {
+                sentence: format!(
+                    "Acknowledged {when}: the deletion of {} from {folder} (incident {}) \
+                     needs no restore{note}.",
+                    crate::report::files(incident.files),
+                    incident.code,
+                ),
+                report: None,
+            })
         }
         _ => None,
     }
@@ -437,7 +474,7 @@ pub fn history_line(
 pub fn recent_history(
     index: &Index,
     now: i64,
-) -> Result<Vec<(crate::index::AlertEntry, String)>, IndexError> {
+) -> Result<Vec<(crate::index::AlertEntry, History)>, IndexError> {
     let mut out = Vec::new();
     for entry in index.alert_entries(now - HISTORY_NS)? {
         let Some(code) = alerted_code(&entry.alert.kind) else {

@@ -98,11 +98,20 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 }
             }
             state => {
-                let what = incident
+                let prefix = format!("Alert {}: ", a.id);
+                match incident
                     .as_ref()
                     .and_then(|i| incident::history_line(entry, Some(i), now))
-                    .unwrap_or_else(|| closed_words(entry, state, &message, now));
-                println!("{}", wrap(&format!("Alert {}: {what}", a.id)));
+                {
+                    Some(history) => println!("{}", history.text(&prefix)),
+                    None => println!(
+                        "{}",
+                        wrap(&format!(
+                            "{prefix}{}",
+                            closed_words(entry, state, &message, now)
+                        ))
+                    ),
+                }
             }
         }
         println!();

@@ -66,7 +66,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             })).collect::<Vec<_>>(),
             "alert_history": history.iter().map(|(entry, line)| json!({
                 "kind": entry.alert.kind,
-                "message": line,
+                "message": line.one_line(),
                 "raised_at": clock::rfc3339(entry.alert.raised_at),
                 "closed_at": entry.alert.cleared_at.map(clock::rfc3339),
             })).collect::<Vec<_>>(),
@@ -152,7 +152,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     // Below what matters now: these need nothing done.
     for (_, line) in &history {
         println!();
-        println!("{}", wrap(line));
+        println!("{}", line.text(""));
     }
     Ok(exit_code(running))
 }
