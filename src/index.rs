@@ -1547,7 +1547,7 @@ impl Index {
         rules: grouping::Rules,
         new_code: &mut dyn FnMut() -> String,
     ) -> Result<(Vec<i64>, bool)> {
-        let loose: Vec<Loose> = {
+        let mut loose: Vec<Loose> = {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT id, path, root_id, kind, deleted_at, seen_at, size, uncaptured IS NULL
                  FROM versions WHERE deleted_at IS NOT NULL AND incident_id IS NULL
@@ -1570,6 +1570,17 @@ impl Index {
         if loose.is_empty() {
             return Ok((Vec::new(), false));
         }
+        // Deleted in the same moment (one batch, or one scan), in the order `rm -rf`
+        // goes: files, then folders deepest first. A folder taken before the files in
+        // it would find no incident to be evidence for. (Stable: files keep their order.)
+        loose.sort_by_key(|r| {
+            let depth = if r.folder {
+                r.path.as_os_str().len()
+            } else {
+                0
+            };
+            (r.at, r.folder, std::cmp::Reverse(depth))
+        });
         // Decided in memory and written once per incident at the end: a burst of
         // 100,000 deletions costs one statement per file instead of three.
         let mut by_root: HashMap<i64, RootGroupings> = HashMap::new();
@@ -2706,6 +2717,31 @@ pub(crate) mod tests {
         // The alert told under the other code goes on under the one that stays.
         let open = ix.open_alerts().unwrap();
         assert_eq!(open[0].kind, crate::incident::alert_kind("AAA-AAA"));
+    }
+
+    #[test]
+    fn a_folder_deleted_in_the_same_moment_as_its_files_names_their_incident() {
+        let (_d, ix, root) = index();
+        // Recorded parent first, as a scan records them; all gone in one batch.
+        for p in ["/srv/share/acc", "/srv/share/acc/2026"] {
+            ix.insert_version(Path::new(p), root, &dir_observed(), 1)
+                .unwrap();
+        }
+        ix.insert_version(Path::new("/srv/share/acc/2026/q.xls"), root, &file(1, 5), 1)
+            .unwrap();
+        let gone = Gone {
+            at: 100,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        ix.mark_removed(Path::new("/srv/share/acc"), true, &gone)
+            .unwrap();
+        ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap();
+        let listed = ix.incidents(10).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:#?}");
+        assert_eq!(listed[0].folder, PathBuf::from("/srv/share/acc"));
+        assert_eq!(listed[0].files, 1);
     }
 
     fn dir_observed() -> Observed {

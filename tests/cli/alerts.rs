@@ -344,7 +344,7 @@ fn the_alert_command_is_told_twice_the_second_time_with_the_final_counts() {
 /// The settings of a daemon that e-mails `server`.
 fn email_settings(env: &TestEnv, port: u16, extra: &str) -> String {
     format!(
-        "vault = {:?}\nprotect = [{:?}]\nalert_files = 3\nincident_gap = \"2s\"\n\n\
+        "vault = {:?}\nprotect = [{:?}]\nalert_files = 3\nincident_gap = \"5s\"\n\n\
          [alert.email]\nserver = \"127.0.0.1\"\nport = {port}\nfrom = \"undelete <undelete@office.example>\"\n\
          to = [\"owner@office.example\"]\n{extra}",
         env.vault, env.share
