@@ -14,8 +14,9 @@
 //! - Within one of those folders, a deletion next door joins only in the same
 //!   continuous stream (`BURST`): the `rm -rf` moving on to the next subfolder.
 //!   A person deleting `2023/` and then, seconds later, `2024/` made two.
-//! - When a folder holding open incidents is deleted itself, the `rm -rf`
-//!   reached it: they merge into one, named by that folder.
+//! - When a folder holding several open incidents is deleted itself, the
+//!   `rm -rf` reached it: they merge into one.
+//! - An incident is named by the deepest folder holding its files.
 //! - A program's lock file never starts an incident (Office makes and removes
 //!   one at every open and close); it joins one that is happening.
 //!
@@ -78,7 +79,7 @@ pub enum Place {
     /// Join, and the incident's folder becomes this one (an ancestor of it).
     Widen(usize, PathBuf),
     /// These incidents become one (the first, the oldest, keeps its code), named
-    /// by this folder; the deletion joins it.
+    /// by this folder (the deepest holding them all); the deletion joins it.
     Merge(Vec<usize>, PathBuf),
     /// A new incident, in this folder.
     New(PathBuf),
@@ -103,9 +104,17 @@ pub fn place(open: &[Open], root: &Path, d: &Deletion<'_>, rules: Rules, gap_ns:
         let mut inside: Vec<usize> = (0..open.len())
             .filter(|&i| fits(&open[i]) && open[i].folder.starts_with(d.path))
             .collect();
-        if !inside.is_empty() {
-            inside.sort_by_key(|&i| (open[i].first_at, i));
-            return Place::Merge(inside, d.path.to_owned());
+        inside.sort_by_key(|&i| (open[i].first_at, i));
+        match inside.as_slice() {
+            [] => {}
+            [one] => return Place::Join(*one),
+            [first, rest @ ..] => {
+                // Named, as every incident, by the deepest folder holding its files.
+                let folder = rest.iter().fold(open[*first].folder.clone(), |f, &i| {
+                    common_folder(&f, &open[i].folder)
+                });
+                return Place::Merge(inside, folder);
+            }
         }
         return match deepest(open, |o| {
             fits(o) && o.folder != root && d.path.starts_with(&o.folder)
@@ -242,6 +251,13 @@ mod tests {
                 ("/share/photos".into(), vec![2, 3])
             ]
         );
+        // Named by where the files were, the folders above joining it.
+        let got = group(&[
+            ("/share/accounts/2026/q1.xls", 0, false),
+            ("/share/accounts/2026", 0, true),
+            ("/share/accounts", 0, true),
+        ]);
+        assert_eq!(got, [("/share/accounts/2026".into(), vec![0, 1, 2])]);
     }
 
     #[test]

@@ -2720,14 +2720,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_folder_deleted_in_the_same_moment_as_its_files_names_their_incident() {
+    fn an_empty_folder_deleted_with_its_neighbours_files_is_part_of_their_incident() {
         let (_d, ix, root) = index();
         // Recorded parent first, as a scan records them; all gone in one batch.
-        for p in ["/srv/share/acc", "/srv/share/acc/2026"] {
+        for p in ["/srv/share/acc", "/srv/share/acc/empty"] {
             ix.insert_version(Path::new(p), root, &dir_observed(), 1)
                 .unwrap();
         }
-        ix.insert_version(Path::new("/srv/share/acc/2026/q.xls"), root, &file(1, 5), 1)
+        ix.insert_version(Path::new("/srv/share/acc/q.xls"), root, &file(1, 5), 1)
             .unwrap();
         let gone = Gone {
             at: 100,
@@ -2737,11 +2737,19 @@ pub(crate) mod tests {
         };
         ix.mark_removed(Path::new("/srv/share/acc"), true, &gone)
             .unwrap();
-        ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap();
+        let id = ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap()[0];
         let listed = ix.incidents(10).unwrap();
         assert_eq!(listed.len(), 1, "{listed:#?}");
-        assert_eq!(listed[0].folder, PathBuf::from("/srv/share/acc"));
-        assert_eq!(listed[0].files, 1);
+        assert_eq!(
+            (listed[0].folder.as_path(), listed[0].files),
+            (Path::new("/srv/share/acc"), 1)
+        );
+        // Taken after the files it was deleted with, so a restore of the incident
+        // brings the empty folder back too.
+        for p in ["/srv/share/acc/empty", "/srv/share/acc"] {
+            let folder = ix.latest(Path::new(p)).unwrap().unwrap();
+            assert_eq!(folder.incident_id, Some(id), "{p}");
+        }
     }
 
     fn dir_observed() -> Observed {

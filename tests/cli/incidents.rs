@@ -38,7 +38,7 @@ fn two_folders_deleted_seconds_apart_are_two_incidents() {
         folders,
         [
             env.share.to_str().unwrap().to_owned(),
-            env.json_path("accounts"),
+            env.json_path("accounts/2026"),
             env.json_path("photos")
         ]
     );
