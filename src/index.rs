@@ -128,6 +128,11 @@ DROP INDEX versions_without_incident;
 CREATE INDEX versions_without_incident ON versions(deleted_at)
     WHERE deleted_at IS NOT NULL AND incident_id IS NULL;
 "#,
+    // Size, mtime and inode do not prove content unchanged: tools put the mtime back
+    // after editing. The change time cannot be set by users; 0 is "not recorded".
+    r#"
+ALTER TABLE versions ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The incident id of deletions that belong to no incident (a folder or a lock file
@@ -360,6 +365,8 @@ pub struct Observed {
     pub object: Option<ObjectId>,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The change time, which no user can set back; 0 when not recorded (older versions).
+    pub ctime_ns: i64,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -408,7 +415,7 @@ impl Version {
 
 const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
-     removal, uncaptured, uncaptured_detail, incident_id, restored_at";
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns";
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
     let path: Vec<u8> = row.get(1)?;
@@ -426,6 +433,7 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
             object: object.as_deref().and_then(ObjectId::from_slice),
             size: row.get::<_, i64>(5)? as u64,
             mtime_ns: row.get(6)?,
+            ctime_ns: row.get(23)?,
             mode: row.get(7)?,
             uid: row.get(8)?,
             gid: row.get(9)?,
@@ -1000,8 +1008,9 @@ impl Index {
         self.conn
             .prepare_cached(
                 "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
-                     inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail,
+                     ctime_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 path_bytes(path),
@@ -1019,6 +1028,7 @@ impl Index {
                 captured_at,
                 observed.uncaptured.as_ref().map(Uncaptured::code),
                 observed.uncaptured.as_ref().and_then(Uncaptured::detail),
+                observed.ctime_ns,
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -1039,7 +1049,7 @@ impl Index {
         self.conn
             .prepare_cached(
                 "UPDATE versions SET size = ?2, mtime_ns = ?3, mode = ?4, uid = ?5, gid = ?6,
-                     inode = ?7 WHERE id = ?1",
+                     inode = ?7, ctime_ns = ?8 WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -1049,6 +1059,7 @@ impl Index {
                 observed.uid,
                 observed.gid,
                 observed.inode as i64,
+                observed.ctime_ns,
             ])?;
         Ok(())
     }
@@ -1117,6 +1128,7 @@ impl Index {
             object: None,
             size: 0,
             mtime_ns: 0,
+            ctime_ns: 0,
             mode: 0,
             uid: 0,
             gid: 0,
@@ -2424,6 +2436,7 @@ pub(crate) mod tests {
             object: Some(ObjectId::from_bytes([object; 32])),
             size,
             mtime_ns: 1,
+            ctime_ns: 1,
             mode: 0o644,
             uid: 0,
             gid: 0,

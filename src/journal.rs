@@ -119,6 +119,9 @@ pub struct ObservedRecord {
     object: Option<String>,
     size: u64,
     mtime_ns: i64,
+    /// Absent in records written before the change time was recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ctime_ns: i64,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -138,6 +141,7 @@ impl From<&Observed> for ObservedRecord {
             object: o.object.map(|id| id.to_hex()),
             size: o.size,
             mtime_ns: o.mtime_ns,
+            ctime_ns: o.ctime_ns,
             mode: o.mode,
             uid: o.uid,
             gid: o.gid,
@@ -147,6 +151,10 @@ impl From<&Observed> for ObservedRecord {
             uncaptured_detail: o.uncaptured.as_ref().and_then(Uncaptured::detail),
         }
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl ObservedRecord {
@@ -163,6 +171,7 @@ impl ObservedRecord {
             object,
             size: self.size,
             mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
             mode: self.mode,
             uid: self.uid,
             gid: self.gid,

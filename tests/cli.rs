@@ -18,6 +18,8 @@ mod capture;
 mod doctor;
 #[path = "cli/faults.rs"]
 mod faults;
+#[path = "cli/in_place.rs"]
+mod in_place;
 #[path = "cli/incidents.rs"]
 mod incidents;
 #[path = "cli/interrupt.rs"]

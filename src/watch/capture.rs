@@ -153,7 +153,7 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
                     limit: rules.max_file_size.unwrap_or_default(),
                 });
             } else if let Some(kept) = current.filter(|c| same_content(c, &observed)) {
-                // Same size, mtime and inode as a copy already made: only metadata changed.
+                // Same size, times and inode as a copy already made: nothing was written.
                 observed.object = kept.observed.object;
             } else if let Some(object) = job
                 .announced
@@ -166,7 +166,18 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
                 observed.object = Some(object);
                 return Look::Announced(observed);
             } else {
-                return copy_file(vault, path, observed, rules.max_file_size, job.likely);
+                // A change of metadata alone (or of content with the mtime put back) is
+                // hashed before anything is written: content already kept costs no copy.
+                let likely = current
+                    .filter(|c| c.observed.kind == EntryKind::File && c.observed.uncaptured.is_none())
+                    .and_then(|c| {
+                        c.observed.object.map(|id| Likely {
+                            id,
+                            size: c.observed.size,
+                        })
+                    })
+                    .or(job.likely);
+                return copy_file(vault, path, observed, rules.max_file_size, likely);
             }
         }
     }
@@ -174,6 +185,9 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
 }
 
 /// Whether the version already kept is certainly this content, without reading it.
+/// Size, mtime and inode are not enough: `touch -r`, `rsync --inplace -t` and photo
+/// tools put the mtime back after writing. Every write moves the change time, and
+/// no user can set it back; a version recorded without one is read again.
 fn same_content(current: &Version, now: &Observed) -> bool {
     let was = &current.observed;
     was.kind == EntryKind::File
@@ -181,6 +195,8 @@ fn same_content(current: &Version, now: &Observed) -> bool {
         && was.uncaptured.is_none()
         && was.size == now.size
         && was.mtime_ns == now.mtime_ns
+        && was.ctime_ns != 0
+        && was.ctime_ns == now.ctime_ns
         && was.inode == now.inode
 }
 
@@ -326,6 +342,7 @@ pub fn observed_from(meta: &Metadata) -> Observed {
             meta.len()
         },
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
