@@ -1427,6 +1427,14 @@ impl Index {
         Ok(out)
     }
 
+    /// Whether some version (current or older) refers to the object.
+    pub fn refers_to(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE object = ?1)")?
+            .query_row([&id.as_bytes()[..]], |r| r.get(0))?)
+    }
+
     /// Every captured object, with one path that refers to it (for `verify`).
     pub fn objects_with_paths(&self) -> Result<Vec<(ObjectId, u64, Vec<PathBuf>)>> {
         let mut stmt = self.conn.prepare(

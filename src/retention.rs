@@ -206,7 +206,8 @@ impl PurgePlan {
 
 /// How many bytes the vault must give back to meet the size and free-space rules.
 fn space_short(index: &Index, vault: &Vault, rules: &Retention) -> Result<u64, PurgeError> {
-    let used = index.totals()?.object_bytes;
+    // What the disk really holds, should it ever hold more than the index knows of.
+    let used = index.totals()?.object_bytes.max(vault.bytes_on_disk()?);
     let over_cap = rules
         .max_vault_bytes
         .map_or(0, |max| used.saturating_sub(max));

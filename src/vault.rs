@@ -217,9 +217,16 @@ impl Staged {
 
 #[derive(Default)]
 struct Staging {
-    copies: HashMap<ObjectId, Staged>,
+    copies: HashMap<ObjectId, Claimed>,
     /// How many of them are unnamed, so hold a descriptor.
     open: usize,
+}
+
+/// A staged copy, and how many stores since the last flush handed out its id: one
+/// `discard` each may take them back, and the copy goes when none is left.
+struct Claimed {
+    staged: Staged,
+    claims: usize,
 }
 
 /// Space the daemon keeps set aside on the vault's disk, in a file of its own, for
@@ -380,6 +387,78 @@ impl Vault {
         Ok(removed)
     }
 
+    /// Every object file in `objects/`, with its size on disk. Files whose name is not
+    /// an object's are left out (nothing but this module writes there).
+    pub fn object_files(&self) -> Result<Vec<(ObjectId, u64)>, VaultError> {
+        let objects = self.root.join("objects");
+        let fans = fs::read_dir(&objects).map_err(|e| VaultError::io("list", &objects, e))?;
+        let mut out = Vec::new();
+        for fan in fans.flatten() {
+            let prefix = fan.file_name();
+            let Some(prefix) = prefix.to_str().filter(|p| p.len() == 2) else {
+                continue;
+            };
+            let Ok(files) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|rest| format!("{prefix}{rest}").parse::<ObjectId>().ok())
+                else {
+                    continue;
+                };
+                if let Ok(meta) = file.metadata() {
+                    out.push((id, meta.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes the vault's copies take: every object file, and anything in `tmp/`.
+    pub fn bytes_on_disk(&self) -> Result<u64, VaultError> {
+        let tmp = self.root.join("tmp");
+        let in_tmp: u64 = fs::read_dir(&tmp)
+            .map_err(|e| VaultError::io("list", &tmp, e))?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(self.object_files()?.iter().map(|(_, size)| size).sum::<u64>() + in_tmp)
+    }
+
+    /// Removes the object files `is_recorded` does not know: copies named by a flush
+    /// whose index commit never came (a crash in between, or a failed commit), or
+    /// left by a purge stopped before it removed them. Only the daemon calls this,
+    /// holding the vault's lock, with nothing staged, on a healthy index.
+    pub fn sweep<E>(
+        &self,
+        mut is_recorded: impl FnMut(&ObjectId) -> Result<bool, E>,
+    ) -> Result<(usize, u64), E>
+    where
+        E: From<VaultError>,
+    {
+        debug_assert!(
+            self.staged
+                .lock()
+                .expect("the staged objects are never poisoned")
+                .copies
+                .is_empty(),
+            "a sweep with copies waiting to be named would remove them"
+        );
+        let mut removed = (0, 0);
+        for (id, size) in self.object_files()? {
+            if !is_recorded(&id)? {
+                self.remove_object(&id)?;
+                removed.0 += 1;
+                removed.1 += size;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Copies everything `source` yields into the vault, hashing in the same pass.
     /// The object gets its name at the next `flush`; until then it is only staged.
     pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
@@ -398,7 +477,7 @@ impl Vault {
             if first < buf.len() {
                 // All of it is in memory: content already kept costs no write at all.
                 let id = ObjectId::of(blake3::hash(&buf[..first]));
-                if self.is_kept(&id) {
+                if self.claim_kept(&id) {
                     return Ok(Stored {
                         id,
                         size: first as u64,
@@ -505,7 +584,7 @@ impl Vault {
             }
         })?;
         let id = ObjectId::of(hasher.finalize());
-        if self.is_kept(&id) {
+        if self.claim_kept(&id) {
             return Ok(Some(Stored {
                 id,
                 size,
@@ -543,7 +622,7 @@ impl Vault {
             };
         }
         let id = ObjectId::of(hasher.finalize());
-        if self.is_kept(&id) {
+        if self.claim_kept(&id) {
             // Identical content is already kept; the temporary copy goes away with `tmp`.
             return Ok(Stored {
                 id,
@@ -604,14 +683,41 @@ impl Vault {
             .map_err(|e| VaultError::io("write", tmp.path(&self.root.join("tmp")), e))
     }
 
-    /// Whether an object is in the vault, or staged to be named at the next flush.
-    fn is_kept(&self, id: &ObjectId) -> bool {
-        self.staged
+    /// Whether an object is in the vault, or staged to be named at the next flush; a
+    /// staged one is claimed by the store that asks (see `discard`).
+    fn claim_kept(&self, id: &ObjectId) -> bool {
+        if let Some(claimed) = self
+            .staged
             .lock()
             .expect("the staged objects are never poisoned")
             .copies
-            .contains_key(id)
-            || self.object_path(id).is_file()
+            .get_mut(id)
+        {
+            claimed.claims += 1;
+            return true;
+        }
+        self.object_path(id).is_file()
+    }
+
+    /// Takes back what a store handed out, when its copy will not be recorded (the
+    /// file changed while it was read): a staged copy that no other store claimed is
+    /// dropped before any flush can name it, so nothing lands in `objects/` that the
+    /// index does not account for. A copy already named is left to the sweep.
+    pub fn discard(&self, stored: &Stored) {
+        let mut staging = self
+            .staged
+            .lock()
+            .expect("the staged objects are never poisoned");
+        let Some(claimed) = staging.copies.get_mut(&stored.id) else {
+            return;
+        };
+        claimed.claims -= 1;
+        if claimed.claims == 0
+            && let Some(gone) = staging.copies.remove(&stored.id)
+            && matches!(gone.staged, Staged::Unnamed(_))
+        {
+            staging.open -= 1;
+        }
     }
 
     /// Keeps a finished temporary copy until `flush` names it. Its writing to disk
@@ -623,18 +729,27 @@ impl Vault {
             .lock()
             .expect("the staged objects are never poisoned");
         // Another worker may have staged the same content meanwhile: one copy is enough.
-        let is_new = !staging.copies.contains_key(&id);
-        if is_new {
-            let staged = match tmp.named {
-                None => {
-                    staging.open += 1;
-                    Staged::Unnamed(tmp.file)
-                }
-                Some(path) => Staged::Named(path),
-            };
-            staging.copies.insert(id, staged);
+        if let Some(claimed) = staging.copies.get_mut(&id) {
+            claimed.claims += 1;
+            return Ok(Stored {
+                id,
+                size,
+                is_new: false,
+            });
         }
-        Ok(Stored { id, size, is_new })
+        let staged = match tmp.named {
+            None => {
+                staging.open += 1;
+                Staged::Unnamed(tmp.file)
+            }
+            Some(path) => Staged::Named(path),
+        };
+        staging.copies.insert(id, Claimed { staged, claims: 1 });
+        Ok(Stored {
+            id,
+            size,
+            is_new: true,
+        })
     }
 
     /// Makes every object stored since the last call durable under its name. Call
@@ -657,7 +772,7 @@ impl Vault {
         }
         let tmp_dir = self.root.join("tmp");
         sync_filesystem(&tmp_dir)?;
-        for (id, staged) in staged.copies {
+        for (id, Claimed { staged, .. }) in staged.copies {
             let dest = self.object_path(&id);
             match staged.name_as(&dest) {
                 Ok(()) => {}
@@ -972,6 +1087,23 @@ mod tests {
         assert_eq!(new.id.as_bytes(), blake3::hash(&edited).as_bytes());
         vault.flush().unwrap();
         assert_eq!(vault.verify(&new.id).unwrap(), edited.len() as u64);
+    }
+
+    #[test]
+    fn a_discarded_copy_is_never_named_unless_another_store_claimed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("v")).unwrap();
+        let thrown = vault.store(&mut &b"read while it changed"[..]).unwrap();
+        vault.discard(&thrown);
+        let shared = vault.store(&mut &b"two files, one content"[..]).unwrap();
+        let other = vault.store(&mut &b"two files, one content"[..]).unwrap();
+        assert!(shared.is_new && !other.is_new);
+        vault.discard(&shared);
+        vault.flush().unwrap();
+        assert!(!vault.contains(&thrown.id), "a discarded copy was named");
+        assert!(vault.contains(&other.id), "the copy another store relies on went");
+        assert_eq!(vault.object_files().unwrap().len(), 1);
+        assert_eq!(fs::read_dir(dir.path().join("v/tmp")).unwrap().count(), 0);
     }
 
     #[test]

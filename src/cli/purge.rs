@@ -44,6 +44,9 @@ pub fn run(config: &Config, dry_run: bool, rules_given: bool) -> anyhow::Result<
         // journaled, as the daemon's changes are, so a rebuilt index knows them.
         Ok(_lock) => {
             let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+            // Copies no version refers to are removed first: the size rules would
+            // otherwise purge kept versions for room they take.
+            crate::watch::sweep(&vault, &index)?;
             let plan = plan_and_show(&index)?;
             let done = retention::execute(&plan, &index, &vault, now)?;
             for (path, why) in &done.not_removed {

@@ -33,6 +33,9 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     // Alerts that ended (everything back, or the deletion was wanted): history now.
     let history = crate::incident::recent_history(&index, now)?;
     let free = crate::vault::free_space(vault.root());
+    // What the disk holds, not what the index knows of: the two part only through a
+    // fault, and then the disk is what fills up.
+    let used = vault.bytes_on_disk().unwrap_or(totals.object_bytes);
     let since = index
         .meta("daemon_started_at")?
         .and_then(|s| s.parse::<i64>().ok());
@@ -50,7 +53,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             "deleted_restored": totals.deleted_restored,
             "vault": {
                 "path": vault.root(),
-                "bytes_used": totals.object_bytes,
+                "bytes_used": used,
                 "bytes_free": free,
             },
             "last_capture": totals.last_capture.map(clock::rfc3339),
@@ -136,13 +139,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(free) => println!(
             "Vault: {} ({} used, {} free)",
             vault.root().display(),
-            bytes(totals.object_bytes),
+            bytes(used),
             bytes(free)
         ),
         None => println!(
             "Vault: {} ({} used)",
             vault.root().display(),
-            bytes(totals.object_bytes)
+            bytes(used)
         ),
     }
     match totals.last_capture {

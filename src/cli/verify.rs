@@ -20,11 +20,22 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             Err(damage) => bad.push((damage, paths)),
         }
     }
+    // Copies on disk that no version refers to: space taken for nothing, which the
+    // service removes when it starts and before it purges.
+    let mut unknown = (0u64, 0u64);
+    for (id, size) in vault.object_files()? {
+        if !index.refers_to(&id)? {
+            unknown.0 += 1;
+            unknown.1 += size;
+        }
+    }
     if as_json {
         let value = json!({
             "objects_checked": objects.len(),
             "bytes_checked": checked_bytes,
             "index_problems": index_problems,
+            "unrecorded_objects": unknown.0,
+            "unrecorded_bytes": unknown.1,
             "damaged": bad.iter().map(|(damage, paths)| json!({
                 "problem": match damage {
                     DamageError::Missing => "missing",
@@ -43,6 +54,14 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             for path in paths.iter() {
                 println!("{}: the copy is {damage}", display_path(path));
             }
+        }
+        if unknown.0 > 0 {
+            println!(
+                "{} copies in the vault ({}) belong to no file the index knows; the \
+                 undelete service removes them when it starts.",
+                count(unknown.0),
+                bytes(unknown.1)
+            );
         }
         if bad.is_empty() && index_problems.is_empty() {
             println!(

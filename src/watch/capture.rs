@@ -257,7 +257,10 @@ fn copy_file(
         };
         let after = match file.metadata() {
             Ok(meta) => meta,
-            Err(e) => return unreadable(observed, &e),
+            Err(e) => {
+                vault.discard(&stored);
+                return unreadable(observed, &e);
+            }
         };
         if unchanged_while_read(&before, &after, stored.size) {
             observed = observed_from(&after);
@@ -268,6 +271,8 @@ fn copy_file(
                 Look::Found(observed)
             };
         }
+        // This copy will not be recorded: it must not stay in the vault either.
+        vault.discard(&stored);
         tracing::debug!(
             "{} changed while it was read; reading again",
             path.display()

@@ -172,6 +172,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
     }
     let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
     index.keep_busy_pages_in_memory()?;
+    sweep(&vault, &index)?;
     let now = clock::now();
     let roots = index.set_roots(&roots, now)?;
     let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());
@@ -222,6 +223,20 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
     daemon.serve()?;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Removes copies in the vault that no version refers to (see `Vault::sweep`): at
+/// start, and before every purge, when nothing is staged and everything is committed.
+/// Whoever calls it holds the vault's lock (`lock_vault`).
+pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
+    let (n, bytes) = vault.sweep(|id| index.refers_to(id).map_err(DaemonError::from))?;
+    if n > 0 {
+        tracing::warn!(
+            "removed {n} copies ({}) from the vault that the index did not account for",
+            crate::report::bytes(bytes)
+        );
+    }
     Ok(())
 }
 
@@ -664,6 +679,9 @@ impl Daemon {
     /// Applies the retention rules. Between batches, with everything committed and
     /// no copy under way, so no capture can come to refer to an object it removes.
     fn purge(&self, rules: &Retention) -> Result<String, String> {
+        if let Err(e) = sweep(&self.vault, &self.index) {
+            tracing::error!("cannot sweep the vault: {e}");
+        }
         let now = clock::now();
         let outcome =
             crate::retention::plan(&self.index, &self.vault, rules, now).and_then(|plan| {

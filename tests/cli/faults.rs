@@ -3,7 +3,8 @@
 //! index is never damaged, and users' files are never touched.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -564,4 +565,75 @@ fn a_read_only_vault_after_a_clean_stop_still_lists_and_restores_elsewhere() {
 #[test]
 fn a_read_only_vault_of_a_killed_daemon_still_lists_and_restores_elsewhere() {
     read_only_vault_still_lists_and_restores("killed");
+}
+
+#[test]
+fn copies_of_a_file_that_changed_while_read_are_not_left_in_the_vault() {
+    // A log appended every few milliseconds: most reads see it change and are thrown
+    // away. Each of those copies stayed in `objects/`, unknown to the index, until a
+    // small vault filled while `status` said almost nothing was used.
+    let Some(disk) = LoopDisk::new("copies_of_a_file_that_changed_while_read…", 64) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    env.vault = disk.join("vault");
+    let log = env.write("app.log", content(1, 6 << 20));
+    env.start_daemon(&[]);
+    env.sync();
+    let stop = Instant::now() + Duration::from_secs(3);
+    let mut n = 0;
+    while Instant::now() < stop {
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&content(n, 4096)).unwrap();
+        drop(f);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    env.sync();
+    env.stop_daemon();
+
+    let on_disk: u64 = walkdir::WalkDir::new(env.vault.join("objects"))
+        .min_depth(2)
+        .into_iter()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    let verify: serde_json::Value =
+        serde_json::from_str(&env.run_ok(&["verify", "--json"])).unwrap();
+    assert_eq!(
+        verify["bytes_checked"].as_u64(),
+        Some(on_disk),
+        "the vault holds bytes the index does not account for ({n} appends): {verify}"
+    );
+    assert_eq!(verify["unrecorded_objects"], 0, "{verify}");
+    let status = env.status_json();
+    assert_eq!(status["vault"]["bytes_used"].as_u64(), Some(on_disk), "{status}");
+    assert_eq!(
+        fs::read_dir(env.vault.join("tmp")).unwrap().count(),
+        0,
+        "nothing is left in tmp/"
+    );
+}
+
+#[test]
+fn a_copy_named_but_never_recorded_is_swept_at_start_and_seen_by_verify() {
+    // A crash between naming a copy and committing the row that refers to it.
+    let mut env = TestEnv::new();
+    env.write("kept.txt", "kept");
+    env.start_daemon(&[]);
+    env.sync();
+    env.stop_daemon();
+    let stray = env.object_path(b"never recorded");
+    fs::write(&stray, b"never recorded").unwrap();
+    let verify: serde_json::Value =
+        serde_json::from_str(&env.run_ok(&["verify", "--json"])).unwrap();
+    assert_eq!(verify["unrecorded_objects"], 1, "{verify}");
+    assert_eq!(verify["unrecorded_bytes"], 14, "{verify}");
+    let used = env.status_json()["vault"]["bytes_used"].as_u64().unwrap();
+    assert_eq!(used, 4 + 14, "status counts what the disk holds");
+    env.start_daemon(&[]);
+    env.sync();
+    assert!(!stray.exists(), "the stray copy was swept");
+    assert!(env.object_path(b"kept").is_file(), "a recorded copy stays");
+    env.stop_daemon();
 }
