@@ -1166,18 +1166,7 @@ impl Index {
             )?
             .execute(params![path_bytes(to), to_lo, to_hi, now])?;
         // New paths are built in Rust: SQL's `||` would turn the byte paths into text.
-        let moving: Vec<(i64, Vec<u8>)> = {
-            let (lo, hi) = subtree_range(from);
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id, path FROM versions
-                 WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
-                   AND replaced_at IS NULL AND deleted_at IS NULL",
-            )?;
-            let rows = stmt.query_map(params![path_bytes(from), lo, hi], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let moving = self.current_subtree(from)?;
         let from_len = path_bytes(from).len();
         let mut update = self
             .conn
@@ -1188,6 +1177,58 @@ impl Index {
             update.execute(params![id, new, root_id])?;
         }
         Ok(moving.len())
+    }
+
+    /// Exchanges the current versions of `a` and everything below it with those of
+    /// `b` (`renameat2(RENAME_EXCHANGE)`): both histories go on, each under the
+    /// other's name. Nothing is replaced.
+    pub fn exchange(&self, a: &Path, a_root: i64, b: &Path, b_root: i64, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Exchange {
+                a: a.into(),
+                a_root: self.root_path(a_root)?.as_path().into(),
+                b: b.into(),
+                b_root: self.root_path(b_root)?.as_path().into(),
+                at: now,
+            })
+        })?;
+        let at_a = self.current_subtree(a)?;
+        let at_b = self.current_subtree(b)?;
+        let mut update = self
+            .conn
+            .prepare_cached("UPDATE versions SET path = ?2, root_id = ?3 WHERE id = ?1")?;
+        // Through a name no path can have (paths hold no NUL byte), so the two sets
+        // never meet in the index of current paths.
+        let parked = |path: &[u8]| [b"\0".as_slice(), path].concat();
+        let moved = |old: &[u8], from: &Path, to: &Path| {
+            let mut new = path_bytes(to).to_vec();
+            new.extend_from_slice(&old[path_bytes(from).len()..]);
+            new
+        };
+        for (id, old) in &at_a {
+            update.execute(params![id, parked(&moved(old, a, b)), b_root])?;
+        }
+        for (id, old) in &at_b {
+            update.execute(params![id, moved(old, b, a), a_root])?;
+        }
+        for (id, old) in &at_a {
+            update.execute(params![id, moved(old, a, b), b_root])?;
+        }
+        Ok(())
+    }
+
+    /// Ids and paths of the current versions of `dir` and everything below it.
+    fn current_subtree(&self, dir: &Path) -> Result<Vec<(i64, Vec<u8>)>> {
+        let (lo, hi) = subtree_range(dir);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, path FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+               AND replaced_at IS NULL AND deleted_at IS NULL",
+        )?;
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The paths whose current version could not be copied for `reason`

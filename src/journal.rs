@@ -235,6 +235,14 @@ pub enum Record {
         root: JournalPath,
         at: i64,
     },
+    /// `Index::exchange`.
+    Exchange {
+        a: JournalPath,
+        a_root: JournalPath,
+        b: JournalPath,
+        b_root: JournalPath,
+        at: i64,
+    },
     /// `Index::group_incidents` that grouped something, with the codes it drew, so
     /// the rebuilt incidents keep the codes people were told, and the rules it
     /// grouped by (`grouping::Rules`; records from before have none: the first).
@@ -314,6 +322,7 @@ impl Record {
             | Self::Removed { at, .. }
             | Self::Lost { at, .. }
             | Self::Rename { at, .. }
+            | Self::Exchange { at, .. }
             | Self::Alerted { at, .. }
             | Self::Alert { at, .. }
             | Self::AlertCleared { at, .. }
@@ -728,6 +737,19 @@ impl Replayer<'_> {
                     Err(why) => return Ok(Err(why)),
                 };
                 ix.rename(&from.0, &to.0, root, at)?;
+            }
+            Record::Exchange {
+                a,
+                a_root,
+                b,
+                b_root,
+                at,
+            } => {
+                let (a_root, b_root) = match (self.root_id(&a_root), self.root_id(&b_root)) {
+                    (Ok(a_root), Ok(b_root)) => (a_root, b_root),
+                    (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
+                };
+                ix.exchange(&a.0, a_root, &b.0, b_root, at)?;
             }
             Record::Incidents {
                 gap_ns,

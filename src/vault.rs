@@ -426,7 +426,12 @@ impl Vault {
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum();
-        Ok(self.object_files()?.iter().map(|(_, size)| size).sum::<u64>() + in_tmp)
+        Ok(self
+            .object_files()?
+            .iter()
+            .map(|(_, size)| size)
+            .sum::<u64>()
+            + in_tmp)
     }
 
     /// Removes the object files `is_recorded` does not know: copies named by a flush
@@ -1101,7 +1106,10 @@ mod tests {
         vault.discard(&shared);
         vault.flush().unwrap();
         assert!(!vault.contains(&thrown.id), "a discarded copy was named");
-        assert!(vault.contains(&other.id), "the copy another store relies on went");
+        assert!(
+            vault.contains(&other.id),
+            "the copy another store relies on went"
+        );
         assert_eq!(vault.object_files().unwrap().len(), 1);
         assert_eq!(fs::read_dir(dir.path().join("v/tmp")).unwrap().count(), 0);
     }

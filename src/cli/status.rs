@@ -142,11 +142,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             bytes(used),
             bytes(free)
         ),
-        None => println!(
-            "Vault: {} ({} used)",
-            vault.root().display(),
-            bytes(used)
-        ),
+        None => println!("Vault: {} ({} used)", vault.root().display(), bytes(used)),
     }
     match totals.last_capture {
         Some(at) => println!("Last copy made: {}", clock::spoken(at, now)),

@@ -1,15 +1,16 @@
 //! Looking at one path on disk and turning it into an `Observed` version,
 //! copying the content into the vault when it is a file that may be kept.
 //!
-//! Looks with `symlink_metadata` first and never opens anything that is not a
-//! regular file: a FIFO opened for reading blocks forever, a followed symlink
-//! leaves the protected folder.
+//! Looks with `fstatat` on the opened parent first (see `tree`) and never opens
+//! anything that is not a regular file: a FIFO opened for reading blocks
+//! forever, a followed symlink leaves the protected folder.
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, FileType, Stat};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -17,6 +18,8 @@ use crate::announce::Announcement;
 use crate::config::Excludes;
 use crate::index::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
+
+use super::tree;
 
 /// How many times a file that changes while being read is read again.
 const READ_ATTEMPTS: usize = 3;
@@ -118,18 +121,23 @@ pub fn look_all(vault: &Vault, rules: &HashMap<i64, Rules<'_>>, jobs: &[Option<J
 }
 
 /// Looks at the job's path and copies it into the vault unless its current version
-/// already holds the same content.
+/// already holds the same content. Through the opened parent folder (see `tree`):
+/// a path that now passes through a symlink is not inside the tree.
 pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
     let (path, relative, current) = (&job.path, &job.relative, job.current.as_ref());
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
+    let found = tree::open_parent(path).and_then(|(dir, name)| {
+        let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok((dir, name, st))
+    });
+    let (dir, name, st) = match found {
+        Ok(found) => found,
+        Err(e) if tree::is_gone(&e) => return Look::Missing,
         Err(e) => return Look::Uninspectable(e),
     };
-    let mut observed = observed_from(&meta);
+    let mut observed = observed_from(&st);
     match observed.kind {
         EntryKind::Dir => {}
-        EntryKind::Symlink => match fs::read_link(path) {
+        EntryKind::Symlink => match tree::read_link_at(&dir, &name) {
             Ok(target) => observed.link_target = Some(target),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
             Err(e) => {
@@ -140,7 +148,7 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
         },
         EntryKind::Special => {
             observed.uncaptured = Some(Uncaptured::Special {
-                what: special_name(&meta).to_owned(),
+                what: special_name(&st).to_owned(),
             })
         }
         EntryKind::File => {
@@ -169,7 +177,9 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
                 // A change of metadata alone (or of content with the mtime put back) is
                 // hashed before anything is written: content already kept costs no copy.
                 let likely = current
-                    .filter(|c| c.observed.kind == EntryKind::File && c.observed.uncaptured.is_none())
+                    .filter(|c| {
+                        c.observed.kind == EntryKind::File && c.observed.uncaptured.is_none()
+                    })
                     .and_then(|c| {
                         c.observed.object.map(|id| Likely {
                             id,
@@ -177,7 +187,8 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
                         })
                     })
                     .or(job.likely);
-                return copy_file(vault, path, observed, rules.max_file_size, likely);
+                let open = || tree::open_file_at(&dir, &name);
+                return copy_file(vault, open, observed, rules.max_file_size, likely);
             }
         }
     }
@@ -201,9 +212,10 @@ fn same_content(current: &Version, now: &Observed) -> bool {
 }
 
 /// Copies a regular file into the vault; reads it again if it changed meanwhile.
+/// `open` opens it afresh for each attempt.
 fn copy_file(
     vault: &Vault,
-    path: &Path,
+    open: impl Fn() -> io::Result<File>,
     mut observed: Observed,
     limit: Option<u64>,
     likely: Option<Likely>,
@@ -211,34 +223,30 @@ fn copy_file(
     for _ in 0..READ_ATTEMPTS {
         // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a link or a FIFO since
         // we looked, opening fails or returns at once instead of leaving the tree or hanging.
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags())
-            .open(path)
-        {
+        let mut file = match open() {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Look::Missing,
+            Err(e) if tree::is_gone(&e) => return Look::Missing,
             Err(e) => return unreadable(observed, &e),
         };
-        let before = match file.metadata() {
-            Ok(meta) if meta.is_file() => meta,
-            Ok(meta) => {
+        let before = match rustix::fs::fstat(&file) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
+            Ok(st) => {
                 // Replaced by something else between the look and the open.
-                let mut other = observed_from(&meta);
+                let mut other = observed_from(&st);
                 if other.kind == EntryKind::Special {
                     other.uncaptured = Some(Uncaptured::Special {
-                        what: special_name(&meta).to_owned(),
+                        what: special_name(&st).to_owned(),
                     });
                 }
                 return Look::Found(other);
             }
-            Err(e) => return unreadable(observed, &e),
+            Err(e) => return unreadable(observed, &e.into()),
         };
         let stored = match vault.store_file(&mut file, limit.unwrap_or(u64::MAX), likely) {
             Ok(stored) => stored,
             Err(StoreError::TooLarge(limit)) => {
                 // It grew past the limit after we looked: recorded as it is now, never kept.
-                let mut grown = observed_from(&file.metadata().unwrap_or(before));
+                let mut grown = observed_from(&rustix::fs::fstat(&file).unwrap_or(before));
                 grown.uncaptured = Some(Uncaptured::TooLarge { limit });
                 return Look::Found(grown);
             }
@@ -255,11 +263,11 @@ fn copy_file(
                 return Look::Found(observed);
             }
         };
-        let after = match file.metadata() {
-            Ok(meta) => meta,
+        let after = match rustix::fs::fstat(&file) {
+            Ok(st) => st,
             Err(e) => {
                 vault.discard(&stored);
-                return unreadable(observed, &e);
+                return unreadable(observed, &e.into());
             }
         };
         if unchanged_while_read(&before, &after, stored.size) {
@@ -273,27 +281,19 @@ fn copy_file(
         }
         // This copy will not be recorded: it must not stay in the vault either.
         vault.discard(&stored);
-        tracing::debug!(
-            "{} changed while it was read; reading again",
-            path.display()
-        );
+        tracing::debug!("a file changed while it was read; reading again");
     }
     observed.uncaptured = Some(Uncaptured::Changing);
     Look::Found(observed)
 }
 
-fn unchanged_while_read(before: &Metadata, after: &Metadata, read: u64) -> bool {
-    before.len() == after.len()
-        && after.len() == read
-        && before.mtime() == after.mtime()
-        && before.mtime_nsec() == after.mtime_nsec()
-        && before.ctime() == after.ctime()
-        && before.ctime_nsec() == after.ctime_nsec()
-}
-
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC)
-        .bits() as i32
+fn unchanged_while_read(before: &Stat, after: &Stat, read: u64) -> bool {
+    before.st_size == after.st_size
+        && after.st_size as u64 == read
+        && before.st_mtime == after.st_mtime
+        && before.st_mtime_nsec == after.st_mtime_nsec
+        && before.st_ctime == after.st_ctime
+        && before.st_ctime_nsec == after.st_ctime_nsec
 }
 
 fn unreadable(mut observed: Observed, e: &io::Error) -> Look {
@@ -310,48 +310,40 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-pub fn kind_of(meta: &Metadata) -> EntryKind {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::Special
+pub fn kind_of(st: &Stat) -> EntryKind {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        _ => EntryKind::Special,
     }
 }
 
-fn special_name(meta: &Metadata) -> &'static str {
-    let ft = meta.file_type();
-    if ft.is_fifo() {
-        "named pipe (FIFO)"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device node"
-    } else {
-        "special file"
+fn special_name(st: &Stat) -> &'static str {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => "named pipe (FIFO)",
+        FileType::Socket => "socket",
+        FileType::BlockDevice | FileType::CharacterDevice => "device node",
+        _ => "special file",
     }
 }
 
-pub fn observed_from(meta: &Metadata) -> Observed {
-    let kind = kind_of(meta);
+pub fn observed_from(st: &Stat) -> Observed {
+    let kind = kind_of(st);
     Observed {
         kind,
         object: None,
         size: if kind == EntryKind::Dir {
             0
         } else {
-            meta.len()
+            st.st_size as u64
         },
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        inode: meta.ino(),
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        inode: st.st_ino,
         link_target: None,
         uncaptured: None,
     }

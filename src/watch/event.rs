@@ -1,33 +1,28 @@
-//! The daemon's own event type, and the one place notify's events become it.
-//!
-//! The conversion runs on notify's thread, so it only maps and hands on:
-//! no hashing, no database, no blocking.
+//! The daemon's own event type: what every event source (inotify today) reports,
+//! already in the daemon's terms. Sources convert the kernel's events into it in
+//! one place each (see `inotify`) and hand it on; nothing else knows their kinds.
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
-use notify::{ErrorKind, Event};
-
 /// What the daemon learns from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsEvent {
-    /// Something appeared, was written and closed, or had its attributes changed:
-    /// look at it again. `is_new` asks for new folders to be walked.
+    /// Something appeared, was moved in, or had its attributes changed: look at it
+    /// again. `is_new` asks for folders to be walked.
     Changed { path: PathBuf, is_new: bool },
+    /// A file was created or written to and is not closed yet: a copy made now may
+    /// not hold its last content. Reported once until `Closed`.
+    Writing { path: PathBuf },
+    /// A file open for writing was closed: its content is complete (for now).
+    Closed { path: PathBuf },
     /// A name was unlinked.
     Removed { path: PathBuf, was_dir: bool },
-    /// The first half of a rename. If no `RenameTo` with the same cookie follows,
-    /// the thing was moved out of the protected folder.
-    RenameFrom { path: PathBuf, cookie: usize },
-    /// Both halves of a rename inside the watched trees.
-    Renamed {
-        from: PathBuf,
-        to: PathBuf,
-        cookie: usize,
-    },
-    /// The second half of a rename; alone, it means moved in from outside.
-    RenameTo { path: PathBuf, cookie: usize },
+    /// A rename inside the watched trees, both halves paired by the source. An
+    /// exchange of two names comes as two renames, one each way.
+    Renamed { from: PathBuf, to: PathBuf },
+    /// Renamed out of every watched tree: it and everything below it left.
+    MovedOut { path: PathBuf },
     /// The kernel queue overflowed: events were lost, the trees must be rescanned.
     Rescan,
     /// The inotify watch limit was hit: part of the tree is not watched.
@@ -57,114 +52,4 @@ pub enum Msg {
 pub enum SyncAnswer {
     Done,
     Failed(String),
-}
-
-/// Converts one notify result into zero or more of our events.
-pub fn convert(result: notify::Result<Event>) -> Vec<FsEvent> {
-    let event = match result {
-        Ok(event) => event,
-        Err(err) => {
-            return vec![match err.kind {
-                ErrorKind::MaxFilesWatch => FsEvent::WatchLimit {
-                    path: err.paths.first().cloned(),
-                },
-                _ => FsEvent::Error {
-                    message: err.to_string(),
-                },
-            }];
-        }
-    };
-    if event.need_rescan() {
-        return vec![FsEvent::Rescan];
-    }
-    let cookie = event.tracker();
-    let mut paths = event.paths.into_iter();
-    let Some(first) = paths.next() else {
-        return Vec::new();
-    };
-    match event.kind {
-        EventKind::Create(kind) => vec![FsEvent::Changed {
-            path: first,
-            is_new: kind != CreateKind::File,
-        }],
-        EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Metadata(_))
-        | EventKind::Modify(ModifyKind::Data(_)) => vec![FsEvent::Changed {
-            path: first,
-            is_new: false,
-        }],
-        EventKind::Remove(kind) => vec![FsEvent::Removed {
-            path: first,
-            was_dir: kind == notify::event::RemoveKind::Folder,
-        }],
-        EventKind::Modify(ModifyKind::Name(mode)) => match (mode, cookie) {
-            (RenameMode::From, Some(cookie)) => vec![FsEvent::RenameFrom {
-                path: first,
-                cookie,
-            }],
-            (RenameMode::To, Some(cookie)) => vec![FsEvent::RenameTo {
-                path: first,
-                cookie,
-            }],
-            (RenameMode::Both, Some(cookie)) => match paths.next() {
-                Some(to) => vec![FsEvent::Renamed {
-                    from: first,
-                    to,
-                    cookie,
-                }],
-                None => Vec::new(),
-            },
-            // A watched folder moving itself (IN_MOVE_SELF) has no cookie; its parent
-            // reports the same move with one.
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use notify::event::{Flag, RemoveKind};
-
-    #[test]
-    fn overflow_becomes_a_rescan() {
-        let ev = Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        assert_eq!(convert(Ok(ev)), vec![FsEvent::Rescan]);
-    }
-
-    #[test]
-    fn the_watch_limit_is_named() {
-        let err = notify::Error::new(ErrorKind::MaxFilesWatch).add_path("/srv/x".into());
-        assert_eq!(
-            convert(Err(err)),
-            vec![FsEvent::WatchLimit {
-                path: Some("/srv/x".into())
-            }]
-        );
-    }
-
-    #[test]
-    fn renames_keep_their_cookie() {
-        let ev = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
-            .set_tracker(7)
-            .add_path("/a".into())
-            .add_path("/b".into());
-        assert_eq!(
-            convert(Ok(ev)),
-            vec![FsEvent::Renamed {
-                from: "/a".into(),
-                to: "/b".into(),
-                cookie: 7
-            }]
-        );
-        let ev = Event::new(EventKind::Remove(RemoveKind::Folder)).add_path("/d".into());
-        assert_eq!(
-            convert(Ok(ev)),
-            vec![FsEvent::Removed {
-                path: "/d".into(),
-                was_dir: true
-            }]
-        );
-    }
 }

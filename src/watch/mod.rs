@@ -2,29 +2,29 @@
 //! before it can be deleted, and records versions, deletions and files it could
 //! not copy in the index.
 //!
-//! notify's events are converted into `FsEvent` on notify's thread and handed
-//! to one channel; everything else happens on the loop's thread, in batches,
-//! one transaction each. Events are treated as hints: the loop looks at the
+//! The event source (`inotify`) converts the kernel's events into `FsEvent` on
+//! its own thread and hands them to one channel; everything else happens on the
+//! loop's thread, in batches, one transaction each. Events are treated as hints: the loop looks at the
 //! path on disk and brings the index up to date with what it finds, so a lost
-//! or reordered event costs a rescan, never a wrong record. The watch starts
-//! before the start-up scan, so nothing that changes during the scan is missed.
+//! or reordered event costs a rescan, never a wrong record. Each folder's watch
+//! is added before the walk reads it, so nothing that changes during a scan is
+//! missed. Folders and files are reached by descriptor (`tree`), never through
+//! a symlink.
 //!
 //! It never restores anything.
 
 pub mod alert;
 mod capture;
 mod event;
+mod inotify;
 mod sync;
+mod tree;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
-
-use notify::event::EventKindMask;
-use notify::{RecursiveMode, Watcher};
-use walkdir::WalkDir;
 
 use crate::announce::Announced;
 use crate::clock;
@@ -36,6 +36,7 @@ use crate::vault::{Likely, Vault, VaultError};
 pub use event::{FsEvent, Msg, SyncAnswer};
 
 use capture::{Look, Rules};
+use inotify::{Inotify, WatchError};
 use sync::Syncs;
 
 /// How many messages one batch (one transaction) takes at most.
@@ -61,10 +62,10 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const FALLBACK_SCAN: Duration = Duration::from_secs(300);
 /// How often the retention rules are applied.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// A rename-from whose rename-to has not come within this time was a move out.
-const RENAME_PAIRING: Duration = Duration::from_millis(200);
-/// A new folder is walked again this long after its first walk (if no sync comes first).
-const REWALK_AFTER: Duration = Duration::from_millis(200);
+/// With folders left unwatched by the watch limit, how often the limit is read again.
+const LIMIT_CHECK: Duration = Duration::from_secs(5);
+/// How long a rename explains a remove event for its old path (see `removed`).
+const RENAME_EXPLAINS: Duration = Duration::from_secs(10);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
 
@@ -97,13 +98,8 @@ pub enum DaemonError {
     },
     #[error("nothing to protect: name at least one folder with --protect DIR")]
     NothingToProtect,
-    #[error("cannot start watching files: {0}")]
-    Watch(notify::Error),
-    #[error("cannot watch the protected folder {path}: {source}")]
-    WatchRoot {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
 /// The daemon's inbox. Create it before `run` so a signal handler can hold a stopper.
@@ -183,7 +179,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
     let mut daemon = Daemon {
         config,
         reread,
-        watcher: None,
+        inotify: None,
         last_purge: None,
         purges_asked: Vec::new(),
         reload_asked: false,
@@ -198,19 +194,20 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         roots,
         rx: inbox.rx,
         dirty: Dirty::default(),
-        pending_moves: Vec::new(),
+        writing: HashSet::new(),
+        recent_renames: Vec::new(),
         syncs: Syncs::default(),
         vault_full: false,
-        watch_limited: false,
+        unwatched: BTreeSet::new(),
+        last_limit_check: Instant::now(),
         last_heartbeat: Instant::now(),
         last_fallback_scan: Instant::now(),
         since_commit: 0,
         stopping: false,
-        rewalk: Vec::new(),
         announced,
         announced_used: 0,
     };
-    daemon.watcher = Some(daemon.start_watching(inbox.tx)?);
+    daemon.inotify = Some(Inotify::start(inbox.tx)?);
     for root in &daemon.roots {
         tracing::info!("protecting {}", root.path.display());
     }
@@ -238,6 +235,24 @@ pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
         );
     }
     Ok(())
+}
+
+/// The limit on inotify watches this daemon is held to: the system's
+/// (`fs.inotify.max_user_watches`), or its user namespace's when that is lower.
+pub fn watch_limit() -> Option<u64> {
+    [
+        "/proc/sys/fs/inotify/max_user_watches",
+        "/proc/sys/user/max_inotify_watches",
+    ]
+    .iter()
+    .filter_map(|file| {
+        std::fs::read_to_string(file)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    })
+    .min()
 }
 
 /// What the settings in use are, and when they were read, for `status` and `doctor`.
@@ -334,19 +349,12 @@ impl Dirty {
     }
 }
 
-/// A rename-from waiting for its rename-to.
-struct PendingMove {
-    path: PathBuf,
-    cookie: usize,
-    since: Instant,
-}
-
 struct Daemon {
     /// The settings in use; SIGHUP replaces them (see `reload`).
     config: Config,
     reread: Reread,
-    /// Kept to watch folders added by a reload, and to stop watching removed ones.
-    watcher: Option<notify::RecommendedWatcher>,
+    /// The event source; walks add the watches of the folders they find.
+    inotify: Option<Inotify>,
     /// None until the first purge, which comes right after the start-up scan.
     last_purge: Option<Instant>,
     /// `undelete purge` requests, each with the rules it asks for.
@@ -369,17 +377,19 @@ struct Daemon {
     roots: Vec<Root>,
     rx: Receiver<Msg>,
     dirty: Dirty,
-    pending_moves: Vec<PendingMove>,
+    /// Files reported as being written and not closed since (see `FsEvent::Writing`).
+    writing: HashSet<PathBuf>,
+    /// Folders and files renamed lately: from, to, when (see `removed`).
+    recent_renames: Vec<(PathBuf, PathBuf, Instant)>,
     syncs: Syncs,
     vault_full: bool,
-    watch_limited: bool,
+    /// Folders the watch limit left unwatched (with everything below them).
+    unwatched: BTreeSet<PathBuf>,
+    last_limit_check: Instant,
     last_heartbeat: Instant,
     last_fallback_scan: Instant,
     since_commit: usize,
     stopping: bool,
-    /// New folders already walked once, with when, to walk again (see
-    /// `rewalk_new_folders`).
-    rewalk: Vec<(PathBuf, Instant)>,
     /// Files a restore is writing, with their content (see `announce`).
     announced: Arc<Announced>,
     /// How many of them were recorded without reading them, since the last log line.
@@ -387,63 +397,63 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start_watching(
-        &mut self,
-        tx: Sender<Msg>,
-    ) -> Result<notify::RecommendedWatcher, DaemonError> {
-        // Handed on, never processed here: notify calls us on its own thread.
-        let handler = move |result: notify::Result<notify::Event>| {
-            for event in event::convert(result) {
-                let _ = tx.send(Msg::Fs(event));
-            }
-        };
-        // No IN_OPEN or close-after-reading: every read on the share would be an event.
-        let kinds = EventKindMask::CREATE
-            | EventKindMask::REMOVE
-            | EventKindMask::MODIFY_META
-            | EventKindMask::MODIFY_NAME
-            | EventKindMask::ACCESS_CLOSE;
-        let config = notify::Config::default()
-            .with_event_kinds(kinds)
-            .with_follow_symlinks(false);
-        let mut watcher =
-            notify::RecommendedWatcher::new(handler, config).map_err(DaemonError::Watch)?;
-        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
-        for root in roots {
-            match watcher.watch(&root, RecursiveMode::Recursive) {
-                Ok(()) => {}
-                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    self.watch_limit_reached(Some(root))?;
-                }
-                Err(source) => {
-                    return Err(DaemonError::WatchRoot { path: root, source });
-                }
-            }
-        }
-        Ok(watcher)
-    }
-
+    /// The watch limit left `path` (and what is below it) unwatched: say so loudly,
+    /// keep running, and add the watch once the limit is raised (`retry_unwatched`).
     fn watch_limit_reached(&mut self, path: Option<PathBuf>) -> Result<(), IndexError> {
-        let current: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let limit = watch_limit().unwrap_or(0);
+        if let Some(path) = &path {
+            self.unwatched.insert(path.clone());
+        }
         let message = format!(
-            "The system limit on watched folders ({current}) was reached{}. Changes in folders \
+            "The system limit on watched folders ({limit}) was reached{}. Changes in folders \
              beyond the limit are found by a scan every {} minutes instead of at once. To raise \
              the limit: echo fs.inotify.max_user_watches={} | sudo tee /etc/sysctl.d/90-undelete.conf \
              && sudo sysctl --system",
             path.map(|p| format!(" at {}", p.display()))
                 .unwrap_or_default(),
             FALLBACK_SCAN.as_secs() / 60,
-            (current * 4).max(524_288),
+            (limit * 4).max(524_288),
         );
-        if !self.watch_limited {
+        if self
+            .index
+            .raise_alert("watch_limit", &message, clock::now())?
+        {
             tracing::error!("{message}");
         }
-        self.watch_limited = true;
-        self.index
-            .raise_alert("watch_limit", &message, clock::now())?;
+        // The limit actually hit, for `doctor`: it may be raised meanwhile.
+        self.index.set_meta("watch_limit_hit", &limit.to_string())?;
+        self.last_limit_check = Instant::now();
+        Ok(())
+    }
+
+    /// Folders the watch limit left unwatched get their watches once the limit is
+    /// raised, without a restart: the limit is read again every few seconds (and at
+    /// every sync), and when it changed, those folders are walked again, which adds
+    /// the watches and finds what changed in them meanwhile. The alert is cleared
+    /// once every folder is watched.
+    fn retry_unwatched(&mut self, now: i64, asked: bool) -> Result<(), DaemonError> {
+        if self.unwatched.is_empty() || (!asked && self.last_limit_check.elapsed() < LIMIT_CHECK) {
+            return Ok(());
+        }
+        self.last_limit_check = Instant::now();
+        let hit: Option<u64> = self
+            .index
+            .meta("watch_limit_hit")?
+            .and_then(|s| s.parse().ok());
+        if watch_limit() == hit {
+            return Ok(());
+        }
+        let waiting = std::mem::take(&mut self.unwatched);
+        for dir in &waiting {
+            if let Some((EntryKind::Dir, _)) = self.look_at(dir, now)? {
+                self.walk(dir, now)?;
+            }
+        }
+        if self.unwatched.is_empty() {
+            tracing::info!("every protected folder is watched again");
+            self.index.clear_alert("watch_limit", now)?;
+            self.index.set_meta("watch_limit_hit", "")?;
+        }
         Ok(())
     }
 
@@ -533,9 +543,8 @@ impl Daemon {
                 Msg::Delivered(delivery) => self.delivered(&delivery)?,
             }
         }
-        self.settle_moves(now, self.syncs.waiting_for_moves() || self.stopping)?;
         self.look_at_dirty(now)?;
-        self.rewalk_new_folders(now)?;
+        self.retry_unwatched(now, sync_asked)?;
         if self.vault_full && sync_asked {
             // Files skipped while the vault was full get no event when space returns:
             // `sync` retries them, so "free space, then sync" resumes protection at once
@@ -546,7 +555,7 @@ impl Daemon {
             tracing::warn!("the kernel's event queue overflowed; rescanning to catch up");
             self.full_scan(None)?;
         }
-        let fallback_due = (self.watch_limited || self.vault_full)
+        let fallback_due = (!self.unwatched.is_empty() || self.vault_full)
             && self.last_fallback_scan.elapsed() >= FALLBACK_SCAN;
         if fallback_due {
             self.full_scan(None)?;
@@ -632,19 +641,18 @@ impl Daemon {
         let old: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
         if roots != old {
             self.roots = self.index.set_roots(&roots, now)?;
-            if let Some(watcher) = self.watcher.as_mut() {
-                for gone in old.iter().filter(|p| !roots.contains(p)) {
-                    tracing::info!("no longer protecting {}", gone.display());
-                    let _ = watcher.unwatch(gone);
+            for gone in old.iter().filter(|p| !roots.contains(p)) {
+                tracing::info!("no longer protecting {}", gone.display());
+                if let Some(inotify) = &self.inotify {
+                    inotify.unwatch_tree(gone);
                 }
-                for added in roots.iter().filter(|p| !old.contains(p)) {
-                    tracing::info!("protecting {}", added.display());
-                    if let Err(e) = watcher.watch(added, RecursiveMode::Recursive) {
-                        tracing::warn!("cannot watch {}: {e}", added.display());
-                    }
-                }
+                self.unwatched.retain(|dir| !dir.starts_with(gone));
             }
-            // Watched first, then scanned: what changes meanwhile is an event.
+            for added in roots.iter().filter(|p| !old.contains(p)) {
+                tracing::info!("protecting {}", added.display());
+            }
+            // The scan's walk watches each folder before reading it: what changes
+            // meanwhile is an event.
             self.index.begin()?;
             self.full_scan(None)?;
             self.commit()?;
@@ -746,37 +754,31 @@ impl Daemon {
             FsEvent::Changed { path, is_new } => {
                 if sync::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
-                } else if !is_internal(&path) && self.root_for(&path).is_some() {
-                    self.settle_moves_touching(&path, None, now)?;
+                } else if self.is_protected(&path) {
                     self.dirty.insert(path, is_new);
                 }
             }
+            FsEvent::Writing { path } => {
+                if self.is_protected(&path) {
+                    self.writing.insert(path);
+                }
+            }
+            FsEvent::Closed { path } => {
+                self.writing.remove(&path);
+                if self.is_protected(&path) {
+                    self.dirty.insert(path, false);
+                }
+            }
             FsEvent::Removed { path, was_dir } => {
-                if !is_internal(&path) && self.root_for(&path).is_some() {
-                    self.settle_moves_touching(&path, None, now)?;
+                if self.is_protected(&path) {
                     self.removed(&path, was_dir, now)?;
                 }
             }
-            FsEvent::RenameFrom { path, cookie } => {
-                if !is_internal(&path) {
-                    self.pending_moves.push(PendingMove {
-                        path,
-                        cookie,
-                        since: Instant::now(),
-                    });
+            FsEvent::Renamed { from, to } => self.renamed(&from, &to, now)?,
+            FsEvent::MovedOut { path } => {
+                if self.is_protected(&path) {
+                    self.moved_out(&path, now)?;
                 }
-            }
-            FsEvent::RenameTo { path, cookie } => {
-                // With a waiting rename-from this is a move inside the tree; `Renamed` follows.
-                if !self.pending_moves.iter().any(|m| m.cookie == cookie) {
-                    self.apply(FsEvent::Changed { path, is_new: true }, now)?;
-                }
-            }
-            FsEvent::Renamed { from, to, cookie } => {
-                self.pending_moves.retain(|m| m.cookie != cookie);
-                self.settle_moves_touching(&from, Some(cookie), now)?;
-                self.settle_moves_touching(&to, Some(cookie), now)?;
-                self.renamed(&from, &to, now)?;
             }
             FsEvent::Rescan => {}
             FsEvent::WatchLimit { path } => self.watch_limit_reached(path)?,
@@ -785,7 +787,16 @@ impl Daemon {
         Ok(())
     }
 
+    /// Inside a protected folder, and none of the daemon's own files.
+    fn is_protected(&self, path: &Path) -> bool {
+        !is_internal(path) && self.root_for(path).is_some()
+    }
+
     fn removed(&mut self, path: &Path, was_dir: bool, now: i64) -> Result<(), DaemonError> {
+        self.writing.remove(path);
+        if self.explained_by_rename(path, was_dir, now)? {
+            return Ok(());
+        }
         let root_id = self.root_for(path).map(|r| r.id).unwrap_or_default();
         // Created and removed before we got to look: it existed, and it is lost.
         for never_seen in self.dirty.take(path, true) {
@@ -820,6 +831,14 @@ impl Daemon {
         Ok(())
     }
 
+    /// A rename inside the protected folders. Decided with the disk, by inode, and
+    /// never by the order of events: the kernel reports an exchange of `a` and `b`
+    /// (`renameat2(RENAME_EXCHANGE)`, `mv --exchange`) as a rename `a → b` and one
+    /// `b → a`. When `from` still holds the inode of its record, the thing never
+    /// left (the second half of an exchange already applied, or an old event): nothing
+    /// moves. When `from` holds the inode of `to`'s record, the two were exchanged,
+    /// with everything below them. Otherwise `from` moved over `to`, whose record
+    /// is replaced.
     fn renamed(&mut self, from: &Path, to: &Path, now: i64) -> Result<(), DaemonError> {
         if is_internal(to) {
             return Ok(());
@@ -834,23 +853,141 @@ impl Daemon {
             // Renamed out of every protected folder.
             return self.moved_out(from, now);
         };
-        if from_root.is_none() {
+        let Some(from_root) = from_root else {
             self.dirty.insert(to.to_owned(), true);
             return Ok(());
-        }
-        // Paths waiting to be looked at follow the rename.
+        };
+        self.writing.remove(from);
+        let moving = self.index.current(from)?;
+        let at_to = self.index.current(to)?;
+        let at_from = tree::lstat(from).ok().map(|st| st.st_ino);
+        let exchanged = match (&moving, at_from) {
+            (Some(m), Some(ino)) if m.observed.inode == ino => {
+                self.dirty.insert(from.to_owned(), true);
+                self.dirty.insert(to.to_owned(), true);
+                return Ok(());
+            }
+            (Some(_), Some(ino)) => at_to.as_ref().is_some_and(|t| t.observed.inode == ino),
+            _ => false,
+        };
+        // Paths waiting to be looked at follow the rename (both ways for an exchange).
+        let mut follow = Vec::new();
         for waiting in self.dirty.take(from, true) {
-            // Not `to.join("")`: that would add a trailing slash to the file's name.
-            let moved = match waiting.strip_prefix(from) {
-                Ok(rest) if !rest.as_os_str().is_empty() => to.join(rest),
-                _ => to.to_owned(),
-            };
-            self.dirty.insert(moved, true);
+            follow.push(inotify::below(to, &waiting, from));
         }
-        self.index.rename(from, to, to_root, now)?;
+        if exchanged {
+            for waiting in self.dirty.take(to, true) {
+                follow.push(inotify::below(from, &waiting, to));
+            }
+        }
+        for path in follow {
+            self.dirty.insert(path, true);
+        }
+        if exchanged {
+            self.index.exchange(from, from_root, to, to_root, now)?;
+            self.dirty.insert(from.to_owned(), true);
+        } else {
+            self.index.rename(from, to, to_root, now)?;
+        }
         // Walked again: the record moved, but the folder may have changed meanwhile.
         self.dirty.insert(to.to_owned(), true);
+        let was_dir = moving.is_some_and(|m| m.observed.kind == EntryKind::Dir);
+        if was_dir {
+            // What was deleted in it while events still named the old path: what the
+            // index has below it and the disk does not is gone.
+            self.mark_missing_below(to, now)?;
+            if exchanged {
+                self.mark_missing_below(from, now)?;
+            }
+        }
+        self.recent_renames
+            .retain(|(_, _, at)| at.elapsed() < RENAME_EXPLAINS);
+        self.recent_renames
+            .push((from.to_owned(), to.to_owned(), Instant::now()));
         Ok(())
+    }
+
+    /// A remove event for a path that a recent rename moved away (an event read under
+    /// the old name) is no loss: the thing is where the rename put it, or, if it is
+    /// not there either, it was deleted there.
+    fn explained_by_rename(
+        &mut self,
+        path: &Path,
+        was_dir: bool,
+        now: i64,
+    ) -> Result<bool, DaemonError> {
+        if self.index.current(path)?.is_some() || self.dirty.entries.contains_key(path) {
+            return Ok(false);
+        }
+        let Some(moved) = self
+            .recent_renames
+            .iter()
+            .rev()
+            .filter(|(_, _, at)| at.elapsed() < RENAME_EXPLAINS)
+            .find(|(from, _, _)| path.starts_with(from))
+            .map(|(from, to, _)| inotify::below(to, path, from))
+        else {
+            return Ok(false);
+        };
+        if tree::lstat(&moved).is_err_and(|e| tree::is_gone(&e)) {
+            let gone = Gone {
+                at: now,
+                approx: false,
+                last_seen: None,
+                removal: Removal::Deleted,
+            };
+            self.index
+                .mark_removed(&moved, was_dir || self.is_dir_in_index(&moved)?, &gone)?;
+        } else {
+            self.dirty.insert(moved, was_dir);
+        }
+        Ok(true)
+    }
+
+    fn is_dir_in_index(&self, path: &Path) -> Result<bool, DaemonError> {
+        Ok(self
+            .index
+            .current(path)?
+            .is_some_and(|v| v.observed.kind == EntryKind::Dir))
+    }
+
+    /// Marks what the index has at and below `dir` that is not on disk as deleted.
+    /// Returns how many versions were marked.
+    fn mark_missing_below(&mut self, dir: &Path, now: i64) -> Result<usize, DaemonError> {
+        let gone = Gone {
+            at: now,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        self.mark_missing(dir, &gone)
+    }
+
+    /// `mark_missing_below` with how the deletions are dated.
+    fn mark_missing(&mut self, dir: &Path, gone: &Gone) -> Result<usize, DaemonError> {
+        let mut missing = 0;
+        let mut after: Option<PathBuf> = None;
+        // A page at a time: a million paths held at once would be the daemon's
+        // largest allocation, and the memory would stay with it.
+        loop {
+            let page = self
+                .index
+                .current_paths_page(dir, after.as_deref(), SCAN_PAGE)?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for path in page {
+                // Only "not there" is a deletion: a folder that cannot be read
+                // (permissions, an I/O error, a share gone away) still holds its
+                // files. Reached through a symlink is not there: not in the tree.
+                if tree::lstat(&path).is_err_and(|e| tree::is_gone(&e)) {
+                    missing += self.index.mark_removed(&path, false, gone)?;
+                    self.maybe_commit()?;
+                }
+            }
+            after = Some(last);
+        }
+        Ok(missing)
     }
 
     fn moved_out(&mut self, path: &Path, now: i64) -> Result<(), DaemonError> {
@@ -869,50 +1006,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// A rename-from still waiting when a later event touches the same path (or a
-    /// path above or below it) was a move out: its rename-to would have come first.
-    /// Settled before that event is applied, or `mv photos /mnt/usb; mv new photos`
-    /// took the old photos for replaced by the new ones (out of the recycle bin) and
-    /// then marked the new ones as moved out.
-    fn settle_moves_touching(
-        &mut self,
-        path: &Path,
-        except_cookie: Option<usize>,
-        now: i64,
-    ) -> Result<(), DaemonError> {
-        if self.pending_moves.is_empty() {
-            return Ok(());
-        }
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
-            .into_iter()
-            .partition(|m| {
-                Some(m.cookie) != except_cookie
-                    && (m.path.starts_with(path) || path.starts_with(&m.path))
-            });
-        self.pending_moves = waiting;
-        for m in due {
-            if self.root_for(&m.path).is_some() {
-                self.moved_out(&m.path, now)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Rename-froms with no rename-to: after a short wait (or at once when `force`),
-    /// the thing was moved out of the protected folder.
-    fn settle_moves(&mut self, now: i64, force: bool) -> Result<(), DaemonError> {
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
-            .into_iter()
-            .partition(|m| force || m.since.elapsed() >= RENAME_PAIRING);
-        self.pending_moves = waiting;
-        for m in due {
-            if self.root_for(&m.path).is_some() {
-                self.moved_out(&m.path, now)?;
-            }
-        }
-        Ok(())
-    }
-
     fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
         let dirty = self.dirty.drain();
         for chunk in dirty.chunks(LOOK_CHUNK) {
@@ -922,41 +1015,12 @@ impl Daemon {
                 if let Some((EntryKind::Dir, was_known)) = found
                     && (*is_new || !was_known)
                 {
-                    // Files made in a new folder before its watch existed are never reported.
+                    // Files made in a new folder before its watch existed are never
+                    // reported; its watch is there now, so a walk finds all of them.
                     self.walk(path, now)?;
-                    self.rewalk.push((path.clone(), Instant::now()));
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Walks new folders again: before a sync is answered, and once more when their
-    /// first walk is `REWALK_AFTER` old. notify hands on a new folder's event before
-    /// it adds the folder's watch, so the first walk can come before the watch exists:
-    /// a file made in between is neither walked nor reported. The walk before a sync
-    /// finds every such file made before the sync; the late one, once the watch is
-    /// surely there, finds the rest.
-    fn rewalk_new_folders(&mut self, now: i64) -> Result<(), DaemonError> {
-        let due = self.syncs.any_ready()
-            || self.stopping
-            || self
-                .rewalk
-                .iter()
-                .any(|(_, first)| first.elapsed() >= REWALK_AFTER);
-        if !due {
-            return Ok(());
-        }
-        let mut again = Vec::new();
-        for (dir, first) in std::mem::take(&mut self.rewalk) {
-            if let Some((EntryKind::Dir, _)) = self.look_at(&dir, now)? {
-                self.walk(&dir, now)?;
-                if first.elapsed() < REWALK_AFTER && !self.stopping {
-                    again.push((dir, first));
-                }
-            }
-        }
-        self.rewalk = again;
         Ok(())
     }
 
@@ -1238,36 +1302,68 @@ impl Daemon {
         Ok(())
     }
 
-    /// Looks at everything below `dir` (not following links).
+    /// Looks at everything below `dir`, watching each folder before reading it. Each
+    /// folder is opened by `tree`, never through a symlink: one swapped in for a
+    /// folder during the walk is seen as a link, not followed.
     fn walk(&mut self, dir: &Path, now: i64) -> Result<(), DaemonError> {
         let vault_root = self.vault.root().to_owned();
-        let mut entries = WalkDir::new(dir)
-            .follow_links(false)
-            .min_depth(1)
-            .into_iter();
+        let mut folders = vec![dir.to_owned()];
         let mut chunk = Vec::with_capacity(LOOK_CHUNK);
-        while let Some(entry) = entries.next() {
-            let entry = match entry {
-                Ok(entry) => entry,
+        while let Some(folder) = folders.pop() {
+            let fd = match tree::open_dir(&folder) {
+                Ok(fd) => fd,
+                Err(e) if tree::is_gone(&e) => continue,
                 Err(e) => {
-                    tracing::warn!("cannot read a folder while scanning: {e}");
+                    tracing::warn!(
+                        "cannot read the folder {} while scanning: {e}",
+                        folder.display()
+                    );
                     continue;
                 }
             };
-            let path = entry.path();
-            if is_internal(path) {
-                continue;
-            }
-            if entry.file_type().is_dir() && path.starts_with(&vault_root) {
-                entries.skip_current_dir();
-                continue;
-            }
-            chunk.push(entry.into_path());
-            if chunk.len() == LOOK_CHUNK {
-                self.look_at_chunk(&mut chunk, now)?;
+            self.watch_folder(&fd, &folder)?;
+            let names = match tree::entries(&fd) {
+                Ok(names) => names,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot read the folder {} while scanning: {e}",
+                        folder.display()
+                    );
+                    continue;
+                }
+            };
+            drop(fd);
+            for (name, is_dir) in names {
+                let path = folder.join(name);
+                if is_internal(&path) || (is_dir && path.starts_with(&vault_root)) {
+                    continue;
+                }
+                if is_dir {
+                    folders.push(path.clone());
+                }
+                chunk.push(path);
+                if chunk.len() == LOOK_CHUNK {
+                    self.look_at_chunk(&mut chunk, now)?;
+                }
             }
         }
         self.look_at_chunk(&mut chunk, now)
+    }
+
+    /// Adds the watch of a folder a walk holds open.
+    fn watch_folder(&mut self, dir: &std::os::fd::OwnedFd, path: &Path) -> Result<(), DaemonError> {
+        use std::os::fd::AsFd;
+        let Some(inotify) = &self.inotify else {
+            return Ok(());
+        };
+        match inotify.watch(dir.as_fd(), path) {
+            Ok(()) => {}
+            // Folders below one already waiting are walked again with it.
+            Err(WatchError::Limit) if self.unwatched.iter().any(|d| path.starts_with(d)) => {}
+            Err(WatchError::Limit) => self.watch_limit_reached(Some(path.to_owned()))?,
+            Err(e) => tracing::warn!("{e}"),
+        }
+        Ok(())
     }
 
     /// Looks at the paths a walk gathered, and empties `chunk` for the next ones.
@@ -1300,28 +1396,7 @@ impl Daemon {
         };
         let mut missing = 0;
         for root in &roots {
-            let mut after: Option<PathBuf> = None;
-            // A page at a time: a million paths held at once would be the daemon's
-            // largest allocation, and the memory would stay with it.
-            loop {
-                let page = self
-                    .index
-                    .current_paths_page(root, after.as_deref(), SCAN_PAGE)?;
-                let Some(last) = page.last().cloned() else {
-                    break;
-                };
-                for path in page {
-                    // Only "not found" is a deletion: a folder that cannot be read
-                    // (permissions, an I/O error, a share gone away) still holds its files.
-                    let not_found = std::fs::symlink_metadata(&path)
-                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                    if not_found {
-                        missing += self.index.mark_removed(&path, false, &gone)?;
-                        self.maybe_commit()?;
-                    }
-                }
-                after = Some(last);
-            }
+            missing += self.mark_missing(root, &gone)?;
         }
         self.commit()?;
         self.index.begin()?;

@@ -94,12 +94,6 @@ impl Syncs {
         self.pending.iter().any(|s| s.waiting.is_empty())
     }
 
-    /// Whether a sync is about to be answered, so rename-froms must be settled now:
-    /// their rename-to, if any, came before the cookie.
-    pub fn waiting_for_moves(&self) -> bool {
-        self.any_ready()
-    }
-
     /// Answers every sync whose cookies are all back. Call after committing.
     pub fn answer_ready(&mut self) {
         self.pending.retain(|sync| {

@@ -607,7 +607,11 @@ fn copies_of_a_file_that_changed_while_read_are_not_left_in_the_vault() {
     );
     assert_eq!(verify["unrecorded_objects"], 0, "{verify}");
     let status = env.status_json();
-    assert_eq!(status["vault"]["bytes_used"].as_u64(), Some(on_disk), "{status}");
+    assert_eq!(
+        status["vault"]["bytes_used"].as_u64(),
+        Some(on_disk),
+        "{status}"
+    );
     assert_eq!(
         fs::read_dir(env.vault.join("tmp")).unwrap().count(),
         0,

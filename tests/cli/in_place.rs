@@ -23,7 +23,12 @@ fn restored(env: &TestEnv, rel: &str) -> Vec<u8> {
     let to = env.root.join("restored");
     let (_, report, output) = restore_json(
         env,
-        &["--under", env.share.to_str().unwrap(), "--to", to.to_str().unwrap()],
+        &[
+            "--under",
+            env.share.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
     );
     assert_eq!(report["recovered"], 1, "{output}");
     fs::read(to.join(rel)).unwrap_or_else(|e| panic!("{rel} did not come back ({e})\n{output}"))
