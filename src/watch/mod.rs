@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
-use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured};
+use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured, Version};
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
 
@@ -834,11 +834,13 @@ impl Daemon {
     /// A rename inside the protected folders. Decided with the disk, by inode, and
     /// never by the order of events: the kernel reports an exchange of `a` and `b`
     /// (`renameat2(RENAME_EXCHANGE)`, `mv --exchange`) as a rename `a → b` and one
-    /// `b → a`. When `from` still holds the inode of its record, the thing never
-    /// left (the second half of an exchange already applied, or an old event): nothing
-    /// moves. When `from` holds the inode of `to`'s record, the two were exchanged,
-    /// with everything below them. Otherwise `from` moved over `to`, whose record
-    /// is replaced.
+    /// `b → a`, and by the time the daemon reads them the disk may be further on.
+    /// When `from` holds the inode of `to`'s record and `to` that of `from`'s, the two
+    /// were exchanged, with everything below them. When `from` still holds the inode
+    /// of its record (the second half of an exchange already applied, or a rename
+    /// undone since), or nothing known moved and `to` still holds its record's,
+    /// nothing moves. Otherwise `from` moved over `to`, whose record is replaced.
+    /// Whatever is at either name is looked at again.
     fn renamed(&mut self, from: &Path, to: &Path, now: i64) -> Result<(), DaemonError> {
         if is_internal(to) {
             return Ok(());
@@ -860,16 +862,20 @@ impl Daemon {
         self.writing.remove(from);
         let moving = self.index.current(from)?;
         let at_to = self.index.current(to)?;
-        let at_from = tree::lstat(from).ok().map(|st| st.st_ino);
-        let exchanged = match (&moving, at_from) {
-            (Some(m), Some(ino)) if m.observed.inode == ino => {
-                self.dirty.insert(from.to_owned(), true);
-                self.dirty.insert(to.to_owned(), true);
-                return Ok(());
-            }
-            (Some(_), Some(ino)) => at_to.as_ref().is_some_and(|t| t.observed.inode == ino),
-            _ => false,
-        };
+        let inode_at = |p: &Path| tree::lstat(p).ok().map(|st| st.st_ino);
+        let (on_from, on_to) = (inode_at(from), inode_at(to));
+        let (m, t) = (
+            moving.as_ref().map(|v| v.observed.inode),
+            at_to.as_ref().map(|v| v.observed.inode),
+        );
+        let exchanged = m.is_some() && t.is_some() && on_from == t && on_to == m;
+        let stays = !exchanged
+            && ((m.is_some() && on_from == m) || (m.is_none() && t.is_some() && on_to == t));
+        if stays {
+            self.dirty.insert(from.to_owned(), true);
+            self.dirty.insert(to.to_owned(), true);
+            return Ok(());
+        }
         // Paths waiting to be looked at follow the rename (both ways for an exchange).
         let mut follow = Vec::new();
         for waiting in self.dirty.take(from, true) {
@@ -883,6 +889,9 @@ impl Daemon {
         for path in follow {
             self.dirty.insert(path, true);
         }
+        if on_from.is_some() {
+            self.dirty.insert(from.to_owned(), true);
+        }
         if exchanged {
             self.index.exchange(from, from_root, to, to_root, now)?;
             self.dirty.insert(from.to_owned(), true);
@@ -891,14 +900,18 @@ impl Daemon {
         }
         // Walked again: the record moved, but the folder may have changed meanwhile.
         self.dirty.insert(to.to_owned(), true);
-        let was_dir = moving.is_some_and(|m| m.observed.kind == EntryKind::Dir);
-        if was_dir {
-            // What was deleted in it while events still named the old path: what the
-            // index has below it and the disk does not is gone.
+        // What was deleted in a moved folder while events still named its old path:
+        // what the index has below it and the disk does not is gone. Only when the
+        // folder is still there: one that has moved on since gets its own rename.
+        let is_dir = |v: &Option<Version>| {
+            v.as_ref()
+                .is_some_and(|v| v.observed.kind == EntryKind::Dir)
+        };
+        if is_dir(&moving) && on_to == m {
             self.mark_missing_below(to, now)?;
-            if exchanged {
-                self.mark_missing_below(from, now)?;
-            }
+        }
+        if exchanged && is_dir(&at_to) && on_from == t {
+            self.mark_missing_below(from, now)?;
         }
         self.recent_renames
             .retain(|(_, _, at)| at.elapsed() < RENAME_EXPLAINS);

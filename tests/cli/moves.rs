@@ -150,3 +150,237 @@ fn a_folder_moved_out_of_the_protected_tree_is_recoverable() {
         assert!(env.object_path(&content(n, 300)).is_file());
     }
 }
+
+/// `renameat2(RENAME_EXCHANGE)`: what `mv --exchange` and some sync tools do.
+fn exchange(a: &std::path::Path, b: &std::path::Path) {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)
+        .unwrap_or_else(|e| panic!("exchange {} and {}: {e}", a.display(), b.display()));
+}
+
+/// Restores everything deleted into a fresh folder; returns what came back there.
+fn restore_everything(
+    env: &TestEnv,
+    into: &str,
+) -> std::collections::BTreeMap<std::path::PathBuf, Node> {
+    let to = env.root.join(into);
+    let (_, report, output) = restore_json(
+        env,
+        &[
+            "--under",
+            env.share.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["lost"], 0, "{output}");
+    tree(&to)
+}
+
+#[test]
+fn a_swapped_pair_of_files_keeps_both_histories() {
+    // The kernel reports an exchange as two renames with different cookies, a → b
+    // then b → a: the first took b for replaced and moved a's record there, the
+    // second moved it back, and b's file dropped out of the index.
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 12);
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..iterations {
+        let (a, b) = (format!("a{i}.txt"), format!("b{i}.txt"));
+        let (data_a, data_b) = (content(2 * i, 100 + i), content(2 * i + 1, 300 + i));
+        env.write(&a, &data_a);
+        env.write(&b, &data_b);
+        if i % 3 != 2 {
+            env.sync();
+        }
+        // Once, twice (back again) or three times, sometimes all in one batch.
+        let times = 1 + i % 3;
+        if i % 2 == 1 {
+            env.pause_daemon();
+        }
+        for _ in 0..times {
+            exchange(&env.path(&a), &env.path(&b));
+        }
+        if i % 2 == 1 {
+            env.resume_daemon();
+        }
+        env.sync();
+        let (now_a, now_b) = if times % 2 == 1 {
+            (data_b, data_a)
+        } else {
+            (data_a, data_b)
+        };
+        let all = env.list_by_path(&["--all"]);
+        for (rel, data) in [(&a, &now_a), (&b, &now_b)] {
+            let e = entry(&all, &env.json_path(rel));
+            assert_live_and_recoverable(e);
+            assert_eq!(
+                e["size"],
+                data.len(),
+                "round {i}: {rel} has the other's record: {e}"
+            );
+        }
+        // Deleted later: protected all along, never "deleted before it could be copied".
+        fs::remove_file(env.path(&a)).unwrap();
+        env.sync();
+        let deleted = env.list_by_path(&[]);
+        assert_deleted_and_recoverable(entry(&deleted, &env.json_path(&a)));
+        expected.insert(std::path::PathBuf::from(&a), now_a);
+        fs::remove_file(env.path(&b)).unwrap();
+        expected.insert(std::path::PathBuf::from(&b), now_b);
+    }
+    env.sync();
+    let back = restore_everything(&env, "restored");
+    for (rel, data) in &expected {
+        let got = back
+            .get(rel)
+            .unwrap_or_else(|| panic!("{rel:?} did not come back"));
+        assert_eq!(
+            &got.data, data,
+            "{rel:?} came back with the other file's content"
+        );
+    }
+}
+
+#[test]
+fn swapped_folders_keep_their_files_under_the_right_folder() {
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 8);
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..iterations {
+        let (a, b) = (format!("left{i}"), format!("right{i}"));
+        let files_a: Vec<(String, Vec<u8>)> = (0..3)
+            .map(|n| (format!("sub/l{n}.txt"), content(1000 * i + n, 50 + n)))
+            .collect();
+        let files_b: Vec<(String, Vec<u8>)> = (0..2)
+            .map(|n| (format!("r{n}.txt"), content(1000 * i + 500 + n, 80 + n)))
+            .collect();
+        for (rel, data) in &files_a {
+            env.write(format!("{a}/{rel}"), data);
+        }
+        for (rel, data) in &files_b {
+            env.write(format!("{b}/{rel}"), data);
+        }
+        env.sync();
+        if i % 2 == 1 {
+            env.pause_daemon();
+        }
+        exchange(&env.path(&a), &env.path(&b));
+        if i % 2 == 1 {
+            // A file written in the moved folder at once, under its new name.
+            env.write(format!("{a}/late.txt"), format!("late {i}"));
+            env.resume_daemon();
+        }
+        env.sync();
+        let all = env.list_by_path(&["--all"]);
+        let mut live_now = vec![];
+        for (rel, data) in &files_a {
+            live_now.push((format!("{b}/{rel}"), data.clone()));
+        }
+        for (rel, data) in &files_b {
+            live_now.push((format!("{a}/{rel}"), data.clone()));
+        }
+        for (rel, data) in &live_now {
+            let e = entry(&all, &env.json_path(rel));
+            assert_live_and_recoverable(e);
+            assert_eq!(e["size"], data.len(), "round {i}: {rel}: {e}");
+        }
+        for (rel, _) in files_a.iter() {
+            assert!(
+                !all.contains_key(&env.json_path(format!("{a}/{rel}"))),
+                "round {i}: {a}/{rel} is still listed though it moved to {b}"
+            );
+        }
+        fs::remove_dir_all(env.path(&a)).unwrap();
+        fs::remove_dir_all(env.path(&b)).unwrap();
+        env.sync();
+        let deleted = env.list_by_path(&[]);
+        for (rel, data) in live_now {
+            assert_deleted_and_recoverable(entry(&deleted, &env.json_path(&rel)));
+            expected.insert(std::path::PathBuf::from(rel), data);
+        }
+    }
+    let back = restore_everything(&env, "restored");
+    for (rel, data) in &expected {
+        let got = back
+            .get(rel)
+            .unwrap_or_else(|| panic!("{rel:?} did not come back"));
+        assert_eq!(&got.data, data, "{rel:?}");
+    }
+}
+
+#[test]
+fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost() {
+    // One user reorganises while another deletes: events from inside the folder were
+    // reported under its old name, and some were lost, so deleted files stayed
+    // listed as present and others were called "deleted before it could be copied".
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 3);
+    const FILES: usize = 400;
+    for round in 0..iterations {
+        let mut env = TestEnv::new();
+        let mut originals = std::collections::HashSet::new();
+        for n in 0..FILES {
+            let data = content(n, 64 + n % 200);
+            env.write(format!("work/deep/f{n:04}.txt"), &data);
+            originals.insert(data);
+        }
+        env.write("work/keep.txt", "not deleted");
+        env.start_daemon(&[]);
+        env.sync();
+        // Deleted by descriptor, so the deletions go on whatever the folder is called.
+        let deep = fs::File::open(env.path("work/deep")).unwrap();
+        let deleter = std::thread::spawn(move || {
+            for n in 0..FILES {
+                rustix::fs::unlinkat(&deep, format!("f{n:04}.txt"), rustix::fs::AtFlags::empty())
+                    .unwrap();
+            }
+        });
+        let mut name = "work".to_owned();
+        for step in 0..30 {
+            let next = format!("work-{round}-{step}");
+            fs::rename(env.path(&name), env.path(&next)).unwrap();
+            name = next;
+            if step % 10 == 9 {
+                // And the inner folder too, once in a while.
+                let inner = env.path(&name).join("deep");
+                let renamed = env.path(&name).join(format!("deep{step}"));
+                fs::rename(&inner, &renamed).unwrap();
+                fs::rename(&renamed, &inner).unwrap();
+            }
+        }
+        deleter.join().unwrap();
+        env.sync();
+
+        let all = env.list_by_path(&["--all"]);
+        let live: Vec<&String> = all
+            .iter()
+            .filter(|(_, e)| e["deleted_at"].is_null())
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            live,
+            vec![&env.json_path(format!("{name}/keep.txt"))],
+            "round {round}: only keep.txt is still there"
+        );
+        let lost: Vec<&String> = all
+            .iter()
+            .filter(|(_, e)| !e["reason"].is_null())
+            .map(|(p, _)| p)
+            .collect();
+        assert!(lost.is_empty(), "round {round}: called lost: {lost:#?}");
+        let restored = restore_everything(&env, "restored");
+        let back: Vec<&Vec<u8>> = restored
+            .values()
+            .filter(|n| n.kind == "file")
+            .map(|n| &n.data)
+            .collect();
+        assert_eq!(
+            back.len(),
+            FILES,
+            "round {round}: every deleted file comes back once"
+        );
+        assert!(back.iter().all(|d| originals.contains(*d)), "round {round}");
+    }
+}
