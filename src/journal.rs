@@ -906,6 +906,38 @@ mod tests {
     }
 
     #[test]
+    fn an_exchange_replays_to_the_same_swapped_records() {
+        let (dir, live, root) = crate::index::tests::journaled_index();
+        live.begin().unwrap();
+        live.insert_version(Path::new("/s/a/x"), root, &file(1, 1), 10)
+            .unwrap();
+        live.insert_version(Path::new("/s/a"), root, &file(2, 2), 10)
+            .unwrap();
+        live.insert_version(Path::new("/s/b"), root, &file(3, 3), 10)
+            .unwrap();
+        live.insert_version(Path::new("/s/b/y"), root, &file(4, 4), 10)
+            .unwrap();
+        live.exchange(Path::new("/s/a"), root, Path::new("/s/b"), root, 20)
+            .unwrap();
+        live.commit().unwrap();
+        let size = |ix: &Index, p: &str| ix.current(Path::new(p)).unwrap().map(|v| v.observed.size);
+        assert_eq!(
+            ["/s/a", "/s/a/y", "/s/b", "/s/b/x", "/s/a/x", "/s/b/y"].map(|p| size(&live, p)),
+            [Some(3), Some(4), Some(2), Some(1), None, None]
+        );
+        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
+        let replayed = replay(
+            &dir.path().join("journal"),
+            &rebuilt,
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        let paths = ["/s/a", "/s/a/x", "/s/a/y", "/s/b", "/s/b/x", "/s/b/y"];
+        assert_eq!(everything(&rebuilt, &paths), everything(&live, &paths));
+    }
+
+    #[test]
     fn a_batch_rolled_back_leaves_nothing_in_the_journal() {
         let (dir, live, root) = crate::index::tests::journaled_index();
         let journal = dir.path().join("journal");
