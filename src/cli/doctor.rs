@@ -249,6 +249,8 @@ struct Recorded {
     last_capture: Option<i64>,
     started_at: Option<i64>,
     last_alive: Option<i64>,
+    /// The watch limit the daemon ran into, as it was then (it may be raised since).
+    watch_limit_hit: Option<u64>,
     alerts: Vec<Alert>,
     /// The last alert e-mail sent, and the last that failed (the daemon's notes).
     email_sent: Option<Delivery>,
@@ -385,6 +387,7 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         last_alive: meta_time("last_alive")?,
         email_sent: delivery("email_sent")?,
         email_failed: delivery("email_failed")?,
+        watch_limit_hit: index.meta("watch_limit_hit")?.and_then(|s| s.parse().ok()),
         alerts: crate::incident::current_alerts(index, vault)?,
     })
 }
@@ -592,14 +595,42 @@ fn watch_check(facts: &Facts, rec: &Recorded) -> Check {
         )
         .with_details(details);
     }
-    let message = if hit {
-        format!(
-            "The service reached the system's limit of {} watched folders: \
-             changes in folders beyond it are noticed only every few minutes, \
-             and a file saved and deleted in between is lost.",
-            count(limit)
+    if hit {
+        // The limit it ran into, not today's: raised since, the service is about to
+        // add the missing watches by itself.
+        let hit_at = rec.watch_limit_hit.unwrap_or(limit);
+        let mut details = details;
+        details["limit_hit"] = json!(hit_at);
+        let raised = if limit > hit_at {
+            format!(
+                " The limit is {} now: the service adds the missing watches by itself \
+                 within a few seconds.",
+                count(limit)
+            )
+        } else {
+            String::new()
+        };
+        return Check::problem(
+            name,
+            format!(
+                "The service reached the system's limit of {} watched folders: \
+                 changes in folders beyond it are noticed only every few minutes, \
+                 and a file saved and deleted in between is lost.{raised}",
+                count(hit_at)
+            ),
+            format!(
+                "Raise the limit with the command below. To keep it after a restart of \
+                 the computer, put the line fs.inotify.max_user_watches={suggested} in \
+                 the file {SYSCTL_FILE}. The service adds the missing watches by itself \
+                 within a few seconds; it needs no restart."
+            ),
+            vec![format!(
+                "sudo sysctl -w fs.inotify.max_user_watches={suggested}"
+            )],
         )
-    } else {
+        .with_details(details);
+    }
+    let message = {
         format!(
             "The system can watch only {} folders, and the protected folders hold {}: \
              changes in folders beyond the limit are noticed only every few minutes, \
@@ -1050,6 +1081,7 @@ mod tests {
                 last_capture: Some(NOW - 5 * MINUTE),
                 started_at: Some(NOW - 3 * DAY),
                 last_alive: Some(NOW - MINUTE / 6),
+                watch_limit_hit: None,
                 ..Recorded::default()
             }),
         }

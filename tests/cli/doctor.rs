@@ -393,3 +393,52 @@ fn doctor_shows_a_recent_mass_deletion_with_the_command_to_undo_it() {
         format!("undelete --vault {} emergency", env.vault.display())
     );
 }
+
+#[test]
+fn watches_missing_under_the_limit_are_added_once_it_is_raised_without_a_restart() {
+    // The missing watches were added only at a restart, and doctor named the limit
+    // in force when it ran rather than the one the service ran into.
+    if !user_namespaces_work() {
+        eprintln!("SKIPPED watches_missing_under_the_limit…: no user namespaces here");
+        return;
+    }
+    let mut env = TestEnv::new();
+    // 41 folders: a chain 12 deep and 28 beside it; the limit allows 10.
+    let deep: std::path::PathBuf = (0..12).map(|i| format!("d{i}")).collect();
+    env.write(deep.join("before.txt"), "before");
+    for i in 0..28 {
+        fs::create_dir_all(env.path(format!("side/s{i}"))).unwrap();
+    }
+    env.daemon_watch_limit = Some(10);
+    env.start_daemon(&[]);
+    env.sync();
+    let alerts = |env: &TestEnv| -> Vec<String> {
+        env.status_json()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "watch_limit")
+            .map(|a| a["message"].to_string())
+            .collect()
+    };
+    assert_eq!(alerts(&env).len(), 1, "the limit was hit");
+    let (out, answer) = doctor(&env, &[]);
+    assert_problem(&out, &answer, "watch_limit");
+    let watch = check(&answer, "watch_limit");
+    assert!(
+        text(watch, "message").contains("limit of 10 watched folders"),
+        "doctor names the limit hit: {watch:#}"
+    );
+    assert_eq!(watch["details"]["limit_hit"], 10, "{watch:#}");
+
+    env.set_daemon_watch_limit(1000);
+    // A sync reads the limit again; no fallback scan comes within this test.
+    env.sync();
+    assert!(alerts(&env).is_empty(), "{:?}", alerts(&env));
+    env.write(deep.join("after.txt"), "written after the limit was raised");
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path(deep.join("after.txt"))));
+    let (_, answer) = doctor(&env, &[]);
+    assert_ok(&answer, "watch_limit");
+}

@@ -44,6 +44,10 @@ pub struct TestEnv {
     logs: Vec<PathBuf>,
     /// A soft limit on open files to start the daemon with, as a service manager may.
     pub daemon_open_files: Option<u64>,
+    /// Starts the daemon in a user namespace of its own with this limit on inotify
+    /// watches, so a test can lower and raise the limit without touching the
+    /// machine's (which every other test and program shares).
+    pub daemon_watch_limit: Option<u64>,
 }
 
 impl TestEnv {
@@ -64,6 +68,7 @@ impl TestEnv {
             daemon: None,
             logs: Vec::new(),
             daemon_open_files: None,
+            daemon_watch_limit: None,
         }
     }
 
@@ -113,6 +118,25 @@ impl TestEnv {
                 });
             }
         }
+        if let Some(limit) = self.daemon_watch_limit {
+            use std::os::unix::process::CommandExt;
+            // Formatted before the fork: nothing may allocate between fork and exec.
+            let uid_map = format!("0 {} 1", rustix::process::geteuid().as_raw());
+            let gid_map = format!("0 {} 1", rustix::process::getegid().as_raw());
+            let limit = format!("{limit}\n");
+            // SAFETY: only system calls between fork and exec, no allocation.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    write_proc(c"/proc/self/setgroups", b"deny")?;
+                    write_proc(c"/proc/self/uid_map", uid_map.as_bytes())?;
+                    write_proc(c"/proc/self/gid_map", gid_map.as_bytes())?;
+                    write_proc(c"/proc/sys/user/max_inotify_watches", limit.as_bytes())
+                });
+            }
+        }
         let child = command.spawn().expect("spawn the daemon");
         self.daemon = Some(child);
         self.wait_until_listening();
@@ -146,6 +170,26 @@ impl TestEnv {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// Sets the watch limit of the daemon's user namespace (see `daemon_watch_limit`).
+    pub fn set_daemon_watch_limit(&self, limit: u64) {
+        let out = Command::new("nsenter")
+            .args([
+                "--user",
+                "--target",
+                &self.daemon_pid().to_string(),
+                "sh",
+                "-c",
+            ])
+            .arg(format!("echo {limit} > /proc/sys/user/max_inotify_watches"))
+            .output()
+            .expect("run nsenter");
+        assert!(
+            out.status.success(),
+            "set the watch limit: {}",
+            output_text(&out)
+        );
     }
 
     /// The running daemon's process id.
@@ -381,6 +425,32 @@ pub fn bare_command() -> Command {
         .env("UNDELETE_CONFIG", "/dev/null")
         .stdin(Stdio::null());
     cmd
+}
+
+/// Writes `data` to a file of /proc, between fork and exec (no allocation).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path and a buffer of the given length.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        if written != data.len() as isize {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a process may have a user namespace of its own here (`daemon_watch_limit`).
+pub fn user_namespaces_work() -> bool {
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 5 > /proc/sys/user/max_inotify_watches")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Sends PING on the control socket; returns the pid that answered.
