@@ -689,5 +689,80 @@ fn report_last_is_readable_by_the_report_group_and_refused_to_anyone_else() {
     for entry in fs::read_dir(&shared).unwrap() {
         let meta = entry.unwrap().metadata().unwrap();
         assert_eq!(meta.mode() & 0o777, 0o640);
+
+#[test]
+fn a_folder_swapped_for_a_symlink_during_a_walk_never_brings_in_a_root_only_file() {
+    // A user who owns a protected folder makes a new folder and at once replaces it
+    // with a link to a folder only root can read: the walk followed the link, copied
+    // root's file, and recorded it as that user's, for the next restore to hand over.
+    if !is_root() {
+        eprintln!("SKIPPED a_folder_swapped_for_a_symlink…: needs root to act as another user");
+        return;
+    }
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 3);
+    for round in 0..iterations {
+        let mut env = TestEnv::new();
+        let secret = env.root.join("secret");
+        fs::create_dir(&secret).unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+        let secret_data = format!("ROOT ONLY {round}: the payroll");
+        for n in 0..20 {
+            fs::write(secret.join(format!("payroll{n}.txt")), &secret_data).unwrap();
+        }
+        // The user's own protected folder (and the way to it).
+        fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&env.share, fs::Permissions::from_mode(0o755)).unwrap();
+        let home = env.path("u");
+        fs::create_dir(&home).unwrap();
+        rustix::fs::chown(
+            &home,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        let attack = format!(
+            "cd {home}; for i in $(seq 1 150); do \
+               mkdir new$i && echo mine > new$i/mine.txt && mv new$i gone$i && ln -s {secret} new$i; \
+               mkdir -p keep/d$i && mv keep/d$i keep/x$i && ln -s {secret} keep/d$i; \
+             done",
+            home = home.display(),
+            secret = secret.display()
+        );
+        // Started while the start-up scan walks, and going on after it.
+        env.start_daemon(&[]);
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                &attack,
+            ])
+            .output()
+            .expect("run setpriv");
+        assert!(out.status.success(), "{}", output_text(&out));
+        env.sync();
+        // A full scan walks every folder again: the links are there now.
+        env.stop_daemon();
+        env.start_daemon(&[]);
+        env.sync();
+
+        assert!(
+            !env.object_path(secret_data.as_bytes()).exists(),
+            "round {round}: root's file was copied into the vault"
+        );
+        let all = env.list_by_path(&["--all"]);
+        let leaked: Vec<&String> = all.keys().filter(|p| p.contains("payroll")).collect();
+        assert!(
+            leaked.is_empty(),
+            "round {round}: recorded under the user's folder: {leaked:#?}"
+        );
+        let mine = all.keys().filter(|p| p.ends_with("/mine.txt")).count();
+        assert!(
+            mine > 0,
+            "round {round}: the user's own files are still protected"
+        );
+        env.stop_daemon();
     }
 }
