@@ -133,6 +133,11 @@ CREATE INDEX versions_without_incident ON versions(deleted_at)
     r#"
 ALTER TABLE versions ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A copy made while the file was still being written, or kept from before writes
+    // that were never closed, may not hold the last content (see `Incomplete`).
+    r#"
+ALTER TABLE versions ADD COLUMN incomplete TEXT;
+"#,
 ];
 
 /// The incident id of deletions that belong to no incident (a folder or a lock file
@@ -326,6 +331,49 @@ impl std::fmt::Display for Uncaptured {
     }
 }
 
+/// Why the copy a version has may not hold the file's last content: it was deleted
+/// while it was still being written (seen created or written to, and not closed).
+/// A restore brings such a copy back, and says plainly that it is not the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incomplete {
+    /// Copied while it was being written: a part of the content is what was kept.
+    WhileWritten,
+    /// Written to after the copy kept was made, and deleted before it was closed:
+    /// what comes back is the older, complete version.
+    LastChangesMissing,
+}
+
+impl Incomplete {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::WhileWritten => "partial_copy",
+            Self::LastChangesMissing => "last_changes_missing",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "partial_copy" => Some(Self::WhileWritten),
+            "last_changes_missing" => Some(Self::LastChangesMissing),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::WhileWritten => {
+                "only part of it was kept: it was deleted while it was still being written"
+            }
+            Self::LastChangesMissing => {
+                "its last changes were not kept: it was deleted while it was still being \
+                 written, and the version from before those changes came back"
+            }
+        })
+    }
+}
+
 /// How a version stopped being current, when it was not replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -373,6 +421,8 @@ pub struct Observed {
     pub inode: u64,
     pub link_target: Option<PathBuf>,
     pub uncaptured: Option<Uncaptured>,
+    /// Set when the copy may not hold the file's last content.
+    pub incomplete: Option<Incomplete>,
 }
 
 /// An older version whose copy is kept, as retention sees it.
@@ -415,7 +465,7 @@ impl Version {
 
 const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
-     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns";
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete";
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
     let path: Vec<u8> = row.get(1)?;
@@ -440,6 +490,10 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
             inode: row.get::<_, i64>(10)? as u64,
             link_target: link.map(path_from_bytes),
             uncaptured: uncaptured.map(|code| Uncaptured::from_columns(&code, uncaptured_detail)),
+            incomplete: row
+                .get::<_, Option<String>>(24)?
+                .as_deref()
+                .and_then(Incomplete::from_code),
         },
         seen_at: row.get(12)?,
         captured_at: row.get(13)?,
@@ -1009,8 +1063,9 @@ impl Index {
             .prepare_cached(
                 "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
                      inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail,
-                     ctime_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     ctime_ns, incomplete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17)",
             )?
             .execute(params![
                 path_bytes(path),
@@ -1029,6 +1084,7 @@ impl Index {
                 observed.uncaptured.as_ref().map(Uncaptured::code),
                 observed.uncaptured.as_ref().and_then(Uncaptured::detail),
                 observed.ctime_ns,
+                observed.incomplete.map(Incomplete::code),
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -1049,7 +1105,7 @@ impl Index {
         self.conn
             .prepare_cached(
                 "UPDATE versions SET size = ?2, mtime_ns = ?3, mode = ?4, uid = ?5, gid = ?6,
-                     inode = ?7, ctime_ns = ?8 WHERE id = ?1",
+                     inode = ?7, ctime_ns = ?8, incomplete = ?9 WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -1060,8 +1116,31 @@ impl Index {
                 observed.gid,
                 observed.inode as i64,
                 observed.ctime_ns,
+                observed.incomplete.map(Incomplete::code),
             ])?;
         Ok(())
+    }
+
+    /// Records that the current version of `path` does not hold the file's last
+    /// content (see `Incomplete`).
+    pub fn mark_incomplete(&self, path: &Path, why: Incomplete) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Incomplete {
+                path: path.into(),
+                why: why.code().to_owned(),
+            })
+        })?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET incomplete = ?2
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(path), why.code()])?;
+        Ok(())
+    }
+
+    pub(crate) fn incomplete_from_code(code: &str) -> Option<Incomplete> {
+        Incomplete::from_code(code)
     }
 
     /// Marks the current version of `path` and, if `subtree`, of everything below it, as
@@ -1135,6 +1214,7 @@ impl Index {
             inode: 0,
             link_target: None,
             uncaptured: Some(Uncaptured::DeletedBeforeCapture),
+            incomplete: None,
         };
         let id = self.insert_version(path, root_id, &observed, now)?;
         self.conn
@@ -2492,6 +2572,7 @@ pub(crate) mod tests {
             inode: 7,
             link_target: None,
             uncaptured: None,
+            incomplete: None,
         }
     }
 

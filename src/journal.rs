@@ -132,6 +132,8 @@ pub struct ObservedRecord {
     uncaptured: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uncaptured_detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incomplete: Option<String>,
 }
 
 impl From<&Observed> for ObservedRecord {
@@ -149,6 +151,7 @@ impl From<&Observed> for ObservedRecord {
             link_target: o.link_target.as_deref().map(JournalPath::from),
             uncaptured: o.uncaptured.as_ref().map(|u| u.code().to_owned()),
             uncaptured_detail: o.uncaptured.as_ref().and_then(Uncaptured::detail),
+            incomplete: o.incomplete.map(|i| i.code().to_owned()),
         }
     }
 }
@@ -181,6 +184,10 @@ impl ObservedRecord {
                 .uncaptured
                 .as_deref()
                 .map(|code| Uncaptured::from_columns(code, self.uncaptured_detail.clone())),
+            incomplete: self
+                .incomplete
+                .as_deref()
+                .and_then(Index::incomplete_from_code),
         })
     }
 }
@@ -235,6 +242,8 @@ pub enum Record {
         root: JournalPath,
         at: i64,
     },
+    /// `Index::mark_incomplete` of the current version of `path`.
+    Incomplete { path: JournalPath, why: String },
     /// `Index::exchange`.
     Exchange {
         a: JournalPath,
@@ -331,7 +340,7 @@ impl Record {
             | Self::Restored { at, .. }
             | Self::Acknowledged { at, .. }
             | Self::Purged { at, .. } => Some(*at),
-            Self::Metadata { .. } | Self::Incidents { .. } => None,
+            Self::Metadata { .. } | Self::Incidents { .. } | Self::Incomplete { .. } => None,
         }
     }
 }
@@ -738,6 +747,10 @@ impl Replayer<'_> {
                 };
                 ix.rename(&from.0, &to.0, root, at)?;
             }
+            Record::Incomplete { path, why } => match Index::incomplete_from_code(&why) {
+                Some(why) => ix.mark_incomplete(&path.0, why)?,
+                None => return Ok(Err(format!("not a reason this version knows: {why}"))),
+            },
             Record::Exchange {
                 a,
                 a_root,

@@ -312,6 +312,9 @@ pub enum Outcome {
     /// A lock file of a program, left out on purpose: brought back, it would tell
     /// its program that the document is still open. Not counted as lost.
     LeftOut,
+    /// Brought back, but not whole: what was kept does not hold its last content
+    /// (the reason says why). Counts like a file never copied for the exit code.
+    Partial,
 }
 
 /// One file's line in a restore report.
@@ -410,6 +413,7 @@ pub struct Counts {
     pub stopped: u64,
     /// Lock files of programs left out on purpose: not among `files`.
     pub left_out: u64,
+    pub partial: u64,
 }
 
 /// The recovered-versus-lost report of one restore.
@@ -445,6 +449,7 @@ impl RestoreReport {
                 }
                 Outcome::Stopped => c.stopped += 1,
                 Outcome::LeftOut => c.left_out += 1,
+                Outcome::Partial => c.partial += 1,
             }
         }
         c
@@ -485,6 +490,20 @@ impl RestoreReport {
                 ),
             };
             groups.insert(key, temporary.into_values().flatten().collect());
+        }
+        let mut groups: Vec<_> = groups.into_iter().collect();
+        groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        groups
+    }
+
+    /// Files with `outcome` grouped by reason, largest group first.
+    fn by_reason(&self, outcome: Outcome) -> Vec<(String, Vec<&FileResult>)> {
+        let mut groups: BTreeMap<String, Vec<&FileResult>> = BTreeMap::new();
+        for f in self.files.iter().filter(|f| f.outcome == outcome) {
+            groups
+                .entry(f.reason.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default()
+                .push(f);
         }
         let mut groups: Vec<_> = groups.into_iter().collect();
         groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
@@ -573,6 +592,19 @@ impl RestoreReport {
                 ),
             });
         }
+        if c.partial > 0 {
+            let parts: Vec<String> = self
+                .by_reason(Outcome::Partial)
+                .iter()
+                .map(|(reason, group)| format!("{}: {reason}", count(group.len() as u64)))
+                .collect();
+            lines.push(format!(
+                "{} {} back only in part: {}.",
+                count(c.partial),
+                if future { "would come" } else { "came" },
+                parts.join("; ")
+            ));
+        }
         if c.stopped > 0 {
             lines.push(format!(
                 "The restore was stopped before the end: {} not restored yet.",
@@ -641,6 +673,12 @@ impl RestoreReport {
             "The disk the files go to is full. Free some space on it, or choose \
              another folder, then run the same command again: nothing is restored twice."
                 .to_owned()
+        } else if c.partial > 0 && c.lost_unexpected == 0 {
+            format!(
+                "Everything that had been kept was brought back, but {} only in part \
+                 (see above).",
+                files(c.partial)
+            )
         } else if c.lost == 0 {
             "Every selected file is in place.".to_owned()
         } else if c.lost_unexpected == 0 {
@@ -688,6 +726,15 @@ impl RestoreReport {
                 count(left_out.len() as u64)
             ));
             for f in left_out {
+                out.push_str(&format!("  {}\n", display_path(&f.path)));
+            }
+        }
+        for (reason, group) in self.by_reason(Outcome::Partial) {
+            out.push_str(&format!(
+                "\nBrought back only in part — {reason} ({}):\n",
+                count(group.len() as u64)
+            ));
+            for f in group {
                 out.push_str(&format!("  {}\n", display_path(&f.path)));
             }
         }
@@ -746,6 +793,7 @@ impl RestoreReport {
             "not_restored_yet": c.stopped,
             "left_out": c.left_out,
             "incident": self.incident,
+            "partial": c.partial,
             "recovered_by_kind": by_kind(Outcome::Recovered),
             "lost_by_kind": by_kind(Outcome::Lost),
             "complete": self.complete(),

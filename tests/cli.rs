@@ -56,3 +56,5 @@ mod security;
 mod service;
 #[path = "cli/wizard.rs"]
 mod wizard;
+#[path = "cli/writers.rs"]
+mod writers;

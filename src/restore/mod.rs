@@ -444,12 +444,22 @@ fn result(
     reason: Option<String>,
     restored_to: Option<PathBuf>,
 ) -> FileResult {
+    // Brought back, but not whole: never called recovered.
+    let incomplete = item
+        .version
+        .observed
+        .incomplete
+        .filter(|_| outcome == Outcome::Recovered);
+    let (outcome, reason) = match incomplete {
+        Some(why) => (Outcome::Partial, Some(why.to_string())),
+        None => (outcome, reason),
+    };
     FileResult {
         path: item.version.path.clone(),
         size: item.version.observed.size,
         outcome,
         reason,
-        reason_code: None,
+        reason_code: incomplete.map(|why| why.code().to_owned()),
         expected: true,
         beside: matches!(item.action, Action::Beside(_)),
         restored_to,

@@ -346,5 +346,6 @@ pub fn observed_from(st: &Stat) -> Observed {
         inode: st.st_ino,
         link_target: None,
         uncaptured: None,
+        incomplete: None,
     }
 }

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
-use crate::index::{EntryKind, Gone, Index, IndexError, Removal, Root, Uncaptured, Version};
+use crate::index::{
+    EntryKind, Gone, Incomplete, Index, IndexError, Removal, Root, Uncaptured, Version,
+};
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
 
@@ -793,9 +795,20 @@ impl Daemon {
     }
 
     fn removed(&mut self, path: &Path, was_dir: bool, now: i64) -> Result<(), DaemonError> {
-        self.writing.remove(path);
         if self.explained_by_rename(path, was_dir, now)? {
             return Ok(());
+        }
+        if self.writing.remove(path) {
+            // Deleted while being written: the version kept does not hold the last
+            // content, whether it is a copy of part of it or one from before.
+            if let Some(v) = self.index.current(path)?
+                && v.observed.kind == EntryKind::File
+                && v.observed.object.is_some()
+                && v.observed.incomplete.is_none()
+            {
+                self.index
+                    .mark_incomplete(path, Incomplete::LastChangesMissing)?;
+            }
         }
         let root_id = self.root_for(path).map(|r| r.id).unwrap_or_default();
         // Created and removed before we got to look: it existed, and it is lost.
@@ -1141,6 +1154,13 @@ impl Daemon {
             }
         };
         self.note_vault_state(&observed.uncaptured, copied, now)?;
+        let mut observed = observed;
+        if observed.kind != EntryKind::File {
+            self.writing.remove(&job.path);
+        } else if observed.object.is_some() && self.writing.contains(&job.path) {
+            // Copied while a writer may still be at it: the last content may come later.
+            observed.incomplete = Some(Incomplete::WhileWritten);
+        }
         let kind = observed.kind;
         let was_known = job.current.is_some();
         match job.current {

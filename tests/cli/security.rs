@@ -689,6 +689,8 @@ fn report_last_is_readable_by_the_report_group_and_refused_to_anyone_else() {
     for entry in fs::read_dir(&shared).unwrap() {
         let meta = entry.unwrap().metadata().unwrap();
         assert_eq!(meta.mode() & 0o777, 0o640);
+    }
+}
 
 #[test]
 fn a_folder_swapped_for_a_symlink_during_a_walk_never_brings_in_a_root_only_file() {
