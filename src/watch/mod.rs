@@ -849,7 +849,8 @@ impl Daemon {
     /// (`renameat2(RENAME_EXCHANGE)`, `mv --exchange`) as a rename `a → b` and one
     /// `b → a`, and by the time the daemon reads them the disk may be further on.
     /// When `from` holds the inode of `to`'s record and `to` that of `from`'s, the two
-    /// were exchanged, with everything below them. When `from` still holds the inode
+    /// were exchanged, with everything below them (also when `from`'s folder has gone
+    /// since: see `from_unknown`). When `from` still holds the inode
     /// of its record (the second half of an exchange already applied, or a rename
     /// undone since), or nothing known moved and `to` still holds its record's,
     /// nothing moves. Otherwise `from` moved over `to`, whose record is replaced.
@@ -881,7 +882,15 @@ impl Daemon {
             moving.as_ref().map(|v| v.observed.inode),
             at_to.as_ref().map(|v| v.observed.inode),
         );
-        let exchanged = m.is_some() && t.is_some() && on_from == t && on_to == m;
+        // With `from`'s folder gone since (moved on, or out), `from` cannot say whether
+        // this was an exchange or a rename over `to`: taken for an exchange, which
+        // keeps `to`'s old record (in the recycle bin at worst), where a rename would
+        // drop it.
+        let from_unknown = on_from.is_none()
+            && from
+                .parent()
+                .is_some_and(|dir| tree::lstat(dir).is_err_and(|e| tree::is_gone(&e)));
+        let exchanged = m.is_some() && t.is_some() && on_to == m && (on_from == t || from_unknown);
         let stays = !exchanged
             && ((m.is_some() && on_from == m) || (m.is_none() && t.is_some() && on_to == t));
         if stays {

@@ -1,5 +1,7 @@
-//! A model-checked event stream: random sequences of writes, renames, moves out
-//! of the tree and deletions on a small tree, with `sync` at random points,
+//! A model-checked event stream: random sequences of writes, in-place edits that
+//! put the mtime back, renames, exchanges of files and of folders, moves out of
+//! the tree, deletions, and folders renamed while their files are deleted, on a
+//! small tree, with `sync` at random points,
 //! checked against a simple model: every file deleted after a sync point comes
 //! back with its content at that point (or a later one the daemon saw).
 //!
@@ -7,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
@@ -47,6 +50,27 @@ enum Op {
         dir: usize,
         file: Option<usize>,
     },
+    /// Rewrites a file in place and puts its modification time back (`touch -r`).
+    EditKeepMtime {
+        dir: usize,
+        file: usize,
+    },
+    /// Exchanges two files (`renameat2(RENAME_EXCHANGE)`).
+    Swap {
+        a: (usize, usize),
+        b: (usize, usize),
+    },
+    /// Exchanges two folders, neither inside the other.
+    SwapDirs {
+        a: usize,
+        b: usize,
+    },
+    /// Deletes the files of a folder by descriptor, renaming the folder after the
+    /// first deletion: the later deletions happen under its new name.
+    RenameDirWhileDeleting {
+        from: usize,
+        to: usize,
+    },
     Sync,
 }
 
@@ -63,6 +87,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(dir, file)| Op::MoveOut { dir, file }),
         2 => (0..DIRS.len(), proptest::option::of(0..FILES.len()))
             .prop_map(|(dir, file)| Op::Delete { dir, file }),
+        1 => slot().prop_map(|(dir, file)| Op::EditKeepMtime { dir, file }),
+        1 => (slot(), slot()).prop_map(|(a, b)| Op::Swap { a, b }),
+        1 => (1..DIRS.len(), 1..DIRS.len()).prop_map(|(a, b)| Op::SwapDirs { a, b }),
+        1 => (1..DIRS.len(), 0..NEW_DIRS.len())
+            .prop_map(|(from, to)| Op::RenameDirWhileDeleting { from, to }),
         2 => Just(Op::Sync),
     ]
 }
@@ -164,6 +193,14 @@ impl Model {
         self.synced_dirs.retain(|d| !d.starts_with(p));
     }
 
+    /// Exchanges what is at and below `a` with what is at and below `b`.
+    fn exchange(&mut self, a: &Path, b: &Path) {
+        let parked = Path::new("\u{0}parked");
+        self.rename(a, parked);
+        self.rename(b, a);
+        self.rename(parked, b);
+    }
+
     fn rename(&mut self, from: &Path, to: &Path) {
         let moved: Vec<(PathBuf, usize)> = self
             .live
@@ -260,6 +297,67 @@ fn check(ops: &[Op]) {
                 }
                 model.remove(&p);
             }
+            Op::EditKeepMtime { dir, file } => {
+                let p = rel(dir, file);
+                if !model.live.contains_key(&p) {
+                    continue;
+                }
+                let path = env.path(&p);
+                let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+                let data = model.write(&p);
+                let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len(0).unwrap();
+                f.write_all(&data).unwrap();
+                f.set_modified(mtime).unwrap();
+            }
+            Op::Swap { a, b } => {
+                let (a, b) = (rel(a.0, a.1), rel(b.0, b.1));
+                if a == b || !model.live.contains_key(&a) || !model.live.contains_key(&b) {
+                    continue;
+                }
+                exchange(&env.path(&a), &env.path(&b));
+                model.exchange(&a, &b);
+            }
+            Op::SwapDirs { a, b } => {
+                let (a, b) = (PathBuf::from(DIRS[a]), PathBuf::from(DIRS[b]));
+                if !model.dirs.contains(&a)
+                    || !model.dirs.contains(&b)
+                    || a.starts_with(&b)
+                    || b.starts_with(&a)
+                {
+                    continue;
+                }
+                exchange(&env.path(&a), &env.path(&b));
+                model.exchange(&a, &b);
+            }
+            Op::RenameDirWhileDeleting { from, to } => {
+                let (from, to) = (PathBuf::from(DIRS[from]), PathBuf::from(NEW_DIRS[to]));
+                if !model.dirs.contains(&from) || model.exists(&to) || to.starts_with(&from) {
+                    continue;
+                }
+                let held = fs::File::open(env.path(&from)).unwrap();
+                let files: Vec<PathBuf> = model
+                    .live
+                    .keys()
+                    .filter(|p| p.parent() == Some(from.as_path()))
+                    .cloned()
+                    .collect();
+                let mut renamed = false;
+                for p in &files {
+                    let name = p.file_name().unwrap();
+                    rustix::fs::unlinkat(&held, name, rustix::fs::AtFlags::empty()).unwrap();
+                    model.remove(if renamed { &to } else { &from }.join(name).as_path());
+                    if !renamed {
+                        fs::rename(env.path(&from), env.path(&to)).unwrap();
+                        model.rename(&from, &to);
+                        renamed = true;
+                    }
+                }
+                if !renamed {
+                    fs::rename(env.path(&from), env.path(&to)).unwrap();
+                    model.rename(&from, &to);
+                }
+            }
             Op::Sync => {
                 env.sync();
                 model.sync();
@@ -304,6 +402,13 @@ fn check(ops: &[Op]) {
     // that has already moved on (`mv x/z y; mkdir x/z; …` read after the mkdir), the
     // later rename carries a file that was never at that path; it comes back there
     // too, with content that did exist. An extra copy, never a lost one.
+}
+
+/// `renameat2(RENAME_EXCHANGE)`, as `mv --exchange` does.
+fn exchange(a: &Path, b: &Path) {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)
+        .unwrap_or_else(|e| panic!("exchange {} and {}: {e}", a.display(), b.display()));
 }
 
 fn config() -> ProptestConfig {
