@@ -19,6 +19,7 @@ use crate::config::Excludes;
 use crate::index::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
 
+use super::inotify::Held;
 use super::tree;
 
 /// How many times a file that changes while being read is read again.
@@ -59,6 +60,10 @@ pub struct Job {
     pub likely: Option<Likely>,
     /// What the restore that is writing it said it holds.
     pub announced: Option<Announcement>,
+    /// The file held open since it was being written: read when its name is gone.
+    pub held: Option<Held>,
+    /// Its name is known to be unlinked: whatever has the name now is another file.
+    pub name_gone: bool,
 }
 
 /// How many threads copy at once: four per core, because with small files most of
@@ -124,14 +129,16 @@ pub fn look_all(vault: &Vault, rules: &HashMap<i64, Rules<'_>>, jobs: &[Option<J
 /// already holds the same content. Through the opened parent folder (see `tree`):
 /// a path that now passes through a symlink is not inside the tree.
 pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
-    let (path, relative, current) = (&job.path, &job.relative, job.current.as_ref());
-    let found = tree::open_parent(path).and_then(|(dir, name)| {
+    if job.name_gone {
+        return look_held(vault, rules, job);
+    }
+    let found = tree::open_parent(&job.path).and_then(|(dir, name)| {
         let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
         Ok((dir, name, st))
     });
     let (dir, name, st) = match found {
         Ok(found) => found,
-        Err(e) if tree::is_gone(&e) => return Look::Missing,
+        Err(e) if tree::is_gone(&e) => return look_held(vault, rules, job),
         Err(e) => return Look::Uninspectable(e),
     };
     let mut observed = observed_from(&st);
@@ -152,45 +159,75 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
             })
         }
         EntryKind::File => {
-            if let Some(rule) = rules.excludes.matching_rule(relative) {
-                observed.uncaptured = Some(Uncaptured::Excluded {
-                    rule: rule.to_owned(),
-                });
-            } else if rules.max_file_size.is_some_and(|max| observed.size > max) {
-                observed.uncaptured = Some(Uncaptured::TooLarge {
-                    limit: rules.max_file_size.unwrap_or_default(),
-                });
-            } else if let Some(kept) = current.filter(|c| same_content(c, &observed)) {
-                // Same size, times and inode as a copy already made: nothing was written.
-                observed.object = kept.observed.object;
-            } else if let Some(object) = job
-                .announced
-                .as_ref()
-                .filter(|a| a.matches(observed.inode, observed.size, observed.mtime_ns))
-                .map(|a| a.object)
-                .filter(|id| vault.contains(id))
-            {
-                // The same rule, for the copy a restore just made from the vault.
-                observed.object = Some(object);
-                return Look::Announced(observed);
-            } else {
-                // A change of metadata alone (or of content with the mtime put back) is
-                // hashed before anything is written: content already kept costs no copy.
-                let likely = current
-                    .filter(|c| {
-                        c.observed.kind == EntryKind::File && c.observed.uncaptured.is_none()
-                    })
-                    .and_then(|c| {
-                        c.observed.object.map(|id| Likely {
-                            id,
-                            size: c.observed.size,
-                        })
-                    })
-                    .or(job.likely);
-                let open = || tree::open_file_at(&dir, &name);
-                return copy_file(vault, open, observed, rules.max_file_size, likely);
-            }
+            let open = || tree::open_file_at(&dir, &name);
+            return look_file(vault, rules, job, observed, open);
         }
+    }
+    Look::Found(observed)
+}
+
+/// A file whose name is gone, through the descriptor held since it was being
+/// written (`Job::held`): its content is still there until the last close.
+fn look_held(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
+    use std::io::{Seek, SeekFrom};
+    let Some(held) = &job.held else {
+        return Look::Missing;
+    };
+    let Ok(st) = rustix::fs::fstat(held.file()) else {
+        return Look::Missing;
+    };
+    let open = || {
+        let mut file = held.file().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    };
+    look_file(vault, rules, job, observed_from(&st), open)
+}
+
+/// The file part of `look`: kept out by a rule, the same content as kept, what a
+/// restore announced, or copied through `open`.
+fn look_file(
+    vault: &Vault,
+    rules: &Rules<'_>,
+    job: &Job,
+    mut observed: Observed,
+    open: impl Fn() -> io::Result<File>,
+) -> Look {
+    let (relative, current) = (&job.relative, job.current.as_ref());
+    if let Some(rule) = rules.excludes.matching_rule(relative) {
+        observed.uncaptured = Some(Uncaptured::Excluded {
+            rule: rule.to_owned(),
+        });
+    } else if rules.max_file_size.is_some_and(|max| observed.size > max) {
+        observed.uncaptured = Some(Uncaptured::TooLarge {
+            limit: rules.max_file_size.unwrap_or_default(),
+        });
+    } else if let Some(kept) = current.filter(|c| same_content(c, &observed)) {
+        // Same size, times and inode as a copy already made: nothing was written.
+        observed.object = kept.observed.object;
+    } else if let Some(object) = job
+        .announced
+        .as_ref()
+        .filter(|a| a.matches(observed.inode, observed.size, observed.mtime_ns))
+        .map(|a| a.object)
+        .filter(|id| vault.contains(id))
+    {
+        // The same rule, for the copy a restore just made from the vault.
+        observed.object = Some(object);
+        return Look::Announced(observed);
+    } else {
+        // A change of metadata alone (or of content with the mtime put back) is
+        // hashed before anything is written: content already kept costs no copy.
+        let likely = current
+            .filter(|c| c.observed.kind == EntryKind::File && c.observed.uncaptured.is_none())
+            .and_then(|c| {
+                c.observed.object.map(|id| Likely {
+                    id,
+                    size: c.observed.size,
+                })
+            })
+            .or(job.likely);
+        return copy_file(vault, open, observed, rules.max_file_size, likely);
     }
     Look::Found(observed)
 }

@@ -12,8 +12,12 @@ pub enum FsEvent {
     /// again. `is_new` asks for folders to be walked.
     Changed { path: PathBuf, is_new: bool },
     /// A file was created or written to and is not closed yet: a copy made now may
-    /// not hold its last content. Reported once until `Closed`.
-    Writing { path: PathBuf },
+    /// not hold its last content. Reported once until `Closed`, with the file held
+    /// open where the source could, so its content can be read after an unlink.
+    Writing {
+        path: PathBuf,
+        held: Option<super::inotify::Held>,
+    },
     /// A file open for writing was closed: its content is complete (for now).
     Closed { path: PathBuf },
     /// A name was unlinked.

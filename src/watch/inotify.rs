@@ -42,6 +42,60 @@ const PAIRING: Duration = Duration::from_millis(20);
 
 /// How many files being written are remembered, to report each once (`Writing`).
 const WRITING_REMEMBERED: usize = 65_536;
+/// How many files being written are held open at most (see `Held`).
+const HELD_AT_MOST: usize = 256;
+
+static HELD_OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A file being written, held open from the moment it was seen: once its name is
+/// unlinked, its content can still be read through this, until the last close.
+/// So a file written, closed and deleted at once, before the daemon could look,
+/// is still kept whole. At most `HELD_AT_MOST` at a time.
+#[derive(Debug, Clone)]
+pub struct Held(Arc<HeldFile>);
+
+#[derive(Debug)]
+struct HeldFile(std::fs::File);
+
+impl Drop for HeldFile {
+    fn drop(&mut self) {
+        HELD_OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Held {}
+
+impl Held {
+    /// Opens the regular file at `path` for reading, never through a symlink and
+    /// never blocking; `None` past the limit, or when it is not a regular file.
+    fn open(path: &Path) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        if HELD_OPEN.fetch_add(1, Ordering::Relaxed) >= HELD_AT_MOST {
+            HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let file = super::tree::open_file(path)
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+        match file {
+            Some(file) => Some(Self(Arc::new(HeldFile(file)))),
+            None => {
+                HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        &self.0.0
+    }
+}
 
 /// What a watch costs nothing to ask for but would flood the queue if asked: no
 /// IN_OPEN, no IN_ACCESS, no close-after-reading (every read on the share). IN_MODIFY
@@ -400,7 +454,8 @@ impl Reader {
             self.writing.clear();
         }
         self.writing.insert(path.clone());
-        self.send(FsEvent::Writing { path })
+        let held = Held::open(&path);
+        self.send(FsEvent::Writing { path, held })
     }
 
     /// A rename-from with no rename-to: the thing left the protected folders. Its

@@ -20,7 +20,7 @@ mod inotify;
 mod sync;
 mod tree;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -38,7 +38,7 @@ use crate::vault::{Likely, Vault, VaultError};
 pub use event::{FsEvent, Msg, SyncAnswer};
 
 use capture::{Look, Rules};
-use inotify::{Inotify, WatchError};
+use inotify::{Held, Inotify, WatchError};
 use sync::Syncs;
 
 /// How many messages one batch (one transaction) takes at most.
@@ -196,7 +196,10 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         roots,
         rx: inbox.rx,
         dirty: Dirty::default(),
-        writing: HashSet::new(),
+        writing: HashMap::new(),
+        closed: HashMap::new(),
+        deleted_open: HashMap::new(),
+        held_for_look: HashMap::new(),
         recent_renames: Vec::new(),
         syncs: Syncs::default(),
         vault_full: false,
@@ -237,6 +240,20 @@ pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
         );
     }
     Ok(())
+}
+
+/// Moves the entries at and below `from` to where they are below `to` now.
+fn follow_rename<V>(map: &mut HashMap<PathBuf, V>, from: &Path, to: &Path) {
+    let moved: Vec<PathBuf> = map
+        .keys()
+        .filter(|p| p.starts_with(from))
+        .cloned()
+        .collect();
+    for path in moved {
+        if let Some(value) = map.remove(&path) {
+            map.insert(inotify::below(to, &path, from), value);
+        }
+    }
 }
 
 /// The limit on inotify watches this daemon is held to: the system's
@@ -379,8 +396,17 @@ struct Daemon {
     roots: Vec<Root>,
     rx: Receiver<Msg>,
     dirty: Dirty,
-    /// Files reported as being written and not closed since (see `FsEvent::Writing`).
-    writing: HashSet<PathBuf>,
+    /// Files reported as being written and not closed since (see `FsEvent::Writing`),
+    /// with the descriptor the source holds them by, if any.
+    writing: HashMap<PathBuf, Option<Held>>,
+    /// Files closed after writing, held until their path is looked at: unlinked
+    /// first, they are read through this.
+    closed: HashMap<PathBuf, Held>,
+    /// Files deleted while still being written, held until they are closed: their
+    /// last content is read then.
+    deleted_open: HashMap<PathBuf, Held>,
+    /// The descriptor a look should read through when the path is gone.
+    held_for_look: HashMap<PathBuf, Held>,
     /// Folders and files renamed lately: from, to, when (see `removed`).
     recent_renames: Vec<(PathBuf, PathBuf, Instant)>,
     syncs: Syncs,
@@ -546,6 +572,8 @@ impl Daemon {
             }
         }
         self.look_at_dirty(now)?;
+        // Looked at by their paths now: nothing more to read through them.
+        self.closed.clear();
         self.retry_unwatched(now, sync_asked)?;
         if self.vault_full && sync_asked {
             // Files skipped while the vault was full get no event when space returns:
@@ -760,16 +788,25 @@ impl Daemon {
                     self.dirty.insert(path, is_new);
                 }
             }
-            FsEvent::Writing { path } => {
+            FsEvent::Writing { path, held } => {
                 if self.is_protected(&path) {
-                    self.writing.insert(path);
+                    self.writing.insert(path, held);
                 }
             }
             FsEvent::Closed { path } => {
-                self.writing.remove(&path);
-                if self.is_protected(&path) {
-                    self.dirty.insert(path, false);
+                let held = self.writing.remove(&path).flatten();
+                if !self.is_protected(&path) {
+                    return Ok(());
                 }
+                if let Some(deleted) = self.deleted_open.remove(&path)
+                    && self.index.current(&path)?.is_none()
+                {
+                    // Deleted while it was written, now closed: its last content.
+                    self.keep_deleted(&path, deleted, now)?;
+                } else if let Some(held) = held {
+                    self.closed.insert(path.clone(), held);
+                }
+                self.dirty.insert(path, false);
             }
             FsEvent::Removed { path, was_dir } => {
                 if self.is_protected(&path) {
@@ -789,6 +826,29 @@ impl Daemon {
         Ok(())
     }
 
+    /// Records what the held descriptor of a file whose name is gone holds, as the
+    /// current version of `path`.
+    fn look_at_held(&mut self, path: &Path, held: Held, now: i64) -> Result<(), DaemonError> {
+        self.held_for_look.insert(path.to_owned(), held);
+        self.look_at(path, now)?;
+        self.held_for_look.remove(path);
+        Ok(())
+    }
+
+    /// A file deleted while it was written, closed since: its last content becomes
+    /// the newest deleted version of `path`, whole.
+    fn keep_deleted(&mut self, path: &Path, held: Held, now: i64) -> Result<(), DaemonError> {
+        self.look_at_held(path, held, now)?;
+        let gone = Gone {
+            at: now,
+            approx: false,
+            last_seen: None,
+            removal: Removal::Deleted,
+        };
+        self.index.mark_removed(path, false, &gone)?;
+        Ok(())
+    }
+
     /// Inside a protected folder, and none of the daemon's own files.
     fn is_protected(&self, path: &Path) -> bool {
         !is_internal(path) && self.root_for(path).is_some()
@@ -798,7 +858,16 @@ impl Daemon {
         if self.explained_by_rename(path, was_dir, now)? {
             return Ok(());
         }
-        if self.writing.remove(path) {
+        if let Some(held) = self.closed.remove(path) {
+            // Written, closed and unlinked before the daemon looked: its content is
+            // still there through the descriptor held since it was written.
+            self.dirty.take(path, false);
+            self.look_at_held(path, held, now)?;
+        }
+        if let Some(held) = self.writing.remove(path) {
+            if let Some(held) = held {
+                self.deleted_open.insert(path.to_owned(), held);
+            }
             // Deleted while being written: the version kept does not hold the last
             // content, whether it is a copy of part of it or one from before.
             if let Some(v) = self.index.current(path)?
@@ -813,7 +882,11 @@ impl Daemon {
         let root_id = self.root_for(path).map(|r| r.id).unwrap_or_default();
         // Created and removed before we got to look: it existed, and it is lost.
         for never_seen in self.dirty.take(path, true) {
-            if self.index.current(&never_seen)?.is_none() {
+            // Not one whose removal this batch already recorded (found missing below
+            // a folder that moved): it was seen, and is kept.
+            if self.index.current(&never_seen)?.is_none()
+                && !self.index.removed_since(&never_seen, now)?
+            {
                 self.index
                     .record_lost(&never_seen, root_id, EntryKind::File, now)?;
             }
@@ -873,7 +946,10 @@ impl Daemon {
             self.dirty.insert(to.to_owned(), true);
             return Ok(());
         };
-        self.writing.remove(from);
+        // Files being written, and held open, follow the rename too.
+        follow_rename(&mut self.writing, from, to);
+        follow_rename(&mut self.closed, from, to);
+        follow_rename(&mut self.deleted_open, from, to);
         let moving = self.index.current(from)?;
         let at_to = self.index.current(to)?;
         let inode_at = |p: &Path| tree::lstat(p).ok().map(|st| st.st_ino);
@@ -896,6 +972,13 @@ impl Daemon {
         if stays {
             self.dirty.insert(from.to_owned(), true);
             self.dirty.insert(to.to_owned(), true);
+            // Events may still name it by the other name: they mean this one.
+            let (other, kept) = if m.is_some() && on_from == m {
+                (to, from)
+            } else {
+                (from, to)
+            };
+            self.remember_rename(other, kept);
             return Ok(());
         }
         // Paths waiting to be looked at follow the rename (both ways for an exchange).
@@ -929,17 +1012,21 @@ impl Daemon {
             v.as_ref()
                 .is_some_and(|v| v.observed.kind == EntryKind::Dir)
         };
-        if is_dir(&moving) && on_to == m {
-            self.mark_missing_below(to, now)?;
+        if let (true, Some(m)) = (is_dir(&moving), m) {
+            self.mark_missing_below(to, m, now)?;
         }
-        if exchanged && is_dir(&at_to) && on_from == t {
-            self.mark_missing_below(from, now)?;
+        if let (true, true, Some(t)) = (exchanged, is_dir(&at_to), t) {
+            self.mark_missing_below(from, t, now)?;
         }
+        self.remember_rename(from, to);
+        Ok(())
+    }
+
+    fn remember_rename(&mut self, from: &Path, to: &Path) {
         self.recent_renames
             .retain(|(_, _, at)| at.elapsed() < RENAME_EXPLAINS);
         self.recent_renames
             .push((from.to_owned(), to.to_owned(), Instant::now()));
-        Ok(())
     }
 
     /// A remove event for a path that a recent rename moved away (an event read under
@@ -986,16 +1073,45 @@ impl Daemon {
             .is_some_and(|v| v.observed.kind == EntryKind::Dir))
     }
 
-    /// Marks what the index has at and below `dir` that is not on disk as deleted.
-    /// Returns how many versions were marked.
-    fn mark_missing_below(&mut self, dir: &Path, now: i64) -> Result<usize, DaemonError> {
+    /// Marks what the index has below the folder `dir` that is not in it on disk as
+    /// deleted, when the folder at `dir` is still the one with `inode`. Through the
+    /// folder's descriptor: renamed again meanwhile, it still answers for its files.
+    fn mark_missing_below(&mut self, dir: &Path, inode: u64, now: i64) -> Result<(), DaemonError> {
+        let Ok(held) = tree::open_dir(dir) else {
+            return Ok(());
+        };
+        if rustix::fs::fstat(&held).map(|st| st.st_ino).ok() != Some(inode) {
+            return Ok(());
+        }
         let gone = Gone {
             at: now,
             approx: false,
             last_seen: None,
             removal: Removal::Deleted,
         };
-        self.mark_missing(dir, &gone)
+        let mut after: Option<PathBuf> = None;
+        loop {
+            let page = self
+                .index
+                .current_paths_page(dir, after.as_deref(), SCAN_PAGE)?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for path in page {
+                let Ok(relative) = path.strip_prefix(dir) else {
+                    continue;
+                };
+                if relative.as_os_str().is_empty() {
+                    continue;
+                }
+                if tree::lstat_beneath(&held, relative).is_err_and(|e| tree::is_gone(&e)) {
+                    self.index.mark_removed(&path, false, &gone)?;
+                    self.maybe_commit()?;
+                }
+            }
+            after = Some(last);
+        }
+        Ok(())
     }
 
     /// `mark_missing_below` with how the deletions are dated.
@@ -1110,6 +1226,12 @@ impl Daemon {
                 current,
                 likely,
                 announced,
+                name_gone: self.held_for_look.contains_key(path),
+                held: self
+                    .held_for_look
+                    .get(path)
+                    .or_else(|| self.closed.get(path))
+                    .cloned(),
             });
             jobs.push(job);
         }
@@ -1166,7 +1288,7 @@ impl Daemon {
         let mut observed = observed;
         if observed.kind != EntryKind::File {
             self.writing.remove(&job.path);
-        } else if observed.object.is_some() && self.writing.contains(&job.path) {
+        } else if observed.object.is_some() && self.writing.contains_key(&job.path) {
             // Copied while a writer may still be at it: the last content may come later.
             observed.incomplete = Some(Incomplete::WhileWritten);
         }

@@ -63,6 +63,14 @@ fn open_by_components(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(&dir, *last, flags, Mode::empty())?)
 }
 
+/// Opens the regular file at `path` (absolute) for reading, as `open_file_at` does.
+pub fn open_file(path: &Path) -> io::Result<File> {
+    Ok(File::from(open_beneath(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK,
+    )?))
+}
+
 /// The folder holding `path`, opened, and the name in it.
 pub fn open_parent(path: &Path) -> io::Result<(OwnedFd, OsString)> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
@@ -79,6 +87,29 @@ pub fn open_parent(path: &Path) -> io::Result<(OwnedFd, OsString)> {
 pub fn lstat(path: &Path) -> io::Result<Stat> {
     let (dir, name) = open_parent(path)?;
     Ok(rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// What is at `relative` below the folder held by `dir`, whatever that folder is
+/// called now, never through a symlink on the way.
+pub fn lstat_beneath(dir: &OwnedFd, relative: &Path) -> io::Result<Stat> {
+    let name = relative
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no name below the folder"))?;
+    let parent = relative.parent().filter(|p| !p.as_os_str().is_empty());
+    let st = match parent {
+        None => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?,
+        Some(parent) => {
+            let held = rustix::fs::openat2(
+                dir,
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )?;
+            rustix::fs::statat(&held, name, AtFlags::SYMLINK_NOFOLLOW)?
+        }
+    };
+    Ok(st)
 }
 
 /// Whether an error from this module means nothing is at that path inside the

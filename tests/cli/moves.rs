@@ -316,7 +316,7 @@ fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost
     // One user reorganises while another deletes: events from inside the folder were
     // reported under its old name, and some were lost, so deleted files stayed
     // listed as present and others were called "deleted before it could be copied".
-    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 3);
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 6);
     const FILES: usize = 400;
     for round in 0..iterations {
         let mut env = TestEnv::new();

@@ -701,7 +701,7 @@ fn a_folder_swapped_for_a_symlink_during_a_walk_never_brings_in_a_root_only_file
         eprintln!("SKIPPED a_folder_swapped_for_a_symlink…: needs root to act as another user");
         return;
     }
-    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 3);
+    let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 4);
     for round in 0..iterations {
         let mut env = TestEnv::new();
         let secret = env.root.join("secret");
