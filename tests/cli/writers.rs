@@ -59,12 +59,12 @@ fn a_file_deleted_while_or_right_after_it_was_written_is_never_called_recovered_
     }
     // An existing file rewritten in place and deleted while open: the older complete
     // version is what comes back, and the report says its last changes are missing.
-    let mut old = OpenOptions::new()
+    let mut rewritten = OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(env.path("old.txt"))
         .unwrap();
-    old.write_all(b"new words, never closed").unwrap();
+    rewritten.write_all(b"new words, never closed").unwrap();
     fs::remove_file(env.path("old.txt")).unwrap();
     env.sync();
 
@@ -140,5 +140,5 @@ fn a_file_deleted_while_or_right_after_it_was_written_is_never_called_recovered_
     ]);
     assert!(text.contains("Brought back only in part"), "{text}");
     assert!(text.contains("came back only in part"), "{text}");
-    drop(old);
+    drop(rewritten);
 }
