@@ -35,7 +35,7 @@ pub enum FsEvent {
     Error { message: String },
 }
 
-/// A message to the daemon's loop, from notify, the control socket or a signal.
+/// A message to the daemon's loop, from an event source, the control socket or a signal.
 #[derive(Debug)]
 pub enum Msg {
     Fs(FsEvent),

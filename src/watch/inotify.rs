@@ -31,6 +31,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustix::fs::FileType;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
@@ -415,11 +416,18 @@ impl Reader {
                 self.watch_new(&path);
                 return self.send(FsEvent::Changed { path, is_new: true });
             }
-            return self.writing(path.clone())
-                && self.send(FsEvent::Changed {
-                    path,
-                    is_new: false,
-                });
+            // A new name for a file already there (`ln`), a link or a special file:
+            // nothing is being written.
+            let new_file = rustix::fs::lstat(&path).is_ok_and(|st| {
+                FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1
+            });
+            if new_file && !self.writing(path.clone()) {
+                return false;
+            }
+            return self.send(FsEvent::Changed {
+                path,
+                is_new: false,
+            });
         }
         if mask.contains(ReadFlags::DELETE) {
             // Still being written if it is still open: its close comes after.
@@ -492,21 +500,18 @@ impl Reader {
         }
     }
 
-    /// Watches a folder that just appeared. By path, not following a link at its
-    /// end; the daemon's walk watches it again through its own descriptor.
+    /// Watches a folder that just appeared, opened without passing through a
+    /// symlink (see `tree`), so a name swapped for a link never gets a watch on
+    /// the folder it points to; the daemon's walk of it comes after.
     fn watch_new(&mut self, path: &Path) {
-        match inotify::add_watch(&*self.source.fd, path, watch_flags()) {
-            Ok(wd) => {
-                let inode = rustix::fs::lstat(path).map(|s| s.st_ino).unwrap_or(0);
-                self.source.watches().insert(wd, path, inode);
-            }
-            Err(Errno::NOSPC) => {
-                let _ = self.send(FsEvent::WatchLimit {
-                    path: Some(path.to_owned()),
-                });
-            }
+        let Ok(dir) = super::tree::open_dir(path) else {
             // Gone already, or not a folder any more: the daemon's look says so.
-            Err(_) => {}
+            return;
+        };
+        if let Err(WatchError::Limit) = self.source.watch(dir.as_fd(), path) {
+            let _ = self.send(FsEvent::WatchLimit {
+                path: Some(path.to_owned()),
+            });
         }
     }
 }

@@ -1089,33 +1089,23 @@ impl Daemon {
             last_seen: None,
             removal: Removal::Deleted,
         };
-        let mut after: Option<PathBuf> = None;
-        loop {
-            let page = self
-                .index
-                .current_paths_page(dir, after.as_deref(), SCAN_PAGE)?;
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
-            for path in page {
-                let Ok(relative) = path.strip_prefix(dir) else {
-                    continue;
-                };
-                if relative.as_os_str().is_empty() {
-                    continue;
-                }
-                if tree::lstat_beneath(&held, relative).is_err_and(|e| tree::is_gone(&e)) {
-                    self.index.mark_removed(&path, false, &gone)?;
-                    self.maybe_commit()?;
-                }
+        self.mark_missing(dir, &gone, |path| match path.strip_prefix(dir) {
+            Ok(relative) if !relative.as_os_str().is_empty() => {
+                tree::lstat_beneath(&held, relative).is_err_and(|e| tree::is_gone(&e))
             }
-            after = Some(last);
-        }
+            _ => false,
+        })?;
         Ok(())
     }
 
-    /// `mark_missing_below` with how the deletions are dated.
-    fn mark_missing(&mut self, dir: &Path, gone: &Gone) -> Result<usize, DaemonError> {
+    /// Marks the current versions at and below `dir` that `is_gone` says are not on
+    /// disk as gone, dated by `gone`. Returns how many were marked.
+    fn mark_missing(
+        &mut self,
+        dir: &Path,
+        gone: &Gone,
+        is_gone: impl Fn(&Path) -> bool,
+    ) -> Result<usize, DaemonError> {
         let mut missing = 0;
         let mut after: Option<PathBuf> = None;
         // A page at a time: a million paths held at once would be the daemon's
@@ -1128,10 +1118,7 @@ impl Daemon {
                 break;
             };
             for path in page {
-                // Only "not there" is a deletion: a folder that cannot be read
-                // (permissions, an I/O error, a share gone away) still holds its
-                // files. Reached through a symlink is not there: not in the tree.
-                if tree::lstat(&path).is_err_and(|e| tree::is_gone(&e)) {
+                if is_gone(&path) {
                     missing += self.index.mark_removed(&path, false, gone)?;
                     self.maybe_commit()?;
                 }
@@ -1560,7 +1547,12 @@ impl Daemon {
         };
         let mut missing = 0;
         for root in &roots {
-            missing += self.mark_missing(root, &gone)?;
+            // Only "not there" is a deletion: a folder that cannot be read
+            // (permissions, an I/O error, a share gone away) still holds its files.
+            // Reached through a symlink is not there: not in the tree.
+            missing += self.mark_missing(root, &gone, |path| {
+                tree::lstat(path).is_err_and(|e| tree::is_gone(&e))
+            })?;
         }
         self.commit()?;
         self.index.begin()?;
