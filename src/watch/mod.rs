@@ -1041,14 +1041,33 @@ impl Daemon {
         if self.index.current(path)?.is_some() || self.dirty.entries.contains_key(path) {
             return Ok(false);
         }
-        let Some(moved) = self
-            .recent_renames
-            .iter()
-            .rev()
-            .filter(|(_, _, at)| at.elapsed() < RENAME_EXPLAINS)
-            .find(|(from, _, _)| path.starts_with(from))
-            .map(|(from, to, _)| inotify::below(to, path, from))
-        else {
+        // The other name of a recent rename, either way: while the two names are
+        // read against a disk that moved on, an event may carry either of them.
+        let mut names = Vec::new();
+        for (from, to, at) in self.recent_renames.iter().rev() {
+            if at.elapsed() >= RENAME_EXPLAINS {
+                continue;
+            }
+            if path.starts_with(from) {
+                names.push(inotify::below(to, path, from));
+            }
+            if path.starts_with(to) {
+                names.push(inotify::below(from, path, to));
+            }
+        }
+        let since = now - RENAME_EXPLAINS.as_nanos() as i64;
+        let mut moved = None;
+        for name in names {
+            if self.index.current(&name)?.is_some() {
+                moved = Some(name);
+                break;
+            }
+            if self.index.removed_since(&name, since)? {
+                // Its deletion is recorded there already.
+                return Ok(true);
+            }
+        }
+        let Some(moved) = moved else {
             return Ok(false);
         };
         if tree::lstat(&moved).is_err_and(|e| tree::is_gone(&e)) {
