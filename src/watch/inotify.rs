@@ -242,6 +242,7 @@ impl Inotify {
             source: source.clone(),
             tx,
             pending: None,
+            held_back: std::collections::VecDeque::new(),
             writing: HashSet::new(),
         };
         std::thread::Builder::new()
@@ -300,12 +301,27 @@ struct PendingMove {
     cookie: u32,
     path: PathBuf,
     is_dir: bool,
+    since: std::time::Instant,
+}
+
+/// One event as the kernel gave it, before its watch is turned into a path.
+struct Raw {
+    wd: i32,
+    mask: ReadFlags,
+    cookie: u32,
+    name: Option<std::ffi::OsString>,
 }
 
 struct Reader {
     source: Inotify,
     tx: Sender<Msg>,
     pending: Option<PendingMove>,
+    /// Events read after a rename-from and before its rename-to. The kernel queues
+    /// the two halves in two steps, and a process working inside the renamed folder
+    /// meanwhile (deleting its files, say) gets its events queued in between, under
+    /// the folder's old path. Held back, they are turned into paths once the pair is
+    /// known: the new ones, or none for a folder that left the tree.
+    held_back: std::collections::VecDeque<Raw>,
     /// Files reported as being written and not closed since, by path.
     writing: HashSet<PathBuf>,
 }
@@ -315,10 +331,15 @@ impl Reader {
         let fd = Arc::clone(&self.source.fd);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
-            let timeout = self.pending.as_ref().map(|_| PAIRING);
+            let timeout = self
+                .pending
+                .as_ref()
+                .map(|m| PAIRING.saturating_sub(m.since.elapsed()));
             if !wait_readable(fd.as_fd(), timeout) {
                 // No rename-to came: the thing left the protected folders.
-                self.settle_move();
+                if !self.settle_move() || !self.replay() {
+                    return;
+                }
                 continue;
             }
             let mut events = inotify::Reader::new(fd.as_fd(), &mut buf);
@@ -329,7 +350,13 @@ impl Reader {
                         let name = event
                             .file_name()
                             .map(|n| OsStr::from_bytes(n.to_bytes()).to_owned());
-                        if !self.handle(wd, mask, cookie, name.as_deref()) {
+                        let raw = Raw {
+                            wd,
+                            mask,
+                            cookie,
+                            name,
+                        };
+                        if !self.feed(raw) {
                             return;
                         }
                     }
@@ -352,6 +379,28 @@ impl Reader {
     /// False once the daemon is gone.
     fn send(&self, event: FsEvent) -> bool {
         self.tx.send(Msg::Fs(event)).is_ok()
+    }
+
+    /// Handles one event, or holds it back while a rename-from waits for its pair.
+    /// False once the daemon is gone.
+    fn feed(&mut self, raw: Raw) -> bool {
+        if let Some(pending) = &self.pending {
+            let pairs = raw.mask.contains(ReadFlags::MOVED_TO) && raw.cookie == pending.cookie;
+            if !pairs {
+                let overdue = pending.since.elapsed() >= PAIRING;
+                self.held_back.push_back(raw);
+                // No rename-to in time, though events keep coming: it moved out.
+                return !overdue || (self.settle_move() && self.replay());
+            }
+        }
+        self.handle(raw.wd, raw.mask, raw.cookie, raw.name.as_deref())
+            && (self.pending.is_some() || self.replay())
+    }
+
+    /// Handles the events held back, in the order they came.
+    fn replay(&mut self) -> bool {
+        let queued = std::mem::take(&mut self.held_back);
+        queued.into_iter().all(|raw| self.feed(raw))
     }
 
     fn handle(&mut self, wd: i32, mask: ReadFlags, cookie: u32, name: Option<&OsStr>) -> bool {
@@ -380,17 +429,16 @@ impl Reader {
         };
         let path = dir.join(name);
         let is_dir = mask.contains(ReadFlags::ISDIR);
+        // Only a rename-to that pairs with it comes here while one waits (`feed`).
         let pairs = mask.contains(ReadFlags::MOVED_TO)
             && self.pending.as_ref().is_some_and(|m| m.cookie == cookie);
-        if !pairs && !self.settle_move() {
-            return false;
-        }
         if mask.contains(ReadFlags::MOVED_FROM) {
             self.writing.remove(&path);
             self.pending = Some(PendingMove {
                 cookie,
                 path,
                 is_dir,
+                since: std::time::Instant::now(),
             });
             return true;
         }
