@@ -958,6 +958,17 @@ impl Index {
         }
     }
 
+    /// Runs `f`'s reads in one read transaction, so they see the index as it was at
+    /// one moment: a command reading alerts, then the time settings were read, must not
+    /// see the daemon's newer settings beside the alerts it has since cleared.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let out = f(self);
+        // Nothing was written: ending it cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+        out
+    }
+
     // --- protected folders -------------------------------------------------
 
     /// Records the protected folders of this run: new ones are added, missing ones
@@ -2574,6 +2585,27 @@ pub(crate) mod tests {
             uncaptured: None,
             incomplete: None,
         }
+    }
+
+    #[test]
+    fn a_snapshot_sees_one_moment_while_another_process_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let reader = Index::open(&path).unwrap();
+        let daemon = Index::open(&path).unwrap();
+        daemon.raise_alert("settings", "a mistake", 1).unwrap();
+        daemon.set_meta("settings_read_at", "1").unwrap();
+        let (alerts, read_at) = reader
+            .snapshot(|ix| {
+                let alerts = ix.open_alerts()?.len();
+                // The daemon mends its settings between the two reads.
+                daemon.clear_alert("settings", 2).unwrap();
+                daemon.set_meta("settings_read_at", "2").unwrap();
+                Ok((alerts, ix.meta("settings_read_at")?))
+            })
+            .unwrap();
+        assert_eq!((alerts, read_at.as_deref()), (1, Some("1")));
+        assert_eq!(reader.open_alerts().unwrap().len(), 0, "seen after it");
     }
 
     #[test]

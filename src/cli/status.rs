@@ -26,20 +26,27 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         opened => opened?,
     };
     let running = control::is_running(&vault.socket_path());
-    let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
-    let totals = index.totals()?;
-    let alerts = crate::incident::current_alerts(&index, vault.root())?;
     let now = clock::now();
-    // Alerts that ended (everything back, or the deletion was wanted): history now.
-    let history = crate::incident::recent_history(&index, now)?;
+    // One moment's view: what the daemon changes meanwhile is either all seen or not at all.
+    let (roots, totals, alerts, history, since, settings_read_at) = index.snapshot(|index| {
+        let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
+        let meta_time = |key| -> crate::index::Result<Option<i64>> {
+            Ok(index.meta(key)?.and_then(|s| s.parse::<i64>().ok()))
+        };
+        Ok((
+            roots,
+            index.totals()?,
+            crate::incident::current_alerts(index, vault.root())?,
+            // Alerts that ended (everything back, or the deletion was wanted): history now.
+            crate::incident::recent_history(index, now)?,
+            meta_time("daemon_started_at")?,
+            meta_time("settings_read_at")?,
+        ))
+    })?;
     let free = crate::vault::free_space(vault.root());
     // What the disk holds, not what the index knows of: the two part only through a
     // fault, and then the disk is what fills up.
     let used = vault.bytes_on_disk().unwrap_or(totals.object_bytes);
-    let since = index
-        .meta("daemon_started_at")?
-        .and_then(|s| s.parse::<i64>().ok());
-
     if as_json {
         let value = json!({
             "daemon_running": running,
@@ -58,10 +65,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             },
             "last_capture": totals.last_capture.map(clock::rfc3339),
             // When the daemon last read its settings (at start, or on SIGHUP).
-            "settings_read_at": index
-                .meta("settings_read_at")?
-                .and_then(|s| s.parse::<i64>().ok())
-                .map(clock::rfc3339_exact),
+            "settings_read_at": settings_read_at.map(clock::rfc3339_exact),
             "alerts": alerts.iter().map(|a| json!({
                 "kind": a.kind,
                 "message": a.message,
