@@ -63,12 +63,13 @@ enum Choice {
     },
 }
 
-struct Wizard {
+struct Wizard<'a> {
     interactive: bool,
     step: u32,
+    interrupt: &'a Interrupt,
 }
 
-impl Wizard {
+impl Wizard<'_> {
     fn step(&mut self, title: &str) {
         self.step += 1;
         println!();
@@ -85,6 +86,8 @@ impl Wizard {
         io::stdout().flush()?;
         let mut line = String::new();
         if io::stdin().lock().read_line(&mut line)? == 0 {
+            // Ctrl-C, with the terminal closed right after it, is still Ctrl-C.
+            self.interrupt.stop_if_pressed();
             anyhow::bail!("no answer (input closed); nothing was changed");
         }
         Ok(line.trim().to_owned())
@@ -157,6 +160,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     let mut w = Wizard {
         interactive,
         step: 0,
+        interrupt: &interrupt,
     };
     println!("Emergency undelete. Nothing will be changed until you confirm.");
 
@@ -389,7 +393,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn choose_what(
-    w: &mut Wizard,
+    w: &mut Wizard<'_>,
     index: &Index,
     args: &EmergencyArgs,
     now: i64,
@@ -471,7 +475,7 @@ fn choose_what(
 
 /// For a customer who remembers a name but not where it was: the folders holding
 /// deleted files whose name (or folder's name) contains the text.
-fn search(w: &mut Wizard, index: &Index, now: i64) -> anyhow::Result<Choice> {
+fn search(w: &mut Wizard<'_>, index: &Index, now: i64) -> anyhow::Result<Choice> {
     let (text, found) = w.ask_until("Type part of a file or folder name:", |text| {
         if text.is_empty() {
             return Err("Please type a word from the name, for example photos.".to_owned());
@@ -556,7 +560,7 @@ fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
     Ok(hits)
 }
 
-fn ask_folder(w: &mut Wizard) -> anyhow::Result<Choice> {
+fn ask_folder(w: &mut Wizard<'_>) -> anyhow::Result<Choice> {
     let folder = w.ask_until(
         "Type the full path of the folder the files were in:",
         |folder| {

@@ -21,20 +21,31 @@ const STOPPED: i32 = 130;
 pub struct Interrupt {
     restoring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Set by the signal handler itself, at once: a question that finds its input
+    /// closed can tell Ctrl-C (the terminal closes right after it) from a script
+    /// that ran out of answers, before the waiting thread has had its turn.
+    pressed: Arc<AtomicBool>,
+}
+
+/// Says that nothing was changed, and exits as a stopped command does.
+fn stopped_before_any_change() -> ! {
+    println!();
+    println!("Stopped. Nothing was changed.");
+    std::process::exit(STOPPED);
 }
 
 impl Interrupt {
     pub fn install() -> std::io::Result<Self> {
         let restoring = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let pressed = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGINT, Arc::clone(&pressed))?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let (r, s) = (Arc::clone(&restoring), Arc::clone(&stop));
         std::thread::spawn(move || {
             for _ in signals.forever() {
                 if !r.load(Ordering::SeqCst) {
-                    println!();
-                    println!("Stopped. Nothing was changed.");
-                    std::process::exit(STOPPED);
+                    stopped_before_any_change();
                 }
                 if s.swap(true, Ordering::SeqCst) {
                     eprintln!("Stopped at once. Run the same command again to finish.");
@@ -44,7 +55,18 @@ impl Interrupt {
                 eprintln!("Stopping: finishing the files being written now…");
             }
         });
-        Ok(Self { restoring, stop })
+        Ok(Self {
+            restoring,
+            stop,
+            pressed,
+        })
+    }
+
+    /// Before the restore starts: if Ctrl-C was pressed, stops as it would have.
+    pub fn stop_if_pressed(&self) {
+        if self.pressed.load(Ordering::SeqCst) && !self.restoring.load(Ordering::SeqCst) {
+            stopped_before_any_change();
+        }
     }
 
     /// From now on Ctrl-C lets the restore finish what it is writing.

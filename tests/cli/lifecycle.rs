@@ -79,8 +79,10 @@ fn the_daemon_may_open_as_many_files_as_the_system_allows_it() {
 fn thread_nice_values(pid: u32) -> Vec<i32> {
     fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .map(|task| {
-            let stat = fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // A short-lived thread (a capture worker) may end between the listing and the
+        // read: it has no nice value left to check.
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
             // Field 19; the name in parentheses (field 2) may hold spaces.
             let after_name = &stat[stat.rfind(')').unwrap() + 2..];
             after_name.split(' ').nth(16).unwrap().parse().unwrap()
