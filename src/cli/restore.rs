@@ -257,9 +257,6 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     let run = (!args.dry_run).then_some(&interrupt);
     let report = carry_out(&plan, &vault, &request, command, run, !args.json)?;
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report.json())?)?;
-    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
@@ -274,6 +271,19 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         if plan.destination == Destination::Original {
             note_brought_back(&vault, &report, saved.as_deref().ok());
+        }
+    }
+    // Last: the files are back and the report is shown whatever becomes of this copy.
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report.json())?;
+        if let Err(problem) = restore::write_replacing(path, json.as_bytes()) {
+            eprintln!(
+                "{}",
+                wrap(&format!(
+                    "undelete: the JSON report could not be written to {}: {problem}.",
+                    display_path(path)
+                ))
+            );
         }
     }
     Ok(exit_code(&report))

@@ -33,7 +33,7 @@ use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
 
 pub use lock::{RestoreLock, lock};
 use safe_fs::DirCache;
-pub use safe_fs::{PathProblem, is_temp_name, marked_pid};
+pub use safe_fs::{PathProblem, is_temp_name, marked_pid, write_replacing};
 
 /// Where restored files go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,6 +48,11 @@ pub enum PathProblem {
         display_path(link)
     )]
     UntrustedLink { link: PathBuf, owner: String },
+    #[error(
+        "{} is not an ordinary file (a folder, a device or a pipe); nothing is written over it",
+        display_path(.0)
+    )]
+    NotAFile(PathBuf),
     #[error("following its symbolic links never ends (a loop of links)")]
     LinkLoop,
     #[error(transparent)]
@@ -408,6 +413,67 @@ pub fn marked_pid(name: &[u8], prefix: &[u8]) -> Option<u32> {
         return None;
     }
     pid.parse().ok()
+}
+
+/// Writes `data` as the file `path` (a report asked for with `--report`), reaching
+/// its folder as a destination is reached (see `resolve`). Only an ordinary file
+/// of that name is replaced: the data is written under a temporary name and renamed
+/// over it, so a hard link planted there is replaced, never written through. A
+/// symbolic link, a pipe or a device there is refused, because renaming over
+/// `/dev/null` or `/dev/stdout` as root would break the system and a pipe nobody
+/// reads would hold the restore.
+pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PathProblem> {
+    use std::io::Write;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(PathProblem::UnsafeName(path.to_owned()));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let parent = std::path::absolute(parent)?;
+    let Some(dir) = resolve(&parent, false)?.fd else {
+        return Err(PathProblem::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", display_path(&parent)),
+        )));
+    };
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => {}
+            rustix::fs::FileType::Symlink => {
+                return Err(PathProblem::DestinationIsSymlink(path.to_owned()));
+            }
+            _ => return Err(PathProblem::NotAFile(path.to_owned())),
+        },
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(PathProblem::Io(e.into())),
+    }
+    let mut counter = u64::from(u32::MAX);
+    let (temp, fd) = loop {
+        let temp = temp_name(counter);
+        match rustix::fs::openat(
+            &dir,
+            &temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => break (temp, fd),
+            Err(Errno::EXIST) => counter += 1,
+            Err(e) => return Err(PathProblem::Io(e.into())),
+        }
+    };
+    let mut file = std::fs::File::from(fd);
+    let written = file
+        .write_all(data)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| Ok(rustix::fs::renameat(&dir, &temp, &dir, name)?));
+    if let Err(e) = written {
+        let _ = rustix::fs::unlinkat(&dir, &temp, AtFlags::empty());
+        return Err(PathProblem::Io(e));
+    }
+    Ok(())
 }
 
 /// Renames `temp` to `name` in `dir` unless something is already called `name`.

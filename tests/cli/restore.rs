@@ -858,3 +858,79 @@ fn a_dry_run_says_what_would_happen_not_what_happened() {
     assert!(text.contains("nothing was changed"), "{text}");
     assert!(!env.path("a.txt").exists());
 }
+
+#[test]
+fn a_report_file_that_cannot_be_written_still_shows_the_report_and_marks_the_files_back() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    let fifo = env.root.join("reader-gone");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let missing = env.root.join("gone/report.json");
+    for (n, place) in [missing, fifo].iter().enumerate() {
+        if n > 0 {
+            fs::remove_file(env.path("a.txt")).unwrap();
+            env.sync();
+        }
+        // A pipe nobody reads would hold the restore forever: it is refused at once.
+        let out = env
+            .command()
+            .args(["restore", "--all-deleted", "--report"])
+            .arg(place)
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("Recovered 1 of 1 file"), "{text}");
+        assert!(text.contains("Report saved: "), "{text}");
+        assert!(
+            text.contains("the JSON report could not be written to"),
+            "{text}"
+        );
+        assert!(text.contains(&place.display().to_string()), "{text}");
+        assert_eq!(fs::read(env.path("a.txt")).unwrap(), b"a");
+        let listed = env.list_json(&[]);
+        assert!(listed.is_empty(), "still listed as deleted: {listed:?}");
+    }
+}
+
+#[test]
+fn a_report_file_replaces_a_hard_link_and_never_writes_through_a_symlink_at_its_name() {
+    let env = captured_then_deleted(&[("a.txt", "a")]);
+    let victim = env.root.join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let linked = env.root.join("linked.json");
+    fs::hard_link(&victim, &linked).unwrap();
+    let out = env
+        .command()
+        .args(["restore", "--all-deleted", "--report"])
+        .arg(&linked)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    let json: Value = serde_json::from_slice(&fs::read(&linked).unwrap()).unwrap();
+    assert_eq!(json["recovered"], 1, "{json}");
+
+    fs::remove_file(env.path("a.txt")).unwrap();
+    env.sync();
+    let place = env.root.join("report.json");
+    std::os::unix::fs::symlink(&victim, &place).unwrap();
+    let out = env
+        .command()
+        .args(["restore", "--all-deleted", "--report"])
+        .arg(&place)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Recovered 1 of 1 file"), "{text}");
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(fs::symlink_metadata(&place).unwrap().is_symlink());
+}
