@@ -138,6 +138,12 @@ ALTER TABLE versions ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE versions ADD COLUMN incomplete TEXT;
 "#,
+    // Hard links: a file written through one name changed under its other names too,
+    // and inotify reports only the name that was used.
+    r#"
+CREATE INDEX versions_current_by_inode ON versions(inode)
+    WHERE replaced_at IS NULL AND deleted_at IS NULL;
+"#,
 ];
 
 /// The incident id of deletions that belong to no incident (a folder or a lock file
@@ -1324,6 +1330,22 @@ impl Index {
 
     /// The paths whose current version could not be copied for `reason`
     /// (an `Uncaptured::code`), oldest first.
+    /// The paths other than `path` whose current version is a file with `inode`: its
+    /// other hard links, or (on another filesystem) an unrelated file to look at again.
+    pub fn current_with_inode(&self, inode: u64, path: &Path) -> Result<Vec<PathBuf>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM versions
+             WHERE inode = ?1 AND path != ?2 AND kind = ?3
+               AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![inode as i64, path_bytes(path), EntryKind::File.code()],
+            |r| Ok(path_from_bytes(r.get(0)?)),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn current_uncaptured(&self, reason: &str) -> Result<Vec<PathBuf>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT path FROM versions

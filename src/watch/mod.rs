@@ -1167,7 +1167,29 @@ impl Daemon {
         let dirty = self.dirty.drain();
         for chunk in dirty.chunks(LOOK_CHUNK) {
             let paths: Vec<PathBuf> = chunk.iter().map(|(p, _)| p.clone()).collect();
+            let before = paths
+                .iter()
+                .map(|p| Ok(self.index.current(p)?.and_then(|v| v.observed.object)))
+                .collect::<Result<Vec<_>, DaemonError>>()?;
             let found = self.look_at_all(&paths, now)?;
+            // A file written through one of its hard links changed under the others
+            // too, and inotify named only the one used: those are looked at now.
+            let mut linked = Vec::new();
+            for (path, before) in paths.iter().zip(before) {
+                if let Some(now_current) = self.index.current(path)?
+                    && now_current.observed.kind == EntryKind::File
+                    && before.is_some()
+                    && now_current.observed.object != before
+                {
+                    linked.extend(
+                        self.index
+                            .current_with_inode(now_current.observed.inode, path)?,
+                    );
+                }
+            }
+            if !linked.is_empty() {
+                self.look_at_all(&linked, now)?;
+            }
             for ((path, is_new), found) in chunk.iter().zip(found) {
                 if let Some((EntryKind::Dir, was_known)) = found
                     && (*is_new || !was_known)

@@ -470,3 +470,43 @@ fn links_pipes_sockets_and_unreadable_modes_are_recorded_without_hanging() {
     let pipe = entry(&deleted, &env.json_path("pipe-during"));
     assert!(pipe["deleted_at"].is_string() && !flag(pipe, "recoverable"));
 }
+
+#[test]
+fn a_file_written_through_its_other_hard_link_is_restored_with_its_last_content() {
+    let mut env = TestEnv::new();
+    fs::create_dir(env.path("x")).unwrap();
+    fs::create_dir(env.path("y")).unwrap();
+    env.write("x/report.doc", "first draft");
+    fs::hard_link(env.path("x/report.doc"), env.path("y/report.doc")).unwrap();
+    fs::hard_link(env.path("x/report.doc"), env.path("x/copy.doc")).unwrap();
+    env.start_daemon(&[]);
+    env.sync();
+    // Written in place through one name: inotify names only that one.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(env.path("x/report.doc"))
+        .unwrap();
+    file.write_all(b"FINAL draft").unwrap();
+    drop(file);
+    env.sync();
+    fs::remove_file(env.path("y/report.doc")).unwrap();
+    fs::remove_file(env.path("x/copy.doc")).unwrap();
+    env.sync();
+    let out = env
+        .command()
+        .args(["restore", "--all-deleted"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        fs::read(env.path("y/report.doc")).unwrap(),
+        b"FINAL draft",
+        "{text}"
+    );
+    assert_eq!(
+        fs::read(env.path("x/copy.doc")).unwrap(),
+        b"FINAL draft",
+        "{text}"
+    );
+}
