@@ -125,7 +125,7 @@ pub fn apply(
                 .map(|(path, at)| (path.clone().into_path(), *at))
                 .collect();
             let marked = index.mark_restored(&files, report.as_ref().map(|r| r.as_path()), now)?;
-            Ok(Ok(crate::report::files(marked as u64)))
+            Ok(Ok(crate::words::files(marked as u64)))
         }
         Amendment::Acknowledge {
             kind,

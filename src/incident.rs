@@ -10,6 +10,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use crate::index::{Alert, Index, IndexError};
+use crate::words::{spoken_in_a_sentence, wrap_letter};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -137,16 +138,16 @@ pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) ->
     let (back, them) = match incident.restored {
         0 => (String::new(), "them"),
         n => (
-            format!("{} already brought back. ", crate::report::count(n)),
+            format!("{} already brought back. ", crate::words::count(n)),
             "the rest",
         ),
     };
     format!(
         "Mass deletion: {} ({}) deleted from {} since {} (incident {}). \
          {back}To bring {them} back: {}",
-        crate::report::files(incident.files),
-        crate::report::bytes(incident.bytes),
-        crate::report::display_path(&incident.folder),
+        crate::words::files(incident.files),
+        crate::words::bytes(incident.bytes),
+        crate::words::display_path(&incident.folder),
         crate::clock::local(incident.first_at),
         incident.code,
         undo_command(incident, vault),
@@ -190,11 +191,9 @@ pub fn restore_command_for_email(incident: &crate::index::Incident, vault: &Path
 }
 
 fn server_command(vault: &Path, args: &str) -> String {
-    if vault == Path::new("/var/lib/undelete") {
-        format!("sudo undelete {args}")
-    } else {
-        format!("sudo undelete --vault {} {args}", crate::cli::quote(vault))
-    }
+    crate::words::CommandLine::as_root(vault)
+        .arg(args)
+        .to_string()
 }
 
 /// The e-mail about a mass deletion, for a reader who is not at the server and
@@ -206,7 +205,7 @@ pub fn mass_deletion_letter(
     vault: &Path,
     host: &str,
 ) -> crate::email::Letter {
-    use crate::report::{bytes, count, display_path, files};
+    use crate::words::{bytes, count, display_path, files};
     let day = |ns: i64| {
         crate::clock::to_local(ns)
             .format("%A %-d %B %Y, %H:%M")
@@ -320,7 +319,7 @@ pub fn mass_deletion_letter(
 pub fn test_letter(host: &str, folders: &[std::path::PathBuf]) -> crate::email::Letter {
     let folders: Vec<String> = folders
         .iter()
-        .map(|f| crate::report::display_path(f))
+        .map(|f| crate::words::display_path(f))
         .collect();
     let watched = match folders.len() {
         0 => String::new(),
@@ -346,21 +345,12 @@ pub fn test_letter(host: &str, folders: &[std::path::PathBuf]) -> crate::email::
     }
 }
 
-/// Wraps a paragraph of a letter at 72 columns, paths and commands whole.
-fn wrap_letter(text: &str) -> String {
-    let options = textwrap::Options::new(72)
-        .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    textwrap::fill(text, options)
-}
-
 /// The command that brings back everything deleted in the incident.
 pub fn undo_command(incident: &crate::index::Incident, vault: &Path) -> String {
-    format!(
-        "undelete --vault {} restore --incident {}",
-        crate::cli::quote(vault),
-        incident.code
-    )
+    crate::words::CommandLine::undelete(vault)
+        .arg("restore --incident")
+        .arg(incident.code.as_str())
+        .to_string()
 }
 
 const ALERT_PREFIX: &str = "mass_deletion:";
@@ -399,11 +389,11 @@ impl History {
     /// For a terminal: the sentence wrapped after `prefix`, and the report on a line
     /// of its own, so its path is never split and the layout never depends on it.
     pub fn text(&self, prefix: &str) -> String {
-        let mut out = crate::report::wrap(&format!("{prefix}{}", self.sentence));
+        let mut out = crate::words::wrap(&format!("{prefix}{}", self.sentence));
         if let Some(report) = &self.report {
             out.push_str(&format!(
                 "\n  Report: {}",
-                crate::report::display_path(report)
+                crate::words::display_path(report)
             ));
         }
         out
@@ -415,7 +405,7 @@ impl History {
             Some(report) => format!(
                 "{} Report: {}",
                 self.sentence,
-                crate::report::json_path(report).0
+                crate::words::json_path(report).0
             ),
             None => self.sentence.clone(),
         }
@@ -433,18 +423,18 @@ pub fn history_line(
     use crate::index::AlertState;
     let incident = incident?;
     let when = spoken_in_a_sentence(entry.alert.cleared_at?, now);
-    let folder = crate::report::display_path(&incident.folder);
+    let folder = crate::words::display_path(&incident.folder);
     match &entry.state {
         AlertState::Resolved { report } => {
             let of = if incident.files == 1 {
                 "1 file".to_owned()
             } else {
-                format!("{} files", crate::report::count(incident.files))
+                format!("{} files", crate::words::count(incident.files))
             };
             Some(History {
                 sentence: format!(
                     "Resolved {when}: {} of {of} brought back (incident {}).",
-                    crate::report::count(incident.restored),
+                    crate::words::count(incident.restored),
                     incident.code,
                 ),
                 report: report.clone(),
@@ -459,7 +449,7 @@ pub fn history_line(
                 sentence: format!(
                     "Acknowledged {when}: the deletion of {} from {folder} (incident {}) \
                      needs no restore{note}.",
-                    crate::report::files(incident.files),
+                    crate::words::files(incident.files),
                     incident.code,
                 ),
                 report: None,
@@ -493,16 +483,6 @@ pub fn recent_history(
         }
     }
     Ok(out)
-}
-
-/// "today 09:41", "yesterday 23:50" or "on Sat 21 Nov 2026 02:14": a time after a word.
-pub fn spoken_in_a_sentence(ns: i64, now: i64) -> String {
-    let spoken = crate::clock::spoken(ns, now);
-    match spoken.split_once(' ') {
-        Some(("Today", rest)) => format!("today {rest}"),
-        Some(("Yesterday", rest)) => format!("yesterday {rest}"),
-        _ => format!("on {spoken}"),
-    }
 }
 
 /// The incident code of a mass-deletion alert's kind.

@@ -26,5 +26,6 @@ pub mod retention;
 pub mod saved_reports;
 pub mod vault;
 pub mod watch;
+pub mod words;
 
 pub use cli::main;

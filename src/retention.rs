@@ -69,7 +69,7 @@ impl Retention {
             return Err(format!(
                 "max_vault_size is only {}, so nearly every copy would be purged; give it \
                  at least 100MB, with a unit (for example 500GB)",
-                crate::report::bytes(max)
+                crate::words::bytes(max)
             ));
         }
         Ok(())
@@ -274,9 +274,9 @@ pub fn summary(done: &Purged) -> String {
     }
     format!(
         "Purged {} older {} ({} freed).",
-        crate::report::count(done.versions as u64),
+        crate::words::count(done.versions as u64),
         if done.versions == 1 { "copy" } else { "copies" },
-        crate::report::bytes(done.bytes)
+        crate::words::bytes(done.bytes)
     )
 }
 

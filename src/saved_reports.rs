@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Gid, Mode, OFlags};
 
 use crate::incident::IncidentCode;
-use crate::report::{RestoreReport, display_path};
+use crate::report::RestoreReport;
+use crate::words::display_path;
 
 /// The folder of group-readable reports for the vault at `vault`: beside it, never in it.
 pub fn shared_dir(vault: &Path) -> PathBuf {

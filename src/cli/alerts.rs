@@ -12,7 +12,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::incident::{self, AlertEvent};
 use crate::index::{AlertEntry, AlertState, Incident, Index};
-use crate::report::{json_path, wrap};
+use crate::words::{json_path, wrap};
 
 /// How far back closed alerts are listed.
 const LISTED_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
@@ -131,7 +131,7 @@ fn closed_words(entry: &AlertEntry, state: &AlertState, message: &str, now: i64)
     let when = entry
         .alert
         .cleared_at
-        .map(|at| incident::spoken_in_a_sentence(at, now))
+        .map(|at| crate::words::spoken_in_a_sentence(at, now))
         .unwrap_or_default();
     match state {
         AlertState::Merged => format!("became part of a larger deletion {when}. {message}"),

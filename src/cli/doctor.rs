@@ -22,14 +22,12 @@ use crate::clock;
 use crate::config::Config;
 use crate::control;
 use crate::index::{Alert, Index, IndexError};
-use crate::report::{bytes, count, display_path, files};
 use crate::vault::Vault;
 use crate::watch::alert::Delivery;
+use crate::words::{bytes, count, display_path, files};
 
 /// Where the service's settings live; named in the fixes.
 const CONFIG_FILE: &str = "/etc/undelete/config.toml";
-/// The vault the service uses unless told otherwise: fixes name another with --vault.
-const DEFAULT_VAULT: &str = "/var/lib/undelete";
 const WATCHES_FILE: &str = "/proc/sys/fs/inotify/max_user_watches";
 const WATCHES_OVERRIDE: &str = "UNDELETE_MAX_USER_WATCHES_FILE";
 /// Where the raised limit is kept across restarts.
@@ -544,7 +542,7 @@ fn folders_check(facts: &Facts, rec: &Recorded) -> Check {
 fn paths_json(roots: &[&RootState]) -> Vec<String> {
     roots
         .iter()
-        .map(|r| crate::report::json_path(&r.path).0)
+        .map(|r| crate::words::json_path(&r.path).0)
         .collect()
 }
 
@@ -948,7 +946,7 @@ fn email_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
         match &rec.email_sent {
             Some(sent) => format!(
                 "Alert e-mails go to {to}; the last one was sent {}.",
-                crate::incident::spoken_in_a_sentence(sent.at, facts.now)
+                crate::words::spoken_in_a_sentence(sent.at, facts.now)
             ),
             None => format!(
                 "Alert e-mails go to {to}. None was sent yet; to try: {}",
@@ -960,11 +958,9 @@ fn email_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
 
 /// `undelete ARGS`, naming the vault when it is not the service's default one.
 fn undelete(vault: &Path, args: &str) -> String {
-    if vault == Path::new(DEFAULT_VAULT) {
-        format!("sudo undelete {args}")
-    } else {
-        format!("undelete --vault {} {args}", super::quote(vault))
-    }
+    crate::words::CommandLine::for_vault(vault)
+        .arg(args)
+        .to_string()
 }
 
 /// "Name the folders…" → "name the folders…", to follow a colon.
@@ -1026,6 +1022,8 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000 * 1_000_000_000;
+    /// The vault the service uses unless told otherwise.
+    const DEFAULT_VAULT: &str = "/var/lib/undelete";
 
     #[test]
     fn the_fix_for_a_setting_follows_how_the_daemon_was_started() {

@@ -18,13 +18,14 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::interrupt::Interrupt;
-use super::restore::{Request, Rerun, RestoreArgs, carry_out, exit_code, lock_restores};
+use super::restore::{Request, RestoreArgs, carry_out, exit_code, lock_restores};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
 use crate::index::{Incident, Index};
-use crate::report::{bytes, count, display_path, files, wrap, wrap_line};
 use crate::restore::{self, Destination};
+use crate::words::Rerun;
+use crate::words::{bytes, count, display_path, files, wrap, wrap_line};
 
 const STEPS: u32 = 5;
 /// How many recent incidents step 2 offers.

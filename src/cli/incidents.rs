@@ -8,7 +8,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::incident::IncidentCode;
 use crate::index::{Incident, Index};
-use crate::report::{bytes, count, display_path, files, json_path};
+use crate::words::{bytes, count, display_path, files, json_path};
 
 /// How many incidents are shown.
 const RECENT: usize = 50;

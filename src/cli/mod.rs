@@ -29,8 +29,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, RawArgs};
 use crate::index::{Index, IndexError};
 use crate::vault::Vault;
-
-pub use restore::quote;
+use crate::words::CommandLine;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -317,12 +316,12 @@ fn explain_damaged_index(err: anyhow::Error, vault: &Path) -> anyhow::Error {
         vault.display()
     );
     // Wrapped with the prefix `main` prints before it, so the first line fits too.
-    let text = crate::report::wrap(&words);
+    let text = crate::words::wrap(&words);
     let text = text.strip_prefix("undelete: ").unwrap_or(&text);
-    anyhow::anyhow!(
-        "{text}\n    sudo undelete --vault {} rebuild-index",
-        quote(vault)
-    )
+    let command = CommandLine::undelete(vault)
+        .with_sudo()
+        .arg("rebuild-index");
+    anyhow::anyhow!("{text}\n    {command}")
 }
 
 /// What is wrong with the index, when `err` says it is damaged or missing.
@@ -354,12 +353,12 @@ fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
         // Said once, here: every command that goes on works without writing.
         eprintln!(
             "{}",
-            crate::report::wrap(&format!(
+            crate::words::wrap(&format!(
                 "undelete: the vault {} is on a disk that is now read-only (Linux does \
                  that to a disk it found errors on). Everything in it can still be listed \
                  and brought back, best into a folder on another disk with --to DIR. \
                  Nothing new is recorded meanwhile, and reports are printed, not saved.",
-                crate::report::display_path(vault.root())
+                crate::words::display_path(vault.root())
             ))
         );
         let index = Index::open_read_only(&vault.index_path())?;
@@ -413,7 +412,7 @@ fn never_started_words(vault: &Path) -> String {
     format!(
         "the undelete service has not started yet, so nothing is protected: the vault \
          {} is still empty. {}",
-        crate::report::display_path(vault),
+        crate::words::display_path(vault),
         start_words(vault)
     )
 }
@@ -425,10 +424,8 @@ fn start_words(vault: &Path) -> String {
          start the service: sudo systemctl enable --now undelete"
             .to_owned()
     } else {
-        format!(
-            "Start protection with: undelete --vault {} daemon --protect DIR",
-            quote(vault)
-        )
+        let command = CommandLine::undelete(vault).arg("daemon --protect DIR");
+        format!("Start protection with: {command}")
     }
 }
 

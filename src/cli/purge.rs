@@ -12,8 +12,8 @@ use crate::clock;
 use crate::config::Config;
 use crate::control;
 use crate::index::Index;
-use crate::report::{bytes, count, display_path};
 use crate::retention::{self, PurgePlan, Retention, Why};
+use crate::words::{bytes, count, display_path};
 
 /// How many purged files the plan names; the rest are counted.
 const SHOWN: usize = 20;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::rebuild::{self, Rebuilt};
-use crate::report::{bytes, count, display_path, wrap};
+use crate::words::{bytes, count, display_path, wrap};
 
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault_folder(config)?;

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::report::{RestoreReport, display_path};
+use crate::report::RestoreReport;
 use crate::saved_reports::{self, FindError, SaveError, Wanted};
 use crate::vault::Vault;
+use crate::words::display_path;
 
-use super::restore::quote;
+use crate::words::CommandLine;
 
 pub fn run(config: &Config, which: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let wanted = Wanted::parse(which.unwrap_or("last"));
@@ -89,11 +90,12 @@ pub fn save(report: &RestoreReport, vault: &Vault, config: &Config) -> Result<Pa
 /// The command that prints the saved report again: by its incident's code when it
 /// has one, by its name otherwise.
 pub fn command(vault: &Path, report: &RestoreReport, saved: &Path) -> String {
-    let which = match &report.incident {
-        Some(code) => code.clone(),
-        None => quote(Path::new(saved.file_name().unwrap_or_default())),
-    };
-    format!("undelete --vault {} report {which}", quote(vault))
+    let command = CommandLine::undelete(vault).arg("report");
+    match &report.incident {
+        Some(code) => command.arg(code.as_str()),
+        None => command.path(Path::new(saved.file_name().unwrap_or_default())),
+    }
+    .to_string()
 }
 
 /// "Report saved: PATH", or why it was not.

@@ -10,9 +10,11 @@ use crate::announce::Announcer;
 use crate::clock;
 use crate::config::Config;
 use crate::index::{Index, RestoreFilter};
-use crate::report::{RestoreReport, display_path, wrap};
+use crate::report::RestoreReport;
 use crate::restore::{self, Destination, RestorePlan};
 use crate::vault::Vault;
+use crate::words::{Repeat, Rerun};
+use crate::words::{display_path, wrap};
 
 use super::interrupt::Interrupt;
 
@@ -70,14 +72,6 @@ pub struct Request {
     paths: Vec<PathBuf>,
     under: Option<PathBuf>,
     all_deleted: bool,
-}
-
-/// Which command repeats a restore: `restore` itself, or the guided one without
-/// its questions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rerun {
-    Restore,
-    Emergency,
 }
 
 /// A restore without a selection would bring back every deliberate deletion of the
@@ -156,42 +150,24 @@ impl Request {
     }
 
     /// The command that repeats this restore without questions, to `destination`
-    /// (the plan's: where the files really go). Made here only, for both commands.
-    /// Relative times are written out as the moments they meant, so the command
-    /// repeats this restore rather than a different one later; every word is quoted
-    /// for a shell.
+    /// (the plan's: where the files really go), for both commands.
     pub fn command(&self, vault: &Path, rerun: Rerun, destination: &Destination) -> String {
-        let mut words = vec!["undelete".to_owned(), "--vault".to_owned(), quote(vault)];
-        match rerun {
-            Rerun::Restore => words.push("restore".to_owned()),
-            Rerun::Emergency => words.extend(["emergency".to_owned(), "--yes".to_owned()]),
+        Repeat {
+            rerun,
+            paths: &self.paths,
+            under: self.under.as_deref(),
+            incident: self.incident_code.as_deref(),
+            all_deleted: self.all_deleted,
+            deleted_after: self.filter.deleted_after,
+            deleted_before: self.filter.deleted_before,
+            as_of: self.filter.as_of,
+            include_lock_files: self.filter.include_lock_files,
+            to: match destination {
+                Destination::Under(dir) => Some(dir),
+                Destination::Original => None,
+            },
         }
-        words.extend(self.paths.iter().map(|p| quote(p)));
-        if let Some(under) = &self.under {
-            words.extend(["--under".to_owned(), quote(under)]);
-        }
-        if let Some(code) = &self.incident_code {
-            words.extend(["--incident".to_owned(), quote(Path::new(code))]);
-        }
-        if self.all_deleted {
-            words.push("--all-deleted".to_owned());
-        }
-        for (flag, t) in [
-            ("--deleted-after", self.filter.deleted_after),
-            ("--deleted-before", self.filter.deleted_before),
-            ("--as-of", self.filter.as_of),
-        ] {
-            if let Some(t) = t {
-                words.extend([flag.to_owned(), clock::rfc3339_exact(t)]);
-            }
-        }
-        if self.filter.include_lock_files {
-            words.push("--include-lock-files".to_owned());
-        }
-        if let Destination::Under(dir) = destination {
-            words.extend(["--to".to_owned(), quote(dir)]);
-        }
-        words.join(" ")
+        .command(vault)
     }
 }
 
@@ -200,33 +176,6 @@ pub fn destination_words(destination: &Destination) -> String {
     match destination {
         Destination::Original => "their original place".to_owned(),
         Destination::Under(dir) => display_path(dir),
-    }
-}
-
-/// Quotes a path for a POSIX shell; bytes that are not UTF-8 use `$'\xNN'`.
-pub fn quote(path: &std::path::Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"/._-+,:@%".contains(b);
-    if !bytes.is_empty() && bytes.iter().all(plain) {
-        return String::from_utf8_lossy(bytes).into_owned();
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !text.chars().any(crate::report::is_hidden) => {
-            format!("'{}'", text.replace('\'', "'\\''"))
-        }
-        _ => {
-            let mut out = String::from("$'");
-            for &b in bytes {
-                match b {
-                    b'\'' | b'\\' => out.push_str(&format!("\\{}", b as char)),
-                    0x20..=0x7e => out.push(b as char),
-                    _ => out.push_str(&format!("\\x{b:02x}")),
-                }
-            }
-            out.push('\'');
-            out
-        }
     }
 }
 
@@ -356,7 +305,7 @@ pub fn note_brought_back(vault: &Vault, report: &RestoreReport, saved: Option<&s
         if let Err(e) = crate::amend::make(vault, &amendment) {
             eprintln!(
                 "{}",
-                crate::report::wrap(&format!(
+                crate::words::wrap(&format!(
                     "Note: the files are back, but the vault could not record it ({e}), so \
                      status still counts them as deleted."
                 ))

@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Context;
 use clap::Args;
 
-use crate::report::display_path;
+use crate::words::display_path;
 
 /// The systemd unit, one source with `contrib/`.
 pub const UNIT: &str = include_str!("../../contrib/undelete.service");
@@ -188,7 +188,7 @@ fn daemon_reload() -> bool {
 /// This program's own path, to copy where the unit looks for it.
 fn this_program() -> String {
     std::env::current_exe()
-        .map(|p| super::quote(&p))
+        .map(|p| crate::words::quote(&p))
         .unwrap_or_else(|_| "undelete".into())
 }
 
@@ -233,7 +233,7 @@ fn summary(plan: &InstallPlan, reloaded: bool) -> String {
             "\nThe service starts the program from /{PROGRAM_PATH},\nwhich is not \
              there yet. Copy it there with:\n       sudo install {} {}\n",
             this_program(),
-            super::quote(program)
+            crate::words::quote(program)
         ));
     }
     out.push_str("\nWhat is left to do:\n");

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::clock;
 use crate::config::Config;
 use crate::control;
-use crate::report::{bytes, count, display_path, files, wrap};
+use crate::words::{bytes, count, display_path, files, wrap};
 
 /// Protection is off (see `STATUS_EXIT_CODES`).
 const OFF: u8 = 3;
@@ -51,7 +51,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         let value = json!({
             "daemon_running": running,
             "daemon_started_at": since.filter(|_| running).map(clock::rfc3339),
-            "protected_folders": roots.iter().map(|r| crate::report::json_path(&r.path).0).collect::<Vec<_>>(),
+            "protected_folders": roots.iter().map(|r| crate::words::json_path(&r.path).0).collect::<Vec<_>>(),
             "files_protected": totals.files_protected,
             "bytes_protected": totals.bytes_protected,
             "files_not_protected": totals.files_unprotected,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::report::{bytes, count, display_path, json_path};
 use crate::vault::DamageError;
+use crate::words::{bytes, count, display_path, json_path};
 
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let (vault, index) = super::open_vault(config)?;

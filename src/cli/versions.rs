@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::clock;
 use crate::config::Config;
 use crate::index::{EntryKind, Version};
-use crate::report::{bytes, display_path, json_path};
+use crate::words::{CommandLine, bytes, display_path, json_path};
 
 pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let (vault, index) = super::open_vault(config)?;
@@ -49,12 +49,12 @@ pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCo
             state(v, now)
         );
         if !v.is_current() {
-            println!(
-                "     undelete --vault {} restore {} --as-of {}",
-                super::quote(vault.root()),
-                super::quote(&path),
-                clock::rfc3339_exact(v.seen_at)
-            );
+            let command = CommandLine::undelete(vault.root())
+                .arg("restore")
+                .path(&path)
+                .arg("--as-of")
+                .arg(clock::rfc3339_exact(v.seen_at));
+            println!("     {command}");
         }
     }
     let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
@@ -70,7 +70,7 @@ pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         };
         println!(
             "{}",
-            crate::report::wrap_line(&format!(
+            crate::words::wrap_line(&format!(
                 "Not kept, so not a version to bring back ({times}): {why}."
             ))
         );

@@ -28,8 +28,9 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use crate::announce::{Announcement, Announcer, Ticket};
 use crate::clock;
 use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
-use crate::report::{FileResult, Outcome, display_path};
+use crate::report::{FileResult, Outcome};
 use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
+use crate::words::display_path;
 
 pub use lock::{RestoreLock, lock};
 use safe_fs::DirCache;

@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::report::display_path;
+use crate::words::display_path;
 
 /// Temporary names a restore writes before renaming; the daemon ignores them and
 /// a later restore removes any left by an interrupted one.

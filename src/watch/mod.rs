@@ -236,7 +236,7 @@ pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
     if n > 0 {
         tracing::warn!(
             "removed {n} copies ({}) from the vault that the index did not account for",
-            crate::report::bytes(bytes)
+            crate::words::bytes(bytes)
         );
     }
     Ok(())
@@ -732,7 +732,7 @@ impl Daemon {
                     tracing::info!(
                         "retention: purged {} older copies, {} freed",
                         done.versions,
-                        crate::report::bytes(done.bytes)
+                        crate::words::bytes(done.bytes)
                     );
                 }
                 for (path, why) in &done.not_removed {
@@ -741,7 +741,7 @@ impl Daemon {
                 if plan.still_short > 0 {
                     tracing::warn!(
                         "retention: the vault still needs {} more room; nothing else may be purged",
-                        crate::report::bytes(plan.still_short)
+                        crate::words::bytes(plan.still_short)
                     );
                 }
                 Ok(crate::retention::summary(&done))
