@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{self, ControlError};
 use crate::index::{Index, IndexError};
-use crate::journal::JournalPath;
 use crate::vault::Vault;
+use crate::words::JsonPath;
 
 /// How long a command waits for the daemon to commit an amendment: it may be busy
 /// recording the files the restore just wrote.
@@ -35,9 +35,9 @@ pub enum Amendment {
     /// A restore brought these deleted versions back (path, and when it was
     /// deleted), as its report says.
     Restored {
-        files: Vec<(JournalPath, i64)>,
+        files: Vec<(JsonPath, i64)>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        report: Option<JournalPath>,
+        report: Option<JsonPath>,
     },
     /// Someone says the open alert of `kind` raised at `raised_at` needs nothing
     /// done (the deletion was wanted).
@@ -60,7 +60,7 @@ impl Amendment {
                     .iter()
                     .map(|(path, at)| (path.as_path().into(), *at))
                     .collect(),
-                report: report.map(JournalPath::from),
+                report: report.map(JsonPath::from),
             })
             .collect()
     }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::JournalPath;
-use crate::vault::ObjectId;
+use crate::ids::ObjectId;
+use crate::words::JsonPath;
 
 /// The command that starts a connection of announcements, one JSON line each.
 pub const COMMAND: &str = "RESTORING";
@@ -59,7 +59,7 @@ pub struct Announcement {
 /// An announcement as it goes over the socket.
 #[derive(Serialize, Deserialize)]
 struct Line {
-    path: JournalPath,
+    path: JsonPath,
     inode: u64,
     size: u64,
     mtime_ns: i64,
@@ -69,7 +69,7 @@ struct Line {
 impl Announcement {
     fn to_line(&self) -> String {
         let line = Line {
-            path: JournalPath::from(self.path.as_path()),
+            path: JsonPath::from(self.path.as_path()),
             inode: self.inode,
             size: self.size,
             mtime_ns: self.mtime_ns,

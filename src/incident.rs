@@ -1,105 +1,10 @@
 //! Deletion incidents: deletions close together in time under one protected
 //! folder, grouped so a person can say "bring back what was deleted last night".
-//!
-//! Each incident has a short code a person can read over the phone: Crockford
-//! base32 (no I, L, O or U; when typed, O is read as 0 and I or L as 1), in two
-//! groups of three, like `K7Q-4MD`.
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use crate::index::{Alert, Index, IndexError};
 use crate::words::{spoken_in_a_sentence, wrap_letter};
-
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// An incident's phone-friendly code.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IncidentCode(String);
-
-/// Fresh incident codes: each a hash of a seed (the time and the process) and a
-/// counter, so codes drawn together differ and a restarted program does not
-/// repeat the ones before it.
-pub struct CodeSource {
-    seed: u64,
-    drawn: u64,
-}
-
-impl CodeSource {
-    pub fn new() -> Self {
-        Self {
-            seed: (crate::clock::now() as u64) ^ (u64::from(std::process::id()) << 32),
-            drawn: 0,
-        }
-    }
-
-    pub fn next_code(&mut self) -> String {
-        self.drawn += 1;
-        let hash = blake3::hash(&[self.seed.to_le_bytes(), self.drawn.to_le_bytes()].concat());
-        let seed = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-        IncidentCode::from_seed(seed).to_string()
-    }
-}
-
-impl Default for CodeSource {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl IncidentCode {
-    /// A fresh code from 30 bits of `seed`.
-    pub fn from_seed(seed: u64) -> Self {
-        let mut s = String::with_capacity(7);
-        for i in 0..6 {
-            if i == 3 {
-                s.push('-');
-            }
-            let digit = (seed >> (5 * (5 - i))) & 31;
-            s.push(ALPHABET[digit as usize] as char);
-        }
-        Self(s)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for IncidentCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not an incident code; codes look like K7Q-4MD (see: undelete incidents)")]
-pub struct BadCode(String);
-
-impl FromStr for IncidentCode {
-    type Err = BadCode;
-    /// Accepts what people type: any case, with or without the dash or spaces,
-    /// O for 0 and I or L for 1.
-    fn from_str(text: &str) -> Result<Self, BadCode> {
-        let mut digits = String::new();
-        for c in text.chars().filter(|c| !matches!(c, '-' | ' ')) {
-            let c = match c.to_ascii_uppercase() {
-                'O' => '0',
-                'I' | 'L' => '1',
-                c => c,
-            };
-            if !ALPHABET.contains(&(c as u8)) || !c.is_ascii() {
-                return Err(BadCode(text.to_owned()));
-            }
-            digits.push(c);
-        }
-        if digits.len() != 6 {
-            return Err(BadCode(text.to_owned()));
-        }
-        Ok(Self(format!("{}-{}", &digits[..3], &digits[3..])))
-    }
-}
 
 /// Settings for grouping and alerting.
 #[derive(Debug, Clone)]
@@ -496,18 +401,6 @@ pub use crate::grouping::common_folder;
 mod tests {
     use super::*;
     use std::path::PathBuf;
-
-    #[test]
-    fn codes_read_back_whatever_people_type() {
-        let code = IncidentCode::from_seed(0x3FFF_FFFF);
-        assert_eq!(code.as_str(), "ZZZ-ZZZ");
-        let code = IncidentCode::from_seed(0b00001_00000_10010_00000_00000_00001);
-        assert_eq!(code.as_str(), "10J-001");
-        assert_eq!("ioj 0OL".parse::<IncidentCode>().unwrap(), code);
-        assert_eq!("10j001".parse::<IncidentCode>().unwrap(), code);
-        assert!("K7Q-4M".parse::<IncidentCode>().is_err());
-        assert!("K7Q-4MU".parse::<IncidentCode>().is_err());
-    }
 
     #[test]
     fn the_common_folder_is_the_deepest_shared_one() {

@@ -17,8 +17,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::grouping;
-use crate::journal::{Journal, JournalError, JournalPath, Record};
-use crate::vault::ObjectId;
+use crate::ids::ObjectId;
+use crate::journal::{Journal, JournalError, Record};
+use crate::words::JsonPath;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -2134,7 +2135,7 @@ impl Index {
                     .iter()
                     .map(|(path, at)| (path.as_path().into(), *at))
                     .collect(),
-                report: report.map(JournalPath::from),
+                report: report.map(JsonPath::from),
                 at: now,
             })
         })?;

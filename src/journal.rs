@@ -17,14 +17,14 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::ObjectId;
 use crate::index::{EntryKind, Gone, Index, IndexError, Observed, Removal, Uncaptured};
-use crate::vault::ObjectId;
+use crate::words::JsonPath;
 
 /// The record layout this version writes and reads.
 const FORMAT: u32 = 1;
@@ -55,62 +55,6 @@ impl JournalError {
 
 type Result<T> = std::result::Result<T, JournalError>;
 
-/// A path as it goes into JSON: text when it is UTF-8, hex bytes otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "PathText", try_from = "PathText")]
-pub struct JournalPath(PathBuf);
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum PathText {
-    Text(String),
-    Bytes { hex: String },
-}
-
-impl From<JournalPath> for PathText {
-    fn from(path: JournalPath) -> Self {
-        match path.0.into_os_string().into_string() {
-            Ok(text) => Self::Text(text),
-            Err(raw) => Self::Bytes {
-                hex: raw.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
-            },
-        }
-    }
-}
-
-impl TryFrom<PathText> for JournalPath {
-    type Error = String;
-    fn try_from(text: PathText) -> std::result::Result<Self, String> {
-        match text {
-            PathText::Text(text) => Ok(Self(PathBuf::from(text))),
-            PathText::Bytes { hex } => {
-                let bytes = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("?"), 16))
-                    .collect::<std::result::Result<Vec<u8>, _>>()
-                    .map_err(|e| format!("a path in hex is not hex: {e}"))?;
-                Ok(Self(PathBuf::from(std::ffi::OsString::from_vec(bytes))))
-            }
-        }
-    }
-}
-
-impl From<&Path> for JournalPath {
-    fn from(path: &Path) -> Self {
-        Self(path.to_owned())
-    }
-}
-
-impl JournalPath {
-    pub fn into_path(self) -> PathBuf {
-        self.0
-    }
-
-    pub fn as_path(&self) -> &Path {
-        &self.0
-    }
-}
-
 /// What a version records of a path, as the journal spells it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObservedRecord {
@@ -127,7 +71,7 @@ pub struct ObservedRecord {
     gid: u32,
     inode: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    link_target: Option<JournalPath>,
+    link_target: Option<JsonPath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uncaptured: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,7 +92,7 @@ impl From<&Observed> for ObservedRecord {
             uid: o.uid,
             gid: o.gid,
             inode: o.inode,
-            link_target: o.link_target.as_deref().map(JournalPath::from),
+            link_target: o.link_target.as_deref().map(JsonPath::from),
             uncaptured: o.uncaptured.as_ref().map(|u| u.code().to_owned()),
             uncaptured_detail: o.uncaptured.as_ref().and_then(Uncaptured::detail),
             incomplete: o.incomplete.map(|i| i.code().to_owned()),
@@ -179,7 +123,7 @@ impl ObservedRecord {
             uid: self.uid,
             gid: self.gid,
             inode: self.inode,
-            link_target: self.link_target.clone().map(|p| p.0),
+            link_target: self.link_target.clone().map(JsonPath::into_path),
             uncaptured: self
                 .uncaptured
                 .as_deref()
@@ -205,22 +149,22 @@ pub enum Record {
         versions_before: u64,
     },
     /// `Index::set_roots`.
-    Roots { paths: Vec<JournalPath>, at: i64 },
+    Roots { paths: Vec<JsonPath>, at: i64 },
     /// `Index::insert_version`; the protected folder by path, as ids may differ.
     Insert {
-        path: JournalPath,
-        root: JournalPath,
+        path: JsonPath,
+        root: JsonPath,
         observed: ObservedRecord,
         at: i64,
     },
     /// `Index::update_metadata` of the current version of `path`.
     Metadata {
-        path: JournalPath,
+        path: JsonPath,
         observed: ObservedRecord,
     },
     /// `Index::mark_removed`.
     Removed {
-        path: JournalPath,
+        path: JsonPath,
         subtree: bool,
         at: i64,
         approx: bool,
@@ -230,26 +174,26 @@ pub enum Record {
     },
     /// `Index::record_lost`.
     Lost {
-        path: JournalPath,
-        root: JournalPath,
+        path: JsonPath,
+        root: JsonPath,
         kind: i64,
         at: i64,
     },
     /// `Index::rename`.
     Rename {
-        from: JournalPath,
-        to: JournalPath,
-        root: JournalPath,
+        from: JsonPath,
+        to: JsonPath,
+        root: JsonPath,
         at: i64,
     },
     /// `Index::mark_incomplete` of the current version of `path`.
-    Incomplete { path: JournalPath, why: String },
+    Incomplete { path: JsonPath, why: String },
     /// `Index::exchange`.
     Exchange {
-        a: JournalPath,
-        a_root: JournalPath,
-        b: JournalPath,
-        b_root: JournalPath,
+        a: JsonPath,
+        a_root: JsonPath,
+        b: JsonPath,
+        b_root: JsonPath,
         at: i64,
     },
     /// `Index::group_incidents` that grouped something, with the codes it drew, so
@@ -268,9 +212,9 @@ pub enum Record {
     /// `Index::mark_restored`: deleted versions a restore brought back, each by path
     /// and the moment it was deleted, with the restore's report.
     Restored {
-        files: Vec<(JournalPath, i64)>,
+        files: Vec<(JsonPath, i64)>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        report: Option<JournalPath>,
+        report: Option<JsonPath>,
         at: i64,
     },
     /// `Index::acknowledge_alert`: the alert by kind and the moment it was raised.
@@ -300,7 +244,7 @@ pub enum Record {
     /// path, object and the moment it stopped being current (ids may differ in a
     /// rebuilt index; the moment tells apart two versions with the same content).
     Purged {
-        versions: Vec<(JournalPath, String, i64)>,
+        versions: Vec<(JsonPath, String, i64)>,
         at: i64,
     },
 }
@@ -676,7 +620,7 @@ impl Replayer<'_> {
             }
             Record::Start { .. } => {}
             Record::Roots { paths, at } => {
-                let paths: Vec<PathBuf> = paths.into_iter().map(|p| p.0).collect();
+                let paths: Vec<PathBuf> = paths.into_iter().map(JsonPath::into_path).collect();
                 // `set_roots` is a transaction of its own.
                 ix.commit()?;
                 ix.set_roots(&paths, at)?;
@@ -693,17 +637,17 @@ impl Replayer<'_> {
                     (Ok(root), Ok(observed)) => (root, observed),
                     (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
                 };
-                ix.insert_version(&path.0, root, &observed, at)?;
+                ix.insert_version(path.as_path(), root, &observed, at)?;
             }
             Record::Metadata { path, observed } => {
                 let observed = match observed.to_observed() {
                     Ok(observed) => observed,
                     Err(why) => return Ok(Err(why)),
                 };
-                let Some(current) = ix.current(&path.0)? else {
+                let Some(current) = ix.current(path.as_path())? else {
                     return Ok(Err(format!(
                         "{} has no current version to update",
-                        path.0.display()
+                        path.as_path().display()
                     )));
                 };
                 ix.update_metadata(current.id, &observed)?;
@@ -726,7 +670,7 @@ impl Replayer<'_> {
                         Removal::Deleted
                     },
                 };
-                ix.mark_removed(&path.0, subtree, &gone)?;
+                ix.mark_removed(path.as_path(), subtree, &gone)?;
             }
             Record::Lost {
                 path,
@@ -738,17 +682,17 @@ impl Replayer<'_> {
                     Ok(root) => root,
                     Err(why) => return Ok(Err(why)),
                 };
-                ix.record_lost(&path.0, root, EntryKind::from_code(kind), at)?;
+                ix.record_lost(path.as_path(), root, EntryKind::from_code(kind), at)?;
             }
             Record::Rename { from, to, root, at } => {
                 let root = match self.root_id(&root) {
                     Ok(root) => root,
                     Err(why) => return Ok(Err(why)),
                 };
-                ix.rename(&from.0, &to.0, root, at)?;
+                ix.rename(from.as_path(), to.as_path(), root, at)?;
             }
             Record::Incomplete { path, why } => match Index::incomplete_from_code(&why) {
-                Some(why) => ix.mark_incomplete(&path.0, why)?,
+                Some(why) => ix.mark_incomplete(path.as_path(), why)?,
                 None => return Ok(Err(format!("not a reason this version knows: {why}"))),
             },
             Record::Exchange {
@@ -762,7 +706,7 @@ impl Replayer<'_> {
                     (Ok(a_root), Ok(b_root)) => (a_root, b_root),
                     (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
                 };
-                ix.exchange(&a.0, a_root, &b.0, b_root, at)?;
+                ix.exchange(a.as_path(), a_root, b.as_path(), b_root, at)?;
             }
             Record::Incidents {
                 gap_ns,
@@ -790,9 +734,11 @@ impl Replayer<'_> {
                 ix.mark_end_told(incident.id, at)?;
             }
             Record::Restored { files, report, at } => {
-                let files: Vec<(PathBuf, i64)> =
-                    files.into_iter().map(|(path, t)| (path.0, t)).collect();
-                ix.mark_restored(&files, report.as_ref().map(|p| p.0.as_path()), at)?;
+                let files: Vec<(PathBuf, i64)> = files
+                    .into_iter()
+                    .map(|(path, t)| (path.into_path(), t))
+                    .collect();
+                ix.mark_restored(&files, report.as_ref().map(JsonPath::as_path), at)?;
             }
             Record::Acknowledged {
                 kind,
@@ -821,7 +767,7 @@ impl Replayer<'_> {
                     let Ok(object) = object.parse::<ObjectId>() else {
                         return Ok(Err(format!("an object name is not valid: {object}")));
                     };
-                    ix.mark_purged_copy(&path.0, &object, gone_at, at)?;
+                    ix.mark_purged_copy(path.as_path(), &object, gone_at, at)?;
                 }
                 ix.forget_unreferenced_objects()?;
             }
@@ -829,11 +775,11 @@ impl Replayer<'_> {
         Ok(Ok(()))
     }
 
-    fn root_id(&self, root: &JournalPath) -> std::result::Result<i64, String> {
-        self.roots.get(&root.0).copied().ok_or_else(|| {
+    fn root_id(&self, root: &JsonPath) -> std::result::Result<i64, String> {
+        self.roots.get(root.as_path()).copied().ok_or_else(|| {
             format!(
                 "{} is not a protected folder in the journal",
-                root.0.display()
+                root.as_path().display()
             )
         })
     }
@@ -843,12 +789,15 @@ impl Replayer<'_> {
 mod tests {
     use super::*;
     use crate::index::tests::file;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn a_record_round_trips_with_a_non_utf8_path() {
         let record = Record::Lost {
-            path: JournalPath(crate::index::path_from_bytes(b"/s/caf\xe9\n".to_vec())),
-            root: JournalPath(PathBuf::from("/s")),
+            path: crate::index::path_from_bytes(b"/s/caf\xe9\n".to_vec())
+                .as_path()
+                .into(),
+            root: Path::new("/s").into(),
             kind: 0,
             at: 5,
         };
@@ -857,7 +806,7 @@ mod tests {
         assert!(text.contains(r#""hex":"2f732f636166e90a""#), "{text}");
         match decode(&line[..line.len() - 1]).unwrap() {
             Record::Lost { path, .. } => {
-                assert_eq!(path.0.as_os_str().as_bytes(), b"/s/caf\xe9\n")
+                assert_eq!(path.as_path().as_os_str().as_bytes(), b"/s/caf\xe9\n")
             }
             other => panic!("{other:?}"),
         }

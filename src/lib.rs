@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod email;
 pub mod grouping;
+pub mod ids;
 pub mod incident;
 pub mod index;
 pub mod journal;

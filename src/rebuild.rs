@@ -140,7 +140,7 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
     let index = Index::open(&plan.scratch)?;
     // For incidents the journal holds no code for (written by a daemon stopped
     // between grouping and writing the record).
-    let mut codes = crate::incident::CodeSource::new();
+    let mut codes = crate::ids::CodeSource::new();
     let mut new_code = || codes.next_code();
     let replayed = crate::journal::replay(&plan.journal_dir, &index, &mut new_code)?;
     if let Some(at) = replayed.last_at {

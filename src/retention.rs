@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::ids::ObjectId;
 use crate::index::{Index, IndexError, KeptVersion};
-use crate::vault::{ObjectId, Vault, VaultError};
+use crate::vault::{Vault, VaultError};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 

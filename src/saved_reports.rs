@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Gid, Mode, OFlags};
 
-use crate::incident::IncidentCode;
+use crate::ids::IncidentCode;
 use crate::report::RestoreReport;
 use crate::words::display_path;
 

@@ -12,67 +12,21 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use tempfile::TempPath;
 
+use crate::ids::ObjectId;
+
 /// Read and write in large chunks: the vault is written sequentially and a
 /// bigger buffer halves the syscalls on photos and videos.
 const CHUNK: usize = 1 << 20;
-
-/// The BLAKE3 hash that names an object.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId([u8; 32]);
-
-impl ObjectId {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// From the 32 bytes stored in the index; `None` if the length is wrong.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        Some(Self(bytes.try_into().ok()?))
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    pub fn to_hex(&self) -> String {
-        blake3::Hash::from_bytes(self.0).to_hex().to_string()
-    }
-
-    fn of(hash: blake3::Hash) -> Self {
-        Self(*hash.as_bytes())
-    }
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectId({})", self.to_hex())
-    }
-}
-
-impl FromStr for ObjectId {
-    type Err = blake3::HexError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::of(blake3::Hash::from_hex(s)?))
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

@@ -238,7 +238,7 @@ fn find_open<'a>(
     let found = match id.trim().parse::<i64>() {
         Ok(n) => open.iter().find(|e| e.alert.id == n),
         Err(_) => {
-            let code: incident::IncidentCode = id.parse()?;
+            let code: crate::ids::IncidentCode = id.parse()?;
             let code = index
                 .incident_by_code(code.as_str())?
                 .map(|i| i.code)

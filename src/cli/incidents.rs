@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::Config;
-use crate::incident::IncidentCode;
+use crate::ids::IncidentCode;
 use crate::index::{Incident, Index};
 use crate::words::{bytes, count, display_path, files, json_path};
 

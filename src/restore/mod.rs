@@ -27,9 +27,10 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use crate::announce::{Announcement, Announcer, Ticket};
 use crate::clock;
+use crate::ids::ObjectId;
 use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
 use crate::report::{FileResult, Outcome};
-use crate::vault::{DamageError, ObjectId, Vault, is_disk_full};
+use crate::vault::{DamageError, Vault, is_disk_full};
 use crate::words::display_path;
 
 pub use lock::{RestoreLock, lock};

@@ -190,7 +190,7 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
         amended: Vec::new(),
         next_end: None,
         ends_to_tell: true,
-        codes: crate::incident::CodeSource::new(),
+        codes: crate::ids::CodeSource::new(),
         vault,
         index,
         roots,
@@ -390,7 +390,7 @@ struct Daemon {
     next_end: Option<i64>,
     /// Whether an incident may be over without its owner told yet.
     ends_to_tell: bool,
-    codes: crate::incident::CodeSource,
+    codes: crate::ids::CodeSource,
     vault: Vault,
     index: Index,
     roots: Vec<Root>,
