@@ -7,10 +7,14 @@
 //! so restores leave them out unless asked, and counts of lost files leave them
 //! out of the headline.
 //!
+//! The program leaves names of its own in users' folders for a moment: a
+//! restore's temporary files, and the daemon's sync cookies. They are never
+//! recorded, and a user's file that merely starts like one is not taken for one.
+//!
 //! Decided by name only, from the patterns the programs themselves use; it
 //! never looks at the disk.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -36,6 +40,48 @@ pub fn is_program_lock(path: &Path) -> bool {
         || ends_with_ignoring_case(name, b".idlk")
         || ends_with_ignoring_case(name, b".dwl")
         || ends_with_ignoring_case(name, b".dwl2")
+}
+
+/// A restore's temporary files, renamed into place once written; a later restore
+/// removes any an interrupted one left.
+pub const RESTORE_TEMP: &str = ".undelete-restore-";
+
+/// The daemon's sync cookies (see `watch::sync`).
+pub const SYNC_COOKIE: &str = ".undelete-sync-";
+
+/// A fresh name of the program's own in a folder: `prefix`, our pid, a dash, a counter.
+pub fn own_name(prefix: &str, counter: u64) -> OsString {
+    OsString::from(format!("{prefix}{}-{counter}", std::process::id()))
+}
+
+/// For names the program leaves in users' folders, `PREFIX<pid>-<counter>`: the pid,
+/// or `None` when `name` is not exactly of that form.
+pub fn marked_pid(name: &[u8], prefix: &str) -> Option<u32> {
+    let rest = std::str::from_utf8(name.strip_prefix(prefix.as_bytes())?).ok()?;
+    let (pid, counter) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether `name` is a restore's temporary name (and nothing else that merely starts
+/// like one).
+pub fn is_temp_name(name: &OsStr) -> bool {
+    marked_pid(name.as_bytes(), RESTORE_TEMP).is_some()
+}
+
+/// Whether `path` is one of the daemon's sync cookies.
+pub fn is_cookie(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| marked_pid(n.as_bytes(), SYNC_COOKIE).is_some())
+}
+
+/// Sync cookies and a restore's temporary files: never recorded. Matched exactly, so a
+/// user's file that merely starts like one is protected like any other.
+pub fn is_internal(path: &Path) -> bool {
+    is_cookie(path) || path.file_name().is_some_and(is_temp_name)
 }
 
 fn ends_with_ignoring_case(name: &[u8], suffix: &[u8]) -> bool {
@@ -78,6 +124,21 @@ mod tests {
             "/srv/share/plans/dwl",
         ] {
             assert!(!is_program_lock(Path::new(kept)), "{kept}");
+        }
+    }
+
+    #[test]
+    fn only_names_of_exactly_our_form_are_temporary() {
+        assert!(is_temp_name(&own_name(RESTORE_TEMP, 7)));
+        assert!(is_temp_name(OsStr::new(".undelete-restore-12-3")));
+        for user_name in [
+            ".undelete-restore-notes.txt",
+            ".undelete-restore-12",
+            ".undelete-restore-12-",
+            ".undelete-restore--3",
+            ".undelete-restore-12-3.txt",
+        ] {
+            assert!(!is_temp_name(OsStr::new(user_name)), "{user_name}");
         }
     }
 }

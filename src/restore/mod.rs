@@ -29,13 +29,14 @@ use crate::announce::{Announcement, Announcer, Ticket};
 use crate::clock;
 use crate::ids::ObjectId;
 use crate::index::{EntryKind, Index, IndexError, RestoreFilter, Version};
+use crate::names;
 use crate::report::{FileResult, Outcome};
 use crate::vault::{DamageError, Vault, is_disk_full};
 use crate::words::display_path;
 
 pub use lock::{RestoreLock, lock};
 use safe_fs::DirCache;
-pub use safe_fs::{PathProblem, is_temp_name, marked_pid, write_replacing};
+pub use safe_fs::{PathProblem, write_replacing};
 
 /// Where restored files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +233,7 @@ pub fn plan(
             Ok((base, _))
                 if !filter.include_lock_files
                     && !is_dir
-                    && crate::names::is_program_lock(&version.path) =>
+                    && names::is_program_lock(&version.path) =>
             {
                 (base.clone(), Action::LeftOut)
             }
@@ -682,7 +683,10 @@ fn restore_one(
         Ok(None) => unreachable!("created when missing"),
         Err(problem) => return lost(item, problem.to_string(), "blocked", false),
     };
-    let temp = safe_fs::temp_name(shared.counter.fetch_add(1, Ordering::Relaxed));
+    let temp = names::own_name(
+        names::RESTORE_TEMP,
+        shared.counter.fetch_add(1, Ordering::Relaxed),
+    );
     let written = match item.version.observed.kind {
         EntryKind::Symlink => {
             write_symlink(dir, &temp, &item.version, shared.is_root).map(|()| None)

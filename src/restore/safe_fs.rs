@@ -18,11 +18,8 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::names;
 use crate::words::display_path;
-
-/// Temporary names a restore writes before renaming; the daemon ignores them and
-/// a later restore removes any left by an interrupted one.
-pub const TEMP_PREFIX: &str = ".undelete-restore-";
 
 /// Why a folder on the way to a destination could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -383,36 +380,13 @@ pub fn remove_leftovers(dir: &OwnedFd) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_bytes();
-        let Some(pid) = marked_pid(name, TEMP_PREFIX.as_bytes()) else {
+        let Some(pid) = names::marked_pid(name, names::RESTORE_TEMP) else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
         }
     }
-}
-
-/// A fresh temporary name in a folder: the prefix, our pid, a dash, a counter.
-pub fn temp_name(counter: u64) -> OsString {
-    OsString::from(format!("{TEMP_PREFIX}{}-{counter}", std::process::id()))
-}
-
-/// Whether `name` is a restore's temporary name (and nothing else that merely starts
-/// like one).
-pub fn is_temp_name(name: &OsStr) -> bool {
-    marked_pid(name.as_bytes(), TEMP_PREFIX.as_bytes()).is_some()
-}
-
-/// For names the program leaves in users' folders, `PREFIX<pid>-<counter>`: the pid,
-/// or `None` when `name` is not exactly of that form.
-pub fn marked_pid(name: &[u8], prefix: &[u8]) -> Option<u32> {
-    let rest = std::str::from_utf8(name.strip_prefix(prefix)?).ok()?;
-    let (pid, counter) = rest.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(counter) {
-        return None;
-    }
-    pid.parse().ok()
 }
 
 /// Writes `data` as the file `path` (a report asked for with `--report`), reaching
@@ -452,7 +426,7 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PathProblem> {
     }
     let mut counter = u64::from(u32::MAX);
     let (temp, fd) = loop {
-        let temp = temp_name(counter);
+        let temp = names::own_name(names::RESTORE_TEMP, counter);
         match rustix::fs::openat(
             &dir,
             &temp,
@@ -530,21 +504,6 @@ mod tests {
         assert_eq!(n("Makefile", 1), "Makefile (deleted 2026-11-22)");
         let long = "x".repeat(250) + ".jpg";
         assert!(n(&long, 1).len() <= 255);
-    }
-
-    #[test]
-    fn only_names_of_exactly_our_form_are_temporary() {
-        assert!(is_temp_name(&temp_name(7)));
-        assert!(is_temp_name(OsStr::new(".undelete-restore-12-3")));
-        for user_name in [
-            ".undelete-restore-notes.txt",
-            ".undelete-restore-12",
-            ".undelete-restore-12-",
-            ".undelete-restore--3",
-            ".undelete-restore-12-3.txt",
-        ] {
-            assert!(!is_temp_name(OsStr::new(user_name)), "{user_name}");
-        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::index::{
     EntryKind, Gone, Incomplete, Index, IndexError, Removal, Root, Uncaptured, Version,
 };
+use crate::names::is_internal;
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
 
@@ -70,12 +71,6 @@ const LIMIT_CHECK: Duration = Duration::from_secs(5);
 const RENAME_EXPLAINS: Duration = Duration::from_secs(10);
 /// A remove event this soon after a scan already recorded the deletion is the same deletion.
 const DUPLICATE_REMOVAL_NS: i64 = 10 * 60 * 1_000_000_000;
-
-/// Sync cookies and a restore's temporary files: never recorded. Matched exactly, so a
-/// user's file that merely starts like one is protected like any other.
-fn is_internal(path: &Path) -> bool {
-    sync::is_cookie(path) || path.file_name().is_some_and(crate::restore::is_temp_name)
-}
 
 /// Errors that stop the daemon. Everything else is logged and survived.
 #[derive(Debug, thiserror::Error)]
@@ -782,7 +777,7 @@ impl Daemon {
     fn apply(&mut self, event: FsEvent, now: i64) -> Result<(), DaemonError> {
         match event {
             FsEvent::Changed { path, is_new } => {
-                if sync::is_cookie(&path) {
+                if crate::names::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
                 } else if self.is_protected(&path) {
                     self.dirty.insert(path, is_new);

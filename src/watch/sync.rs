@@ -16,14 +16,6 @@ use std::time::Instant;
 
 use super::SyncAnswer;
 
-/// Cookie files start with this; the daemon never records them.
-const COOKIE_PREFIX: &[u8] = b".undelete-sync-";
-
-pub fn is_cookie(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| crate::restore::marked_pid(n.as_encoded_bytes(), COOKIE_PREFIX).is_some())
-}
-
 struct PendingSync {
     reply: Sender<SyncAnswer>,
     /// Cookies not yet reported back by the kernel.
@@ -41,12 +33,7 @@ impl Syncs {
     /// Drops a cookie into each protected folder for a new sync request.
     pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf]) {
         self.next += 1;
-        let name = format!(
-            "{}{}-{}",
-            String::from_utf8_lossy(COOKIE_PREFIX),
-            std::process::id(),
-            self.next
-        );
+        let name = crate::names::own_name(crate::names::SYNC_COOKIE, self.next);
         let mut waiting = Vec::new();
         for root in roots {
             let cookie = root.join(&name);
