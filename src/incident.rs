@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use crate::index::{Alert, Index, IndexError};
+use crate::index::{Index, IndexError};
+use crate::model::Alert;
 use crate::words::{spoken_in_a_sentence, wrap_letter};
 
 /// Settings for grouping and alerting.
@@ -39,7 +40,7 @@ impl Default for IncidentRules {
 /// The warning for a mass deletion, with the command that undoes it. `status`
 /// words it again from the incident as it is now, which may have grown since, or
 /// been brought back in part.
-pub fn mass_deletion_message(incident: &crate::index::Incident, vault: &Path) -> String {
+pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) -> String {
     let (back, them) = match incident.restored {
         0 => (String::new(), "them"),
         n => (
@@ -91,7 +92,7 @@ pub fn host_name() -> String {
 
 /// The command a technician types on the server to bring the incident back: as root
 /// (the vault is root's), with the vault named unless it is the service's own.
-pub fn restore_command_for_email(incident: &crate::index::Incident, vault: &Path) -> String {
+pub fn restore_command_for_email(incident: &crate::model::Incident, vault: &Path) -> String {
     server_command(vault, &format!("restore --incident {}", incident.code))
 }
 
@@ -106,7 +107,7 @@ fn server_command(vault: &Path, args: &str) -> String {
 /// the one command that undoes it (for whoever helps them).
 pub fn mass_deletion_letter(
     event: AlertEvent,
-    incident: &crate::index::Incident,
+    incident: &crate::model::Incident,
     vault: &Path,
     host: &str,
 ) -> crate::email::Letter {
@@ -251,7 +252,7 @@ pub fn test_letter(host: &str, folders: &[std::path::PathBuf]) -> crate::email::
 }
 
 /// The command that brings back everything deleted in the incident.
-pub fn undo_command(incident: &crate::index::Incident, vault: &Path) -> String {
+pub fn undo_command(incident: &crate::model::Incident, vault: &Path) -> String {
     crate::words::CommandLine::undelete(vault)
         .arg("restore --incident")
         .arg(incident.code.as_str())
@@ -321,11 +322,11 @@ impl History {
 /// today 09:41: 2,132 of 2,149 files brought back (incident K7Q-4MD)." with its
 /// report. None for alerts of other kinds, or still open.
 pub fn history_line(
-    entry: &crate::index::AlertEntry,
-    incident: Option<&crate::index::Incident>,
+    entry: &crate::model::AlertEntry,
+    incident: Option<&crate::model::Incident>,
     now: i64,
 ) -> Option<History> {
-    use crate::index::AlertState;
+    use crate::model::AlertState;
     let incident = incident?;
     let when = spoken_in_a_sentence(entry.alert.cleared_at?, now);
     let folder = crate::words::display_path(&incident.folder);
@@ -369,7 +370,7 @@ pub fn history_line(
 pub fn recent_history(
     index: &Index,
     now: i64,
-) -> Result<Vec<(crate::index::AlertEntry, History)>, IndexError> {
+) -> Result<Vec<(crate::model::AlertEntry, History)>, IndexError> {
     let mut out = Vec::new();
     for entry in index.alert_entries(now - HISTORY_NS)? {
         let Some(code) = alerted_code(&entry.alert.kind) else {

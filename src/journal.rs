@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ObjectId;
-use crate::index::{EntryKind, Gone, Index, IndexError, Observed, Removal, Uncaptured};
+use crate::index::{Index, IndexError};
+use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
 use crate::words::JsonPath;
 
 /// The record layout this version writes and reads.
@@ -128,10 +129,7 @@ impl ObservedRecord {
                 .uncaptured
                 .as_deref()
                 .map(|code| Uncaptured::from_columns(code, self.uncaptured_detail.clone())),
-            incomplete: self
-                .incomplete
-                .as_deref()
-                .and_then(Index::incomplete_from_code),
+            incomplete: self.incomplete.as_deref().and_then(Incomplete::from_code),
         })
     }
 }
@@ -691,7 +689,7 @@ impl Replayer<'_> {
                 };
                 ix.rename(from.as_path(), to.as_path(), root, at)?;
             }
-            Record::Incomplete { path, why } => match Index::incomplete_from_code(&why) {
+            Record::Incomplete { path, why } => match Incomplete::from_code(&why) {
                 Some(why) => ix.mark_incomplete(path.as_path(), why)?,
                 None => return Ok(Err(format!("not a reason this version knows: {why}"))),
             },

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod incident;
 pub mod index;
 pub mod journal;
+pub mod model;
 pub mod names;
 pub mod rebuild;
 pub mod report;

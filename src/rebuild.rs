@@ -13,8 +13,9 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::index::{Index, IndexError, Totals};
+use crate::index::{Index, IndexError};
 use crate::journal::Replayed;
+use crate::model::Totals;
 use crate::vault::Vault;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::ids::ObjectId;
-use crate::index::{Index, IndexError, KeptVersion};
+use crate::index::{Index, IndexError};
+use crate::model::KeptVersion;
 use crate::vault::{Vault, VaultError};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -285,7 +286,7 @@ pub fn summary(done: &Purged) -> String {
 mod tests {
     use super::*;
     use crate::index::tests::file;
-    use crate::index::{Gone, Removal};
+    use crate::model::{Gone, Removal};
     use std::path::Path;
 
     #[test]

@@ -11,7 +11,8 @@ use crate::amend::Amendment;
 use crate::clock;
 use crate::config::Config;
 use crate::incident::{self, AlertEvent};
-use crate::index::{AlertEntry, AlertState, Incident, Index};
+use crate::index::Index;
+use crate::model::{AlertEntry, AlertState, Incident};
 use crate::words::{json_path, wrap};
 
 /// How far back closed alerts are listed.

@@ -22,7 +22,8 @@ use super::restore::{Request, RestoreArgs, carry_out, exit_code, lock_restores};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
-use crate::index::{Incident, Index};
+use crate::index::Index;
+use crate::model::Incident;
 use crate::restore::{self, Destination};
 use crate::words::Rerun;
 use crate::words::{bytes, count, display_path, files, wrap, wrap_line};
@@ -527,11 +528,11 @@ fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
     let needle = text.to_lowercase();
     let matches = |name: &std::ffi::OsStr| name.to_string_lossy().to_lowercase().contains(&needle);
     let mut by_folder: std::collections::BTreeMap<PathBuf, Hit> = Default::default();
-    let deleted = index.select(&crate::index::Selection::default())?;
+    let deleted = index.select(&crate::model::Selection::default())?;
     let mut counted = std::collections::HashSet::new();
     for v in deleted
         .iter()
-        .filter(|v| v.observed.kind == crate::index::EntryKind::File)
+        .filter(|v| v.observed.kind == crate::model::EntryKind::File)
     {
         let folder = if v.path.file_name().is_some_and(matches) {
             v.path.parent().map(PathBuf::from)

@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::clock;
 use crate::config::Config;
 use crate::ids::IncidentCode;
-use crate::index::{Incident, Index};
+use crate::index::Index;
+use crate::model::Incident;
 use crate::words::{bytes, count, display_path, files, json_path};
 
 /// How many incidents are shown.

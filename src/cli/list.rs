@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::Config;
-use crate::index::{EntryKind, Selection, Version};
+use crate::model::{EntryKind, Selection, Version};
 use crate::words::{bytes, display_path, json_path};
 
 pub fn run(

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::Config;
-use crate::index::{EntryKind, Version};
+use crate::model::{EntryKind, Version};
 use crate::words::{CommandLine, bytes, display_path, json_path};
 
 pub fn run(config: &Config, path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {

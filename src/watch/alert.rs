@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Sender};
 
 use crate::email::{EmailSettings, Letter};
 use crate::incident::AlertEvent;
-use crate::index::Incident;
+use crate::model::Incident;
 
 use super::Msg;
 

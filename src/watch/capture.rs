@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::announce::Announcement;
 use crate::config::Excludes;
-use crate::index::{EntryKind, Observed, Uncaptured, Version};
+use crate::model::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
 
 use super::inotify::Held;

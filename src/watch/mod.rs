@@ -29,9 +29,8 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
-use crate::index::{
-    EntryKind, Gone, Incomplete, Index, IndexError, Removal, Root, Uncaptured, Version,
-};
+use crate::index::{Index, IndexError};
+use crate::model::{EntryKind, Gone, Incomplete, Removal, Root, Uncaptured, Version};
 use crate::names::is_internal;
 use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
@@ -1419,7 +1418,7 @@ impl Daemon {
 
     fn mass_deletion_alert(
         &mut self,
-        incident: &crate::index::Incident,
+        incident: &crate::model::Incident,
         now: i64,
     ) -> Result<(), DaemonError> {
         let message = crate::incident::mass_deletion_message(incident, self.vault.root());
@@ -1432,7 +1431,7 @@ impl Daemon {
 
     /// Tells the alert command and the e-mail, once what they are told is committed:
     /// the restore command they are handed finds its incident in the index.
-    fn notice(&mut self, event: crate::incident::AlertEvent, incident: crate::index::Incident) {
+    fn notice(&mut self, event: crate::incident::AlertEvent, incident: crate::model::Incident) {
         let rules = &self.config.incidents;
         if rules.alert_command.is_none() && rules.email.is_none() {
             return;
