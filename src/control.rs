@@ -148,7 +148,7 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
         }
         "PURGE" => {
             let (tx, rx) = mpsc::channel();
-            let rules = match serde_json::from_str::<crate::retention::Retention>(argument) {
+            let rules = match serde_json::from_str::<crate::config::Retention>(argument) {
                 Ok(rules) if rules.keep_deleted_ns >= 0 => rules,
                 _ => return send_line(stream, "ERR PURGE needs valid retention rules as JSON"),
             };

@@ -6,68 +6,12 @@
 //! and keep where `doctor` shows it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 
-/// How the connection to the mail server is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// Plain at first, then encrypted before anything else is sent (port 587).
-    StartTls,
-    /// Encrypted from the first byte (port 465).
-    Tls,
-    /// Not encrypted: only for a relay on the server itself or the office network,
-    /// and never with a password.
-    None,
-}
-
-impl Security {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "starttls" => Some(Self::StartTls),
-            "tls" | "ssl" | "smtps" => Some(Self::Tls),
-            "none" | "plain" => Some(Self::None),
-            _ => None,
-        }
-    }
-
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::StartTls => 587,
-            Self::Tls => 465,
-            Self::None => 25,
-        }
-    }
-}
-
-/// The checked `[alert.email]` table.
-#[derive(Debug, Clone)]
-pub struct EmailSettings {
-    pub server: String,
-    pub port: u16,
-    pub security: Security,
-    /// The login, with the file holding its password.
-    pub login: Option<(String, PathBuf)>,
-    pub from: Mailbox,
-    pub to: Vec<Mailbox>,
-    /// The longest wait for the server at each step (connecting, each reply).
-    pub timeout: Duration,
-}
-
-impl EmailSettings {
-    /// The recipients, as people write them.
-    pub fn recipients(&self) -> String {
-        self.to
-            .iter()
-            .map(|m| m.email.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
+use crate::config::{EmailSettings, Security};
 
 /// One message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,14 +146,5 @@ mod tests {
             read_password(&file),
             Err(EmailError::PasswordEmpty { .. })
         ));
-    }
-
-    #[test]
-    fn security_is_read_as_people_write_it() {
-        assert_eq!(Security::parse("STARTTLS"), Some(Security::StartTls));
-        assert_eq!(Security::parse("ssl"), Some(Security::Tls));
-        assert_eq!(Security::parse("none"), Some(Security::None));
-        assert_eq!(Security::parse("maybe"), None);
-        assert_eq!(Security::Tls.default_port(), 465);
     }
 }

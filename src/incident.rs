@@ -7,36 +7,6 @@ use crate::index::{Index, IndexError};
 use crate::model::Alert;
 use crate::words::{spoken_in_a_sentence, wrap_letter};
 
-/// Settings for grouping and alerting.
-#[derive(Debug, Clone)]
-pub struct IncidentRules {
-    /// Deletions further apart than this start a new incident.
-    pub gap_ns: i64,
-    /// An incident with this many files deleted within `window_ns` raises an alert…
-    pub alert_files: u64,
-    /// …or this many bytes.
-    pub alert_bytes: u64,
-    pub window_ns: i64,
-    /// Run with the details in environment variables when an alert is raised, and
-    /// again when its incident is over.
-    pub alert_command: Option<String>,
-    /// Where the mass-deletion e-mail goes (the `[alert.email]` table).
-    pub email: Option<crate::email::EmailSettings>,
-}
-
-impl Default for IncidentRules {
-    fn default() -> Self {
-        Self {
-            gap_ns: 60 * 1_000_000_000,
-            alert_files: 500,
-            alert_bytes: 1 << 30,
-            window_ns: 5 * 60 * 1_000_000_000,
-            alert_command: None,
-            email: None,
-        }
-    }
-}
-
 /// The warning for a mass deletion, with the command that undoes it. `status`
 /// words it again from the incident as it is now, which may have grown since, or
 /// been brought back in part.

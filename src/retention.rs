@@ -12,71 +12,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::config::Retention;
 use crate::ids::ObjectId;
 use crate::index::{Index, IndexError};
 use crate::model::KeptVersion;
 use crate::vault::{Vault, VaultError};
-
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-/// The retention rules (the `[retention]` table of the config file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Retention {
-    /// Deleted files and replaced versions are kept this long.
-    pub keep_deleted_ns: i64,
-    /// At most this many older versions are kept per path.
-    pub keep_versions: u64,
-    /// The vault's objects may take at most this much.
-    pub max_vault_bytes: Option<u64>,
-    /// The vault's disk keeps at least this much free.
-    pub min_free_bytes: Option<u64>,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            keep_deleted_ns: 30 * DAY_NS,
-            keep_versions: 10,
-            max_vault_bytes: None,
-            min_free_bytes: None,
-        }
-    }
-}
-
-/// Below these, rules the service applies every hour would empty the recycle bin
-/// rather than trim it: almost certainly a slip (a missing unit, a 0), refused.
-const LEAST_KEEP_DELETED_NS: i64 = 3_600 * 1_000_000_000;
-const LEAST_VAULT_BYTES: u64 = 100_000_000;
-
-impl Retention {
-    /// Whether the service may run with these rules. `undelete purge` given such rules
-    /// on its command line still applies them once, after showing its plan.
-    pub fn check_for_service(&self) -> Result<(), String> {
-        if self.keep_versions == 0 {
-            return Err(
-                "keep_versions = 0 would purge every deleted file at once; keep at \
-                        least 1 (the default is 10)"
-                    .into(),
-            );
-        }
-        if self.keep_deleted_ns < LEAST_KEEP_DELETED_NS {
-            return Err(
-                "keep_deleted is under an hour, so deleted files would be purged \
-                        almost as soon as they are deleted; keep them at least 1h (the \
-                        default is 30d)"
-                    .into(),
-            );
-        }
-        if let Some(max) = self.max_vault_bytes.filter(|&max| max < LEAST_VAULT_BYTES) {
-            return Err(format!(
-                "max_vault_size is only {}, so nearly every copy would be purged; give it \
-                 at least 100MB, with a unit (for example 500GB)",
-                crate::words::bytes(max)
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why a copy is purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

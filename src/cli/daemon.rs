@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{Config, RawArgs};
+use crate::config::Config;
 use crate::watch::{self, Inbox};
 
-pub fn run(config: Config, raw: RawArgs) -> anyhow::Result<ExitCode> {
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     raise_open_file_limit();
     // Before any thread starts: each inherits it (see `step_aside`).
     step_aside();
@@ -28,9 +28,7 @@ pub fn run(config: Config, raw: RawArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    // The same flags and the file as it is now: flags still win over the file.
-    let reread = move || Config::load(raw.clone());
-    watch::run(config, inbox, Box::new(reread))?;
+    watch::run(config, inbox)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -272,14 +272,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.max_vault_size = r.max_vault_size;
         raw.min_free_disk = r.min_free_disk;
     }
-    let config = Config::load(raw.clone())?;
+    // The door: from here on, only the checked settings travel inward.
+    let config = Config::load(raw)?;
     let vault = config.vault.clone();
-    run_command(cli.command, &config, raw).map_err(|err| explain_damaged_index(err, &vault))
+    run_command(cli.command, &config).map_err(|err| explain_damaged_index(err, &vault))
 }
 
-fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Result<ExitCode> {
+fn run_command(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Daemon(_) => daemon::run(config.clone(), raw),
+        Command::Daemon(_) => daemon::run(config.clone()),
         Command::Sync { timeout } => sync::run(config, timeout),
         Command::Status { json } => status::run(config, json),
         Command::List { under, all, json } => list::run(config, under, all, json),
@@ -291,13 +292,7 @@ fn run_command(command: Command, config: &Config, raw: RawArgs) -> anyhow::Resul
         Command::Report { which, json } => report::run(config, which.as_deref(), json),
         Command::RebuildIndex { json } => rebuild::run(config, json),
         Command::Versions { path, json } => versions::run(config, &path, json),
-        Command::Purge { dry_run, .. } => {
-            let rules_given = raw.keep_deleted.is_some()
-                || raw.keep_versions.is_some()
-                || raw.max_vault_size.is_some()
-                || raw.min_free_disk.is_some();
-            purge::run(config, dry_run, rules_given)
-        }
+        Command::Purge { dry_run, .. } => purge::run(config, dry_run),
         Command::Doctor { json } => doctor::run(config, json),
         Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }

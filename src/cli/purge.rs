@@ -10,22 +10,23 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::config::Config;
+use crate::config::Retention;
 use crate::control;
 use crate::index::Index;
-use crate::retention::{self, PurgePlan, Retention, Why};
+use crate::retention::{self, PurgePlan, Why};
 use crate::words::{bytes, count, display_path};
 
 /// How many purged files the plan names; the rest are counted.
 const SHOWN: usize = 20;
 
-/// `rules_given`: retention rules were given on the command line. Without them, the
-/// rules are the service's own, as its daemon last recorded them: the daemon may run
-/// with other flags or another settings file than this command reads.
-pub fn run(config: &Config, dry_run: bool, rules_given: bool) -> anyhow::Result<ExitCode> {
+/// Without retention rules on the command line, the rules are the service's own, as
+/// its daemon last recorded them: the daemon may run with other flags or another
+/// settings file than this command reads.
+pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault_folder(config)?;
     let now = clock::now();
     let read_only = || Index::open_existing(&vault.index_path(), &vault.journal_dir());
-    let rules = match rules_given {
+    let rules = match config.retention_from_flags() {
         true => config.retention.clone(),
         false => service_rules(&read_only()?)?.unwrap_or_else(|| config.retention.clone()),
     };

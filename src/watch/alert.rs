@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::{self, Sender};
 
-use crate::email::{EmailSettings, Letter};
+use crate::config::EmailSettings;
+use crate::email::Letter;
 use crate::incident::AlertEvent;
 use crate::model::Incident;
 

@@ -42,7 +42,7 @@ pub enum Msg {
     /// `undelete sync`: answer on the sender once everything before it is processed.
     Sync(Sender<SyncAnswer>),
     /// `undelete purge`: purge by these retention rules now; answer with what was done.
-    Purge(crate::retention::Retention, Sender<Result<String, String>>),
+    Purge(crate::config::Retention, Sender<Result<String, String>>),
     /// SIGHUP: read the settings again.
     Reload,
     Shutdown,

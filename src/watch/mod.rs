@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
+use crate::config::Retention;
 use crate::index::{Index, IndexError};
 use crate::model::{EntryKind, Gone, Incomplete, Removal, Root, Uncaptured, Version};
 use crate::names::is_internal;
-use crate::retention::Retention;
 use crate::vault::{Likely, Vault, VaultError};
 
 pub use event::{FsEvent, Msg, SyncAnswer};
@@ -135,11 +135,8 @@ impl Stopper {
 /// What a command that asked for a change is told: what was done, or why not.
 type Answer = Result<String, String>;
 
-/// Reads the settings again, the way they were read at start (same flags).
-pub type Reread = Box<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send>;
-
 /// Runs the daemon until a `Stopper` says stop; returns after committing everything.
-pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonError> {
+pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let roots = config.checked_for_daemon()?;
     if roots.is_empty() {
         return Err(DaemonError::NothingToProtect);
@@ -174,7 +171,6 @@ pub fn run(config: Config, inbox: Inbox, reread: Reread) -> Result<(), DaemonErr
 
     let mut daemon = Daemon {
         config,
-        reread,
         inotify: None,
         last_purge: None,
         purges_asked: Vec::new(),
@@ -365,7 +361,6 @@ impl Dirty {
 struct Daemon {
     /// The settings in use; SIGHUP replaces them (see `reload`).
     config: Config,
-    reread: Reread,
     /// The event source; walks add the watches of the folders they find.
     inotify: Option<Inotify>,
     /// None until the first purge, which comes right after the start-up scan.
@@ -640,7 +635,7 @@ impl Daemon {
     /// mistake keeps the settings in use, with an alert that names the line.
     /// `settings_read_at` is written last, so whoever sees it change sees the rest.
     fn reload(&mut self, now: i64) -> Result<(), DaemonError> {
-        let new = (self.reread)().and_then(|new| {
+        let new = self.config.reread().and_then(|new| {
             let roots = new.checked_for_daemon()?;
             Ok((new, roots))
         });

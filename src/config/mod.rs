@@ -5,14 +5,16 @@
 //! compiled, folders made absolute) so the rest of the program only ever sees
 //! values that make sense. It reads the config file and nothing else.
 
+mod excludes;
+mod file;
+mod rules;
+
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::Deserialize;
+pub use excludes::Excludes;
+pub use rules::{EmailSettings, IncidentRules, Retention, Security};
 
-use crate::email::{EmailSettings, Security};
-use crate::incident::IncidentRules;
-use crate::retention::Retention;
+use file::FileConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,83 +49,6 @@ pub enum ConfigError {
         "the protected folder {root} is inside the vault {vault}; the vault must not hold protected folders"
     )]
     RootInsideVault { vault: PathBuf, root: PathBuf },
-}
-
-/// The TOML file, as written by people. Unknown keys are mistakes, not silence.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    vault: Option<PathBuf>,
-    #[serde(default)]
-    protect: Vec<PathBuf>,
-    #[serde(default)]
-    exclude: Vec<String>,
-    max_file_size: Option<String>,
-    incident_gap: Option<String>,
-    alert_files: Option<u64>,
-    alert_size: Option<String>,
-    alert_command: Option<String>,
-    /// The `[alert]` table, which holds `[alert.email]`.
-    #[serde(default)]
-    alert: FileAlert,
-    #[serde(default)]
-    retention: FileRetention,
-    /// `[[folder]]` tables: a protected folder with rules of its own.
-    #[serde(default)]
-    folder: Vec<FileFolder>,
-    /// A group whose members may read the restore reports without root.
-    report_group: Option<String>,
-}
-
-/// One `[[folder]]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileFolder {
-    path: PathBuf,
-    /// Added to the rules for every folder.
-    #[serde(default)]
-    exclude: Vec<String>,
-    /// Instead of the limit for every folder.
-    max_file_size: Option<String>,
-}
-
-/// The `[alert]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAlert {
-    email: Option<FileEmail>,
-}
-
-/// The `[alert.email]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileEmail {
-    server: String,
-    port: Option<u16>,
-    security: Option<String>,
-    user: Option<String>,
-    password_file: Option<PathBuf>,
-    from: String,
-    to: Recipients,
-    timeout: Option<String>,
-}
-
-/// One address, or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Recipients {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// The `[retention]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRetention {
-    keep_deleted: Option<String>,
-    keep_versions: Option<u64>,
-    max_vault_size: Option<String>,
-    min_free_disk: Option<String>,
 }
 
 /// What the command line and environment said; `None` where they said nothing.
@@ -162,6 +87,8 @@ pub struct Config {
     pub retention: Retention,
     /// The group whose members may read restore reports (see `saved_reports`).
     pub report_group: Option<String>,
+    /// What it was made from, to read it again the same way (see `reread`).
+    sources: RawArgs,
 }
 
 /// A protected folder's own capture rules: the common exclude rules plus its
@@ -177,10 +104,11 @@ const SYSTEM_CONFIG: &str = "/etc/undelete/config.toml";
 
 impl Config {
     pub fn load(raw: RawArgs) -> Result<Self, ConfigError> {
+        let sources = raw.clone();
         let file = match raw.config.clone() {
-            Some(path) => read_file(&path)?,
+            Some(path) => file::read_file(&path)?,
             None if raw.is_root && Path::new(SYSTEM_CONFIG).is_file() => {
-                read_file(Path::new(SYSTEM_CONFIG))?
+                file::read_file(Path::new(SYSTEM_CONFIG))?
             }
             None => FileConfig::default(),
         };
@@ -226,7 +154,7 @@ impl Config {
             incidents.alert_bytes = parse_size(&size)?;
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
-        incidents.email = file.alert.email.map(email_settings).transpose()?;
+        incidents.email = file.alert.email.map(file::email_settings).transpose()?;
         let mut folders = Vec::new();
         for folder in file.folder {
             let rules: Vec<String> = exclude.iter().chain(&folder.exclude).cloned().collect();
@@ -271,7 +199,24 @@ impl Config {
             incidents,
             retention,
             report_group: file.report_group.filter(|g| !g.trim().is_empty()),
+            sources,
         })
+    }
+
+    /// The settings read again as they were read the first time: the same flags,
+    /// and the settings file as it is now (flags still win over it). SIGHUP.
+    pub fn reread(&self) -> Result<Self, ConfigError> {
+        Self::load(self.sources.clone())
+    }
+
+    /// Whether retention rules were given as flags, rather than taken from the
+    /// settings file or the defaults.
+    pub fn retention_from_flags(&self) -> bool {
+        let raw = &self.sources;
+        raw.keep_deleted.is_some()
+            || raw.keep_versions.is_some()
+            || raw.max_vault_size.is_some()
+            || raw.min_free_disk.is_some()
     }
 
     /// The capture rules for the protected folder `root` (as the daemon names it:
@@ -317,81 +262,6 @@ impl Config {
     }
 }
 
-/// How long the daemon waits for the mail server at each step, unless told.
-const EMAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Checks the `[alert.email]` table. The password is read when a message is sent,
-/// from its own file: never from the settings, which more people get to see.
-fn email_settings(file: FileEmail) -> Result<EmailSettings, ConfigError> {
-    let bad = |what: String| ConfigError::Email(what);
-    let security = match &file.security {
-        Some(text) => Security::parse(text).ok_or_else(|| {
-            bad(format!(
-                "security = {text:?} is not one of \"starttls\", \"tls\" or \"none\""
-            ))
-        })?,
-        None => Security::StartTls,
-    };
-    let login = match (file.user, file.password_file) {
-        (Some(user), Some(password_file)) => Some((user, absolute(&password_file))),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(bad(
-                "user is set but password_file is not: name the file that holds the \
-                 password (readable only by root)"
-                    .into(),
-            ));
-        }
-        (None, Some(_)) => return Err(bad("password_file is set but user is not".into())),
-    };
-    if login.is_some() && security == Security::None {
-        return Err(bad(
-            "a password is never sent unencrypted: use security = \"starttls\" or \"tls\"".into(),
-        ));
-    }
-    let mailbox = |field: &str, text: &str| {
-        text.parse::<lettre::message::Mailbox>()
-            .map_err(|e| bad(format!("{field} = {text:?} is not an e-mail address ({e})")))
-    };
-    let to = match file.to {
-        Recipients::One(one) => vec![one],
-        Recipients::Many(many) => many,
-    };
-    if to.is_empty() {
-        return Err(bad("to names nobody: give at least one address".into()));
-    }
-    let timeout = match file.timeout {
-        Some(text) => {
-            std::time::Duration::from_nanos(crate::clock::parse_age(&text)?.max(1) as u64)
-        }
-        None => EMAIL_TIMEOUT,
-    };
-    Ok(EmailSettings {
-        port: file.port.unwrap_or(security.default_port()),
-        server: file.server,
-        security,
-        login,
-        from: mailbox("from", &file.from)?,
-        to: to
-            .iter()
-            .map(|t| mailbox("to", t))
-            .collect::<Result<_, _>>()?,
-        timeout,
-    })
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    // toml's message already names the line and column and shows the offending text.
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
 fn default_vault(
     is_root: bool,
     xdg_data_home: &Option<PathBuf>,
@@ -429,81 +299,6 @@ pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|_| ConfigError::Size(text.to_owned()))
-}
-
-/// The `--exclude` rules. A rule without a slash matches any file or folder name
-/// (`*.tmp`, `node_modules`); a rule with a slash matches the path below the
-/// protected folder (`cache/**`, `projects/*/build`).
-#[derive(Debug, Clone)]
-pub struct Excludes {
-    rules: Vec<String>,
-    names: GlobSet,
-    name_rules: Vec<usize>,
-    paths: GlobSet,
-    path_rules: Vec<usize>,
-}
-
-impl Excludes {
-    pub fn new(rules: &[String]) -> Result<Self, ConfigError> {
-        let mut names = GlobSetBuilder::new();
-        let mut paths = GlobSetBuilder::new();
-        let (mut name_rules, mut path_rules) = (Vec::new(), Vec::new());
-        for (i, rule) in rules.iter().enumerate() {
-            let bad = |e: globset::Error| ConfigError::Glob {
-                rule: rule.clone(),
-                reason: e.kind().to_string(),
-            };
-            let pattern = rule.trim_start_matches('/').trim_end_matches('/');
-            if pattern.contains('/') {
-                let glob = GlobBuilder::new(pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(bad)?;
-                paths.add(glob);
-                path_rules.push(i);
-            } else {
-                names.add(Glob::new(pattern).map_err(bad)?);
-                name_rules.push(i);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| ConfigError::Glob {
-                rule: rules.join(" "),
-                reason: e.to_string(),
-            })
-        };
-        Ok(Self {
-            rules: rules.to_vec(),
-            names: build(names)?,
-            name_rules,
-            paths: build(paths)?,
-            path_rules,
-        })
-    }
-
-    pub fn rules(&self) -> &[String] {
-        &self.rules
-    }
-
-    /// The rule that keeps `relative` (a path below its protected folder) out, if any:
-    /// a rule matching a folder keeps out everything inside it.
-    pub fn matching_rule(&self, relative: &Path) -> Option<&str> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        let mut prefix = PathBuf::new();
-        for component in relative.components() {
-            prefix.push(component);
-            let name = Path::new(component.as_os_str());
-            if let Some(&i) = self.names.matches(name).first() {
-                return Some(&self.rules[self.name_rules[i]]);
-            }
-            if let Some(&i) = self.paths.matches(&prefix).first() {
-                return Some(&self.rules[self.path_rules[i]]);
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]
@@ -551,23 +346,6 @@ mod tests {
         assert_eq!(parse_size("500 KB").unwrap(), 500_000);
         assert_eq!(parse_size("1234").unwrap(), 1234);
         assert!(parse_size("lots").is_err());
-    }
-
-    #[test]
-    fn name_rules_match_anywhere_and_folder_rules_cover_their_contents() {
-        let ex =
-            Excludes::new(&["*.tmp".into(), "cache/**".into(), "node_modules".into()]).unwrap();
-        assert_eq!(ex.matching_rule(Path::new("a/b/x.tmp")), Some("*.tmp"));
-        assert_eq!(
-            ex.matching_rule(Path::new("cache/deep/x")),
-            Some("cache/**")
-        );
-        assert_eq!(
-            ex.matching_rule(Path::new("web/node_modules/x/y.js")),
-            Some("node_modules")
-        );
-        assert_eq!(ex.matching_rule(Path::new("a/cache/x")), None);
-        assert_eq!(ex.matching_rule(Path::new("a/b/x.txt")), None);
     }
 
     #[test]
