@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{self, ControlError};
 use crate::index::{Index, IndexError};
-use crate::vault::Vault;
+use crate::vault::{LockError, Vault};
 use crate::words::JsonPath;
 
 /// How long a command waits for the daemon to commit an amendment: it may be busy
@@ -92,10 +92,10 @@ pub fn make(vault: &Vault, amendment: &Amendment) -> Result<String, AmendError> 
         Err(ControlError::Failed(why)) => return Err(AmendError::Refused(why)),
         Err(e) => return Err(AmendError::Daemon(e)),
     }
-    let _lock = match crate::watch::lock_vault(vault) {
+    let _lock = match vault.lock() {
         Ok(lock) => lock,
         // A daemon started meanwhile: it is the writer now.
-        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => {
+        Err(LockError::Taken { .. }) => {
             return control::request(&vault.socket_path(), &line, ANSWER_TIMEOUT).map_err(
                 |e| match e {
                     ControlError::Failed(why) => AmendError::Refused(why),

@@ -82,15 +82,9 @@ pub fn request(socket: &Path, command: &str, timeout: Duration) -> Result<String
     }
 }
 
-/// Whether some process holds the daemon lock of `vault` (a daemon is running or starting).
+/// Whether some process holds the writer lock of `vault` (a daemon is running or starting).
 fn daemon_starting(vault: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(vault.join("daemon.lock")) else {
-        return false;
-    };
-    matches!(
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
-        Err(rustix::io::Errno::WOULDBLOCK)
-    )
+    crate::vault::Vault::open_existing(vault).is_ok_and(|v| v.is_locked())
 }
 
 /// Whether a daemon answers on this socket.

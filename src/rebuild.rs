@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::index::{Index, IndexError};
 use crate::journal::Replayed;
 use crate::model::Totals;
-use crate::vault::Vault;
+use crate::vault::{LockError, Vault, WriterLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -53,7 +53,7 @@ fn io_error(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Rebui
 
 /// What a rebuild will do, holding the daemon's lock until dropped.
 pub struct RebuildPlan {
-    _lock: File,
+    _lock: WriterLock,
     journal_dir: PathBuf,
     /// Where the index goes.
     index: PathBuf,
@@ -165,12 +165,10 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
 }
 
 /// Holds the lock a daemon takes at start, so none runs during the rebuild.
-fn lock_out_the_daemon(vault: &Vault) -> Result<File> {
-    crate::watch::lock_vault(vault).map_err(|e| match e {
-        crate::watch::DaemonError::AlreadyRunning { vault } => {
-            RebuildError::DaemonRunning { vault }
-        }
-        other => io_error("lock", &vault.lock_path())(std::io::Error::other(other.to_string())),
+fn lock_out_the_daemon(vault: &Vault) -> Result<WriterLock> {
+    vault.lock().map_err(|e| match e {
+        LockError::Taken { vault } => RebuildError::DaemonRunning { vault },
+        LockError::Io { source, .. } => io_error("lock", &vault.lock_path())(source),
     })
 }
 

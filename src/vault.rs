@@ -60,6 +60,23 @@ impl VaultError {
     }
 }
 
+/// The vault's writer lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another undelete daemon is already running for the vault {vault}")]
+    Taken { vault: PathBuf },
+    #[error("cannot lock the vault {vault}: {source}")]
+    Io { vault: PathBuf, source: io::Error },
+}
+
+/// Held by the one process that may write the index and its journal: the daemon,
+/// or a command while no daemon runs (see `amend`, `rebuild`, `undelete purge`).
+/// Released when dropped, or when the process ends however it ends (`flock`).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
 /// Bytes free for writing (as a non-root user sees it) on the disk holding `path`.
 pub fn free_space(path: &Path) -> Option<u64> {
     rustix::fs::statvfs(path)
@@ -263,6 +280,35 @@ impl Vault {
 
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("daemon.lock")
+    }
+
+    /// Takes the writer lock, without waiting: `LockError::Taken` when a daemon (or a
+    /// command standing in for one) holds it.
+    pub fn lock(&self) -> Result<WriterLock, LockError> {
+        let io = |source| LockError::Io {
+            vault: self.root.clone(),
+            source,
+        };
+        let file = create_private_file(&self.lock_path()).map_err(io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Taken {
+                vault: self.root.clone(),
+            }),
+            Err(e) => Err(io(e.into())),
+        }
+    }
+
+    /// Whether some process holds the writer lock (a daemon is running or starting).
+    /// Looks without creating anything, so a read-only vault answers too.
+    pub fn is_locked(&self) -> bool {
+        let Ok(file) = File::open(self.lock_path()) else {
+            return false;
+        };
+        matches!(
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        )
     }
 
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {

@@ -14,6 +14,7 @@ use crate::config::Retention;
 use crate::control;
 use crate::index::Index;
 use crate::retention::{self, PurgePlan, Why};
+use crate::vault::LockError;
 use crate::words::{bytes, count, display_path};
 
 /// How many purged files the plan names; the rest are counted.
@@ -40,7 +41,7 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
         println!("Dry run: nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
-    let summary = match crate::watch::lock_vault(&vault) {
+    let summary = match vault.lock() {
         // Locked first, so no daemon starts capturing while copies are removed;
         // journaled, as the daemon's changes are, so a rebuilt index knows them.
         Ok(_lock) => {
@@ -56,7 +57,7 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
             retention::summary(&done)
         }
         // The daemon runs: it purges, between two batches, by the rules planned here.
-        Err(crate::watch::DaemonError::AlreadyRunning { .. }) => {
+        Err(LockError::Taken { .. }) => {
             plan_and_show(&read_only()?)?;
             control::request(
                 &vault.socket_path(),

@@ -33,7 +33,7 @@ use crate::config::Retention;
 use crate::index::{Index, IndexError};
 use crate::model::{EntryKind, Gone, Incomplete, Removal, Root, Uncaptured, Version};
 use crate::names::is_internal;
-use crate::vault::{Likely, Vault, VaultError};
+use crate::vault::{Likely, LockError, Vault, VaultError, WriterLock};
 
 pub use event::{FsEvent, Msg, SyncAnswer};
 
@@ -80,13 +80,8 @@ pub enum DaemonError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Index(#[from] IndexError),
-    #[error("another undelete daemon is already running for the vault {vault}")]
-    AlreadyRunning { vault: PathBuf },
-    #[error("cannot lock the vault {vault}: {source}")]
-    Lock {
-        vault: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot open the control socket {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -220,7 +215,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
 
 /// Removes copies in the vault that no version refers to (see `Vault::sweep`): at
 /// start, and before every purge, when nothing is staged and everything is committed.
-/// Whoever calls it holds the vault's lock (`lock_vault`).
+/// Whoever calls it holds the vault's writer lock (`Vault::lock`).
 pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
     let (n, bytes) = vault.sweep(|id| index.refers_to(id).map_err(DaemonError::from))?;
     if n > 0 {
@@ -278,35 +273,17 @@ fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), Index
     index.set_meta("settings_read_at", &now.to_string())
 }
 
-/// `lock_vault`, waiting a moment for a command that holds the lock to record a
-/// change while no daemon ran (see `amend`): it takes milliseconds.
-fn lock_vault_waiting(vault: &Vault) -> Result<std::fs::File, DaemonError> {
+/// The vault's writer lock, waiting a moment for a command that holds it to record
+/// a change while no daemon ran (see `amend`): it takes milliseconds.
+fn lock_vault_waiting(vault: &Vault) -> Result<WriterLock, LockError> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match lock_vault(vault) {
-            Err(DaemonError::AlreadyRunning { .. }) if Instant::now() < deadline => {
+        match vault.lock() {
+            Err(LockError::Taken { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,
         }
-    }
-}
-
-pub fn lock_vault(vault: &Vault) -> Result<std::fs::File, DaemonError> {
-    let path = vault.lock_path();
-    let file = crate::vault::create_private_file(&path).map_err(|source| DaemonError::Lock {
-        vault: vault.root().to_owned(),
-        source,
-    })?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(DaemonError::AlreadyRunning {
-            vault: vault.root().to_owned(),
-        }),
-        Err(e) => Err(DaemonError::Lock {
-            vault: vault.root().to_owned(),
-            source: e.into(),
-        }),
     }
 }
 
