@@ -2258,7 +2258,7 @@ pub(crate) mod tests {
         ix.rollback();
 
         let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        crate::journal::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
+        crate::rebuild::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
         assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
     }
 

@@ -1,20 +1,19 @@
 //! The journal: an append-only record, kept in the vault, of every change the
 //! daemon makes to the index. It is written and flushed to disk before the
 //! index commits the change, so whatever the index holds, the journal holds
-//! too. When the index is lost or damaged, `rebuild-index` replays the journal
-//! through the very same index methods, so the rebuilt index is the one the
-//! daemon would have made.
+//! too. When the index is lost or damaged, `rebuild` reads it back (`read`) and
+//! replays it through the very same index methods, so the rebuilt index is the
+//! one the daemon would have made.
 //!
 //! The journal lives in `journal/` in the vault, as numbered files
 //! (`000001.log`, …) read in order. Each record is one line: the first 16 hex
 //! digits of the BLAKE3 hash of its JSON, a space, the JSON. A line cut short
-//! by a crash, or whose hash does not match, is skipped and counted, never
+//! by a crash, or whose hash does not match, is read back as such, never
 //! fatal. Paths are JSON strings when they are UTF-8, `{"hex": …}` otherwise.
 //!
-//! It never reads the vault's objects, and it changes the index only by
-//! replaying records through the index's own methods.
+//! A leaf: it knows the records and their lines, never the index that writes
+//! them nor the vault's objects.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -23,16 +22,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ObjectId;
-use crate::index::{Index, IndexError};
 use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
 use crate::words::JsonPath;
 
 /// The record layout this version writes and reads.
-const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 1;
 /// The name of the first journal file; later ones count up (for a future compaction).
 const FIRST_FILE: &str = "000001.log";
-/// How many replayed records go into one transaction of the new index.
-const REPLAY_COMMIT_EVERY: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -106,7 +102,7 @@ fn is_zero(n: &i64) -> bool {
 }
 
 impl ObservedRecord {
-    fn to_observed(&self) -> std::result::Result<Observed, String> {
+    pub fn to_observed(&self) -> std::result::Result<Observed, String> {
         let object = match &self.object {
             Some(hex) => Some(
                 hex.parse::<ObjectId>()
@@ -265,7 +261,7 @@ impl Record {
     }
 
     /// When the change happened, for records that say.
-    fn at(&self) -> Option<i64> {
+    pub fn at(&self) -> Option<i64> {
         match self {
             Self::Start { at, .. }
             | Self::Roots { at, .. }
@@ -503,298 +499,87 @@ pub fn has_records(dir: &Path) -> bool {
         .any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
 }
 
-/// A line of the journal that could not be replayed, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
+/// One line of the journal as read back: where it is, and its record, or why it
+/// cannot be read (the line is then skipped, never fatal).
+#[derive(Debug)]
+pub struct Line {
     pub file: PathBuf,
-    pub line: u64,
-    pub why: String,
+    /// Counted from 1.
+    pub number: u64,
+    pub record: std::result::Result<Record, String>,
 }
 
-/// What a replay did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Replayed {
-    pub records: u64,
-    pub skipped: Vec<Skipped>,
-    /// Versions the index held before the journal began (not rebuilt).
-    pub versions_before: u64,
-    /// When the last replayed change happened.
-    pub last_at: Option<i64>,
+/// Reads the journal in `dir` back, file by file in the order written. A last line
+/// cut short by a crash ends its file, said as such; a line whose checksum fails is
+/// said and passed over.
+pub fn read(dir: &Path) -> Result<Reader> {
+    Ok(Reader {
+        files: files(dir)?.into_iter(),
+        open: None,
+        buf: Vec::new(),
+    })
 }
 
-/// Replays every record of the journal in `dir` into `index` (which has no journal
-/// of its own), committing as it goes. `new_code` draws an incident code when a
-/// record does not hold enough of them.
-pub fn replay(
-    dir: &Path,
-    index: &Index,
-    new_code: &mut dyn FnMut() -> String,
-) -> std::result::Result<Replayed, IndexError> {
-    let mut out = Replayed::default();
-    let mut since_commit = 0;
-    let mut replayer = Replayer {
-        index,
-        roots: HashMap::new(),
-        new_code,
-    };
-    index.begin()?;
-    for path in files(dir)? {
-        let file = File::open(&path).map_err(|e| JournalError::io("open", &path, e))?;
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
-        let mut number = 0;
+/// The lines of a journal, as `read` gives them.
+pub struct Reader {
+    files: std::vec::IntoIter<PathBuf>,
+    /// The file being read, and the number of its last line.
+    open: Option<(PathBuf, BufReader<File>, u64)>,
+    buf: Vec<u8>,
+}
+
+impl Iterator for Reader {
+    type Item = Result<Line>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| JournalError::io("read", &path, e))?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            let skip = |why: String| Skipped {
-                file: path.clone(),
-                line: number,
-                why,
+            let Some((path, reader, number)) = &mut self.open else {
+                let path = self.files.next()?;
+                match File::open(&path) {
+                    Ok(file) => self.open = Some((path, BufReader::new(file), 0)),
+                    Err(e) => return Some(Err(JournalError::io("open", &path, e))),
+                }
+                continue;
             };
-            let Some(text) = line.strip_suffix(b"\n") else {
-                out.skipped.push(skip(
-                    "the last record was cut short, most likely by a crash".into(),
+            self.buf.clear();
+            let n = match reader.read_until(b'\n', &mut self.buf) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(JournalError::io("read", path, e))),
+            };
+            if n == 0 {
+                self.open = None;
+                continue;
+            }
+            *number += 1;
+            let line = |record| Line {
+                file: path.clone(),
+                number: *number,
+                record,
+            };
+            let Some(text) = self.buf.strip_suffix(b"\n") else {
+                let cut = line(Err(
+                    "the last record was cut short, most likely by a crash".into()
                 ));
-                break;
+                self.open = None;
+                return Some(Ok(cut));
             };
             if text.is_empty() {
                 continue;
             }
-            let record = match decode(text) {
-                Ok(record) => record,
-                Err(why) => {
-                    out.skipped.push(skip(why));
-                    continue;
-                }
-            };
-            out.last_at = record.at().max(out.last_at);
-            if let Record::Start {
-                versions_before, ..
-            } = &record
-            {
-                out.versions_before += versions_before;
-            }
-            match replayer.apply(record)? {
-                Ok(()) => out.records += 1,
-                Err(why) => out.skipped.push(skip(why)),
-            }
-            since_commit += 1;
-            if since_commit >= REPLAY_COMMIT_EVERY {
-                since_commit = 0;
-                index.commit()?;
-                index.begin()?;
-            }
+            return Some(Ok(line(decode(text))));
         }
-    }
-    index.commit()?;
-    Ok(out)
-}
-
-struct Replayer<'a> {
-    index: &'a Index,
-    /// Protected folder path → its id in the new index.
-    roots: HashMap<PathBuf, i64>,
-    new_code: &'a mut dyn FnMut() -> String,
-}
-
-/// The outer result fails the replay (the new index cannot be written); the inner
-/// one skips a record that does not fit (and says why).
-type Applied = std::result::Result<std::result::Result<(), String>, IndexError>;
-
-impl Replayer<'_> {
-    fn apply(&mut self, record: Record) -> Applied {
-        let ix = self.index;
-        match record {
-            Record::Start { format, .. } if format > FORMAT => {
-                return Ok(Err(format!(
-                    "the journal was written by a newer version of undelete (format {format})"
-                )));
-            }
-            Record::Start { .. } => {}
-            Record::Roots { paths, at } => {
-                let paths: Vec<PathBuf> = paths.into_iter().map(JsonPath::into_path).collect();
-                // `set_roots` is a transaction of its own.
-                ix.commit()?;
-                ix.set_roots(&paths, at)?;
-                ix.begin()?;
-                self.roots = ix.roots()?.into_iter().map(|r| (r.path, r.id)).collect();
-            }
-            Record::Insert {
-                path,
-                root,
-                observed,
-                at,
-            } => {
-                let (root, observed) = match (self.root_id(&root), observed.to_observed()) {
-                    (Ok(root), Ok(observed)) => (root, observed),
-                    (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
-                };
-                ix.insert_version(path.as_path(), root, &observed, at)?;
-            }
-            Record::Metadata { path, observed } => {
-                let observed = match observed.to_observed() {
-                    Ok(observed) => observed,
-                    Err(why) => return Ok(Err(why)),
-                };
-                let Some(current) = ix.current(path.as_path())? else {
-                    return Ok(Err(format!(
-                        "{} has no current version to update",
-                        path.as_path().display()
-                    )));
-                };
-                ix.update_metadata(current.id, &observed)?;
-            }
-            Record::Removed {
-                path,
-                subtree,
-                at,
-                approx,
-                last_seen,
-                moved_out,
-            } => {
-                let gone = Gone {
-                    at,
-                    approx,
-                    last_seen,
-                    removal: if moved_out {
-                        Removal::MovedOut
-                    } else {
-                        Removal::Deleted
-                    },
-                };
-                ix.mark_removed(path.as_path(), subtree, &gone)?;
-            }
-            Record::Lost {
-                path,
-                root,
-                kind,
-                at,
-            } => {
-                let root = match self.root_id(&root) {
-                    Ok(root) => root,
-                    Err(why) => return Ok(Err(why)),
-                };
-                ix.record_lost(path.as_path(), root, EntryKind::from_code(kind), at)?;
-            }
-            Record::Rename { from, to, root, at } => {
-                let root = match self.root_id(&root) {
-                    Ok(root) => root,
-                    Err(why) => return Ok(Err(why)),
-                };
-                ix.rename(from.as_path(), to.as_path(), root, at)?;
-            }
-            Record::Incomplete { path, why } => match Incomplete::from_code(&why) {
-                Some(why) => ix.mark_incomplete(path.as_path(), why)?,
-                None => return Ok(Err(format!("not a reason this version knows: {why}"))),
-            },
-            Record::Exchange {
-                a,
-                a_root,
-                b,
-                b_root,
-                at,
-            } => {
-                let (a_root, b_root) = match (self.root_id(&a_root), self.root_id(&b_root)) {
-                    (Ok(a_root), Ok(b_root)) => (a_root, b_root),
-                    (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
-                };
-                ix.exchange(a.as_path(), a_root, b.as_path(), b_root, at)?;
-            }
-            Record::Incidents {
-                gap_ns,
-                codes,
-                rules,
-            } => {
-                let mut codes = codes.into_iter();
-                let new_code = &mut *self.new_code;
-                ix.group_incidents_by(
-                    gap_ns,
-                    crate::grouping::Rules::from_number(rules),
-                    &mut || codes.next().unwrap_or_else(&mut *new_code),
-                )?;
-            }
-            Record::Ended { code, at } => {
-                let Some(incident) = ix.incident_by_code(&code)? else {
-                    return Ok(Err(format!("no incident {code} to mark as over")));
-                };
-                ix.end_incident(incident.id, at)?;
-            }
-            Record::EndTold { code, at } => {
-                let Some(incident) = ix.incident_by_code(&code)? else {
-                    return Ok(Err(format!("no incident {code} to mark as told")));
-                };
-                ix.mark_end_told(incident.id, at)?;
-            }
-            Record::Restored { files, report, at } => {
-                let files: Vec<(PathBuf, i64)> = files
-                    .into_iter()
-                    .map(|(path, t)| (path.into_path(), t))
-                    .collect();
-                ix.mark_restored(&files, report.as_ref().map(JsonPath::as_path), at)?;
-            }
-            Record::Acknowledged {
-                kind,
-                raised_at,
-                note,
-                at,
-            } => {
-                ix.acknowledge_alert(&kind, raised_at, note.as_deref(), at)?;
-            }
-            Record::Alerted {
-                code,
-                at,
-                tells_end,
-            } => {
-                let Some(incident) = ix.incident_by_code(&code)? else {
-                    return Ok(Err(format!("no incident {code} to mark as alerted")));
-                };
-                ix.mark_incident_alerted(incident.id, at, tells_end)?;
-            }
-            Record::Alert { kind, message, at } => {
-                ix.raise_alert(&kind, &message, at)?;
-            }
-            Record::AlertCleared { kind, at } => ix.clear_alert(&kind, at)?,
-            Record::Purged { versions, at } => {
-                for (path, object, gone_at) in versions {
-                    let Ok(object) = object.parse::<ObjectId>() else {
-                        return Ok(Err(format!("an object name is not valid: {object}")));
-                    };
-                    ix.mark_purged_copy(path.as_path(), &object, gone_at, at)?;
-                }
-                ix.forget_unreferenced_objects()?;
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    fn root_id(&self, root: &JsonPath) -> std::result::Result<i64, String> {
-        self.roots.get(root.as_path()).copied().ok_or_else(|| {
-            format!(
-                "{} is not a protected folder in the journal",
-                root.as_path().display()
-            )
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::tests::file;
     use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn a_record_round_trips_with_a_non_utf8_path() {
         let record = Record::Lost {
-            path: crate::index::path_from_bytes(b"/s/caf\xe9\n".to_vec())
-                .as_path()
-                .into(),
+            path: Path::new(std::ffi::OsStr::from_bytes(b"/s/caf\xe9\n")).into(),
             root: Path::new("/s").into(),
             kind: 0,
             at: 5,
@@ -808,116 +593,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    /// Every row of every path, in a form that compares.
-    fn everything(ix: &Index, paths: &[&str]) -> Vec<String> {
-        let mut out: Vec<String> = paths
-            .iter()
-            .flat_map(|p| ix.history(Path::new(p)).unwrap())
-            .map(|v| format!("{v:?}"))
-            .collect();
-        out.extend(ix.incidents(100).unwrap().iter().map(|i| format!("{i:?}")));
-        out.extend(ix.open_alerts().unwrap().iter().map(|a| format!("{a:?}")));
-        out
-    }
-
-    #[test]
-    fn a_replay_gives_back_the_same_versions_deletions_and_incidents() {
-        let (dir, live, root) = crate::index::tests::journaled_index();
-        let journal = dir.path().join("journal");
-        let gone = |at| Gone {
-            at,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-        };
-        live.begin().unwrap();
-        live.insert_version(Path::new("/s/a"), root, &file(1, 1), 10)
-            .unwrap();
-        let v = live
-            .insert_version(Path::new("/s/a"), root, &file(2, 2), 20)
-            .unwrap();
-        let mut touched = file(2, 2);
-        touched.mode = 0o600;
-        live.update_metadata(v, &touched).unwrap();
-        live.insert_version(Path::new("/s/d/b"), root, &file(3, 3), 20)
-            .unwrap();
-        live.rename(Path::new("/s/d"), Path::new("/s/e"), root, 30)
-            .unwrap();
-        live.mark_removed(Path::new("/s/e"), true, &gone(40))
-            .unwrap();
-        live.record_lost(Path::new("/s/quick"), root, EntryKind::File, 41)
-            .unwrap();
-        // Two incidents: /s/e, and the file deleted in /s itself (unrelated to /s/e).
-        let mut codes = ["AAA-AAAA".to_owned(), "BBB-BBBB".to_owned()].into_iter();
-        live.group_incidents(60_000_000_000, &mut || codes.next().unwrap())
-            .unwrap();
-        live.raise_alert("vault_full", "full", 42).unwrap();
-        live.commit().unwrap();
-
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        let replayed = replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
-        assert!(replayed.skipped.is_empty(), "{replayed:?}");
-        let paths = ["/s/a", "/s/d/b", "/s/e/b", "/s/quick"];
-        let before = everything(&live, &paths);
-        assert_eq!(before.len(), 7, "{before:#?}");
-        assert_eq!(everything(&rebuilt, &paths), before);
-    }
-
-    #[test]
-    fn an_exchange_replays_to_the_same_swapped_records() {
-        let (dir, live, root) = crate::index::tests::journaled_index();
-        live.begin().unwrap();
-        live.insert_version(Path::new("/s/a/x"), root, &file(1, 1), 10)
-            .unwrap();
-        live.insert_version(Path::new("/s/a"), root, &file(2, 2), 10)
-            .unwrap();
-        live.insert_version(Path::new("/s/b"), root, &file(3, 3), 10)
-            .unwrap();
-        live.insert_version(Path::new("/s/b/y"), root, &file(4, 4), 10)
-            .unwrap();
-        live.exchange(Path::new("/s/a"), root, Path::new("/s/b"), root, 20)
-            .unwrap();
-        live.commit().unwrap();
-        let size = |ix: &Index, p: &str| ix.current(Path::new(p)).unwrap().map(|v| v.observed.size);
-        assert_eq!(
-            ["/s/a", "/s/a/y", "/s/b", "/s/b/x", "/s/a/x", "/s/b/y"].map(|p| size(&live, p)),
-            [Some(3), Some(4), Some(2), Some(1), None, None]
-        );
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        let replayed = replay(
-            &dir.path().join("journal"),
-            &rebuilt,
-            &mut || unreachable!(),
-        )
-        .unwrap();
-        assert!(replayed.skipped.is_empty(), "{replayed:?}");
-        let paths = ["/s/a", "/s/a/x", "/s/a/y", "/s/b", "/s/b/x", "/s/b/y"];
-        assert_eq!(everything(&rebuilt, &paths), everything(&live, &paths));
-    }
-
-    #[test]
-    fn a_batch_rolled_back_leaves_nothing_in_the_journal() {
-        let (dir, live, root) = crate::index::tests::journaled_index();
-        let journal = dir.path().join("journal");
-        let failed = live.batch(|ix| {
-            ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)?;
-            Err::<(), _>(crate::index::IndexError::Damaged {
-                path: PathBuf::from("/s"),
-                problem: "a failure in the middle of the batch".into(),
-            })
-        });
-        assert!(failed.is_err());
-        live.begin().unwrap();
-        live.insert_version(Path::new("/s/kept"), root, &file(2, 2), 20)
-            .unwrap();
-        live.commit().unwrap();
-
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
-        assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
-        assert_eq!(rebuilt.history(Path::new("/s/kept")).unwrap().len(), 1);
     }
 
     #[test]

@@ -9,14 +9,16 @@
 //!
 //! It never changes the journal or the vault's objects.
 
+mod replay;
+
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::index::{Index, IndexError};
-use crate::journal::Replayed;
 use crate::model::Totals;
 use crate::vault::{LockError, Vault, WriterLock};
+pub use replay::{Replayed, Skipped, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -143,7 +145,7 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
     // between grouping and writing the record).
     let mut codes = crate::ids::CodeSource::new();
     let mut new_code = || codes.next_code();
-    let replayed = crate::journal::replay(&plan.journal_dir, &index, &mut new_code)?;
+    let replayed = replay(&plan.journal_dir, &index, &mut new_code)?;
     if let Some(at) = replayed.last_at {
         // Deletions a later scan finds happened after this, the last known change.
         index.set_meta("last_alive", &at.to_string())?;
