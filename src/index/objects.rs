@@ -1,0 +1,222 @@
+//! The `objects` table and the questions retention and `verify` ask of it: which
+//! older copies are kept, how many versions share each object, what a purge
+//! leaves behind; and the totals `status` counts.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+
+use super::{Index, Result, path_bytes, path_from_bytes};
+use crate::ids::ObjectId;
+use crate::journal::Record;
+use crate::model::{KeptVersion, Totals};
+
+impl Index {
+    /// Every older version whose copy is still kept (replaced or removed, with an
+    /// object), with its rank among the kept older versions of its path (1 = newest).
+    pub fn kept_old_versions(&self) -> Result<Vec<KeptVersion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, path, object, size, COALESCE(deleted_at, replaced_at),
+                    ROW_NUMBER() OVER (PARTITION BY path
+                                       ORDER BY COALESCE(deleted_at, replaced_at) DESC, id DESC)
+             FROM versions
+             WHERE object IS NOT NULL AND (deleted_at IS NOT NULL OR replaced_at IS NOT NULL)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let object: Vec<u8> = r.get(2)?;
+            Ok(KeptVersion {
+                id: r.get(0)?,
+                path: path_from_bytes(r.get(1)?),
+                object: ObjectId::from_slice(&object),
+                size: r.get::<_, i64>(3)? as u64,
+                gone_at: r.get(4)?,
+                rank: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows
+            .filter_map(|r| match r {
+                Ok(KeptVersion { object: None, .. }) => None,
+                other => Some(other),
+            })
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many versions refer to each object, with its size.
+    pub fn object_references(&self) -> Result<HashMap<ObjectId, (u64, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.size, COUNT(v.id) FROM objects o
+             LEFT JOIN versions v ON v.object = o.id GROUP BY o.id",
+        )?;
+        let mut out = HashMap::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: Vec<u8> = row.get(0)?;
+            if let Some(id) = ObjectId::from_slice(&id) {
+                out.insert(
+                    id,
+                    (row.get::<_, i64>(1)? as u64, row.get::<_, i64>(2)? as u64),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that these versions' copies are removed by retention: they stay in
+    /// the history, so a later report says why they cannot come back.
+    pub fn mark_purged(&self, versions: &[&KeptVersion], now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Purged {
+                versions: versions
+                    .iter()
+                    .filter_map(|v| Some((v.path.as_path().into(), v.object?.to_hex(), v.gone_at)))
+                    .collect(),
+                at: now,
+            })
+        })?;
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?2
+             WHERE id = ?1",
+        )?;
+        for v in versions {
+            stmt.execute(params![v.id, now.to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// `mark_purged` as a journal replays it: the older version of `path` whose copy
+    /// was `object` and that stopped being current at `gone_at`.
+    pub fn mark_purged_copy(
+        &self,
+        path: &Path,
+        object: &ObjectId,
+        gone_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET object = NULL, uncaptured = 'purged', uncaptured_detail = ?4
+                 WHERE path = ?1 AND object = ?2 AND COALESCE(deleted_at, replaced_at) = ?3",
+            )?
+            .execute(params![
+                path_bytes(path),
+                &object.as_bytes()[..],
+                gone_at,
+                now.to_string()
+            ])?;
+        Ok(())
+    }
+
+    /// Forgets the objects no version refers to any more; returns them, so their
+    /// files can be removed once this is committed.
+    pub fn forget_unreferenced_objects(&self) -> Result<Vec<(ObjectId, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "DELETE FROM objects
+             WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.object = objects.id)
+             RETURNING id, size",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((ObjectId::from_slice(&id), r.get::<_, i64>(1)? as u64))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let (Some(id), size) = row? {
+                out.push((id, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether some version (current or older) refers to the object.
+    pub fn refers_to(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE object = ?1)")?
+            .query_row([&id.as_bytes()[..]], |r| r.get(0))?)
+    }
+
+    /// Every captured object, with one path that refers to it (for `verify`).
+    pub fn objects_with_paths(&self) -> Result<Vec<(ObjectId, u64, Vec<PathBuf>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.size, v.path FROM objects o
+             LEFT JOIN versions v ON v.object = o.id
+             ORDER BY o.id",
+        )?;
+        let mut out: Vec<(ObjectId, u64, Vec<PathBuf>)> = Vec::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: Vec<u8> = row.get(0)?;
+            let Some(id) = ObjectId::from_slice(&id) else {
+                continue;
+            };
+            let size = row.get::<_, i64>(1)? as u64;
+            let path: Option<Vec<u8>> = row.get(2)?;
+            match out.last_mut() {
+                Some((last, _, paths)) if *last == id => paths.extend(path.map(path_from_bytes)),
+                _ => out.push((id, size, path.map(path_from_bytes).into_iter().collect())),
+            }
+        }
+        for (_, _, paths) in &mut out {
+            paths.sort();
+            paths.dedup();
+        }
+        Ok(out)
+    }
+
+    pub fn totals(&self) -> Result<Totals> {
+        let mut t = Totals::default();
+        self.conn.query_row(
+            "SELECT
+                 COALESCE(SUM(kind IN (0, 1) AND uncaptured IS NULL), 0),
+                 COALESCE(SUM(CASE WHEN kind = 0 AND uncaptured IS NULL THEN size END), 0),
+                 COALESCE(SUM(kind != 2 AND uncaptured IS NOT NULL), 0)
+             FROM versions WHERE replaced_at IS NULL AND deleted_at IS NULL",
+            [],
+            |r| {
+                t.files_protected = r.get::<_, i64>(0)? as u64;
+                t.bytes_protected = r.get::<_, i64>(1)? as u64;
+                t.files_unprotected = r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
+        )?;
+        self.conn.query_row(
+            "SELECT COALESCE(SUM(uncaptured IS NULL AND restored_at IS NULL), 0),
+                    COALESCE(SUM(uncaptured IS NOT NULL AND restored_at IS NULL), 0),
+                    COALESCE(SUM(restored_at IS NOT NULL), 0)
+             FROM versions WHERE deleted_at IS NOT NULL AND kind != 2",
+            [],
+            |r| {
+                t.deleted_recoverable = r.get::<_, i64>(0)? as u64;
+                t.deleted_lost = r.get::<_, i64>(1)? as u64;
+                t.deleted_restored = r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
+        )?;
+        self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects",
+            [],
+            |r| {
+                t.objects = r.get::<_, i64>(0)? as u64;
+                t.object_bytes = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
+        t.last_capture = self
+            .conn
+            .query_row("SELECT MAX(captured_at) FROM versions", [], |r| r.get(0))?;
+        Ok(t)
+    }
+
+    /// Live files without a copy, counted by reason code (see `Uncaptured::code`),
+    /// most common first: `doctor` says why files are not protected.
+    pub fn unprotected_by_reason(&self) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT uncaptured, COUNT(*) FROM versions
+             WHERE replaced_at IS NULL AND deleted_at IS NULL AND kind != 2
+               AND uncaptured IS NOT NULL
+             GROUP BY uncaptured ORDER BY COUNT(*) DESC, uncaptured",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,0 +1,617 @@
+//! The `roots` and `versions` tables: the protected folders, and every version
+//! of every path, with what became of it (replaced, deleted, moved out, renamed).
+use std::path::{Path, PathBuf};
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Index, Result, path_bytes, path_from_bytes, scope_range, subtree_range};
+use crate::ids::ObjectId;
+use crate::journal::Record;
+use crate::model::{
+    EntryKind, Gone, Incomplete, Observed, Removal, RestoreFilter, Root, Selection, Uncaptured,
+    Version,
+};
+
+const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
+     link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete";
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
+    let path: Vec<u8> = row.get(1)?;
+    let object: Option<Vec<u8>> = row.get(4)?;
+    let link: Option<Vec<u8>> = row.get(11)?;
+    let removal: Option<String> = row.get(18)?;
+    let uncaptured: Option<String> = row.get(19)?;
+    let uncaptured_detail: Option<String> = row.get(20)?;
+    Ok(Version {
+        id: row.get(0)?,
+        path: path_from_bytes(path),
+        root_id: row.get(2)?,
+        observed: Observed {
+            kind: EntryKind::from_code(row.get(3)?),
+            object: object.as_deref().and_then(ObjectId::from_slice),
+            size: row.get::<_, i64>(5)? as u64,
+            mtime_ns: row.get(6)?,
+            ctime_ns: row.get(23)?,
+            mode: row.get(7)?,
+            uid: row.get(8)?,
+            gid: row.get(9)?,
+            inode: row.get::<_, i64>(10)? as u64,
+            link_target: link.map(path_from_bytes),
+            uncaptured: uncaptured.map(|code| Uncaptured::from_columns(&code, uncaptured_detail)),
+            incomplete: row
+                .get::<_, Option<String>>(24)?
+                .as_deref()
+                .and_then(Incomplete::from_code),
+        },
+        seen_at: row.get(12)?,
+        captured_at: row.get(13)?,
+        replaced_at: row.get(14)?,
+        deleted_at: row.get(15)?,
+        deleted_approx: row.get(16)?,
+        last_seen_at: row.get(17)?,
+        removal: removal.as_deref().map(Removal::from_code),
+        incident_id: row.get(21)?,
+        restored_at: row.get(22)?,
+    })
+}
+
+impl Index {
+    /// Records the protected folders of this run: new ones are added, missing ones
+    /// kept but marked inactive (their history stays restorable).
+    pub fn set_roots(&self, paths: &[PathBuf], now: i64) -> Result<Vec<Root>> {
+        let _r = self.record(|| {
+            Ok(Record::Roots {
+                paths: paths.iter().map(|p| p.as_path().into()).collect(),
+                at: now,
+            })
+        })?;
+        self.batch(|ix| {
+            ix.conn.execute("UPDATE roots SET active = 0", [])?;
+            for path in paths {
+                ix.conn.execute(
+                    "INSERT INTO roots (path, added_at, active) VALUES (?1, ?2, 1)
+                     ON CONFLICT(path) DO UPDATE SET active = 1",
+                    params![path_bytes(path), now],
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(self.roots()?.into_iter().filter(|r| r.active).collect())
+    }
+
+    pub fn roots(&self) -> Result<Vec<Root>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, path, added_at, active FROM roots ORDER BY path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Root {
+                id: r.get(0)?,
+                path: path_from_bytes(r.get(1)?),
+                added_at: r.get(2)?,
+                active: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn current(&self, path: &Path) -> Result<Option<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL"
+        ))?;
+        Ok(stmt
+            .query_row([path_bytes(path)], version_from_row)
+            .optional()?)
+    }
+
+    /// The newest row for `path`, current or not.
+    pub fn latest(&self, path: &Path) -> Result<Option<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id DESC LIMIT 1"
+        ))?;
+        Ok(stmt
+            .query_row([path_bytes(path)], version_from_row)
+            .optional()?)
+    }
+
+    /// Every row for `path`, oldest first.
+    pub fn history(&self, path: &Path) -> Result<Vec<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([path_bytes(path)], version_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds a new current version of `path`; the previous current one becomes replaced.
+    pub fn insert_version(
+        &self,
+        path: &Path,
+        root_id: i64,
+        observed: &Observed,
+        now: i64,
+    ) -> Result<i64> {
+        let _r = self.record(|| {
+            Ok(Record::Insert {
+                path: path.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                observed: observed.into(),
+                at: now,
+            })
+        })?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET replaced_at = ?2
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(path), now])?;
+        if let (Some(object), EntryKind::File) = (&observed.object, observed.kind) {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO objects (id, size, stored_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![&object.as_bytes()[..], observed.size as i64, now])?;
+        }
+        let captured_at = observed.uncaptured.is_none().then_some(now);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
+                     inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail,
+                     ctime_ns, incomplete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17)",
+            )?
+            .execute(params![
+                path_bytes(path),
+                root_id,
+                observed.kind.code(),
+                observed.object.as_ref().map(|o| &o.as_bytes()[..]),
+                observed.size as i64,
+                observed.mtime_ns,
+                observed.mode,
+                observed.uid,
+                observed.gid,
+                observed.inode as i64,
+                observed.link_target.as_deref().map(path_bytes),
+                now,
+                captured_at,
+                observed.uncaptured.as_ref().map(Uncaptured::code),
+                observed.uncaptured.as_ref().and_then(Uncaptured::detail),
+                observed.ctime_ns,
+                observed.incomplete.map(Incomplete::code),
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Updates the metadata of a version whose content did not change
+    /// (`cp -a` and rsync set mtime and mode after writing).
+    pub fn update_metadata(&self, id: i64, observed: &Observed) -> Result<()> {
+        let _r = self.record(|| {
+            let path: Vec<u8> = self
+                .conn
+                .prepare_cached("SELECT path FROM versions WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Ok(Record::Metadata {
+                path: path_from_bytes(path).as_path().into(),
+                observed: observed.into(),
+            })
+        })?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET size = ?2, mtime_ns = ?3, mode = ?4, uid = ?5, gid = ?6,
+                     inode = ?7, ctime_ns = ?8, incomplete = ?9 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                observed.size as i64,
+                observed.mtime_ns,
+                observed.mode,
+                observed.uid,
+                observed.gid,
+                observed.inode as i64,
+                observed.ctime_ns,
+                observed.incomplete.map(Incomplete::code),
+            ])?;
+        Ok(())
+    }
+
+    /// Records that the current version of `path` does not hold the file's last
+    /// content (see `Incomplete`).
+    pub fn mark_incomplete(&self, path: &Path, why: Incomplete) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Incomplete {
+                path: path.into(),
+                why: why.code().to_owned(),
+            })
+        })?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET incomplete = ?2
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(path), why.code()])?;
+        Ok(())
+    }
+
+    /// Marks the current version of `path` and, if `subtree`, of everything below it, as
+    /// gone. Returns how many versions were marked.
+    pub fn mark_removed(&self, path: &Path, subtree: bool, gone: &Gone) -> Result<usize> {
+        let _r = self.record(|| Ok(Record::removed(path, subtree, gone)))?;
+        let mut n = self
+            .conn
+            .prepare_cached(
+                "UPDATE versions SET deleted_at = ?2, deleted_approx = ?3, last_seen_at = ?4,
+                     removal = ?5
+                 WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![
+                path_bytes(path),
+                gone.at,
+                gone.approx,
+                gone.last_seen,
+                gone.removal.code()
+            ])?;
+        if subtree {
+            let (lo, hi) = subtree_range(path);
+            n += self
+                .conn
+                .prepare_cached(
+                    "UPDATE versions SET deleted_at = ?3, deleted_approx = ?4, last_seen_at = ?5,
+                         removal = ?6
+                     WHERE path >= ?1 AND path < ?2
+                       AND replaced_at IS NULL AND deleted_at IS NULL",
+                )?
+                .execute(params![
+                    lo,
+                    hi,
+                    gone.at,
+                    gone.approx,
+                    gone.last_seen,
+                    gone.removal.code()
+                ])?;
+        }
+        Ok(n)
+    }
+
+    /// Whether a removal of `path` was already recorded at or after `since`
+    /// (an event arriving after a scan already noticed the deletion).
+    pub fn removed_since(&self, path: &Path, since: i64) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM versions WHERE path = ?1 AND deleted_at >= ?2)",
+        )?;
+        Ok(stmt.query_row(params![path_bytes(path), since], |r| r.get(0))?)
+    }
+
+    /// Records a path that existed but vanished before it could be captured.
+    pub fn record_lost(&self, path: &Path, root_id: i64, kind: EntryKind, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Lost {
+                path: path.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                kind: kind.code(),
+                at: now,
+            })
+        })?;
+        let observed = Observed {
+            kind,
+            object: None,
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            inode: 0,
+            link_target: None,
+            uncaptured: Some(Uncaptured::DeletedBeforeCapture),
+            incomplete: None,
+        };
+        let id = self.insert_version(path, root_id, &observed, now)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET deleted_at = ?2, removal = 'deleted', last_seen_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+        Ok(())
+    }
+
+    /// Moves the current versions of `from` (and everything below it) to `to`.
+    /// Whatever was current at `to` becomes replaced: a rename over a file is a new version.
+    pub fn rename(&self, from: &Path, to: &Path, root_id: i64, now: i64) -> Result<usize> {
+        let _r = self.record(|| {
+            Ok(Record::Rename {
+                from: from.into(),
+                to: to.into(),
+                root: self.root_path(root_id)?.as_path().into(),
+                at: now,
+            })
+        })?;
+        let (to_lo, to_hi) = subtree_range(to);
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET replaced_at = ?4
+                 WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+                   AND replaced_at IS NULL AND deleted_at IS NULL",
+            )?
+            .execute(params![path_bytes(to), to_lo, to_hi, now])?;
+        // New paths are built in Rust: SQL's `||` would turn the byte paths into text.
+        let moving = self.current_subtree(from)?;
+        let from_len = path_bytes(from).len();
+        let mut update = self
+            .conn
+            .prepare_cached("UPDATE versions SET path = ?2, root_id = ?3 WHERE id = ?1")?;
+        for (id, old) in &moving {
+            let mut new = path_bytes(to).to_vec();
+            new.extend_from_slice(&old[from_len..]);
+            update.execute(params![id, new, root_id])?;
+        }
+        Ok(moving.len())
+    }
+
+    /// Exchanges the current versions of `a` and everything below it with those of
+    /// `b` (`renameat2(RENAME_EXCHANGE)`): both histories go on, each under the
+    /// other's name. Nothing is replaced.
+    pub fn exchange(&self, a: &Path, a_root: i64, b: &Path, b_root: i64, now: i64) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::Exchange {
+                a: a.into(),
+                a_root: self.root_path(a_root)?.as_path().into(),
+                b: b.into(),
+                b_root: self.root_path(b_root)?.as_path().into(),
+                at: now,
+            })
+        })?;
+        let at_a = self.current_subtree(a)?;
+        let at_b = self.current_subtree(b)?;
+        let mut update = self
+            .conn
+            .prepare_cached("UPDATE versions SET path = ?2, root_id = ?3 WHERE id = ?1")?;
+        // Through a name no path can have (paths hold no NUL byte), so the two sets
+        // never meet in the index of current paths.
+        let parked = |path: &[u8]| [b"\0".as_slice(), path].concat();
+        let moved = |old: &[u8], from: &Path, to: &Path| {
+            let mut new = path_bytes(to).to_vec();
+            new.extend_from_slice(&old[path_bytes(from).len()..]);
+            new
+        };
+        for (id, old) in &at_a {
+            update.execute(params![id, parked(&moved(old, a, b)), b_root])?;
+        }
+        for (id, old) in &at_b {
+            update.execute(params![id, moved(old, b, a), a_root])?;
+        }
+        for (id, old) in &at_a {
+            update.execute(params![id, moved(old, a, b), b_root])?;
+        }
+        Ok(())
+    }
+
+    /// Ids and paths of the current versions of `dir` and everything below it.
+    fn current_subtree(&self, dir: &Path) -> Result<Vec<(i64, Vec<u8>)>> {
+        let (lo, hi) = subtree_range(dir);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, path FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3))
+               AND replaced_at IS NULL AND deleted_at IS NULL",
+        )?;
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The paths other than `path` whose current version is a file with `inode`: its
+    /// other hard links, or (on another filesystem) an unrelated file to look at again.
+    pub fn current_with_inode(&self, inode: u64, path: &Path) -> Result<Vec<PathBuf>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM versions
+             WHERE inode = ?1 AND path != ?2 AND kind = ?3
+               AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(
+            params![inode as i64, path_bytes(path), EntryKind::File.code()],
+            |r| Ok(path_from_bytes(r.get(0)?)),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The paths whose current version could not be copied for `reason`
+    /// (an `Uncaptured::code`), oldest first.
+    pub fn current_uncaptured(&self, reason: &str) -> Result<Vec<PathBuf>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM versions
+             WHERE uncaptured = ?1 AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([reason], |r| Ok(path_from_bytes(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Up to `limit` paths of current versions in and below `dir`, in path order, after
+    /// `after` (from the start when `None`). Paged, so a caller can walk a million
+    /// paths without holding them all, and may write to the index between pages.
+    pub fn current_paths_page(
+        &self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+    ) -> Result<Vec<PathBuf>> {
+        let (lo, hi) = subtree_range(dir);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND path > ?4
+               AND replaced_at IS NULL AND deleted_at IS NULL
+             ORDER BY path LIMIT ?5",
+        )?;
+        let after = after.map(path_bytes).unwrap_or(b"");
+        let rows = stmt.query_map(params![path_bytes(dir), lo, hi, after, limit as i64], |r| {
+            Ok(path_from_bytes(r.get(0)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Versions for `list`: removed ones (and current ones with `include_live`), files,
+    /// links and special files only, ordered by path.
+    pub fn select(&self, sel: &Selection) -> Result<Vec<Version>> {
+        let (under_exact, lo, hi) = scope_range(sel.under.as_deref());
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE kind != 2
+               AND (path = ?1 OR (path >= ?2 AND path < ?3))
+               AND ((deleted_at IS NOT NULL AND deleted_at >= ?4 AND deleted_at < ?5
+                     AND (?7 OR restored_at IS NULL))
+                    OR (?6 AND replaced_at IS NULL AND deleted_at IS NULL))
+             ORDER BY path, id"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                under_exact,
+                lo,
+                hi,
+                sel.deleted_after.unwrap_or(i64::MIN),
+                sel.deleted_before.unwrap_or(i64::MAX),
+                sel.include_live,
+                sel.include_restored
+            ],
+            version_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The versions a restore would bring back, one per path, ordered by path.
+    ///
+    /// Without `as_of`: the most recent removed version of each path that matches.
+    /// With `as_of`: the version that was current at that moment, for every path that
+    /// existed then (the folder as it was).
+    pub fn restore_candidates(&self, filter: &RestoreFilter) -> Result<Vec<Version>> {
+        let everything = [None];
+        let given: Vec<Option<&Path>> = filter.scopes.iter().map(|s| Some(s.as_path())).collect();
+        let scopes: &[Option<&Path>] = if given.is_empty() {
+            &everything
+        } else {
+            &given
+        };
+        let when = if filter.as_of.is_some() {
+            "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
+             AND (deleted_at IS NULL OR deleted_at > ?4)"
+        } else {
+            "deleted_at IS NOT NULL AND deleted_at >= ?5 AND deleted_at < ?6
+             AND (?7 IS NULL OR incident_id = ?7)"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND {when}
+             ORDER BY path, COALESCE(deleted_at, seen_at) DESC, id DESC"
+        ))?;
+        let mut out: Vec<Version> = Vec::new();
+        for scope in scopes {
+            let (exact, lo, hi) = scope_range(*scope);
+            // SQLite wants exactly as many parameters as the statement numbers.
+            let rows = match filter.as_of {
+                Some(as_of) => stmt.query_map(params![exact, lo, hi, as_of], version_from_row)?,
+                None => stmt.query_map(
+                    params![
+                        exact,
+                        lo,
+                        hi,
+                        0,
+                        filter.deleted_after.unwrap_or(i64::MIN),
+                        filter.deleted_before.unwrap_or(i64::MAX),
+                        filter.incident,
+                    ],
+                    version_from_row,
+                )?,
+            };
+            for row in rows {
+                let row = row?;
+                // Rows come newest first within a path: keep the first of each.
+                if out.last().is_none_or(|last| last.path != row.path) {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out.dedup_by(|a, b| a.path == b.path);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::tests::*;
+    use crate::model::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_new_version_replaces_the_current_one_and_keeps_the_old() {
+        let (_d, ix, root) = index();
+        let p = Path::new("/srv/share/a.txt");
+        ix.insert_version(p, root, &file(1, 10), 100).unwrap();
+        ix.insert_version(p, root, &file(2, 20), 200).unwrap();
+        let history = ix.history(p).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].replaced_at, Some(200));
+        assert!(history[1].is_current());
+        assert_eq!(ix.current(p).unwrap().unwrap().observed.size, 20);
+    }
+
+    #[test]
+    fn removing_a_folder_marks_its_whole_subtree_but_not_its_neighbours() {
+        let (_d, ix, root) = index();
+        for p in [
+            "/srv/share/d/x",
+            "/srv/share/d/e/y",
+            "/srv/share/d0",
+            "/srv/share/dx/z",
+        ] {
+            ix.insert_version(Path::new(p), root, &file(1, 1), 1)
+                .unwrap();
+        }
+        let gone = Gone {
+            at: 5,
+            approx: false,
+            last_seen: None,
+            removal: Removal::MovedOut,
+        };
+        let n = ix
+            .mark_removed(Path::new("/srv/share/d"), true, &gone)
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(ix.current(Path::new("/srv/share/d0")).unwrap().is_some());
+        assert!(ix.current(Path::new("/srv/share/dx/z")).unwrap().is_some());
+        let moved = ix.latest(Path::new("/srv/share/d/e/y")).unwrap().unwrap();
+        assert_eq!(moved.removal, Some(Removal::MovedOut));
+    }
+
+    #[test]
+    fn rename_moves_a_subtree_and_replaces_what_was_at_the_target() {
+        let (_d, ix, root) = index();
+        ix.insert_version(Path::new("/srv/share/old/f"), root, &file(1, 1), 1)
+            .unwrap();
+        ix.insert_version(Path::new("/srv/share/new/f"), root, &file(2, 2), 1)
+            .unwrap();
+        ix.rename(
+            Path::new("/srv/share/old"),
+            Path::new("/srv/share/new"),
+            root,
+            9,
+        )
+        .unwrap();
+        assert!(ix.current(Path::new("/srv/share/old/f")).unwrap().is_none());
+        let now = ix.current(Path::new("/srv/share/new/f")).unwrap().unwrap();
+        assert_eq!(now.observed.size, 1);
+        assert_eq!(ix.history(Path::new("/srv/share/new/f")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn non_utf8_paths_round_trip() {
+        let (_d, ix, root) = index();
+        let p = path_from_bytes(b"/srv/share/caf\xe9\n.txt".to_vec());
+        ix.insert_version(&p, root, &file(1, 1), 1).unwrap();
+        assert_eq!(ix.current(&p).unwrap().unwrap().path, p);
+    }
+}
