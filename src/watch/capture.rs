@@ -19,7 +19,7 @@ use crate::config::Excludes;
 use crate::model::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
 
-use super::inotify::Held;
+use super::event::Held;
 use super::tree;
 
 /// How many times a file that changes while being read is read again.

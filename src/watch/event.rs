@@ -1,9 +1,99 @@
 //! The daemon's own event type: what every event source (inotify today) reports,
-//! already in the daemon's terms. Sources convert the kernel's events into it in
-//! one place each (see `inotify`) and hand it on; nothing else knows their kinds.
+//! already in the daemon's terms, and what the daemon asks of a source (`Source`).
+//! Sources convert the kernel's events into it in one place each (see `inotify`)
+//! and hand it on; nothing else knows their kinds. A file a source holds open
+//! (`Held`) and path arithmetic for renames (`below`) are shared by all of them.
 
-use std::path::PathBuf;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
+
+/// What the daemon asks of an event source besides its events: to watch each
+/// folder its walks reach (by the descriptor the walk holds, before the walk reads
+/// it), and to stop watching a protected folder given up. Each source starts its
+/// own reading thread, which hands `Msg::Fs` to the loop's channel.
+pub trait Source: Send {
+    fn watch(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), WatchError>;
+    fn unwatch_tree(&self, dir: &Path);
+}
+
+/// Why a folder could not be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The system's limit on watches (`fs.inotify.max_user_watches`) is reached.
+    #[error("the system limit on watched folders is reached")]
+    Limit,
+    #[error("cannot start watching files: {0}")]
+    Init(io::Error),
+    #[error("cannot watch {path}: {source}")]
+    Folder { path: PathBuf, source: io::Error },
+}
+
+/// How many files being written are held open at most (see `Held`).
+const HELD_AT_MOST: usize = 256;
+
+static HELD_OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A file being written, held open from the moment it was seen: once its name is
+/// unlinked, its content can still be read through this, until the last close.
+/// So a file written, closed and deleted at once, before the daemon could look,
+/// is still kept whole. At most `HELD_AT_MOST` at a time.
+#[derive(Debug, Clone)]
+pub struct Held(Arc<HeldFile>);
+
+#[derive(Debug)]
+struct HeldFile(std::fs::File);
+
+impl Drop for HeldFile {
+    fn drop(&mut self) {
+        HELD_OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Held {}
+
+impl Held {
+    /// Opens the regular file at `path` for reading, never through a symlink and
+    /// never blocking; `None` past the limit, or when it is not a regular file.
+    pub(super) fn open(path: &Path) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        if HELD_OPEN.fetch_add(1, Ordering::Relaxed) >= HELD_AT_MOST {
+            HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let file = super::tree::open_file(path)
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+        match file {
+            Some(file) => Some(Self(Arc::new(HeldFile(file)))),
+            None => {
+                HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        &self.0.0
+    }
+}
+
+/// `path`, which is at or below `from`, as it is at or below `to`.
+pub fn below(to: &Path, path: &Path, from: &Path) -> PathBuf {
+    match path.strip_prefix(from) {
+        // Not `to.join("")`: that would add a trailing slash.
+        Ok(rest) if !rest.as_os_str().is_empty() => to.join(rest),
+        _ => to.to_owned(),
+    }
+}
 
 /// What the daemon learns from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,10 +104,7 @@ pub enum FsEvent {
     /// A file was created or written to and is not closed yet: a copy made now may
     /// not hold its last content. Reported once until `Closed`, with the file held
     /// open where the source could, so its content can be read after an unlink.
-    Writing {
-        path: PathBuf,
-        held: Option<super::inotify::Held>,
-    },
+    Writing { path: PathBuf, held: Option<Held> },
     /// A file open for writing was closed: its content is complete (for now).
     Closed { path: PathBuf },
     /// A name was unlinked.

@@ -17,12 +17,11 @@
 //! watch for a folder it sees created or moved in before handing the event on,
 //! so the daemon's walk of that folder comes after the watch exists; it stats a
 //! renamed folder to tell an exchange from a rename; it never hashes, copies or
-//! touches the index. Another event source (fanotify) would sit beside this
-//! one, producing the same `FsEvent`s.
+//! touches the index. Another event source (fanotify) sits beside this one,
+//! producing the same `FsEvent`s behind the same `Source`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -35,7 +34,7 @@ use rustix::fs::FileType;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
-use super::event::{FsEvent, Msg};
+use super::event::{FsEvent, Held, Msg, Source, WatchError, below};
 
 /// How long a rename-from at the end of the queue waits for its rename-to: the
 /// kernel queues the two halves one after the other, but not atomically.
@@ -43,61 +42,6 @@ const PAIRING: Duration = Duration::from_millis(20);
 
 /// How many files being written are remembered, to report each once (`Writing`).
 const WRITING_REMEMBERED: usize = 65_536;
-/// How many files being written are held open at most (see `Held`).
-const HELD_AT_MOST: usize = 256;
-
-static HELD_OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A file being written, held open from the moment it was seen: once its name is
-/// unlinked, its content can still be read through this, until the last close.
-/// So a file written, closed and deleted at once, before the daemon could look,
-/// is still kept whole. At most `HELD_AT_MOST` at a time.
-#[derive(Debug, Clone)]
-pub struct Held(Arc<HeldFile>);
-
-#[derive(Debug)]
-struct HeldFile(std::fs::File);
-
-impl Drop for HeldFile {
-    fn drop(&mut self) {
-        HELD_OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Held {}
-
-impl Held {
-    /// Opens the regular file at `path` for reading, never through a symlink and
-    /// never blocking; `None` past the limit, or when it is not a regular file.
-    fn open(path: &Path) -> Option<Self> {
-        use std::sync::atomic::Ordering;
-        if HELD_OPEN.fetch_add(1, Ordering::Relaxed) >= HELD_AT_MOST {
-            HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        let file = super::tree::open_file(path)
-            .ok()
-            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
-        match file {
-            Some(file) => Some(Self(Arc::new(HeldFile(file)))),
-            None => {
-                HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-
-    pub fn file(&self) -> &std::fs::File {
-        &self.0.0
-    }
-}
-
 /// What a watch costs nothing to ask for but would flood the queue if asked: no
 /// IN_OPEN, no IN_ACCESS, no close-after-reading (every read on the share). IN_MODIFY
 /// tells that a file is being written; the reader reports it once per file until
@@ -113,18 +57,6 @@ fn watch_flags() -> WatchFlags {
         | WatchFlags::MODIFY
         | WatchFlags::ONLYDIR
         | WatchFlags::DONT_FOLLOW
-}
-
-/// Why a folder could not be watched.
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    /// The system's limit on watches (`fs.inotify.max_user_watches`) is reached.
-    #[error("the system limit on watched folders is reached")]
-    Limit,
-    #[error("cannot start watching files: {0}")]
-    Init(io::Error),
-    #[error("cannot watch {path}: {source}")]
-    Folder { path: PathBuf, source: io::Error },
 }
 
 /// One watched folder.
@@ -213,20 +145,21 @@ impl Watches {
     }
 }
 
-/// `path`, which is at or below `from`, as it is at or below `to`.
-pub fn below(to: &Path, path: &Path, from: &Path) -> PathBuf {
-    match path.strip_prefix(from) {
-        // Not `to.join("")`: that would add a trailing slash.
-        Ok(rest) if !rest.as_os_str().is_empty() => to.join(rest),
-        _ => to.to_owned(),
-    }
-}
-
 /// The inotify instance, shared by the reading thread and the daemon's walks.
 #[derive(Clone)]
 pub struct Inotify {
     fd: Arc<OwnedFd>,
     watches: Arc<Mutex<Watches>>,
+}
+
+impl Source for Inotify {
+    fn watch(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), WatchError> {
+        Inotify::watch(self, dir, path)
+    }
+
+    fn unwatch_tree(&self, dir: &Path) {
+        Inotify::unwatch_tree(self, dir)
+    }
 }
 
 impl Inotify {

@@ -1,0 +1,144 @@
+//! Deletions into incidents, incidents that are over, and the mass-deletion and
+//! vault-full alerts they raise, told once committed (the commands and e-mails
+//! themselves run in `alert`). It never deletes or restores anything.
+
+use super::{Daemon, DaemonError, alert};
+use crate::model::Uncaptured;
+
+impl Daemon {
+    /// Groups new deletions into incidents, raises the mass-deletion alert for an
+    /// incident that crosses the threshold, and ends the incidents no deletion joined
+    /// for the incident gap.
+    pub(super) fn update_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
+        let codes = &mut self.codes;
+        let mut new_code = || codes.next_code();
+        let changed = self
+            .index
+            .group_incidents(self.config.incidents.gap_ns, &mut new_code)?;
+        if !changed.is_empty() {
+            self.next_end = None;
+        }
+        for id in changed {
+            let Some(incident) = self.index.incident(id)? else {
+                continue;
+            };
+            if incident.alerted_at.is_some() {
+                continue;
+            }
+            let since = incident.last_at - self.config.incidents.window_ns;
+            let (files, bytes) = self.index.incident_activity_since(id, since)?;
+            if files < self.config.incidents.alert_files
+                && bytes < self.config.incidents.alert_bytes
+            {
+                continue;
+            }
+            self.index.mark_incident_alerted(id, now, true)?;
+            self.mass_deletion_alert(&incident, now)?;
+        }
+        self.end_incidents(now)
+    }
+
+    /// Ends the incidents that are over, and tells the end of those that were alerted
+    /// (with their final counts). Idle, this costs a comparison per tick: the index
+    /// is asked only when the first open incident is due, or something changed.
+    pub(super) fn end_incidents(&mut self, now: i64) -> Result<(), DaemonError> {
+        let gap = self.config.incidents.gap_ns;
+        let next_end = match self.next_end {
+            Some(at) => at,
+            None => {
+                let at = self.index.next_incident_end(gap)?.unwrap_or(i64::MAX);
+                *self.next_end.insert(at)
+            }
+        };
+        if now > next_end {
+            for id in self.index.incidents_over(gap, now)? {
+                self.index.end_incident(id, now)?;
+            }
+            self.next_end = None;
+            self.ends_to_tell = true;
+        }
+        if std::mem::take(&mut self.ends_to_tell) {
+            for incident in self.index.ends_to_tell()? {
+                self.index.mark_end_told(incident.id, now)?;
+                self.notice(crate::incident::AlertEvent::Ended, incident);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn mass_deletion_alert(
+        &mut self,
+        incident: &crate::model::Incident,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        let message = crate::incident::mass_deletion_message(incident, self.vault.root());
+        tracing::warn!("{message}");
+        self.index
+            .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
+        self.notice(crate::incident::AlertEvent::Started, incident.clone());
+        Ok(())
+    }
+
+    /// Tells the alert command and the e-mail, once what they are told is committed:
+    /// the restore command they are handed finds its incident in the index.
+    pub(super) fn notice(
+        &mut self,
+        event: crate::incident::AlertEvent,
+        incident: crate::model::Incident,
+    ) {
+        let rules = &self.config.incidents;
+        if rules.alert_command.is_none() && rules.email.is_none() {
+            return;
+        }
+        self.notices.push(alert::Notice {
+            event,
+            incident,
+            vault: self.vault.root().to_owned(),
+            command: rules.alert_command.clone(),
+            email: rules.email.clone(),
+        });
+    }
+
+    /// Keeps how the last alert e-mail went, and the last that failed, for `doctor`.
+    pub(super) fn delivered(&mut self, delivery: &alert::Delivery) -> Result<(), DaemonError> {
+        let key = if delivery.error.is_some() {
+            "email_failed"
+        } else {
+            "email_sent"
+        };
+        let value = serde_json::to_string(delivery).unwrap_or_default();
+        self.index.set_meta(key, &value)?;
+        Ok(())
+    }
+
+    /// Raises the vault-full alert on the first failure and clears it on the next copy
+    /// written (`copied`).
+    pub(super) fn note_vault_state(
+        &mut self,
+        uncaptured: &Option<Uncaptured>,
+        copied: bool,
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        match uncaptured {
+            Some(Uncaptured::VaultFull) if !self.vault_full => {
+                self.vault_full = true;
+                let message = format!(
+                    "The vault disk ({}) is full: new and changed files are not being protected. \
+                     Free space on that disk; protection resumes by itself.",
+                    self.vault.root().display()
+                );
+                tracing::error!("{message}");
+                // Before anything is written down: what follows needs the room.
+                self.vault.release_reserve();
+                self.index.raise_alert("vault_full", &message, now)?;
+            }
+            None if self.vault_full && copied => {
+                self.vault_full = false;
+                tracing::info!("the vault has space again; protection resumed");
+                self.index.clear_alert("vault_full", now)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
