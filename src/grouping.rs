@@ -341,4 +341,15 @@ mod tests {
             Place::Widen(0, PathBuf::from("/share"))
         );
     }
+
+    #[test]
+    fn the_common_folder_is_the_deepest_shared_one() {
+        assert_eq!(
+            common_folder(
+                Path::new("/s/photos/a/1.jpg"),
+                Path::new("/s/photos/b/2.jpg")
+            ),
+            PathBuf::from("/s/photos")
+        );
+    }
 }

@@ -229,19 +229,12 @@ pub fn undo_command(incident: &crate::model::Incident, vault: &Path) -> String {
         .to_string()
 }
 
-const ALERT_PREFIX: &str = "mass_deletion:";
-
-/// The kind of the alert raised for an incident.
-pub fn alert_kind(code: &str) -> String {
-    format!("{ALERT_PREFIX}{code}")
-}
-
 /// Open alerts, each mass deletion's told at its size now: it may have gone on
 /// after the alert was raised (`status` and `doctor` show these).
 pub fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexError> {
     let mut alerts = index.open_alerts()?;
     for alert in &mut alerts {
-        if let Some(code) = alerted_code(&alert.kind)
+        if let Some(code) = crate::model::alerted_code(&alert.kind)
             && let Some(incident) = index.incident_by_code(code)?
         {
             alert.message = mass_deletion_message(&incident, vault);
@@ -343,7 +336,7 @@ pub fn recent_history(
 ) -> Result<Vec<(crate::model::AlertEntry, History)>, IndexError> {
     let mut out = Vec::new();
     for entry in index.alert_entries(now - HISTORY_NS)? {
-        let Some(code) = alerted_code(&entry.alert.kind) else {
+        let Some(code) = crate::model::alerted_code(&entry.alert.kind) else {
             continue;
         };
         if entry
@@ -359,28 +352,4 @@ pub fn recent_history(
         }
     }
     Ok(out)
-}
-
-/// The incident code of a mass-deletion alert's kind.
-pub fn alerted_code(kind: &str) -> Option<&str> {
-    kind.strip_prefix(ALERT_PREFIX)
-}
-
-pub use crate::grouping::common_folder;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    #[test]
-    fn the_common_folder_is_the_deepest_shared_one() {
-        assert_eq!(
-            common_folder(
-                Path::new("/s/photos/a/1.jpg"),
-                Path::new("/s/photos/b/2.jpg")
-            ),
-            PathBuf::from("/s/photos")
-        );
-    }
 }

@@ -317,6 +317,19 @@ impl Incident {
     }
 }
 
+/// The start of a mass-deletion alert's kind; the incident code follows.
+const MASS_DELETION: &str = "mass_deletion:";
+
+/// The kind of the alert raised for an incident.
+pub fn alert_kind(code: &str) -> String {
+    format!("{MASS_DELETION}{code}")
+}
+
+/// The incident code of a mass-deletion alert's kind.
+pub fn alerted_code(kind: &str) -> Option<&str> {
+    kind.strip_prefix(MASS_DELETION)
+}
+
 /// An alert raised by the daemon, shown by `status` until cleared.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {

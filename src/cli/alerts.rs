@@ -122,7 +122,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 
 /// The incident of a mass-deletion alert, as it is now.
 fn incident_of(index: &Index, entry: &AlertEntry) -> anyhow::Result<Option<Incident>> {
-    Ok(match incident::alerted_code(&entry.alert.kind) {
+    Ok(match crate::model::alerted_code(&entry.alert.kind) {
         Some(code) => index.incident_by_code(code)?,
         None => None,
     })
@@ -196,7 +196,7 @@ fn ack(
     let chosen: Vec<&AlertEntry> = match id {
         _ if all => open
             .iter()
-            .filter(|e| incident::alerted_code(&e.alert.kind).is_some())
+            .filter(|e| crate::model::alerted_code(&e.alert.kind).is_some())
             .collect(),
         Some(id) => vec![find_open(&index, &open, id)?],
         None => unreachable!("clap requires an ID or --all"),
@@ -219,7 +219,7 @@ fn ack(
             note: note.clone(),
         };
         crate::amend::make(&vault, &amendment)?;
-        let what = match incident::alerted_code(&entry.alert.kind) {
+        let what = match crate::model::alerted_code(&entry.alert.kind) {
             Some(code) => format!("the mass deletion of incident {code}"),
             None => format!("alert {}", entry.alert.id),
         };
@@ -246,7 +246,7 @@ fn find_open<'a>(
                 .ok_or_else(|| {
                     anyhow::anyhow!("no incident has the code {code} (see: undelete incidents)")
                 })?;
-            let kind = incident::alert_kind(&code);
+            let kind = crate::model::alert_kind(&code);
             open.iter().find(|e| e.alert.kind == kind)
         }
     };

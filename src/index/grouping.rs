@@ -266,8 +266,8 @@ impl Index {
                  WHERE id = ?2",
             )?
             .execute(params![absorbed, into.id])?;
-        let kind = crate::incident::alert_kind(&into.code);
-        let theirs = crate::incident::alert_kind(absorbed_code);
+        let kind = crate::model::alert_kind(&into.code);
+        let theirs = crate::model::alert_kind(absorbed_code);
         let has_own: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
             [&kind],
@@ -548,7 +548,7 @@ mod tests {
                 .len(),
             2
         );
-        ix.raise_alert(&crate::incident::alert_kind("BBB-BBB"), "m", 1)
+        ix.raise_alert(&crate::model::alert_kind("BBB-BBB"), "m", 1)
             .unwrap();
         // The rm -rf reached the folder holding both.
         ix.mark_removed(Path::new("/srv/share/p"), true, &gone(11_000_000_000))
@@ -564,7 +564,7 @@ mod tests {
         );
         // The alert told under the other code goes on under the one that stays.
         let open = ix.open_alerts().unwrap();
-        assert_eq!(open[0].kind, crate::incident::alert_kind("AAA-AAA"));
+        assert_eq!(open[0].kind, crate::model::alert_kind("AAA-AAA"));
     }
 
     #[test]

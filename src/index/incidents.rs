@@ -230,7 +230,7 @@ impl Index {
                 "UPDATE alerts SET cleared_at = ?2, closed_how = 'resolved', report = ?3
                  WHERE kind = ?1 AND cleared_at IS NULL",
                 params![
-                    crate::incident::alert_kind(&incident.code),
+                    crate::model::alert_kind(&incident.code),
                     now,
                     report.map(path_bytes)
                 ],
@@ -264,7 +264,7 @@ mod tests {
             ix.mark_removed(Path::new(p), false, &gone(100)).unwrap();
         }
         let id = ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap()[0];
-        ix.raise_alert(&crate::incident::alert_kind("K7Q-4MD"), "m", 101)
+        ix.raise_alert(&crate::model::alert_kind("K7Q-4MD"), "m", 101)
             .unwrap();
         let report = Path::new("/v/reports/restore-1.txt");
         let a = (PathBuf::from("/srv/share/photos/a.jpg"), 100);

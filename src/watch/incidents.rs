@@ -74,7 +74,7 @@ impl Daemon {
         let message = crate::incident::mass_deletion_message(incident, self.vault.root());
         tracing::warn!("{message}");
         self.index
-            .raise_alert(&crate::incident::alert_kind(&incident.code), &message, now)?;
+            .raise_alert(&crate::model::alert_kind(&incident.code), &message, now)?;
         self.notice(crate::incident::AlertEvent::Started, incident.clone());
         Ok(())
     }
