@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod diagnosis;
 pub mod email;
 pub mod grouping;
 pub mod ids;
