@@ -9,13 +9,6 @@ pub fn now() -> i64 {
     Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-pub fn from_system_time(t: std::time::SystemTime) -> i64 {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,
-        Err(e) => -(e.duration().as_nanos().min(i64::MAX as u128) as i64),
-    }
-}
-
 pub fn to_local(ns: i64) -> DateTime<Local> {
     Local.timestamp_nanos(ns)
 }

@@ -374,15 +374,6 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Whether the journal holds any record (or will, once synced).
-    pub fn has_records(&self) -> bool {
-        self.has_records
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Adds a record; it reaches the disk at the next `sync`.
     pub fn append(&mut self, record: &Record) {
         self.pending.extend_from_slice(&encode(record));

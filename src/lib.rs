@@ -1,34 +1,48 @@
 //! undelete: a recycle bin for Linux file servers.
 //!
-//! A daemon (`watch`) copies every file in the protected folders into a
-//! content-addressed `vault` before it can be deleted, and records every version
-//! and deletion in the `index`. The `cli` lists, restores and reports.
-//! Data flows one way: events → capture → vault + index; index + vault → plan →
-//! restore → report.
+//! The parts, in the order data flows (each uses only those before it):
+//!
+//! - Ground floor: `clock` (time), `words` (paths, counts, sizes, wrapping,
+//!   quoting, the commands people type), `ids` (object ids, incident codes),
+//!   `names` (what a name alone says), `accounts` (users and groups), `model`
+//!   (what the index records, without SQL), `config` (the settings and the rules
+//!   other parts follow), `grouping` (which incident a deletion joins).
+//! - Storage: `vault` (content-addressed copies and the writer lock), `journal`
+//!   (the append-only record), `index` (SQLite, by table, writing the journal
+//!   ahead of every commit).
+//! - Recording: `incident` (incidents and their alerts' words), `email`,
+//!   `retention` (what is kept and the purge), `control` (the socket's client),
+//!   `announce` and `amend` (what a restore or a command tells the daemon), and
+//!   `watch`, the daemon itself (events → look → vault + index).
+//! - Reading back: `rebuild` (the index from the journal), `report` (what came
+//!   back and what did not), `restore` (plan, then bring back), `saved_reports`,
+//!   and `diagnosis` (is protection working).
+//! - The top: `cli`, which nothing imports.
 
-pub mod accounts;
-pub mod amend;
-pub mod announce;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod control;
-pub mod diagnosis;
-pub mod email;
-pub mod grouping;
-pub mod ids;
-pub mod incident;
-pub mod index;
-pub mod journal;
-pub mod model;
-pub mod names;
-pub mod rebuild;
-pub mod report;
-pub mod restore;
-pub mod retention;
-pub mod saved_reports;
-pub mod vault;
-pub mod watch;
-pub mod words;
+mod accounts;
+mod amend;
+mod announce;
+mod cli;
+mod clock;
+mod config;
+mod control;
+mod diagnosis;
+mod email;
+mod grouping;
+mod ids;
+mod incident;
+mod index;
+mod journal;
+mod model;
+mod names;
+mod rebuild;
+mod report;
+mod restore;
+mod retention;
+mod saved_reports;
+mod vault;
+mod watch;
+mod words;
 
 pub use cli::main;
+pub use words::wrap;

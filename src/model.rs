@@ -107,14 +107,6 @@ impl Uncaptured {
             _ => Self::DeletedBeforeCapture,
         }
     }
-
-    /// Whether trying again later may succeed (as opposed to a rule that keeps it out).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreadable { .. } | Self::Changing | Self::VaultFull
-        )
-    }
 }
 
 impl std::fmt::Display for Uncaptured {
@@ -260,12 +252,13 @@ pub struct Version {
     pub root_id: i64,
     pub observed: Observed,
     pub seen_at: i64,
-    pub captured_at: Option<i64>,
     pub replaced_at: Option<i64>,
     pub deleted_at: Option<i64>,
     pub deleted_approx: bool,
     pub last_seen_at: Option<i64>,
     pub removal: Option<Removal>,
+    /// Read by the grouping tests; the index itself asks the column.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub incident_id: Option<i64>,
     /// When a restore brought this deleted version back (it is on disk again).
     pub restored_at: Option<i64>,
@@ -282,7 +275,6 @@ impl Version {
 pub struct Root {
     pub id: i64,
     pub path: PathBuf,
-    pub added_at: i64,
     pub active: bool,
 }
 
@@ -291,7 +283,6 @@ pub struct Root {
 pub struct Incident {
     pub id: i64,
     pub code: String,
-    pub root_id: i64,
     pub folder: PathBuf,
     pub first_at: i64,
     pub last_at: i64,
@@ -304,8 +295,6 @@ pub struct Incident {
     /// When it was over: no deletion joined it for the incident gap, or every file
     /// in it that could come back was brought back.
     pub ended_at: Option<i64>,
-    /// When the owner was told it was over (the second alert).
-    pub end_told_at: Option<i64>,
     /// Of its files, how many restores brought back.
     pub restored: u64,
 }

@@ -392,26 +392,6 @@ impl RestoreReport {
         lines
     }
 
-    /// The summary as one paragraph: "Recovered 2,132 of 2,149 files (3.9 GB). 17
-    /// could not be recovered: 14 were larger than the 2 MB capture limit; 3 were
-    /// excluded by the rule *.tmp: temporary files, never kept. Lost, by kind: …".
-    pub fn summary(&self) -> String {
-        let lines = self.summary_lines();
-        let mut out = String::new();
-        for (n, line) in lines.iter().enumerate() {
-            if n > 0 {
-                out.push(' ');
-            }
-            out.push_str(line.trim_start());
-            let reason = line.starts_with("  ");
-            let next_reason = lines.get(n + 1).is_some_and(|l| l.starts_with("  "));
-            if reason {
-                out.push(if next_reason { ';' } else { '.' });
-            }
-        }
-        out
-    }
-
     /// "14 images, 1 document, 2 other files": the files of `outcome` by kind.
     pub fn kinds(&self, outcome: Outcome) -> String {
         let parts: Vec<String> = self

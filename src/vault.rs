@@ -466,6 +466,7 @@ impl Vault {
 
     /// Copies everything `source` yields into the vault, hashing in the same pass.
     /// The object gets its name at the next `flush`; until then it is only staged.
+    #[cfg(test)]
     pub fn store(&self, source: &mut impl Read) -> Result<Stored, StoreError> {
         self.store_limited(source, u64::MAX)
     }

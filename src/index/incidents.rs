@@ -17,7 +17,6 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
         id: r.get(0)?,
         code: r.get(1)?,
-        root_id: r.get(2)?,
         folder: path_from_bytes(r.get(3)?),
         first_at: r.get(4)?,
         last_at: r.get(5)?,
@@ -26,7 +25,6 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
         recoverable: r.get::<_, i64>(8)?.max(0) as u64,
         alerted_at: r.get(9)?,
         ended_at: r.get(10)?,
-        end_told_at: r.get(11)?,
         restored: r.get::<_, i64>(12)?.max(0) as u64,
     })
 }

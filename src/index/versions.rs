@@ -45,7 +45,6 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
                 .and_then(Incomplete::from_code),
         },
         seen_at: row.get(12)?,
-        captured_at: row.get(13)?,
         replaced_at: row.get(14)?,
         deleted_at: row.get(15)?,
         deleted_approx: row.get(16)?,
@@ -83,13 +82,12 @@ impl Index {
     pub fn roots(&self) -> Result<Vec<Root>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, path, added_at, active FROM roots ORDER BY path")?;
+            .prepare_cached("SELECT id, path, active FROM roots ORDER BY path")?;
         let rows = stmt.query_map([], |r| {
             Ok(Root {
                 id: r.get(0)?,
                 path: path_from_bytes(r.get(1)?),
-                added_at: r.get(2)?,
-                active: r.get(3)?,
+                active: r.get(2)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

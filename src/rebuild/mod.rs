@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::index::{Index, IndexError};
 use crate::model::Totals;
 use crate::vault::{LockError, Vault, WriterLock};
-pub use replay::{Replayed, Skipped, replay};
+pub use replay::{Replayed, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {

@@ -45,7 +45,7 @@ use crate::index::{Index, IndexError};
 use crate::model::Root;
 use crate::vault::{LockError, Vault, VaultError, WriterLock};
 
-pub use event::{FsEvent, Msg, SyncAnswer};
+pub use event::{Msg, SyncAnswer};
 
 use apply::Dirty;
 use event::{Held, Source, WatchError};

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub use command::{CommandLine, Repeat, Rerun};
-pub use json::{JsonPath, hex, json_path};
+pub use json::{JsonPath, json_path};
 pub use wrap::{wrap, wrap_letter, wrap_line};
 
 /// A path for people: as is when plain, quoted and escaped when it holds bytes that

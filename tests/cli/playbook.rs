@@ -261,7 +261,7 @@ impl Screens {
             .map(|p| {
                 if p.starts_with("Resolved ") || p.starts_with("Alert ") {
                     let one = p.split_whitespace().collect::<Vec<_>>().join(" ");
-                    undelete::words::wrap(&next_day(&one))
+                    undelete::wrap(&next_day(&one))
                 } else {
                     next_day(p)
                 }
