@@ -5,7 +5,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use walkdir::WalkDir;
 
 use super::{
     CONFIG_FILE, Disk, Facts, Recorded, RootState, Started, WATCHES_FILE, WATCHES_OVERRIDE,
@@ -130,11 +129,10 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
             active: r.active,
         })
         .collect();
-    let folders = roots
-        .iter()
-        .filter(|r| r.active && r.on_disk)
-        .map(|r| count_folders(&r.path))
-        .sum();
+    let mut folders = 0;
+    for root in roots.iter().filter(|r| r.active && r.on_disk) {
+        folders += index.folders_below(&root.path)?;
+    }
     let totals = index.totals()?;
     let settings: Value = index
         .meta("settings")?
@@ -169,14 +167,4 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         watch_limit_hit: index.meta("watch_limit_hit")?.and_then(|s| s.parse().ok()),
         alerts: crate::incident::current_alerts(index, vault)?,
     })
-}
-
-/// Folders in and below `root`, the root included: inotify needs one watch each.
-fn count_folders(root: &Path) -> u64 {
-    WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_dir())
-        .count() as u64
 }

@@ -142,7 +142,8 @@ pub struct Disk {
 #[derive(Debug, Default)]
 pub struct Recorded {
     pub roots: Vec<RootState>,
-    /// Folders in and below the protected folders that are there: each needs a watch.
+    /// Folders in and below the protected folders, as the index knows them: each
+    /// needs a watch.
     pub folders: u64,
     pub files_protected: u64,
     /// Live files without a copy, by reason code.

@@ -79,6 +79,21 @@ impl Index {
         Ok(self.roots()?.into_iter().filter(|r| r.active).collect())
     }
 
+    /// Folders at and below `dir` that are there as the index last saw them: the
+    /// daemon watches each one, so doctor need not walk the tree to count them.
+    pub fn folders_below(&self, dir: &Path) -> Result<u64> {
+        let (lo, hi) = subtree_range(dir);
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM versions
+                 WHERE kind = 2 AND replaced_at IS NULL AND deleted_at IS NULL
+                   AND (path = ?1 OR (path >= ?2 AND path < ?3))",
+            )?
+            .query_row(params![path_bytes(dir), lo, hi], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     pub fn roots(&self) -> Result<Vec<Root>> {
         let mut stmt = self
             .conn

@@ -442,3 +442,21 @@ fn watches_missing_under_the_limit_are_added_once_it_is_raised_without_a_restart
     let (_, answer) = doctor(&env, &[]);
     assert_ok(&answer, "watch_limit");
 }
+
+#[test]
+fn doctor_counts_the_folders_the_index_knows_without_walking_the_share() {
+    let mut env = working();
+    env.stop_daemon();
+    // Made while no daemon ran: no watch has been asked for them yet, and doctor
+    // reads the index rather than walk the whole share.
+    for i in 0..30 {
+        fs::create_dir_all(env.path(format!("later/l{i}"))).unwrap();
+    }
+    let (_out, answer) = doctor(&env, &[]);
+    // share, letters, letters/2026, photos.
+    assert_eq!(
+        check(&answer, "watch_limit")["details"]["folders"],
+        4,
+        "{answer:#}"
+    );
+}
