@@ -213,15 +213,22 @@ impl Daemon {
             }
         }
         let root_id = self.root_for(path).map(|r| r.id).unwrap_or_default();
-        // Created and removed before we got to look: it existed, and it is lost.
-        for never_seen in self.dirty.take(path, true) {
+        // Created and removed before we got to look: it existed, and it is lost. A
+        // folder is one by the kernel's word for the path removed, or because other
+        // paths never seen were below it; a lost folder is no lost file.
+        let never_seen = self.dirty.take(path, true);
+        for lost in &never_seen {
             // Not one whose removal this batch already recorded (found missing below
             // a folder that moved): it was seen, and is kept.
-            if self.index.current(&never_seen)?.is_none()
-                && !self.index.removed_since(&never_seen, now)?
-            {
-                self.index
-                    .record_lost(&never_seen, root_id, EntryKind::File, now)?;
+            if self.index.current(lost)?.is_none() && !self.index.removed_since(lost, now)? {
+                let is_dir = (lost == path && was_dir)
+                    || never_seen.iter().any(|p| p != lost && p.starts_with(lost));
+                let kind = if is_dir {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::File
+                };
+                self.index.record_lost(lost, root_id, kind, now)?;
             }
         }
         let current = self.index.current(path)?;

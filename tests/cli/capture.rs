@@ -510,3 +510,27 @@ fn a_file_written_through_its_other_hard_link_is_restored_with_its_last_content(
         "{text}"
     );
 }
+
+#[test]
+fn a_folder_made_and_removed_before_the_daemon_looked_is_no_lost_file() {
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.sync();
+    // Many times over: whichever the daemon sees first, the folder or its removal,
+    // it is recorded as a folder, and no incident counts it as a file.
+    for i in 0..200 {
+        let dir = env.path(format!("brief{i}"));
+        fs::create_dir(&dir).unwrap();
+        fs::remove_dir(&dir).unwrap();
+    }
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    for (path, e) in &all {
+        if path.contains("/brief") {
+            assert_eq!(e["kind"], "directory", "{e}");
+        }
+    }
+    for incident in env.incidents_json() {
+        assert_eq!(incident["files"], 0, "{incident}");
+    }
+}
