@@ -16,7 +16,9 @@
 //!   `watch`, the daemon itself (events → look → vault + index).
 //! - Reading back: `rebuild` (the index from the journal), `report` (what came
 //!   back and what did not), `restore` (plan, then bring back), `saved_reports`,
-//!   and `diagnosis` (is protection working).
+//!   `mount` (the vault as read-only folders, for Samba's Previous Versions),
+//!   `samba` (the lines a share needs for them), and `diagnosis` (is protection
+//!   working).
 //! - The top: `cli`, which nothing imports.
 
 mod accounts;
@@ -34,11 +36,13 @@ mod incident;
 mod index;
 mod journal;
 mod model;
+mod mount;
 mod names;
 mod rebuild;
 mod report;
 mod restore;
 mod retention;
+mod samba;
 mod saved_reports;
 mod vault;
 mod watch;

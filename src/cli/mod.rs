@@ -10,6 +10,7 @@ mod emergency;
 mod incidents;
 mod interrupt;
 mod list;
+mod mount;
 mod purge;
 mod rebuild;
 mod report;
@@ -137,6 +138,23 @@ enum Command {
     },
     /// Install the systemd service, an example settings file and the vault folder.
     InstallService(service::InstallArgs),
+    /// Show the vault as read-only folders: a folder per point in time
+    /// (@GMT-YYYY.MM.DD-HH.MM.SS, for Windows' Previous Versions through Samba),
+    /// incidents/CODE and deleted/. Runs until unmounted (umount DIR) or stopped.
+    Mount {
+        /// An empty folder to mount on (the service uses /run/undelete/versions).
+        dir: PathBuf,
+    },
+    /// Print the lines a Samba share needs so office users find older versions and
+    /// deleted files in Windows Explorer's "Previous Versions".
+    SambaConfig {
+        /// The share's folder (its `path =`); every protected folder when left out.
+        share_path: Option<PathBuf>,
+        /// Where the vault is mounted (default: where it is mounted now, or
+        /// /run/undelete/versions).
+        #[arg(long, value_name = "DIR")]
+        mount: Option<PathBuf>,
+    },
     /// Rebuild a damaged or lost index from the journal kept in the vault.
     /// The service must be stopped first.
     RebuildIndex {
@@ -294,6 +312,10 @@ fn run_command(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Versions { path, json } => versions::run(config, &path, json),
         Command::Purge { dry_run, .. } => purge::run(config, dry_run),
         Command::Doctor { json } => doctor::run(config, json),
+        Command::Mount { dir } => mount::run(config, &dir),
+        Command::SambaConfig { share_path, mount } => {
+            mount::samba_config(config, share_path.as_deref(), mount.as_deref())
+        }
         Command::InstallService(_) => unreachable!("handled before the settings are read"),
     }
 }

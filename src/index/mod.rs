@@ -15,8 +15,10 @@ mod meta;
 mod objects;
 mod schema;
 mod versions;
+mod views;
 
 use schema::{MIGRATIONS, check_file};
+pub use views::ViewRows;
 
 use std::cell::{Cell, RefCell};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -264,6 +266,37 @@ impl Index {
             Ok(conn) => conn,
             Err(e) => return Err(open_err(e)),
         };
+        Self::reader(conn, path)
+    }
+
+    /// Opens the index to read it beside a daemon that writes it (the mount): never
+    /// written, never created, and never taken for unchanging, since the daemon may
+    /// start and write at any time.
+    pub fn open_for_reading(path: &Path) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        check_file(path)?;
+        if is_missing(path) {
+            return Err(missing(path));
+        }
+        let open_err = |source| IndexError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(open_err)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(open_err)?;
+        Self::reader(conn, path)
+    }
+
+    /// An index that only reads through `conn`: one whose schema is older than this
+    /// program's cannot be brought up to date here.
+    fn reader(conn: Connection, path: &Path) -> Result<Self> {
         let index = Self {
             conn,
             journal: None,

@@ -12,11 +12,16 @@ use crate::model::{
     Version,
 };
 
-const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
+pub(super) const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
      removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete";
 
-fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
+/// The versions current at the moment bound as `?4`: what `--as-of` restores, and
+/// what the mount shows at a point in time.
+pub(super) const CURRENT_AT: &str = "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
+     AND (deleted_at IS NULL OR deleted_at > ?4)";
+
+pub(super) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
     let path: Vec<u8> = row.get(1)?;
     let object: Option<Vec<u8>> = row.get(4)?;
     let link: Option<Vec<u8>> = row.get(11)?;
@@ -508,8 +513,7 @@ impl Index {
             &given
         };
         let when = if filter.as_of.is_some() {
-            "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
-             AND (deleted_at IS NULL OR deleted_at > ?4)"
+            CURRENT_AT
         } else {
             "deleted_at IS NOT NULL AND deleted_at >= ?5 AND deleted_at < ?6
              AND (?7 IS NULL OR incident_id = ?7)"

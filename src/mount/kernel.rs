@@ -1,0 +1,530 @@
+//! The mount's answers to the kernel: names, attributes, listings and reads, each
+//! from the views (see `views`) and the vault's checked copies (see `content`).
+//! Every request that would change something is refused.
+
+use std::ffi::{OsStr, OsString};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyXattr, Request,
+};
+
+use crate::index::IndexError;
+use crate::model::Incident;
+
+use super::content::ReadError;
+use super::points::{self, Point};
+use super::views::{self, Entry, Kind, Meta, View};
+use super::{
+    DELETED, INCIDENTS, KERNEL_TTL, LISTING_TTL, Listed, MOST_INCIDENTS, MOST_LISTINGS, Node,
+    OpenFile, Place, VaultView,
+};
+
+impl VaultView {
+    /// What the folder at `place` holds, from the index or kept from a moment ago.
+    fn listing(&self, place: &Place) -> Result<Arc<Vec<Listed>>, Errno> {
+        if let Some((at, listed)) = self.listings.lock().expect("never poisoned").get(place)
+            && at.elapsed() < LISTING_TTL
+        {
+            return Ok(listed.clone());
+        }
+        let listed = Arc::new(self.list(place).map_err(|e| {
+            tracing::error!("cannot list {}: {e}", self.describe(place));
+            Errno::EIO
+        })?);
+        let mut listings = self.listings.lock().expect("never poisoned");
+        if listings.len() >= MOST_LISTINGS {
+            listings.retain(|_, (at, _)| at.elapsed() < LISTING_TTL);
+            if listings.len() >= MOST_LISTINGS {
+                listings.clear();
+            }
+        }
+        listings.insert(place.clone(), (Instant::now(), listed.clone()));
+        Ok(listed)
+    }
+
+    fn list(&self, place: &Place) -> Result<Vec<Listed>, IndexError> {
+        let index = self.index.lock().expect("never poisoned");
+        let mut out = Vec::new();
+        match place {
+            Place::Top => {
+                let now = crate::clock::now();
+                for point in points::points(&index, now, self.keep_ns)? {
+                    out.push(self.fixed(&point.name(), point_place(point), point.as_of()));
+                }
+                out.push(self.fixed(INCIDENTS, Place::Incidents, self.started_ns()));
+                out.push(self.fixed(
+                    DELETED,
+                    Place::Tree(View::Deleted, "/".into()),
+                    self.started_ns(),
+                ));
+            }
+            Place::Incidents => {
+                for incident in index.incidents(MOST_INCIDENTS)? {
+                    out.push(self.fixed(
+                        &incident.code,
+                        incident_place(&incident),
+                        incident.first_at,
+                    ));
+                }
+            }
+            Place::Tree(view, dir) => {
+                for entry in views::list(&index, &self.roots, *view, dir)? {
+                    let place = Place::Tree(*view, dir.join(&entry.name));
+                    out.push(Listed { entry, place });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One of the mount's own folders: root's, open for anyone to look in.
+    fn fixed(&self, name: &str, place: Place, mtime_ns: i64) -> Listed {
+        Listed {
+            entry: Entry {
+                name: name.into(),
+                kind: Kind::Dir,
+                meta: Meta {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns,
+                },
+            },
+            place,
+        }
+    }
+
+    fn started_ns(&self) -> i64 {
+        self.started_ns
+    }
+
+    /// The entry `name` in the folder at `parent`. Besides what the folder lists, a
+    /// point in time or an incident code can be opened by name: any second that is
+    /// over, written exactly as listed, and any incident by its own code.
+    fn find(&self, parent: &Place, name: &OsStr) -> Result<Option<Listed>, Errno> {
+        let listing = self.listing(parent)?;
+        let found = match parent {
+            // A tree's folders are listed sorted by name, and may be long.
+            Place::Tree(..) => listing
+                .binary_search_by(|l| l.entry.name.as_os_str().cmp(name))
+                .ok()
+                .map(|i| &listing[i]),
+            _ => listing.iter().find(|l| l.entry.name == name),
+        };
+        if let Some(found) = found {
+            return Ok(Some(found.clone()));
+        }
+        let now = crate::clock::now();
+        Ok(match parent {
+            Place::Top => Point::parse(name)
+                .filter(|p| p.is_past(now))
+                .map(|p| self.fixed(&p.name(), point_place(p), p.as_of())),
+            Place::Incidents => {
+                let index = self.index.lock().expect("never poisoned");
+                let text = name.to_str().unwrap_or_default();
+                index
+                    .incident_by_code(text)
+                    .map_err(|e| {
+                        tracing::error!("cannot look up the incident {text:?}: {e}");
+                        Errno::EIO
+                    })?
+                    // Only its own code: one merged into another, or the same code typed
+                    // another way, would be a second name for the same folder.
+                    .filter(|incident| incident.code == text)
+                    .map(|incident| {
+                        self.fixed(&incident.code, incident_place(&incident), incident.first_at)
+                    })
+            }
+            Place::Tree(..) => None,
+        })
+    }
+
+    /// The inode of `listed`, remembered with one more lookup.
+    fn remember(&self, listed: &Listed) -> FileAttr {
+        let mut nodes = self.nodes.lock().expect("never poisoned");
+        let mut ino = inode_of(&listed.place);
+        loop {
+            match nodes.get_mut(&ino) {
+                Some(node) if node.place == listed.place => {
+                    node.lookups += 1;
+                    // What the listing says now (a newer listing of `deleted/`).
+                    node.kind = listed.entry.kind.clone();
+                    node.attr = attr(ino, &listed.entry.kind, &listed.entry.meta);
+                    return node.attr;
+                }
+                // Two places with the same hash: the next free number.
+                Some(_) => ino = ino.wrapping_add(1).max(2),
+                None => break,
+            }
+        }
+        let node = Node {
+            place: listed.place.clone(),
+            kind: listed.entry.kind.clone(),
+            attr: attr(ino, &listed.entry.kind, &listed.entry.meta),
+            lookups: 1,
+        };
+        let attr = node.attr;
+        nodes.insert(ino, node);
+        attr
+    }
+
+    fn node(&self, ino: INodeNo) -> Option<Node> {
+        self.nodes
+            .lock()
+            .expect("never poisoned")
+            .get(&u64::from(ino))
+            .cloned()
+    }
+
+    /// The place of a folder the kernel knows.
+    fn folder(&self, ino: INodeNo) -> Option<Place> {
+        if ino == INodeNo::ROOT {
+            return Some(Place::Top);
+        }
+        self.node(ino)
+            .filter(|n| n.kind == Kind::Dir)
+            .map(|n| n.place)
+    }
+
+    /// A place in words, for log lines: `@GMT-…/srv/share/a.pdf`, `deleted/srv/…`.
+    fn describe(&self, place: &Place) -> String {
+        match place {
+            Place::Top => "the top of the mount".into(),
+            Place::Incidents => INCIDENTS.into(),
+            Place::Tree(view, path) => {
+                let top = match view {
+                    View::AsOf(t) => Point::just_before(t + 1).name(),
+                    View::Deleted => DELETED.into(),
+                    View::Incident { id, .. } => format!("{INCIDENTS}/#{id}"),
+                };
+                format!("{top}{}", crate::words::display_path(path))
+            }
+        }
+    }
+
+    fn handle(&self) -> u64 {
+        self.next_handle.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The place of a point in time's folder.
+fn point_place(point: Point) -> Place {
+    Place::Tree(View::AsOf(point.as_of()), "/".into())
+}
+
+fn incident_place(incident: &Incident) -> Place {
+    Place::Tree(
+        View::Incident {
+            id: incident.id,
+            before: incident.first_at - 1,
+        },
+        "/".into(),
+    )
+}
+
+/// A stable inode number for a place (1 is the top of the mount).
+pub(super) fn inode_of(place: &Place) -> u64 {
+    let hash = blake3::hash(format!("{place:?}").as_bytes());
+    let n = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+    n.max(2)
+}
+
+pub(super) fn attr(ino: u64, kind: &Kind, meta: &Meta) -> FileAttr {
+    let time = system_time(meta.mtime_ns);
+    let (file_type, size, nlink) = match kind {
+        Kind::Dir => (FileType::Directory, 0, 2),
+        Kind::File { size, .. } => (FileType::RegularFile, *size, 1),
+        Kind::Symlink(target) => (FileType::Symlink, target.as_os_str().len() as u64, 1),
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        kind: file_type,
+        perm: (meta.mode & 0o7777) as u16,
+        nlink,
+        uid: meta.uid,
+        gid: meta.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn file_type(kind: &Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File { .. } => FileType::RegularFile,
+        Kind::Symlink(_) => FileType::Symlink,
+    }
+}
+
+impl Filesystem for VaultView {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(parent) = self.folder(parent) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.find(&parent, name) {
+            Ok(Some(listed)) => {
+                let attr = self.remember(&listed);
+                reply.entry(&KERNEL_TTL, &attr, Generation(0));
+            }
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut nodes = self.nodes.lock().expect("never poisoned");
+        if let Some(node) = nodes.get_mut(&u64::from(ino)) {
+            node.lookups = node.lookups.saturating_sub(nlookup);
+            if node.lookups == 0 {
+                nodes.remove(&u64::from(ino));
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino == INodeNo::ROOT {
+            let top = self.fixed("", Place::Top, self.started_ns());
+            return reply.attr(&KERNEL_TTL, &attr(1, &top.entry.kind, &top.entry.meta));
+        }
+        match self.node(ino) {
+            Some(node) => reply.attr(&KERNEL_TTL, &node.attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.node(ino).map(|n| n.kind) {
+            Some(Kind::Symlink(target)) => {
+                reply.data(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
+            }
+            Some(_) => reply.error(Errno::EINVAL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // The kernel refuses writes to a read-only mount first; this is the second lock.
+        if flags.acc_mode() != OpenAccMode::O_RDONLY
+            || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0
+        {
+            return reply.error(Errno::EROFS);
+        }
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Kind::File { object, size } = node.kind else {
+            return reply.error(Errno::EISDIR);
+        };
+        match self.contents.open(&object) {
+            Ok(file) => {
+                let fh = self.handle();
+                self.open_files.lock().expect("never poisoned").insert(
+                    fh,
+                    OpenFile {
+                        file: Arc::new(file),
+                        object,
+                        size,
+                        place: node.place,
+                    },
+                );
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "cannot open {}: {e} (object {object})",
+                    self.describe(&node.place)
+                );
+                reply.error(Errno::EIO);
+            }
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        // Taken out of the table, so reads of other files go on meanwhile.
+        let found = self
+            .open_files
+            .lock()
+            .expect("never poisoned")
+            .get(&u64::from(fh))
+            .map(|open| {
+                (
+                    open.file.clone(),
+                    open.object,
+                    open.size,
+                    open.place.clone(),
+                )
+            });
+        let Some((file, object, total, place)) = found else {
+            return reply.error(Errno::EBADF);
+        };
+        match self
+            .contents
+            .read(&file, &object, total, offset, size as usize)
+        {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                let what = match e {
+                    ReadError::Damaged => "it is damaged",
+                    ReadError::Missing => "it is missing",
+                    ReadError::Io(_) => "it cannot be read",
+                };
+                tracing::error!(
+                    "refused to read {}: {e} (object {object}); {what}, so its readers get an \
+                     I/O error, never other bytes. `undelete verify` checks every copy.",
+                    self.describe(&place)
+                );
+                reply.error(Errno::EIO);
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever written, so there is nothing to flush.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.open_files
+            .lock()
+            .expect("never poisoned")
+            .remove(&u64::from(fh));
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let Some(place) = self.folder(ino) else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        match self.listing(&place) {
+            Ok(listing) => {
+                let fh = self.handle();
+                self.open_dirs
+                    .lock()
+                    .expect("never poisoned")
+                    .insert(fh, listing);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        // The listing taken when the folder was opened, so its offsets hold.
+        let listing = self
+            .open_dirs
+            .lock()
+            .expect("never poisoned")
+            .get(&u64::from(fh))
+            .cloned();
+        let Some(listing) = listing else {
+            return reply.error(Errno::EBADF);
+        };
+        let dots = [OsString::from("."), OsString::from("..")];
+        for n in offset as usize..listing.len() + 2 {
+            let full = match n {
+                0 | 1 => reply.add(ino, n as u64 + 1, FileType::Directory, &dots[n]),
+                _ => {
+                    let listed = &listing[n - 2];
+                    reply.add(
+                        INodeNo(inode_of(&listed.place)),
+                        n as u64 + 1,
+                        file_type(&listed.entry.kind),
+                        &listed.entry.name,
+                    )
+                }
+            };
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.open_dirs
+            .lock()
+            .expect("never poisoned")
+            .remove(&u64::from(fh));
+        reply.ok();
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // Extended attributes are not kept in the vault: none is there.
+        reply.error(Errno::ENODATA);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+}
