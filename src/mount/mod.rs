@@ -43,7 +43,7 @@ const MOST_LISTINGS: usize = 4096;
 /// The names of the two fixed folders at the top of the mount.
 pub const INCIDENTS: &str = "incidents";
 pub const DELETED: &str = "deleted";
-/// The mount's type, as `/proc/self/mountinfo` shows it: `fuse.undelete`.
+/// The mount's subtype, where `/proc/self/mountinfo` shows one: `fuse.undelete`.
 pub const FS_TYPE: &str = "undelete";
 /// How many incidents `incidents/` lists (the most recent); older ones still open by code.
 const MOST_INCIDENTS: usize = 500;
@@ -310,7 +310,9 @@ fn mounts_of(mountinfo: &[u8], source: &str) -> Vec<PathBuf> {
         else {
             continue;
         };
-        if *fstype == format!("fuse.{FS_TYPE}").as_bytes() && unescape(from) == source.as_bytes() {
+        // Mounted directly (as root) it is plain `fuse`; through a helper `fuse.undelete`.
+        let is_fuse = *fstype == b"fuse" || *fstype == format!("fuse.{FS_TYPE}").as_bytes();
+        if is_fuse && unescape(from) == source.as_bytes() {
             out.push(PathBuf::from(OsString::from_vec(unescape(point))));
         }
     }

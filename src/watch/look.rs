@@ -11,7 +11,7 @@ use super::capture::{self, Look, Rules};
 use super::event::WatchError;
 use super::{Daemon, DaemonError, LOOK_CHUNK, tree};
 use crate::clock;
-use crate::model::{EntryKind, Gone, Incomplete, Removal, Uncaptured};
+use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
 use crate::names::is_internal;
 use crate::vault::Likely;
 
@@ -184,7 +184,8 @@ impl Daemon {
                 if cur.observed.kind == observed.kind
                     && cur.observed.object == observed.object
                     && cur.observed.link_target == observed.link_target
-                    && cur.observed.uncaptured == observed.uncaptured =>
+                    && cur.observed.uncaptured == observed.uncaptured
+                    && !folder_access_changed(&cur.observed, &observed) =>
             {
                 if cur.observed != observed {
                     self.index.update_metadata(cur.id, &observed)?;
@@ -339,4 +340,12 @@ impl Daemon {
         );
         Ok(())
     }
+}
+
+/// Whether a folder's owner or mode changed: that is a new version of the folder, not
+/// an update of the old one, because who could reach the files inside it then is
+/// what the mount's points in time must show (a folder opened to everyone today
+/// must not open last week's files in it).
+fn folder_access_changed(was: &Observed, now: &Observed) -> bool {
+    was.kind == EntryKind::Dir && (was.mode != now.mode || was.uid != now.uid || was.gid != now.gid)
 }
