@@ -30,6 +30,8 @@ mod lifecycle;
 mod messages;
 #[path = "cli/model.rs"]
 mod model;
+#[path = "cli/mount.rs"]
+mod mount;
 #[path = "cli/moves.rs"]
 mod moves;
 #[path = "cli/names.rs"]

@@ -96,11 +96,12 @@ pub struct Entry {
 }
 
 /// Something found directly in the folder being listed.
-enum Child {
-    /// A version at this very path.
-    Row(Box<Version>),
-    /// A folder, known only because something below it is shown.
-    Folder,
+#[derive(Default)]
+struct Child {
+    /// The newest version shown at this very path, if any.
+    row: Option<Box<Version>>,
+    /// Something below it is shown, so it is a folder, whatever the row says.
+    below: bool,
 }
 
 /// Lists the folder `dir` (absolute; `/` for the top of the view) of `view`, sorted by
@@ -122,8 +123,16 @@ pub fn list(index: &Index, roots: &[PathBuf], view: View, dir: &Path) -> Result<
     for (name, child) in found {
         let name = OsString::from_vec(name);
         let path = dir.join(&name);
-        let v = match child {
-            Child::Folder => {
+        let v = match child.row {
+            // At a moment, a folder is its version then; a folder shown for what is below
+            // it in the other views is the version `shown` picks.
+            Some(v)
+                if !child.below
+                    || (v.observed.kind == EntryKind::Dir && matches!(view, View::AsOf(_))) =>
+            {
+                v
+            }
+            _ => {
                 let meta = folders.shown(&path)?;
                 out.push(Entry {
                     name,
@@ -132,7 +141,6 @@ pub fn list(index: &Index, roots: &[PathBuf], view: View, dir: &Path) -> Result<
                 });
                 continue;
             }
-            Child::Row(v) => v,
         };
         let kind = match (v.observed.kind, view) {
             // Folders are shown as they were at the moment; in the other views only as
@@ -192,21 +200,14 @@ fn children(index: &Index, rows: ViewRows, dir: &Path) -> Result<BTreeMap<Vec<u8
                 None if rel.is_empty() => {}
                 // The newest row of a path comes first: the others are older versions.
                 None => {
-                    found
-                        .entry(rel.to_vec())
-                        .or_insert_with(|| Child::Row(Box::new(v.clone())));
+                    let child = found.entry(rel.to_vec()).or_default();
+                    child.row.get_or_insert_with(|| Box::new(v.clone()));
                 }
                 Some(slash) => {
                     let name = &rel[..slash];
-                    let is_folder_row = matches!(
-                        found.get(name),
-                        Some(Child::Row(r)) if r.observed.kind == EntryKind::Dir
-                    );
                     // A file and a folder of the same name (one deleted, the other made
                     // later): the folder keeps the name, so what is inside stays reachable.
-                    if !is_folder_row {
-                        found.insert(name.to_vec(), Child::Folder);
-                    }
+                    found.entry(name.to_vec()).or_default().below = true;
                     let mut next = prefix.clone();
                     next.extend_from_slice(name);
                     next.push(b'0');
