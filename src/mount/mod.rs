@@ -59,6 +59,25 @@ enum Place {
     Tree(View, PathBuf),
 }
 
+impl Place {
+    /// Whether what it lists can no longer change as the service records more: a
+    /// moment that is over. (Purges can still take a copy away; the copy is then
+    /// missing when opened, an error, never other bytes.)
+    fn is_settled(&self, now: i64) -> bool {
+        matches!(self, Place::Tree(View::AsOf(t), _) if *t < now)
+    }
+}
+
+/// A folder's listing, kept.
+struct Kept {
+    at: Instant,
+    /// How long it took to make.
+    took: Duration,
+    /// The index's `data_version` when it was made.
+    index_version: Option<i64>,
+    listed: Arc<Vec<Listed>>,
+}
+
 /// One inode the kernel knows.
 #[derive(Debug, Clone)]
 struct Node {
@@ -90,7 +109,7 @@ pub struct VaultView {
     /// When it was mounted: the time its own folders show.
     started_ns: i64,
     nodes: Mutex<HashMap<u64, Node>>,
-    listings: Mutex<HashMap<Place, (Instant, Arc<Vec<Listed>>)>>,
+    listings: Mutex<HashMap<Place, Kept>>,
     open_files: Mutex<HashMap<u64, OpenFile>>,
     open_dirs: Mutex<HashMap<u64, Arc<Vec<Listed>>>>,
     next_handle: AtomicU64,
