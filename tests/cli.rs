@@ -40,6 +40,8 @@ mod names;
 mod odd_files;
 #[path = "cli/playbook.rs"]
 mod playbook;
+#[path = "cli/previous_versions.rs"]
+mod previous_versions;
 #[path = "cli/rebuild.rs"]
 mod rebuild;
 #[path = "cli/reflink.rs"]

@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::mount::{Mount, is_mounted, next_second};
+use crate::common::mount::{Mount, clear_of_the_hour, is_mounted, next_second};
 use crate::common::*;
 
 /// A user with no account, for files nobody else may read.
@@ -51,6 +51,7 @@ fn incident_code(env: &TestEnv) -> String {
 
 #[test]
 fn each_view_lists_and_reads_what_the_vault_holds() {
+    clear_of_the_hour();
     let mut env = TestEnv::new();
     env.start_daemon(&[]);
     let kept = content(1, 5000);
@@ -332,6 +333,7 @@ fn the_mount_ends_cleanly_on_sigterm_and_on_umount() {
 
 #[test]
 fn a_user_who_could_not_read_a_file_reads_no_version_of_it() {
+    clear_of_the_hour();
     let mut env = TestEnv::new();
     if !is_root() {
         eprintln!("SKIPPED a_user_who_could_not_read_a_file…: needs root to switch users");

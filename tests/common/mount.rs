@@ -168,3 +168,20 @@ pub fn next_second() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Waits, when the current hour (UTC) ends within a minute, until the next one has
+/// begun: a test that counts the points in time must not see a whole hour end in
+/// the middle of it, which adds that hour's point. A wait for the clock, not for
+/// the daemon.
+pub fn clear_of_the_hour() {
+    let into_hour = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 3600
+    };
+    while into_hour() >= 3600 - 60 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -37,6 +37,13 @@ impl Samba {
     /// Every folder above a shared one is made traversable (`o+x`), since Samba opens
     /// files as the connected user, and temporary folders are private by default.
     pub fn start(test: &str, shares: &[(&str, &Path)]) -> Option<Self> {
+        let plain: Vec<(&str, &Path, &str)> = shares.iter().map(|(n, p)| (*n, *p, "")).collect();
+        Self::start_with(test, &plain)
+    }
+
+    /// Like `start`, each share with more lines of settings of its own (`vfs objects
+    /// = shadow_copy2`, `shadow:…`), written into its section as they are.
+    pub fn start_with(test: &str, shares: &[(&str, &Path, &str)]) -> Option<Self> {
         if !is_root() {
             eprintln!("SKIPPED {test}: serving files over SMB as other users needs root");
             return None;
@@ -47,7 +54,7 @@ impl Samba {
                 return None;
             }
         }
-        for (_, folder) in shares {
+        for (_, folder, _) in shares {
             make_traversable(folder);
         }
         let dir = tempfile::Builder::new()
@@ -252,7 +259,7 @@ impl Client<'_> {
 }
 
 /// smb.conf for one test server.
-fn settings(dir: &Path, port: u16, shares: &[(&str, &Path)]) -> String {
+fn settings(dir: &Path, port: u16, shares: &[(&str, &Path, &str)]) -> String {
     let d = dir.display();
     let mut text = format!(
         "[global]
@@ -280,9 +287,9 @@ fn settings(dir: &Path, port: u16, shares: &[(&str, &Path)]) -> String {
   client min protocol = SMB2
 "
     );
-    for (name, folder) in shares {
+    for (name, folder, extra) in shares {
         text.push_str(&format!(
-            "[{name}]\n  path = {}\n  read only = no\n",
+            "[{name}]\n  path = {}\n  read only = no\n{extra}\n",
             folder.display()
         ));
     }
@@ -312,7 +319,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 }
 
 /// `o+x` on every folder from `/` down to `folder`, so another user can reach it.
-fn make_traversable(folder: &Path) {
+pub fn make_traversable(folder: &Path) {
     for dir in folder.ancestors() {
         let Ok(meta) = fs::metadata(dir) else {
             continue;
