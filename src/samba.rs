@@ -183,6 +183,63 @@ pub fn parse(text: &str) -> Vec<Share> {
     shares
 }
 
+/// Whether one share of a protected folder offers Previous Versions from the mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// It does not use `shadow_copy2`: its users cannot look back in time themselves.
+    NotSetUp,
+    /// It uses `shadow_copy2`, but these lines differ from what the mount needs.
+    Wrong(Vec<Missing>),
+    /// Set up, but nothing is mounted where it looks (`shadow:snapdir`).
+    NotMounted(PathBuf),
+    /// Set up, and the vault is mounted where it looks.
+    Working(PathBuf),
+}
+
+/// One Samba share of (a folder inside) a protected folder, and what it offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareState {
+    pub share: Share,
+    pub offered: Offered,
+}
+
+/// What each share at or inside one of `roots` offers, with the vault mounted on
+/// `mounted` (if it is). A share that names a folder of its own in `shadow:snapdir`
+/// while the vault is not mounted is taken at its word: that is where the mount
+/// should be.
+pub fn previous_versions(
+    shares: &[Share],
+    roots: &[PathBuf],
+    mounted: Option<&Path>,
+) -> Vec<ShareState> {
+    let mut out = Vec::new();
+    for share in shares {
+        if !roots.iter().any(|root| share.path.starts_with(root)) {
+            continue;
+        }
+        let snapdir = share.get("shadow:snapdir").map(PathBuf::from);
+        let expected = mounted
+            .map(Path::to_path_buf)
+            .or(snapdir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MOUNT_POINT));
+        let lacks = missing(share, &expected);
+        let offered = if lacks == [Missing::Module] {
+            Offered::NotSetUp
+        } else if !lacks.is_empty() {
+            Offered::Wrong(lacks)
+        } else if mounted.is_some() {
+            Offered::Working(expected)
+        } else {
+            Offered::NotMounted(expected)
+        };
+        out.push(ShareState {
+            share: share.clone(),
+            offered,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +284,50 @@ mod tests {
     fn the_share_path_inside_a_point_is_its_full_path() {
         assert_eq!(snap_share_path(Path::new("/srv/share")), "srv/share");
         assert_eq!(snap_share_path(Path::new("/")), ".");
+    }
+
+    #[test]
+    fn each_share_of_a_protected_folder_says_what_it_offers() {
+        let mount = Path::new(DEFAULT_MOUNT_POINT);
+        let lines = config_lines(Path::new("/srv/share/office"), mount);
+        let text = format!(
+            "[office]\npath = /srv/share/office\n{lines}\
+             [plain]\npath = /srv/share\n\
+             [elsewhere]\npath = /home/public\n\
+             [own]\npath = /srv/share/own\nvfs objects = shadow_copy2\n\
+             shadow:snapdir = /mnt/versions\nshadow:snapsharepath = srv/share/own\n"
+        );
+        let shares = parse(&text);
+        let roots = [PathBuf::from("/srv/share")];
+        let offered = |mounted: Option<&Path>| -> Vec<(String, Offered)> {
+            previous_versions(&shares, &roots, mounted)
+                .into_iter()
+                .map(|s| (s.share.name, s.offered))
+                .collect()
+        };
+        assert_eq!(
+            offered(Some(mount)),
+            vec![
+                ("office".into(), Offered::Working(mount.into())),
+                ("plain".into(), Offered::NotSetUp),
+                (
+                    "own".into(),
+                    Offered::Wrong(vec![Missing::Setting {
+                        key: "shadow:snapdir",
+                        wanted: DEFAULT_MOUNT_POINT.into(),
+                        found: Some("/mnt/versions".into()),
+                    }])
+                ),
+            ]
+        );
+        // Not mounted: each set-up share waits for the mount where it looks.
+        assert_eq!(
+            offered(None),
+            vec![
+                ("office".into(), Offered::NotMounted(mount.into())),
+                ("plain".into(), Offered::NotSetUp),
+                ("own".into(), Offered::NotMounted("/mnt/versions".into())),
+            ]
+        );
     }
 }

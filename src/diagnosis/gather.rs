@@ -52,7 +52,19 @@ impl Facts {
             Err(e) => self.index_problems.push(index_error_words(&e)),
         }
         match recorded(&index, &self.vault) {
-            Ok(recorded) => self.recorded = Some(recorded),
+            Ok(recorded) => {
+                let roots: Vec<PathBuf> = recorded
+                    .roots
+                    .iter()
+                    .filter(|r| r.active)
+                    .map(|r| r.path.clone())
+                    .collect();
+                let mounted = crate::mount::mounted_on(&self.vault);
+                self.shares = crate::samba::shares().map(|shares| {
+                    crate::samba::previous_versions(&shares, &roots, mounted.as_deref())
+                });
+                self.recorded = Some(recorded);
+            }
             Err(e) => self.index_problems.push(index_error_words(&e)),
         }
         // One damaged page often fails several reads the same way.

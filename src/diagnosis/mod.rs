@@ -12,6 +12,7 @@
 
 mod checks;
 mod gather;
+mod shares;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -115,6 +116,9 @@ pub struct Facts {
     pub recorded: Option<Recorded>,
     /// How the running daemon took its settings, for fixes that change them.
     pub started: Started,
+    /// Samba's shares of the protected folders and their Previous Versions; `None`
+    /// where Samba is not installed.
+    pub shares: Option<Vec<crate::samba::ShareState>>,
 }
 
 /// Where the running daemon's settings come from, and how it reads them again: a
@@ -190,5 +194,6 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
         checks.push(alerts_check(facts, rec));
         checks.extend(email_check(facts, rec));
     }
+    checks.extend(shares::previous_versions_check(facts));
     checks
 }

@@ -50,6 +50,7 @@ pub(crate) fn healthy() -> Facts {
         }),
         index_problems: Vec::new(),
         started: Started::Unknown,
+        shares: None,
         recorded: Some(Recorded {
             roots: vec![RootState {
                 path: "/srv/share".into(),

@@ -111,6 +111,9 @@ fn previous_versions_list_the_points_a_file_was_in_and_bring_back_a_deleted_one(
     );
     let listing = pc.run_ok(&format!("ls {before_edit}\\*"));
     assert!(!listing.contains("folder"), "not made yet then: {listing}");
+    // And doctor, reading the very settings smbd runs with, finds nothing wrong.
+    let (_, check) = doctor_on(&env, samba.conf());
+    assert_eq!(check["ok"], true, "{check:#}");
 }
 
 #[test]
@@ -179,3 +182,96 @@ fn a_samba_user_without_read_permission_gets_access_denied_for_its_versions() {
     }
 }
 
+/// `undelete doctor --json` reading the Samba settings in `conf`: the exit code and
+/// the `previous_versions` check.
+fn doctor_on(env: &TestEnv, conf: &Path) -> (bool, serde_json::Value) {
+    let out = env
+        .command()
+        .args(["doctor", "--json"])
+        .env("UNDELETE_SMB_CONF", conf)
+        .output()
+        .expect("run undelete doctor");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", output_text(&out)));
+    let check = answer["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "previous_versions")
+        .unwrap_or_else(|| panic!("no previous_versions check: {answer:#}"))
+        .clone();
+    (out.status.success(), check)
+}
+
+#[test]
+fn doctor_says_whether_office_users_can_bring_back_files_from_explorer() {
+    let test = "doctor_says_whether_office_users_can_bring_back_files_from_explorer";
+    if !Path::new("/usr/bin/testparm").exists() {
+        eprintln!("SKIPPED {test}: testparm is not installed (package samba-common-bin)");
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.write("a.txt", "a");
+    env.sync();
+    let conf = env.root.join("smb.conf");
+    let share = format!("[office]\n  path = {}\n", env.share.display());
+    let mount_dir = env.root.join("mnt");
+    fs::create_dir_all(&mount_dir).unwrap();
+
+    // A share without Previous Versions: protection works, and doctor says how to offer them.
+    fs::write(&conf, &share).unwrap();
+    let (_, check) = doctor_on(&env, &conf);
+    let message = check["message"].as_str().unwrap();
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert!(
+        message.contains("[office]") && message.contains("does not offer Previous Versions"),
+        "{check:#}"
+    );
+    assert!(message.contains("samba-config"), "{check:#}");
+
+    // Set up as printed, but the vault is not mounted where Samba looks.
+    fs::write(&conf, format!("{share}{}", share_lines(&env, &mount_dir))).unwrap();
+    let (passed, check) = doctor_on(&env, &conf);
+    assert!(!passed, "{check:#}");
+    assert_eq!(check["ok"], false, "{check:#}");
+    assert!(
+        check["message"].as_str().unwrap().contains("not mounted"),
+        "{check:#}"
+    );
+    assert!(
+        check["fix"].as_str().unwrap().contains("mount"),
+        "{check:#}"
+    );
+    assert!(
+        !check["commands"].to_string().contains("samba-config"),
+        "its lines are right: {check:#}"
+    );
+    let Some(mount) = Mount::start(&env, test) else {
+        return;
+    };
+
+    // Mounted: office users can help themselves.
+    let (_, check) = doctor_on(&env, &conf);
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains("offers Previous Versions"),
+        "{check:#}"
+    );
+
+    // Pointed at another folder than the mount: named, with the lines to use.
+    let elsewhere = share_lines(&env, &env.root.join("elsewhere"));
+    fs::write(&conf, format!("{share}{elsewhere}")).unwrap();
+    let (passed, check) = doctor_on(&env, &conf);
+    assert!(!passed, "{check:#}");
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains("shadow:snapdir"), "{check:#}");
+    assert!(
+        check["commands"].to_string().contains("samba-config"),
+        "{check:#}"
+    );
+    drop(mount);
+}

@@ -173,6 +173,11 @@ impl Samba {
         }
     }
 
+    /// Its settings file, as `testparm` would read it.
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+
     /// What smbd wrote to its log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("smbd.out")).unwrap_or_default()
