@@ -1,9 +1,10 @@
-//! `undelete install-service`: puts the systemd unit, an example settings file
-//! and the vault folder in place, and says what is left to do.
+//! `undelete install-service`: puts the systemd units (the service, and the mount
+//! for Previous Versions), an example settings file and the vault folder in place,
+//! and says what is left to do.
 //!
 //! Plan, then execute: `plan` looks at what is already there, `execute` writes.
 //! The settings file is never overwritten, so installing again (after an
-//! upgrade) keeps the customer's settings; the unit is ours and is replaced,
+//! upgrade) keeps the customer's settings; the units are ours and are replaced,
 //! but one that differs from ours (edited by hand) is kept beside it first.
 //! systemctl is run only for the real system (`--root /` with systemd running);
 //! for any other root the commands are printed, to be run on that system.
@@ -21,10 +22,11 @@ use crate::words::display_path;
 
 /// The systemd unit, one source with `contrib/`.
 pub const UNIT: &str = include_str!("../../contrib/undelete.service");
+/// The mount's own unit (see its comments for why it is not part of the service).
+pub const MOUNT_UNIT: &str = include_str!("../../contrib/undelete-mount.service");
 /// The commented example settings, one source with `docs/`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../docs/config.example.toml");
 
-const UNIT_PATH: &str = "etc/systemd/system/undelete.service";
 const CONFIG_PATH: &str = "etc/undelete/config.toml";
 const VAULT_PATH: &str = "var/lib/undelete";
 /// Where the unit's ExecStart looks for the program.
@@ -41,11 +43,8 @@ pub struct InstallArgs {
 /// What installing will do, decided before anything is written.
 #[derive(Debug)]
 struct InstallPlan {
-    unit: PathBuf,
-    unit_existed: bool,
-    /// An installed unit that differs from ours (edited by hand, or older) is copied
-    /// here before ours replaces it.
-    unit_kept_as: Option<PathBuf>,
+    /// The service's unit, then the mount's.
+    units: Vec<UnitPlan>,
     config: PathBuf,
     /// False when a settings file is there already: it is kept as it is.
     write_config: bool,
@@ -65,21 +64,55 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One systemd unit to write.
+#[derive(Debug)]
+struct UnitPlan {
+    path: PathBuf,
+    text: &'static str,
+    /// Its name for `systemctl`.
+    name: &'static str,
+    /// What it is, in the summary.
+    what: &'static str,
+    existed: bool,
+    /// An installed unit that differs from ours (edited by hand, or older) is copied
+    /// here before ours replaces it.
+    kept_as: Option<PathBuf>,
+}
+
+impl UnitPlan {
+    fn new(root: &Path, name: &'static str, text: &'static str, what: &'static str) -> Self {
+        let path = root.join(format!("etc/systemd/system/{name}.service"));
+        let differs = fs::read(&path).is_ok_and(|installed| installed != text.as_bytes());
+        Self {
+            existed: path.exists(),
+            kept_as: differs.then(|| free_backup_name(&path)),
+            path,
+            text,
+            name,
+            what,
+        }
+    }
+}
+
 fn plan(root: &Path) -> InstallPlan {
-    let unit = root.join(UNIT_PATH);
     let config = root.join(CONFIG_PATH);
     let vault = root.join(VAULT_PATH);
     let program = root.join(PROGRAM_PATH);
     let is_system = root == Path::new("/");
-    let differs = fs::read(&unit).is_ok_and(|installed| installed != UNIT.as_bytes());
     InstallPlan {
-        unit_existed: unit.exists(),
-        unit_kept_as: differs.then(|| free_backup_name(&unit)),
+        units: vec![
+            UnitPlan::new(root, "undelete", UNIT, "the service"),
+            UnitPlan::new(
+                root,
+                "undelete-mount",
+                MOUNT_UNIT,
+                "the mount for Previous Versions, off until enabled",
+            ),
+        ],
         write_config: !config.exists(),
         create_vault: !vault.exists(),
         program_missing: (!program.exists()).then_some(program),
         run_systemctl: is_system && Path::new("/run/systemd/system").is_dir(),
-        unit,
         config,
         vault,
     }
@@ -104,16 +137,18 @@ fn free_backup_name(unit: &Path) -> PathBuf {
 }
 
 fn execute(plan: &InstallPlan) -> anyhow::Result<()> {
-    if let Some(backup) = &plan.unit_kept_as {
-        fs::copy(&plan.unit, backup).with_context(|| {
-            format!(
-                "cannot keep {} as {}",
-                plan.unit.display(),
-                backup.display()
-            )
-        })?;
+    for unit in &plan.units {
+        if let Some(backup) = &unit.kept_as {
+            fs::copy(&unit.path, backup).with_context(|| {
+                format!(
+                    "cannot keep {} as {}",
+                    unit.path.display(),
+                    backup.display()
+                )
+            })?;
+        }
+        write_unit(&unit.path, unit.text)?;
     }
-    write_unit(&plan.unit)?;
     if plan.write_config {
         write_config(&plan.config)?;
     }
@@ -124,12 +159,12 @@ fn execute(plan: &InstallPlan) -> anyhow::Result<()> {
 }
 
 /// Written beside and renamed over, so systemd never reads half a unit.
-fn write_unit(path: &Path) -> anyhow::Result<()> {
+fn write_unit(path: &Path, text: &str) -> anyhow::Result<()> {
     let parent = parent_of(path);
     fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    tmp.write_all(UNIT.as_bytes())?;
+    tmp.write_all(text.as_bytes())?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o644))?;
     tmp.persist(path)
@@ -194,17 +229,21 @@ fn this_program() -> String {
 
 fn summary(plan: &InstallPlan, reloaded: bool) -> String {
     let mut out = String::from("Installed:\n");
-    let verb = if plan.unit_existed { "updated" } else { "new" };
-    out.push_str(&format!(
-        "  {}  (the service, {verb})\n",
-        display_path(&plan.unit)
-    ));
-    if let Some(backup) = &plan.unit_kept_as {
+    for unit in &plan.units {
+        let verb = if unit.existed { "updated" } else { "new" };
         out.push_str(&format!(
-            "  {}  (the unit that was there, kept: put lasting changes in \
-             `sudo systemctl edit undelete` instead)\n",
-            display_path(backup)
+            "  {}  ({}, {verb})\n",
+            display_path(&unit.path),
+            unit.what
         ));
+        if let Some(backup) = &unit.kept_as {
+            out.push_str(&format!(
+                "  {}  (the unit that was there, kept: put lasting changes in \
+                 `sudo systemctl edit {}` instead)\n",
+                display_path(backup),
+                unit.name
+            ));
+        }
     }
     if plan.write_config {
         out.push_str(&format!(
@@ -260,6 +299,16 @@ fn summary(plan: &InstallPlan, reloaded: bool) -> String {
     steps.push((
         "Check that protection works:".into(),
         vec!["sudo undelete doctor"],
+    ));
+    steps.push((
+        "If office users should find older versions in Explorer (Previous\n     \
+         Versions of a Samba share): start the mount, then add the lines\n     \
+         samba-config prints to each share in /etc/samba/smb.conf:"
+            .into(),
+        vec![
+            "sudo systemctl enable --now undelete-mount",
+            "sudo undelete samba-config",
+        ],
     ));
     for (n, (words, commands)) in steps.iter().enumerate() {
         out.push_str(&format!("  {}. {words}\n", n + 1));

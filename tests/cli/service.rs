@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use crate::common::*;
 
 const UNIT: &str = include_str!("../../contrib/undelete.service");
+const MOUNT_UNIT: &str = include_str!("../../contrib/undelete-mount.service");
 const EXAMPLE: &str = include_str!("../../docs/config.example.toml");
 
 fn install(root: &Path) -> Output {
@@ -40,6 +41,17 @@ fn install_service_puts_the_unit_settings_and_vault_in_place() {
     let unit = root.join("etc/systemd/system/undelete.service");
     assert_eq!(fs::read_to_string(&unit).unwrap(), UNIT);
     assert_eq!(mode(&unit), 0o644);
+    let mount_unit = root.join("etc/systemd/system/undelete-mount.service");
+    assert_eq!(fs::read_to_string(&mount_unit).unwrap(), MOUNT_UNIT);
+    assert_eq!(mode(&mount_unit), 0o644);
+    // Previous Versions are offered, not switched on: the reader is told how.
+    let mount_step = shown
+        .find("sudo systemctl enable --now undelete-mount")
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        shown[mount_step..].contains("sudo undelete samba-config"),
+        "{shown}"
+    );
     let config = root.join("etc/undelete/config.toml");
     assert_eq!(fs::read_to_string(&config).unwrap(), EXAMPLE);
     assert_eq!(mode(&config), 0o600, "the settings may hold a secret");
@@ -143,27 +155,26 @@ fn the_unit_passes_systemd_analyze_verify() {
     assert!(version.status.success());
     let root = tempfile::tempdir().unwrap();
     install(root.path());
-    // verify insists the program exists: point the unit at the binary under test.
-    let unit = fs::read_to_string(root.path().join("etc/systemd/system/undelete.service"))
-        .unwrap()
-        .replace("/usr/local/bin/undelete", BIN);
-    let path = root.path().join("undelete.service");
-    fs::write(&path, unit).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    // Unknown or misspelt settings are only warnings, and the exit code stays 0.
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let about_ours: Vec<&str> = said
-        .lines()
-        .filter(|l| l.contains("undelete.service"))
-        .collect();
-    assert!(about_ours.is_empty(), "{}", output_text(&out));
+    for name in ["undelete.service", "undelete-mount.service"] {
+        // verify insists the program exists: point the unit at the binary under test.
+        let unit = fs::read_to_string(root.path().join("etc/systemd/system").join(name))
+            .unwrap()
+            .replace("/usr/local/bin/undelete", BIN);
+        let path = root.path().join(name);
+        fs::write(&path, unit).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", output_text(&out));
+        // Unknown or misspelt settings are only warnings, and the exit code stays 0.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let about_ours: Vec<&str> = said.lines().filter(|l| l.contains(name)).collect();
+        assert!(about_ours.is_empty(), "{}", output_text(&out));
+    }
 }
