@@ -91,10 +91,10 @@ pub fn samba_config(
             "# Previous Versions for the share of {} (undelete samba-config).",
             crate::words::display_path(share)
         );
-        println!(
-            "# Add to its [section] in /etc/samba/smb.conf (a share with vfs objects of its own"
-        );
-        println!("# lists them all on one line), then: sudo smbcontrol all reload-config");
+        println!("# Add to the share's [section] in /etc/samba/smb.conf, then run");
+        println!("#   sudo smbcontrol all reload-config");
+        println!("# A share with vfs objects of its own keeps them, on one line:");
+        println!("#   vfs objects = acl_xattr shadow_copy2");
         print!("{}", samba::config_lines(share, &mount_dir));
     }
     Ok(ExitCode::SUCCESS)

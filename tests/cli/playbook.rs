@@ -144,6 +144,9 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     term.send("\x03");
     screens.add("not-running", &term.finish().1);
 
+    // The lines a share needs for Previous Versions, as the technician prints them.
+    screens.add("samba-config", &env.run_ok(&["samba-config", "/srv/share"]));
+
     screens.check_playbook();
 }
 
