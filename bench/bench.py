@@ -14,6 +14,8 @@ Sections (all by default, or pick with --only):
   catchup   rm -rf of many small files: from the end of rm until `undelete sync` returns
   window    the loss window: files deleted N ms after they are written
   big       daemon memory and idle CPU with a million files indexed, and index queries
+  mount     listing a point in time of a 10,000-file folder through `undelete mount`
+            (what Samba's Previous Versions asks for), vs listing the live folder
 """
 
 import argparse
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 
-SECTIONS = ["protect", "restore", "xfs", "catchup", "window", "big"]
+SECTIONS = ["protect", "restore", "xfs", "catchup", "window", "big", "mount"]
 
 
 def log(msg):
@@ -485,6 +487,62 @@ class Bench:
         shutil.rmtree(share, ignore_errors=True)
         shutil.rmtree(self.path("big-vault"), ignore_errors=True)
 
+    def mount(self):
+        """`ls -l` (a name and a stat of each entry, as Samba asks) of one folder of
+        10,000 files at a point in time, on a fresh mount: the first listing, from the
+        index, then the second, from the mount's cache. Beside it the live folder."""
+        share = self.path("mount")
+        n = self.args.mount_files
+        folder = os.path.join(share, "big-folder")
+        make_small_tree(folder, n, per_dir=n)
+        folder = os.path.join(folder, "dir0000")
+        # One more deletion, so there is a point in time (just before it) to list.
+        with open(os.path.join(share, "gone.txt"), "w") as f:
+            f.write("gone")
+        vault = self.path("mount-vault")
+        daemon = Daemon(self.bin, vault, share, self.path("mount.log"))
+        daemon.sync()
+        time.sleep(1.1)  # the point names a whole second: the deletion must be in a later one
+        os.remove(os.path.join(share, "gone.txt"))
+        daemon.sync()
+        live = timed(["ls", "-l", "--", folder], cold=True)
+        mnt = self.path("mnt")
+        os.makedirs(mnt)
+        runs = []
+        for _ in range(3):
+            proc = subprocess.Popen(
+                [self.bin, "--vault", vault, "mount", mnt],
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.path("mount-fs.log"), "ab"),
+            )
+            while not os.path.ismount(mnt):
+                if proc.poll() is not None:
+                    raise RuntimeError("undelete mount exited; see mount-fs.log")
+                time.sleep(0.01)
+            point = sorted(p for p in os.listdir(mnt) if p.startswith("@GMT-"))[-1]
+            inside = os.path.join(mnt, point, folder.lstrip("/"))
+            first = timed(["ls", "-l", "--", inside], cold=True)
+            again = timed(["ls", "-l", "--", inside])
+            listed = len(os.listdir(inside))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            runs.append((first, again))
+        if listed != n:
+            raise RuntimeError(f"the point in time lists {listed:,} files, not {n:,}")
+        first = min(r[0] for r in runs)
+        again = min(r[1] for r in runs)
+        # The live folder's own `ls -l` goes in the comparison column.
+        self.table.add(
+            f"ls -l of a point in time of a {n:,}-file folder (mount, first listing)",
+            first,
+            live,
+            note="best of 3 fresh mounts, cold cache; beside it `ls -l` of the live folder",
+        )
+        self.table.add("…the same listed again (kept by the mount)", again)
+        daemon.stop()
+        shutil.rmtree(share, ignore_errors=True)
+        shutil.rmtree(vault, ignore_errors=True)
+
     def machine(self):
         fs = subprocess.run(
             ["df", "-T", self.work], capture_output=True, text=True
@@ -507,6 +565,8 @@ def main():
                    help="files in the big index (default 1000000)")
     p.add_argument("--index-dirs", type=int, default=None,
                    help="folders they are in (default: a tenth of --index-files)")
+    p.add_argument("--mount-files", type=int, default=10_000,
+                   help="files in the folder listed through the mount (default 10000)")
     p.add_argument("--window-files", type=int, default=50,
                    help="files written and deleted per loss-window step (default 50)")
     p.add_argument("--quick", action="store_true",
