@@ -169,4 +169,63 @@ mod tests {
             assert!(point.as_of() >= first_at - 2 * SECOND, "{first_at}");
         }
     }
+
+    #[test]
+    fn hours_with_changes_then_one_a_day_back_to_the_retention_period_newest_first() {
+        use crate::index::tests::file;
+        use std::path::{Path, PathBuf};
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.db")).unwrap();
+        let root = index.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        // 2026-05-01 10:30:00 UTC.
+        let now = 1_777_631_400 * SECOND;
+        let at = |secs_ago: i64| now - secs_ago * SECOND;
+        for (n, seen) in [
+            at(30 * 60),   // this hour: not over, no point
+            at(90 * 60),   // 09:00
+            at(100 * 60),  // 08:50
+            at(47 * HOUR), // the oldest hour still listed one by one
+            at(50 * HOUR), // before that: days only
+            at(400 * DAY), // beyond the retention period and the day limit
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = format!("/s/f{n}");
+            index
+                .insert_version(Path::new(&path), root, &file(n as u8 + 1, 10), seen)
+                .unwrap();
+        }
+        let names = |keep_days: i64| -> Vec<String> {
+            points(&index, now, keep_days * DAY * SECOND)
+                .unwrap()
+                .into_iter()
+                .map(Point::name)
+                .collect()
+        };
+        let listed = names(30);
+        // 09:00 and 08:50 are two hours; 10:00 is the one going on.
+        assert_eq!(
+            listed[..3],
+            [
+                "@GMT-2026.05.01-09.59.59",
+                "@GMT-2026.05.01-08.59.59",
+                "@GMT-2026.04.29-11.59.59"
+            ],
+            "{listed:?}"
+        );
+        // The hourly list ends 48 hours back (2026-04-29 10:00); days start before it,
+        // one each, changed or not, back to 30 days before now.
+        assert_eq!(listed[3], "@GMT-2026.04.28-23.59.59", "{listed:?}");
+        assert_eq!(listed.last().unwrap(), "@GMT-2026.04.01-23.59.59");
+        assert_eq!(listed.len(), 3 + 28, "{listed:?}");
+        let mut sorted = listed.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.dedup();
+        assert_eq!(sorted, listed, "newest first, each once");
+        // A year and more of retention: still bounded by the day limit.
+        let long = names(10 * 366);
+        assert_eq!(long.len(), 3 + MOST_DAYS as usize, "{}", long.len());
+        assert!(long.len() <= MOST_POINTS);
+    }
 }
