@@ -42,7 +42,7 @@ pub enum Amendment {
     /// Someone says the open alert of `kind` raised at `raised_at` needs nothing
     /// done (the deletion was wanted).
     Acknowledge {
-        kind: String,
+        kind: crate::model::AlertKind,
         raised_at: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,

@@ -234,7 +234,7 @@ pub fn undo_command(incident: &crate::model::Incident, vault: &Path) -> String {
 pub fn current_alerts(index: &Index, vault: &Path) -> Result<Vec<Alert>, IndexError> {
     let mut alerts = index.open_alerts()?;
     for alert in &mut alerts {
-        if let Some(code) = crate::model::alerted_code(&alert.kind)
+        if let Some(code) = alert.kind.incident_code()
             && let Some(incident) = index.incident_by_code(code)?
         {
             alert.message = mass_deletion_message(&incident, vault);
@@ -336,7 +336,7 @@ pub fn recent_history(
 ) -> Result<Vec<(crate::model::AlertEntry, History)>, IndexError> {
     let mut out = Vec::new();
     for entry in index.alert_entries(now - HISTORY_NS)? {
-        let Some(code) = crate::model::alerted_code(&entry.alert.kind) else {
+        let Some(code) = entry.alert.kind.incident_code() else {
             continue;
         };
         if entry

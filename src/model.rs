@@ -306,24 +306,76 @@ impl Incident {
     }
 }
 
-/// The start of a mass-deletion alert's kind; the incident code follows.
+/// The start of a mass-deletion alert's stored kind; the incident code follows.
 const MASS_DELETION: &str = "mass_deletion:";
 
-/// The kind of the alert raised for an incident.
-pub fn alert_kind(code: &str) -> String {
-    format!("{MASS_DELETION}{code}")
+/// What an alert is about. Stored in the index and the journal as `as_str` says,
+/// so journals written before and after read alike.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum AlertKind {
+    /// The inotify watch limit was reached.
+    WatchLimit,
+    /// The vault's disk is full: capture stopped.
+    VaultFull,
+    /// The settings file could not be used.
+    Settings,
+    /// A mass deletion: the incident's code.
+    MassDeletion(String),
+    /// A kind this version does not know (written by a newer one), kept as it was.
+    Other(String),
 }
 
-/// The incident code of a mass-deletion alert's kind.
-pub fn alerted_code(kind: &str) -> Option<&str> {
-    kind.strip_prefix(MASS_DELETION)
+impl AlertKind {
+    /// The stored form: `watch_limit`, `vault_full`, `settings`, `mass_deletion:CODE`.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::WatchLimit => "watch_limit".into(),
+            Self::VaultFull => "vault_full".into(),
+            Self::Settings => "settings".into(),
+            Self::MassDeletion(code) => format!("{MASS_DELETION}{code}").into(),
+            Self::Other(kind) => kind.as_str().into(),
+        }
+    }
+
+    pub fn from_stored(kind: &str) -> Self {
+        match kind {
+            "watch_limit" => Self::WatchLimit,
+            "vault_full" => Self::VaultFull,
+            "settings" => Self::Settings,
+            _ => match kind.strip_prefix(MASS_DELETION) {
+                Some(code) => Self::MassDeletion(code.to_owned()),
+                None => Self::Other(kind.to_owned()),
+            },
+        }
+    }
+
+    /// The incident code of a mass-deletion alert.
+    pub fn incident_code(&self) -> Option<&str> {
+        match self {
+            Self::MassDeletion(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for AlertKind {
+    fn from(kind: String) -> Self {
+        Self::from_stored(&kind)
+    }
+}
+
+impl From<AlertKind> for String {
+    fn from(kind: AlertKind) -> Self {
+        kind.as_str().into_owned()
+    }
 }
 
 /// An alert raised by the daemon, shown by `status` until cleared.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {
     pub id: i64,
-    pub kind: String,
+    pub kind: AlertKind,
     pub message: String,
     pub raised_at: i64,
     pub cleared_at: Option<i64>,

@@ -12,6 +12,8 @@ use crate::clock;
 use crate::config::Config;
 use crate::incident::{self, AlertEvent};
 use crate::index::Index;
+use crate::index::MetaKey;
+use crate::model::AlertKind;
 use crate::model::{AlertEntry, AlertState, Incident};
 use crate::words::{json_path, wrap};
 
@@ -122,7 +124,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 
 /// The incident of a mass-deletion alert, as it is now.
 fn incident_of(index: &Index, entry: &AlertEntry) -> anyhow::Result<Option<Incident>> {
-    Ok(match crate::model::alerted_code(&entry.alert.kind) {
+    Ok(match entry.alert.kind.incident_code() {
         Some(code) => index.incident_by_code(code)?,
         None => None,
     })
@@ -163,7 +165,7 @@ fn entry_json(
     };
     json!({
         "id": a.id,
-        "kind": incident.map_or(a.kind.as_str(), |_| "mass_deletion"),
+        "kind": incident.map_or(a.kind.as_str(), |_| "mass_deletion".into()),
         "state": state,
         "raised_at": clock::rfc3339(a.raised_at),
         "closed_at": a.cleared_at.map(clock::rfc3339),
@@ -196,7 +198,7 @@ fn ack(
     let chosen: Vec<&AlertEntry> = match id {
         _ if all => open
             .iter()
-            .filter(|e| crate::model::alerted_code(&e.alert.kind).is_some())
+            .filter(|e| e.alert.kind.incident_code().is_some())
             .collect(),
         Some(id) => vec![find_open(&index, &open, id)?],
         None => unreachable!("clap requires an ID or --all"),
@@ -206,7 +208,7 @@ fn ack(
         return Ok(ExitCode::SUCCESS);
     }
     for entry in chosen {
-        if entry.alert.kind == "vault_full" {
+        if entry.alert.kind == AlertKind::VaultFull {
             anyhow::bail!(
                 "alert {} (the vault disk is full) clears by itself once the disk has room \
                  again; it cannot be acknowledged",
@@ -219,7 +221,7 @@ fn ack(
             note: note.clone(),
         };
         crate::amend::make(&vault, &amendment)?;
-        let what = match crate::model::alerted_code(&entry.alert.kind) {
+        let what = match entry.alert.kind.incident_code() {
             Some(code) => format!("the mass deletion of incident {code}"),
             None => format!("alert {}", entry.alert.id),
         };
@@ -246,7 +248,7 @@ fn find_open<'a>(
                 .ok_or_else(|| {
                     anyhow::anyhow!("no incident has the code {code} (see: undelete incidents)")
                 })?;
-            let kind = crate::model::alert_kind(&code);
+            let kind = AlertKind::MassDeletion(code);
             open.iter().find(|e| e.alert.kind == kind)
         }
     };
@@ -319,9 +321,9 @@ fn note_delivery(config: &Config, delivery: &crate::watch::alert::Delivery) {
         return;
     };
     let key = if delivery.error.is_some() {
-        "email_failed"
+        MetaKey::EmailFailed
     } else {
-        "email_sent"
+        MetaKey::EmailSent
     };
     let _ = index.set_meta(key, &serde_json::to_string(delivery).unwrap_or_default());
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::config::Retention;
 use crate::control;
 use crate::index::Index;
+use crate::index::MetaKey;
 use crate::retention::{self, PurgePlan, Why};
 use crate::vault::LockError;
 use crate::words::{bytes, count, display_path};
@@ -73,7 +74,7 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
 
 /// The retention rules the daemon last recorded, if any.
 fn service_rules(index: &Index) -> anyhow::Result<Option<Retention>> {
-    let Some(settings) = index.meta("settings")? else {
+    let Some(settings) = index.meta(MetaKey::Settings)? else {
         return Ok(None);
     };
     let settings: serde_json::Value = serde_json::from_str(&settings)?;

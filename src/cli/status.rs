@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::clock;
 use crate::config::Config;
 use crate::control;
+use crate::index::MetaKey;
 use crate::words::{bytes, count, display_path, files, wrap};
 
 /// Protection is off (see `STATUS_EXIT_CODES`).
@@ -39,8 +40,8 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             crate::incident::current_alerts(index, vault.root())?,
             // Alerts that ended (everything back, or the deletion was wanted): history now.
             crate::incident::recent_history(index, now)?,
-            meta_time("daemon_started_at")?,
-            meta_time("settings_read_at")?,
+            meta_time(MetaKey::DaemonStartedAt)?,
+            meta_time(MetaKey::SettingsReadAt)?,
         ))
     })?;
     let free = crate::vault::free_space(vault.root());

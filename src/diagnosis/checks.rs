@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::clock;
+use crate::model::AlertKind;
 use crate::words::{bytes, count, display_path, files};
 
 impl Started {
@@ -184,7 +185,8 @@ pub(super) fn watch_check(facts: &Facts, rec: &Recorded) -> Check {
     // Raised by the daemon's current run: older ones were fixed by a restart.
     let hit = facts.daemon_running
         && rec.alerts.iter().any(|a| {
-            a.kind == "watch_limit" && rec.started_at.is_none_or(|start| a.raised_at >= start)
+            a.kind == AlertKind::WatchLimit
+                && rec.started_at.is_none_or(|start| a.raised_at >= start)
         });
     let Some(limit) = facts.watch_limit else {
         return Check::ok(
@@ -283,7 +285,7 @@ pub(super) fn vault_space_check(facts: &Facts) -> Check {
         .recorded
         .iter()
         .flat_map(|r| &r.alerts)
-        .find(|a| a.kind == "vault_full");
+        .find(|a| a.kind == AlertKind::VaultFull);
     let Some(disk) = facts.disk else {
         return Check::ok(
             name,
@@ -509,7 +511,7 @@ pub(super) fn alerts_check(facts: &Facts, rec: &Recorded) -> Check {
     let recent: Vec<&Alert> = rec
         .alerts
         .iter()
-        .filter(|a| !matches!(a.kind.as_str(), "watch_limit" | "vault_full"))
+        .filter(|a| !matches!(a.kind, AlertKind::WatchLimit | AlertKind::VaultFull))
         .filter(|a| facts.now - a.raised_at <= RECENT_ALERTS)
         .collect();
     let Some(newest) = recent.first() else {

@@ -12,6 +12,7 @@ use super::{
 use crate::clock;
 use crate::config::Config;
 use crate::control;
+use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
 use crate::vault::Vault;
 use crate::watch::alert::Delivery;
@@ -147,13 +148,13 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
     }
     let totals = index.totals()?;
     let settings: Value = index
-        .meta("settings")?
+        .meta(MetaKey::Settings)?
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let meta_time = |key: &str| -> Result<Option<i64>, IndexError> {
+    let meta_time = |key: MetaKey| -> Result<Option<i64>, IndexError> {
         Ok(index.meta(key)?.and_then(|s| s.parse().ok()))
     };
-    let delivery = |key: &str| -> Result<Option<Delivery>, IndexError> {
+    let delivery = |key: MetaKey| -> Result<Option<Delivery>, IndexError> {
         Ok(index.meta(key)?.and_then(|s| serde_json::from_str(&s).ok()))
     };
     Ok(Recorded {
@@ -172,11 +173,13 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
             .unwrap_or_default(),
         max_file_size: settings["max_file_size"].as_u64(),
         last_capture: totals.last_capture,
-        started_at: meta_time("daemon_started_at")?,
-        last_alive: meta_time("last_alive")?,
-        email_sent: delivery("email_sent")?,
-        email_failed: delivery("email_failed")?,
-        watch_limit_hit: index.meta("watch_limit_hit")?.and_then(|s| s.parse().ok()),
+        started_at: meta_time(MetaKey::DaemonStartedAt)?,
+        last_alive: meta_time(MetaKey::LastAlive)?,
+        email_sent: delivery(MetaKey::EmailSent)?,
+        email_failed: delivery(MetaKey::EmailFailed)?,
+        watch_limit_hit: index
+            .meta(MetaKey::WatchLimitHit)?
+            .and_then(|s| s.parse().ok()),
         alerts: crate::incident::current_alerts(index, vault)?,
     })
 }

@@ -140,7 +140,7 @@ fn a_watch_limit_alert_counts_only_from_the_current_run() {
     let mut facts = healthy();
     let alert = |raised_at| Alert {
         id: 1,
-        kind: "watch_limit".into(),
+        kind: crate::model::AlertKind::WatchLimit,
         message: "limit reached".into(),
         raised_at,
         cleared_at: None,
@@ -156,7 +156,7 @@ fn old_mass_deletion_alerts_are_history() {
     let mut facts = healthy();
     recorded(&mut facts).alerts = vec![Alert {
         id: 1,
-        kind: "mass_deletion:K7Q-4MD".into(),
+        kind: crate::model::AlertKind::MassDeletion("K7Q-4MD".into()),
         message: "Mass deletion: 600 files. To bring them back: undelete restore".into(),
         raised_at: NOW - 8 * DAY,
         cleared_at: None,

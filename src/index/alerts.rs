@@ -4,14 +4,15 @@ use rusqlite::params;
 
 use super::{Index, Result, path_from_bytes};
 use crate::journal::Record;
-use crate::model::{Alert, AlertEntry, AlertState};
+use crate::model::{Alert, AlertEntry, AlertKind, AlertState};
 
 impl Index {
     /// Raises an alert of `kind` unless one of that kind is already open.
-    pub fn raise_alert(&self, kind: &str, message: &str, now: i64) -> Result<bool> {
+    pub fn raise_alert(&self, kind: &AlertKind, message: &str, now: i64) -> Result<bool> {
+        let kind = kind.as_str().into_owned();
         let open: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
-            [kind],
+            [&kind],
             |r| r.get(0),
         )?;
         if open {
@@ -21,22 +22,23 @@ impl Index {
         }
         let _r = self.record(|| {
             Ok(Record::Alert {
-                kind: kind.to_owned(),
+                kind: kind.clone(),
                 message: message.to_owned(),
                 at: now,
             })
         })?;
         self.conn.execute(
             "INSERT INTO alerts (kind, message, raised_at) VALUES (?1, ?2, ?3)",
-            params![kind, message, now],
+            params![&kind, message, now],
         )?;
         Ok(true)
     }
 
-    pub fn clear_alert(&self, kind: &str, now: i64) -> Result<()> {
+    pub fn clear_alert(&self, kind: &AlertKind, now: i64) -> Result<()> {
+        let kind = kind.as_str().into_owned();
         let _r = self.record(|| {
             Ok(Record::AlertCleared {
-                kind: kind.to_owned(),
+                kind: kind.clone(),
                 at: now,
             })
         })?;
@@ -44,7 +46,7 @@ impl Index {
             .prepare_cached(
                 "UPDATE alerts SET cleared_at = ?2 WHERE kind = ?1 AND cleared_at IS NULL",
             )?
-            .execute(params![kind, now])?;
+            .execute(params![&kind, now])?;
         Ok(())
     }
 
@@ -52,15 +54,16 @@ impl Index {
     /// done (the deletion was wanted). Returns whether there was such an alert.
     pub fn acknowledge_alert(
         &self,
-        kind: &str,
+        kind: &AlertKind,
         raised_at: i64,
         note: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        let kind = kind.as_str().into_owned();
         let open: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM alerts
                  WHERE kind = ?1 AND raised_at = ?2 AND cleared_at IS NULL)",
-            params![kind, raised_at],
+            params![&kind, raised_at],
             |r| r.get(0),
         )?;
         if !open {
@@ -68,7 +71,7 @@ impl Index {
         }
         let _r = self.record(|| {
             Ok(Record::Acknowledged {
-                kind: kind.to_owned(),
+                kind: kind.clone(),
                 raised_at,
                 note: note.map(str::to_owned),
                 at: now,
@@ -78,7 +81,7 @@ impl Index {
             "UPDATE alerts SET cleared_at = ?3, acknowledged_at = ?3,
                  closed_how = 'acknowledged', note = ?4
              WHERE kind = ?1 AND raised_at = ?2 AND cleared_at IS NULL",
-            params![kind, raised_at, now, note],
+            params![&kind, raised_at, now, note],
         )?;
         Ok(n > 0)
     }
@@ -91,7 +94,7 @@ impl Index {
         let rows = stmt.query_map([], |r| {
             Ok(Alert {
                 id: r.get(0)?,
-                kind: r.get(1)?,
+                kind: AlertKind::from_stored(&r.get::<_, String>(1)?),
                 message: r.get(2)?,
                 raised_at: r.get(3)?,
                 cleared_at: r.get(4)?,
@@ -125,7 +128,7 @@ impl Index {
             Ok(AlertEntry {
                 alert: Alert {
                     id: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: AlertKind::from_stored(&r.get::<_, String>(1)?),
                     message: r.get(2)?,
                     raised_at: r.get(3)?,
                     cleared_at,
@@ -140,15 +143,22 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use crate::index::tests::*;
+    use crate::model::AlertKind;
 
     #[test]
     fn raising_an_alert_already_open_writes_nothing_more_to_the_journal() {
         let (dir, ix, _) = journaled_index();
         let log = dir.path().join("journal").join("000001.log");
-        assert!(ix.raise_alert("watch_limit", "the limit", 1).unwrap());
+        assert!(
+            ix.raise_alert(&AlertKind::WatchLimit, "the limit", 1)
+                .unwrap()
+        );
         let once = std::fs::metadata(&log).unwrap().len();
         for at in 2..50 {
-            assert!(!ix.raise_alert("watch_limit", "the limit", at).unwrap());
+            assert!(
+                !ix.raise_alert(&AlertKind::WatchLimit, "the limit", at)
+                    .unwrap()
+            );
         }
         assert_eq!(std::fs::metadata(&log).unwrap().len(), once);
     }

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Index, NO_INCIDENT, Result, path_bytes, path_from_bytes};
 use crate::journal::Record;
+use crate::model::AlertKind;
 use crate::model::EntryKind;
 
 impl Index {
@@ -266,8 +267,12 @@ impl Index {
                  WHERE id = ?2",
             )?
             .execute(params![absorbed, into.id])?;
-        let kind = crate::model::alert_kind(&into.code);
-        let theirs = crate::model::alert_kind(absorbed_code);
+        let kind = AlertKind::MassDeletion(into.code.clone())
+            .as_str()
+            .into_owned();
+        let theirs = AlertKind::MassDeletion(absorbed_code.to_owned())
+            .as_str()
+            .into_owned();
         let has_own: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
             [&kind],
@@ -548,8 +553,12 @@ mod tests {
                 .len(),
             2
         );
-        ix.raise_alert(&crate::model::alert_kind("BBB-BBB"), "m", 1)
-            .unwrap();
+        ix.raise_alert(
+            &crate::model::AlertKind::MassDeletion("BBB-BBB".into()),
+            "m",
+            1,
+        )
+        .unwrap();
         // The rm -rf reached the folder holding both.
         ix.mark_removed(Path::new("/srv/share/p"), true, &gone(11_000_000_000))
             .unwrap();
@@ -564,7 +573,10 @@ mod tests {
         );
         // The alert told under the other code goes on under the one that stays.
         let open = ix.open_alerts().unwrap();
-        assert_eq!(open[0].kind, crate::model::alert_kind("AAA-AAA"));
+        assert_eq!(
+            open[0].kind,
+            crate::model::AlertKind::MassDeletion("AAA-AAA".into())
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Index, NO_INCIDENT, Result, path_bytes, path_from_bytes};
 use crate::journal::Record;
+use crate::model::AlertKind;
 use crate::model::Incident;
 use crate::words::JsonPath;
 
@@ -228,7 +229,7 @@ impl Index {
                 "UPDATE alerts SET cleared_at = ?2, closed_how = 'resolved', report = ?3
                  WHERE kind = ?1 AND cleared_at IS NULL",
                 params![
-                    crate::model::alert_kind(&incident.code),
+                    AlertKind::MassDeletion(incident.code.clone()).as_str(),
                     now,
                     report.map(path_bytes)
                 ],
@@ -262,8 +263,12 @@ mod tests {
             ix.mark_removed(Path::new(p), false, &gone(100)).unwrap();
         }
         let id = ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap()[0];
-        ix.raise_alert(&crate::model::alert_kind("K7Q-4MD"), "m", 101)
-            .unwrap();
+        ix.raise_alert(
+            &crate::model::AlertKind::MassDeletion("K7Q-4MD".into()),
+            "m",
+            101,
+        )
+        .unwrap();
         let report = Path::new("/v/reports/restore-1.txt");
         let a = (PathBuf::from("/srv/share/photos/a.jpg"), 100);
         assert_eq!(

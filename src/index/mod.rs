@@ -17,6 +17,8 @@ mod schema;
 mod versions;
 mod views;
 
+pub use meta::MetaKey;
+
 use schema::{MIGRATIONS, check_file};
 pub use views::ViewRows;
 
@@ -497,15 +499,19 @@ pub(crate) mod tests {
         let path = dir.path().join("index.db");
         let reader = Index::open(&path).unwrap();
         let daemon = Index::open(&path).unwrap();
-        daemon.raise_alert("settings", "a mistake", 1).unwrap();
-        daemon.set_meta("settings_read_at", "1").unwrap();
+        daemon
+            .raise_alert(&crate::model::AlertKind::Settings, "a mistake", 1)
+            .unwrap();
+        daemon.set_meta(MetaKey::SettingsReadAt, "1").unwrap();
         let (alerts, read_at) = reader
             .snapshot(|ix| {
                 let alerts = ix.open_alerts()?.len();
                 // The daemon mends its settings between the two reads.
-                daemon.clear_alert("settings", 2).unwrap();
-                daemon.set_meta("settings_read_at", "2").unwrap();
-                Ok((alerts, ix.meta("settings_read_at")?))
+                daemon
+                    .clear_alert(&crate::model::AlertKind::Settings, 2)
+                    .unwrap();
+                daemon.set_meta(MetaKey::SettingsReadAt, "2").unwrap();
+                Ok((alerts, ix.meta(MetaKey::SettingsReadAt)?))
             })
             .unwrap();
         assert_eq!((alerts, read_at.as_deref()), (1, Some("1")));

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
 use crate::model::Totals;
 use crate::vault::{LockError, Vault, WriterLock};
@@ -148,9 +149,9 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
     let replayed = replay(&plan.journal_dir, &index, &mut new_code)?;
     if let Some(at) = replayed.last_at {
         // Deletions a later scan finds happened after this, the last known change.
-        index.set_meta("last_alive", &at.to_string())?;
+        index.set_meta(MetaKey::LastAlive, &at.to_string())?;
     }
-    index.set_meta("rebuilt_at", &crate::clock::now().to_string())?;
+    index.set_meta(MetaKey::RebuiltAt, &crate::clock::now().to_string())?;
     let objects_missing = index
         .objects_with_paths()?
         .iter()

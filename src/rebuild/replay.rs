@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::ids::ObjectId;
 use crate::index::{Index, IndexError};
 use crate::journal::{self, Record};
+use crate::model::AlertKind;
 use crate::model::{EntryKind, Gone, Incomplete, Removal};
 use crate::words::JsonPath;
 
@@ -236,7 +237,7 @@ impl Replayer<'_> {
                 note,
                 at,
             } => {
-                ix.acknowledge_alert(&kind, raised_at, note.as_deref(), at)?;
+                ix.acknowledge_alert(&AlertKind::from(kind), raised_at, note.as_deref(), at)?;
             }
             Record::Alerted {
                 code,
@@ -249,9 +250,9 @@ impl Replayer<'_> {
                 ix.mark_incident_alerted(incident.id, at, tells_end)?;
             }
             Record::Alert { kind, message, at } => {
-                ix.raise_alert(&kind, &message, at)?;
+                ix.raise_alert(&AlertKind::from(kind), &message, at)?;
             }
-            Record::AlertCleared { kind, at } => ix.clear_alert(&kind, at)?,
+            Record::AlertCleared { kind, at } => ix.clear_alert(&AlertKind::from(kind), at)?,
             Record::Purged { versions, at } => {
                 for (path, object, gone_at) in versions {
                     let Ok(object) = object.parse::<ObjectId>() else {
@@ -323,7 +324,7 @@ mod tests {
         let mut codes = ["AAA-AAAA".to_owned(), "BBB-BBBB".to_owned()].into_iter();
         live.group_incidents(60_000_000_000, &mut || codes.next().unwrap())
             .unwrap();
-        live.raise_alert("vault_full", "full", 42).unwrap();
+        live.raise_alert(&AlertKind::VaultFull, "full", 42).unwrap();
         live.commit().unwrap();
 
         let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();

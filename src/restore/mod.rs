@@ -31,7 +31,7 @@ use crate::ids::ObjectId;
 use crate::index::{Index, IndexError};
 use crate::model::{EntryKind, RestoreFilter, Version};
 use crate::names;
-use crate::report::{FileResult, Outcome};
+use crate::report::{FileResult, LossReason, Outcome};
 use crate::vault::{DamageError, Vault, is_disk_full};
 use crate::words::display_path;
 
@@ -57,12 +57,8 @@ pub enum Action {
     Beside(OsString),
     /// The same content is already there (at `at`).
     AlreadyPresent { at: PathBuf },
-    /// It cannot come back. `expected` when it was never copied (a rule, a limit, too fast).
-    Lost {
-        reason: String,
-        code: &'static str,
-        expected: bool,
-    },
+    /// It cannot come back, and why.
+    Lost(LossReason),
     /// A lock file of a program, left out on purpose (see `names::is_program_lock`).
     LeftOut,
     /// A folder: created if missing, its metadata restored if this restore created it
@@ -133,7 +129,7 @@ impl RestorePlan {
                     t.beside += matches!(item.action, Action::Beside(_)) as u64;
                 }
                 Action::AlreadyPresent { .. } => t.already_present += 1,
-                Action::Lost { .. } => t.lost += 1,
+                Action::Lost(_) => t.lost += 1,
                 Action::LeftOut => t.left_out += 1,
                 Action::Folder => {}
             }
@@ -151,11 +147,7 @@ impl RestorePlan {
                 Action::AlreadyPresent { at } => {
                     result(item, Outcome::AlreadyPresent, None, Some(at.clone()))
                 }
-                Action::Lost {
-                    reason,
-                    code,
-                    expected,
-                } => lost(item, reason.clone(), code, *expected),
+                Action::Lost(why) => lost(item, why.clone()),
                 Action::LeftOut => left_out(item),
                 Action::Folder => unreachable!("folders are filtered out"),
             })
@@ -229,7 +221,7 @@ pub fn plan(
             // A protected folder that is now a planted link: its files say why, and
             // the other folders' files still come back. Its folders are not files.
             Err(_) if is_dir => continue,
-            Err(why) => (wanted, lost_action(why.clone(), "blocked", false)),
+            Err(why) => (wanted, Action::Lost(LossReason::Blocked(why.clone()))),
             // Brought back, a program's lock file says the document is still open.
             Ok((base, _))
                 if !filter.include_lock_files
@@ -308,24 +300,20 @@ fn decide(
     label: &str,
 ) -> Action {
     if let Err(problem) = safe_fs::check_relative(relative) {
-        return lost_action(problem.to_string(), "unsafe_name", false);
+        return Action::Lost(LossReason::UnsafeName(problem.to_string()));
     }
     let observed = &version.observed;
     if let Some(why) = &observed.uncaptured {
-        return lost_action(why.to_string(), why.code(), true);
+        return Action::Lost(LossReason::Uncaptured(why.clone()));
     }
     match observed.kind {
         EntryKind::Special => {
-            return lost_action(
-                "not a regular file; it cannot be restored".into(),
-                "special",
-                true,
-            );
+            return Action::Lost(LossReason::Special);
         }
         EntryKind::File => match &observed.object {
-            None => return lost_action("it was never copied".into(), "never_captured", true),
+            None => return Action::Lost(LossReason::NeverCaptured),
             Some(id) if !vault.contains(id) => {
-                return lost_action(DamageError::Missing.to_string(), "missing", false);
+                return Action::Lost(LossReason::Missing(DamageError::Missing.to_string()));
             }
             Some(_) => {}
         },
@@ -345,7 +333,7 @@ fn decide(
     for n in 1.. {
         let existing = match dirs.stat(parent, &candidate) {
             Ok(existing) => existing,
-            Err(problem) => return lost_action(problem.to_string(), "blocked", false),
+            Err(problem) => return Action::Lost(LossReason::Blocked(problem.to_string())),
         };
         let Some(existing) = existing else {
             return match (observed.kind, n) {
@@ -434,18 +422,10 @@ fn hash_at(dir: &OwnedFd, name: &OsStr) -> io::Result<ObjectId> {
     Ok(ObjectId::from_bytes(*hasher.finalize().as_bytes()))
 }
 
-fn lost_action(reason: String, code: &'static str, expected: bool) -> Action {
-    Action::Lost {
-        reason,
-        code,
-        expected,
-    }
-}
-
 fn result(
     item: &PlanItem,
     outcome: Outcome,
-    reason: Option<String>,
+    reason: Option<LossReason>,
     restored_to: Option<PathBuf>,
 ) -> FileResult {
     // Brought back, but not whole: never called recovered.
@@ -455,7 +435,7 @@ fn result(
         .incomplete
         .filter(|_| outcome == Outcome::Recovered);
     let (outcome, reason) = match incomplete {
-        Some(why) => (Outcome::Partial, Some(why.to_string())),
+        Some(why) => (Outcome::Partial, Some(LossReason::Incomplete(why))),
         None => (outcome, reason),
     };
     FileResult {
@@ -463,8 +443,6 @@ fn result(
         size: item.version.observed.size,
         outcome,
         reason,
-        reason_code: incomplete.map(|why| why.code().to_owned()),
-        expected: true,
         beside: matches!(item.action, Action::Beside(_)),
         restored_to,
         deleted_at: item.version.deleted_at,
@@ -472,23 +450,11 @@ fn result(
 }
 
 fn left_out(item: &PlanItem) -> FileResult {
-    FileResult {
-        reason_code: Some("program_lock".to_owned()),
-        ..result(
-            item,
-            Outcome::LeftOut,
-            Some("a lock file of a program, not brought back on purpose".to_owned()),
-            None,
-        )
-    }
+    result(item, Outcome::LeftOut, Some(LossReason::ProgramLock), None)
 }
 
-fn lost(item: &PlanItem, reason: String, code: &str, expected: bool) -> FileResult {
-    FileResult {
-        reason_code: Some(code.to_owned()),
-        expected,
-        ..result(item, Outcome::Lost, Some(reason), None)
-    }
+fn lost(item: &PlanItem, reason: LossReason) -> FileResult {
+    result(item, Outcome::Lost, Some(reason), None)
 }
 
 /// Reports progress: called with the number of files just finished.
@@ -541,7 +507,7 @@ pub fn execute(
     let bases: BTreeSet<&PathBuf> = plan
         .items
         .iter()
-        .filter(|i| !matches!(i.action, Action::Lost { .. } | Action::LeftOut))
+        .filter(|i| !matches!(i.action, Action::Lost(_) | Action::LeftOut))
         .map(|i| &i.base)
         .collect();
     // Folders first (shallow to deep, so each parent exists), files in parallel, then
@@ -579,7 +545,7 @@ pub fn execute(
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
     // Set once when the destination disk fills: the files not yet written say why.
-    let disk_full: OnceLock<String> = OnceLock::new();
+    let disk_full: OnceLock<LossReason> = OnceLock::new();
     let (results_ref, next, files_ref, disk_full_ref, shared) =
         (&results, &next, &files, &disk_full, &shared);
     std::thread::scope(|scope| {
@@ -598,20 +564,15 @@ pub fn execute(
                         break;
                     };
                     let outcome = match disk_full.get() {
-                        _ if stop.load(Ordering::Relaxed) => FileResult {
-                            reason_code: Some("stopped".to_owned()),
-                            ..result(
-                                item,
-                                Outcome::Stopped,
-                                Some("not restored yet: the restore was stopped".to_owned()),
-                                None,
-                            )
-                        },
-                        Some(why) => lost(item, why.clone(), "destination_full", false),
+                        _ if stop.load(Ordering::Relaxed) => {
+                            result(item, Outcome::Stopped, Some(LossReason::Stopped), None)
+                        }
+                        Some(why) => lost(item, why.clone()),
                         None => {
                             let outcome = restore_one(item, shared, &mut caches, &mut buf);
-                            if outcome.reason_code.as_deref() == Some("destination_full") {
-                                let _ = disk_full.set(outcome.reason.clone().unwrap_or_default());
+                            if let Some(why @ LossReason::DestinationFull { .. }) = &outcome.reason
+                            {
+                                let _ = disk_full.set(why.clone());
                             }
                             outcome
                         }
@@ -663,26 +624,17 @@ fn restore_one(
             return result(item, Outcome::AlreadyPresent, None, Some(at.clone()));
         }
         Action::LeftOut => return left_out(item),
-        Action::Lost {
-            reason,
-            code,
-            expected,
-        } => return lost(item, reason.clone(), code, *expected),
+        Action::Lost(why) => return lost(item, why.clone()),
         Action::Folder => unreachable!("folders are not files"),
     };
     let Some(cache) = caches.get_mut(&item.base) else {
-        return lost(
-            item,
-            "its destination folder could not be opened".into(),
-            "destination",
-            false,
-        );
+        return lost(item, LossReason::DestinationUnopened);
     };
     let parent = item.relative.parent().unwrap_or(Path::new(""));
     let dir = match cache.dir(parent, true) {
         Ok(Some(dir)) => dir,
         Ok(None) => unreachable!("created when missing"),
-        Err(problem) => return lost(item, problem.to_string(), "blocked", false),
+        Err(problem) => return lost(item, LossReason::Blocked(problem.to_string())),
     };
     let temp = names::own_name(
         names::RESTORE_TEMP,
@@ -739,12 +691,7 @@ fn restore_one(
         }
     }
     let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
-    lost(
-        item,
-        "no free name to restore it under".into(),
-        "blocked",
-        false,
-    )
+    lost(item, LossReason::NoFreeName)
 }
 
 enum Failure {
@@ -755,25 +702,15 @@ enum Failure {
 impl Failure {
     fn into_result(self, item: &PlanItem) -> FileResult {
         match self {
-            Failure::Vault(DamageError::Damaged) => {
-                lost(item, DamageError::Damaged.to_string(), "damaged", false)
-            }
-            Failure::Vault(e) => lost(item, e.to_string(), "missing", false),
+            Failure::Vault(DamageError::Damaged) => lost(item, LossReason::Damaged),
+            Failure::Vault(e) => lost(item, LossReason::Missing(e.to_string())),
             Failure::Write(e) if is_disk_full(&e) => lost(
                 item,
-                format!(
-                    "not restored because the disk at {} is full",
-                    item.base.display()
-                ),
-                "destination_full",
-                false,
+                LossReason::DestinationFull {
+                    base: item.base.clone(),
+                },
             ),
-            Failure::Write(e) => lost(
-                item,
-                format!("could not be written: {e}"),
-                "write_failed",
-                false,
-            ),
+            Failure::Write(e) => lost(item, LossReason::WriteFailed(e.to_string())),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! themselves run in `alert`). It never deletes or restores anything.
 
 use super::{Daemon, DaemonError, alert};
+use crate::index::MetaKey;
+use crate::model::AlertKind;
 use crate::model::Uncaptured;
 
 impl Daemon {
@@ -73,8 +75,11 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let message = crate::incident::mass_deletion_message(incident, self.vault.root());
         tracing::warn!("{message}");
-        self.index
-            .raise_alert(&crate::model::alert_kind(&incident.code), &message, now)?;
+        self.index.raise_alert(
+            &AlertKind::MassDeletion(incident.code.clone()),
+            &message,
+            now,
+        )?;
         self.notice(crate::incident::AlertEvent::Started, incident.clone());
         Ok(())
     }
@@ -102,9 +107,9 @@ impl Daemon {
     /// Keeps how the last alert e-mail went, and the last that failed, for `doctor`.
     pub(super) fn delivered(&mut self, delivery: &alert::Delivery) -> Result<(), DaemonError> {
         let key = if delivery.error.is_some() {
-            "email_failed"
+            MetaKey::EmailFailed
         } else {
-            "email_sent"
+            MetaKey::EmailSent
         };
         let value = serde_json::to_string(delivery).unwrap_or_default();
         self.index.set_meta(key, &value)?;
@@ -130,12 +135,13 @@ impl Daemon {
                 tracing::error!("{message}");
                 // Before anything is written down: what follows needs the room.
                 self.vault.release_reserve();
-                self.index.raise_alert("vault_full", &message, now)?;
+                self.index
+                    .raise_alert(&AlertKind::VaultFull, &message, now)?;
             }
             None if self.vault_full && copied => {
                 self.vault_full = false;
                 tracing::info!("the vault has space again; protection resumed");
-                self.index.clear_alert("vault_full", now)?;
+                self.index.clear_alert(&AlertKind::VaultFull, now)?;
             }
             _ => {}
         }

@@ -41,6 +41,7 @@ use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
 use crate::config::Retention;
+use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
 use crate::model::Root;
 use crate::vault::{LockError, Vault, VaultError, WriterLock};
@@ -170,9 +171,9 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     sweep(&vault, &index)?;
     let now = clock::now();
     let roots = index.set_roots(&roots, now)?;
-    let previous_alive = index.meta("last_alive")?.and_then(|s| s.parse().ok());
-    index.set_meta("daemon_started_at", &now.to_string())?;
-    index.set_meta("daemon_pid", &std::process::id().to_string())?;
+    let previous_alive = index.meta(MetaKey::LastAlive)?.and_then(|s| s.parse().ok());
+    index.set_meta(MetaKey::DaemonStartedAt, &now.to_string())?;
+    index.set_meta(MetaKey::DaemonPid, &std::process::id().to_string())?;
     record_settings(&index, &config, now)?;
 
     let mut daemon = Daemon {
@@ -259,7 +260,7 @@ pub fn watch_limit() -> Option<u64> {
 /// What the settings in use are, and when they were read, for `status` and `doctor`.
 fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), IndexError> {
     index.set_meta(
-        "settings",
+        MetaKey::Settings,
         &serde_json::json!({
             "exclude": config.excludes.rules(),
             "max_file_size": config.max_file_size,
@@ -267,7 +268,7 @@ fn record_settings(index: &Index, config: &Config, now: i64) -> Result<(), Index
         })
         .to_string(),
     )?;
-    index.set_meta("settings_read_at", &now.to_string())
+    index.set_meta(MetaKey::SettingsReadAt, &now.to_string())
 }
 
 /// The vault's writer lock, waiting a moment for a command that holds it to record

@@ -16,6 +16,8 @@ use super::{
 use crate::clock;
 use crate::config::Retention;
 use crate::index::IndexError;
+use crate::index::MetaKey;
+use crate::model::AlertKind;
 use crate::model::EntryKind;
 
 impl Daemon {
@@ -38,12 +40,13 @@ impl Daemon {
         );
         if self
             .index
-            .raise_alert("watch_limit", &message, clock::now())?
+            .raise_alert(&AlertKind::WatchLimit, &message, clock::now())?
         {
             tracing::error!("{message}");
         }
         // The limit actually hit, for `doctor`: it may be raised meanwhile.
-        self.index.set_meta("watch_limit_hit", &limit.to_string())?;
+        self.index
+            .set_meta(MetaKey::WatchLimitHit, &limit.to_string())?;
         self.last_limit_check = Instant::now();
         Ok(())
     }
@@ -60,7 +63,7 @@ impl Daemon {
         self.last_limit_check = Instant::now();
         let hit: Option<u64> = self
             .index
-            .meta("watch_limit_hit")?
+            .meta(MetaKey::WatchLimitHit)?
             .and_then(|s| s.parse().ok());
         if watch_limit() == hit {
             return Ok(());
@@ -73,8 +76,8 @@ impl Daemon {
         }
         if self.unwatched.is_empty() {
             tracing::info!("every protected folder is watched again");
-            self.index.clear_alert("watch_limit", now)?;
-            self.index.set_meta("watch_limit_hit", "")?;
+            self.index.clear_alert(&AlertKind::WatchLimit, now)?;
+            self.index.set_meta(MetaKey::WatchLimitHit, "")?;
         }
         Ok(())
     }
@@ -126,9 +129,9 @@ impl Daemon {
         }
         self.syncs.fail_all("the daemon is stopping");
         self.index
-            .set_meta("last_alive", &clock::now().to_string())?;
+            .set_meta(MetaKey::LastAlive, &clock::now().to_string())?;
         self.index
-            .set_meta("daemon_stopped_at", &clock::now().to_string())?;
+            .set_meta(MetaKey::DaemonStoppedAt, &clock::now().to_string())?;
         Ok(())
     }
 
@@ -202,7 +205,7 @@ impl Daemon {
     pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
         if self.last_heartbeat.elapsed() >= HEARTBEAT || self.syncs.any_ready() {
             self.index
-                .set_meta("last_alive", &clock::now().to_string())?;
+                .set_meta(MetaKey::LastAlive, &clock::now().to_string())?;
             self.last_heartbeat = Instant::now();
         }
         self.commit()?;
@@ -251,7 +254,7 @@ impl Daemon {
             Ok(found) => found,
             Err(e) => return self.settings_problem(&e.to_string(), now),
         };
-        self.index.clear_alert("settings", now)?;
+        self.index.clear_alert(&AlertKind::Settings, now)?;
         // The incident gap may have changed.
         self.next_end = None;
         if new.vault != self.config.vault {
@@ -303,8 +306,10 @@ impl Daemon {
              before are still in use: {problem}"
         );
         tracing::error!("{message}");
-        self.index.raise_alert("settings", &message, now)?;
-        self.index.set_meta("settings_read_at", &now.to_string())?;
+        self.index
+            .raise_alert(&AlertKind::Settings, &message, now)?;
+        self.index
+            .set_meta(MetaKey::SettingsReadAt, &now.to_string())?;
         Ok(())
     }
 

@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod reason;
+
+pub use reason::LossReason;
+
 use crate::words::{and_list, bytes, count, display_path, files, json_path, wrap, wrap_line};
 
 /// A reason as it is read out: "larger than the 2 MB capture limit" rather than the
@@ -18,14 +22,6 @@ fn plain(reason: &str) -> String {
         Some(size) => format!("larger than the {size} capture limit"),
         None => reason.to_owned(),
     }
-}
-
-/// The exclude rule that kept a lost file out, if that is why it was lost.
-fn excluding_rule(f: &FileResult) -> Option<&str> {
-    if f.reason_code.as_deref() != Some("excluded") {
-        return None;
-    }
-    f.reason.as_deref()?.strip_prefix("excluded by the rule ")
 }
 
 /// Names programs leave only while they run, which no one means to keep.
@@ -101,12 +97,8 @@ pub struct FileResult {
     pub path: PathBuf,
     pub size: u64,
     pub outcome: Outcome,
-    pub reason: Option<String>,
-    /// A stable code for the reason (`too_large`, `excluded`, `damaged`, …).
-    pub reason_code: Option<String>,
-    /// For lost files: true when it was never copied (a rule, a limit, deleted too
-    /// fast), false when a copy existed and still could not be brought back.
-    pub expected: bool,
+    /// Why it is lost, left out, stopped or back only in part; none when it came back whole.
+    pub reason: Option<LossReason>,
     /// Restored under a new name because something different had its name.
     pub beside: bool,
     pub restored_to: Option<PathBuf>,
@@ -223,7 +215,7 @@ impl RestoreReport {
                 Outcome::AlreadyPresent => c.already_present += 1,
                 Outcome::Lost => {
                     c.lost += 1;
-                    c.lost_unexpected += (!f.expected) as u64;
+                    c.lost_unexpected += f.reason.as_ref().is_some_and(|r| !r.expected()) as u64;
                 }
                 Outcome::Stopped => c.stopped += 1,
                 Outcome::LeftOut => c.left_out += 1,
@@ -246,8 +238,11 @@ impl RestoreReport {
         let mut groups: BTreeMap<String, Vec<&FileResult>> = BTreeMap::new();
         let mut temporary: BTreeMap<&str, Vec<&FileResult>> = BTreeMap::new();
         for f in self.files.iter().filter(|f| f.outcome == Outcome::Lost) {
-            let reason = f.reason.clone().unwrap_or_else(|| "unknown".into());
-            match excluding_rule(f) {
+            let reason = f
+                .reason
+                .as_ref()
+                .map_or_else(|| "unknown".into(), ToString::to_string);
+            match f.reason.as_ref().and_then(LossReason::excluding_rule) {
                 Some(rule) if rule_keeps_temporary_files(rule) => {
                     temporary.entry(rule).or_default().push(f)
                 }
@@ -279,7 +274,11 @@ impl RestoreReport {
         let mut groups: BTreeMap<String, Vec<&FileResult>> = BTreeMap::new();
         for f in self.files.iter().filter(|f| f.outcome == outcome) {
             groups
-                .entry(f.reason.clone().unwrap_or_else(|| "unknown".into()))
+                .entry(
+                    f.reason
+                        .as_ref()
+                        .map_or_else(|| "unknown".into(), ToString::to_string),
+                )
                 .or_default()
                 .push(f);
         }
@@ -422,7 +421,7 @@ impl RestoreReport {
         let destination_full = self
             .files
             .iter()
-            .any(|f| f.reason_code.as_deref() == Some("destination_full"));
+            .any(|f| matches!(f.reason, Some(LossReason::DestinationFull { .. })));
         if c.stopped > 0 {
             "Stopped before the end. Run the same command again to finish; \
              nothing is restored twice."
@@ -562,8 +561,8 @@ impl RestoreReport {
                 let mut v = serde_json::json!({
                     "path": path,
                     "outcome": f.outcome,
-                    "reason": f.reason,
-                    "reason_code": f.reason_code,
+                    "reason": f.reason.as_ref().map(ToString::to_string),
+                    "reason_code": f.reason.as_ref().map(LossReason::code),
                     "restored_to": restored_to.as_ref().map(|(text, _)| text),
                     "size": f.size,
                     "deleted_at": f.deleted_at.map(crate::clock::rfc3339),
