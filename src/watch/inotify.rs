@@ -36,9 +36,15 @@ use rustix::io::Errno;
 
 use super::event::{FsEvent, Held, Msg, Source, WatchError, below};
 
-/// How long a rename-from at the end of the queue waits for its rename-to: the
-/// kernel queues the two halves one after the other, but not atomically.
+/// How long a rename-from waits for its rename-to once the queue has been read to
+/// its end: the kernel queues the two halves one after the other, but not atomically.
+/// Counted from the queue's end, never from when the rename-from was read: a reader
+/// held up on a loaded machine still finds the rename-to queued behind it.
 const PAIRING: Duration = Duration::from_millis(20);
+
+/// How many events may come between a rename-from and its rename-to before it is
+/// taken for a move out while the queue never runs dry: the kernel's whole queue.
+const HELD_BACK_MAX: usize = 16_384;
 
 /// How many files being written are remembered, to report each once (`Writing`).
 const WRITING_REMEMBERED: usize = 65_536;
@@ -234,7 +240,8 @@ struct PendingMove {
     cookie: u32,
     path: PathBuf,
     is_dir: bool,
-    since: std::time::Instant,
+    /// When the queue was first read to its end after the rename-from.
+    drained: Option<std::time::Instant>,
 }
 
 /// One event as the kernel gave it, before its watch is turned into a path.
@@ -264,10 +271,10 @@ impl Reader {
         let fd = Arc::clone(&self.source.fd);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
-            let timeout = self
-                .pending
-                .as_ref()
-                .map(|m| PAIRING.saturating_sub(m.since.elapsed()));
+            let timeout = self.pending.as_ref().map(|m| {
+                m.drained
+                    .map_or(PAIRING, |at| PAIRING.saturating_sub(at.elapsed()))
+            });
             if !wait_readable(fd.as_fd(), timeout) {
                 // No rename-to came: the thing left the protected folders.
                 if !self.settle_move() || !self.replay() {
@@ -293,7 +300,12 @@ impl Reader {
                             return;
                         }
                     }
-                    Err(Errno::AGAIN) => break,
+                    Err(Errno::AGAIN) => {
+                        if !self.drained() {
+                            return;
+                        }
+                        break;
+                    }
                     Err(Errno::INTR) => {}
                     Err(e) => {
                         if !self.send(FsEvent::Error {
@@ -320,14 +332,31 @@ impl Reader {
         if let Some(pending) = &self.pending {
             let pairs = raw.mask.contains(ReadFlags::MOVED_TO) && raw.cookie == pending.cookie;
             if !pairs {
-                let overdue = pending.since.elapsed() >= PAIRING;
                 self.held_back.push_back(raw);
-                // No rename-to in time, though events keep coming: it moved out.
+                // More events than the kernel's queue holds and no rename-to: it moved out.
+                let overdue = self.held_back.len() >= HELD_BACK_MAX;
                 return !overdue || (self.settle_move() && self.replay());
             }
         }
         self.handle(raw.wd, raw.mask, raw.cookie, raw.name.as_deref())
             && (self.pending.is_some() || self.replay())
+    }
+
+    /// The queue was read to its end. A rename-from still unpaired when the queue
+    /// ends again `PAIRING` after it first ended moved out: everything queued by
+    /// then has been read, and its rename-to was not among it.
+    fn drained(&mut self) -> bool {
+        let Some(pending) = &mut self.pending else {
+            return true;
+        };
+        match pending.drained {
+            None => {
+                pending.drained = Some(std::time::Instant::now());
+                true
+            }
+            Some(at) if at.elapsed() >= PAIRING => self.settle_move() && self.replay(),
+            Some(_) => true,
+        }
     }
 
     /// Handles the events held back, in the order they came.
@@ -371,7 +400,7 @@ impl Reader {
                 cookie,
                 path,
                 is_dir,
-                since: std::time::Instant::now(),
+                drained: None,
             });
             return true;
         }
@@ -554,5 +583,69 @@ mod tests {
         assert_eq!(path_of(&w, 3), "/s/a");
         assert_eq!(path_of(&w, 4), "/s/a/y");
         assert_eq!(w.by_path.len(), 4);
+    }
+
+    /// A reader with no thread of its own: the events are fed to it by hand.
+    fn reader(paths: &[&str]) -> (Reader, std::sync::mpsc::Receiver<Msg>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
+        let source = Inotify {
+            fd: Arc::new(fd),
+            watches: Arc::new(Mutex::new(watches(paths))),
+        };
+        let reader = Reader {
+            source,
+            tx,
+            pending: None,
+            held_back: Default::default(),
+            writing: HashSet::new(),
+        };
+        (reader, rx)
+    }
+
+    fn raw(wd: i32, mask: ReadFlags, cookie: u32, name: &str) -> Raw {
+        Raw {
+            wd,
+            mask,
+            cookie,
+            name: Some(name.into()),
+        }
+    }
+
+    fn sent(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<FsEvent> {
+        rx.try_iter()
+            .filter_map(|m| match m {
+                Msg::Fs(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rename_whose_second_half_is_read_late_is_a_rename_not_a_move_out() {
+        let (mut r, rx) = reader(&["/p/share", "/p/share/x"]);
+        assert!(r.feed(raw(1, ReadFlags::MOVED_FROM, 7, "f0")));
+        // The reader held up past the pairing time before it reads on (a loaded
+        // machine), with another process's event queued between the two halves.
+        std::thread::sleep(PAIRING * 2);
+        assert!(r.feed(raw(1, ReadFlags::ATTRIB, 0, "g")));
+        assert!(r.feed(raw(2, ReadFlags::MOVED_TO, 7, "f0")));
+        let events = sent(&rx);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, FsEvent::Renamed { from, to }
+                if from == Path::new("/p/share/f0") && to == Path::new("/p/share/x/f0"))),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| matches!(e, FsEvent::MovedOut { .. })),
+            "{events:?}"
+        );
+        // What came between the halves is still handed on, after the rename.
+        assert!(
+            matches!(events.last(), Some(FsEvent::Changed { path, .. }) if path == Path::new("/p/share/g")),
+            "{events:?}"
+        );
     }
 }
