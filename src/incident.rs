@@ -11,6 +11,9 @@ use crate::words::{spoken_in_a_sentence, wrap_letter};
 /// words it again from the incident as it is now, which may have grown since, or
 /// been brought back in part.
 pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) -> String {
+    if incident.kind.is_overwrite() {
+        return mass_overwrite_message(incident, vault);
+    }
     let (back, them) = match incident.restored {
         0 => (String::new(), "them"),
         n => (
@@ -26,6 +29,26 @@ pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) ->
         crate::words::display_path(&incident.folder),
         crate::clock::local(incident.first_at),
         incident.code,
+        undo_command(incident, vault),
+    )
+}
+
+/// The warning for files rewritten the way ransomware does: what came back is
+/// the version from before, and what is there now is left alone.
+fn mass_overwrite_message(incident: &crate::model::Incident, vault: &Path) -> String {
+    format!(
+        "Files changed beyond use: {} in {} since {} look encrypted (incident {}): \
+         their content became random or lost its format{}. Find the computer doing it \
+         and disconnect it from the network. To bring back each file as it was before: {}",
+        crate::words::files(incident.files),
+        crate::words::display_path(&incident.folder),
+        crate::clock::local(incident.first_at),
+        incident.code,
+        if incident.kind == crate::model::IncidentKind::Mixed {
+            ", and copies of them appeared under a new extension"
+        } else {
+            ""
+        },
         undo_command(incident, vault),
     )
 }
@@ -89,7 +112,33 @@ pub fn mass_deletion_letter(
     };
     let clock = |ns: i64| crate::clock::to_local(ns).format("%H:%M").to_string();
     let folder = display_path(&incident.folder);
+    let encrypted = incident.kind.is_overwrite();
     let (subject, opening, what, when, next) = match event {
+        AlertEvent::Ended if encrypted => (
+            format!(
+                "Encrypting has stopped on {host}: {} changed beyond use in {folder}",
+                files(incident.files)
+            ),
+            format!(
+                "The files being encrypted on the file server {host} are no longer \
+                 changing."
+            ),
+            format!("{} changed beyond use", files(incident.files)),
+            format!("{} to {}", day(incident.first_at), clock(incident.last_at)),
+            "These are the final counts.".to_owned(),
+        ),
+        _ if encrypted => (
+            format!("Files are being encrypted on {host}: {folder}"),
+            format!(
+                "Files on the file server {host} are being rewritten the way ransomware \
+                 does: their content became random or lost its format."
+            ),
+            format!("{} changed beyond use so far", files(incident.files)),
+            format!("since {}", day(incident.first_at)),
+            "Find the computer doing it and disconnect it from the network now. A second \
+             message follows when the files stop changing, with the final count."
+                .to_owned(),
+        ),
         AlertEvent::Ended => (
             format!(
                 "Deleting has stopped on {host}: {} deleted from {folder}",
@@ -127,7 +176,18 @@ pub fn mass_deletion_letter(
                 .to_owned(),
         ),
     };
-    let kept = if incident.recoverable >= incident.files {
+    let kept = if encrypted && incident.recoverable >= incident.files {
+        "The version of every one of them from before was kept, so all of them can be \
+         brought back as they were; the encrypted files are left where they are."
+            .to_owned()
+    } else if encrypted {
+        format!(
+            "{} of them can be brought back as they were before; {} had no copy kept \
+             (the report of a restore says why, file by file).",
+            count(incident.recoverable),
+            count(incident.files - incident.recoverable)
+        )
+    } else if incident.recoverable >= incident.files {
         "Every one of them was copied before it was deleted, so all of them can be \
          brought back."
             .to_owned()

@@ -75,6 +75,9 @@ pub struct ObservedRecord {
     uncaptured_detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     incomplete: Option<String>,
+    /// Signs of encryption (`signs::Signs`); absent in older records and when none.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    signs: u8,
 }
 
 impl From<&Observed> for ObservedRecord {
@@ -93,11 +96,16 @@ impl From<&Observed> for ObservedRecord {
             uncaptured: o.uncaptured.as_ref().map(|u| u.code().to_owned()),
             uncaptured_detail: o.uncaptured.as_ref().and_then(Uncaptured::detail),
             incomplete: o.incomplete.map(|i| i.code().to_owned()),
+            signs: o.signs.bits(),
         }
     }
 }
 
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u8(n: &u8) -> bool {
     *n == 0
 }
 
@@ -126,6 +134,7 @@ impl ObservedRecord {
                 .as_deref()
                 .map(|code| Uncaptured::from_columns(code, self.uncaptured_detail.clone())),
             incomplete: self.incomplete.as_deref().and_then(Incomplete::from_code),
+            signs: crate::signs::Signs::from_bits(self.signs),
         })
     }
 }
@@ -198,6 +207,14 @@ pub enum Record {
         codes: Vec<String>,
         #[serde(default = "first_rules")]
         rules: u32,
+    },
+    /// `Index::group_overwrites` that decided something, with its rules and the
+    /// codes it drew.
+    Overwrites {
+        files: u64,
+        window_ns: i64,
+        gap_ns: i64,
+        codes: Vec<String>,
     },
     /// `Index::end_incident`, by incident code.
     Ended { code: String, at: i64 },
@@ -278,7 +295,10 @@ impl Record {
             | Self::Restored { at, .. }
             | Self::Acknowledged { at, .. }
             | Self::Purged { at, .. } => Some(*at),
-            Self::Metadata { .. } | Self::Incidents { .. } | Self::Incomplete { .. } => None,
+            Self::Metadata { .. }
+            | Self::Incidents { .. }
+            | Self::Overwrites { .. }
+            | Self::Incomplete { .. } => None,
         }
     }
 }

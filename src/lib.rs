@@ -44,6 +44,7 @@ mod restore;
 mod retention;
 mod samba;
 mod saved_reports;
+mod signs;
 mod vault;
 mod watch;
 mod words;

@@ -229,6 +229,8 @@ pub struct Observed {
     pub uncaptured: Option<Uncaptured>,
     /// Set when the copy may not hold the file's last content.
     pub incomplete: Option<Incomplete>,
+    /// Signs that this content is the content it replaced, encrypted.
+    pub signs: crate::signs::Signs,
 }
 
 /// An older version whose copy is kept, as retention sees it.
@@ -278,11 +280,62 @@ pub struct Root {
     pub active: bool,
 }
 
-/// Deletions close together under one protected folder.
+/// What happened to an incident's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentKind {
+    Deleted,
+    /// Rewritten in place with what looks like their content encrypted.
+    Overwritten,
+    /// Copied under a new extension (`.locked`) with what looks like their content
+    /// encrypted (the originals are usually deleted next).
+    Renamed,
+    /// Both: some rewritten in place, some copied under a new extension.
+    Mixed,
+}
+
+impl IncidentKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Overwritten => "overwritten",
+            Self::Renamed => "renamed",
+            Self::Mixed => "mixed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "overwritten" => Self::Overwritten,
+            "renamed" => Self::Renamed,
+            "mixed" => Self::Mixed,
+            _ => Self::Deleted,
+        }
+    }
+
+    /// Changed beyond use rather than deleted: what comes back is the version from
+    /// before the incident, and what is there now is kept.
+    pub fn is_overwrite(self) -> bool {
+        self != Self::Deleted
+    }
+}
+
+impl std::fmt::Display for IncidentKind {
+    /// The verb people read: "1,870 files changed beyond use".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deleted => "deleted",
+            Self::Overwritten | Self::Renamed | Self::Mixed => "changed beyond use",
+        })
+    }
+}
+
+/// Deletions close together under one protected folder, or overwrites that look
+/// like encryption (`kind`).
 #[derive(Debug, Clone)]
 pub struct Incident {
     pub id: i64,
     pub code: String,
+    pub kind: IncidentKind,
     pub folder: PathBuf,
     pub first_at: i64,
     pub last_at: i64,

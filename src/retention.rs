@@ -52,6 +52,12 @@ pub struct PurgePlan {
     pub bytes_freed: u64,
     /// Space still short after purging everything allowed (0 when none).
     pub still_short: u64,
+    /// Older copies the rules would purge but an incident holds: each was current
+    /// when the incident (by code) began, and is what its restore brings back.
+    pub held: Vec<(KeptVersion, String)>,
+    /// The open mass alert (its incident code) that keeps the size rules from
+    /// purging anything: an attacker filling the vault must not push out the past.
+    pub space_paused_by: Option<String>,
 }
 
 impl PurgePlan {
@@ -76,6 +82,10 @@ pub fn plan(
     now: i64,
 ) -> Result<PurgePlan, PurgeError> {
     let mut kept = index.kept_old_versions()?;
+    let held: HashMap<i64, String> = index
+        .held_versions(rules.hold_after_incident_ns, now)?
+        .into_iter()
+        .collect();
     // Oldest first, so space is made from what was gone longest.
     kept.sort_by_key(|k| (k.gone_at, k.id));
     let mut references = index.object_references()?;
@@ -83,6 +93,13 @@ pub fn plan(
     let mut rest = Vec::new();
     let cutoff = now.saturating_sub(rules.keep_deleted_ns);
     for version in kept {
+        if let Some(code) = held.get(&version.id) {
+            let would = version.gone_at < cutoff || version.rank > rules.keep_versions;
+            if would {
+                plan.held.push((version, code.clone()));
+            }
+            continue;
+        }
         let why = if version.gone_at < cutoff {
             Some(Why::Age)
         } else if version.rank > rules.keep_versions {
@@ -95,7 +112,15 @@ pub fn plan(
             None => rest.push(version),
         }
     }
-    let short = space_short(index, vault, rules)?;
+    let mut short = space_short(index, vault, rules)?;
+    plan.space_paused_by = index
+        .open_alerts()?
+        .iter()
+        .find_map(|a| a.kind.incident_code().map(str::to_owned));
+    if short > 0 && plan.space_paused_by.is_some() {
+        plan.still_short = short;
+        short = 0;
+    }
     // For room, a copy goes only with every other version that shares its content,
     // and only if no file that still exists does: purging a version whose copy stays
     // in the vault would make it unrestorable and free nothing.
@@ -122,7 +147,9 @@ pub fn plan(
             }
         }
     }
-    plan.still_short = short.saturating_sub(plan.bytes_freed);
+    if plan.space_paused_by.is_none() {
+        plan.still_short = short.saturating_sub(plan.bytes_freed);
+    }
     Ok(plan)
 }
 

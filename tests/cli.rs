@@ -42,6 +42,8 @@ mod odd_files;
 mod playbook;
 #[path = "cli/previous_versions.rs"]
 mod previous_versions;
+#[path = "cli/ransomware.rs"]
+mod ransomware;
 #[path = "cli/rebuild.rs"]
 mod rebuild;
 #[path = "cli/reflink.rs"]

@@ -165,7 +165,12 @@ fn entry_json(
     };
     json!({
         "id": a.id,
-        "kind": incident.map_or(a.kind.as_str(), |_| "mass_deletion".into()),
+        "kind": incident.map_or(a.kind.as_str(), |i| if i.kind.is_overwrite() {
+            "mass_overwrite".into()
+        } else {
+            "mass_deletion".into()
+        }),
+        "incident_kind": incident.map(|i| i.kind.code()),
         "state": state,
         "raised_at": clock::rfc3339(a.raised_at),
         "closed_at": a.cleared_at.map(clock::rfc3339),

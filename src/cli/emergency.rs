@@ -217,8 +217,12 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         println!("Nothing was changed. Try again and choose another folder or time.");
         return Ok(ExitCode::FAILURE);
     }
+    let what = match &choice {
+        Choice::Incident(i) if i.kind.is_overwrite() => "changed beyond use",
+        _ => "deleted",
+    };
     println!(
-        "{} deleted. {} can come back ({}).",
+        "{} {what}. {} can come back ({}).",
         files(totals.files),
         count(totals.to_restore + totals.already_present),
         bytes(totals.bytes_to_restore)
@@ -425,7 +429,10 @@ fn choose_what(
             since: args.deleted_after.clone(),
         });
     }
-    let recent = index.incidents(CHOICES)?;
+    let mut recent = index.incidents(CHOICES)?;
+    // Files encrypted in place are the worst morning: such incidents still open
+    // come first, so Enter at every question brings them back.
+    recent.sort_by_key(|i| !(i.kind.is_overwrite() && i.missing() > 0));
     if recent.is_empty() {
         println!("No deletions have been recorded.");
         if !w.interactive {

@@ -23,6 +23,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             .map(|i| {
                 json!({
                     "code": i.code,
+                    "kind": i.kind.code(),
                     "folder": json_path(&i.folder).0,
                     "first_at": clock::rfc3339(i.first_at),
                     "last_at": clock::rfc3339(i.last_at),
@@ -56,8 +57,18 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos"
+/// "Today 02:14 — 2,149 files (4.0 GB) deleted from /srv/share/photos", or
+/// "Today 02:14 — 1,870 files changed beyond use in /srv/share".
 pub fn describe(i: &Incident, now: i64) -> String {
+    if i.kind.is_overwrite() {
+        return format!(
+            "{} — {} {} in {}",
+            clock::spoken(i.first_at, now),
+            files(i.files),
+            i.kind,
+            display_path(&i.folder)
+        );
+    }
     format!(
         "{} — {} ({}) deleted from {}",
         clock::spoken(i.first_at, now),

@@ -201,6 +201,10 @@ struct DaemonArgs {
     /// Alert when this much is deleted within 5 minutes (default 1GiB).
     #[arg(long, value_name = "SIZE")]
     alert_size: Option<String>,
+    /// Alert when this many files are rewritten within 5 minutes in a way that looks
+    /// like encryption (default 200).
+    #[arg(long, value_name = "N")]
+    overwrite_alert_files: Option<u64>,
     /// Run this shell command on a mass-deletion alert, and again when it is over
     /// (UNDELETE_EVENT=started, then ended); details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
@@ -277,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.incident_gap = args.incident_gap.clone();
         raw.alert_files = args.alert_files;
         raw.alert_size = args.alert_size.clone();
+        raw.overwrite_alert_files = args.overwrite_alert_files;
         raw.alert_command = args.alert_command.clone();
     }
     let retention = match &cli.command {

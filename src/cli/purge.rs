@@ -113,7 +113,47 @@ fn show(plan: &PurgePlan) {
             println!("  … and {} more", count((plan.purges.len() - SHOWN) as u64));
         }
     }
-    if plan.still_short > 0 {
+    if !plan.held.is_empty() {
+        let mut codes: Vec<&str> = plan.held.iter().map(|(_, code)| code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        println!(
+            "{} older {} held, not purged: {} current when incident {} began, and \
+             what its restore brings back.",
+            count(plan.held.len() as u64),
+            if plan.held.len() == 1 {
+                "copy"
+            } else {
+                "copies"
+            },
+            if plan.held.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            codes.join(", ")
+        );
+        for (version, code) in plan.held.iter().take(SHOWN) {
+            println!(
+                "  {}  ({}, held by incident {code})",
+                display_path(&version.path),
+                bytes(version.size),
+            );
+        }
+        if plan.held.len() > SHOWN {
+            println!("  … and {} more", count((plan.held.len() - SHOWN) as u64));
+        }
+    }
+    if let Some(code) = &plan.space_paused_by
+        && plan.still_short > 0
+    {
+        println!(
+            "The vault is {} over its size rules, but nothing is purged for room while \
+             the alert of incident {code} is open: files may be being destroyed, and \
+             their copies are what brings them back.",
+            bytes(plan.still_short)
+        );
+    } else if plan.still_short > 0 {
         println!(
             "The vault still needs {} more room, but only copies of files that still \
              exist are left, and those are never purged. Give the vault more space.",

@@ -22,6 +22,7 @@ pub(super) struct FileConfig {
     pub(super) incident_gap: Option<String>,
     pub(super) alert_files: Option<u64>,
     pub(super) alert_size: Option<String>,
+    pub(super) overwrite_alert_files: Option<u64>,
     pub(super) alert_command: Option<String>,
     /// The `[alert]` table, which holds `[alert.email]`.
     #[serde(default)]
@@ -84,6 +85,7 @@ pub(super) struct FileRetention {
     pub(super) keep_versions: Option<u64>,
     pub(super) max_vault_size: Option<String>,
     pub(super) min_free_disk: Option<String>,
+    pub(super) hold_after_incident: Option<String>,
 }
 
 /// How long the daemon waits for the mail server at each step, unless told.

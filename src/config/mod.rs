@@ -62,6 +62,7 @@ pub struct RawArgs {
     pub incident_gap: Option<String>,
     pub alert_files: Option<u64>,
     pub alert_size: Option<String>,
+    pub overwrite_alert_files: Option<u64>,
     pub alert_command: Option<String>,
     pub keep_deleted: Option<String>,
     pub keep_versions: Option<u64>,
@@ -153,6 +154,9 @@ impl Config {
         if let Some(size) = raw.alert_size.or(file.alert_size) {
             incidents.alert_bytes = parse_size(&size)?;
         }
+        if let Some(n) = raw.overwrite_alert_files.or(file.overwrite_alert_files) {
+            incidents.overwrite_files = n;
+        }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
         incidents.email = file.alert.email.map(file::email_settings).transpose()?;
         let mut folders = Vec::new();
@@ -190,6 +194,9 @@ impl Config {
         let size = |s: Option<String>| s.map(|s| parse_size(&s)).transpose();
         retention.max_vault_bytes = size(raw.max_vault_size.or(file.retention.max_vault_size))?;
         retention.min_free_bytes = size(raw.min_free_disk.or(file.retention.min_free_disk))?;
+        if let Some(age) = file.retention.hold_after_incident {
+            retention.hold_after_incident_ns = crate::clock::parse_age(&age)?;
+        }
         Ok(Self {
             vault,
             protect: protect.iter().map(|p| absolute(p)).collect(),

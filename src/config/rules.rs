@@ -23,6 +23,14 @@ pub struct Retention {
     pub max_vault_bytes: Option<u64>,
     /// The vault's disk keeps at least this much free.
     pub min_free_bytes: Option<u64>,
+    /// After an incident ends (resolved, acknowledged or over), the versions current
+    /// when it began are still held this long. While it is open they always are.
+    #[serde(default = "week")]
+    pub hold_after_incident_ns: i64,
+}
+
+fn week() -> i64 {
+    7 * DAY_NS
 }
 
 impl Default for Retention {
@@ -32,6 +40,7 @@ impl Default for Retention {
             keep_versions: 10,
             max_vault_bytes: None,
             min_free_bytes: None,
+            hold_after_incident_ns: week(),
         }
     }
 }
@@ -81,6 +90,9 @@ pub struct IncidentRules {
     /// …or this many bytes.
     pub alert_bytes: u64,
     pub window_ns: i64,
+    /// This many different files rewritten within `window_ns` with signs of
+    /// encryption make an overwrite incident, which raises an alert.
+    pub overwrite_files: u64,
     /// Run with the details in environment variables when an alert is raised, and
     /// again when its incident is over.
     pub alert_command: Option<String>,
@@ -95,6 +107,7 @@ impl Default for IncidentRules {
             alert_files: 500,
             alert_bytes: 1 << 30,
             window_ns: 5 * 60 * 1_000_000_000,
+            overwrite_files: 200,
             alert_command: None,
             email: None,
         }

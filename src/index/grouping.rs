@@ -160,6 +160,7 @@ impl Index {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, code, folder, first_at, last_at FROM incidents
              WHERE root_id = ?1 AND last_at >= ?2 AND ended_at IS NULL AND merged_into IS NULL
+                 AND kind = 'deleted'
              ORDER BY id",
         )?;
         let rows = stmt.query_map(params![root_id, since], |r| {

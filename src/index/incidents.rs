@@ -12,12 +12,13 @@ use crate::model::Incident;
 use crate::words::JsonPath;
 
 const INCIDENT_COLUMNS: &str = "id, code, root_id, folder, first_at, last_at, files, bytes, \
-     recoverable, alerted_at, ended_at, end_told_at, restored";
+     recoverable, alerted_at, ended_at, end_told_at, restored, kind";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
         id: r.get(0)?,
         code: r.get(1)?,
+        kind: crate::model::IncidentKind::from_code(&r.get::<_, String>(13)?),
         folder: path_from_bytes(r.get(3)?),
         first_at: r.get(4)?,
         last_at: r.get(5)?,

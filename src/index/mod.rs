@@ -13,12 +13,14 @@ mod grouping;
 mod incidents;
 mod meta;
 mod objects;
+mod overwrites;
 mod schema;
 mod versions;
 mod views;
 
 pub use meta::MetaKey;
 
+pub use overwrites::OverwriteRules;
 use schema::{MIGRATIONS, check_file};
 pub use views::ViewRows;
 
@@ -472,6 +474,7 @@ pub(crate) mod tests {
             link_target: None,
             uncaptured: None,
             incomplete: None,
+            signs: crate::signs::Signs::NONE,
         }
     }
 

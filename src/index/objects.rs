@@ -12,6 +12,38 @@ use crate::journal::Record;
 use crate::model::{KeptVersion, Totals};
 
 impl Index {
+    /// The older versions retention must keep because an alerted incident is not
+    /// settled, or settled less than `hold_ns` ago: each version that was current
+    /// when such an incident began in its protected folder, with the incident's code.
+    /// Settled is over (no change joined it for the gap) with its alert closed
+    /// (resolved or acknowledged); the hold runs from the later of the two.
+    pub fn held_versions(&self, hold_ns: i64, now: i64) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT v.id, i.code FROM incidents i
+             JOIN versions v ON v.root_id = i.root_id
+             WHERE i.alerted_at IS NOT NULL AND i.merged_into IS NULL
+               AND (i.ended_at IS NULL
+                    OR EXISTS (SELECT 1 FROM alerts a WHERE a.kind = ?3 || i.code
+                                   AND a.cleared_at IS NULL)
+                    OR MAX(i.ended_at, COALESCE((SELECT MAX(a.cleared_at) FROM alerts a
+                                   WHERE a.kind = ?3 || i.code), 0)) > ?2 - ?1)
+               AND v.object IS NOT NULL
+               AND (v.replaced_at IS NOT NULL OR v.deleted_at IS NOT NULL)
+               AND (v.before_incident = i.id
+                    OR (v.seen_at < i.first_at
+                        AND (v.replaced_at IS NULL OR v.replaced_at >= i.first_at)
+                        AND (v.deleted_at IS NULL OR v.deleted_at >= i.first_at)))
+             ORDER BY v.id",
+        )?;
+        let prefix = crate::model::AlertKind::MassDeletion(String::new())
+            .as_str()
+            .into_owned();
+        let rows = stmt.query_map(params![hold_ns, now, prefix], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every older version whose copy is still kept (replaced or removed, with an
     /// object), with its rank among the kept older versions of its path (1 = newest).
     pub fn kept_old_versions(&self) -> Result<Vec<KeptVersion>> {

@@ -133,6 +133,21 @@ CREATE INDEX versions_current_by_inode ON versions(inode)
     r#"
 CREATE INDEX versions_by_seen ON versions(seen_at);
 "#,
+    // Mass overwrites are incidents too. A version carries the signs that its content
+    // is the one it replaced, encrypted; one with signs joins an overwrite incident
+    // (`overwrite_incident`, 0 when it joined none), and the version of its file that
+    // was current when that incident began is marked (`before_incident`): that is
+    // what the incident's restore brings back, and what retention holds.
+    r#"
+ALTER TABLE versions ADD COLUMN signs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE versions ADD COLUMN overwrite_incident INTEGER;
+ALTER TABLE versions ADD COLUMN before_incident INTEGER;
+ALTER TABLE incidents ADD COLUMN kind TEXT NOT NULL DEFAULT 'deleted';
+CREATE INDEX versions_signed_loose ON versions(seen_at)
+    WHERE signs != 0 AND overwrite_incident IS NULL;
+CREATE INDEX versions_before_incident ON versions(before_incident)
+    WHERE before_incident IS NOT NULL;
+"#,
 ];
 
 impl Index {

@@ -14,7 +14,7 @@ use crate::model::{
 
 pub(super) const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
-     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete";
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete, signs";
 
 /// The versions current at the moment bound as `?4`: what `--as-of` restores, and
 /// what the mount shows at a point in time.
@@ -48,6 +48,7 @@ pub(super) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
                 .get::<_, Option<String>>(24)?
                 .as_deref()
                 .and_then(Incomplete::from_code),
+            signs: crate::signs::Signs::from_bits(row.get(25)?),
         },
         seen_at: row.get(12)?,
         replaced_at: row.get(14)?,
@@ -176,9 +177,9 @@ impl Index {
             .prepare_cached(
                 "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
                      inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail,
-                     ctime_ns, incomplete)
+                     ctime_ns, incomplete, signs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17)",
+                     ?17, ?18)",
             )?
             .execute(params![
                 path_bytes(path),
@@ -198,6 +199,7 @@ impl Index {
                 observed.uncaptured.as_ref().and_then(Uncaptured::detail),
                 observed.ctime_ns,
                 observed.incomplete.map(Incomplete::code),
+                observed.signs.bits(),
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -324,6 +326,7 @@ impl Index {
             link_target: None,
             uncaptured: Some(Uncaptured::DeletedBeforeCapture),
             incomplete: None,
+            signs: crate::signs::Signs::NONE,
         };
         let id = self.insert_version(path, root_id, &observed, now)?;
         self.conn
@@ -499,12 +502,33 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The versions current when overwrite incident `id` began, one per file it
+    /// touched, ordered by path: what its restore brings back.
+    pub fn overwritten_before(&self, id: i64) -> Result<Vec<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE before_incident = ?1 ORDER BY path, id"
+        ))?;
+        let rows = stmt.query_map([id], version_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The versions a restore would bring back, one per path, ordered by path.
     ///
     /// Without `as_of`: the most recent removed version of each path that matches.
     /// With `as_of`: the version that was current at that moment, for every path that
     /// existed then (the folder as it was).
     pub fn restore_candidates(&self, filter: &RestoreFilter) -> Result<Vec<Version>> {
+        // An overwrite incident brings back each file as it was when it began.
+        if let Some(id) = filter.incident
+            && self.incident(id)?.is_some_and(|i| i.kind.is_overwrite())
+        {
+            let mut before = self.overwritten_before(id)?;
+            before.retain(|v| {
+                filter.scopes.is_empty() || filter.scopes.iter().any(|s| v.path.starts_with(s))
+            });
+            before.dedup_by(|a, b| a.path == b.path);
+            return Ok(before);
+        }
         let everything = [None];
         let given: Vec<Option<&Path>> = filter.scopes.iter().map(|s| Some(s.as_path())).collect();
         let scopes: &[Option<&Path>] = if given.is_empty() {

@@ -212,6 +212,21 @@ impl Replayer<'_> {
                     &mut || codes.next().unwrap_or_else(&mut *new_code),
                 )?;
             }
+            Record::Overwrites {
+                files,
+                window_ns,
+                gap_ns,
+                codes,
+            } => {
+                let mut codes = codes.into_iter();
+                let new_code = &mut *self.new_code;
+                let rules = crate::index::OverwriteRules {
+                    files,
+                    window_ns,
+                    gap_ns,
+                };
+                ix.group_overwrites(rules, &mut || codes.next().unwrap_or_else(&mut *new_code))?;
+            }
             Record::Ended { code, at } => {
                 let Some(incident) = ix.incident_by_code(&code)? else {
                     return Ok(Err(format!("no incident {code} to mark as over")));

@@ -25,6 +25,15 @@ pub fn plan(
 ) -> Result<RestorePlan, RestoreError> {
     let roots: HashMap<i64, PathBuf> = index.roots()?.into_iter().map(|r| (r.id, r.path)).collect();
     let mut versions = index.restore_candidates(filter)?;
+    // Beside an encrypted file, a file brought back from before an overwrite
+    // incident is named for the moment it began: "name (as of …).ext".
+    let before_incident = match filter.incident {
+        Some(id) => index
+            .incident(id)?
+            .filter(|i| i.kind.is_overwrite())
+            .map(|i| i.first_at),
+        None => None,
+    };
     add_missing_folders(index, &mut versions, &roots)?;
     // Each destination is found once, by descriptor: the way to it is checked, and
     // every file planned below it is looked at through the folder found.
@@ -68,7 +77,7 @@ pub fn plan(
                     .to_string()
                 })
         });
-        let label = beside_label(&version, filter.as_of);
+        let label = beside_label(&version, filter.as_of.or(before_incident));
         let is_dir = version.observed.kind == EntryKind::Dir;
         let (base, action) = match found {
             // A protected folder that is now a planted link: its files say why, and

@@ -97,6 +97,7 @@ pub fn alert_command(
             };
             alert
                 .env("UNDELETE_INCIDENT", &incident.code)
+                .env("UNDELETE_KIND", incident.kind.code())
                 .env("UNDELETE_FOLDER", &incident.folder)
                 .env("UNDELETE_FILES", incident.files.to_string())
                 .env("UNDELETE_BYTES", incident.bytes.to_string())

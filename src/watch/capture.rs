@@ -64,6 +64,17 @@ pub struct Job {
     pub held: Option<Held>,
     /// Its name is known to be unlinked: whatever has the name now is another file.
     pub name_gone: bool,
+    /// The content a new copy is judged against for signs of encryption.
+    pub before: Option<Before>,
+}
+
+/// The content a file had before, to compare a new copy with (`signs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Before {
+    pub object: crate::ids::ObjectId,
+    /// It is the content of another name: this one is that name with an
+    /// extension added (`report.docx` → `report.docx.locked`).
+    pub new_extension: bool,
 }
 
 /// How many threads copy at once: four per core, because with small files most of
@@ -227,9 +238,40 @@ fn look_file(
                 })
             })
             .or(job.likely);
-        return copy_file(vault, open, observed, rules.max_file_size, likely);
+        let look = copy_file(vault, open, observed, rules.max_file_size, likely);
+        return with_signs(vault, job.before, look);
     }
     Look::Found(observed)
+}
+
+/// Adds to a new copy the signs that it is the content before, encrypted. Judged
+/// from the vault's copies, which hold exactly what was read.
+fn with_signs(vault: &Vault, before: Option<Before>, look: Look) -> Look {
+    let Some(before) = before else {
+        return look;
+    };
+    let (mut observed, copied) = match look {
+        Look::Copied(observed) => (observed, true),
+        Look::Found(observed) => (observed, false),
+        other => return other,
+    };
+    if let Some(object) = observed.object.filter(|o| *o != before.object) {
+        let sample = |id| {
+            vault
+                .sample(&id, crate::signs::SAMPLE_BYTES)
+                .unwrap_or_default()
+        };
+        let mut signs = crate::signs::Signs::of_change(&sample(before.object), &sample(object));
+        if before.new_extension && !signs.is_empty() {
+            signs = signs.with(crate::signs::Signs::NEW_EXTENSION);
+        }
+        observed.signs = signs;
+    }
+    if copied {
+        Look::Copied(observed)
+    } else {
+        Look::Found(observed)
+    }
 }
 
 /// Whether the version already kept is certainly this content, without reading it.
@@ -384,5 +426,6 @@ pub fn observed_from(st: &Stat) -> Observed {
         link_target: None,
         uncaptured: None,
         incomplete: None,
+        signs: crate::signs::Signs::NONE,
     }
 }

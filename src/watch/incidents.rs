@@ -37,7 +37,36 @@ impl Daemon {
             self.index.mark_incident_alerted(id, now, true)?;
             self.mass_deletion_alert(&incident, now)?;
         }
+        self.update_overwrites(now)?;
         self.end_incidents(now)
+    }
+
+    /// Groups new versions with signs of encryption into overwrite incidents. Such
+    /// an incident exists only once its threshold is crossed, so a new one is
+    /// alerted at once.
+    fn update_overwrites(&mut self, now: i64) -> Result<(), DaemonError> {
+        let rules = crate::index::OverwriteRules {
+            files: self.config.incidents.overwrite_files,
+            window_ns: self.config.incidents.window_ns,
+            gap_ns: self.config.incidents.gap_ns,
+        };
+        let codes = &mut self.codes;
+        let changed = self
+            .index
+            .group_overwrites(rules, &mut || codes.next_code())?;
+        if !changed.is_empty() {
+            self.next_end = None;
+        }
+        for id in changed {
+            let Some(incident) = self.index.incident(id)? else {
+                continue;
+            };
+            if incident.alerted_at.is_none() {
+                self.index.mark_incident_alerted(id, now, true)?;
+                self.mass_deletion_alert(&incident, now)?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the incidents that are over, and tells the end of those that were alerted

@@ -104,7 +104,9 @@ impl Daemon {
                     })
                 }),
             };
+            let before = self.content_before(path, current.as_ref())?;
             let job = Some(capture::Job {
+                before,
                 path: path.clone(),
                 root_id,
                 relative,
@@ -144,6 +146,54 @@ impl Daemon {
             });
         }
         Ok(found)
+    }
+
+    /// The content a new copy of `path` is judged against for signs of encryption:
+    /// its last copy with enough in it to judge, or for a new name that is an old
+    /// one with an extension added, the old one's. A copy made while the file was
+    /// empty or still being written (a program writes after it creates) says
+    /// nothing: judged against it, the random bytes that follow would look normal.
+    fn content_before(
+        &self,
+        path: &Path,
+        current: Option<&crate::model::Version>,
+    ) -> Result<Option<capture::Before>, DaemonError> {
+        let copy_of = |v: &crate::model::Version| {
+            (v.observed.kind == EntryKind::File
+                && v.observed.uncaptured.is_none()
+                && v.observed.incomplete.is_none()
+                && v.observed.size >= crate::signs::LEAST_JUDGED as u64)
+                .then_some(v.observed.object)
+                .flatten()
+        };
+        if let Some(current) = current {
+            if let Some(object) = copy_of(current) {
+                return Ok(Some(capture::Before {
+                    object,
+                    new_extension: false,
+                }));
+            }
+            let history = self.index.history(path)?;
+            if let Some(object) = history.iter().rev().find_map(copy_of) {
+                return Ok(Some(capture::Before {
+                    object,
+                    new_extension: false,
+                }));
+            }
+        }
+        let Some(original) = crate::signs::without_added_extension(path) else {
+            return Ok(None);
+        };
+        Ok(self
+            .index
+            .history(&original)?
+            .iter()
+            .rev()
+            .find_map(copy_of)
+            .map(|object| capture::Before {
+                object,
+                new_extension: true,
+            }))
     }
 
     /// Records what looking at a path found.

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod mount;
 pub mod pty;
+pub mod ransomware;
 pub mod samba;
 pub mod smtp;
 

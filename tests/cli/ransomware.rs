@@ -1,0 +1,330 @@
+//! Ransomware on the share: files rewritten in place with random bytes, or copied
+//! to `NAME.locked` with the originals deleted. The daemon must alert within the
+//! first files, the guided restore must bring every original back byte for byte,
+//! retention must never push the last good copy out, and ordinary office work must
+//! raise no such alarm.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::pty::Terminal;
+use crate::common::ransomware::{Variant, encrypt, locked, office_file, random};
+use crate::common::*;
+
+/// A share of `n` office files, protected by a daemon started with `args`.
+fn office(n: usize, args: &[&str]) -> (TestEnv, Vec<(PathBuf, Vec<u8>)>) {
+    let mut env = TestEnv::new();
+    let mut files = Vec::new();
+    for i in 0..n {
+        let (name, bytes) = office_file(i);
+        files.push((env.write(&name, &bytes), bytes));
+    }
+    env.start_daemon(args);
+    env.sync();
+    (env, files)
+}
+
+fn alerts(env: &TestEnv) -> Vec<Value> {
+    match serde_json::from_str(&env.run_ok(&["alerts", "--json"])) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("alerts --json is not an array: {other:?}"),
+    }
+}
+
+fn open_alerts(env: &TestEnv) -> Vec<Value> {
+    alerts(env)
+        .into_iter()
+        .filter(|a| a["state"] == "open")
+        .collect()
+}
+
+fn overwrite_incidents(env: &TestEnv) -> Vec<Value> {
+    env.incidents_json()
+        .into_iter()
+        .filter(|i| i["kind"] != "deleted")
+        .collect()
+}
+
+/// Encrypts `files` the `variant` way, looking after every `step` files; returns
+/// after how many files an alert was first open.
+fn encrypt_until_alerted(env: &TestEnv, variant: Variant, files: &[PathBuf], step: usize) -> usize {
+    let mut alerted_at = None;
+    encrypt(variant, files, |k| {
+        if alerted_at.is_none() && k % step == 0 {
+            env.sync();
+            if !open_alerts(env).is_empty() {
+                alerted_at = Some(k);
+            }
+        }
+    });
+    env.sync();
+    alerted_at.unwrap_or_else(|| panic!("no alert after {} files", files.len()))
+}
+
+/// `restore --incident CODE --to DIR` brings back every one of `files` as it was.
+fn restore_elsewhere_byte_for_byte(env: &TestEnv, code: &str, files: &[(PathBuf, Vec<u8>)]) {
+    let to = env.root.join("back");
+    let (ok, report, text) = restore_json(env, &["--incident", code, "--to", to.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], files.len(), "{report:#}");
+    for (path, original) in files {
+        let relative = path.strip_prefix(&env.share).unwrap();
+        let back = fs::read(to.join(relative)).unwrap();
+        assert_eq!(&back, original, "{relative:?}");
+    }
+}
+
+/// `undelete emergency` on a terminal, Enter at every question.
+fn emergency_with_enter(env: &TestEnv) -> String {
+    let mut term = Terminal::start(&format!(
+        "stty rows 24 cols 80; exec {BIN} --vault {} emergency",
+        env.vault.display()
+    ));
+    for question in ["Press Enter for 1:", "Your choice [1]:", "[Y/n]:"] {
+        term.expect(question);
+        term.send("\n");
+    }
+    let (status, screen) = term.finish();
+    assert!(status.success(), "{screen}");
+    screen
+}
+
+#[test]
+fn files_encrypted_in_place_raise_an_overwrite_alert_by_the_200th_file() {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let command = format!("env | grep ^UNDELETE_ >> {}", record.path().display());
+    let (env, files) = office(500, &["--alert-command", &command]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let started = std::time::SystemTime::now();
+    let alerted_after = encrypt_until_alerted(&env, Variant::InPlace, &paths, 25);
+    eprintln!(
+        "alert first open after {alerted_after} of 500 files encrypted in place \
+         ({:?} after the first)",
+        started.elapsed().unwrap()
+    );
+    assert_eq!(alerted_after, 200, "the default threshold is 200 files");
+    let incidents = overwrite_incidents(&env);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["kind"], "overwritten");
+    assert_eq!(incidents[0]["files"], 500, "{incidents:#?}");
+    assert_eq!(incidents[0]["recoverable"], 500, "{incidents:#?}");
+    let code = incidents[0]["code"].as_str().unwrap();
+    let status = env.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    eprintln!("----- status -----\n{text}");
+    assert!(
+        text.contains("Files changed beyond use: 500 files"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("restore --incident {code}")),
+        "{text}"
+    );
+    // The alert command is told, with the kind.
+    env.sync();
+    let told = fs::read_to_string(record.path()).unwrap();
+    assert!(told.contains("UNDELETE_EVENT=started"), "{told}");
+    assert!(told.contains("UNDELETE_KIND=overwritten"), "{told}");
+    assert!(
+        told.contains(&format!("UNDELETE_INCIDENT={code}")),
+        "{told}"
+    );
+    // No deletion happened: no deletion incident either.
+    assert_eq!(env.incidents_json().len(), 1);
+}
+
+#[test]
+fn emergency_with_enter_brings_every_file_encrypted_in_place_back_as_it_was() {
+    let (env, files) = office(60, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let screen = emergency_with_enter(&env);
+    assert!(
+        screen.contains("60 files changed beyond use in"),
+        "step 2 names what happened: {screen}"
+    );
+    assert!(screen.contains("Recovered 60 of 60 files"), "{screen}");
+    for (path, original) in &files {
+        // The encrypted file is left where it is, the original comes back beside it.
+        let now = fs::read(path).unwrap();
+        assert_ne!(&now, original, "{}", path.display());
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let beside: Vec<PathBuf> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&format!("{stem} (as of "))
+            })
+            .collect();
+        assert_eq!(beside.len(), 1, "{}: {beside:?}", path.display());
+        assert_eq!(&fs::read(&beside[0]).unwrap(), original, "{beside:?}");
+    }
+}
+
+#[test]
+fn locked_copies_with_the_originals_deleted_come_back_under_the_original_names() {
+    let (env, files) = office(300, &[]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let alerted_after = encrypt_until_alerted(&env, Variant::LockedCopies, &paths, 25);
+    eprintln!("alert first open after {alerted_after} of 300 files copied to .locked");
+    assert_eq!(
+        alerted_after, 200,
+        "the overwrite threshold, not the deletion one"
+    );
+    let kinds: Vec<Value> = env
+        .incidents_json()
+        .iter()
+        .map(|i| i["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&Value::from("renamed")), "{kinds:?}");
+    let screen = emergency_with_enter(&env);
+    assert!(screen.contains("Recovered 300 of 300 files"), "{screen}");
+    for (path, original) in &files {
+        assert_eq!(&fs::read(path).unwrap(), original, "{}", path.display());
+        assert!(locked(path).exists(), "the encrypted copy is left in place");
+    }
+}
+
+#[test]
+fn twenty_rewrites_of_each_file_keep_the_version_from_before_the_incident() {
+    let (env, files) = office(
+        24,
+        &["--overwrite-alert-files", "20", "--keep-versions", "10"],
+    );
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    for round in 0..20u64 {
+        for (k, path) in paths.iter().enumerate() {
+            fs::write(path, random(round * 1000 + k as u64, 4096)).unwrap();
+        }
+        env.sync();
+    }
+    assert!(!open_alerts(&env).is_empty());
+    let dry = env.run_ok(&["purge", "--dry-run"]);
+    assert!(dry.contains("held, not purged"), "{dry}");
+    env.run_ok(&["purge"]);
+    let code = overwrite_incidents(&env)[0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    restore_elsewhere_byte_for_byte(&env, &code, &files);
+}
+
+#[test]
+fn the_size_cap_purges_nothing_while_an_alert_is_open() {
+    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    // Unrelated older copies the cap would take first.
+    for round in 0..3 {
+        env.write("notes/todo.txt", format!("todo, take {round}\n").repeat(50));
+        env.sync();
+    }
+    let objects = env.object_count();
+    let out = env.run_ok(&["purge", "--max-vault-size", "1"]);
+    assert!(out.contains("nothing is purged for room"), "{out}");
+    assert_eq!(env.object_count(), objects, "{out}");
+}
+
+#[test]
+fn unzipping_2000_files_then_saving_300_documents_raises_no_overwrite_alert() {
+    let (env, files) = office(300, &[]);
+    // An archive unpacked: 2,000 new files, compressed photos among them.
+    for i in 0..2000 {
+        let (name, bytes) = office_file(10_000 + i);
+        env.write(format!("unpacked/{name}"), bytes);
+    }
+    env.sync();
+    // Then each of the 300 documents opened and saved by its program.
+    for (n, (path, original)) in files.iter().enumerate() {
+        let mut saved = original.clone();
+        if saved.starts_with(b"PK") || saved.starts_with(b"\xFF\xD8") {
+            // A new ZIP or a re-encoded photo: same header, new compressed body.
+            let keep = 12.min(saved.len());
+            saved.truncate(keep);
+            saved.extend(random(n as u64 + 99, 5000));
+        } else {
+            saved.extend_from_slice(b"\nP.S. updated after the meeting.\n");
+        }
+        fs::write(path, saved).unwrap();
+    }
+    env.sync();
+    assert!(
+        overwrite_incidents(&env).is_empty(),
+        "{:#?}",
+        env.incidents_json()
+    );
+    assert!(open_alerts(&env).is_empty(), "{:#?}", alerts(&env));
+}
+
+#[test]
+fn a_rebuilt_index_keeps_the_overwrite_incident_and_what_it_brings_back() {
+    let (mut env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let before = overwrite_incidents(&env);
+    env.stop_daemon();
+    env.run_ok(&["rebuild-index", "--json"]);
+    let after = overwrite_incidents(&env);
+    let fields = |all: &[Value]| -> Vec<(Value, Value, Value, Value)> {
+        all.iter()
+            .map(|i| {
+                let f = |k: &str| i[k].clone();
+                (f("code"), f("kind"), f("files"), f("recoverable"))
+            })
+            .collect()
+    };
+    assert_eq!(fields(&after), fields(&before), "{after:#?}");
+    let code = before[0]["code"].as_str().unwrap().to_owned();
+    restore_elsewhere_byte_for_byte(&env, &code, &files);
+}
+
+#[test]
+fn the_owner_is_emailed_that_files_are_being_encrypted_with_the_command_that_undoes_it() {
+    use crate::common::smtp::{Mode, SmtpServer};
+    let test =
+        "the_owner_is_emailed_that_files_are_being_encrypted_with_the_command_that_undoes_it";
+    let Some(server) = SmtpServer::start(test, Mode::Plain, None) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    let mut files = Vec::new();
+    for i in 0..40 {
+        let (name, bytes) = office_file(i);
+        files.push(env.write(&name, &bytes));
+    }
+    let config = env.root.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "vault = {:?}\nprotect = [{:?}]\noverwrite_alert_files = 20\n\n\
+             [alert.email]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+             from = \"undelete <undelete@office.example>\"\nto = [\"owner@office.example\"]\n",
+            env.vault, env.share, server.port
+        ),
+    )
+    .unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.sync();
+    encrypt_until_alerted(&env, Variant::InPlace, &files, 10);
+    let code = overwrite_incidents(&env)[0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mail = server.wait_for(1, std::time::Duration::from_secs(60));
+    eprintln!("----- e-mail as received -----\n{}", server.raw()[0]);
+    let started = &mail[0];
+    assert!(
+        started.starts_with("Subject: Files are being encrypted on "),
+        "{started}"
+    );
+    assert!(started.contains(&format!("Code:   {code}")), "{started}");
+    assert!(started.contains("changed beyond use so far"), "{started}");
+    let command = format!(
+        "sudo undelete --vault {} restore --incident {code}",
+        env.vault.display()
+    );
+    assert!(started.lines().any(|l| l.trim() == command), "{started}");
+}
