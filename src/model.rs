@@ -458,7 +458,7 @@ pub struct AlertEntry {
 }
 
 /// Counts for `status`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     pub files_protected: u64,
     pub bytes_protected: u64,

@@ -175,8 +175,9 @@ impl PurgePlan {
 
 /// How many bytes the vault must give back to meet the size and free-space rules.
 fn space_short(index: &Index, vault: &Vault, rules: &Retention) -> Result<u64, PurgeError> {
-    // What the disk really holds, should it ever hold more than the index knows of.
-    let used = index.totals()?.object_bytes.max(vault.bytes_on_disk()?);
+    // Kept by the index as copies come and go; copies it does not know of are swept
+    // before every purge, so this is what the disk holds.
+    let used = index.totals()?.object_bytes;
     let over_cap = rules
         .max_vault_bytes
         .map_or(0, |max| used.saturating_sub(max));

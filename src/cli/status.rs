@@ -45,9 +45,10 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let free = crate::vault::free_space(vault.root());
-    // What the disk holds, not what the index knows of: the two part only through a
-    // fault, and then the disk is what fills up.
-    let used = vault.bytes_on_disk().unwrap_or(totals.object_bytes);
+    // The copies the index knows of, kept as they come and go rather than walked: a
+    // copy the index does not know of (a crash between naming and recording it) is
+    // removed when the service starts, and `verify` counts any there.
+    let used = totals.object_bytes;
     if as_json {
         let value = json!({
             "daemon_running": running,

@@ -15,6 +15,7 @@ mod meta;
 mod objects;
 mod overwrites;
 mod schema;
+mod totals;
 mod versions;
 mod views;
 

@@ -1,6 +1,6 @@
 //! The `objects` table and the questions retention and `verify` ask of it: which
 //! older copies are kept, how many versions share each object, what a purge
-//! leaves behind; and the totals `status` counts.
+//! leaves behind.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use rusqlite::params;
 use super::{Index, Result, path_bytes, path_from_bytes};
 use crate::ids::ObjectId;
 use crate::journal::Record;
-use crate::model::{KeptVersion, Totals};
+use crate::model::KeptVersion;
 
 impl Index {
     /// The older versions retention must keep because an alerted incident is not
@@ -194,51 +194,6 @@ impl Index {
         }
         Ok(out)
     }
-
-    pub fn totals(&self) -> Result<Totals> {
-        let mut t = Totals::default();
-        self.conn.query_row(
-            "SELECT
-                 COALESCE(SUM(kind IN (0, 1) AND uncaptured IS NULL), 0),
-                 COALESCE(SUM(CASE WHEN kind = 0 AND uncaptured IS NULL THEN size END), 0),
-                 COALESCE(SUM(kind != 2 AND uncaptured IS NOT NULL), 0)
-             FROM versions WHERE replaced_at IS NULL AND deleted_at IS NULL",
-            [],
-            |r| {
-                t.files_protected = r.get::<_, i64>(0)? as u64;
-                t.bytes_protected = r.get::<_, i64>(1)? as u64;
-                t.files_unprotected = r.get::<_, i64>(2)? as u64;
-                Ok(())
-            },
-        )?;
-        self.conn.query_row(
-            "SELECT COALESCE(SUM(uncaptured IS NULL AND restored_at IS NULL), 0),
-                    COALESCE(SUM(uncaptured IS NOT NULL AND restored_at IS NULL), 0),
-                    COALESCE(SUM(restored_at IS NOT NULL), 0)
-             FROM versions WHERE deleted_at IS NOT NULL AND kind != 2",
-            [],
-            |r| {
-                t.deleted_recoverable = r.get::<_, i64>(0)? as u64;
-                t.deleted_lost = r.get::<_, i64>(1)? as u64;
-                t.deleted_restored = r.get::<_, i64>(2)? as u64;
-                Ok(())
-            },
-        )?;
-        self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects",
-            [],
-            |r| {
-                t.objects = r.get::<_, i64>(0)? as u64;
-                t.object_bytes = r.get::<_, i64>(1)? as u64;
-                Ok(())
-            },
-        )?;
-        t.last_capture = self
-            .conn
-            .query_row("SELECT MAX(captured_at) FROM versions", [], |r| r.get(0))?;
-        Ok(t)
-    }
-
     /// Live files without a copy, counted by reason code (see `Uncaptured::code`),
     /// most common first: `doctor` says why files are not protected.
     pub fn unprotected_by_reason(&self) -> Result<Vec<(String, u64)>> {

@@ -148,6 +148,56 @@ CREATE INDEX versions_signed_loose ON versions(seen_at)
 CREATE INDEX versions_before_incident ON versions(before_incident)
     WHERE before_incident IS NOT NULL;
 "#,
+    // `status` summed every current version (0.66 s over 1,000,000 rows). Each row
+    // now says which of status's sums it counts in (`tally`, computed, never stored),
+    // and triggers keep the sums in `tallies`, in the same transaction as the change:
+    // no crash can leave them apart from the rows they count. `rebuild-index` counts
+    // them again from the rows and `verify` checks them (see `totals`). The last
+    // copy made is the end of an index rather than a sum.
+    r#"
+ALTER TABLE versions ADD COLUMN tally INTEGER GENERATED ALWAYS AS (
+    CASE
+        WHEN kind = 2 THEN NULL
+        WHEN deleted_at IS NOT NULL THEN
+            CASE WHEN restored_at IS NOT NULL THEN 6
+                 WHEN uncaptured IS NULL THEN 4
+                 ELSE 5 END
+        WHEN replaced_at IS NOT NULL THEN NULL
+        WHEN uncaptured IS NOT NULL THEN 3
+        WHEN kind IN (0, 1) THEN 1 + kind
+    END) VIRTUAL;
+CREATE TABLE tallies (
+    tally INTEGER PRIMARY KEY,
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO tallies (tally) VALUES (0), (1), (2), (3), (4), (5), (6);
+UPDATE tallies SET
+    files = (SELECT COUNT(*) FROM versions WHERE versions.tally = tallies.tally),
+    bytes = (SELECT COALESCE(SUM(size), 0) FROM versions WHERE versions.tally = tallies.tally)
+    WHERE tally != 0;
+UPDATE tallies SET files = (SELECT COUNT(*) FROM objects),
+    bytes = (SELECT COALESCE(SUM(size), 0) FROM objects) WHERE tally = 0;
+CREATE INDEX versions_by_capture ON versions(captured_at);
+CREATE TRIGGER tally_version_added AFTER INSERT ON versions BEGIN
+    UPDATE tallies SET files = files + 1, bytes = bytes + NEW.size WHERE tally = NEW.tally;
+END;
+CREATE TRIGGER tally_version_changed
+    AFTER UPDATE OF kind, size, replaced_at, deleted_at, uncaptured, restored_at
+    ON versions BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - OLD.size WHERE tally = OLD.tally;
+    UPDATE tallies SET files = files + 1, bytes = bytes + NEW.size WHERE tally = NEW.tally;
+END;
+CREATE TRIGGER tally_version_removed AFTER DELETE ON versions BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - OLD.size WHERE tally = OLD.tally;
+END;
+CREATE TRIGGER tally_object_added AFTER INSERT ON objects BEGIN
+    UPDATE tallies SET files = files + 1, bytes = bytes + NEW.size WHERE tally = 0;
+END;
+CREATE TRIGGER tally_object_removed AFTER DELETE ON objects BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - OLD.size WHERE tally = 0;
+END;
+"#,
 ];
 
 impl Index {

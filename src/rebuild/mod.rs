@@ -152,6 +152,8 @@ fn build(plan: &RebuildPlan, vault: &Vault) -> Result<Rebuilt> {
         index.set_meta(MetaKey::LastAlive, &at.to_string())?;
     }
     index.set_meta(MetaKey::RebuiltAt, &crate::clock::now().to_string())?;
+    // The replay kept them as it went; counted once more, from the rows alone.
+    index.recount_totals()?;
     let objects_missing = index
         .objects_with_paths()?
         .iter()

@@ -367,23 +367,6 @@ impl Vault {
         Ok(out)
     }
 
-    /// The bytes the vault's copies take: every object file, and anything in `tmp/`.
-    pub fn bytes_on_disk(&self) -> Result<u64, VaultError> {
-        let tmp = self.root.join("tmp");
-        let in_tmp: u64 = fs::read_dir(&tmp)
-            .map_err(|e| VaultError::io("list", &tmp, e))?
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        Ok(self
-            .object_files()?
-            .iter()
-            .map(|(_, size)| size)
-            .sum::<u64>()
-            + in_tmp)
-    }
-
     /// Removes the object files `is_recorded` does not know: copies named by a flush
     /// whose index commit never came (a crash in between, or a failed commit), or
     /// left by a purge stopped before it removed them. Only the daemon calls this,
