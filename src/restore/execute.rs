@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ use crate::model::{EntryKind, Version};
 use crate::names;
 use crate::report::{FileResult, LossReason, Outcome};
 use crate::vault::{DamageError, Vault, is_disk_full};
+
+use super::copy::CopyError;
 
 use super::{
     Action, DirCache, PlanItem, RestoreError, RestorePlan, beside_label, left_out, lost, result,
@@ -297,15 +299,15 @@ fn write_file(
         .object
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
-    let mut reader = shared.vault.open_object(id).map_err(Failure::Vault)?;
     let fd = rustix::fs::openat(
         dir,
         temp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        // Read too: a clone or a copy in the kernel is read back to check its hash.
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(|e| Failure::Write(e.into()))?;
-    let mut file = std::fs::File::from(fd);
+    let file = std::fs::File::from(fd);
     let ticket = shared.announcer.and_then(|announcer| {
         announcer.announce(&Announcement {
             path: target.to_owned(),
@@ -315,19 +317,10 @@ fn write_file(
             object: *id,
         })
     });
-    loop {
-        let n = match reader.read(buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Failure::Vault(DamageError::Damaged));
-            }
-            Err(e) => return Err(Failure::Vault(DamageError::Unreadable(e))),
-        };
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).map_err(Failure::Write)?;
-    }
+    super::copy::copy_object(shared.vault, id, &file, buf).map_err(|e| match e {
+        CopyError::Vault(damage) => Failure::Vault(damage),
+        CopyError::Write(e) => Failure::Write(e),
+    })?;
     // Start writing it to disk now, so the flush at the end of the restore waits for
     // little instead of writing everything at once after the last copy.
     crate::vault::start_writeback(&file);

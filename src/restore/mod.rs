@@ -10,6 +10,7 @@
 //!
 //! It decides nothing the plan does not show.
 
+mod copy;
 mod execute;
 mod lock;
 mod plan;

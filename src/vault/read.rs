@@ -23,6 +23,15 @@ impl Vault {
         })
     }
 
+    /// The object's file, for a caller that checks the hash of what it makes of it
+    /// (a restore by clone reads its clone back).
+    pub fn object_file(&self, id: &ObjectId) -> Result<File, DamageError> {
+        File::open(self.object_path(id)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => DamageError::Missing,
+            _ => DamageError::Unreadable(e),
+        })
+    }
+
     /// Re-reads an object and checks its hash.
     pub fn verify(&self, id: &ObjectId) -> Result<u64, DamageError> {
         let mut reader = self.open_object(id)?;

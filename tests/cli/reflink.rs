@@ -1,11 +1,13 @@
-//! Reflinks: on a filesystem that shares blocks (XFS here, on a loop-mounted
-//! image), the vault clones big files instead of copying them.
+//! Reflinks: on a filesystem that shares blocks (XFS and btrfs here, on
+//! loop-mounted images), the vault clones big files instead of copying them, and
+//! a restore clones them back, with the hash still checked.
 //!
 //! Needs root and loop devices; where either is missing the test says it was
 //! skipped and why, and passes.
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,22 +16,34 @@ use crate::common::*;
 /// Bigger than the vault's 1 MiB buffer: only such files are cloned.
 const BIG: usize = 32 << 20;
 
-/// A loop-mounted XFS image, unmounted (lazily, in case a daemon still holds it) on drop.
-struct XfsMount {
+/// A loop-mounted XFS or btrfs image, unmounted (lazily, in case a daemon still
+/// holds it) on drop.
+struct CloneMount {
     dir: PathBuf,
     image: PathBuf,
 }
 
-impl XfsMount {
-    /// `None`, with the reason, where this machine cannot mount one.
+/// The filesystems that share blocks, and how to make each.
+const CLONING: [(&str, &[&str]); 2] = [
+    ("mkfs.xfs", &["-q", "-m", "reflink=1"]),
+    ("mkfs.btrfs", &["-q"]),
+];
+
+impl CloneMount {
+    /// A loop-mounted XFS.
     fn new(root: &Path) -> Result<Self, String> {
-        let image = root.join("xfs.img");
-        let dir = root.join("xfs");
+        Self::made_by(root, CLONING[0])
+    }
+
+    /// `Err`, with the reason, where this machine cannot mount one.
+    fn made_by(root: &Path, (mkfs, args): (&str, &[&str])) -> Result<Self, String> {
+        let image = root.join(format!("{mkfs}.img"));
+        let dir = root.join(mkfs);
         fs::create_dir(&dir).map_err(|e| e.to_string())?;
         let file = fs::File::create(&image).map_err(|e| e.to_string())?;
         // Sparse: the image only takes what is written to it.
         file.set_len(512 << 20).map_err(|e| e.to_string())?;
-        run("mkfs.xfs", &["-q", "-m", "reflink=1"], &image)?;
+        run(mkfs, args, &image)?;
         let mount = Command::new("mount")
             .args(["-o", "loop"])
             .arg(&image)
@@ -54,7 +68,7 @@ impl XfsMount {
     }
 }
 
-impl Drop for XfsMount {
+impl Drop for CloneMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         let _ = fs::remove_file(&self.image);
@@ -80,7 +94,7 @@ fn run(program: &str, args: &[&str], path: &Path) -> Result<(), String> {
 #[test]
 fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
     let mut env = TestEnv::new();
-    let xfs = match XfsMount::new(&env.root) {
+    let xfs = match CloneMount::new(&env.root) {
         Ok(xfs) => xfs,
         Err(why) => {
             eprintln!("skipped: cannot mount a loop XFS here ({why})");
@@ -125,4 +139,68 @@ fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
     );
     env.run_ok(&["verify"]);
     env.stop_daemon();
+}
+
+#[test]
+fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored() {
+    for mkfs in CLONING {
+        let mut env = TestEnv::new();
+        let disk = match CloneMount::made_by(&env.root, mkfs) {
+            Ok(disk) => disk,
+            Err(why) => {
+                eprintln!("skipped for {}: cannot mount it here ({why})", mkfs.0);
+                continue;
+            }
+        };
+        env.share = disk.dir.join("share");
+        env.vault = disk.dir.join("vault");
+        fs::create_dir(&env.share).unwrap();
+        let (whole, damaged) = (content(1, BIG), content(2, BIG));
+        env.write("videos/whole.mp4", &whole);
+        env.write("videos/damaged.mp4", &damaged);
+        env.start_daemon(&[]);
+        env.sync();
+        fs::remove_dir_all(env.path("videos")).unwrap();
+        env.sync();
+        env.stop_daemon();
+        // One byte of the vault's copy changes on disk: cloned back as it is, the
+        // restored file would be wrong.
+        let object = fs::OpenOptions::new()
+            .write(true)
+            .open(env.object_path(&damaged))
+            .unwrap();
+        object.write_all_at(b"X", (BIG / 2) as u64).unwrap();
+        drop(object);
+
+        let before = disk.used();
+        let (success, report, output) = restore_json(&env, &["--all-deleted"]);
+        let grown = disk.used() - before;
+        assert!(!success, "{}: {output}", mkfs.0);
+        assert_eq!(report["recovered"], 1, "{}: {report}", mkfs.0);
+        let files = report["files"].as_array().unwrap();
+        let bad = files
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with("damaged.mp4"))
+            .unwrap();
+        assert_eq!(bad["outcome"], "lost", "{}: {bad}", mkfs.0);
+        assert_eq!(bad["reason_code"], "damaged", "{}: {bad}", mkfs.0);
+        assert!(
+            !env.path("videos/damaged.mp4").exists(),
+            "{}: a damaged copy was put in place",
+            mkfs.0
+        );
+        assert_eq!(restore_temp_files(&env.share), Vec::<PathBuf>::new());
+        assert!(
+            fs::read(env.path("videos/whole.mp4")).unwrap() == whole,
+            "{}: the restored file differs",
+            mkfs.0
+        );
+        assert!(
+            grown < (BIG / 4) as u64,
+            "{}: restoring {} MiB took {} MiB more: it was copied, not cloned",
+            mkfs.0,
+            BIG >> 20,
+            grown >> 20
+        );
+    }
 }
