@@ -10,9 +10,11 @@ undelete / alternative. Times are taken with cold caches where it says so
 Sections (all by default, or pick with --only):
   protect   start-up capture of a mixed tree (photos + documents) vs cp -a, restic backup
   restore   rm -rf of that tree, then restore it vs cp -a back, restic restore
-  xfs       the same capture on a loop-mounted XFS, where the vault uses reflinks
+  xfs       capture and restore on a loop-mounted XFS, where the vault and restores clone
+  btrfs     the same on a loop-mounted btrfs
   catchup   rm -rf of many small files: from the end of rm until `undelete sync` returns
   window    the loss window: files deleted N ms after they are written
+  bigwindow the loss window of one 1 GB file, on ext4 and on a loop-mounted XFS
   big       daemon memory and idle CPU with a million files indexed, and index queries
   mount     listing a point in time of a 10,000-file folder through `undelete mount`
             (what Samba's Previous Versions asks for), vs listing the live folder
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 
-SECTIONS = ["protect", "restore", "xfs", "catchup", "window", "big", "mount"]
+SECTIONS = ["protect", "restore", "xfs", "btrfs", "catchup", "window", "bigwindow", "big", "mount"]
 
 
 def log(msg):
@@ -319,36 +321,120 @@ class Bench:
             shutil.rmtree(self.path(p), ignore_errors=True)
         settle()
 
-    def xfs(self):
-        mnt = self.path("xfs")
-        img = self.path("xfs.img")
+    def loop_mount(self, name, mkfs, size_mb):
+        """Mounts a fresh sparse image made by `mkfs` at a folder of the work dir;
+        returns (mount point, image), or None where this machine cannot."""
+        mnt = self.path(name)
+        img = self.path(f"{name}.img")
         os.makedirs(mnt)
         with open(img, "wb") as f:
-            f.truncate((self.args.mb * 3 + 600) * 1_000_000)
-        ok = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", img], capture_output=True)
+            f.truncate(size_mb * 1_000_000)
+        ok = subprocess.run([*mkfs, img], capture_output=True)
         mounted = ok.returncode == 0 and (
             subprocess.run(["mount", "-o", "loop", img, mnt], capture_output=True).returncode == 0
         )
         if not mounted:
-            self.table.add("protect on XFS (reflinks)", "not run: cannot mount a loop XFS here")
             os.remove(img)
+            return None
+        return mnt, img
+
+    def clones(self, name, label, mkfs):
+        """Capture and restore of the mixed tree on a filesystem that shares blocks,
+        against cp -a (which clones there too) and a durable real copy."""
+        mounted = self.loop_mount(name, mkfs, self.args.mb * 4 + 600)
+        if mounted is None:
+            self.table.add(f"protect on {label} (reflinks)", f"not run: cannot mount a loop {label} here")
             return
+        mnt, img = mounted
         try:
             share = os.path.join(mnt, "share")
             tree = os.path.join(share, "tree")
             files, size = make_mixed_tree(tree, self.args.mb)
-            cp = timed(["cp", "-a", tree, os.path.join(mnt, "cp-copy")], cold=True)
-            cp_full = timed(
-                ["cp", "-a", "--reflink=never", tree, os.path.join(mnt, "cp-full")], cold=True
+            at = lambda p: os.path.join(mnt, p)
+            cp = timed(["cp", "-a", tree, at("cp-copy")], cold=True)
+            cp_sync = timed(["sh", "-c", f"cp -a '{tree}' '{at('cp-copy2')}' && sync"], cold=True)
+            full = timed(
+                ["sh", "-c", f"cp -a --reflink=never '{tree}' '{at('cp-full')}' && sync"], cold=True
             )
             drop_caches()
-            daemon = Daemon(self.bin, os.path.join(mnt, "vault"), share, self.path("xfs-daemon.log"))
+            daemon = Daemon(self.bin, at("vault"), share, self.path(f"{name}-daemon.log"))
             daemon.sync()
             ours = (time.monotonic() - daemon.started, daemon.peak_kib())
+            self.table.add(f"protect {files:,} files, {size / 1e6:.0f} MB on {label} (cold)", ours, cp,
+                           note="reflinked")
+            self.table.add(f"…against cp -a then sync on {label}", ours, cp_sync)
+            self.table.add(f"…against a real copy (cp -a --reflink=never, then sync) on {label}", ours, full)
+            subprocess.run(["rm", "-rf", tree], check=True)
+            daemon.sync()
             daemon.stop()
-            label = f"protect {files:,} files, {size / 1e6:.0f} MB on XFS (cold)"
-            self.table.add(label, ours, cp, note="reflinked")
-            self.table.add("…against cp -a --reflink=never on XFS", ours, cp_full)
+            cp = timed(["cp", "-a", at("cp-copy"), at("cp-back")], cold=True)
+            cp_sync = timed(["sh", "-c", f"cp -a '{at('cp-copy')}' '{at('cp-back2')}' && sync"], cold=True)
+            full = timed(
+                ["sh", "-c", f"cp -a --reflink=never '{at('cp-copy')}' '{at('cp-full-back')}' && sync"],
+                cold=True,
+            )
+            ours = timed([self.bin, "--vault", at("vault"), "restore", "--under", tree], cold=True)
+            restored = sum(len(f) for _, _, f in os.walk(tree))
+            note = "cloned, every file hash-checked" + ("" if restored == files else f"; only {restored} of {files} back!")
+            self.table.add(f"restore {files:,} files, {size / 1e6:.0f} MB on {label} (cold)", ours, cp, note=note)
+            self.table.add(f"…against cp -a then sync on {label}", ours, cp_sync)
+            self.table.add(f"…against a real copy (cp -a --reflink=never, then sync) on {label}", ours, full)
+        finally:
+            subprocess.run(["umount", mnt], check=False)
+            os.remove(img)
+
+    def xfs(self):
+        self.clones("xfs", "XFS", ["mkfs.xfs", "-q", "-m", "reflink=1"])
+
+    def btrfs(self):
+        self.clones("btrfs", "btrfs", ["mkfs.btrfs", "-q"])
+
+    def window_1g(self, label, share, vault):
+        """The loss window of one big file: written, closed, deleted N ms later; the
+        smallest N at which it comes back whole."""
+        os.makedirs(share, exist_ok=True)
+        daemon = Daemon(self.bin, vault, share, self.path(f"window-1g-{label}.log"))
+        daemon.sync()
+        size = self.args.window_mb * 1_000_000
+        chunk = random.Random(1).randbytes(1 << 20)
+        results, smallest = [], None
+        for ms in [0, 10, 100, 500, 1000, 2000, 5000]:
+            p = os.path.join(share, f"after{ms}ms.bin")
+            with open(p, "wb") as f:
+                written = 0
+                while written < size:
+                    # Each step's file differs from the others, so none is already kept.
+                    part = f"{ms}:{written}".encode() + chunk
+                    f.write(part[: size - written])
+                    written += len(part[: size - written])
+            time.sleep(ms / 1000)
+            os.remove(p)
+            daemon.sync()
+            rows = json.loads(daemon.cli("list", "--json", "--under", p, capture=True))
+            ok = any(r["recoverable"] and r["size"] == size for r in rows)
+            results.append(f"{ms} ms: {'back' if ok else 'lost'}")
+            log(f"loss window ({label}): {size / 1e6:.0f} MB deleted after {ms} ms -> {results[-1]}")
+            if ok:
+                smallest = ms
+                break
+        daemon.stop()
+        verdict = f"{smallest} ms" if smallest is not None else "over 5 s"
+        self.table.add(
+            f"loss window of a {size / 1e6:.0f} MB file on {label}", verdict, note="; ".join(results)
+        )
+
+    def bigwindow(self):
+        self.window_1g("ext4", self.path("window-1g"), self.path("window-1g-vault"))
+        shutil.rmtree(self.path("window-1g"), ignore_errors=True)
+        shutil.rmtree(self.path("window-1g-vault"), ignore_errors=True)
+        mounted = self.loop_mount("window-xfs", ["mkfs.xfs", "-q", "-m", "reflink=1"],
+                                  self.args.window_mb * 10 + 600)
+        if mounted is None:
+            self.table.add("loss window on XFS", "not run: cannot mount a loop XFS here")
+            return
+        mnt, img = mounted
+        try:
+            self.window_1g("XFS", os.path.join(mnt, "share"), os.path.join(mnt, "vault"))
         finally:
             subprocess.run(["umount", mnt], check=False)
             os.remove(img)
@@ -567,6 +653,8 @@ def main():
                    help="folders they are in (default: a tenth of --index-files)")
     p.add_argument("--mount-files", type=int, default=10_000,
                    help="files in the folder listed through the mount (default 10000)")
+    p.add_argument("--window-mb", type=int, default=1000,
+                   help="size of the loss window's big file in MB (default 1000)")
     p.add_argument("--window-files", type=int, default=50,
                    help="files written and deleted per loss-window step (default 50)")
     p.add_argument("--quick", action="store_true",
@@ -581,6 +669,7 @@ def main():
         args.delete_files //= 10
         args.index_files //= 10
         args.window_files = 20
+        args.window_mb //= 10
     if args.index_dirs is None:
         args.index_dirs = max(1, args.index_files // 10)
     bench = Bench(args)

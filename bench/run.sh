@@ -9,5 +9,15 @@
 #   bench/run.sh --help          # every option (sizes also from BENCH_MB, BENCH_DELETE, BENCH_INDEX)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The clone rows need loop-mounted XFS and btrfs.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    for tool in mkfs.xfs mkfs.btrfs; do
+        if ! command -v "$tool" >/dev/null && [ ! -x "/usr/sbin/$tool" ]; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs btrfs-progs
+            break
+        fi
+    done
+fi
 cargo build --release --quiet
 exec python3 bench/bench.py --bin "${CARGO_TARGET_DIR:-target}/release/undelete" "$@"
