@@ -186,7 +186,7 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let request = Request::from_args(&args, &index)?;
     // Taken before the plan, which would be out of date if another restore were
     // still writing; a dry run changes nothing and needs none.
-    let _lock = match args.dry_run {
+    let lock = match args.dry_run {
         true => None,
         false => Some(lock_restores(&vault)?),
     };
@@ -207,20 +207,25 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     let run = (!args.dry_run).then_some(&interrupt);
     let report = carry_out(&plan, &vault, &request, command, run, !args.json)?;
+    let saved = (!args.dry_run).then(|| super::report::save(&report, &vault, config));
+    if let Some(saved) = &saved
+        && plan.destination == Destination::Original
+    {
+        note_brought_back(&vault, &report, saved.as_deref().ok());
+    }
+    // The files are back and noted: the next restore may start. Printing comes after,
+    // since a reader that is slow or gone (a pager, a full pipe) must not hold it.
+    drop(lock);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
         print!("{}", report.text());
     }
-    if !args.dry_run {
-        let saved = super::report::save(&report, &vault, config);
+    if let Some(saved) = &saved {
         if args.json {
-            eprintln!("{}", super::report::saved_words(&saved));
+            eprintln!("{}", super::report::saved_words(saved));
         } else {
-            println!("{}", super::report::saved_words(&saved));
-        }
-        if plan.destination == Destination::Original {
-            note_brought_back(&vault, &report, saved.as_deref().ok());
+            println!("{}", super::report::saved_words(saved));
         }
     }
     // Last: the files are back and the report is shown whatever becomes of this copy.
