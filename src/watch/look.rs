@@ -15,36 +15,38 @@ use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
 use crate::names::is_internal;
 use crate::vault::Likely;
 
+/// What recording one look found: the kind on disk, whether the index already had
+/// a current version of it, and, when a file's content changed from a copy the
+/// index held, its inode (its other hard links changed too).
+pub(super) struct Recorded {
+    kind: EntryKind,
+    was_known: bool,
+    new_content_of: Option<u64>,
+}
+
 impl Daemon {
     pub(super) fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
         let dirty = self.dirty.drain();
         for chunk in dirty.chunks(LOOK_CHUNK) {
             let paths: Vec<PathBuf> = chunk.iter().map(|(p, _)| p.clone()).collect();
-            let before = paths
-                .iter()
-                .map(|p| Ok(self.index.current(p)?.and_then(|v| v.observed.object)))
-                .collect::<Result<Vec<_>, DaemonError>>()?;
             let found = self.look_at_all(&paths, now)?;
             // A file written through one of its hard links changed under the others
             // too, and inotify named only the one used: those are looked at now.
             let mut linked = Vec::new();
-            for (path, before) in paths.iter().zip(before) {
-                if let Some(now_current) = self.index.current(path)?
-                    && now_current.observed.kind == EntryKind::File
-                    && before.is_some()
-                    && now_current.observed.object != before
-                {
-                    linked.extend(
-                        self.index
-                            .current_with_inode(now_current.observed.inode, path)?,
-                    );
+            for (path, found) in paths.iter().zip(&found) {
+                if let Some(inode) = found.as_ref().and_then(|f| f.new_content_of) {
+                    linked.extend(self.index.current_with_inode(inode, path)?);
                 }
             }
             if !linked.is_empty() {
                 self.look_at_all(&linked, now)?;
             }
             for ((path, is_new), found) in chunk.iter().zip(found) {
-                if let Some((EntryKind::Dir, was_known)) = found
+                if let Some(Recorded {
+                    kind: EntryKind::Dir,
+                    was_known,
+                    ..
+                }) = found
                     && (*is_new || !was_known)
                 {
                     // Files made in a new folder before its watch existed are never
@@ -64,7 +66,11 @@ impl Daemon {
         now: i64,
     ) -> Result<Option<(EntryKind, bool)>, DaemonError> {
         let found = self.look_at_all(&[path.to_owned()], now)?;
-        Ok(found.into_iter().next().flatten())
+        Ok(found
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|f| (f.kind, f.was_known)))
     }
 
     /// `look_at` for many paths: what the index has is read here, the files are copied
@@ -75,7 +81,7 @@ impl Daemon {
         &mut self,
         paths: &[PathBuf],
         now: i64,
-    ) -> Result<Vec<Option<(EntryKind, bool)>>, DaemonError> {
+    ) -> Result<Vec<Option<Recorded>>, DaemonError> {
         let mut jobs = Vec::with_capacity(paths.len());
         let mut announced = self.announced.take(paths).into_iter();
         for path in paths {
@@ -202,7 +208,7 @@ impl Daemon {
         job: capture::Job,
         look: Look,
         now: i64,
-    ) -> Result<Option<(EntryKind, bool)>, DaemonError> {
+    ) -> Result<Option<Recorded>, DaemonError> {
         let (observed, copied) = match look {
             Look::Missing => return Ok(None),
             Look::Uninspectable(e) => {
@@ -229,6 +235,15 @@ impl Daemon {
         }
         let kind = observed.kind;
         let was_known = job.current.is_some();
+        let new_content_of = job
+            .current
+            .as_ref()
+            .is_some_and(|cur| {
+                kind == EntryKind::File
+                    && cur.observed.object.is_some()
+                    && cur.observed.object != observed.object
+            })
+            .then_some(observed.inode);
         match job.current {
             Some(cur)
                 if cur.observed.kind == observed.kind
@@ -246,7 +261,11 @@ impl Daemon {
                     .insert_version(&job.path, job.root_id, &observed, now)?;
             }
         }
-        Ok(Some((kind, was_known)))
+        Ok(Some(Recorded {
+            kind,
+            was_known,
+            new_content_of,
+        }))
     }
 
     /// Copies again the current files that were skipped because the vault was full,
