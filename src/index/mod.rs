@@ -231,14 +231,7 @@ impl Index {
     /// unchanging, which it is, since nothing can write to it.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         use rusqlite::OpenFlags;
-        check_file(path)?;
-        if is_missing(path) {
-            return Err(missing(path));
-        }
-        let open_err = |source| IndexError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = Self::existing_for_reading(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -279,14 +272,7 @@ impl Index {
     /// start and write at any time.
     pub fn open_for_reading(path: &Path) -> Result<Self> {
         use rusqlite::OpenFlags;
-        check_file(path)?;
-        if is_missing(path) {
-            return Err(missing(path));
-        }
-        let open_err = |source| IndexError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = Self::existing_for_reading(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(30))
@@ -297,6 +283,21 @@ impl Index {
         )
         .map_err(open_err)?;
         Self::reader(conn, path)
+    }
+
+    /// Checks that the index file is there to be read, and gives what says why it
+    /// then could not be opened.
+    fn existing_for_reading(
+        path: &Path,
+    ) -> Result<impl Fn(rusqlite::Error) -> IndexError + Copy + '_> {
+        check_file(path)?;
+        if is_missing(path) {
+            return Err(missing(path));
+        }
+        Ok(move |source| IndexError::Open {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// An index that only reads through `conn`: one whose schema is older than this
