@@ -122,10 +122,22 @@ pub enum FsEvent {
     Error { message: String },
 }
 
+/// The process that caused an event, where the source knows it (fanotify does,
+/// inotify does not). The pidfd, when the kernel gave one, pins that very process:
+/// reading `/proc` through it never names a newer process that reused the pid.
+#[derive(Debug, Clone)]
+// Filled by the whole-filesystem source and read by the daemon's naming of who.
+#[allow(dead_code)]
+pub struct Actor {
+    pub pid: i32,
+    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
 /// A message to the daemon's loop, from an event source, the control socket or a signal.
 #[derive(Debug)]
 pub enum Msg {
-    Fs(FsEvent),
+    /// What the kernel reported, and who did it where the source knows.
+    Fs(FsEvent, Option<Actor>),
     /// `undelete sync`: answer on the sender once everything before it is processed.
     Sync(Sender<SyncAnswer>),
     /// `undelete purge`: purge by these retention rules now; answer with what was done.

@@ -323,7 +323,7 @@ impl Reader {
 
     /// False once the daemon is gone.
     fn send(&self, event: FsEvent) -> bool {
-        self.tx.send(Msg::Fs(event)).is_ok()
+        self.tx.send(Msg::Fs(event, None)).is_ok()
     }
 
     /// Handles one event, or holds it back while a rename-from waits for its pair.
@@ -615,7 +615,7 @@ mod tests {
     fn sent(rx: &std::sync::mpsc::Receiver<Msg>) -> Vec<FsEvent> {
         rx.try_iter()
             .filter_map(|m| match m {
-                Msg::Fs(e) => Some(e),
+                Msg::Fs(e, _) => Some(e),
                 _ => None,
             })
             .collect()

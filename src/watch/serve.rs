@@ -143,8 +143,8 @@ impl Daemon {
         let mut sync_asked = false;
         for msg in batch {
             match msg {
-                Msg::Fs(FsEvent::Rescan) => rescan = true,
-                Msg::Fs(event) => self.apply(event, now)?,
+                Msg::Fs(FsEvent::Rescan, _) => rescan = true,
+                Msg::Fs(event, _by) => self.apply(event, now)?,
                 Msg::Sync(reply) => {
                     sync_asked = true;
                     // Cookies go into every protected folder; when the kernel reports them
