@@ -9,7 +9,7 @@
 //! instead of "unknown". Oldest first: when space is short, what was deleted
 //! longest ago goes first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::config::Retention;
@@ -64,6 +64,33 @@ impl PurgePlan {
     pub fn count(&self, why: Why) -> usize {
         self.purges.iter().filter(|p| p.why == why).count()
     }
+
+    /// The version ids the plan purges, as `purge` shows them before asking the
+    /// running daemon.
+    pub fn version_ids(&self) -> Vec<i64> {
+        self.purges.iter().map(|p| p.version.id).collect()
+    }
+
+    /// Keeps only the purges of versions in `shown`. Returns how many shown
+    /// versions this plan no longer purges: since they were shown, each was held
+    /// by a new incident, brought back, or otherwise kept. `bytes_freed` is left as
+    /// planned; what a purge frees is counted when it is carried out.
+    pub fn limit_to(&mut self, shown: &HashSet<i64>) -> usize {
+        self.purges.retain(|p| shown.contains(&p.version.id));
+        shown.len().saturating_sub(self.purges.len())
+    }
+}
+
+/// What `purge` asks of the running daemon: purge by these rules, and only the
+/// copies the command showed (`only`). The daemon plans again, since something may
+/// have changed since the command planned, and carries out only what both plans
+/// name: nothing is purged that the person was not shown, and nothing shown is
+/// purged that the rules now keep.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PurgeAsk {
+    pub rules: Retention,
+    /// `None`: whatever the rules purge (the daemon's own hourly purge).
+    pub only: Option<Vec<i64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +219,8 @@ fn space_short(index: &Index, vault: &Vault, rules: &Retention) -> Result<u64, P
 #[derive(Debug, Default)]
 pub struct Purged {
     pub versions: usize,
+    /// Copies shown by `purge` that were kept after all (see `PurgePlan::limit_to`).
+    pub kept_since_shown: usize,
     pub objects: usize,
     pub bytes: u64,
     /// Objects whose file could not be removed (they are forgotten all the same).
@@ -239,15 +268,34 @@ pub fn execute(
 
 /// One line for people: "Purged 12 older copies (3.4 GB freed)."
 pub fn summary(done: &Purged) -> String {
-    if done.versions == 0 {
-        return "Nothing needed purging.".to_owned();
+    let mut out = if done.versions == 0 {
+        "Nothing needed purging.".to_owned()
+    } else {
+        format!(
+            "Purged {} older {} ({} freed).",
+            crate::words::count(done.versions as u64),
+            if done.versions == 1 { "copy" } else { "copies" },
+            crate::words::bytes(done.bytes)
+        )
+    };
+    if done.kept_since_shown > 0 {
+        out.push_str(&format!(
+            " {} of the copies listed {} kept: since the list was made, the rules keep {} \
+             (brought back, or held by an incident).",
+            crate::words::count(done.kept_since_shown as u64),
+            if done.kept_since_shown == 1 {
+                "was"
+            } else {
+                "were"
+            },
+            if done.kept_since_shown == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        ));
     }
-    format!(
-        "Purged {} older {} ({} freed).",
-        crate::words::count(done.versions as u64),
-        if done.versions == 1 { "copy" } else { "copies" },
-        crate::words::bytes(done.bytes)
-    )
+    out
 }
 
 #[cfg(test)]
@@ -299,5 +347,63 @@ mod tests {
             plan.still_short, 1000,
             "the shared copy cannot be given back"
         );
+    }
+
+    /// `purge` shows a plan, then the running daemon plans again: a copy deleted in
+    /// between was never shown and must not go, and a copy the rules keep by then
+    /// (here: rules made kinder) must not go either, and is counted.
+    #[test]
+    fn a_purge_asked_by_the_command_removes_only_what_it_showed() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("vault")).unwrap();
+        let index = Index::open(&vault.index_path()).unwrap();
+        let root = index.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
+        let delete = |path: &str, object: u8, at: i64| {
+            index
+                .insert_version(Path::new(path), root, &file(object, 10), at - 5)
+                .unwrap();
+            let gone = Gone {
+                at,
+                approx: false,
+                last_seen: None,
+                removal: Removal::Deleted,
+            };
+            index.mark_removed(Path::new(path), false, &gone).unwrap();
+        };
+        let rules = Retention {
+            keep_deleted_ns: 0,
+            ..Retention::default()
+        };
+        delete("/s/shown", 1, 10);
+        let shown: HashSet<i64> = plan(&index, &vault, &rules, 20)
+            .unwrap()
+            .version_ids()
+            .into_iter()
+            .collect();
+        assert_eq!(shown.len(), 1);
+
+        delete("/s/deleted-since", 2, 30);
+        let mut again = plan(&index, &vault, &rules, 40).unwrap();
+        assert_eq!(again.purges.len(), 2, "both are due by the rules");
+        assert_eq!(again.limit_to(&shown), 0);
+        let paths: Vec<&Path> = again
+            .purges
+            .iter()
+            .map(|p| p.version.path.as_path())
+            .collect();
+        assert_eq!(paths, [Path::new("/s/shown")]);
+
+        let kinder = Retention {
+            keep_deleted_ns: 1_000,
+            ..rules
+        };
+        let mut kept = plan(&index, &vault, &kinder, 40).unwrap();
+        assert_eq!(kept.limit_to(&shown), 1, "the shown copy is kept now");
+        assert!(kept.purges.is_empty());
+        let words = summary(&Purged {
+            kept_since_shown: 1,
+            ..Purged::default()
+        });
+        assert!(words.contains("1 of the copies listed was kept"), "{words}");
     }
 }

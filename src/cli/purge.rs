@@ -14,7 +14,7 @@ use crate::config::Retention;
 use crate::control;
 use crate::index::Index;
 use crate::index::MetaKey;
-use crate::retention::{self, PurgePlan, Why};
+use crate::retention::{self, PurgeAsk, PurgePlan, Why};
 use crate::vault::LockError;
 use crate::words::{bytes, count, display_path};
 
@@ -57,12 +57,17 @@ pub fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
             }
             retention::summary(&done)
         }
-        // The daemon runs: it purges, between two batches, by the rules planned here.
+        // The daemon runs: it purges, between two batches, what was shown here and
+        // what its own plan, made then, still purges.
         Err(LockError::Taken { .. }) => {
-            plan_and_show(&read_only()?)?;
+            let plan = plan_and_show(&read_only()?)?;
+            let ask = PurgeAsk {
+                rules: rules.clone(),
+                only: Some(plan.version_ids()),
+            };
             control::request(
                 &vault.socket_path(),
-                &format!("PURGE {}", serde_json::to_string(&rules)?),
+                &format!("PURGE {}", serde_json::to_string(&ask)?),
                 Duration::from_secs(600),
             )?
         }

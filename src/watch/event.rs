@@ -140,8 +140,9 @@ pub enum Msg {
     Fs(FsEvent, Option<Actor>),
     /// `undelete sync`: answer on the sender once everything before it is processed.
     Sync(Sender<SyncAnswer>),
-    /// `undelete purge`: purge by these retention rules now; answer with what was done.
-    Purge(crate::config::Retention, Sender<Result<String, String>>),
+    /// `undelete purge`: purge by these retention rules now, only what the command
+    /// showed; answer with what was done.
+    Purge(crate::retention::PurgeAsk, Sender<Result<String, String>>),
     /// SIGHUP: read the settings again.
     Reload,
     Shutdown,

@@ -40,10 +40,10 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
-use crate::config::Retention;
 use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
 use crate::model::Root;
+use crate::retention::PurgeAsk;
 use crate::vault::{LockError, Vault, VaultError, WriterLock};
 
 pub use event::{Msg, SyncAnswer};
@@ -293,7 +293,7 @@ struct Daemon {
     /// None until the first purge, which comes right after the start-up scan.
     last_purge: Option<Instant>,
     /// `undelete purge` requests, each with the rules it asks for.
-    purges_asked: Vec<(Retention, Sender<Result<String, String>>)>,
+    purges_asked: Vec<(PurgeAsk, Sender<Result<String, String>>)>,
     /// A SIGHUP, to act on after the next commit.
     reload_asked: bool,
     /// What to tell of mass deletions (command, e-mail), once their incident is committed.

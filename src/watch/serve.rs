@@ -4,6 +4,7 @@
 //! purge, watch-limit retry) and what waits for a commit (syncs, purges, reloads,
 //! commands' amendments). It decides when; `apply`, `look` and `incidents` decide what.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
@@ -152,7 +153,7 @@ impl Daemon {
                     let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
                     self.syncs.start(reply, &roots);
                 }
-                Msg::Purge(rules, reply) => self.purges_asked.push((rules, reply)),
+                Msg::Purge(ask, reply) => self.purges_asked.push((ask, reply)),
                 Msg::Reload => self.reload_asked = true,
                 Msg::Shutdown => self.stopping = true,
                 Msg::Amend(json, reply) => {
@@ -226,13 +227,14 @@ impl Daemon {
         self.syncs.answer_ready();
         if self.purge_due() {
             self.last_purge = Some(Instant::now());
-            let _ = self.purge(&self.config.retention);
+            let _ = self.purge(&self.config.retention, None);
         }
         if std::mem::take(&mut self.reload_asked) {
             self.reload(clock::now())?;
         }
-        for (rules, reply) in std::mem::take(&mut self.purges_asked) {
-            let _ = reply.send(self.purge(&rules));
+        for (ask, reply) in std::mem::take(&mut self.purges_asked) {
+            let shown: Option<HashSet<i64>> = ask.only.map(|ids| ids.into_iter().collect());
+            let _ = reply.send(self.purge(&ask.rules, shown.as_ref()));
         }
         Ok(())
     }
@@ -315,14 +317,21 @@ impl Daemon {
 
     /// Applies the retention rules. Between batches, with everything committed and
     /// no copy under way, so no capture can come to refer to an object it removes.
-    pub(super) fn purge(&self, rules: &Retention) -> Result<String, String> {
+    /// Asked by `purge`, only the copies it showed may go (`shown`).
+    pub(super) fn purge(
+        &self,
+        rules: &Retention,
+        shown: Option<&HashSet<i64>>,
+    ) -> Result<String, String> {
         if let Err(e) = sweep(&self.vault, &self.index) {
             tracing::error!("cannot sweep the vault: {e}");
         }
         let now = clock::now();
         let outcome =
-            crate::retention::plan(&self.index, &self.vault, rules, now).and_then(|plan| {
-                let done = crate::retention::execute(&plan, &self.index, &self.vault, now)?;
+            crate::retention::plan(&self.index, &self.vault, rules, now).and_then(|mut plan| {
+                let kept_since_shown = shown.map_or(0, |shown| plan.limit_to(shown));
+                let mut done = crate::retention::execute(&plan, &self.index, &self.vault, now)?;
+                done.kept_since_shown = kept_since_shown;
                 Ok((plan, done))
             });
         match outcome {

@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Sender};
 use super::event::{Msg, SyncAnswer};
 use crate::announce::{self, Announced};
 use crate::control::AMEND;
+use crate::retention::PurgeAsk;
 
 /// Binds the socket; a leftover file from a daemon that died is replaced.
 /// The caller must hold the vault's daemon lock.
@@ -64,11 +65,16 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
         }
         "PURGE" => {
             let (tx, rx) = mpsc::channel();
-            let rules = match serde_json::from_str::<crate::config::Retention>(argument) {
-                Ok(rules) if rules.keep_deleted_ns >= 0 => rules,
-                _ => return send_line(stream, "ERR PURGE needs valid retention rules as JSON"),
+            let ask = match serde_json::from_str::<PurgeAsk>(argument) {
+                Ok(ask) if ask.rules.keep_deleted_ns >= 0 => ask,
+                _ => {
+                    return send_line(
+                        stream,
+                        "ERR PURGE needs valid retention rules and the copies shown, as JSON",
+                    );
+                }
             };
-            if daemon.send(Msg::Purge(rules, tx)).is_err() {
+            if daemon.send(Msg::Purge(ask, tx)).is_err() {
                 "ERR the daemon is stopping".to_owned()
             } else {
                 match rx.recv() {
