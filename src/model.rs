@@ -505,3 +505,14 @@ pub struct Gone {
     pub last_seen: Option<i64>,
     pub removal: Removal,
 }
+
+/// How an alert e-mail went, as the daemon records it for `doctor` (meta keys
+/// `email_sent` and `email_failed`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub at: i64,
+    pub to: String,
+    pub subject: String,
+    /// Why it was not sent; none when the server took it.
+    pub error: Option<String>,
+}

@@ -321,7 +321,7 @@ fn test(config: &Config) -> anyhow::Result<ExitCode> {
 
 /// Keeps how the test went where `doctor` looks, as the daemon keeps its own: a
 /// test that works after a fix clears the problem. Best effort (no vault yet).
-fn note_delivery(config: &Config, delivery: &crate::watch::alert::Delivery) {
+fn note_delivery(config: &Config, delivery: &crate::model::Delivery) {
     let Ok((_, index)) = super::open_vault(config) else {
         return;
     };

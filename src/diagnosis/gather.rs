@@ -14,8 +14,8 @@ use crate::config::Config;
 use crate::control;
 use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
+use crate::model::Delivery;
 use crate::vault::Vault;
-use crate::watch::alert::Delivery;
 
 impl Facts {
     /// What is known before the vault is opened: the time, the settings, the

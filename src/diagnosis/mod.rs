@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::Alert;
-use crate::watch::alert::Delivery;
+use crate::model::Delivery;
 use checks::*;
 
 /// Where the service's settings live; named in the fixes.

@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Sender};
 use crate::config::EmailSettings;
 use crate::email::Letter;
 use crate::incident::AlertEvent;
+use crate::model::Delivery;
 use crate::model::Incident;
 
 use super::Msg;
@@ -24,16 +25,6 @@ pub struct Notice {
     pub vault: PathBuf,
     pub command: Option<String>,
     pub email: Option<EmailSettings>,
-}
-
-/// How an e-mail went.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Delivery {
-    pub at: i64,
-    pub to: String,
-    pub subject: String,
-    /// Why it was not sent; none when the server took it.
-    pub error: Option<String>,
 }
 
 /// The thread that tells, and the way to it.

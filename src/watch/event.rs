@@ -149,7 +149,7 @@ pub enum Msg {
     /// A command's change to the record, as JSON (see `amend`); answered once committed.
     Amend(String, Sender<Result<String, String>>),
     /// How an alert e-mail went (see `alert`).
-    Delivered(super::alert::Delivery),
+    Delivered(crate::model::Delivery),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

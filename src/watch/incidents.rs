@@ -134,7 +134,10 @@ impl Daemon {
     }
 
     /// Keeps how the last alert e-mail went, and the last that failed, for `doctor`.
-    pub(super) fn delivered(&mut self, delivery: &alert::Delivery) -> Result<(), DaemonError> {
+    pub(super) fn delivered(
+        &mut self,
+        delivery: &crate::model::Delivery,
+    ) -> Result<(), DaemonError> {
         let key = if delivery.error.is_some() {
             MetaKey::EmailFailed
         } else {
