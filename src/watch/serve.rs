@@ -112,6 +112,11 @@ impl Daemon {
                 }
             }
             let quiet = batch.is_empty();
+            // A quiet second with nothing due opens no transaction: one would take
+            // the index's write lock every second for nothing.
+            if quiet && open_since.is_none() && !self.quiet_work_due(clock::now()) {
+                continue;
+            }
             let since = match open_since {
                 Some(since) => since,
                 None => {
@@ -196,6 +201,21 @@ impl Daemon {
             || self.reload_asked
             || !self.purges_asked.is_empty()
             || self.purge_due())
+    }
+
+    /// What a quiet tick can have to do: each timer of `process` and `finish`, and
+    /// the end of an incident (its gap passed). Everything else comes as a message.
+    fn quiet_work_due(&self, now: i64) -> bool {
+        let limit_check =
+            !self.unwatched.is_empty() && self.last_limit_check.elapsed() >= LIMIT_CHECK;
+        let fallback = (!self.unwatched.is_empty() || self.vault_full)
+            && self.last_fallback_scan.elapsed() >= FALLBACK_SCAN;
+        self.last_heartbeat.elapsed() >= HEARTBEAT
+            || self.purge_due()
+            || limit_check
+            || fallback
+            || self.ends_to_tell
+            || self.next_end.is_none_or(|at| now > at)
     }
 
     pub(super) fn purge_due(&self) -> bool {

@@ -274,3 +274,59 @@ fn files_deleted_while_the_daemon_was_down_are_found_at_start() {
     let all = env.list_by_path(&["--all"]);
     assert_live_and_recoverable(entry(&all, &env.json_path("keep.txt")));
 }
+
+/// An idle daemon leaves the index alone between heartbeats: no transaction each
+/// quiet second (each took the index's write lock, seen as SQLite's `fcntl` locks),
+/// no write, no flush. The sync just answered wrote a heartbeat, and the next is
+/// ten seconds away. Its own last batch (the sync's cookies, removed) is given a
+/// second to end; the three seconds after that have nothing due, where a daemon
+/// that opened a transaction every quiet second would show three.
+#[test]
+fn an_idle_daemon_touches_neither_the_index_nor_its_locks_between_heartbeats() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: strace is not installed, so the daemon's system calls cannot be watched");
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.start_daemon(&[]);
+    env.write("a.txt", "something to keep");
+    env.sync();
+    let synced = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = std::process::Command::new("timeout")
+        .args(["4", "strace", "-f", "-ttt", "-e"])
+        .arg("trace=fcntl,openat,write,pwrite64,fsync,fdatasync,rename,renameat2,unlink")
+        .arg("-p")
+        .arg(env.daemon_pid().to_string())
+        .output()
+        .expect("run strace");
+    let calls: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| {
+            // "[pid N] SECONDS.MICROS call(…)" or "SECONDS.MICROS call(…)".
+            let rest = l
+                .strip_prefix("[pid ")
+                .map_or(*l, |r| r.split_once("] ").map_or(r, |(_, rest)| rest));
+            let at: Option<f64> = rest.split(' ').next().and_then(|t| t.parse().ok());
+            at.is_some_and(|at| at > synced + 1.0) && rest.contains('(')
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        calls.is_empty(),
+        "an idle daemon made these calls:\n{}",
+        calls.join("\n")
+    );
+    env.write("b.txt", "and the daemon still records");
+    env.sync();
+    assert_live_and_recoverable(entry(
+        &env.list_by_path(&["--all"]),
+        &env.json_path("b.txt"),
+    ));
+}
