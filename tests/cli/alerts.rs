@@ -19,8 +19,7 @@ fn photos_deleted(n: usize, args: &[&str]) -> TestEnv {
     for i in 0..n {
         env.write(format!("photos/IMG_{i:04}.jpg"), content(i, 2000));
     }
-    env.start_daemon(args);
-    env.sync();
+    env.start_daemon_and_sync(args);
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
     env
@@ -227,8 +226,7 @@ fn restored_marks_and_alert_states_survive_a_rebuilt_index() {
         env.write(format!("photos/p{i}.jpg"), content(i, 1000));
         env.write(format!("scans/s{i}.pdf"), content(100 + i, 1000));
     }
-    env.start_daemon(&["--alert-files", "5"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--alert-files", "5"]);
     fs::remove_dir_all(env.path("photos")).unwrap();
     fs::remove_dir_all(env.path("scans")).unwrap();
     env.sync();
@@ -280,8 +278,7 @@ fn a_restore_with_no_daemon_running_records_what_it_brought_back() {
     assert!(!status.contains("WARNING"), "{status}");
     assert!(status.contains("Resolved today"), "{status}");
     // The next daemon finds the incident over and tells no one twice.
-    env.start_daemon(&["--alert-files", "5"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--alert-files", "5"]);
     assert_eq!(alerts(&env)[0]["state"], "resolved");
 }
 
@@ -586,8 +583,7 @@ fn kill_9_of_a_restore_or_the_daemon_never_leaves_a_file_marked_back_that_is_not
         env.write(&rel, &data);
         files.insert(env.json_path(&rel), data);
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let under = env.json_path("docs");
     for i in 0..iterations {
         if env.path("docs").exists() {

@@ -78,8 +78,7 @@ fn the_daemon_takes_the_restores_word_for_a_file_as_announced() {
     let mut env = TestEnv::new();
     // The daemon trusts an announcement only for content the vault already holds.
     env.write("kept.txt", "vouched");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     // Written like a restore writes: under a temporary name, announced, renamed.
     let temp = env.write(temp_name(1), "written");
@@ -106,8 +105,7 @@ fn an_announced_file_that_is_not_as_announced_is_read() {
     let mut env = TestEnv::new();
     // The daemon trusts an announcement only for content the vault already holds.
     env.write("kept.txt", "vouched");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     type Change = fn(&fs::Metadata) -> (u64, u64, i64);
     let changes: [(&str, Change); 3] = [

@@ -26,8 +26,7 @@ fn rm_rf_of_20000_files_is_recorded_file_by_file() {
         }
     }
     env.write("survivor.txt", "not deleted");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let all = env.list_json(&["--all"]);
     assert_eq!(all.len(), folders * PER_FOLDER + 1, "captured at start-up");
 
@@ -124,8 +123,7 @@ fn kill_9_during_capture_loses_and_damages_nothing() {
         "the kill came too late to test anything ({copies_at_kill} copies)"
     );
 
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let verify = env.run(&["verify"]);
     assert!(verify.status.success(), "{}", output_text(&verify));
 

@@ -22,8 +22,7 @@ fn files_present_before_the_daemon_starts_are_captured() {
     for (rel, data) in files {
         env.write(rel, data);
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     let all = env.list_by_path(&["--all"]);
     assert_eq!(
@@ -69,8 +68,7 @@ fn files_present_before_the_daemon_starts_are_captured() {
 fn what_is_recorded_is_committed_while_changes_keep_coming() {
     let mut env = TestEnv::new();
     let busy = env.write("busy.txt", "its mode changes again and again");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let first = env.json_path("first.txt");
     let stop = AtomicBool::new(false);
     let changes = AtomicU64::new(0);
@@ -109,8 +107,7 @@ fn what_is_recorded_is_committed_while_changes_keep_coming() {
 #[test]
 fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
     let mut env = TestEnv::new();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     let v1 = b"first version".as_slice();
     let v2 = b"the second version, longer".as_slice();
@@ -174,8 +171,7 @@ fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
 #[test]
 fn files_in_new_nested_folders_made_in_a_burst_are_all_captured() {
     let mut env = TestEnv::new();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     // `mkdir -p a/b/c` and a file inside, over and over, with no sync in between:
     // files made in a folder before its watch exists are never reported by the kernel.
@@ -220,8 +216,7 @@ fn files_made_in_a_brand_new_folder_at_once_are_captured() {
     // the folder's watch exists by then; a walk of the folder must cover the rest.
     const FOLDERS: usize = 300;
     let mut env = TestEnv::new();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Another user keeps writing meanwhile, as on a busy file server: the kernel's
     // reports never pause, so they and the daemon's own work interleave in every order.
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -265,8 +260,7 @@ fn excluded_and_oversized_files_are_recorded_with_their_reason() {
     env.write("before.tmp", "scratch from before");
     env.write("before-big.bin", content(1, 2048));
     env.write("before-ok.txt", "kept from before");
-    env.start_daemon(&["--exclude", "*.tmp", "--max-file-size", "1KiB"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp", "--max-file-size", "1KiB"]);
     // Written while running: found by events.
     env.write("during.tmp", "scratch while running");
     env.write("deep/er/during.tmp", "deep scratch");
@@ -346,8 +340,7 @@ fn a_file_over_the_size_limit_is_never_copied_even_while_it_is_written() {
     // empty, and may read it while it grows. The limit holds for what is read.
     const FILES: usize = 200;
     let mut env = TestEnv::new();
-    env.start_daemon(&["--max-file-size", "1KiB"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--max-file-size", "1KiB"]);
     for n in 0..FILES {
         fs::write(env.path(format!("big{n:03}.bin")), content(n, 64 * 1024)).unwrap();
     }
@@ -389,8 +382,7 @@ fn links_pipes_sockets_and_unreadable_modes_are_recorded_without_hanging() {
         fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     env.write("target.txt", "the target");
     let absolute_target = env.path("target.txt");
@@ -479,8 +471,7 @@ fn a_file_written_through_its_other_hard_link_is_restored_with_its_last_content(
     env.write("x/report.doc", "first draft");
     fs::hard_link(env.path("x/report.doc"), env.path("y/report.doc")).unwrap();
     fs::hard_link(env.path("x/report.doc"), env.path("x/copy.doc")).unwrap();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Written in place through one name: inotify names only that one.
     let mut file = OpenOptions::new()
         .write(true)
@@ -514,8 +505,7 @@ fn a_file_written_through_its_other_hard_link_is_restored_with_its_last_content(
 #[test]
 fn a_folder_made_and_removed_before_the_daemon_looked_is_no_lost_file() {
     let mut env = TestEnv::new();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Many times over: whichever the daemon sees first, the folder or its removal,
     // it is recorded as a folder, and no incident counts it as a file.
     for i in 0..200 {

@@ -70,8 +70,7 @@ fn working() -> TestEnv {
     let mut env = TestEnv::new();
     env.write("letters/2026/a.txt", "a letter");
     env.write("photos/p.jpg", content(1, 3000));
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     env
 }
 
@@ -194,8 +193,7 @@ fn doctor_warns_when_the_vault_disk_is_nearly_full() {
     let mut env = TestEnv::new();
     env.vault = disk.join("vault");
     env.write("small.txt", "fits");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Under 1 GB free is nearly full, whatever the size of the disk.
     let (out, answer) = doctor(&env, &[]);
     assert_problem(&out, &answer, "vault_space");
@@ -225,8 +223,7 @@ fn doctor_counts_the_files_kept_out_by_rules() {
     env.write("b/c.tmp", "scratch");
     env.write("video.mp4", content(3, 5000));
     env.write("letter.txt", "kept");
-    env.start_daemon(&["--exclude", "*.tmp", "--max-file-size", "1KB"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp", "--max-file-size", "1KB"]);
     let (_, answer) = doctor(&env, &[]);
     // Kept out by the customer's own rules: told, with how to change them, not a problem.
     assert_ok(&answer, "unprotected_files");
@@ -252,8 +249,7 @@ fn doctor_notices_a_protected_folder_that_is_gone() {
     let other = env.root.join("other");
     fs::create_dir(&other).unwrap();
     env.write("a.txt", "a");
-    env.start_daemon(&["--protect", other.to_str().unwrap()]);
-    env.sync();
+    env.start_daemon_and_sync(&["--protect", other.to_str().unwrap()]);
     env.stop_daemon();
     fs::remove_dir_all(&other).unwrap();
     let (out, answer) = doctor(&env, &[]);
@@ -274,12 +270,10 @@ fn doctor_notices_a_folder_no_longer_protected() {
     let mut env = TestEnv::new();
     let other = env.root.join("other");
     fs::create_dir(&other).unwrap();
-    env.start_daemon(&["--protect", other.to_str().unwrap()]);
-    env.sync();
+    env.start_daemon_and_sync(&["--protect", other.to_str().unwrap()]);
     env.stop_daemon();
     // Started again without it: its files are no longer copied.
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let (out, answer) = doctor(&env, &[]);
     assert_problem(&out, &answer, "folders");
     let folders = check(&answer, "folders");
@@ -369,8 +363,7 @@ fn doctor_shows_a_recent_mass_deletion_with_the_command_to_undo_it() {
     for i in 0..5 {
         env.write(format!("photos/p{i}.jpg"), content(i, 500));
     }
-    env.start_daemon(&["--alert-files", "3"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--alert-files", "3"]);
     let (_, answer) = doctor(&env, &[]);
     assert_ok(&answer, "alerts");
     fs::remove_dir_all(env.path("photos")).unwrap();
@@ -410,8 +403,7 @@ fn watches_missing_under_the_limit_are_added_once_it_is_raised_without_a_restart
         fs::create_dir_all(env.path(format!("side/s{i}"))).unwrap();
     }
     env.daemon_watch_limit = Some(10);
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let alerts = |env: &TestEnv| -> Vec<String> {
         env.status_json()["alerts"]
             .as_array()

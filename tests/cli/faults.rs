@@ -46,8 +46,7 @@ fn a_vault_disk_filled_by_parallel_copies_still_records_what_was_not_copied() {
     let mut env = TestEnv::new();
     env.vault = disk.join("vault");
     env.write("early.txt", "kept before the disk filled");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     // Parallel copies take the last free blocks before the daemon writes down what
     // it could not copy: 60 files of 64 KiB, with room for a few.
@@ -86,8 +85,7 @@ fn a_full_vault_disk_stops_capture_with_an_alert_and_resumes_when_space_returns(
         env.write(&rel, &data);
         expected.insert(rel, data);
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     assert!(alerts_of_kind(&env, "vault_full").is_empty());
 
     // Room for a few of the new files, not for all of them.
@@ -200,10 +198,8 @@ fn a_full_destination_disk_stops_the_restore_cleanly_and_a_rerun_finishes() {
     for n in 0..FILES {
         env.write(format!("album/p{n:02}.jpg"), content(n, SIZE));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("album")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["album"]);
 
     // Room for about a third of the 10 MB.
     let filler = disk.fill_leaving("filler", 3 << 20);
@@ -267,11 +263,8 @@ fn a_full_destination_disk_is_said_in_plain_words() {
         let mut env = TestEnv::new();
         env.write("big.bin", content(1, 2 << 20));
         env.write("small.txt", "small");
-        env.start_daemon(&[]);
-        env.sync();
-        fs::remove_file(env.path("big.bin")).unwrap();
-        fs::remove_file(env.path("small.txt")).unwrap();
-        env.sync();
+        env.start_daemon_and_sync(&[]);
+        env.remove_and_sync(&["big.bin", "small.txt"]);
         env
     };
     let _filler = disk.fill_leaving("filler", 512 * 1024);
@@ -345,8 +338,7 @@ fn kill_9_of_the_daemon_at_random_moments_loses_nothing_captured() {
     let context = format!("seed {seed}, kills after {kill_points:?} new copies");
     eprintln!("{context}");
 
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     assert_verify_clean(&env, &context);
     let all = env.list_by_path(&["--all"]);
     for (rel, data) in &files {
@@ -400,10 +392,8 @@ fn kill_9_of_a_restore_at_random_moments_then_a_rerun_finishes() {
         env.write(&rel, &data);
         files.insert(rel.strip_prefix("docs").unwrap().to_owned(), data);
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["docs"]);
     let under = env.path("docs");
     let under = under.to_str().unwrap();
 
@@ -493,10 +483,8 @@ fn read_only_vault_still_lists_and_restores(stop: &str) {
     for n in 0..20 {
         env.write(format!("docs/f{n}.txt"), content(n, 2000));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["docs"]);
     if stop == "killed" {
         // The last changes are then still in SQLite's write-ahead log.
         env.kill_daemon();
@@ -578,8 +566,7 @@ fn copies_of_a_file_that_changed_while_read_are_not_left_in_the_vault() {
     let mut env = TestEnv::new();
     env.vault = disk.join("vault");
     let log = env.write("app.log", content(1, 6 << 20));
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let stop = Instant::now() + Duration::from_secs(3);
     let mut n = 0;
     while Instant::now() < stop {
@@ -624,8 +611,7 @@ fn a_copy_named_but_never_recorded_is_swept_at_start_and_seen_by_verify() {
     // A crash between naming a copy and committing the row that refers to it.
     let mut env = TestEnv::new();
     env.write("kept.txt", "kept");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     env.stop_daemon();
     let stray = env.object_path(b"never recorded");
     fs::write(&stray, b"never recorded").unwrap();
@@ -637,8 +623,7 @@ fn a_copy_named_but_never_recorded_is_swept_at_start_and_seen_by_verify() {
     // the stray is named by verify, and gone once the service starts.
     let used = env.status_json()["vault"]["bytes_used"].as_u64().unwrap();
     assert_eq!(used, 4, "status counts the copies recorded");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     assert!(!stray.exists(), "the stray copy was swept");
     assert!(env.object_path(b"kept").is_file(), "a recorded copy stays");
     env.stop_daemon();

@@ -41,8 +41,7 @@ fn an_edit_that_keeps_the_size_and_puts_the_mtime_back_is_captured() {
     for (round, how) in ["touch -r", "rewrite in place"].iter().enumerate() {
         let mut env = TestEnv::new();
         let path = env.write("photo.jpg", "original content, 32 bytes long.");
-        env.start_daemon(&[]);
-        env.sync();
+        env.start_daemon_and_sync(&[]);
         let mtime = fs::metadata(&path).unwrap().modified().unwrap();
         env.pause_daemon();
         if round == 0 {
@@ -74,8 +73,7 @@ fn a_change_of_metadata_alone_is_hashed_but_not_copied_again() {
     // Larger than one read buffer, so the content is streamed, not held in memory.
     let data = content(1, 3 << 20);
     let path = env.write("big.bin", &data);
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let objects = env.object_count();
     let written = written_by(env.daemon_pid());
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

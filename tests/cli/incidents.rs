@@ -23,10 +23,8 @@ fn two_folders_deleted_seconds_apart_are_two_incidents() {
     }
     env.write("notes.txt", "at the top of the share");
     // The default gap: a minute. The two are unrelated however close they come.
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("accounts")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["accounts"]);
     fs::remove_dir_all(env.path("photos")).unwrap();
     fs::remove_file(env.path("notes.txt")).unwrap();
     env.sync();
@@ -61,10 +59,8 @@ fn one_rm_rf_of_a_folder_with_subfolders_is_one_incident() {
         }
     }
     env.write("photos/cover.jpg", "cover");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["photos"]);
     let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(folder(&all[0]), env.json_path("photos"));
@@ -78,8 +74,7 @@ fn a_file_deleted_twice_in_one_incident_counts_once() {
     for i in 0..30 {
         env.write(format!("docs/d{i:02}.txt"), format!("first {i}"));
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // A sync tool that replaces each file by deleting it and writing it anew.
     for i in 0..30 {
         fs::remove_file(env.path(format!("docs/d{i:02}.txt"))).unwrap();
@@ -108,10 +103,8 @@ fn the_guided_search_counts_files_not_deletions() {
     for i in 0..30 {
         env.write(format!("photos/p{i:02}.jpg"), content(i, 100));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["photos"]);
     // Put back by hand (not by a restore), then deleted again.
     for i in 0..30 {
         env.write(format!("photos/p{i:02}.jpg"), content(i, 100));
@@ -141,8 +134,7 @@ fn lock_files_of_programs_are_left_out_of_an_incidents_count() {
     }
     env.write("reports/~$r0.docx", "word's owner file");
     env.write("reports/.~lock.r1.odt#", "libreoffice's lock");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Office makes and removes its lock at every open and close: never an incident.
     fs::remove_file(env.path("reports/~$r0.docx")).unwrap();
     env.sync();

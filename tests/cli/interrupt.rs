@@ -15,10 +15,8 @@ fn deleted_photos() -> TestEnv {
     for i in 0..40 {
         env.write(format!("photos/p{i}.jpg"), content(i, 700));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["photos"]);
     env
 }
 

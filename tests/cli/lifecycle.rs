@@ -152,8 +152,7 @@ fn a_vault_inside_the_protected_folder_is_refused() {
 #[test]
 fn a_second_daemon_on_the_same_vault_is_refused() {
     let mut env = TestEnv::new();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let child = env
         .command()
         .arg("daemon")
@@ -182,8 +181,7 @@ fn status_says_whether_protection_is_on() {
     let mut env = TestEnv::new();
     env.write("one.txt", "1");
     env.write("sub/two.txt", "22");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     let status = env.status_json();
     assert_eq!(status["daemon_running"], true, "{status:#}");
@@ -215,8 +213,7 @@ fn verify_names_the_file_whose_copy_is_damaged() {
     let bad = b"this copy will be damaged".as_slice();
     env.write("good.txt", good);
     env.write("folder/bad.txt", bad);
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let out = env.run(&["verify"]);
     assert!(out.status.success(), "{}", output_text(&out));
 
@@ -260,8 +257,7 @@ fn files_deleted_while_the_daemon_was_down_are_found_at_start() {
     fs::remove_file(env.path("gone.txt")).unwrap();
     fs::remove_dir_all(env.path("folder")).unwrap();
 
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let deleted = env.list_by_path(&[]);
     assert_eq!(deleted.len(), 2, "{deleted:#?}");
     for rel in ["gone.txt", "folder/gone-too.txt"] {

@@ -12,8 +12,7 @@ fn versions_lists_only_what_can_be_brought_back_and_says_why_the_rest_cannot() {
     let mut env = TestEnv::new();
     env.write("work/draft.tmp", "scratch");
     env.write("work/kept.txt", "one");
-    env.start_daemon(&["--exclude", "*.tmp"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp"]);
     env.write("work/kept.txt", "two, longer");
     env.sync();
 
@@ -128,8 +127,7 @@ fn every_json_flag_says_what_it_does_in_help() {
 fn doctors_fix_for_an_excluded_file_fits_a_daemon_started_with_flags() {
     let mut env = TestEnv::new();
     env.write("a.tmp", "scratch");
-    env.start_daemon(&["--exclude", "*.tmp"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp"]);
     let out = env.run(&["doctor", "--json"]);
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let check = answer["checks"]

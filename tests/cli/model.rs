@@ -246,8 +246,7 @@ fn check(ops: &[Op]) {
     fs::create_dir(&outside).unwrap();
     let mut moved_out = 0;
     let mut model = Model::default();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     for op in ops {
         match *op {
             Op::Write { dir, file } => {
@@ -442,8 +441,7 @@ fn a_folder_moved_out_then_replaced_by_a_rename_stays_in_the_recycle_bin() {
     let mut env = TestEnv::new();
     env.write("photos/old/a.jpg", "old a");
     env.write("new/b.jpg", "new b");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let usb = env.root.join("usb");
     env.pause_daemon();
     fs::rename(env.path("photos"), &usb).unwrap();

@@ -12,8 +12,7 @@ fn renames_inside_the_tree_move_the_record_and_are_not_deletions() {
     env.write("dir1/sub/y.txt", "file y");
     env.write("from/z.txt", "file z");
     fs::create_dir(env.path("to")).unwrap();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     fs::rename(env.path("a.txt"), env.path("renamed.txt")).unwrap();
     fs::rename(env.path("dir1"), env.path("dir2")).unwrap();
@@ -70,8 +69,7 @@ fn files_written_under_a_temporary_name_and_renamed_at_once_are_captured() {
     const FILES: usize = 20;
     let mut env = TestEnv::new();
     env.write("report-0.txt", "an old version to be replaced");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     for n in 0..FILES {
         let temporary = format!(".report-{n}.txt.Xa9{n:03}");
@@ -117,8 +115,7 @@ fn a_folder_moved_out_of_the_protected_tree_is_recoverable() {
     }
     env.write("single.txt", "a single file");
     env.write("keep.txt", "stays here");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
 
     let outside = env.root.join("outside");
     fs::create_dir(&outside).unwrap();
@@ -327,8 +324,7 @@ fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost
             originals.insert(data);
         }
         env.write("work/keep.txt", "not deleted");
-        env.start_daemon(&[]);
-        env.sync();
+        env.start_daemon_and_sync(&[]);
         // Deleted by descriptor, so the deletions go on whatever the folder is called.
         let deep = fs::File::open(env.path("work/deep")).unwrap();
         let deleter = std::thread::spawn(move || {

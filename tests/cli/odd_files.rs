@@ -152,8 +152,7 @@ fn odd_files_are_recorded_without_hanging_and_restored_byte_identical() {
         .into_iter()
         .map(|(rel, e)| (Path::new("before").join(rel), e))
         .collect();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     fs::create_dir(env.path("during")).unwrap();
     expected.extend(
         make_odd_files(&env.path("during"))

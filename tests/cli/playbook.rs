@@ -49,7 +49,7 @@ fn the_support_playbook_shows_the_programs_real_screens() {
         },
     )
     .unwrap();
-    env.start_daemon(&[
+    env.start_daemon_and_sync(&[
         "--config",
         config.to_str().unwrap(),
         "--max-file-size",
@@ -62,7 +62,6 @@ fn the_support_playbook_shows_the_programs_real_screens() {
         "--incident-gap",
         "1h",
     ]);
-    env.sync();
     // The first 30 go before the rest, so the first e-mail's "so far" is the same on
     // every run: within one `rm -rf` it depends on how the daemon's batches fall.
     for i in 0..30 {

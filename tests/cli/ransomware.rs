@@ -21,8 +21,7 @@ fn office(n: usize, args: &[&str]) -> (TestEnv, Vec<(PathBuf, Vec<u8>)>) {
         let (name, bytes) = office_file(i);
         files.push((env.write(&name, &bytes), bytes));
     }
-    env.start_daemon(args);
-    env.sync();
+    env.start_daemon_and_sync(args);
     (env, files)
 }
 

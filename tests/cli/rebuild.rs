@@ -118,8 +118,7 @@ fn a_deleted_index_is_rebuilt_with_every_version_deletion_and_rename() {
         env.write(&rel, content(n, 100 + n * 50));
         kept.insert(rel, content(n, 100 + n * 50));
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     // Versions: the old content stays in the vault and in the history.
     for n in 0..5 {
         let rel = format!("docs/d{}/f{n:02}.txt", n % 3);
@@ -206,8 +205,7 @@ fn a_deleted_index_is_rebuilt_with_every_version_deletion_and_rename() {
     );
 
     // The service starts on the rebuilt index and finds nothing changed.
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     assert_eq!(recorded(&env).0, list_before);
     env.stop_daemon();
 }
@@ -236,10 +234,8 @@ fn a_truncated_or_garbled_index_is_said_in_plain_words_and_kept_aside() {
         for n in 0..40 {
             env.write(format!("photos/p{n:02}.jpg"), content(n, 2000));
         }
-        env.start_daemon(&[]);
-        env.sync();
-        fs::remove_dir_all(env.path("photos")).unwrap();
-        env.sync();
+        env.start_daemon_and_sync(&[]);
+        env.remove_and_sync(&["photos"]);
         let (list_before, incidents_before) = recorded(&env);
         env.stop_daemon();
 
@@ -277,10 +273,8 @@ fn a_journal_record_cut_short_is_skipped_and_reported() {
     for n in 0..10 {
         env.write(format!("a/f{n}.txt"), content(n, 500));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("a/f0.txt")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["a/f0.txt"]);
     let (list_before, _) = recorded(&env);
     // The last record: the capture of one more file, moved in whole so that it
     // is one record (written in place, it may also be seen empty first).
@@ -314,8 +308,7 @@ fn a_journal_record_cut_short_is_skipped_and_reported() {
     let text = env.run_ok(&["rebuild-index"]);
     assert!(text.contains("Records skipped: 1"), "{text}");
     assert!(text.contains("cut short"), "{text}");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let all = env.list_by_path(&["--all"]);
     assert_live_and_recoverable(entry(&all, &env.json_path("last.txt")));
     env.stop_daemon();
@@ -331,8 +324,7 @@ fn a_journal_record_cut_short_is_skipped_and_reported() {
 fn rebuild_index_refuses_while_the_service_runs() {
     let mut env = TestEnv::new();
     env.write("a.txt", "a");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let out = env.run(&["rebuild-index"]);
     assert!(!out.status.success(), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -355,8 +347,7 @@ fn after_kill_9_mid_capture_a_rebuild_keeps_everything_sync_confirmed() {
         env.write(&rel, &data);
         confirmed.insert(rel, data);
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let mut deleted = BTreeMap::new();
     for rel in confirmed
         .keys()
@@ -413,8 +404,7 @@ fn after_kill_9_mid_capture_a_rebuild_keeps_everything_sync_confirmed() {
     assert!(out.status.success(), "{context}: {}", output_text(&out));
 
     // The service picks up what the kill interrupted.
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let all = env.list_by_path(&["--all"]);
     for n in 300..900 {
         assert_live_and_recoverable(entry(

@@ -108,8 +108,7 @@ fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
     env.write("photos/IMG_0001.CR2", &photo);
 
     let before = xfs.used();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let grown = xfs.used() - before;
     assert!(
         env.object_path(&photo).is_file(),
@@ -158,10 +157,8 @@ fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored
         let (whole, damaged) = (content(1, BIG), content(2, BIG));
         env.write("videos/whole.mp4", &whole);
         env.write("videos/damaged.mp4", &damaged);
-        env.start_daemon(&[]);
-        env.sync();
-        fs::remove_dir_all(env.path("videos")).unwrap();
-        env.sync();
+        env.start_daemon_and_sync(&[]);
+        env.remove_and_sync(&["videos"]);
         env.stop_daemon();
         // One byte of the vault's copy changes on disk: cloned back as it is, the
         // restored file would be wrong.

@@ -81,8 +81,7 @@ fn night_of_photos(env: &mut TestEnv) -> (usize, usize, usize) {
         .unwrap();
     }
     fs::set_permissions(env.path("photos/day2"), fs::Permissions::from_mode(0o750)).unwrap();
-    env.start_daemon(&["--exclude", "*.tmp", "--max-file-size", "2KiB"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp", "--max-file-size", "2KiB"]);
     (ok, big, tmp)
 }
 
@@ -167,10 +166,8 @@ fn restore_to_a_new_folder_and_dry_run() {
     let mut env = TestEnv::new();
     env.write("docs/a.txt", "alpha");
     env.write("docs/deep/b.txt", "beta");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["docs"]);
 
     let out_dir = env.root.join("recovered");
     let (success, plan, _) = restore_json(
@@ -204,11 +201,8 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
     let mut env = TestEnv::new();
     env.write("report.docx", "the old report");
     env.write("same.txt", "unchanged");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("report.docx")).unwrap();
-    fs::remove_file(env.path("same.txt")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["report.docx", "same.txt"]);
     env.write("report.docx", "a newer report");
     env.write("same.txt", "unchanged");
     env.sync();
@@ -244,8 +238,7 @@ fn a_different_file_with_the_same_name_gets_the_restored_one_beside_it() {
 fn a_symlink_planted_where_a_folder_was_is_not_followed() {
     let mut env = TestEnv::new();
     env.write("payroll/salaries.xlsx", "secret numbers");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     fs::remove_dir_all(env.path("payroll")).unwrap();
     let elsewhere = env.root.join("elsewhere");
     fs::create_dir(&elsewhere).unwrap();
@@ -285,11 +278,8 @@ fn a_damaged_copy_is_reported_lost_and_not_restored() {
     let mut env = TestEnv::new();
     env.write("good.txt", "fine");
     env.write("contract.pdf", "the signed contract");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("good.txt")).unwrap();
-    fs::remove_file(env.path("contract.pdf")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["good.txt", "contract.pdf"]);
     fs::write(
         env.object_path(b"the signed contract"),
         "the signed c0ntract",
@@ -344,10 +334,8 @@ fn a_restore_killed_midway_finishes_when_run_again() {
     for i in 0..3000 {
         env.write(format!("big/f{i:04}.bin"), content(i, 4096));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("big")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["big"]);
 
     let mut child = env
         .command()
@@ -391,8 +379,7 @@ fn two_bursts_apart_in_time_are_two_incidents_and_restore_by_code() {
     let mut env = TestEnv::new();
     env.write("first/a.txt", "a");
     env.write("second/b.txt", "b");
-    env.start_daemon(&["--incident-gap", "1s"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--incident-gap", "1s"]);
     fs::remove_dir_all(env.path("first")).unwrap();
     env.sync();
     // The gap between the bursts is what this test is about, not a wait for the daemon.
@@ -430,8 +417,7 @@ fn a_mass_deletion_raises_an_alert_and_runs_the_alert_command() {
     }
     let marker = env.root.join("alert.txt");
     let command = format!("env | grep ^UNDELETE_ | sort > {}", marker.display());
-    env.start_daemon(&["--alert-files", "20", "--alert-command", &command]);
-    env.sync();
+    env.start_daemon_and_sync(&["--alert-files", "20", "--alert-command", &command]);
     fs::remove_dir_all(env.path("shared")).unwrap();
     env.sync();
     let status = env.run_ok(&["status"]);
@@ -490,8 +476,7 @@ fn emergency_pressing_enter_at_every_prompt_restores_the_newest_incident() {
         env.write(format!("photos/p{i}.jpg"), content(i, 500));
     }
     env.write("photos/x.tmp", "scratch");
-    env.start_daemon(&["--exclude", "*.tmp"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--exclude", "*.tmp"]);
     let before = snapshot(&env.path("photos"));
     fs::remove_dir_all(env.path("photos")).unwrap();
     env.sync();
@@ -530,8 +515,7 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
     env.write("notes/.undelete-restore-notes.txt", "mine, not undelete's");
     env.write("notes/.undelete-sync-list.txt", "also mine");
     env.write("notes/a.txt", "a");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let live = env.list_by_path(&["--all"]);
     for name in [".undelete-restore-notes.txt", ".undelete-sync-list.txt"] {
         crate::common::assert_live_and_recoverable(crate::common::entry(
@@ -663,8 +647,7 @@ fn two_restores_of_the_same_files_at_once_never_make_a_second_copy() {
     for i in 0..files {
         env.write(format!("team/f{i:03}.txt"), content(i, 300));
     }
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let under = env.path("team");
     for round in 0..iterations {
         fs::remove_dir_all(&under).unwrap();

@@ -20,8 +20,7 @@ fn versions_json(env: &TestEnv, relative: &str) -> Vec<Value> {
 /// office suites do (a temporary file renamed over the old one).
 fn report_saved_three_ways(env: &mut TestEnv) {
     env.write("office/report.docx", "version one");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     fs::write(env.path("office/report.docx"), "version two, longer").unwrap();
     env.sync();
     // Written whole before it arrives, so the daemon never sees it half-written
@@ -117,11 +116,8 @@ fn purge_keeps_the_only_copy_of_every_live_file_and_says_why_others_are_gone() {
     env.write("twin-live.txt", "same bytes");
     env.write("twin-gone.txt", "same bytes");
     env.write("gone.txt", "deleted long ago");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("gone.txt")).unwrap();
-    fs::remove_file(env.path("twin-gone.txt")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["gone.txt", "twin-gone.txt"]);
     env.stop_daemon();
     let objects_before = env.object_count();
 
@@ -232,8 +228,7 @@ fn purge_keeps_the_newest_older_versions_and_runs_in_the_daemon_when_it_is_up() 
 fn a_rebuilt_index_purges_only_the_version_that_was_purged() {
     let mut env = TestEnv::new();
     env.write("notes.txt", "A");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     for content in ["B", "A", "C"] {
         fs::write(env.path("notes.txt"), content).unwrap();
         env.sync();
@@ -258,8 +253,7 @@ fn a_rebuilt_index_purges_only_the_version_that_was_purged() {
 fn purge_without_rules_uses_the_services_own() {
     let mut env = TestEnv::new();
     env.write("notes.txt", "version 0");
-    env.start_daemon(&["--keep-versions", "50"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--keep-versions", "50"]);
     // More older versions than the default rules keep (10).
     for n in 1..=12 {
         fs::write(env.path("notes.txt"), format!("version {n}")).unwrap();

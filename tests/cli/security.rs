@@ -42,10 +42,8 @@ fn the_vault_folders_and_files_are_private_to_the_daemons_user() {
     for n in 0..50 {
         env.write(format!("docs/f{n}.txt"), content(n, 100));
     }
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["docs"]);
     env.run_ok(&[
         "restore",
         "--all-deleted",
@@ -71,11 +69,8 @@ fn deleted_share() -> (TestEnv, PathBuf) {
     env.write("c.txt", "c");
     env.write("docs/a.txt", "a");
     env.write("docs/sub/b.txt", "b");
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_file(env.path("c.txt")).unwrap();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["c.txt", "docs"]);
     let outside = env.root.join("outside");
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("victim.txt"), "precious").unwrap();
@@ -312,11 +307,8 @@ fn restored_files_get_their_owner_and_mode_back_never_more_readable() {
     own("team", 0o2770, 1234, 4321);
     let original = tree(&env.share);
 
-    env.start_daemon(&[]);
-    env.sync();
-    fs::remove_dir_all(env.path("private")).unwrap();
-    fs::remove_dir_all(env.path("team")).unwrap();
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["private", "team"]);
 
     let to = env.root.join("elsewhere");
     for (args, dest) in [
@@ -747,8 +739,7 @@ fn a_folder_swapped_for_a_symlink_during_a_walk_never_brings_in_a_root_only_file
         env.sync();
         // A full scan walks every folder again: the links are there now.
         env.stop_daemon();
-        env.start_daemon(&[]);
-        env.sync();
+        env.start_daemon_and_sync(&[]);
 
         assert!(
             !env.object_path(secret_data.as_bytes()).exists(),

@@ -97,8 +97,7 @@ fn the_sums_status_shows_equal_a_recount_after_every_kind_of_change_a_kill_and_a
             .success()
     );
     let rules = ["--exclude", "*.tmp", "--max-file-size", "64KiB"];
-    env.start_daemon(&rules);
-    env.sync();
+    env.start_daemon_and_sync(&rules);
     let first = assert_kept_equal_counted(&env, "the first scan");
     // 21 files and a link have copies; the excluded, the oversized and the pipe not.
     assert_eq!(first["files_protected"], 22, "{first}");
@@ -147,8 +146,7 @@ fn the_sums_status_shows_equal_a_recount_after_every_kind_of_change_a_kill_and_a
     }
     env.kill_daemon();
     assert_kept_equal_counted(&env, "kill -9");
-    env.start_daemon(&rules);
-    env.sync();
+    env.start_daemon_and_sync(&rules);
     let restarted = assert_kept_equal_counted(&env, "a restart after kill -9");
     env.stop_daemon();
 

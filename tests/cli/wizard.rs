@@ -50,7 +50,7 @@ fn a_bad_night() -> TestEnv {
     env.write(format!("{folder}/Thumbs.db"), "thumbs");
     env.write(format!("{folder}/~$contract.docx"), "lock");
     env.write(format!("{folder}/contract.pdf"), "the signed contract");
-    env.start_daemon(&[
+    env.start_daemon_and_sync(&[
         "--max-file-size",
         "2KiB",
         "--exclude",
@@ -58,7 +58,6 @@ fn a_bad_night() -> TestEnv {
         "--exclude",
         "Thumbs.db",
     ]);
-    env.sync();
     fs::remove_dir_all(env.path("Clients")).unwrap();
     env.sync();
     fs::write(

@@ -26,8 +26,7 @@ fn a_file_deleted_while_or_right_after_it_was_written_is_never_called_recovered_
     let iterations = count_from_env("UNDELETE_TEST_ITERATIONS", 12);
     let mut env = TestEnv::new();
     env.write("old.txt", "an older, complete version");
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let mut finals = std::collections::BTreeMap::new();
     for i in 0..iterations {
         let data = content(i, 20_000 + 1000 * i);

@@ -94,6 +94,30 @@ impl TestEnv {
         self.start_daemon_with(&args);
     }
 
+    /// Starts the daemon as `start_daemon` does and waits until it has recorded
+    /// everything already in the share: the start of most tests.
+    pub fn start_daemon_and_sync(&mut self, extra: &[&str]) {
+        self.start_daemon(extra);
+        self.sync();
+    }
+
+    /// Deletes each of `relatives` from the share (a folder with all it holds) and
+    /// waits until the daemon has recorded it: "then someone deleted them".
+    pub fn remove_and_sync<P: AsRef<Path>>(&self, relatives: &[P]) {
+        for relative in relatives {
+            let path = self.path(relative);
+            let is_dir = fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("{} to delete: {e}", path.display()))
+                .is_dir();
+            match is_dir {
+                true => fs::remove_dir_all(&path),
+                false => fs::remove_file(&path),
+            }
+            .unwrap_or_else(|e| panic!("delete {}: {e}", path.display()));
+        }
+        self.sync();
+    }
+
     /// Starts `undelete daemon ARGS…` (protecting what they or a config file say).
     pub fn start_daemon_with(&mut self, args: &[&str]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
@@ -409,12 +433,12 @@ pub fn captured_then_deleted<P: AsRef<Path>, C: AsRef<[u8]>>(files: &[(P, C)]) -
     for (relative, content) in files {
         env.write(relative, content);
     }
-    env.start_daemon(&[]);
-    env.sync();
-    for (relative, _) in files {
-        fs::remove_file(env.path(relative)).expect("delete a captured file");
-    }
-    env.sync();
+    env.start_daemon_and_sync(&[]);
+    let relatives: Vec<&Path> = files
+        .iter()
+        .map(|(relative, _)| relative.as_ref())
+        .collect();
+    env.remove_and_sync(&relatives);
     env
 }
 
