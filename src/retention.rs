@@ -301,8 +301,7 @@ pub fn summary(done: &Purged) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::tests::file;
-    use crate::model::{Gone, Removal};
+    use crate::index::tests::{deleted_at, file};
     use std::path::Path;
 
     #[test]
@@ -311,12 +310,7 @@ mod tests {
         let vault = Vault::open(&dir.path().join("vault")).unwrap();
         let index = Index::open(&vault.index_path()).unwrap();
         let root = index.set_roots(&[PathBuf::from("/s")], 1).unwrap()[0].id;
-        let gone = Gone {
-            at: 10,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-        };
+        let gone = deleted_at(10);
         // "old" was deleted, but "copy" still exists with the same content (object 1);
         // "alone" was deleted too, with content no one else has (object 2).
         for (path, object) in [("/s/old", 1), ("/s/copy", 1), ("/s/alone", 2)] {
@@ -362,12 +356,7 @@ mod tests {
             index
                 .insert_version(Path::new(path), root, &file(object, 10), at - 5)
                 .unwrap();
-            let gone = Gone {
-                at,
-                approx: false,
-                last_seen: None,
-                removal: Removal::Deleted,
-            };
+            let gone = deleted_at(at);
             index.mark_removed(Path::new(path), false, &gone).unwrap();
         };
         let rules = Retention {

@@ -249,12 +249,7 @@ mod tests {
     #[test]
     fn an_incident_all_brought_back_is_over_and_its_alert_resolved() {
         let (_d, ix, root) = index();
-        let gone = |at| Gone {
-            at,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-        };
+        let gone = deleted_at;
         for (n, p) in ["/srv/share/photos/a.jpg", "/srv/share/photos/b.jpg"]
             .iter()
             .enumerate()

@@ -461,6 +461,16 @@ pub(crate) mod tests {
     use crate::ids::ObjectId;
     use crate::model::{EntryKind, Observed};
 
+    /// A file seen deleted at `at`, at once, for tests here and in `retention`.
+    pub(crate) fn deleted_at(at: i64) -> crate::model::Gone {
+        crate::model::Gone {
+            at,
+            approx: false,
+            last_seen: None,
+            removal: crate::model::Removal::Deleted,
+        }
+    }
+
     /// A captured file's observation, for tests here and in `journal`.
     pub(crate) fn file(object: u8, size: u64) -> Observed {
         Observed {

@@ -312,12 +312,7 @@ mod tests {
     fn a_replay_gives_back_the_same_versions_deletions_and_incidents() {
         let (dir, live, root) = crate::index::tests::journaled_index();
         let journal = dir.path().join("journal");
-        let gone = |at| Gone {
-            at,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-        };
+        let gone = crate::index::tests::deleted_at;
         live.begin().unwrap();
         live.insert_version(Path::new("/s/a"), root, &file(1, 1), 10)
             .unwrap();

@@ -8,12 +8,7 @@ fn deletions_close_together_share_an_incident_across_calls() {
     let delete = |p: &str, at: i64| {
         ix.insert_version(Path::new(p), root, &file(1, 10), 1)
             .unwrap();
-        let gone = Gone {
-            at,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-        };
+        let gone = deleted_at(at);
         ix.mark_removed(Path::new(p), false, &gone).unwrap();
     };
     let mut n = 0;
@@ -48,12 +43,7 @@ fn deletions_close_together_share_an_incident_across_calls() {
 #[test]
 fn a_merged_incidents_code_still_finds_it() {
     let (_d, ix, root) = index();
-    let gone = |at| Gone {
-        at,
-        approx: false,
-        last_seen: None,
-        removal: Removal::Deleted,
-    };
+    let gone = deleted_at;
     ix.insert_version(Path::new("/srv/share/p"), root, &dir_observed(), 1)
         .unwrap();
     for (p, at) in [
@@ -108,12 +98,7 @@ fn an_empty_folder_deleted_with_its_neighbours_files_is_part_of_their_incident()
     }
     ix.insert_version(Path::new("/srv/share/acc/q.xls"), root, &file(1, 5), 1)
         .unwrap();
-    let gone = Gone {
-        at: 100,
-        approx: false,
-        last_seen: None,
-        removal: Removal::Deleted,
-    };
+    let gone = deleted_at(100);
     ix.mark_removed(Path::new("/srv/share/acc"), true, &gone)
         .unwrap();
     let id = ix.group_incidents(1000, &mut || "K7Q-4MD".into()).unwrap()[0];
