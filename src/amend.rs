@@ -9,6 +9,10 @@
 //! files it wrote are flushed to disk, so a file marked as brought back is on
 //! disk, whichever of the two processes is killed, and when.
 //!
+//! A restore that brought back a copy not hashed yet (see `vault::staged`) hashed
+//! it on the way out, and tells its hash the same way (`Amendment::Hashed`); the
+//! daemon's own hasher records its results through `record_hashed` too.
+//!
 //! It never decides what was brought back: the restore's report says.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::control::{self, ControlError};
+use crate::ids::ObjectId;
 use crate::index::{Index, IndexError};
 use crate::vault::{LockError, Vault};
 use crate::words::JsonPath;
@@ -47,6 +52,60 @@ pub enum Amendment {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A restore read these staged copies whole, found each as it was made, and
+    /// hashed it: provisional name, content hash, size.
+    Hashed { copies: Vec<(String, String, u64)> },
+}
+
+/// What became of a staged copy whose hash was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashedOutcome {
+    /// The index points at the content's real name now; the staged name can go
+    /// once that is committed.
+    Recorded,
+    /// No version points at the staged copy any more (purged, or recorded
+    /// before): the staged name can go.
+    Unknown,
+}
+
+/// Records that the staged copy `staged` holds `id` (`size` bytes): gives it its
+/// real name in the vault (`Vault::adopt`), then points the index at that, in the
+/// caller's transaction. The staged name is the caller's to remove once committed.
+/// The inner error says, in words, why the copy could not be named (changed
+/// since it was made, say): the index then still points at the staged copy.
+pub fn record_hashed(
+    vault: &Vault,
+    index: &Index,
+    staged: &ObjectId,
+    id: &ObjectId,
+    size: u64,
+) -> Result<Result<HashedOutcome, String>, IndexError> {
+    if !index.has_object(staged)? {
+        return Ok(Ok(HashedOutcome::Unknown));
+    }
+    if let Err(e) = vault.adopt(staged, id) {
+        return Ok(Err(e.to_string()));
+    }
+    Ok(Ok(if index.record_hashed(staged, id, size)? {
+        HashedOutcome::Recorded
+    } else {
+        HashedOutcome::Unknown
+    }))
+}
+
+/// The copies of an `Amendment::Hashed` that name valid objects.
+pub fn hashed_copies(copies: &[(String, String, u64)]) -> Vec<(ObjectId, ObjectId, u64)> {
+    copies
+        .iter()
+        .filter_map(|(staged, id, size)| {
+            let staged = staged
+                .parse::<ObjectId>()
+                .ok()
+                .filter(ObjectId::is_staged)?;
+            let id = id.parse::<ObjectId>().ok().filter(|id| !id.is_staged())?;
+            Some((staged, id, *size))
+        })
+        .collect()
 }
 
 impl Amendment {
@@ -107,6 +166,23 @@ pub fn make(vault: &Vault, amendment: &Amendment) -> Result<String, AmendError> 
     };
     let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
     let now = crate::clock::now();
+    if let Amendment::Hashed { copies } = amendment {
+        let copies = hashed_copies(copies);
+        let done = index.batch(|ix| {
+            let mut done = Vec::new();
+            for (staged, id, size) in &copies {
+                if record_hashed(vault, ix, staged, id, *size)?.is_ok() {
+                    done.push(*staged);
+                }
+            }
+            Ok::<_, IndexError>(done)
+        })?;
+        // Committed: the staged names are no longer pointed at.
+        for staged in &done {
+            let _ = vault.remove_object(staged);
+        }
+        return Ok(crate::words::count(done.len() as u64));
+    }
     let answer = index.batch(|ix| apply(ix, amendment, now))?;
     answer.map_err(AmendError::Refused)
 }
@@ -138,5 +214,10 @@ pub fn apply(
                 Ok(Err("that alert is no longer open".to_owned()))
             }
         }
+        // It names files in the vault, so it is made by `make` or by the daemon,
+        // which hold the vault too.
+        Amendment::Hashed { .. } => Ok(Err(
+            "copies hashed by a restore are recorded by whoever holds the vault".to_owned(),
+        )),
     }
 }

@@ -32,6 +32,52 @@ impl ObjectId {
     pub(crate) fn of(hash: blake3::Hash) -> Self {
         Self(*hash.as_bytes())
     }
+
+    /// The provisional name of a copy captured by a clone and not hashed yet (see
+    /// `vault::staged`): what the copy's own file had when it was made, its size,
+    /// modification time and inode, after a fixed prefix that sets it apart from a
+    /// hash. No two copies staged at once share an inode, so no two share a name,
+    /// and the name says what to compare the copy with until it has a hash. A
+    /// BLAKE3 hash begins with these 8 bytes once in 2^64.
+    pub fn staged(stamp: StagedStamp) -> Self {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(STAGED_PREFIX);
+        bytes[8..16].copy_from_slice(&stamp.size.to_be_bytes());
+        bytes[16..24].copy_from_slice(&stamp.mtime_ns.to_be_bytes());
+        bytes[24..].copy_from_slice(&stamp.inode.to_be_bytes());
+        Self(bytes)
+    }
+
+    /// What a staged copy's file had when it was made; `None` for a hash.
+    pub fn staged_stamp(&self) -> Option<StagedStamp> {
+        if &self.0[..8] != STAGED_PREFIX {
+            return None;
+        }
+        let word = |at: usize| <[u8; 8]>::try_from(&self.0[at..at + 8]).expect("8 bytes");
+        Some(StagedStamp {
+            size: u64::from_be_bytes(word(8)),
+            mtime_ns: i64::from_be_bytes(word(16)),
+            inode: u64::from_be_bytes(word(24)),
+        })
+    }
+
+    /// Whether this names a copy not hashed yet, not content.
+    pub fn is_staged(&self) -> bool {
+        self.staged_stamp().is_some()
+    }
+}
+
+/// The first bytes of every staged copy's provisional name.
+pub const STAGED_PREFIX: &[u8; 8] = b"\0staged\0";
+
+/// What a staged copy's file had when it was made: a change to it through the
+/// filesystem changes its size or its modification time, a file put in its place
+/// has another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
 }
 
 impl fmt::Display for ObjectId {

@@ -258,6 +258,13 @@ pub enum Record {
         versions: Vec<(JsonPath, String, i64)>,
         at: i64,
     },
+    /// `Index::record_hashed`: the staged copy (by its provisional name) holds the
+    /// content `id`, `size` bytes.
+    Hashed {
+        staged: String,
+        id: String,
+        size: u64,
+    },
 }
 
 /// The rules of incident records written before they named theirs.
@@ -298,7 +305,8 @@ impl Record {
             Self::Metadata { .. }
             | Self::Incidents { .. }
             | Self::Overwrites { .. }
-            | Self::Incomplete { .. } => None,
+            | Self::Incomplete { .. }
+            | Self::Hashed { .. } => None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Index, Result, path_bytes, path_from_bytes};
 use crate::ids::ObjectId;
@@ -205,5 +205,61 @@ impl Index {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records that the staged copy `staged` (see `vault::staged`) holds the content
+    /// `id`: every version that pointed at it points at `id` now, and the object is
+    /// known by its hash (once, when identical content was kept before). `stored_at`
+    /// stays the capture's. Returns false, changing nothing, when no version points
+    /// at it any more (purged meanwhile, or already recorded).
+    pub fn record_hashed(&self, staged: &ObjectId, id: &ObjectId, size: u64) -> Result<bool> {
+        let stored_at: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT stored_at FROM objects WHERE id = ?1")?
+            .query_row([&staged.as_bytes()[..]], |r| r.get(0))
+            .optional()?;
+        let Some(stored_at) = stored_at else {
+            return Ok(false);
+        };
+        let _r = self.record(|| {
+            Ok(Record::Hashed {
+                staged: staged.to_hex(),
+                id: id.to_hex(),
+                size,
+            })
+        })?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO objects (id, size, stored_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&id.as_bytes()[..], size as i64, stored_at])?;
+        self.conn
+            .prepare_cached("UPDATE versions SET object = ?2 WHERE object = ?1")?
+            .execute(params![&staged.as_bytes()[..], &id.as_bytes()[..]])?;
+        self.conn
+            .prepare_cached("DELETE FROM objects WHERE id = ?1")?
+            .execute([&staged.as_bytes()[..]])?;
+        Ok(true)
+    }
+
+    /// Whether the index knows the object (a version points at it).
+    pub fn has_object(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM objects WHERE id = ?1)")?
+            .query_row([&id.as_bytes()[..]], |r| r.get(0))?)
+    }
+
+    /// Every staged copy some version points at: the hasher's work.
+    pub fn staged_objects(&self) -> Result<Vec<ObjectId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM objects WHERE substr(id, 1, 8) = ?1 ORDER BY stored_at")?;
+        let rows = stmt.query_map([&crate::ids::STAGED_PREFIX[..]], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(ObjectId::from_slice(&row?));
+        }
+        Ok(out)
     }
 }

@@ -277,6 +277,19 @@ impl Replayer<'_> {
                 }
                 ix.forget_unreferenced_objects()?;
             }
+            Record::Hashed { staged, id, size } => {
+                let (Ok(staged), Ok(id)) = (staged.parse::<ObjectId>(), id.parse::<ObjectId>())
+                else {
+                    return Ok(Err(format!(
+                        "an object name is not valid: {staged} or {id}"
+                    )));
+                };
+                if !ix.record_hashed(&staged, &id, size)? {
+                    return Ok(Err(format!(
+                        "no version points at the staged copy {staged} any more"
+                    )));
+                }
+            }
         }
         Ok(Ok(()))
     }

@@ -11,9 +11,11 @@
 //! gives them back unchanged, or says they are damaged.
 //!
 //! `store`: copying in, staging and naming at a flush; `read`: reading back,
-//! hash-checked.
+//! hash-checked; `staged`: copies cloned in and not hashed yet (`staged/`), and
+//! giving them their real names.
 
 mod read;
+mod staged;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::ids::ObjectId;
 
+pub use staged::staged_copy_intact;
 use store::{Staging, max_open_staged};
 
 /// Read and write in large chunks: the vault is written sequentially and a
@@ -154,6 +157,11 @@ pub struct Vault {
     cannot_clone_from: Mutex<HashSet<u64>>,
     /// Set while the space set aside for the index is given up (see `release_reserve`).
     reserve_released: AtomicBool,
+    /// Whether a clone is kept as it is, to be hashed later (`staged`), instead of
+    /// being read back and hashed before its capture is recorded.
+    hash_later: AtomicBool,
+    /// Staged copies named by flushes since `take_newly_staged` last asked.
+    newly_staged: Mutex<Vec<ObjectId>>,
 }
 
 /// Space the daemon keeps set aside on the vault's disk, in a file of its own, for
@@ -171,6 +179,7 @@ impl Vault {
             root.join("objects"),
             root.join("tmp"),
             root.join("reports"),
+            root.join("staged"),
         ] {
             create_private_dir(&dir)?;
         }
@@ -192,7 +201,22 @@ impl Vault {
             max_open_staged: max_open_staged(),
             cannot_clone_from: Mutex::new(HashSet::new()),
             reserve_released: AtomicBool::new(true),
+            hash_later: AtomicBool::new(false),
+            newly_staged: Mutex::new(Vec::new()),
         }
+    }
+
+    /// From now on, a file cloned into the vault is recorded as a staged copy at
+    /// once and hashed later by whoever takes `take_newly_staged` (the daemon's
+    /// hasher), instead of being read back before its capture is recorded.
+    pub fn hash_clones_later(&self) {
+        self.hash_later.store(true, Ordering::Relaxed);
+    }
+
+    /// The staged copies named by the flushes since the last call: durable, and
+    /// about to be recorded by the commit that follows the flush.
+    pub fn take_newly_staged(&self) -> Vec<ObjectId> {
+        std::mem::take(&mut *self.newly_staged.lock().expect("never poisoned"))
     }
 
     /// Opens an existing vault without creating anything (for commands that only read).
@@ -261,8 +285,13 @@ impl Vault {
         )
     }
 
+    /// Where the copy `id` is: `objects/ab/cdef…` by its hash, or `staged/…` by its
+    /// provisional name until it is hashed.
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {
         let hex = id.to_hex();
+        if id.is_staged() {
+            return self.staged_dir().join(hex);
+        }
         self.root.join("objects").join(&hex[..2]).join(&hex[2..])
     }
 
@@ -324,6 +353,26 @@ impl Vault {
         }
     }
 
+    /// Runs `f` unless a restore holds the vault's restore lock (`restore::lock`, a
+    /// `flock` on the vault folder): a restore plans from the index and then opens
+    /// the copies it names, so a staged copy it may have planned with must stay
+    /// until it is done. Returns whether `f` ran.
+    pub fn unless_restoring(&self, f: impl FnOnce()) -> bool {
+        use rustix::fs::{FlockOperation, Mode, OFlags};
+        let Ok(folder) = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        if rustix::fs::flock(&folder, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return false;
+        }
+        f();
+        true
+    }
+
     /// Removes temporary files left by a crash. Only the daemon calls this, at start.
     pub fn clean_tmp(&self) -> Result<usize, VaultError> {
         let tmp = self.root.join("tmp");
@@ -337,9 +386,16 @@ impl Vault {
         Ok(removed)
     }
 
-    /// Every object file in `objects/`, with its size on disk. Files whose name is not
-    /// an object's are left out (nothing but this module writes there).
+    /// Every object file in `objects/`, and every staged copy in `staged/`, with its
+    /// size on disk. Files whose name is not an object's are left out (nothing but
+    /// this module writes there).
     pub fn object_files(&self) -> Result<Vec<(ObjectId, u64)>, VaultError> {
+        let mut out = self.named_object_files()?;
+        out.extend(self.staged_files()?);
+        Ok(out)
+    }
+
+    fn named_object_files(&self) -> Result<Vec<(ObjectId, u64)>, VaultError> {
         let objects = self.root.join("objects");
         let fans = fs::read_dir(&objects).map_err(|e| VaultError::io("list", &objects, e))?;
         let mut out = Vec::new();

@@ -1,4 +1,6 @@
-//! Reading objects back: every byte hash-checked against the object's name.
+//! Reading objects back: every byte hash-checked against the object's name, or,
+//! for a copy not hashed yet, checked against what its provisional name holds
+//! (see `staged`), and hashed on the way.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -8,18 +10,23 @@ use crate::ids::ObjectId;
 
 impl Vault {
     /// Opens an object for reading; the reader fails with `InvalidData` at the end if
-    /// the content does not match its name.
+    /// the content does not match its name. A staged copy fails at once, or at the
+    /// end, if it is not as it was made; its hash is then `ObjectReader::content`.
     pub fn open_object(&self, id: &ObjectId) -> Result<ObjectReader, DamageError> {
         let path = self.object_path(id);
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => DamageError::Missing,
             _ => DamageError::Unreadable(e),
         })?;
+        if !super::staged_copy_intact(&file, id) {
+            return Err(DamageError::Damaged);
+        }
         Ok(ObjectReader {
             file,
             hasher: blake3::Hasher::new(),
             expected: *id,
-            checked: false,
+            checked: None,
+            size: 0,
         })
     }
 
@@ -32,8 +39,12 @@ impl Vault {
         })
     }
 
-    /// Re-reads an object and checks its hash.
+    /// Re-reads an object and checks its hash; a staged copy is read whole and
+    /// checked against its provisional name (it has no hash to compare with yet).
     pub fn verify(&self, id: &ObjectId) -> Result<u64, DamageError> {
+        if id.is_staged() {
+            return self.hash_staged(id).map(|(_, size)| size);
+        }
         let mut reader = self.open_object(id)?;
         match io::copy(&mut reader, &mut io::sink()) {
             Ok(size) => Ok(size),
@@ -48,7 +59,17 @@ pub struct ObjectReader {
     file: File,
     hasher: blake3::Hasher,
     expected: ObjectId,
-    checked: bool,
+    /// The content's hash, once the end was reached and the check passed.
+    checked: Option<ObjectId>,
+    size: u64,
+}
+
+impl ObjectReader {
+    /// The hash of everything read, once the reader reached the end and found the
+    /// copy intact: the name a staged copy's content has.
+    pub fn content(&self) -> Option<(ObjectId, u64)> {
+        self.checked.map(|id| (id, self.size))
+    }
 }
 
 impl Read for ObjectReader {
@@ -56,14 +77,22 @@ impl Read for ObjectReader {
         let n = self.file.read(buf)?;
         if n > 0 {
             self.hasher.update(&buf[..n]);
-        } else if !self.checked {
-            self.checked = true;
-            if ObjectId::of(self.hasher.finalize()) != self.expected {
+            self.size += n as u64;
+        } else if self.checked.is_none() {
+            let id = ObjectId::of(self.hasher.finalize());
+            let intact = match self.expected.staged_stamp() {
+                Some(made) => {
+                    made.size == self.size && super::staged_copy_intact(&self.file, &self.expected)
+                }
+                None => id == self.expected,
+            };
+            if !intact {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "the copy in the vault is damaged",
                 ));
             }
+            self.checked = Some(id);
         }
         Ok(n)
     }

@@ -131,7 +131,8 @@ impl Vault {
         likely: Option<Likely>,
     ) -> Result<Stored, StoreError> {
         let meta = file.metadata().map_err(StoreError::Source)?;
-        if let Some(likely) = likely
+        // A staged copy has no hash to compare with: the clone costs less than the read.
+        if let Some(likely) = likely.filter(|l| !l.id.is_staged())
             && meta.len() > CHUNK as u64
             && meta.len() == likely.size
             && meta.len() <= limit
@@ -185,6 +186,19 @@ impl Vault {
             return Ok(None);
         }
         let tmp_dir = self.root.join("tmp");
+        if self.hash_later.load(Ordering::Relaxed) {
+            // Recorded as it is: the clone cannot change with the original, and the
+            // hasher names it later, off the capture's path.
+            let meta = tmp
+                .file
+                .metadata()
+                .map_err(|e| VaultError::io("inspect", tmp.path(&tmp_dir), e))?;
+            if meta.len() > limit {
+                return Err(StoreError::TooLarge(limit));
+            }
+            let id = ObjectId::staged(super::staged::stamp_of(&meta));
+            return self.stage(tmp, id, meta.len()).map(Some);
+        }
         // Read back through the same descriptor: the clone's offset is still at its start.
         let mut clone = &tmp.file;
         let mut hasher = blake3::Hasher::new();
@@ -397,6 +411,7 @@ impl Vault {
         }
         let tmp_dir = self.root.join("tmp");
         sync_filesystem(&tmp_dir)?;
+        let mut newly_staged = Vec::new();
         for (id, Claimed { staged, .. }) in staged.copies {
             let dest = self.object_path(&id);
             match staged.name_as(&dest) {
@@ -414,8 +429,16 @@ impl Vault {
                 // Renamed away: nothing is left for it to remove.
                 let _ = tmp.keep();
             }
+            if id.is_staged() {
+                newly_staged.push(id);
+            }
         }
-        sync_filesystem(&tmp_dir)
+        sync_filesystem(&tmp_dir)?;
+        self.newly_staged
+            .lock()
+            .expect("never poisoned")
+            .extend(newly_staged);
+        Ok(())
     }
 }
 
