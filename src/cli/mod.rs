@@ -65,6 +65,9 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         timeout: u64,
+        /// Wait also until every copy made by cloning so far is hashed.
+        #[arg(long)]
+        hashed: bool,
     },
     /// Is protection working? One screen to read out.
     #[command(after_help = STATUS_EXIT_CODES)]
@@ -270,6 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         vault: cli.vault,
         config: cli.config,
         is_root: rustix::process::geteuid().is_root(),
+        hold_hashing: std::env::var_os("UNDELETE_HOLD_HASHING").is_some_and(|v| v == "1"),
         home: std::env::var_os("HOME").map(PathBuf::from),
         xdg_data_home: std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
         ..RawArgs::default()
@@ -304,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn run_command(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Daemon(_) => daemon::run(config.clone()),
-        Command::Sync { timeout } => sync::run(config, timeout),
+        Command::Sync { timeout, hashed } => sync::run(config, timeout, hashed),
         Command::Status { json } => status::run(config, json),
         Command::List { under, all, json } => list::run(config, under, all, json),
         Command::Verify { json } => verify::run(config, json),

@@ -1,4 +1,5 @@
-//! `undelete sync`: wait until the daemon has recorded every earlier change.
+//! `undelete sync`: wait until the daemon has recorded every earlier change (with
+//! `--hashed`, and hashed every copy it cloned).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use crate::config::Config;
 use crate::control;
 use crate::vault::Vault;
 
-pub fn run(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Config, timeout: u64, hashed: bool) -> anyhow::Result<ExitCode> {
     if let Err(e) = std::fs::read_dir(&config.vault)
         && e.kind() == std::io::ErrorKind::PermissionDenied
     {
@@ -20,6 +21,7 @@ pub fn run(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
             config.vault.display()
         )
     })?;
-    control::request(&vault.socket_path(), "SYNC", Duration::from_secs(timeout))?;
+    let command = if hashed { "SYNC HASHED" } else { "SYNC" };
+    control::request(&vault.socket_path(), command, Duration::from_secs(timeout))?;
     Ok(ExitCode::SUCCESS)
 }

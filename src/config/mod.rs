@@ -69,6 +69,8 @@ pub struct RawArgs {
     pub max_vault_size: Option<String>,
     pub min_free_disk: Option<String>,
     pub is_root: bool,
+    /// `UNDELETE_HOLD_HASHING` is set (see `Config::hold_hashing`).
+    pub hold_hashing: bool,
     pub home: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
 }
@@ -88,6 +90,11 @@ pub struct Config {
     pub retention: Retention,
     /// The group whose members may read restore reports (see `saved_reports`).
     pub report_group: Option<String>,
+    /// Copies captured by a clone stay staged, not hashed, while the daemon runs
+    /// (`UNDELETE_HOLD_HASHING=1`): for tests that act on a copy before its hash
+    /// exists, and for measuring capture alone. Nothing is lost meanwhile; the next
+    /// daemon started without it hashes them.
+    pub hold_hashing: bool,
     /// What it was made from, to read it again the same way (see `reread`).
     sources: RawArgs,
 }
@@ -206,6 +213,7 @@ impl Config {
             incidents,
             retention,
             report_group: file.report_group.filter(|g| !g.trim().is_empty()),
+            hold_hashing: raw.hold_hashing,
             sources,
         })
     }

@@ -221,7 +221,9 @@ fn look_file(
         .as_ref()
         .filter(|a| a.matches(observed.inode, observed.size, observed.mtime_ns))
         .map(|a| a.object)
-        .filter(|id| vault.contains(id))
+        // A staged copy may be named by its hash and removed at any commit: a
+        // version must never come to point at it again.
+        .filter(|id| !id.is_staged() && vault.contains(id))
     {
         // The same rule, for the copy a restore just made from the vault.
         observed.object = Some(object);

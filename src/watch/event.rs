@@ -138,8 +138,18 @@ pub struct Actor {
 pub enum Msg {
     /// What the kernel reported, and who did it where the source knows.
     Fs(FsEvent, Option<Actor>),
-    /// `undelete sync`: answer on the sender once everything before it is processed.
-    Sync(Sender<SyncAnswer>),
+    /// `undelete sync`: answer on the sender once everything before it is processed;
+    /// with `hashed`, and once every cloned copy recorded by then is hashed.
+    Sync {
+        reply: Sender<SyncAnswer>,
+        hashed: bool,
+    },
+    /// What the hasher found of a staged copy: its content's hash and size, or why
+    /// it could not be hashed.
+    Hashed {
+        staged: crate::ids::ObjectId,
+        outcome: Result<(crate::ids::ObjectId, u64), String>,
+    },
     /// `undelete purge`: purge by these retention rules now, only what the command
     /// showed; answer with what was done.
     Purge(crate::retention::PurgeAsk, Sender<Result<String, String>>),

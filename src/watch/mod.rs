@@ -14,7 +14,8 @@
 //! By job: `serve` is the loop and its commit policy, `apply` what each event
 //! means (rename pairing included), `look` looking at paths, walks and scans,
 //! `incidents` the incidents and alerts (`alert` runs their commands and
-//! e-mails), `socket` the control socket's server side. `event` is the daemon's
+//! e-mails), `socket` the control socket's server side, `hasher` the naming of
+//! cloned copies by their hash, later and at low priority. `event` is the daemon's
 //! own event type and what it asks of a source; `inotify` is the one source today.
 //!
 //! It never restores anything.
@@ -23,6 +24,7 @@ pub mod alert;
 mod apply;
 mod capture;
 mod event;
+mod hasher;
 mod incidents;
 mod inotify;
 mod look;
@@ -169,6 +171,9 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
     index.keep_busy_pages_in_memory()?;
     sweep(&vault, &index)?;
+    // Where files can be cloned into the vault, a capture is the clone, hashed later.
+    vault.hash_clones_later();
+    let hasher = hasher::Hasher::start(vault.root(), inbox.tx.clone(), config.hold_hashing);
     let now = clock::now();
     let roots = index.set_roots(&roots, now)?;
     let previous_alive = index.meta(MetaKey::LastAlive)?.and_then(|s| s.parse().ok());
@@ -208,7 +213,11 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         stopping: false,
         announced,
         announced_used: 0,
+        hasher,
+        hashing: 0,
+        staged_done: Vec::new(),
     };
+    daemon.hash_left_over()?;
     daemon.source = Some(Box::new(Inotify::start(inbox.tx)?));
     for root in &daemon.roots {
         tracing::info!("protecting {}", root.path.display());
@@ -217,7 +226,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     daemon.full_scan(previous_alive)?;
     daemon.update_incidents(clock::now())?;
     daemon.commit()?;
-    daemon.syncs.answer_ready();
+    daemon.syncs.answer_ready(daemon.hashing == 0);
     tracing::info!("start-up scan finished; watching for changes");
     daemon.serve()?;
     let _ = std::fs::remove_file(&socket);
@@ -338,4 +347,10 @@ struct Daemon {
     announced: Arc<Announced>,
     /// How many of them were recorded without reading them, since the last log line.
     announced_used: u64,
+    hasher: hasher::Hasher,
+    /// Staged copies handed to the hasher whose result has not come back.
+    hashing: usize,
+    /// Staged names no version points at since the open transaction: removed once
+    /// it is committed.
+    staged_done: Vec<crate::ids::ObjectId>,
 }

@@ -151,18 +151,22 @@ impl Daemon {
             match msg {
                 Msg::Fs(FsEvent::Rescan, _) => rescan = true,
                 Msg::Fs(event, _by) => self.apply(event, now)?,
-                Msg::Sync(reply) => {
+                Msg::Sync { reply, hashed } => {
                     sync_asked = true;
                     // Cookies go into every protected folder; when the kernel reports them
                     // back, every change made before this sync has been seen.
                     let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
-                    self.syncs.start(reply, &roots);
+                    self.syncs.start(reply, &roots, hashed);
                 }
                 Msg::Purge(ask, reply) => self.purges_asked.push((ask, reply)),
                 Msg::Reload => self.reload_asked = true,
                 Msg::Shutdown => self.stopping = true,
+                Msg::Hashed { staged, outcome } => self.hashed(staged, outcome)?,
                 Msg::Amend(json, reply) => {
                     let answer = match serde_json::from_str(&json) {
+                        Ok(crate::amend::Amendment::Hashed { copies }) => {
+                            self.hashed_by_restore(&copies)?
+                        }
                         Ok(amendment) => crate::amend::apply(&self.index, &amendment, now)?,
                         Err(e) => Err(format!("not a change this daemon knows ({e})")),
                     };
@@ -194,7 +198,7 @@ impl Daemon {
             self.full_scan(None)?;
         }
         self.update_incidents(now)?;
-        Ok(self.syncs.any_ready()
+        Ok(self.syncs.any_ready(self.hashing == 0)
             || !self.notices.is_empty()
             || !self.amended.is_empty()
             || self.stopping
@@ -224,7 +228,7 @@ impl Daemon {
 
     /// Commits the open transaction, then does what waited for it.
     pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
-        if self.last_heartbeat.elapsed() >= HEARTBEAT || self.syncs.any_ready() {
+        if self.last_heartbeat.elapsed() >= HEARTBEAT || self.syncs.any_ready(self.hashing == 0) {
             self.index
                 .set_meta(MetaKey::LastAlive, &clock::now().to_string())?;
             self.last_heartbeat = Instant::now();
@@ -244,7 +248,7 @@ impl Daemon {
             let _ = reply.send(answer);
         }
         // Answered only after the commit: a sync means "it is in the index".
-        self.syncs.answer_ready();
+        self.syncs.answer_ready(self.hashing == 0);
         if self.purge_due() {
             self.last_purge = Some(Instant::now());
             let _ = self.purge(&self.config.retention, None);
@@ -387,6 +391,7 @@ impl Daemon {
         self.vault.balance_reserve();
         self.index.commit()?;
         self.since_commit = 0;
+        self.after_commit_hashing();
         Ok(())
     }
 

@@ -53,7 +53,11 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
         announce::COMMAND => return announced.receive(&mut reader, stream),
         "SYNC" => {
             let (tx, rx) = mpsc::channel();
-            if daemon.send(Msg::Sync(tx)).is_err() {
+            let sync = Msg::Sync {
+                reply: tx,
+                hashed: argument == "HASHED",
+            };
+            if daemon.send(sync).is_err() {
                 "ERR the daemon is stopping".to_owned()
             } else {
                 match rx.recv() {

@@ -7,6 +7,9 @@
 //! back too; once the batch holding it is committed, the sync is answered. If
 //! the queue overflows and a cookie's event is lost, the rescan that follows
 //! covers everything before it, so syncs older than the scan are answered too.
+//!
+//! `sync --hashed` waits, besides, until the hasher has nothing left: every
+//! cloned copy recorded by then has its hash (see `hasher`).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,6 +24,14 @@ struct PendingSync {
     /// Cookies not yet reported back by the kernel.
     waiting: Vec<PathBuf>,
     started: Instant,
+    /// Waits for the hasher to be idle too.
+    hashed: bool,
+}
+
+impl PendingSync {
+    fn ready(&self, hashing_idle: bool) -> bool {
+        self.waiting.is_empty() && (hashing_idle || !self.hashed)
+    }
 }
 
 #[derive(Default)]
@@ -31,7 +42,7 @@ pub struct Syncs {
 
 impl Syncs {
     /// Drops a cookie into each protected folder for a new sync request.
-    pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf]) {
+    pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf], hashed: bool) {
         self.next += 1;
         let name = crate::names::own_name(crate::names::SYNC_COOKIE, self.next);
         let mut waiting = Vec::new();
@@ -52,6 +63,7 @@ impl Syncs {
             reply,
             waiting,
             started: Instant::now(),
+            hashed,
         });
     }
 
@@ -76,15 +88,16 @@ impl Syncs {
         }
     }
 
-    /// Whether some sync has all its cookies back.
-    pub fn any_ready(&self) -> bool {
-        self.pending.iter().any(|s| s.waiting.is_empty())
+    /// Whether some sync has all its cookies back (and, for `--hashed`, the hasher
+    /// is idle).
+    pub fn any_ready(&self, hashing_idle: bool) -> bool {
+        self.pending.iter().any(|s| s.ready(hashing_idle))
     }
 
-    /// Answers every sync whose cookies are all back. Call after committing.
-    pub fn answer_ready(&mut self) {
+    /// Answers every sync that is ready. Call after committing.
+    pub fn answer_ready(&mut self, hashing_idle: bool) {
         self.pending.retain(|sync| {
-            if sync.waiting.is_empty() {
+            if sync.ready(hashing_idle) {
                 let _ = sync.reply.send(SyncAnswer::Done);
                 false
             } else {
