@@ -4,6 +4,9 @@
 //! (`copy_file_range`), else through a buffer. Whichever way, the bytes that
 //! end up in the file are hashed and compared with the object's name before the
 //! file is called restored: a damaged vault copy is never restored as recovered.
+//! A copy not hashed yet (staged, see `vault::staged`) has no hash to compare
+//! with: it must be as it was made before and after the copy, and the hash of
+//! what was written is its content's name, handed back to be recorded.
 //!
 //! It never names, renames or announces the file; `restore` does.
 
@@ -12,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 
 use crate::ids::ObjectId;
-use crate::vault::{DamageError, Vault};
+use crate::vault::{DamageError, Vault, staged_copy_intact};
 
 /// Why a copy did not give the object's bytes.
 pub(super) enum CopyError {
@@ -22,14 +25,20 @@ pub(super) enum CopyError {
     Write(io::Error),
 }
 
+/// A staged copy's content, found while it was restored: its hash and size.
+pub(super) type Found = Option<(ObjectId, u64)>;
+
 /// Fills `dest` (empty, open for reading and writing) with the object `id`.
 pub(super) fn copy_object(
     vault: &Vault,
     id: &ObjectId,
     dest: &File,
     buf: &mut [u8],
-) -> Result<(), CopyError> {
+) -> Result<Found, CopyError> {
     let source = vault.object_file(id).map_err(CopyError::Vault)?;
+    if !staged_copy_intact(&source, id) {
+        return Err(CopyError::Vault(DamageError::Damaged));
+    }
     let size = source
         .metadata()
         .map_err(|e| CopyError::Vault(DamageError::Unreadable(e)))?
@@ -37,12 +46,10 @@ pub(super) fn copy_object(
     // Small files: one read and one write cost less than the kernel's setting up.
     if size > buf.len() as u64 {
         if rustix::fs::ioctl_ficlone(dest, &source).is_ok() {
-            check(id, dest, buf)?;
-            return Ok(());
+            return check(id, &source, dest, buf);
         }
         if copy_in_kernel(&source, dest, size)? {
-            check(id, dest, buf)?;
-            return Ok(());
+            return check(id, &source, dest, buf);
         }
     }
     copy_buffered(vault, id, dest, buf)
@@ -84,7 +91,7 @@ fn copy_buffered(
     id: &ObjectId,
     mut dest: &File,
     buf: &mut [u8],
-) -> Result<(), CopyError> {
+) -> Result<Found, CopyError> {
     let mut reader = vault.open_object(id).map_err(CopyError::Vault)?;
     loop {
         let n = match reader.read(buf) {
@@ -96,14 +103,16 @@ fn copy_buffered(
             Err(e) => return Err(CopyError::Vault(DamageError::Unreadable(e))),
         };
         if n == 0 {
-            return Ok(());
+            return Ok(reader.content().filter(|_| id.is_staged()));
         }
         dest.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
 }
 
-/// Reads `dest` back from its start and compares its hash with the object's name.
-fn check(id: &ObjectId, dest: &File, buf: &mut [u8]) -> Result<(), CopyError> {
+/// Reads `dest` back from its start and compares its hash with the object's name;
+/// for a staged copy, checks that `source` is still as it was made and gives the
+/// hash found.
+fn check(id: &ObjectId, source: &File, dest: &File, buf: &mut [u8]) -> Result<Found, CopyError> {
     let mut hasher = blake3::Hasher::new();
     let mut at = 0u64;
     loop {
@@ -117,9 +126,10 @@ fn check(id: &ObjectId, dest: &File, buf: &mut [u8]) -> Result<(), CopyError> {
             Err(e) => return Err(CopyError::Vault(DamageError::Unreadable(e))),
         }
     }
-    if ObjectId::of(hasher.finalize()) == *id {
-        Ok(())
-    } else {
-        Err(CopyError::Vault(DamageError::Damaged))
+    let found = ObjectId::of(hasher.finalize());
+    match id.staged_stamp() {
+        Some(made) if made.size == at && staged_copy_intact(source, id) => Ok(Some((found, at))),
+        None if found == *id => Ok(None),
+        _ => Err(CopyError::Vault(DamageError::Damaged)),
     }
 }

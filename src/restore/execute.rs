@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use crate::announce::{Announcement, Announcer, Ticket};
+use crate::ids::ObjectId;
 use crate::model::{EntryKind, Version};
 use crate::names;
 use crate::report::{FileResult, LossReason, Outcome};
@@ -49,6 +50,8 @@ struct Shared<'a> {
     as_of: Option<i64>,
     /// The daemon, told about each file before it is renamed into place.
     announcer: Option<&'a Announcer>,
+    /// Staged copies hashed on the way out: provisional name, hash, size.
+    hashed: Mutex<Vec<(ObjectId, ObjectId, u64)>>,
 }
 
 /// Carries out a plan. Returns one result per file, in plan order.
@@ -69,6 +72,7 @@ pub fn execute(
         is_root,
         as_of: plan.as_of,
         announcer,
+        hashed: Mutex::new(Vec::new()),
     };
     // Only where something is to be written: a destination refused at planning
     // time holds only lost files.
@@ -171,12 +175,34 @@ pub fn execute(
     for cache in folder_caches.values() {
         let _ = rustix::fs::syncfs(cache.base_fd());
     }
+    record_hashed(
+        vault,
+        std::mem::take(&mut *shared.hashed.lock().expect("never poisoned")),
+    );
     Ok(results
         .into_inner()
         .expect("never poisoned")
         .into_iter()
         .map(|r| r.expect("every file gets a result"))
         .collect())
+}
+
+/// Tells the vault's writer the hashes of the staged copies this restore read
+/// whole, so the hasher need not read them again. Best effort: the hasher finds
+/// them itself otherwise (a read-only vault, say).
+fn record_hashed(vault: &Vault, hashed: Vec<(ObjectId, ObjectId, u64)>) {
+    if hashed.is_empty() {
+        return;
+    }
+    let amendment = crate::amend::Amendment::Hashed {
+        copies: hashed
+            .iter()
+            .map(|(staged, id, size)| (staged.to_hex(), id.to_hex(), *size))
+            .collect(),
+    };
+    if let Err(e) = crate::amend::make(vault, &amendment) {
+        tracing::debug!("the hashes found by this restore were not recorded: {e}");
+    }
 }
 
 fn restore_one(
@@ -317,10 +343,17 @@ fn write_file(
             object: *id,
         })
     });
-    super::copy::copy_object(shared.vault, id, &file, buf).map_err(|e| match e {
+    let found = super::copy::copy_object(shared.vault, id, &file, buf).map_err(|e| match e {
         CopyError::Vault(damage) => Failure::Vault(damage),
         CopyError::Write(e) => Failure::Write(e),
     })?;
+    if let Some((content, size)) = found {
+        shared
+            .hashed
+            .lock()
+            .expect("never poisoned")
+            .push((*id, content, size));
+    }
     // Start writing it to disk now, so the flush at the end of the restore waits for
     // little instead of writing everything at once after the last copy.
     crate::vault::start_writeback(&file);
