@@ -108,7 +108,9 @@ fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
     env.write("photos/IMG_0001.CR2", &photo);
 
     let before = xfs.used();
-    env.start_daemon_and_sync(&[]);
+    env.start_daemon(&[]);
+    // Captured as a clone at once, named by its hash in the background.
+    env.run_ok(&["sync", "--hashed", "--timeout", "120"]);
     let grown = xfs.used() - before;
     assert!(
         env.object_path(&photo).is_file(),
@@ -157,7 +159,8 @@ fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored
         let (whole, damaged) = (content(1, BIG), content(2, BIG));
         env.write("videos/whole.mp4", &whole);
         env.write("videos/damaged.mp4", &damaged);
-        env.start_daemon_and_sync(&[]);
+        env.start_daemon(&[]);
+        env.run_ok(&["sync", "--hashed", "--timeout", "120"]);
         env.remove_and_sync(&["videos"]);
         env.stop_daemon();
         // One byte of the vault's copy changes on disk: cloned back as it is, the
@@ -200,4 +203,253 @@ fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored
             grown >> 20
         );
     }
+}
+
+/// The copies waiting in the vault's `staged/` to be hashed, with their sizes.
+fn staged(env: &TestEnv) -> Vec<(PathBuf, u64)> {
+    let mut out: Vec<(PathBuf, u64)> = match fs::read_dir(env.vault.join("staged")) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| (e.path(), e.metadata().unwrap().len()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+/// The one staged copy of `size` bytes.
+fn staged_of_size(env: &TestEnv, size: usize) -> PathBuf {
+    let found: Vec<PathBuf> = staged(env)
+        .into_iter()
+        .filter(|(_, len)| *len == size as u64)
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(found.len(), 1, "staged: {:?}", staged(env));
+    found.into_iter().next().unwrap()
+}
+
+/// Each filesystem that shares blocks, loop-mounted, with share and vault on it.
+fn on_each_cloning_disk(test: impl Fn(&mut TestEnv, &CloneMount, &str)) {
+    for mkfs in CLONING {
+        let mut env = TestEnv::new();
+        let disk = match CloneMount::made_by(&env.root, mkfs) {
+            Ok(disk) => disk,
+            Err(why) => {
+                eprintln!("skipped for {}: cannot mount it here ({why})", mkfs.0);
+                continue;
+            }
+        };
+        env.share = disk.dir.join("share");
+        env.vault = disk.dir.join("vault");
+        fs::create_dir(&env.share).unwrap();
+        test(&mut env, &disk, mkfs.0);
+    }
+}
+
+#[test]
+fn a_clone_is_the_capture_and_stays_as_captured_when_the_original_is_rewritten_in_place() {
+    on_each_cloning_disk(|env, disk, fs_name| {
+        env.hold_hashing = true;
+        let photo = content(11, BIG);
+        env.write("photos/IMG_0002.CR2", &photo);
+        let before = disk.used();
+        env.start_daemon_and_sync(&[]);
+        let grown = disk.used() - before;
+        // Recorded at once as the clone, not read: no object named by its hash yet.
+        let copy = staged_of_size(env, BIG);
+        assert!(
+            !env.object_path(&photo).exists(),
+            "{fs_name}: hashed although hashing is held"
+        );
+        assert!(
+            grown < (BIG / 4) as u64,
+            "{fs_name}: capturing {} MiB took {} MiB more: copied, not cloned",
+            BIG >> 20,
+            grown >> 20
+        );
+
+        // Every byte of the original rewritten in place, its times put back: the
+        // clone's blocks are copied on write, so the vault keeps what was captured.
+        let original = env.path("photos/IMG_0002.CR2");
+        let times = fs::metadata(&original).unwrap().modified().unwrap();
+        let other = content(12, BIG);
+        let file = fs::OpenOptions::new().write(true).open(&original).unwrap();
+        file.write_all_at(&other, 0).unwrap();
+        file.set_modified(times).unwrap();
+        drop(file);
+        env.sync();
+        assert!(
+            fs::read(&copy).unwrap() == photo,
+            "{fs_name}: the staged copy changed with the original"
+        );
+        let versions = env.run_ok(&["versions", original.to_str().unwrap(), "--json"]);
+        let versions: serde_json::Value = serde_json::from_str(&versions).unwrap();
+        let versions = versions.as_array().expect("a list of versions");
+        assert_eq!(versions.len(), 2, "{fs_name}: {versions:?}");
+        let first = versions
+            .iter()
+            .find(|v| v["current"] == false)
+            .expect("the version before the rewrite");
+
+        // Brought back beside the rewritten file, hashed on the way out.
+        let seen = first["seen_at"].as_str().unwrap();
+        let (success, report, output) =
+            restore_json(env, &[original.to_str().unwrap(), "--as-of", seen]);
+        assert!(success, "{fs_name}: {output}");
+        assert_eq!(report["recovered"], 1, "{fs_name}: {report}");
+        let to = report["files"][0]["restored_to"].as_str().unwrap();
+        assert_ne!(
+            Path::new(to),
+            original,
+            "{fs_name}: put over the rewritten file"
+        );
+        assert!(
+            fs::read(to).unwrap() == photo,
+            "{fs_name}: the restored file differs from what was captured"
+        );
+        assert!(fs::read(&original).unwrap() == other);
+        // The restore told the service what it found: the copy has its real name now,
+        // and the staged one is gone once the restore is over.
+        env.sync();
+        assert!(
+            fs::read(env.object_path(&photo)).unwrap() == photo,
+            "{fs_name}: the restore's hash was not recorded"
+        );
+        assert!(!copy.exists(), "{fs_name}: the staged copy is still there");
+        env.stop_daemon();
+        let verified = env.run_ok(&["verify"]);
+        assert!(
+            verified.contains("intact") && verified.contains("not hashed yet"),
+            "{fs_name}: {verified}"
+        );
+    });
+}
+
+#[test]
+fn staged_clones_left_by_a_kill_are_all_hashed_at_the_next_start_and_none_is_lost() {
+    on_each_cloning_disk(|env, _disk, fs_name| {
+        env.hold_hashing = true;
+        let files: Vec<(String, Vec<u8>)> = (0..4)
+            .map(|n| {
+                (
+                    format!("videos/clip{n}.mp4"),
+                    content(20 + n, BIG + n * 4096),
+                )
+            })
+            .collect();
+        for (path, bytes) in &files {
+            env.write(path, bytes);
+        }
+        // The same content as clip0 under another name: hashed, it is stored once.
+        env.write("videos/copy of clip0.mp4", &files[0].1);
+        env.start_daemon_and_sync(&[]);
+        assert_eq!(staged(env).len(), 5, "{fs_name}: {:?}", staged(env));
+        env.kill_daemon();
+        // A clone named in the vault whose version was never committed (killed in
+        // between): nothing points at it, so it must go.
+        let orphan = env.vault.join("staged").join(format!(
+            "{}{}",
+            "00737461676564000000000000001000", "00000000000000010000000000abcdef"
+        ));
+        fs::write(&orphan, vec![0u8; 4096]).unwrap();
+
+        env.hold_hashing = false;
+        env.start_daemon(&[]);
+        env.run_ok(&["sync", "--hashed", "--timeout", "120"]);
+        assert_eq!(staged(env), Vec::new(), "{fs_name}: not all hashed");
+        for (path, bytes) in &files {
+            assert!(
+                fs::read(env.object_path(bytes)).unwrap() == *bytes,
+                "{fs_name}: {path} has no intact copy named by its hash"
+            );
+        }
+        let verified = env.run_ok(&["verify", "--json"]);
+        let verified: serde_json::Value = serde_json::from_str(&verified).unwrap();
+        assert_eq!(verified["objects_checked"], 4, "{fs_name}: {verified}");
+        assert_eq!(verified["not_hashed_yet"], 0, "{fs_name}: {verified}");
+        assert_eq!(verified["unrecorded_objects"], 0, "{fs_name}: {verified}");
+        assert_eq!(verified["totals_match"], true, "{fs_name}: {verified}");
+
+        // Every file comes back whole.
+        env.remove_and_sync(&["videos"]);
+        env.stop_daemon();
+        // The hashes are journaled: an index rebuilt from the journal has them too.
+        env.run_ok(&["rebuild-index"]);
+        let verified = env.run_ok(&["verify"]);
+        assert!(verified.contains("All 4 copies"), "{fs_name}: {verified}");
+        let (success, report, output) = restore_json(env, &["--all-deleted"]);
+        assert!(success, "{fs_name}: {output}");
+        assert_eq!(report["recovered"], 5, "{fs_name}: {report}");
+        for (path, bytes) in &files {
+            assert!(
+                fs::read(env.path(path)).unwrap() == *bytes,
+                "{fs_name}: {path}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_staged_copy_damaged_before_it_was_hashed_is_caught_and_never_restored_as_recovered() {
+    on_each_cloning_disk(|env, _disk, fs_name| {
+        env.hold_hashing = true;
+        let (whole, written, cut) = (
+            content(31, BIG),
+            content(32, BIG + 4096),
+            content(33, BIG + 8192),
+        );
+        env.write("scans/whole.pdf", &whole);
+        env.write("scans/written.pdf", &written);
+        env.write("scans/cut.pdf", &cut);
+        env.start_daemon_and_sync(&[]);
+        env.remove_and_sync(&["scans"]);
+        env.stop_daemon();
+
+        // One byte changed in place; and a copy cut short with its time put back.
+        let copy = staged_of_size(env, BIG + 4096);
+        let file = fs::OpenOptions::new().write(true).open(&copy).unwrap();
+        file.write_all_at(b"X", (BIG / 2) as u64).unwrap();
+        drop(file);
+        let copy = staged_of_size(env, BIG + 8192);
+        let times = fs::metadata(&copy).unwrap().modified().unwrap();
+        let file = fs::OpenOptions::new().write(true).open(&copy).unwrap();
+        file.set_len(BIG as u64).unwrap();
+        file.set_modified(times).unwrap();
+        drop(file);
+
+        let verify = env.run(&["verify"]);
+        assert!(
+            !verify.status.success(),
+            "{fs_name}: verify found nothing wrong"
+        );
+        let said = String::from_utf8_lossy(&verify.stdout);
+        assert!(
+            said.contains("written.pdf") && said.contains("cut.pdf") && !said.contains("whole.pdf"),
+            "{fs_name}: {said}"
+        );
+
+        let (success, report, output) = restore_json(env, &["--all-deleted"]);
+        assert!(!success, "{fs_name}: {output}");
+        assert_eq!(report["recovered"], 1, "{fs_name}: {report}");
+        for name in ["written.pdf", "cut.pdf"] {
+            let file = report["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["path"].as_str().unwrap().ends_with(name))
+                .unwrap();
+            assert_eq!(file["outcome"], "lost", "{fs_name}: {file}");
+            assert_eq!(file["reason_code"], "damaged", "{fs_name}: {file}");
+            assert!(
+                !env.path(format!("scans/{name}")).exists(),
+                "{fs_name}: a damaged copy of {name} was put in place"
+            );
+        }
+        assert_eq!(restore_temp_files(&env.share), Vec::<PathBuf>::new());
+        assert!(fs::read(env.path("scans/whole.pdf")).unwrap() == whole);
+        // The damaged ones were never given a hash: nothing wrong is named as right.
+        assert!(!env.object_path(&written).exists() && !env.object_path(&cut).exists());
+        assert_eq!(staged(env).len(), 2, "{fs_name}: {:?}", staged(env));
+    });
 }

@@ -50,6 +50,8 @@ pub struct TestEnv {
     /// watches, so a test can lower and raise the limit without touching the
     /// machine's (which every other test and program shares).
     pub daemon_watch_limit: Option<u64>,
+    /// Starts the daemon with `UNDELETE_HOLD_HASHING=1`: cloned copies stay staged.
+    pub hold_hashing: bool,
 }
 
 impl TestEnv {
@@ -71,6 +73,7 @@ impl TestEnv {
             logs: Vec::new(),
             daemon_open_files: None,
             daemon_watch_limit: None,
+            hold_hashing: false,
         }
     }
 
@@ -132,6 +135,9 @@ impl TestEnv {
             .args(args)
             .stdout(Stdio::null())
             .stderr(stderr);
+        if self.hold_hashing {
+            command.env("UNDELETE_HOLD_HASHING", "1");
+        }
         if let Some(soft) = self.daemon_open_files {
             use rustix::process::{Resource, getrlimit, setrlimit};
             use std::os::unix::process::CommandExt;
