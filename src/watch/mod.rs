@@ -238,7 +238,15 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
 /// start, and before every purge, when nothing is staged and everything is committed.
 /// Whoever calls it holds the vault's writer lock (`Vault::lock`).
 pub fn sweep(vault: &Vault, index: &Index) -> Result<(), DaemonError> {
-    let (n, bytes) = vault.sweep(|id| index.refers_to(id).map_err(DaemonError::from))?;
+    // A restore that planned before a staged copy was hashed still opens it by its
+    // staged name (see `hasher`): those stay until no restore runs.
+    let restoring = !vault.unless_restoring(|| ());
+    let (n, bytes) = vault.sweep(|id| {
+        if restoring && id.is_staged() {
+            return Ok(true);
+        }
+        index.refers_to(id).map_err(DaemonError::from)
+    })?;
     if n > 0 {
         tracing::warn!(
             "removed {n} copies ({}) from the vault that the index did not account for",
