@@ -220,6 +220,8 @@ impl Daemon {
             || fallback
             || self.ends_to_tell
             || self.next_end.is_none_or(|at| now > at)
+            // Staged names held back while a restore ran go after a commit.
+            || !self.staged_done.is_empty()
     }
 
     pub(super) fn purge_due(&self) -> bool {
