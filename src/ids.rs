@@ -195,6 +195,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_staged_name_gives_back_its_stamp_and_is_never_taken_for_a_hash() {
+        let stamp = StagedStamp {
+            size: 33_554_432,
+            mtime_ns: -5,
+            inode: u64::MAX,
+        };
+        let id = ObjectId::staged(stamp);
+        assert!(id.is_staged());
+        assert_eq!(id.staged_stamp(), Some(stamp));
+        let again: ObjectId = id.to_hex().parse().unwrap();
+        assert_eq!(again.staged_stamp(), Some(stamp));
+        assert!(!ObjectId::of(blake3::hash(b"a photo")).is_staged());
+    }
+
+    #[test]
     fn codes_read_back_whatever_people_type() {
         let code = IncidentCode::from_seed(0x3FFF_FFFF);
         assert_eq!(code.as_str(), "ZZZ-ZZZ");
