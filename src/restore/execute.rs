@@ -269,7 +269,7 @@ fn restore_one(
                 // copying it back by hand) it is already present, never a second copy.
                 if let Ok(existing) =
                     rustix::fs::statat(dir, &final_name, AtFlags::SYMLINK_NOFOLLOW)
-                    && same_content(dir, &final_name, &existing, &item.version)
+                    && same_content(shared.vault, dir, &final_name, &existing, &item.version)
                 {
                     let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
                     let at = item.base.join(parent).join(&final_name);

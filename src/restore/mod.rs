@@ -29,6 +29,7 @@ use crate::ids::ObjectId;
 use crate::index::IndexError;
 use crate::model::{EntryKind, Version};
 use crate::report::{FileResult, LossReason, Outcome};
+use crate::vault::Vault;
 use crate::words::display_path;
 
 pub use execute::execute;
@@ -172,8 +173,10 @@ fn beside_label(version: &Version, as_of: Option<i64>) -> String {
 }
 
 /// Whether `name` in `dir` (whose metadata is `existing`) is exactly `version`'s
-/// content: for a file, the same size and hash; for a link, the same target.
+/// content: for a file, the same size and hash; for a link, the same target. A
+/// copy not hashed yet is hashed here (intact, see `vault::staged`) to compare.
 fn same_content(
+    vault: &Vault,
     dir: &OwnedFd,
     name: &OsStr,
     existing: &rustix::fs::Stat,
@@ -193,10 +196,16 @@ fn same_content(
         }
         (EntryKind::File, rustix::fs::FileType::RegularFile) => {
             existing.st_size as u64 == version.observed.size
-                && version
-                    .observed
-                    .object
-                    .is_some_and(|id| hash_at(dir, name).ok() == Some(id))
+                && version.observed.object.is_some_and(|id| {
+                    let content = match id.is_staged() {
+                        true => match vault.hash_staged(&id) {
+                            Ok((content, _)) => content,
+                            Err(_) => return false,
+                        },
+                        false => id,
+                    };
+                    hash_at(dir, name).ok() == Some(content)
+                })
         }
         _ => false,
     }

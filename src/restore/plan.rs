@@ -199,7 +199,7 @@ fn decide(
             // them reports why; the folder itself is never counted as a file.
             return Action::Folder;
         }
-        if same_as(dirs, parent, &candidate, &existing, version) {
+        if same_as(vault, dirs, parent, &candidate, &existing, version) {
             return Action::AlreadyPresent {
                 at: dirs.base().join(parent).join(&candidate),
             };
@@ -211,6 +211,7 @@ fn decide(
 
 /// Whether what is at `parent/name` is exactly `version`'s content.
 fn same_as(
+    vault: &Vault,
     dirs: &mut DirCache,
     parent: &Path,
     name: &OsStr,
@@ -220,5 +221,5 @@ fn same_as(
     let Ok(Some(dir)) = dirs.dir(parent, false) else {
         return false;
     };
-    same_content(dir, name, existing, version)
+    same_content(vault, dir, name, existing, version)
 }

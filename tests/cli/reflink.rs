@@ -453,3 +453,32 @@ fn a_staged_copy_damaged_before_it_was_hashed_is_caught_and_never_restored_as_re
         assert_eq!(staged(env).len(), 2, "{fs_name}: {:?}", staged(env));
     });
 }
+
+#[test]
+fn identical_content_in_place_counts_as_already_present_before_the_copy_is_hashed() {
+    on_each_cloning_disk(|env, _disk, fs_name| {
+        env.hold_hashing = true;
+        let report = content(41, BIG);
+        env.write("accounts/2026.xlsx", &report);
+        env.start_daemon_and_sync(&[]);
+        env.remove_and_sync(&["accounts/2026.xlsx"]);
+        env.stop_daemon();
+        assert_eq!(staged(env).len(), 1, "{fs_name}");
+        // Copied back by hand, byte for byte, before anyone restored it.
+        env.write("accounts/2026.xlsx", &report);
+
+        let (success, json, output) = restore_json(env, &["--all-deleted"]);
+        assert!(success, "{fs_name}: {output}");
+        assert_eq!(json["already_present"], 1, "{fs_name}: {json}");
+        assert_eq!(json["recovered"], 0, "{fs_name}: {json}");
+        let names: Vec<_> = fs::read_dir(env.path("accounts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names.len(),
+            1,
+            "{fs_name}: a second copy beside it: {names:?}"
+        );
+    });
+}
