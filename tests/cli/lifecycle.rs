@@ -126,6 +126,35 @@ fn the_daemon_runs_at_a_lower_cpu_priority_than_its_users() {
     );
 }
 
+/// The hasher reads only when the disk has nothing else to do (the idle I/O
+/// class), so naming cloned copies never slows the server's users down.
+#[test]
+fn the_hasher_reads_at_the_idle_disk_priority() {
+    let mut env = TestEnv::new();
+    env.start_daemon_and_sync(&[]);
+    let pid = env.daemon_pid();
+    let hasher = fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .find(|task| {
+            fs::read_to_string(task.path().join("comm")).is_ok_and(|name| name.trim() == "hasher")
+        })
+        .expect("the daemon has a hasher thread")
+        .file_name();
+    let out = std::process::Command::new("ionice")
+        .arg("-p")
+        .arg(&hasher)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let class = String::from_utf8_lossy(&out.stdout);
+            assert!(class.trim() == "idle", "ionice says {class:?}");
+        }
+        _ => eprintln!("skipped the disk priority check: ionice cannot run here"),
+    }
+    env.stop_daemon();
+}
+
 #[test]
 fn a_vault_inside_the_protected_folder_is_refused() {
     let env = TestEnv::new();
