@@ -516,3 +516,13 @@ pub struct Delivery {
     /// Why it was not sent; none when the server took it.
     pub error: Option<String>,
 }
+
+/// Which event source the daemon uses, and why, in words for `status` and
+/// `doctor` (a daemon's note: `MetaKey::EventSource`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventSourceNote {
+    /// `fanotify` or `inotify`.
+    pub source: String,
+    /// Why, as a sentence.
+    pub why: String,
+}

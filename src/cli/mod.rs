@@ -212,6 +212,11 @@ struct DaemonArgs {
     /// (UNDELETE_EVENT=started, then ended); details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
     alert_command: Option<String>,
+    /// Where changes are learnt from: fanotify (one mark per filesystem, and who
+    /// made each change; root only), inotify (one watch per folder), or auto
+    /// (fanotify where allowed, else inotify).
+    #[arg(long, value_name = "auto|fanotify|inotify")]
+    events: Option<String>,
     #[command(flatten)]
     retention: RetentionArgs,
 }
@@ -287,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.alert_size = args.alert_size.clone();
         raw.overwrite_alert_files = args.overwrite_alert_files;
         raw.alert_command = args.alert_command.clone();
+        raw.events = args.events.clone();
     }
     let retention = match &cli.command {
         Command::Daemon(args) => Some(&args.retention),

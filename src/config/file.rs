@@ -24,6 +24,8 @@ pub(super) struct FileConfig {
     pub(super) alert_size: Option<String>,
     pub(super) overwrite_alert_files: Option<u64>,
     pub(super) alert_command: Option<String>,
+    /// Which event source the daemon uses: auto, fanotify or inotify.
+    pub(super) events: Option<String>,
     /// The `[alert]` table, which holds `[alert.email]`.
     #[serde(default)]
     pub(super) alert: FileAlert,

@@ -35,6 +35,8 @@ pub enum ConfigError {
     Retention(String),
     #[error("the [alert.email] settings have a mistake: {0}")]
     Email(String),
+    #[error("{0:?} is not an event source; write auto, fanotify or inotify")]
+    Events(String),
     #[error("the folder {path} cannot be protected: {reason}")]
     Protect { path: PathBuf, reason: String },
     #[error(
@@ -64,6 +66,8 @@ pub struct RawArgs {
     pub alert_size: Option<String>,
     pub overwrite_alert_files: Option<u64>,
     pub alert_command: Option<String>,
+    /// `--events`: auto, fanotify or inotify.
+    pub events: Option<String>,
     pub keep_deleted: Option<String>,
     pub keep_versions: Option<u64>,
     pub max_vault_size: Option<String>,
@@ -95,8 +99,33 @@ pub struct Config {
     /// exists, and for measuring capture alone. Nothing is lost meanwhile; the next
     /// daemon started without it hashes them.
     pub hold_hashing: bool,
+    /// Which event source the daemon asks the kernel for.
+    pub events: Events,
     /// What it was made from, to read it again the same way (see `reread`).
     sources: RawArgs,
+}
+
+/// Which event source the daemon uses (`--events`, `events =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Events {
+    /// fanotify where the kernel allows it (root, filesystems with file handles),
+    /// inotify otherwise.
+    #[default]
+    Auto,
+    /// fanotify or nothing: the daemon stops with the reason when it is refused.
+    Fanotify,
+    Inotify,
+}
+
+impl Events {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "fanotify" => Ok(Self::Fanotify),
+            "inotify" => Ok(Self::Inotify),
+            _ => Err(ConfigError::Events(s.to_owned())),
+        }
+    }
 }
 
 /// A protected folder's own capture rules: the common exclude rules plus its
@@ -204,8 +233,13 @@ impl Config {
         if let Some(age) = file.retention.hold_after_incident {
             retention.hold_after_incident_ns = crate::clock::parse_age(&age)?;
         }
+        let events = match raw.events.or(file.events) {
+            Some(s) => Events::parse(&s)?,
+            None => Events::Auto,
+        };
         Ok(Self {
             vault,
+            events,
             protect: protect.iter().map(|p| absolute(p)).collect(),
             excludes: Excludes::new(&exclude)?,
             max_file_size,

@@ -21,6 +21,8 @@ pub enum MetaKey {
     /// How the last alert e-mail went, and the last that failed (JSON).
     EmailSent,
     EmailFailed,
+    /// Which event source the daemon uses and why (`EventSourceNote`, JSON).
+    EventSource,
 }
 
 impl MetaKey {
@@ -36,6 +38,7 @@ impl MetaKey {
             Self::RebuiltAt => "rebuilt_at",
             Self::EmailSent => "email_sent",
             Self::EmailFailed => "email_failed",
+            Self::EventSource => "event_source",
         }
     }
 }

@@ -64,14 +64,17 @@ impl Held {
     /// Opens the regular file at `path` for reading, never through a symlink and
     /// never blocking; `None` past the limit, or when it is not a regular file.
     pub(super) fn open(path: &Path) -> Option<Self> {
+        Self::open_with(|| super::tree::open_file(path).ok())
+    }
+
+    /// Holds the file `open` gives, if it is a regular file; `None` past the limit.
+    pub(super) fn open_with(open: impl FnOnce() -> Option<std::fs::File>) -> Option<Self> {
         use std::sync::atomic::Ordering;
         if HELD_OPEN.fetch_add(1, Ordering::Relaxed) >= HELD_AT_MOST {
             HELD_OPEN.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        let file = super::tree::open_file(path)
-            .ok()
-            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+        let file = open().filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
         match file {
             Some(file) => Some(Self(Arc::new(HeldFile(file)))),
             None => {

@@ -24,6 +24,7 @@ pub mod alert;
 mod apply;
 mod capture;
 mod event;
+mod fanotify;
 mod hasher;
 mod incidents;
 mod inotify;
@@ -31,7 +32,10 @@ mod look;
 mod serve;
 mod socket;
 mod sync;
+#[cfg(test)]
+mod test_disk;
 mod tree;
+mod whole_fs;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -42,8 +46,10 @@ use std::time::{Duration, Instant};
 use crate::announce::Announced;
 use crate::clock;
 use crate::config::Config;
+use crate::config::Events;
 use crate::index::MetaKey;
 use crate::index::{Index, IndexError};
+use crate::model::EventSourceNote;
 use crate::model::Root;
 use crate::retention::PurgeAsk;
 use crate::vault::{LockError, Vault, VaultError, WriterLock};
@@ -54,6 +60,7 @@ use apply::Dirty;
 use event::{Held, Source, WatchError};
 use inotify::Inotify;
 use sync::Syncs;
+use whole_fs::WholeFs;
 
 /// How many messages one batch (one transaction) takes at most.
 const BATCH: usize = 8192;
@@ -105,6 +112,9 @@ pub enum DaemonError {
     NothingToProtect,
     #[error(transparent)]
     Watch(#[from] WatchError),
+    /// `--events fanotify`, and the kernel refused it.
+    #[error("fanotify was asked for (--events fanotify) but cannot be used: {0}")]
+    FanotifyRefused(String),
 }
 
 /// The daemon's inbox. Create it before `run` so a signal handler can hold a stopper.
@@ -218,7 +228,14 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         staged_done: Vec::new(),
     };
     daemon.hash_left_over()?;
-    daemon.source = Some(Box::new(Inotify::start(inbox.tx)?));
+    let paths: Vec<PathBuf> = daemon.roots.iter().map(|r| r.path.clone()).collect();
+    let (source, note) = start_source(daemon.config.events, inbox.tx, &paths)?;
+    daemon.source = Some(source);
+    tracing::info!("changes are seen with {}: {}", note.source, note.why);
+    daemon.index.set_meta(
+        MetaKey::EventSource,
+        &serde_json::to_string(&note).unwrap_or_default(),
+    )?;
     for root in &daemon.roots {
         tracing::info!("protecting {}", root.path.display());
     }
@@ -232,6 +249,73 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Starts the event source the settings ask for (`--events`): with `auto`,
+/// fanotify where the kernel allows it, else inotify, saying why.
+fn start_source(
+    events: Events,
+    tx: mpsc::Sender<Msg>,
+    roots: &[PathBuf],
+) -> Result<(Box<dyn Source>, EventSourceNote), DaemonError> {
+    let note = |source: &str, why: String| EventSourceNote {
+        source: source.to_owned(),
+        why,
+    };
+    if events != Events::Inotify {
+        match WholeFs::start(tx.clone(), roots) {
+            Ok(source) => {
+                let why = match events {
+                    Events::Fanotify => "the settings ask for it (events = fanotify).".to_owned(),
+                    _ => "one mark covers each protected filesystem, without a watch per \
+                          folder, and each change names the process that made it."
+                        .to_owned(),
+                };
+                return Ok((Box::new(source), note("fanotify", why)));
+            }
+            Err(refused) => {
+                let why = fanotify_refused(&refused);
+                if events == Events::Fanotify {
+                    return Err(DaemonError::FanotifyRefused(why));
+                }
+                let source = Inotify::start(tx)?;
+                let why = format!("fanotify cannot be used here: {why}");
+                tracing::info!("using inotify: {why}");
+                return Ok((Box::new(source), note("inotify", why)));
+            }
+        }
+    }
+    let source = Inotify::start(tx)?;
+    let why = "the settings ask for it (events = inotify).".to_owned();
+    Ok((Box::new(source), note("inotify", why)))
+}
+
+/// Why the kernel refused fanotify, in words.
+fn fanotify_refused(refused: &WatchError) -> String {
+    let (errno, on) = match refused {
+        WatchError::Init(e) => (e.raw_os_error(), None),
+        WatchError::Folder { path, source } => (source.raw_os_error(), Some(path)),
+        WatchError::Limit => (None, None),
+    };
+    let on = on
+        .map(|p| format!(" ({})", crate::words::display_path(p)))
+        .unwrap_or_default();
+    match errno {
+        Some(libc::EPERM) => {
+            "it needs root (the capability CAP_SYS_ADMIN in the first user namespace), \
+             and the service does not have it."
+                .to_owned()
+        }
+        Some(libc::ENOSYS) => "this kernel was built without fanotify.".to_owned(),
+        Some(libc::EINVAL) => {
+            "this kernel is too old: fanotify with file names needs Linux 5.17 or later.".to_owned()
+        }
+        Some(libc::EXDEV | libc::ENODEV | libc::EOPNOTSUPP) => format!(
+            "the filesystem of a protected folder{on} cannot name its files by handle \
+             as fanotify needs."
+        ),
+        _ => format!("{refused}."),
+    }
 }
 
 /// Removes copies in the vault that no version refers to (see `Vault::sweep`): at
