@@ -28,6 +28,27 @@ pub(super) fn follow_rename<V>(map: &mut HashMap<PathBuf, V>, from: &Path, to: &
     }
 }
 
+/// Exchanges the entries at and below `a` with those at and below `b`.
+pub(super) fn follow_exchange<V>(map: &mut HashMap<PathBuf, V>, a: &Path, b: &Path) {
+    let moved: Vec<PathBuf> = map
+        .keys()
+        .filter(|p| p.starts_with(a) || p.starts_with(b))
+        .cloned()
+        .collect();
+    let mut taken: Vec<(PathBuf, V)> = Vec::new();
+    for path in moved {
+        if let Some(value) = map.remove(&path) {
+            let new = if path.starts_with(a) {
+                below(b, &path, a)
+            } else {
+                below(a, &path, b)
+            };
+            taken.push((new, value));
+        }
+    }
+    map.extend(taken);
+}
+
 /// Paths to look at at the end of a batch, in the order they first came. Kept
 /// sorted by path, so taking a folder and everything below it costs what is taken,
 /// not every path pending: a burst of files created and deleted at once would
@@ -132,6 +153,7 @@ impl Daemon {
                 }
             }
             FsEvent::Renamed { from, to } => self.renamed(&from, &to, now)?,
+            FsEvent::Exchanged { a, b } => self.exchanged(&a, &b, now)?,
             FsEvent::MovedOut { path } => {
                 if self.is_protected(&path) {
                     self.moved_out(&path, now)?;
@@ -359,6 +381,57 @@ impl Daemon {
             self.mark_missing_below(from, t, now)?;
         }
         self.remember_rename(from, to);
+        Ok(())
+    }
+
+    /// An exchange the source is sure of: the records at and below `a` and `b`
+    /// change places, whatever the disk shows by now. The disk cannot tell once
+    /// one of the two was deleted or moved on before the events were read: `f0`
+    /// and `f1` exchanged, then `f1` deleted, left only `f0` to look at, and
+    /// `f1`'s deletion was taken for f0's old name going.
+    pub(super) fn exchanged(&mut self, a: &Path, b: &Path, now: i64) -> Result<(), DaemonError> {
+        let (Some(a_root), Some(b_root)) = (
+            self.root_for(a).map(|r| r.id),
+            self.root_for(b).map(|r| r.id),
+        ) else {
+            return Ok(());
+        };
+        if is_internal(a) || is_internal(b) {
+            self.dirty.insert(a.to_owned(), true);
+            self.dirty.insert(b.to_owned(), true);
+            return Ok(());
+        }
+        follow_exchange(&mut self.writing, a, b);
+        follow_exchange(&mut self.closed, a, b);
+        follow_exchange(&mut self.deleted_open, a, b);
+        let at_a = self.index.current(a)?;
+        let at_b = self.index.current(b)?;
+        let mut follow = Vec::new();
+        for waiting in self.dirty.take(a, true) {
+            follow.push(below(b, &waiting, a));
+        }
+        for waiting in self.dirty.take(b, true) {
+            follow.push(below(a, &waiting, b));
+        }
+        for path in follow {
+            self.dirty.insert(path, true);
+        }
+        self.index.exchange(a, a_root, b, b_root, now)?;
+        // Walked again: the records moved, but the folders may have changed meanwhile.
+        self.dirty.insert(a.to_owned(), true);
+        self.dirty.insert(b.to_owned(), true);
+        let dir_inode = |v: &Option<Version>| {
+            v.as_ref()
+                .filter(|v| v.observed.kind == EntryKind::Dir)
+                .map(|v| v.observed.inode)
+        };
+        if let Some(inode) = dir_inode(&at_a) {
+            self.mark_missing_below(b, inode, now)?;
+        }
+        if let Some(inode) = dir_inode(&at_b) {
+            self.mark_missing_below(a, inode, now)?;
+        }
+        self.remember_rename(a, b);
         Ok(())
     }
 

@@ -115,6 +115,10 @@ pub enum FsEvent {
     /// A rename inside the watched trees, both halves paired by the source. An
     /// exchange of two names comes as two renames, one each way.
     Renamed { from: PathBuf, to: PathBuf },
+    /// Two names exchanged (`renameat2(RENAME_EXCHANGE)`), with everything below
+    /// them, known for certain: the source saw both halves move the two things by
+    /// their handles (fanotify). inotify cannot tell, and sends two `Renamed`.
+    Exchanged { a: PathBuf, b: PathBuf },
     /// Renamed out of every watched tree: it and everything below it left.
     MovedOut { path: PathBuf },
     /// The kernel queue overflowed: events were lost, the trees must be rescanned.

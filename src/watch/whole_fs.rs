@@ -40,6 +40,8 @@ use super::fanotify::{self, Entry, Event, Fid, Group, Options};
 
 /// How many folders found outside the protected ones are remembered as such.
 const OUTSIDE_REMEMBERED: usize = 65_536;
+/// How long a rename waits for the second half of an exchange once the queue is empty.
+const PAIRING: Duration = Duration::from_millis(20);
 /// How many files being written are remembered, to report each once (`Writing`).
 const WRITING_REMEMBERED: usize = 65_536;
 
@@ -201,6 +203,8 @@ impl WholeFs {
             shared: Arc::clone(&source.shared),
             tx,
             writing: HashSet::new(),
+            pending: None,
+            deferred: Vec::new(),
         };
         std::thread::Builder::new()
             .name("fanotify".into())
@@ -330,15 +334,67 @@ struct Reader {
     tx: Sender<Msg>,
     /// Files reported as being written and not closed since, by path.
     writing: HashSet<PathBuf>,
+    /// A rename read, waiting to see whether the next event is its other half.
+    pending: Option<PendingRename>,
+    /// Deletions merged into an earlier event, waiting for their unlink's own
+    /// place in the queue (see `handle`).
+    deferred: Vec<Deletion>,
+}
+
+/// A deletion not handed on yet: where (folder handle and name), what, by whom.
+struct Deletion {
+    entry: Entry,
+    object: Option<Fid>,
+    is_dir: bool,
+    by: Actor,
+}
+
+/// Bits that, beside a deletion in one event, say the kernel merged it into an
+/// event queued before it.
+const MERGED_WITH_DELETE: u64 =
+    fanotify::FAN_CREATE | fanotify::FAN_MODIFY | fanotify::FAN_CLOSE_WRITE | fanotify::FAN_ATTRIB;
+
+/// A rename read and not handed on yet (see `Reader::renamed`).
+struct PendingRename {
+    from: Option<PathBuf>,
+    to: Option<PathBuf>,
+    old: Entry,
+    new: Entry,
+    object: Option<Fid>,
+    by: Actor,
+}
+
+impl PendingRename {
+    /// Whether `next` is this rename's other half in an exchange: the same two
+    /// places the other way, moving another thing.
+    fn reversed_by(&self, next: &PendingRename) -> bool {
+        self.old == next.new
+            && self.new == next.old
+            && self.object.is_some()
+            && next.object.is_some()
+            && self.object != next.object
+    }
 }
 
 impl Reader {
     fn run(mut self) {
         let mut buf = vec![0u8; fanotify::READ_BUFFER];
         loop {
-            wait_readable(self.shared.group.as_fd());
+            // A rename waits for its other half a moment: the kernel queues the two
+            // halves of an exchange one after the other, not at once.
+            let timeout = self.pending.as_ref().map(|_| PAIRING);
+            if !wait_readable(self.shared.group.as_fd(), timeout) {
+                if !self.flush_rename() {
+                    return;
+                }
+                continue;
+            }
             match self.shared.group.read(&mut buf) {
-                Ok(events) if events.is_empty() => self.drained(),
+                Ok(events) if events.is_empty() => {
+                    if !self.drained() {
+                        return;
+                    }
+                }
                 Ok(events) => {
                     for event in events {
                         if !self.handle(event) {
@@ -364,22 +420,34 @@ impl Reader {
 
     /// The queue was read to its end: every event about a deleted folder's files
     /// has been read, so the folder can be forgotten.
-    fn drained(&mut self) {
+    fn drained(&mut self) -> bool {
+        // The queue is read to its end: every deletion held back has happened by now.
+        if !self.release_deletions() {
+            return false;
+        }
         let mut tree = self.shared.tree.lock().expect("never poisoned");
         for fid in std::mem::take(&mut tree.dead) {
             if let Some(Place::Child { .. }) = tree.nodes.get(&fid) {
                 tree.nodes.remove(&fid);
             }
         }
+        true
     }
 
     /// False once the daemon is gone.
     fn send(&self, event: FsEvent, by: &Actor) -> bool {
+        tracing::trace!("fanotify: {event:?} by {}", by.pid);
         self.tx.send(Msg::Fs(event, Some(by.clone()))).is_ok()
     }
 
     fn handle(&mut self, mut event: Event) -> bool {
+        if !event.is(fanotify::FAN_RENAME) && !self.flush_rename() {
+            return false;
+        }
         if event.is(fanotify::FAN_Q_OVERFLOW) {
+            if !self.release_deletions() {
+                return false;
+            }
             // Events were lost, renames among them: the tree is filled again by the
             // rescan's walk.
             self.shared
@@ -406,8 +474,14 @@ impl Reader {
             return self.renamed(old, new, event.object.as_ref(), is_dir, &by);
         }
         // Events on a file's inode with no name (its link count, a write through a
-        // descriptor of a file already unlinked) say nothing a path could.
+        // descriptor of a file already unlinked) say nothing a path could, except
+        // when a deletion merged into an earlier event waits for it (`deferred`).
         let Some(entry) = &event.entry else {
+            if event.is(fanotify::FAN_ATTRIB)
+                && let Some(fid) = &event.object
+            {
+                return self.release_deletion(fid);
+            }
             return true;
         };
         if own && !is_cookie_name(&entry.name) {
@@ -484,22 +558,67 @@ impl Reader {
         }
         if event.is(fanotify::FAN_DELETE) {
             self.writing.remove(&path);
-            if is_dir && let Some(fid) = object {
-                self.tree().dead.push(fid.clone());
+            let deletion = Deletion {
+                entry: entry.clone(),
+                object: object.cloned(),
+                is_dir,
+                by,
+            };
+            if event.is(MERGED_WITH_DELETE) {
+                // Merged into an event queued earlier: the deletion may have come
+                // after renames queued since (its folder renamed, then the file
+                // deleted there). Handed on where the unlink really was: the link
+                // count's own event, queued at the unlink, or the queue's end.
+                self.deferred.push(deletion);
+                return true;
             }
-            return self.send(
-                FsEvent::Removed {
-                    path,
-                    was_dir: is_dir,
-                },
-                &by,
-            );
+            return self.send_deletion(deletion);
         }
         true
     }
 
+    /// A deletion held back (see `deferred`) whose unlink's own event came: handed
+    /// on now, at the path its folder has at this point of the queue.
+    fn release_deletion(&mut self, fid: &Fid) -> bool {
+        let Some(i) = self
+            .deferred
+            .iter()
+            .position(|d| d.object.as_ref() == Some(fid))
+        else {
+            return true;
+        };
+        let deletion = self.deferred.remove(i);
+        self.send_deletion(deletion)
+    }
+
+    /// Hands on every deletion held back, in the order they came.
+    fn release_deletions(&mut self) -> bool {
+        let deferred = std::mem::take(&mut self.deferred);
+        deferred.into_iter().all(|d| self.send_deletion(d))
+    }
+
+    fn send_deletion(&mut self, deletion: Deletion) -> bool {
+        let Some(path) = self.path_of(&deletion.entry) else {
+            return true;
+        };
+        if deletion.is_dir
+            && let Some(fid) = deletion.object
+        {
+            self.tree().dead.push(fid);
+        }
+        self.send(
+            FsEvent::Removed {
+                path,
+                was_dir: deletion.is_dir,
+            },
+            &deletion.by,
+        )
+    }
+
     /// A rename: one event with both places and the thing moved. A folder moves in
-    /// the tree, by its own handle; an exchange is two renames, each moving its own.
+    /// the tree at once, by its own handle. Handed on one event later: the kernel
+    /// reports an exchange as two renames one after the other, each moving its own
+    /// thing, and the pair is handed on as one `Exchanged`.
     fn renamed(
         &mut self,
         old: &Entry,
@@ -528,10 +647,47 @@ impl Reader {
                 tree.set(fid.clone(), Place::Outside);
             }
         }
-        if let Some(from) = &from {
-            self.writing.remove(from);
+        for path in [&from, &to].into_iter().flatten() {
+            self.writing.remove(path);
         }
-        match (from, to) {
+        let this = PendingRename {
+            from,
+            to,
+            old: old.clone(),
+            new: new.clone(),
+            object: object.cloned(),
+            by: by.clone(),
+        };
+        match self.pending.take() {
+            Some(first) if first.reversed_by(&this) => match (first.from, first.to) {
+                (Some(a), Some(b)) => self.send(FsEvent::Exchanged { a, b }, &first.by),
+                (from, to) => {
+                    let first = PendingRename { from, to, ..first };
+                    self.send_rename(first) && self.send_rename(this)
+                }
+            },
+            Some(first) => {
+                self.pending = Some(this);
+                self.send_rename(first)
+            }
+            None => {
+                self.pending = Some(this);
+                true
+            }
+        }
+    }
+
+    /// Hands on the rename waiting for a second half that did not come.
+    fn flush_rename(&mut self) -> bool {
+        match self.pending.take() {
+            Some(rename) => self.send_rename(rename),
+            None => true,
+        }
+    }
+
+    fn send_rename(&self, rename: PendingRename) -> bool {
+        let by = &rename.by;
+        match (rename.from, rename.to) {
             (Some(from), Some(to)) => self.send(FsEvent::Renamed { from, to }, by),
             (Some(path), None) => self.send(FsEvent::MovedOut { path }, by),
             (None, Some(path)) => self.send(FsEvent::Changed { path, is_new: true }, by),
@@ -648,12 +804,23 @@ fn is_cookie_name(name: &OsStr) -> bool {
     crate::names::is_cookie(Path::new(name))
 }
 
-/// Waits until `fd` has events. The thread ends when the daemon is gone (`send`).
-fn wait_readable(fd: BorrowedFd<'_>) {
+/// Waits until `fd` has events; false when `timeout` passed first. The thread
+/// ends when the daemon is gone (`send`).
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
     let mut fds = [rustix::event::PollFd::new(
         &fd,
         rustix::event::PollFlags::IN,
     )];
-    // Interrupted or failed: the read that follows says what is wrong.
-    let _ = rustix::event::poll(&mut fds, None);
+    let timeout = timeout.map(|t| rustix::event::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    loop {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Reading says what is wrong.
+            Err(_) => return true,
+        }
+    }
 }

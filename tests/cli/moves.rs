@@ -380,3 +380,106 @@ fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost
         assert!(back.iter().all(|d| originals.contains(*d)), "round {round}");
     }
 }
+
+#[test]
+fn files_exchanged_and_one_deleted_before_the_daemon_read_it_come_back_with_their_own_content() {
+    // The model test's minimal failure, held in one batch for certain: f0 written,
+    // f1 and f0 exchanged, f1 (now f0's file) deleted, all read after the fact.
+    // Looked at by name, "f0" showed f1's file, and f0's last write was kept as f1's.
+    // fanotify only: inotify names no file by handle, and after the fact the disk
+    // shows only the other one (a hole inotify has, not fixed here).
+    if !is_root() {
+        eprintln!("SKIPPED: fanotify needs root");
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.write("f0", "f0 at the sync");
+    env.write("f1", "f1 at the sync");
+    env.start_daemon(&["--events", "fanotify"]);
+    env.sync();
+    env.pause_daemon();
+    env.write("f0", "f0 written after the sync");
+    env.write("x/f0", "another f0");
+    exchange(&env.path("f1"), &env.path("f0"));
+    fs::remove_file(env.path("f1")).unwrap();
+    env.resume_daemon();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    let f0 = entry(&all, &env.json_path("f0"));
+    assert_live_and_recoverable(f0);
+    assert_eq!(
+        f0["size"],
+        "f1 at the sync".len(),
+        "f0 holds f1's file now: {f0}"
+    );
+    let deleted = env.list_by_path(&[]);
+    assert_deleted_and_recoverable(entry(&deleted, &env.json_path("f1")));
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            env.path("f1").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    let back = tree(&to);
+    let got = String::from_utf8_lossy(&back[std::path::Path::new("f1")].data).into_owned();
+    assert!(
+        got == "f0 at the sync" || got == "f0 written after the sync",
+        "f1 came back with {got:?}, content its file never had"
+    );
+}
+
+#[test]
+fn folders_exchanged_while_their_files_are_written_and_deleted_keep_each_file_its_content() {
+    let mut env = TestEnv::new();
+    env.write("x/a", "x/a at the sync");
+    env.write("x/keep", "x/keep at the sync");
+    env.write("y/b", "y/b at the sync");
+    env.start_daemon(&[]);
+    env.sync();
+    env.pause_daemon();
+    env.write("x/a", "x/a written after the sync");
+    exchange(&env.path("x"), &env.path("y"));
+    // x's files are in y now: one deleted there, one written there.
+    fs::remove_file(env.path("y/a")).unwrap();
+    env.write("y/keep", "x/keep written in y");
+    env.write("x/b", "y/b written in x");
+    env.resume_daemon();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    for (rel, data) in [
+        ("y/keep", "x/keep written in y"),
+        ("x/b", "y/b written in x"),
+    ] {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], data.len(), "{rel}: {e}");
+    }
+    // The kernel merged y/a's deletion into x/a's write, queued before the exchange:
+    // handed on there, it was x/a that was deleted, and y/a never was.
+    for gone in ["x/a", "x/keep", "y/b"] {
+        assert!(
+            !all.contains_key(&env.json_path(gone)),
+            "{gone} is listed, though its file moved: {}",
+            all[&env.json_path(gone)]
+        );
+    }
+    let deleted = env.list_by_path(&[]);
+    assert_deleted_and_recoverable(entry(&deleted, &env.json_path("y/a")));
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            env.path("y/a").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    let got = String::from_utf8_lossy(&tree(&to)[std::path::Path::new("y/a")].data).into_owned();
+    assert!(
+        got == "x/a at the sync" || got == "x/a written after the sync",
+        "y/a came back with {got:?}"
+    );
+}

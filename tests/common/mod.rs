@@ -130,11 +130,18 @@ impl TestEnv {
         let stderr = File::create(&log).expect("create the daemon log");
         self.logs.push(log);
         let mut command = self.command();
-        command
-            .arg("daemon")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        command.arg("daemon");
+        // The event source every daemon of the run uses (`.ci/run` runs the suites
+        // of every event kind under both); a test that chose one keeps its own, and
+        // one in a user namespace of its own cannot have fanotify (auto says so).
+        let chosen = args.iter().any(|a| a.starts_with("--events"));
+        if let Some(events) = test_events()
+            && !chosen
+            && self.daemon_watch_limit.is_none()
+        {
+            command.arg("--events").arg(events);
+        }
+        command.args(args).stdout(Stdio::null()).stderr(stderr);
         if self.hold_hashing {
             command.env("UNDELETE_HOLD_HASHING", "1");
         }
@@ -457,6 +464,14 @@ pub fn bare_command() -> Command {
         .env("UNDELETE_CONFIG", "/dev/null")
         .stdin(Stdio::null());
     cmd
+}
+
+/// The event source asked for by `UNDELETE_TEST_EVENTS` (inotify or fanotify);
+/// `None` lets the daemon choose (as root: fanotify).
+pub fn test_events() -> Option<String> {
+    std::env::var("UNDELETE_TEST_EVENTS")
+        .ok()
+        .filter(|e| !e.is_empty() && e != "auto")
 }
 
 /// Writes `data` to a file of /proc, between fork and exec (no allocation).
