@@ -60,6 +60,8 @@ mod samba;
 mod security;
 #[path = "cli/service.rs"]
 mod service;
+#[path = "cli/sources.rs"]
+mod sources;
 #[path = "cli/totals.rs"]
 mod totals;
 #[path = "cli/wizard.rs"]

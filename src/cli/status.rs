@@ -29,21 +29,25 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let running = control::is_running(&vault.socket_path());
     let now = clock::now();
     // One moment's view: what the daemon changes meanwhile is either all seen or not at all.
-    let (roots, totals, alerts, history, since, settings_read_at) = index.snapshot(|index| {
-        let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
-        let meta_time = |key| -> crate::index::Result<Option<i64>> {
-            Ok(index.meta(key)?.and_then(|s| s.parse::<i64>().ok()))
-        };
-        Ok((
-            roots,
-            index.totals()?,
-            crate::incident::current_alerts(index, vault.root())?,
-            // Alerts that ended (everything back, or the deletion was wanted): history now.
-            crate::incident::recent_history(index, now)?,
-            meta_time(MetaKey::DaemonStartedAt)?,
-            meta_time(MetaKey::SettingsReadAt)?,
-        ))
-    })?;
+    let (roots, totals, alerts, history, since, settings_read_at, source) =
+        index.snapshot(|index| {
+            let roots: Vec<_> = index.roots()?.into_iter().filter(|r| r.active).collect();
+            let meta_time = |key| -> crate::index::Result<Option<i64>> {
+                Ok(index.meta(key)?.and_then(|s| s.parse::<i64>().ok()))
+            };
+            Ok((
+                roots,
+                index.totals()?,
+                crate::incident::current_alerts(index, vault.root())?,
+                // Alerts that ended (everything back, or the deletion was wanted): history now.
+                crate::incident::recent_history(index, now)?,
+                meta_time(MetaKey::DaemonStartedAt)?,
+                meta_time(MetaKey::SettingsReadAt)?,
+                index
+                    .meta(MetaKey::EventSource)?
+                    .and_then(|s| serde_json::from_str::<crate::model::EventSourceNote>(&s).ok()),
+            ))
+        })?;
     let free = crate::vault::free_space(vault.root());
     // The copies the index knows of, kept as they come and go rather than walked: a
     // copy the index does not know of (a crash between naming and recording it) is
@@ -68,6 +72,8 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             "last_capture": totals.last_capture.map(clock::rfc3339),
             // When the daemon last read its settings (at start, or on SIGHUP).
             "settings_read_at": settings_read_at.map(clock::rfc3339_exact),
+            // How the running service notices changes, and why that way.
+            "event_source": source.as_ref().filter(|_| running),
             "alerts": alerts.iter().map(|a| json!({
                 "kind": a.kind,
                 "message": a.message,
@@ -105,6 +111,15 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             println!("Protection is OFF: the undelete service is not running.");
             println!("Files changed or deleted now cannot be brought back.");
         }
+    }
+    if let Some(note) = source.as_ref().filter(|_| running) {
+        println!(
+            "{}",
+            wrap(&format!(
+                "Changes are noticed with {}: {}",
+                note.source, note.why
+            ))
+        );
     }
     if roots.is_empty() {
         println!("No folders are protected yet.");

@@ -179,9 +179,36 @@ pub(super) fn more(n: usize) -> String {
     }
 }
 
+/// Which event source the running service uses, and why; nothing when none runs.
+pub(super) fn event_source_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
+    let note = rec.event_source.as_ref().filter(|_| facts.daemon_running)?;
+    Some(
+        Check::ok(
+            "event_source",
+            format!("Changes are noticed with {}: {}", note.source, note.why),
+        )
+        .with_details(json!({ "source": note.source, "why": note.why })),
+    )
+}
+
 pub(super) fn watch_check(facts: &Facts, rec: &Recorded) -> Check {
     let name = "watch_limit";
     let folders = rec.folders;
+    if facts.daemon_running
+        && rec
+            .event_source
+            .as_ref()
+            .is_some_and(|n| n.source == "fanotify")
+    {
+        return Check::ok(
+            name,
+            format!(
+                "With fanotify the service needs no watch per folder; the protected \
+                 folders hold {} folders.",
+                count(folders)
+            ),
+        );
+    }
     // Raised by the daemon's current run: older ones were fixed by a restart.
     let hit = facts.daemon_running
         && rec.alerts.iter().any(|a| {

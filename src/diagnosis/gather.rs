@@ -180,6 +180,9 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         watch_limit_hit: index
             .meta(MetaKey::WatchLimitHit)?
             .and_then(|s| s.parse().ok()),
+        event_source: index
+            .meta(MetaKey::EventSource)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
         alerts: crate::incident::current_alerts(index, vault)?,
     })
 }

@@ -160,6 +160,8 @@ pub struct Recorded {
     pub last_alive: Option<i64>,
     /// The watch limit the daemon ran into, as it was then (it may be raised since).
     pub watch_limit_hit: Option<u64>,
+    /// Which event source the daemon last started with, and why.
+    pub event_source: Option<crate::model::EventSourceNote>,
     pub alerts: Vec<Alert>,
     /// The last alert e-mail sent, and the last that failed (the daemon's notes).
     pub email_sent: Option<Delivery>,
@@ -182,6 +184,7 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
     }
     if let Some(rec) = &facts.recorded {
         checks.push(folders_check(facts, rec));
+        checks.extend(event_source_check(facts, rec));
         checks.push(watch_check(facts, rec));
     }
     checks.push(vault_space_check(facts));

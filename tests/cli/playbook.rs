@@ -50,6 +50,9 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     )
     .unwrap();
     env.start_daemon_and_sync(&[
+        // The screens are the same as root or not: inotify, which anyone may use.
+        "--events",
+        "inotify",
         "--config",
         config.to_str().unwrap(),
         "--max-file-size",

@@ -1,0 +1,265 @@
+//! The event sources: fanotify where the kernel allows it (one mark per
+//! filesystem, paths from folder handles), inotify otherwise, and what `status`
+//! and `doctor` say of the one in use.
+
+use std::fs;
+use std::process::Command;
+
+use crate::common::*;
+
+/// Starts the daemon with fanotify, or says why the test is skipped.
+fn fanotify_env(test: &str) -> Option<TestEnv> {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: fanotify needs root");
+        return None;
+    }
+    Some(TestEnv::new())
+}
+
+#[test]
+fn events_come_as_paths_inside_the_protected_folder_only_even_after_their_folder_is_gone() {
+    let Some(mut env) = fanotify_env("events_come_as_paths…") else {
+        return;
+    };
+    env.write("a/b/c/old.txt", "kept before");
+    env.write("a/b/other.txt", "kept too");
+    let outside = env.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    env.start_daemon(&["--events", "fanotify"]);
+    env.sync();
+    // Read only after the folders are gone: every path comes from the handles of
+    // folders that no longer exist.
+    env.pause_daemon();
+    env.write(
+        "a/b/c/new.txt",
+        "made and deleted while the daemon was held up",
+    );
+    fs::create_dir_all(outside.join("x/y")).unwrap();
+    fs::write(outside.join("x/y/elsewhere.txt"), "outside").unwrap();
+    fs::write(env.root.join("beside-the-share.txt"), "outside").unwrap();
+    fs::remove_dir_all(env.path("a")).unwrap();
+    fs::remove_dir_all(outside.join("x")).unwrap();
+    env.resume_daemon();
+    env.sync();
+    let deleted = env.list_by_path(&[]);
+    for kept in ["a/b/c/old.txt", "a/b/other.txt"] {
+        assert_deleted_and_recoverable(entry(&deleted, &env.json_path(kept)));
+    }
+    let new = entry(&deleted, &env.json_path("a/b/c/new.txt"));
+    assert_eq!(new["recoverable"], false, "{new}");
+    let all = env.list_by_path(&["--all"]);
+    let share = env.json_path("");
+    for path in all.keys() {
+        assert!(path.starts_with(&share), "{path} is outside the share");
+    }
+    assert!(
+        !env.daemon_log().contains("elsewhere"),
+        "{}",
+        env.daemon_log()
+    );
+}
+
+#[test]
+fn status_and_doctor_say_fanotify_is_in_use_and_why() {
+    let Some(mut env) = fanotify_env("status_and_doctor_say_fanotify…") else {
+        return;
+    };
+    env.write("f.txt", "protected");
+    env.start_daemon(&["--events", "auto"]);
+    env.sync();
+    let status = env.status_json();
+    assert_eq!(status["event_source"]["source"], "fanotify", "{status:#}");
+    let why = status["event_source"]["why"].as_str().unwrap();
+    assert!(
+        why.contains("one mark covers each protected filesystem"),
+        "{why}"
+    );
+    let text = env.run_ok(&["status"]);
+    assert!(
+        text.contains("Changes are noticed with fanotify: one mark covers"),
+        "{text}"
+    );
+    let out = env.run(&["doctor", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = answer["checks"].as_array().unwrap();
+    let named = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {answer:#}"))
+    };
+    let source = named("event_source");
+    assert_eq!(source["ok"], true, "{source:#}");
+    assert_eq!(source["details"]["source"], "fanotify", "{source:#}");
+    let watch = named("watch_limit");
+    assert_eq!(watch["ok"], true, "{watch:#}");
+    assert!(
+        watch["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs no watch per folder"),
+        "{watch:#}"
+    );
+    let text = String::from_utf8_lossy(&env.run(&["doctor"]).stdout).into_owned();
+    assert!(text.contains("Changes are noticed with fanotify"), "{text}");
+}
+
+#[test]
+fn without_the_rights_for_fanotify_the_daemon_uses_inotify_and_says_why() {
+    if !user_namespaces_work() {
+        eprintln!("SKIPPED without_the_rights_for_fanotify…: no user namespaces here");
+        return;
+    }
+    let mut env = TestEnv::new();
+    // Root in a user namespace of its own: every right there, none over the
+    // machine's filesystems, which a filesystem mark needs.
+    env.daemon_watch_limit = Some(100_000);
+    env.start_daemon(&[]);
+    env.sync();
+    env.write("f.txt", "protected all the same");
+    env.sync();
+    let status = env.status_json();
+    assert_eq!(status["event_source"]["source"], "inotify", "{status:#}");
+    let why = status["event_source"]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("fanotify cannot be used here: it needs root"),
+        "{why}"
+    );
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("f.txt")));
+    assert!(
+        env.daemon_log()
+            .contains("using inotify: fanotify cannot be used here"),
+        "{}",
+        env.daemon_log()
+    );
+}
+
+#[test]
+fn fanotify_asked_for_but_refused_stops_the_daemon_with_the_reason() {
+    if !user_namespaces_work() {
+        eprintln!("SKIPPED fanotify_asked_for_but_refused…: no user namespaces here");
+        return;
+    }
+    let env = TestEnv::new();
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", BIN, "--vault"])
+        .arg(&env.vault)
+        .args(["daemon", "--events", "fanotify", "--protect"])
+        .arg(&env.share)
+        .output()
+        .expect("run unshare");
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "fanotify was asked for (--events fanotify) but cannot be used: it needs root"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_event_source_that_does_not_exist_is_refused_by_name() {
+    let env = TestEnv::new();
+    let out = env.run(&[
+        "daemon",
+        "--events",
+        "dnotify",
+        "--protect",
+        env.share.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("\"dnotify\" is not an event source; write auto, fanotify or inotify"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+/// What the process `pid` holds: inotify watches, and fanotify groups.
+fn watches_and_groups(pid: u32) -> (usize, usize) {
+    let (mut watches, mut groups) = (0, 0);
+    for fd in fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+        watches += info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
+        if info.lines().any(|l| l.starts_with("fanotify flags:")) {
+            groups += 1;
+        }
+    }
+    (watches, groups)
+}
+
+#[test]
+fn a_hundred_thousand_folders_need_no_watch_with_fanotify() {
+    let Some(mut env) = fanotify_env("a_hundred_thousand_folders…") else {
+        return;
+    };
+    let folders = count_from_env("UNDELETE_TEST_FOLDERS", 100_000);
+    // 100 folders of 1,000, a file in every 50th.
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..folders {
+        if i % 1000 == 0 {
+            fs::create_dir(env.path(format!("d{}", i / 1000))).unwrap();
+        }
+        let dir = env.path(format!("d{}/e{i}", i / 1000));
+        fs::create_dir(&dir).unwrap();
+        if i % 50 == 0 {
+            let rel = format!("d{}/e{i}/f.txt", i / 1000);
+            let data = format!("file {i}");
+            fs::write(dir.join("f.txt"), &data).unwrap();
+            expected.insert(rel, data);
+        }
+    }
+    env.start_daemon(&["--events", "fanotify"]);
+    env.sync();
+    // A file in a folder made a moment ago is seen without walking it again.
+    for i in 0..50 {
+        let rel = format!("new/n{i}/deeper/f.txt");
+        env.write(&rel, format!("new {i}"));
+        expected.insert(rel, format!("new {i}"));
+    }
+    env.sync();
+    let (watches, groups) = watches_and_groups(env.daemon_pid());
+    assert_eq!(watches, 0, "inotify watches held");
+    assert_eq!(groups, 1, "fanotify groups held");
+    let status = env.status_json();
+    assert!(
+        status["alerts"].as_array().unwrap().is_empty(),
+        "{status:#}"
+    );
+    assert_eq!(status["files_protected"], expected.len(), "{status:#}");
+    // One scan, the start-up one: no fallback scans.
+    assert_eq!(
+        env.daemon_log().matches("scan finished in").count(),
+        1,
+        "{}",
+        env.daemon_log()
+    );
+    for entry in fs::read_dir(&env.share).unwrap() {
+        fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    env.sync();
+    let to = env.root.join("back");
+    // The files by name: the 100,000 empty folders need no restore.
+    let paths: Vec<String> = expected
+        .keys()
+        .map(|rel| env.path(rel).to_str().unwrap().to_owned())
+        .collect();
+    let mut args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    args.extend(["--to", to.to_str().unwrap()]);
+    let (ok, report, output) = restore_json(&env, &args);
+    assert!(ok, "{output}");
+    assert_eq!(report["recovered"], expected.len(), "{output}");
+    let back = tree(&to);
+    for (rel, data) in &expected {
+        let got = back
+            .get(std::path::Path::new(rel))
+            .unwrap_or_else(|| panic!("{rel} did not come back"));
+        assert_eq!(got.data, data.as_bytes(), "{rel}");
+    }
+}
