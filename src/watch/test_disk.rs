@@ -31,7 +31,10 @@ impl TestDisk {
             Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image)) {
+        if let Err(e) = run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-N", "65536"])
+            .arg(&image))
+        {
             eprintln!("SKIPPED {test}: mkfs.ext4 failed: {e}");
             return None;
         }

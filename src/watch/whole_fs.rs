@@ -159,14 +159,12 @@ impl WholeFs {
     /// handles), for the daemon to say so and use inotify. Then starts the
     /// reading thread, which hands every event to `tx`.
     pub fn start(tx: Sender<Msg>, roots: &[PathBuf]) -> Result<Self, WatchError> {
-        Self::start_with(tx, roots, true)
+        Self::start_as(tx, roots, std::process::id() as i32)
     }
 
-    pub(super) fn start_with(
-        tx: Sender<Msg>,
-        roots: &[PathBuf],
-        unlimited_queue: bool,
-    ) -> Result<Self, WatchError> {
+    /// `start`, taking the events of `own_pid` for the daemon's own.
+    fn start_as(tx: Sender<Msg>, roots: &[PathBuf], own_pid: i32) -> Result<Self, WatchError> {
+        let unlimited_queue = true;
         let group = Group::init(Options {
             unlimited_queue,
             pidfds: true,
@@ -189,7 +187,7 @@ impl WholeFs {
                 tree: Mutex::default(),
                 mounts: Mutex::default(),
                 roots: Mutex::default(),
-                own_pid: std::process::id() as i32,
+                own_pid,
             }),
         };
         for root in roots {
@@ -822,5 +820,96 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
             // Reading says what is wrong.
             Err(_) => return true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::test_disk::TestDisk;
+    use std::sync::mpsc::Receiver;
+
+    /// The source on a filesystem of its own, taking nobody's events for its own,
+    /// with every folder already there watched as a walk would.
+    fn source(disk: &TestDisk, folders: &[&str]) -> (WholeFs, Receiver<Msg>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = disk.path.clone();
+        let source = WholeFs::start_as(tx, std::slice::from_ref(&root), -1).unwrap();
+        for f in folders {
+            let dir = super::super::tree::open_dir(&disk.join(f)).unwrap();
+            source.watch(dir.as_fd(), &disk.join(f)).unwrap();
+        }
+        (source, rx)
+    }
+
+    /// What came until the cookie `end` was made, which marks the end.
+    fn until(rx: &Receiver<Msg>, end: &Path) -> Vec<FsEvent> {
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)).expect("events") {
+                Msg::Fs(FsEvent::Changed { path, .. }, _) if path == end => return got,
+                Msg::Fs(e, by) => {
+                    assert!(by.is_some_and(|b| b.pid == std::process::id() as i32));
+                    got.push(e)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn exchanges_and_deleted_folders_keep_the_paths_they_had_in_queue_order() {
+        let Some(disk) = TestDisk::new("whole_fs exchanges") else {
+            return;
+        };
+        for f in ["x/deep", "y"] {
+            std::fs::create_dir_all(disk.join(f)).unwrap();
+        }
+        std::fs::write(disk.join("f0"), "0").unwrap();
+        std::fs::write(disk.join("f1"), "1").unwrap();
+        std::fs::write(disk.join("x/deep/old"), "old").unwrap();
+        let (_source, rx) = source(&disk, &["x", "x/deep", "y"]);
+        let exchange = |a: &str, b: &str| {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            renameat_with(CWD, disk.join(a), CWD, disk.join(b), RenameFlags::EXCHANGE).unwrap();
+        };
+        exchange("f1", "f0");
+        exchange("x", "y");
+        // x's folder is y now: a file made in it is y's.
+        std::fs::write(disk.join("y/deep/new"), "new").unwrap();
+        std::fs::remove_dir_all(disk.join("y")).unwrap();
+        let end = disk.join(".undelete-sync-1-1");
+        std::fs::write(&end, "").unwrap();
+        let got = until(&rx, &end);
+        let p = |s: &str| disk.join(s);
+        let exchanges: Vec<&FsEvent> = got
+            .iter()
+            .filter(|e| matches!(e, FsEvent::Exchanged { .. } | FsEvent::Renamed { .. }))
+            .collect();
+        assert_eq!(
+            exchanges,
+            [
+                &FsEvent::Exchanged {
+                    a: p("f1"),
+                    b: p("f0")
+                },
+                &FsEvent::Exchanged {
+                    a: p("x"),
+                    b: p("y")
+                },
+            ],
+            "{got:#?}"
+        );
+        for removed in ["y/deep/new", "y/deep/old", "y/deep", "y"] {
+            assert!(
+                got.iter()
+                    .any(|e| matches!(e, FsEvent::Removed { path, .. } if *path == p(removed))),
+                "{removed} not removed: {got:#?}"
+            );
+        }
+        assert!(
+            !got.iter().any(|e| format!("{e:?}").contains("/x/")),
+            "{got:#?}"
+        );
     }
 }
