@@ -17,7 +17,7 @@
 //! watch for a folder it sees created or moved in before handing the event on,
 //! so the daemon's walk of that folder comes after the watch exists; it stats a
 //! renamed folder to tell an exchange from a rename; it never hashes, copies or
-//! touches the index. Another event source (fanotify) sits beside this one,
+//! touches the index. The fanotify source (`whole_fs`) sits beside this one,
 //! producing the same `FsEvent`s behind the same `Source`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

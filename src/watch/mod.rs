@@ -2,7 +2,7 @@
 //! before it can be deleted, and records versions, deletions and files it could
 //! not copy in the index.
 //!
-//! The event source (`inotify`) converts the kernel's events into `FsEvent` on
+//! The event source (`whole_fs` or `inotify`) converts the kernel's events into `FsEvent` on
 //! its own thread and hands them to one channel; everything else happens on the
 //! loop's thread, in batches, one transaction each. Events are treated as hints: the loop looks at the
 //! path on disk and brings the index up to date with what it finds, so a lost
@@ -16,7 +16,8 @@
 //! `incidents` the incidents and alerts (`alert` runs their commands and
 //! e-mails), `socket` the control socket's server side, `hasher` the naming of
 //! cloned copies by their hash, later and at low priority. `event` is the daemon's
-//! own event type and what it asks of a source; `inotify` is the one source today.
+//! own event type and what it asks of a source; `whole_fs` (over the wrapper
+//! `fanotify`) and `inotify` are the two sources, chosen at start (`start_source`).
 //!
 //! It never restores anything.
 
