@@ -224,7 +224,7 @@ impl WholeFs {
         let fid = fanotify::fid_of(dir).map_err(folder)?;
         {
             let mut mounts = self.shared.mounts.lock().expect("never poisoned");
-            if !mounts.contains_key(&fid.fsid) {
+            if let std::collections::hash_map::Entry::Vacant(vacant) = mounts.entry(fid.fsid) {
                 self.shared
                     .group
                     .mark_filesystem(dir, fanotify::CHANGES)
@@ -238,7 +238,7 @@ impl WholeFs {
                     rustix::fs::Mode::empty(),
                 )
                 .map_err(|e| folder(e.into()))?;
-                mounts.insert(fid.fsid, held);
+                vacant.insert(held);
             }
         }
         let mut roots = self.shared.roots.lock().expect("never poisoned");
