@@ -207,7 +207,8 @@ pub(super) fn watch_check(facts: &Facts, rec: &Recorded) -> Check {
                  folders hold {} folders.",
                 count(folders)
             ),
-        );
+        )
+        .with_details(json!({ "folders": folders, "source": "fanotify" }));
     }
     // Raised by the daemon's current run: older ones were fixed by a restart.
     let hit = facts.daemon_running

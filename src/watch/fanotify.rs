@@ -520,7 +520,11 @@ mod tests {
         let made = unlimited
             .iter()
             .filter(|e| e.is(FAN_CREATE))
-            .filter(|e| e.entry.as_ref().is_some_and(|n| n.name.as_bytes()[0] == b'b'))
+            .filter(|e| {
+                e.entry
+                    .as_ref()
+                    .is_some_and(|n| n.name.as_bytes()[0] == b'b')
+            })
             .count();
         assert_eq!(made, 17_000, "every creation, none lost");
     }

@@ -229,10 +229,11 @@ impl WholeFs {
                     .group
                     .mark_filesystem(dir, fanotify::CHANGES)
                     .map_err(folder)?;
+                // Not O_PATH: open_by_handle_at wants a descriptor it can use as a file.
                 let held = rustix::fs::openat(
                     dir,
                     ".",
-                    rustix::fs::OFlags::PATH
+                    rustix::fs::OFlags::RDONLY
                         | rustix::fs::OFlags::DIRECTORY
                         | rustix::fs::OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
@@ -387,30 +388,35 @@ impl Reader {
                 }
                 continue;
             }
-            match self.shared.group.read(&mut buf) {
-                Ok(events) if events.is_empty() => {
-                    if !self.drained() {
-                        return;
-                    }
-                }
-                Ok(events) => {
-                    for event in events {
-                        if !self.handle(event) {
+            // Read until the queue is empty, which `drained` needs to know.
+            loop {
+                match self.shared.group.read(&mut buf) {
+                    Ok(events) if events.is_empty() => {
+                        if !self.drained() {
                             return;
                         }
+                        break;
                     }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let message = format!("reading fanotify events failed: {e}");
-                    if self
-                        .tx
-                        .send(Msg::Fs(FsEvent::Error { message }, None))
-                        .is_err()
-                    {
-                        return;
+                    Ok(events) => {
+                        for event in events {
+                            if !self.handle(event) {
+                                return;
+                            }
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let message = format!("reading fanotify events failed: {e}");
+                        if self
+                            .tx
+                            .send(Msg::Fs(FsEvent::Error { message }, None))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                        break;
+                    }
                 }
             }
         }

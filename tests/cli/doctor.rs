@@ -110,7 +110,7 @@ fn doctor_passes_when_protection_works() {
         .lines()
         .filter(|l| l.starts_with("OK ") || l.starts_with("PROBLEM "))
         .count();
-    assert_eq!(labels, 8, "{shown}");
+    assert_eq!(labels, 9, "{shown}");
 }
 
 #[test]

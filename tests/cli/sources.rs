@@ -45,8 +45,13 @@ fn events_come_as_paths_inside_the_protected_folder_only_even_after_their_folder
     for kept in ["a/b/c/old.txt", "a/b/other.txt"] {
         assert_deleted_and_recoverable(entry(&deleted, &env.json_path(kept)));
     }
+    // Listed at its own path. Read through its handle while the kernel still had
+    // the file, it is kept whole; evicted first, it was deleted before it could be copied.
     let new = entry(&deleted, &env.json_path("a/b/c/new.txt"));
-    assert_eq!(new["recoverable"], false, "{new}");
+    assert!(
+        new["recoverable"] == true || new["reason_code"] == "deleted_before_capture",
+        "{new}"
+    );
     let all = env.list_by_path(&["--all"]);
     let share = env.json_path("");
     for path in all.keys() {
