@@ -287,6 +287,40 @@ pub fn fid_of(fd: BorrowedFd<'_>) -> io::Result<Fid> {
     })
 }
 
+/// The handle of what is at `path` now, never following a symlink at its end (the
+/// link's own); its `fsid` is taken as given (the caller compares on one filesystem).
+pub fn fid_at(path: &Path, fsid: [i32; 2]) -> io::Result<Fid> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = FileHandleBuf::new();
+    let mut mount_id: libc::c_int = 0;
+    let mut call = |flags| {
+        // SAFETY: a NUL-terminated path and a buffer with room for the largest handle.
+        unsafe {
+            libc::name_to_handle_at(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                buf.as_mut_ptr(),
+                &mut mount_id,
+                flags,
+            )
+        }
+    };
+    let mut rc = call(libc::AT_HANDLE_FID);
+    if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        rc = call(0);
+    }
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (handle_type, handle) = buf.parts();
+    Ok(Fid {
+        fsid,
+        handle_type,
+        handle: handle.into(),
+    })
+}
+
 /// The filesystem id of the filesystem holding `fd`, as events carry it.
 pub fn fsid_of(fd: BorrowedFd<'_>) -> io::Result<[i32; 2]> {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();

@@ -495,6 +495,12 @@ impl Reader {
             return true;
         };
         let object = event.object.as_ref();
+        // Another file at the path now than the one the event is about: it was
+        // renamed away (or exchanged) since, and a rename behind in the queue says
+        // where. Looked at by name now, the path would show the other file's
+        // content as this one's, so the event says nothing of the path; only the
+        // file being written is still held, by its own handle.
+        let elsewhere = !is_dir && object.is_some_and(|fid| self.moved_away(fid, &path));
         if event.is(fanotify::FAN_CREATE) {
             if is_dir {
                 if let Some(fid) = object {
@@ -529,13 +535,15 @@ impl Reader {
                 if new_file && !self.writing(&path, object, &by) {
                     return false;
                 }
-                if !self.send(
-                    FsEvent::Changed {
-                        path: path.clone(),
-                        is_new: false,
-                    },
-                    &by,
-                ) {
+                if !elsewhere
+                    && !self.send(
+                        FsEvent::Changed {
+                            path: path.clone(),
+                            is_new: false,
+                        },
+                        &by,
+                    )
+                {
                     return false;
                 }
             }
@@ -544,6 +552,7 @@ impl Reader {
             return false;
         }
         if event.is(fanotify::FAN_ATTRIB)
+            && !elsewhere
             && !self.send(
                 FsEvent::Changed {
                     path: path.clone(),
@@ -556,7 +565,7 @@ impl Reader {
         }
         if event.is(fanotify::FAN_CLOSE_WRITE) && !is_dir {
             self.writing.remove(&path);
-            if !self.send(FsEvent::Closed { path: path.clone() }, &by) {
+            if !elsewhere && !self.send(FsEvent::Closed { path: path.clone() }, &by) {
                 return false;
             }
         }
@@ -768,6 +777,11 @@ impl Reader {
             here.pop();
         }
         Some(path)
+    }
+
+    /// Whether another file than `fid` is at `path` now.
+    fn moved_away(&self, fid: &Fid, path: &Path) -> bool {
+        fanotify::fid_at(path, fid.fsid).is_ok_and(|here| here != *fid)
     }
 
     /// Opens the object `fid` through a descriptor of its filesystem.
