@@ -230,6 +230,9 @@ fn open_dir_at(dir: impl AsFd, path: &Path) -> Result<OwnedFd, PathProblem> {
     .map_err(|e| PathProblem::Io(e.into()))
 }
 
+/// How many folders one cache keeps open at most (each restore worker has its own).
+const OPEN_AT_MOST: usize = 64;
+
 /// Open folders below one destination, by relative path.
 pub struct DirCache {
     base: PathBuf,
@@ -324,6 +327,13 @@ impl DirCache {
                 Err(e) => return Err(self.problem(relative, e)),
             };
             self.missing.remove(relative);
+            // Kept open for the files that follow, but not every folder: a restore of
+            // 20,000 folders ran out of descriptors (the usual limit is 1,024) and
+            // called every later file lost. A folder closed here is opened again
+            // from the destination down, by descriptor, when it is needed again.
+            if self.open.len() >= OPEN_AT_MOST {
+                self.open.clear();
+            }
             self.open.insert(relative.to_owned(), fd);
         }
         Ok(self.open.get(relative))

@@ -917,3 +917,65 @@ fn a_report_file_replaces_a_hard_link_and_never_writes_through_a_symlink_at_its_
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
     assert!(fs::symlink_metadata(&place).unwrap().is_symlink());
 }
+
+/// A restore into thousands of folders keeps only a few of them open at a time: with
+/// every one kept open, a restore under the usual limit of 1,024 descriptors ran out
+/// after about a thousand folders and called every later file lost ("its destination
+/// folder could not be opened"). Here 1,500 folders under that limit.
+#[test]
+fn a_restore_into_more_folders_than_it_may_open_files_brings_back_every_file() {
+    const FOLDERS: usize = 1_500;
+    let mut env = TestEnv::new();
+    for n in 0..FOLDERS {
+        env.write(
+            format!("tree/{:02}/{n:04}/f.txt", n % 30),
+            format!("file {n}"),
+        );
+    }
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["tree"]);
+    let to = env.root.join("restored");
+    let mut restore = env.command();
+    restore
+        .args(["restore", "--all-deleted", "--json", "--to"])
+        .arg(&to);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only system calls between fork and exec, no allocation.
+        unsafe {
+            restore.pre_exec(|| {
+                use rustix::process::{Resource, Rlimit, setrlimit};
+                setrlimit(
+                    Resource::Nofile,
+                    Rlimit {
+                        current: Some(1024),
+                        maximum: Some(1024),
+                    },
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let out = restore.output().expect("run restore");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report as JSON");
+    let lost: Vec<&Value> = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["outcome"] != "recovered")
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} not recovered, first: {}",
+        lost.len(),
+        lost[0]
+    );
+    for n in 0..FOLDERS {
+        let path = to.join(format!("tree/{:02}/{n:04}/f.txt", n % 30));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            format!("file {n}")
+        );
+    }
+}
