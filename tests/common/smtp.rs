@@ -92,21 +92,26 @@ impl SmtpServer {
             .expect("create a temporary folder");
         let dir = tmp.path().join("mail");
         fs::create_dir(&dir).expect("create the mail folder");
-        let have = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .output();
-        if !have.as_ref().is_ok_and(|o| o.status.success()) {
+        // The first Python that has aiosmtpd: the one on PATH may be a private one
+        // (pyenv, a virtualenv) without the system's packages, where apt installed it.
+        let python = ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+            Command::new(python)
+                .args(["-c", "import aiosmtpd"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let Some(python) = python else {
             eprintln!(
                 "SKIPPED {test}: no SMTP server to send to (python3 with aiosmtpd: \
                  apt-get install python3-aiosmtpd)"
             );
             return None;
-        }
+        };
         let cert = match mode {
             Mode::Plain => None,
             Mode::StartTls => Some(make_certificate(test, tmp.path())?),
         };
-        let mut command = Command::new("python3");
+        let mut command = Command::new(python);
         command
             .args(["-c", SERVER])
             .arg(&dir)
