@@ -13,6 +13,11 @@ pub fn user_name(uid: u32) -> String {
     }
 }
 
+/// The name of user `uid`, if it has one.
+pub fn user_called(uid: u32) -> Option<String> {
+    lookup_user(uid)
+}
+
 /// The group id of the group called `name`.
 pub fn group_id(name: &str) -> Option<u32> {
     let name = CString::new(name).ok()?;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ObjectId;
-use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
+use crate::model::{EntryKind, Gone, Incomplete, Observed, Person, Removal, Uncaptured};
 use crate::words::JsonPath;
 
 /// The record layout this version writes and reads.
@@ -159,6 +159,9 @@ pub enum Record {
         root: JsonPath,
         observed: ObservedRecord,
         at: i64,
+        /// Who made it, where the event source said (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Person>,
     },
     /// `Index::update_metadata` of the current version of `path`.
     Metadata {
@@ -174,6 +177,9 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_seen: Option<i64>,
         moved_out: bool,
+        /// Who removed it, where the event source said (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Person>,
     },
     /// `Index::record_lost`.
     Lost {
@@ -181,6 +187,8 @@ pub enum Record {
         root: JsonPath,
         kind: i64,
         at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Person>,
     },
     /// `Index::rename`.
     Rename {
@@ -281,6 +289,7 @@ impl Record {
             approx: gone.approx,
             last_seen: gone.last_seen,
             moved_out: gone.removal == Removal::MovedOut,
+            by: gone.by.as_deref().cloned(),
         }
     }
 
@@ -602,6 +611,7 @@ mod tests {
             root: Path::new("/s").into(),
             kind: 0,
             at: 5,
+            by: None,
         };
         let line = encode(&record);
         let text = std::str::from_utf8(&line).unwrap();

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::Config;
-use crate::model::{EntryKind, Selection, Version};
+use crate::model::{EntryKind, Person, Selection, Version};
 use crate::words::{bytes, display_path, json_path};
 
 pub fn run(
@@ -46,12 +46,15 @@ pub fn run(
             Some(at) => clock::spoken(at, now),
             None => "(still there)".to_owned(),
         };
-        let note = match (&v.observed.uncaptured, recoverable(v), v.restored_at) {
+        let mut note = match (&v.observed.uncaptured, recoverable(v), v.restored_at) {
             (_, _, Some(at)) => format!("  (restored {})", clock::local(at)),
             (Some(why), _, _) => format!("  (cannot be brought back: {why})"),
             (None, false, _) => "  (cannot be brought back)".to_owned(),
             _ => String::new(),
         };
+        if let (Some(person), Some(_)) = (&v.deleted_by, v.deleted_at) {
+            note.push_str(&format!("  (deleted by {person})"));
+        }
         println!(
             "{when:<22} {:>9}  {}{note}",
             bytes(v.observed.size),
@@ -92,6 +95,8 @@ fn entry_json(v: &Version) -> serde_json::Value {
         "reason": v.observed.uncaptured.as_ref().map(|u| u.to_string()),
         "reason_code": v.observed.uncaptured.as_ref().map(|u| u.code()),
         "restored_at": v.restored_at.map(clock::rfc3339),
+        "changed_by": v.changed_by.as_ref().map(Person::json),
+        "deleted_by": v.deleted_by.as_ref().map(Person::json),
     });
     if let Some(hex) = path_bytes {
         value["path_bytes"] = json!(hex);

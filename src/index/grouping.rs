@@ -58,7 +58,8 @@ impl Index {
     ) -> Result<(Vec<i64>, bool)> {
         let mut loose: Vec<Loose> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, path, root_id, kind, deleted_at, seen_at, size, uncaptured IS NULL
+                "SELECT id, path, root_id, kind, deleted_at, seen_at, size, uncaptured IS NULL,
+                     deleted_by
                  FROM versions WHERE deleted_at IS NOT NULL AND incident_id IS NULL
                  ORDER BY deleted_at, id",
             )?;
@@ -72,6 +73,7 @@ impl Index {
                     seen_at: r.get(5)?,
                     size: r.get(6)?,
                     recoverable: r.get(7)?,
+                    by: r.get(8)?,
                 })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
@@ -94,6 +96,7 @@ impl Index {
         // 100,000 deletions costs one statement per file instead of three.
         let mut by_root: HashMap<i64, RootGroupings> = HashMap::new();
         let mut nowhere = Vec::new();
+        let mut people = People::default();
         for row in &loose {
             let here = match by_root.entry(row.root_id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -108,26 +111,43 @@ impl Index {
                 folder: row.folder,
                 lock: crate::names::is_program_lock(&row.path),
             };
-            let into =
-                match crate::grouping::place(&here.views, &here.root, &deletion, rules, gap_ns) {
-                    crate::grouping::Place::Join(k) => here.open[k],
-                    crate::grouping::Place::Widen(k, folder) => {
-                        here.all[here.open[k]].folder = folder;
-                        here.open[k]
-                    }
-                    crate::grouping::Place::Merge(ks, folder) => here.merge(&ks, folder),
-                    crate::grouping::Place::New(folder) => {
-                        let g = self.new_incident(row.root_id, &folder, row.at, new_code)?;
-                        here.views.push(g.view());
-                        here.all.push(g);
-                        here.open.push(here.all.len() - 1);
-                        here.all.len() - 1
-                    }
-                    crate::grouping::Place::Nowhere => {
-                        nowhere.push(row.id);
-                        continue;
-                    }
-                };
+            // An incident is one person's: the rules see only the open incidents of
+            // the person who made this deletion (and those of nobody known yet).
+            let theirs: Vec<usize> = (0..here.open.len())
+                .map(|k| Ok((k, people.same(self, here.all[here.open[k]].person, row.by)?)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .filter_map(|(k, same)| same.then_some(k))
+                .collect();
+            let all_theirs = theirs.len() == here.open.len();
+            let views: Vec<crate::grouping::Open> = match all_theirs {
+                true => Vec::new(),
+                false => theirs.iter().map(|&k| here.views[k].clone()).collect(),
+            };
+            let views = if all_theirs { &here.views } else { &views };
+            let at = |k: usize| theirs[k];
+            let into = match crate::grouping::place(views, &here.root, &deletion, rules, gap_ns) {
+                crate::grouping::Place::Join(k) => here.open[at(k)],
+                crate::grouping::Place::Widen(k, folder) => {
+                    here.all[here.open[at(k)]].folder = folder;
+                    here.open[at(k)]
+                }
+                crate::grouping::Place::Merge(ks, folder) => {
+                    let ks: Vec<usize> = ks.into_iter().map(at).collect();
+                    here.merge(&ks, folder)
+                }
+                crate::grouping::Place::New(folder) => {
+                    let g = self.new_incident(row.root_id, &folder, row.at, new_code)?;
+                    here.views.push(g.view());
+                    here.all.push(g);
+                    here.open.push(here.all.len() - 1);
+                    here.all.len() - 1
+                }
+                crate::grouping::Place::Nowhere => {
+                    nowhere.push(row.id);
+                    continue;
+                }
+            };
             here.all[into].add(self, row, deletion.lock)?;
             if let Some(k) = here.open.iter().position(|&i| i == into) {
                 here.views[k] = here.all[into].view();
@@ -158,21 +178,23 @@ impl Index {
     /// The incidents of `root_id` still open whose last deletion is at or after `since`.
     fn open_groupings(&self, root_id: i64, since: i64) -> Result<Vec<Grouping>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, code, folder, first_at, last_at FROM incidents
+            "SELECT id, code, folder, first_at, last_at, person FROM incidents
              WHERE root_id = ?1 AND last_at >= ?2 AND ended_at IS NULL AND merged_into IS NULL
                  AND kind = 'deleted'
              ORDER BY id",
         )?;
         let rows = stmt.query_map(params![root_id, since], |r| {
             let first_at: i64 = r.get(3)?;
-            Ok(Grouping::new(
+            let mut g = Grouping::new(
                 r.get(0)?,
                 r.get(1)?,
                 path_from_bytes(r.get(2)?),
                 first_at,
                 r.get(4)?,
                 Some(first_at),
-            ))
+            );
+            g.person = r.get(5)?;
+            Ok(g)
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -237,7 +259,7 @@ impl Index {
             .prepare_cached(
                 "UPDATE incidents SET folder = ?2, first_at = MIN(first_at, ?3),
                      last_at = MAX(last_at, ?4), files = files + ?5, bytes = bytes + ?6,
-                     recoverable = recoverable + ?7
+                     recoverable = recoverable + ?7, person = COALESCE(person, ?8)
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -247,7 +269,8 @@ impl Index {
                 g.last_at,
                 g.files,
                 g.bytes,
-                g.recoverable
+                g.recoverable,
+                g.person
             ])?;
         if g.recount || !g.absorbed.is_empty() {
             self.recount_incident(g.id)?;
@@ -325,6 +348,40 @@ struct Loose {
     seen_at: i64,
     size: i64,
     recoverable: bool,
+    /// Who deleted it (a `people` id), where the event source said.
+    by: Option<i64>,
+}
+
+/// The people deletions name, read once each, for telling them apart.
+#[derive(Default)]
+struct People(HashMap<i64, Option<crate::model::Person>>);
+
+impl People {
+    /// Whether a deletion by `by` may join an incident of `owner`: the same person
+    /// (see `Person::same_as`), or one of them not known (a deletion found by a
+    /// scan says nothing of who, and an incident found by one may be anybody's).
+    fn same(&mut self, ix: &Index, owner: Option<i64>, by: Option<i64>) -> Result<bool> {
+        let (Some(owner), Some(by)) = (owner, by) else {
+            return Ok(true);
+        };
+        if owner == by {
+            return Ok(true);
+        }
+        let (a, b) = (self.get(ix, owner)?, self.get(ix, by)?);
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => a.same_as(&b),
+            _ => true,
+        })
+    }
+
+    fn get(&mut self, ix: &Index, id: i64) -> Result<Option<crate::model::Person>> {
+        if let Some(p) = self.0.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = ix.person(id)?;
+        self.0.insert(id, p.clone());
+        Ok(p)
+    }
 }
 
 /// The incidents of one protected folder a grouping works with: those open when
@@ -357,8 +414,10 @@ impl RootGroupings {
             let mut absorbed = std::mem::take(&mut self.all[other].absorbed);
             absorbed.push((self.all[other].id, self.all[other].code.clone()));
             let (first_at, last_at) = (self.all[other].first_at, self.all[other].last_at);
+            let person = self.all[other].person;
             self.all[other].merged_into = Some(survivor);
             let s = &mut self.all[survivor];
+            s.person = s.person.or(person);
             s.versions.extend(versions);
             s.absorbed.extend(absorbed);
             s.first_at = s.first_at.min(first_at);
@@ -400,6 +459,8 @@ struct Grouping {
     merged_into: Option<usize>,
     /// Incidents made part of this one (id and code).
     absorbed: Vec<(i64, String)>,
+    /// Whose it is (a `people` id): the first known person of its deletions.
+    person: Option<i64>,
 }
 
 impl Grouping {
@@ -427,6 +488,7 @@ impl Grouping {
             recount: false,
             merged_into: None,
             absorbed: Vec::new(),
+            person: None,
         }
     }
 
@@ -441,6 +503,7 @@ impl Grouping {
     /// Adds a deletion; folders and lock files join without being counted.
     fn add(&mut self, ix: &Index, row: &Loose, lock: bool) -> Result<()> {
         self.touched = true;
+        self.person = self.person.or(row.by);
         self.first_at = self.first_at.min(row.at);
         self.last_at = self.last_at.max(row.at);
         self.versions.push(row.id);

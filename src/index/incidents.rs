@@ -12,7 +12,8 @@ use crate::model::Incident;
 use crate::words::JsonPath;
 
 const INCIDENT_COLUMNS: &str = "id, code, root_id, folder, first_at, last_at, files, bytes, \
-     recoverable, alerted_at, ended_at, end_told_at, restored, kind";
+     recoverable, alerted_at, ended_at, end_told_at, restored, kind, \
+     (SELECT person FROM people WHERE people.id = incidents.person)";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -28,6 +29,10 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
         alerted_at: r.get(9)?,
         ended_at: r.get(10)?,
         restored: r.get::<_, i64>(12)?.max(0) as u64,
+        person: r
+            .get::<_, Option<String>>(14)?
+            .as_deref()
+            .and_then(super::people::person_from_stored),
     })
 }
 

@@ -14,6 +14,7 @@ mod incidents;
 mod meta;
 mod objects;
 mod overwrites;
+mod people;
 mod schema;
 mod totals;
 mod versions;
@@ -26,6 +27,7 @@ use schema::{MIGRATIONS, check_file};
 pub use views::ViewRows;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -131,6 +133,8 @@ pub struct Index {
     recording: Cell<u32>,
     /// Where the journal's waiting records stood when the batch began (see `rollback`).
     journal_mark: Cell<usize>,
+    /// The ids of people met so far, by their stored form (see `people`).
+    people: RefCell<HashMap<String, i64>>,
 }
 
 /// Marks a journaled method as running, until dropped.
@@ -191,6 +195,7 @@ impl Index {
             journal: None,
             recording: Cell::new(0),
             journal_mark: Cell::new(0),
+            people: RefCell::default(),
         };
         index.migrate(path)?;
         Ok(index)
@@ -308,6 +313,7 @@ impl Index {
             journal: None,
             recording: Cell::new(0),
             journal_mark: Cell::new(0),
+            people: RefCell::default(),
         };
         if index.schema(path)? < MIGRATIONS.len() as i64 {
             return Err(IndexError::OldAndReadOnly {
@@ -364,6 +370,8 @@ impl Index {
     /// Undoes the batch, in the index and in the journal's records not yet written.
     pub fn rollback(&self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+        // Rows made in the batch are gone, and their ids may be given again.
+        self.people.borrow_mut().clear();
         if let Some(journal) = &self.journal {
             journal.borrow_mut().discard_since(self.journal_mark.get());
         }
@@ -468,6 +476,7 @@ pub(crate) mod tests {
             approx: false,
             last_seen: None,
             removal: crate::model::Removal::Deleted,
+            by: None,
         }
     }
 

@@ -4,17 +4,20 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::people::person_from_stored;
 use super::{Index, Result, path_bytes, path_from_bytes, scope_range, subtree_range};
 use crate::ids::ObjectId;
 use crate::journal::Record;
 use crate::model::{
-    EntryKind, Gone, Incomplete, Observed, Removal, RestoreFilter, Root, Selection, Uncaptured,
-    Version,
+    EntryKind, Gone, Incomplete, Observed, Person, Removal, RestoreFilter, Root, Selection,
+    Uncaptured, Version,
 };
 
 pub(super) const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
-     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete, signs";
+     removal, uncaptured, uncaptured_detail, incident_id, restored_at, ctime_ns, incomplete, signs, \
+     (SELECT person FROM people WHERE people.id = versions.changed_by), \
+     (SELECT person FROM people WHERE people.id = versions.deleted_by)";
 
 /// The versions current at the moment bound as `?4`: what `--as-of` restores, and
 /// what the mount shows at a point in time.
@@ -58,6 +61,14 @@ pub(super) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
         removal: removal.as_deref().map(Removal::from_code),
         incident_id: row.get(21)?,
         restored_at: row.get(22)?,
+        changed_by: row
+            .get::<_, Option<String>>(26)?
+            .as_deref()
+            .and_then(person_from_stored),
+        deleted_by: row
+            .get::<_, Option<String>>(27)?
+            .as_deref()
+            .and_then(person_from_stored),
     })
 }
 
@@ -151,14 +162,28 @@ impl Index {
         observed: &Observed,
         now: i64,
     ) -> Result<i64> {
+        self.insert_version_by(path, root_id, observed, None, now)
+    }
+
+    /// `insert_version`, made by `by` where the event source said who.
+    pub fn insert_version_by(
+        &self,
+        path: &Path,
+        root_id: i64,
+        observed: &Observed,
+        by: Option<&Person>,
+        now: i64,
+    ) -> Result<i64> {
         let _r = self.record(|| {
             Ok(Record::Insert {
                 path: path.into(),
                 root: self.root_path(root_id)?.as_path().into(),
                 observed: observed.into(),
                 at: now,
+                by: by.cloned(),
             })
         })?;
+        let changed_by = self.person_id(by)?;
         self.conn
             .prepare_cached(
                 "UPDATE versions SET replaced_at = ?2
@@ -177,9 +202,9 @@ impl Index {
             .prepare_cached(
                 "INSERT INTO versions (path, root_id, kind, object, size, mtime_ns, mode, uid, gid,
                      inode, link_target, seen_at, captured_at, uncaptured, uncaptured_detail,
-                     ctime_ns, incomplete, signs)
+                     ctime_ns, incomplete, signs, changed_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18)",
+                     ?17, ?18, ?19)",
             )?
             .execute(params![
                 path_bytes(path),
@@ -200,6 +225,7 @@ impl Index {
                 observed.ctime_ns,
                 observed.incomplete.map(Incomplete::code),
                 observed.signs.bits(),
+                changed_by,
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -258,11 +284,12 @@ impl Index {
     /// gone. Returns how many versions were marked.
     pub fn mark_removed(&self, path: &Path, subtree: bool, gone: &Gone) -> Result<usize> {
         let _r = self.record(|| Ok(Record::removed(path, subtree, gone)))?;
+        let by = self.person_id(gone.by.as_deref())?;
         let mut n = self
             .conn
             .prepare_cached(
                 "UPDATE versions SET deleted_at = ?2, deleted_approx = ?3, last_seen_at = ?4,
-                     removal = ?5
+                     removal = ?5, deleted_by = ?6
                  WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL",
             )?
             .execute(params![
@@ -270,7 +297,8 @@ impl Index {
                 gone.at,
                 gone.approx,
                 gone.last_seen,
-                gone.removal.code()
+                gone.removal.code(),
+                by
             ])?;
         if subtree {
             let (lo, hi) = subtree_range(path);
@@ -278,7 +306,7 @@ impl Index {
                 .conn
                 .prepare_cached(
                     "UPDATE versions SET deleted_at = ?3, deleted_approx = ?4, last_seen_at = ?5,
-                         removal = ?6
+                         removal = ?6, deleted_by = ?7
                      WHERE path >= ?1 AND path < ?2
                        AND replaced_at IS NULL AND deleted_at IS NULL",
                 )?
@@ -288,7 +316,8 @@ impl Index {
                     gone.at,
                     gone.approx,
                     gone.last_seen,
-                    gone.removal.code()
+                    gone.removal.code(),
+                    by
                 ])?;
         }
         Ok(n)
@@ -303,14 +332,23 @@ impl Index {
         Ok(stmt.query_row(params![path_bytes(path), since], |r| r.get(0))?)
     }
 
-    /// Records a path that existed but vanished before it could be captured.
-    pub fn record_lost(&self, path: &Path, root_id: i64, kind: EntryKind, now: i64) -> Result<()> {
+    /// Records a path that existed but vanished before it could be captured, removed
+    /// by `by` where the event source said who.
+    pub fn record_lost(
+        &self,
+        path: &Path,
+        root_id: i64,
+        kind: EntryKind,
+        by: Option<&Person>,
+        now: i64,
+    ) -> Result<()> {
         let _r = self.record(|| {
             Ok(Record::Lost {
                 path: path.into(),
                 root: self.root_path(root_id)?.as_path().into(),
                 kind: kind.code(),
                 at: now,
+                by: by.cloned(),
             })
         })?;
         let observed = Observed {
@@ -329,12 +367,14 @@ impl Index {
             signs: crate::signs::Signs::NONE,
         };
         let id = self.insert_version(path, root_id, &observed, now)?;
+        let by = self.person_id(by)?;
         self.conn
             .prepare_cached(
-                "UPDATE versions SET deleted_at = ?2, removal = 'deleted', last_seen_at = ?2
+                "UPDATE versions SET deleted_at = ?2, removal = 'deleted', last_seen_at = ?2,
+                     deleted_by = ?3
                  WHERE id = ?1",
             )?
-            .execute(params![id, now])?;
+            .execute(params![id, now, by])?;
         Ok(())
     }
 

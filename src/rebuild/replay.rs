@@ -123,12 +123,13 @@ impl Replayer<'_> {
                 root,
                 observed,
                 at,
+                by,
             } => {
                 let (root, observed) = match (self.root_id(&root), observed.to_observed()) {
                     (Ok(root), Ok(observed)) => (root, observed),
                     (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
                 };
-                ix.insert_version(path.as_path(), root, &observed, at)?;
+                ix.insert_version_by(path.as_path(), root, &observed, by.as_ref(), at)?;
             }
             Record::Metadata { path, observed } => {
                 let observed = match observed.to_observed() {
@@ -150,6 +151,7 @@ impl Replayer<'_> {
                 approx,
                 last_seen,
                 moved_out,
+                by,
             } => {
                 let gone = Gone {
                     at,
@@ -160,6 +162,7 @@ impl Replayer<'_> {
                     } else {
                         Removal::Deleted
                     },
+                    by: by.map(std::sync::Arc::new),
                 };
                 ix.mark_removed(path.as_path(), subtree, &gone)?;
             }
@@ -168,12 +171,19 @@ impl Replayer<'_> {
                 root,
                 kind,
                 at,
+                by,
             } => {
                 let root = match self.root_id(&root) {
                     Ok(root) => root,
                     Err(why) => return Ok(Err(why)),
                 };
-                ix.record_lost(path.as_path(), root, EntryKind::from_code(kind), at)?;
+                ix.record_lost(
+                    path.as_path(),
+                    root,
+                    EntryKind::from_code(kind),
+                    by.as_ref(),
+                    at,
+                )?;
             }
             Record::Rename { from, to, root, at } => {
                 let root = match self.root_id(&root) {
@@ -341,7 +351,7 @@ mod tests {
             .unwrap();
         live.mark_removed(Path::new("/s/e"), true, &gone(40))
             .unwrap();
-        live.record_lost(Path::new("/s/quick"), root, EntryKind::File, 41)
+        live.record_lost(Path::new("/s/quick"), root, EntryKind::File, None, 41)
             .unwrap();
         // Two incidents: /s/e, and the file deleted in /s itself (unrelated to /s/e).
         let mut codes = ["AAA-AAAA".to_owned(), "BBB-BBBB".to_owned()].into_iter();
@@ -357,6 +367,99 @@ mod tests {
         let before = everything(&live, &paths);
         assert_eq!(before.len(), 7, "{before:#?}");
         assert_eq!(everything(&rebuilt, &paths), before);
+    }
+
+    fn person(via: crate::model::Via, user: &str, pid: i32) -> crate::model::Person {
+        let share = via == crate::model::Via::FileShare;
+        crate::model::Person {
+            via,
+            user: Some(user.into()),
+            process: Some(if share { "smbd" } else { "rm" }.into()),
+            pid,
+            command: None,
+            machine: share.then(|| "FRONTDESK".into()),
+            address: share.then(|| "192.168.1.23".into()),
+        }
+    }
+
+    #[test]
+    fn who_changed_and_deleted_is_replayed_and_two_people_make_two_incidents() {
+        use crate::model::Via;
+        let (dir, live, root) = crate::index::tests::journaled_index();
+        // anna over the share, served by one smbd and then (connected again) another;
+        // bob with rm on the server, deleting in the same folder at the same moment.
+        let anna = person(Via::FileShare, "anna", 100);
+        let anna_again = person(Via::FileShare, "anna", 101);
+        let bob = person(Via::Local, "bob", 200);
+        let gone = |at, by: &crate::model::Person| Gone {
+            by: Some(std::sync::Arc::new(by.clone())),
+            ..crate::index::tests::deleted_at(at)
+        };
+        live.begin().unwrap();
+        for (n, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            let path = format!("/s/photos/{name}.jpg");
+            live.insert_version_by(
+                Path::new(&path),
+                root,
+                &file(n as u8 + 1, 10),
+                Some(&anna),
+                10,
+            )
+            .unwrap();
+        }
+        live.mark_removed(Path::new("/s/photos/a.jpg"), false, &gone(40, &anna))
+            .unwrap();
+        live.mark_removed(Path::new("/s/photos/b.jpg"), false, &gone(40, &bob))
+            .unwrap();
+        live.mark_removed(Path::new("/s/photos/c.jpg"), false, &gone(41, &anna_again))
+            .unwrap();
+        live.record_lost(
+            Path::new("/s/photos/quick"),
+            root,
+            EntryKind::File,
+            Some(&bob),
+            41,
+        )
+        .unwrap();
+        let mut codes = ["AAA-AAAA".to_owned(), "BBB-BBBB".to_owned()].into_iter();
+        live.group_incidents(60_000_000_000, &mut || codes.next().unwrap())
+            .unwrap();
+        live.commit().unwrap();
+
+        let a = &live.history(Path::new("/s/photos/a.jpg")).unwrap()[0];
+        assert_eq!(
+            (a.changed_by.as_ref(), a.deleted_by.as_ref()),
+            (Some(&anna), Some(&anna))
+        );
+        let mut incidents: Vec<(Option<String>, u64)> = live
+            .incidents(10)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.person.and_then(|p| p.user), i.files))
+            .collect();
+        incidents.sort();
+        assert_eq!(
+            incidents,
+            [(Some("anna".into()), 2), (Some("bob".into()), 2)],
+            "one incident each, anna's two smbd processes in one"
+        );
+
+        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
+        let replayed = replay(
+            &dir.path().join("journal"),
+            &rebuilt,
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        let paths = [
+            "/s/photos/a.jpg",
+            "/s/photos/b.jpg",
+            "/s/photos/c.jpg",
+            "/s/photos/d.jpg",
+            "/s/photos/quick",
+        ];
+        assert_eq!(everything(&rebuilt, &paths), everything(&live, &paths));
     }
 
     #[test]

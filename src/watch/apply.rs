@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::event::FsEvent;
 use super::event::{Held, below};
 use super::{DUPLICATE_REMOVAL_NS, Daemon, DaemonError, RENAME_EXPLAINS, SCAN_PAGE, tree};
-use crate::model::{EntryKind, Gone, Incomplete, Removal, Root, Version};
+use crate::model::{EntryKind, Gone, Incomplete, Person, Removal, Root, Version};
 use crate::names::is_internal;
 
 /// Moves the entries at and below `from` to where they are below `to` now.
@@ -49,23 +50,37 @@ pub(super) fn follow_exchange<V>(map: &mut HashMap<PathBuf, V>, a: &Path, b: &Pa
     map.extend(taken);
 }
 
-/// Paths to look at at the end of a batch, in the order they first came. Kept
-/// sorted by path, so taking a folder and everything below it costs what is taken,
-/// not every path pending: a burst of files created and deleted at once would
-/// otherwise cost the square of its size.
+/// Who made a change or a removal, where the event source said.
+pub(super) type By = Option<Arc<Person>>;
+
+/// Paths to look at at the end of a batch, in the order they first came, each with
+/// who touched it last. Kept sorted by path, so taking a folder and everything
+/// below it costs what is taken, not every path pending: a burst of files created
+/// and deleted at once would otherwise cost the square of its size.
 #[derive(Default)]
 pub(super) struct Dirty {
-    /// Path → (when it first came, whether it is new: folders that are new get walked).
-    entries: BTreeMap<PathBuf, (u64, bool)>,
+    /// Path → (when it first came, whether it is new: folders that are new get
+    /// walked, who touched it last where known).
+    entries: BTreeMap<PathBuf, (u64, bool, By)>,
     next: u64,
 }
 
 impl Dirty {
     pub(super) fn insert(&mut self, path: PathBuf, is_new: bool) {
+        self.insert_by(path, is_new, None);
+    }
+
+    /// `insert`, touched by `by`: an event that says who replaces one that did not.
+    pub(super) fn insert_by(&mut self, path: PathBuf, is_new: bool, by: By) {
         match self.entries.get_mut(&path) {
-            Some((_, new)) => *new |= is_new,
+            Some((_, new, who)) => {
+                *new |= is_new;
+                if by.is_some() {
+                    *who = by;
+                }
+            }
             None => {
-                self.entries.insert(path, (self.next, is_new));
+                self.entries.insert(path, (self.next, is_new, by));
                 self.next += 1;
             }
         }
@@ -79,7 +94,15 @@ impl Dirty {
     /// taken, in the order it came. Paths order by component, so what is below a
     /// folder comes right after it (`/a`, `/a/b`, then `/a b`).
     pub(super) fn take(&mut self, path: &Path, subtree: bool) -> Vec<PathBuf> {
-        let mut taken: Vec<(u64, PathBuf)> = Vec::new();
+        self.take_by(path, subtree)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// `take`, with who touched each path last.
+    pub(super) fn take_by(&mut self, path: &Path, subtree: bool) -> Vec<(PathBuf, By)> {
+        let mut taken: Vec<(u64, PathBuf, By)> = Vec::new();
         if subtree {
             let below: Vec<PathBuf> = self
                 .entries
@@ -89,24 +112,26 @@ impl Dirty {
                 .cloned()
                 .collect();
             for p in below {
-                if let Some((seq, _)) = self.entries.remove(&p) {
-                    taken.push((seq, p));
+                if let Some((seq, _, by)) = self.entries.remove(&p) {
+                    taken.push((seq, p, by));
                 }
             }
-        } else if let Some((seq, _)) = self.entries.remove(path) {
-            taken.push((seq, path.to_owned()));
+        } else if let Some((seq, _, by)) = self.entries.remove(path) {
+            taken.push((seq, path.to_owned(), by));
         }
-        taken.sort_unstable_by_key(|(seq, _)| *seq);
-        taken.into_iter().map(|(_, p)| p).collect()
+        taken.sort_unstable_by_key(|(seq, _, _)| *seq);
+        taken.into_iter().map(|(_, p, by)| (p, by)).collect()
     }
 
-    pub(super) fn drain(&mut self) -> Vec<(PathBuf, bool)> {
-        let mut all: Vec<(u64, PathBuf, bool)> = std::mem::take(&mut self.entries)
+    pub(super) fn drain(&mut self) -> Vec<(PathBuf, bool, By)> {
+        let mut all: Vec<(u64, PathBuf, bool, By)> = std::mem::take(&mut self.entries)
             .into_iter()
-            .map(|(p, (seq, is_new))| (seq, p, is_new))
+            .map(|(p, (seq, is_new, by))| (seq, p, is_new, by))
             .collect();
-        all.sort_unstable_by_key(|(seq, _, _)| *seq);
-        all.into_iter().map(|(_, p, is_new)| (p, is_new)).collect()
+        all.sort_unstable_by_key(|(seq, _, _, _)| *seq);
+        all.into_iter()
+            .map(|(_, p, is_new, by)| (p, is_new, by))
+            .collect()
     }
 }
 
@@ -118,13 +143,14 @@ impl Daemon {
             .max_by_key(|r| r.path.as_os_str().len())
     }
 
-    pub(super) fn apply(&mut self, event: FsEvent, now: i64) -> Result<(), DaemonError> {
+    /// Applies one event, made by `by` where the source said who.
+    pub(super) fn apply(&mut self, event: FsEvent, by: By, now: i64) -> Result<(), DaemonError> {
         match event {
             FsEvent::Changed { path, is_new } => {
                 if crate::names::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
                 } else if self.is_protected(&path) {
-                    self.dirty.insert(path, is_new);
+                    self.dirty.insert_by(path, is_new, by);
                 }
             }
             FsEvent::Writing { path, held } => {
@@ -145,18 +171,18 @@ impl Daemon {
                 } else if let Some(held) = held {
                     self.closed.insert(path.clone(), held);
                 }
-                self.dirty.insert(path, false);
+                self.dirty.insert_by(path, false, by);
             }
             FsEvent::Removed { path, was_dir } => {
                 if self.is_protected(&path) {
-                    self.removed(&path, was_dir, now)?;
+                    self.removed(&path, was_dir, by, now)?;
                 }
             }
-            FsEvent::Renamed { from, to } => self.renamed(&from, &to, now)?,
+            FsEvent::Renamed { from, to } => self.renamed(&from, &to, by, now)?,
             FsEvent::Exchanged { a, b } => self.exchanged(&a, &b, now)?,
             FsEvent::MovedOut { path } => {
                 if self.is_protected(&path) {
-                    self.moved_out(&path, now)?;
+                    self.moved_out(&path, by, now)?;
                 }
             }
             FsEvent::Rescan => {}
@@ -172,10 +198,11 @@ impl Daemon {
         &mut self,
         path: &Path,
         held: Held,
+        by: By,
         now: i64,
     ) -> Result<(), DaemonError> {
         self.held_for_look.insert(path.to_owned(), held);
-        self.look_at(path, now)?;
+        self.look_at_all_by(&[path.to_owned()], &[by], now)?;
         self.held_for_look.remove(path);
         Ok(())
     }
@@ -188,12 +215,13 @@ impl Daemon {
         held: Held,
         now: i64,
     ) -> Result<(), DaemonError> {
-        self.look_at_held(path, held, now)?;
+        self.look_at_held(path, held, None, now)?;
         let gone = Gone {
             at: now,
             approx: false,
             last_seen: None,
             removal: Removal::Deleted,
+            by: None,
         };
         self.index.mark_removed(path, false, &gone)?;
         Ok(())
@@ -208,16 +236,17 @@ impl Daemon {
         &mut self,
         path: &Path,
         was_dir: bool,
+        by: By,
         now: i64,
     ) -> Result<(), DaemonError> {
-        if self.explained_by_rename(path, was_dir, now)? {
+        if self.explained_by_rename(path, was_dir, &by, now)? {
             return Ok(());
         }
         if let Some(held) = self.closed.remove(path) {
             // Written, closed and unlinked before the daemon looked: its content is
             // still there through the descriptor held since it was written.
-            self.dirty.take(path, false);
-            self.look_at_held(path, held, now)?;
+            let writer = self.dirty.take_by(path, false).pop().and_then(|(_, by)| by);
+            self.look_at_held(path, held, writer, now)?;
         }
         if let Some(held) = self.writing.remove(path) {
             if let Some(held) = held {
@@ -239,6 +268,7 @@ impl Daemon {
         // folder is one by the kernel's word for the path removed, or because other
         // paths never seen were below it; a lost folder is no lost file.
         let never_seen = self.dirty.take(path, true);
+        let who = by.as_deref();
         for lost in &never_seen {
             // Not one whose removal this batch already recorded (found missing below
             // a folder that moved): it was seen, and is kept.
@@ -250,7 +280,7 @@ impl Daemon {
                 } else {
                     EntryKind::File
                 };
-                self.index.record_lost(lost, root_id, kind, now)?;
+                self.index.record_lost(lost, root_id, kind, who, now)?;
             }
         }
         let current = self.index.current(path)?;
@@ -263,6 +293,7 @@ impl Daemon {
             approx: false,
             last_seen: None,
             removal: Removal::Deleted,
+            by: by.clone(),
         };
         let marked = self.index.mark_removed(path, subtree, &gone)?;
         if marked == 0
@@ -274,7 +305,7 @@ impl Daemon {
             } else {
                 EntryKind::File
             };
-            self.index.record_lost(path, root_id, kind, now)?;
+            self.index.record_lost(path, root_id, kind, who, now)?;
         }
         Ok(())
     }
@@ -290,7 +321,13 @@ impl Daemon {
     /// undone since), or nothing known moved and `to` still holds its record's,
     /// nothing moves. Otherwise `from` moved over `to`, whose record is replaced.
     /// Whatever is at either name is looked at again.
-    pub(super) fn renamed(&mut self, from: &Path, to: &Path, now: i64) -> Result<(), DaemonError> {
+    pub(super) fn renamed(
+        &mut self,
+        from: &Path,
+        to: &Path,
+        by: By,
+        now: i64,
+    ) -> Result<(), DaemonError> {
         if is_internal(to) {
             return Ok(());
         }
@@ -302,7 +339,7 @@ impl Daemon {
         let from_root = self.root_for(from).map(|r| r.id);
         let Some(to_root) = self.root_for(to).map(|r| r.id) else {
             // Renamed out of every protected folder.
-            return self.moved_out(from, now);
+            return self.moved_out(from, by, now);
         };
         let Some(from_root) = from_root else {
             self.dirty.insert(to.to_owned(), true);
@@ -449,6 +486,7 @@ impl Daemon {
         &mut self,
         path: &Path,
         was_dir: bool,
+        by: &By,
         now: i64,
     ) -> Result<bool, DaemonError> {
         if self.index.current(path)?.is_some() || self.dirty.contains(path) {
@@ -489,6 +527,7 @@ impl Daemon {
                 approx: false,
                 last_seen: None,
                 removal: Removal::Deleted,
+                by: by.clone(),
             };
             self.index
                 .mark_removed(&moved, was_dir || self.is_dir_in_index(&moved)?, &gone)?;
@@ -525,6 +564,7 @@ impl Daemon {
             approx: false,
             last_seen: None,
             removal: Removal::Deleted,
+            by: None,
         };
         self.mark_missing(dir, &gone, |path| match path.strip_prefix(dir) {
             Ok(relative) if !relative.as_os_str().is_empty() => {
@@ -565,13 +605,14 @@ impl Daemon {
         Ok(missing)
     }
 
-    pub(super) fn moved_out(&mut self, path: &Path, now: i64) -> Result<(), DaemonError> {
+    pub(super) fn moved_out(&mut self, path: &Path, by: By, now: i64) -> Result<(), DaemonError> {
         self.dirty.take(path, true);
         let gone = Gone {
             at: now,
             approx: false,
             last_seen: None,
             removal: Removal::MovedOut,
+            by,
         };
         let n = self.index.mark_removed(path, true, &gone)?;
         tracing::info!(
@@ -603,7 +644,7 @@ mod tests {
         );
         assert_eq!(d.take(Path::new("/s/b"), false), [PathBuf::from("/s/b")]);
         assert!(d.take(Path::new("/s/a"), true).is_empty());
-        let left: Vec<PathBuf> = d.drain().into_iter().map(|(p, _)| p).collect();
+        let left: Vec<PathBuf> = d.drain().into_iter().map(|(p, _, _)| p).collect();
         assert_eq!(left, ["/s/a b", "/s/ab"].map(PathBuf::from));
     }
 

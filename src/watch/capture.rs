@@ -66,6 +66,8 @@ pub struct Job {
     pub name_gone: bool,
     /// The content a new copy is judged against for signs of encryption.
     pub before: Option<Before>,
+    /// Who changed it, where the event source said: a new version records it.
+    pub by: Option<std::sync::Arc<crate::model::Person>>,
 }
 
 /// The content a file had before, to compare a new copy with (`signs`).

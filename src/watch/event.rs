@@ -133,8 +133,6 @@ pub enum FsEvent {
 /// inotify does not). The pidfd, when the kernel gave one, pins that very process:
 /// reading `/proc` through it never names a newer process that reused the pid.
 #[derive(Debug, Clone)]
-// Filled by the whole-filesystem source and read by the daemon's naming of who.
-#[allow(dead_code)]
 pub struct Actor {
     pub pid: i32,
     pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::apply::By;
 use super::capture::{self, Look, Rules};
 use super::event::WatchError;
 use super::{Daemon, DaemonError, LOOK_CHUNK, tree};
@@ -28,8 +29,9 @@ impl Daemon {
     pub(super) fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
         let dirty = self.dirty.drain();
         for chunk in dirty.chunks(LOOK_CHUNK) {
-            let paths: Vec<PathBuf> = chunk.iter().map(|(p, _)| p.clone()).collect();
-            let found = self.look_at_all(&paths, now)?;
+            let paths: Vec<PathBuf> = chunk.iter().map(|(p, _, _)| p.clone()).collect();
+            let by: Vec<By> = chunk.iter().map(|(_, _, by)| by.clone()).collect();
+            let found = self.look_at_all_by(&paths, &by, now)?;
             // A file written through one of its hard links changed under the others
             // too, and inotify named only the one used: those are looked at now.
             let mut linked = Vec::new();
@@ -41,7 +43,7 @@ impl Daemon {
             if !linked.is_empty() {
                 self.look_at_all(&linked, now)?;
             }
-            for ((path, is_new), found) in chunk.iter().zip(found) {
+            for ((path, is_new, _), found) in chunk.iter().zip(found) {
                 if let Some(Recorded {
                     kind: EntryKind::Dir,
                     was_known,
@@ -82,9 +84,20 @@ impl Daemon {
         paths: &[PathBuf],
         now: i64,
     ) -> Result<Vec<Option<Recorded>>, DaemonError> {
+        self.look_at_all_by(paths, &[], now)
+    }
+
+    /// `look_at_all`, each path changed by who `by` says at the same place (none
+    /// known past its end): a new version records who made it.
+    pub(super) fn look_at_all_by(
+        &mut self,
+        paths: &[PathBuf],
+        by: &[By],
+        now: i64,
+    ) -> Result<Vec<Option<Recorded>>, DaemonError> {
         let mut jobs = Vec::with_capacity(paths.len());
         let mut announced = self.announced.take(paths).into_iter();
-        for path in paths {
+        for (n, path) in paths.iter().enumerate() {
             let announced = announced.next().flatten();
             let Some(root) = self.root_for(path) else {
                 jobs.push(None);
@@ -112,6 +125,7 @@ impl Daemon {
             };
             let before = self.content_before(path, current.as_ref())?;
             let job = Some(capture::Job {
+                by: by.get(n).cloned().flatten(),
                 before,
                 path: path.clone(),
                 root_id,
@@ -257,8 +271,13 @@ impl Daemon {
                 }
             }
             _ => {
-                self.index
-                    .insert_version(&job.path, job.root_id, &observed, now)?;
+                self.index.insert_version_by(
+                    &job.path,
+                    job.root_id,
+                    &observed,
+                    job.by.as_deref(),
+                    now,
+                )?;
             }
         }
         Ok(Some(Recorded {
@@ -388,6 +407,7 @@ impl Daemon {
             approx: true,
             last_seen: last_alive.or(Some(now)),
             removal: Removal::Deleted,
+            by: None,
         };
         let mut missing = 0;
         for root in &roots {

@@ -27,6 +27,7 @@ mod capture;
 mod event;
 mod fanotify;
 mod hasher;
+mod identify;
 mod incidents;
 mod inotify;
 mod look;
@@ -204,6 +205,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         next_end: None,
         ends_to_tell: true,
         codes: crate::ids::CodeSource::new(),
+        identities: identify::Identities::default(),
         vault,
         index,
         roots,
@@ -409,6 +411,8 @@ struct Daemon {
     /// Whether an incident may be over without its owner told yet.
     ends_to_tell: bool,
     codes: crate::ids::CodeSource,
+    /// The processes that made changes, read once each (see `identify`).
+    identities: identify::Identities,
     vault: Vault,
     index: Index,
     roots: Vec<Root>,

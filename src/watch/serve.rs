@@ -150,7 +150,11 @@ impl Daemon {
         for msg in batch {
             match msg {
                 Msg::Fs(FsEvent::Rescan, _) => rescan = true,
-                Msg::Fs(event, _by) => self.apply(event, now)?,
+                Msg::Fs(event, by) => {
+                    // Asked at once: a short `rm` may be gone by the end of the batch.
+                    let by = by.map(|actor| self.identities.person(&actor));
+                    self.apply(event, by, now)?
+                }
                 Msg::Sync { reply, hashed } => {
                     sync_asked = true;
                     // Cookies go into every protected folder; when the kernel reports them

@@ -29,7 +29,14 @@ pub struct Samba {
     pub port: u16,
     conf: PathBuf,
     smbd: Option<Child>,
+    /// Held while this server also listens on port 139 (see `start_with_names`).
+    port_139: Option<fs::File>,
 }
+
+/// The port on which a PC sends its name (a NetBIOS session); over 445 it sends none.
+const NETBIOS_PORT: u16 = 139;
+/// Taken by the one test server at a time that listens on port 139.
+const NETBIOS_LOCK: &str = "/tmp/undelete-test-smb-139.lock";
 
 impl Samba {
     /// Starts smbd serving `shares` (name, folder). `None`, after printing why, where
@@ -41,9 +48,21 @@ impl Samba {
         Self::start_with(test, &plain)
     }
 
+    /// Like `start`, also listening on port 139, where a PC says its name: clients
+    /// `on_pc` connect there. One such server at a time (a lock file), since the
+    /// port is fixed; the next test waits for it.
+    pub fn start_with_names(test: &str, shares: &[(&str, &Path)]) -> Option<Self> {
+        let plain: Vec<(&str, &Path, &str)> = shares.iter().map(|(n, p)| (*n, *p, "")).collect();
+        Self::start_listening(test, &plain, true)
+    }
+
     /// Like `start`, each share with more lines of settings of its own (`vfs objects
     /// = shadow_copy2`, `shadow:…`), written into its section as they are.
     pub fn start_with(test: &str, shares: &[(&str, &Path, &str)]) -> Option<Self> {
+        Self::start_listening(test, shares, false)
+    }
+
+    fn start_listening(test: &str, shares: &[(&str, &Path, &str)], names: bool) -> Option<Self> {
         if !is_root() {
             eprintln!("SKIPPED {test}: serving files over SMB as other users needs root");
             return None;
@@ -67,17 +86,37 @@ impl Samba {
             fs::create_dir(dir.path().join(sub)).expect("create Samba's folders");
         }
         let conf = dir.path().join("smb.conf");
+        let port_139 = names.then(|| {
+            let lock = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(NETBIOS_LOCK)
+                .expect("open the lock of port 139");
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+                .expect("wait for port 139");
+            lock
+        });
         let mut samba = Self {
             dir,
             port: 0,
             conf,
             smbd: None,
+            port_139,
         };
         // A free port can be taken between asking for it and smbd binding it: try again.
         for _ in 0..5 {
             samba.port = free_port();
-            fs::write(&samba.conf, settings(samba.dir.path(), samba.port, shares))
-                .expect("write smb.conf");
+            let ports = match samba.port_139 {
+                Some(_) => format!("{} {NETBIOS_PORT}", samba.port),
+                None => samba.port.to_string(),
+            };
+            let names = samba.port_139.is_some();
+            fs::write(
+                &samba.conf,
+                settings(samba.dir.path(), &ports, names, shares),
+            )
+            .expect("write smb.conf");
             let log =
                 fs::File::create(samba.dir.path().join("smbd.out")).expect("create smbd's log");
             let smbd = Command::new(which("smbd").expect("checked above"))
@@ -115,7 +154,9 @@ impl Samba {
                 self.smbd = None;
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let on_139 =
+                self.port_139.is_none() || TcpStream::connect(("127.0.0.1", NETBIOS_PORT)).is_ok();
+            if on_139 && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
             assert!(
@@ -232,21 +273,51 @@ impl Client<'_> {
     /// Runs `commands` (`smbclient -c` syntax: `put a b; del c; deltree d`) and
     /// returns the output, whatever the outcome.
     pub fn run(&self, commands: &str) -> Output {
+        let mut cmd = self.smbclient();
+        cmd.args(["--command", commands]).stdin(Stdio::null());
+        cmd.output().expect("run smbclient")
+    }
+
+    /// smbclient for this share, as this user from this PC. A PC with a name
+    /// connects to port 139 where the server listens there: only there is the
+    /// name sent.
+    fn smbclient(&self) -> Command {
+        let port = match (&self.machine, &self.samba.port_139) {
+            (Some(_), Some(_)) => NETBIOS_PORT,
+            _ => self.samba.port,
+        };
         let mut cmd = Command::new("timeout");
         cmd.arg(CLIENT_TIMEOUT)
             .arg("smbclient")
             .arg("--configfile")
             .arg(&self.samba.conf)
             .arg(format!("//127.0.0.1/{}", self.share))
-            .args(["--port", &self.samba.port.to_string()])
+            .args(["--port", &port.to_string()])
             .args(["--user", &format!("{}%{PASSWORD}", self.user)])
-            .args(["--max-protocol", "SMB3"])
-            .args(["--command", commands])
-            .stdin(Stdio::null());
+            .args(["--max-protocol", "SMB3"]);
         if let Some(machine) = &self.machine {
             cmd.args(["--netbiosname", machine]);
         }
-        cmd.output().expect("run smbclient")
+        cmd
+    }
+
+    /// A session kept open: smbclient reads its commands from a pipe that stays open
+    /// until the session is dropped, so the smbd serving it lives on.
+    // For the daemon's own tests of who a process is (src/watch/identify), which
+    // include this file.
+    #[allow(dead_code)]
+    pub fn hold(&self) -> Session<'_> {
+        let mut cmd = self.smbclient();
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run smbclient");
+        Session {
+            client: self,
+            child,
+        }
     }
 
     /// Runs `commands`, which must succeed (smbclient prints NT_STATUS_… on failure,
@@ -263,18 +334,75 @@ impl Client<'_> {
     }
 }
 
+/// An open session of a PC (see `Client::hold`).
+#[allow(dead_code)]
+pub struct Session<'a> {
+    client: &'a Client<'a>,
+    child: Child,
+}
+
+#[allow(dead_code)]
+impl Session<'_> {
+    /// The pid of the smbd process serving this session, from `smbstatus`, once
+    /// it is there (bounded).
+    pub fn serving_pid(&self) -> i32 {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let out = Command::new("smbstatus")
+                .args(["--json", "--brief", "--configfile"])
+                .arg(&self.client.samba.conf)
+                .output()
+                .expect("run smbstatus");
+            let all: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            let pid = all["sessions"].as_object().and_then(|sessions| {
+                sessions.values().find_map(|s| {
+                    (s["username"].as_str() == Some(self.client.user.as_str()))
+                        .then(|| s["server_id"]["pid"].as_str()?.parse().ok())
+                        .flatten()
+                })
+            });
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no session of {} in smbstatus: {}",
+                self.client.user,
+                output_text(&out)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// smb.conf for one test server.
-fn settings(dir: &Path, port: u16, shares: &[(&str, &Path, &str)]) -> String {
+/// With `names`, NetBIOS stays on: smbclient reads these settings too, and without
+/// it refuses port 139.
+fn settings(dir: &Path, ports: &str, names: bool, shares: &[(&str, &Path, &str)]) -> String {
     let d = dir.display();
+    let netbios_off = if names { "no" } else { "yes" };
     let mut text = format!(
         "[global]
   netbios name = UNDELETETEST
   workgroup = WORKGROUP
   server role = standalone server
-  smb ports = {port}
+  smb ports = {ports}
   interfaces = 127.0.0.1
   bind interfaces only = yes
-  disable netbios = yes
+  disable netbios = {netbios_off}
   private dir = {d}/private
   lock directory = {d}/lock
   state directory = {d}/state

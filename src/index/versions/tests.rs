@@ -33,6 +33,7 @@ fn removing_a_folder_marks_its_whole_subtree_but_not_its_neighbours() {
         approx: false,
         last_seen: None,
         removal: Removal::MovedOut,
+        by: None,
     };
     let n = ix
         .mark_removed(Path::new("/srv/share/d"), true, &gone)
