@@ -21,9 +21,13 @@ pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) ->
             "the rest",
         ),
     };
+    let who = match &incident.person {
+        Some(person) => format!("Deleted by {person}. "),
+        None => String::new(),
+    };
     format!(
         "Mass deletion: {} ({}) deleted from {} since {} (incident {}). \
-         {back}To bring {them} back: {}",
+         {who}{back}To bring {them} back: {}",
         crate::words::files(incident.files),
         crate::words::bytes(incident.bytes),
         crate::words::display_path(&incident.folder),
@@ -31,6 +35,21 @@ pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) ->
         incident.code,
         undo_command(incident, vault),
     )
+}
+
+/// "deleted by anna from FRONTDESK (192.168.1.23) over the file share": who made an
+/// incident, where the event source said; None where it did not (inotify names
+/// nobody, and a guess would send the owner after the wrong person).
+pub fn who_did_it(incident: &crate::model::Incident) -> Option<String> {
+    let verb = if incident.kind.is_overwrite() {
+        "changed"
+    } else {
+        "deleted"
+    };
+    incident
+        .person
+        .as_ref()
+        .map(|person| format!("{verb} by {person}"))
 }
 
 /// The warning for files rewritten the way ransomware does: what came back is
@@ -217,11 +236,17 @@ pub fn mass_deletion_letter(
             ))
         ),
     };
+    // Only where the event source said: no line rather than a guess.
+    let who = match &incident.person {
+        Some(person) => format!("Who:    {person}\n"),
+        None => String::new(),
+    };
     let mut body = format!(
         "Hello,\n\n{opening}\n\n\
          What:   {what}\n\
          Where:  {folder}\n\
          When:   {when}\n\
+         {who}\
          Code:   {} (the incident code: give it to whoever helps you)\n\n\
          {}\n\n{}{back}\n\n",
         incident.code,
@@ -412,4 +437,64 @@ pub fn recent_history(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Incident, IncidentKind, Person, Via};
+
+    fn incident(person: Option<Person>) -> Incident {
+        Incident {
+            id: 1,
+            code: "K7Q-4MDX".into(),
+            kind: IncidentKind::Deleted,
+            folder: "/srv/share/photos".into(),
+            first_at: 0,
+            last_at: 0,
+            files: 2149,
+            bytes: 4_000_000_000,
+            recoverable: 2149,
+            alerted_at: None,
+            ended_at: None,
+            restored: 0,
+            person,
+        }
+    }
+
+    fn anna() -> Person {
+        Person {
+            via: Via::FileShare,
+            user: Some("anna".into()),
+            process: Some("smbd".into()),
+            pid: 4242,
+            command: None,
+            machine: Some("FRONTDESK".into()),
+            address: Some("192.168.1.23".into()),
+        }
+    }
+
+    #[test]
+    fn the_letter_and_the_warning_say_who_only_when_it_is_known() {
+        let vault = Path::new("/var/lib/undelete");
+        let said = "anna from FRONTDESK (192.168.1.23) over the file share";
+        let known = incident(Some(anna()));
+        let letter = mass_deletion_letter(AlertEvent::Started, &known, vault, "server");
+        assert!(
+            letter.body.contains("When:   ")
+                && letter
+                    .body
+                    .contains(&format!("\nWho:    {said}\nCode:   K7Q-4MDX")),
+            "{}",
+            letter.body
+        );
+        assert!(mass_deletion_message(&known, vault).contains(&format!("Deleted by {said}.")));
+        assert_eq!(who_did_it(&known), Some(format!("deleted by {said}")));
+
+        let unknown = incident(None);
+        let letter = mass_deletion_letter(AlertEvent::Started, &unknown, vault, "server");
+        assert!(!letter.body.contains("Who:"), "{}", letter.body);
+        assert!(!mass_deletion_message(&unknown, vault).contains("Deleted by"));
+        assert_eq!(who_did_it(&unknown), None);
+    }
 }

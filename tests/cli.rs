@@ -64,6 +64,8 @@ mod service;
 mod sources;
 #[path = "cli/totals.rs"]
 mod totals;
+#[path = "cli/who.rs"]
+mod who;
 #[path = "cli/wizard.rs"]
 mod wizard;
 #[path = "cli/writers.rs"]

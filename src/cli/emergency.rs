@@ -58,7 +58,7 @@ pub struct EmergencyArgs {
 
 /// What the customer chose to bring back.
 enum Choice {
-    Incident(Incident),
+    Incident(Box<Incident>),
     Folder {
         under: PathBuf,
         since: Option<String>,
@@ -413,8 +413,11 @@ fn choose_what(
                 super::incidents::describe(&incident, now)
             ))
         );
+        if let Some(who) = crate::incident::who_did_it(&incident) {
+            println!("{}", wrap_line(&format!("({who})")));
+        }
         println!("(incident code {})", incident.code);
-        return Ok(Choice::Incident(incident));
+        return Ok(Choice::Incident(Box::new(incident)));
     }
     if let Some(under) = &args.under {
         println!(
@@ -449,10 +452,13 @@ fn choose_what(
                 &super::incidents::describe(incident, now)
             )
         );
-        let note = match super::incidents::partly_recoverable(incident) {
+        let mut note = match super::incidents::partly_recoverable(incident) {
             Some(note) => format!("{note}; incident code {}", incident.code),
             None => format!("incident code {}", incident.code),
         };
+        if let Some(who) = crate::incident::who_did_it(incident) {
+            note = format!("{who}; {note}");
+        }
         println!("{}", menu_line("  ", &note));
     }
     println!("  s) Something else: search by a file or folder name.");
@@ -476,7 +482,7 @@ fn choose_what(
         }
     })?;
     match pick {
-        Pick::Incident(n) => Ok(Choice::Incident(recent[n].clone())),
+        Pick::Incident(n) => Ok(Choice::Incident(Box::new(recent[n].clone()))),
         Pick::Folder => ask_folder(w),
         Pick::Search => search(w, index, now),
     }

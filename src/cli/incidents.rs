@@ -34,6 +34,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     "missing": i.missing(),
                     "alerted": i.alerted_at.is_some(),
                     "ended_at": i.ended_at.map(clock::rfc3339),
+                    "deleted_by": i.person.as_ref().map(crate::model::Person::json),
                 })
             })
             .collect();
@@ -52,6 +53,9 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         match notes.is_empty() {
             true => println!("{}  {}", i.code, describe(i, now)),
             false => println!("{}  {}; {}", i.code, describe(i, now), notes.join(", ")),
+        }
+        if let Some(who) = crate::incident::who_did_it(i) {
+            println!("{:width$}  {who}", "", width = i.code.len());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -105,6 +105,8 @@ pub struct FileResult {
     pub beside: bool,
     pub restored_to: Option<PathBuf>,
     pub deleted_at: Option<i64>,
+    /// Who deleted it, where the event source said.
+    pub deleted_by: Option<crate::model::Person>,
 }
 
 /// Counts of a restore, by outcome.
@@ -389,6 +391,37 @@ impl RestoreReport {
         }
     }
 
+    /// Who deleted the files, each person with how many, most first (people who
+    /// differ only by process are one); empty where the event source never said.
+    pub fn deleted_by(&self) -> Vec<(&crate::model::Person, u64)> {
+        let mut people: Vec<(&crate::model::Person, u64)> = Vec::new();
+        for person in self.files.iter().filter_map(|f| f.deleted_by.as_ref()) {
+            match people.iter_mut().find(|(p, _)| p.same_as(person)) {
+                Some((_, n)) => *n += 1,
+                None => people.push((person, 1)),
+            }
+        }
+        people.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        people
+    }
+
+    /// "Deleted by anna from FRONTDESK (192.168.1.23) over the file share.", or with
+    /// several people, each with a count; None when nobody is known.
+    pub fn deleted_by_line(&self) -> Option<String> {
+        match self.deleted_by().as_slice() {
+            [] => None,
+            [(person, _)] => Some(format!("Deleted by {person}.")),
+            people => Some(format!(
+                "Deleted by {}.",
+                people
+                    .iter()
+                    .map(|(p, n)| format!("{p} ({})", files(*n)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+
     /// The report for people.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -397,6 +430,10 @@ impl RestoreReport {
             out.push('\n');
         }
         out.push_str(&format!("Destination: {}.\n", self.destination));
+        if let Some(who) = self.deleted_by_line() {
+            out.push_str(&wrap_line(&who));
+            out.push('\n');
+        }
         let verb = if self.dry_run {
             "Would not be"
         } else {
@@ -487,6 +524,11 @@ impl RestoreReport {
             "not_restored_yet": c.stopped,
             "left_out": c.left_out,
             "incident": self.incident,
+            "deleted_by": self.deleted_by().iter().map(|(p, n)| {
+                let mut v = p.json();
+                v["files"] = serde_json::json!(n);
+                v
+            }).collect::<Vec<_>>(),
             "partial": c.partial,
             "recovered_by_kind": by_kind(Outcome::Recovered),
             "lost_by_kind": by_kind(Outcome::Lost),
@@ -503,6 +545,7 @@ impl RestoreReport {
                     "restored_to": restored_to.as_ref().map(|(text, _)| text),
                     "size": f.size,
                     "deleted_at": f.deleted_at.map(crate::clock::rfc3339),
+                    "deleted_by": f.deleted_by.as_ref().map(crate::model::Person::json),
                 });
                 if let Some(hex) = path_bytes {
                     v["path_bytes"] = serde_json::json!(hex);

@@ -255,6 +255,7 @@ fn result(
         beside: matches!(item.action, Action::Beside(_)),
         restored_to,
         deleted_at: item.version.deleted_at,
+        deleted_by: item.version.deleted_by.clone(),
     }
 }
 

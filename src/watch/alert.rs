@@ -99,6 +99,21 @@ pub fn alert_command(
                     crate::incident::undo_command(incident, vault),
                 )
                 .env("UNDELETE_MESSAGE", message);
+            // Empty where the event source did not say who (inotify).
+            let person = incident.person.as_ref();
+            alert
+                .env(
+                    "UNDELETE_DELETED_BY",
+                    person.map(|p| p.to_string()).unwrap_or_default(),
+                )
+                .env(
+                    "UNDELETE_DELETED_BY_USER",
+                    person.and_then(|p| p.user.clone()).unwrap_or_default(),
+                )
+                .env(
+                    "UNDELETE_DELETED_FROM",
+                    person.and_then(|p| p.pc()).unwrap_or_default(),
+                );
         }
         None => {
             alert.env(
@@ -144,5 +159,63 @@ pub fn send(settings: &EmailSettings, letter: &Letter) -> Delivery {
         to,
         subject: letter.subject.clone(),
         error: result.err().map(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{IncidentKind, Person, Via};
+
+    #[test]
+    fn the_alert_command_is_told_who_deleted_and_from_which_pc() {
+        let mut incident = Incident {
+            id: 1,
+            code: "K7Q-4MDX".into(),
+            kind: IncidentKind::Deleted,
+            folder: "/srv/share/photos".into(),
+            first_at: 0,
+            last_at: 0,
+            files: 3,
+            bytes: 30,
+            recoverable: 3,
+            alerted_at: None,
+            ended_at: None,
+            restored: 0,
+            person: Some(Person {
+                via: Via::FileShare,
+                user: Some("anna".into()),
+                process: Some("smbd".into()),
+                pid: 4242,
+                command: None,
+                machine: Some("FRONTDESK".into()),
+                address: Some("192.168.1.23".into()),
+            }),
+        };
+        let told = |incident: &Incident| {
+            let command =
+                alert_command("true", AlertEvent::Started, Some(incident), Path::new("/v"));
+            let env: std::collections::HashMap<String, String> = command
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+                .collect();
+            [
+                "UNDELETE_DELETED_BY",
+                "UNDELETE_DELETED_BY_USER",
+                "UNDELETE_DELETED_FROM",
+            ]
+            .map(|k| env.get(k).cloned().unwrap_or_else(|| panic!("{k} not set")))
+        };
+        assert_eq!(
+            told(&incident),
+            [
+                "anna from FRONTDESK (192.168.1.23) over the file share",
+                "anna",
+                "FRONTDESK (192.168.1.23)"
+            ]
+        );
+        // Where the source named nobody (inotify): empty, never a guess.
+        incident.person = None;
+        assert_eq!(told(&incident), ["", "", ""]);
     }
 }
