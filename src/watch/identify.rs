@@ -11,20 +11,26 @@
 //! are remembered by the pidfd's inode (pidfs gives each process its own, never
 //! reused), not by pid, for the same reason.
 //!
+//! Asked on the way from the event source to the daemon's loop (`forward`), as
+//! soon as the source hands an event on: a short `rm` may have ended by the time
+//! the loop reaches its events (after a commit, say), and once it is reaped even
+//! its pidfd says nothing of it but its exit code.
+//!
 //! `smbstatus` is a program of its own, asked once per `smbd` process, with the
 //! settings file that smbd was started with (so each server's sessions are
-//! asked of the right one), and given `SMBSTATUS_TIMEOUT` at most: the daemon's
-//! loop waits for it. It never changes anything.
+//! asked of the right one), and given `SMBSTATUS_TIMEOUT` at most: the events
+//! behind it wait for it. It never changes anything.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::event::Actor;
+use super::event::{Actor, Msg};
 use crate::model::{Person, Via};
 
 /// The longest the loop waits for `smbstatus`.
@@ -35,6 +41,38 @@ const COMMAND_AT_MOST: usize = 200;
 const REMEMBERED: usize = 1024;
 /// The kernel's flag for its own threads (`PF_KTHREAD`, in `/proc/<pid>/stat`).
 const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// A channel to hand the source's messages to, which passes them on to `to` in
+/// the same order, having read who each new process is into `identities` (the
+/// loop then finds it there). Where no thread can be started, `to` itself: the
+/// loop asks then.
+pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Msg> {
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let passed_to = to.clone();
+    let started = std::thread::Builder::new()
+        .name("identify".into())
+        .spawn(move || {
+            let to = passed_to;
+            for msg in rx {
+                if let Msg::Fs(_, Some(actor)) = &msg {
+                    identities
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .person(actor);
+                }
+                if to.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
+    match started {
+        Ok(_) => tx,
+        Err(e) => {
+            tracing::warn!("cannot start the thread that names who made changes: {e}");
+            to
+        }
+    }
+}
 
 /// The processes met so far, by their pidfd's inode, with the pidfd that pins each.
 #[derive(Default)]

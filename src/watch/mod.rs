@@ -205,7 +205,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         next_end: None,
         ends_to_tell: true,
         codes: crate::ids::CodeSource::new(),
-        identities: identify::Identities::default(),
+        identities: Arc::default(),
         vault,
         index,
         roots,
@@ -232,7 +232,8 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     };
     daemon.hash_left_over()?;
     let paths: Vec<PathBuf> = daemon.roots.iter().map(|r| r.path.clone()).collect();
-    let (source, note) = start_source(daemon.config.events, inbox.tx, &paths)?;
+    let events = identify::forward(inbox.tx, Arc::clone(&daemon.identities));
+    let (source, note) = start_source(daemon.config.events, events, &paths)?;
     daemon.source = Some(source);
     tracing::info!("changes are seen with {}: {}", note.source, note.why);
     daemon.index.set_meta(
@@ -411,8 +412,9 @@ struct Daemon {
     /// Whether an incident may be over without its owner told yet.
     ends_to_tell: bool,
     codes: crate::ids::CodeSource,
-    /// The processes that made changes, read once each (see `identify`).
-    identities: identify::Identities,
+    /// The processes that made changes, read once each, as events pass on their
+    /// way from the source (see `identify::forward`).
+    identities: Arc<std::sync::Mutex<identify::Identities>>,
     vault: Vault,
     index: Index,
     roots: Vec<Root>,

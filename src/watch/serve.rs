@@ -151,8 +151,13 @@ impl Daemon {
             match msg {
                 Msg::Fs(FsEvent::Rescan, _) => rescan = true,
                 Msg::Fs(event, by) => {
-                    // Asked at once: a short `rm` may be gone by the end of the batch.
-                    let by = by.map(|actor| self.identities.person(&actor));
+                    // Read already on its way here (see `identify::forward`).
+                    let by = by.map(|actor| {
+                        self.identities
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .person(&actor)
+                    });
                     self.apply(event, by, now)?
                 }
                 Msg::Sync { reply, hashed } => {

@@ -82,6 +82,7 @@ fn a_folder_deleted_over_the_share_names_anna_her_pc_and_the_file_share() {
     for n in 0..40 {
         env.write(format!("photos/2026/p{n:02}.jpg"), content(n, 5_000 + n));
     }
+    env.write("photos/index.txt", "the photos of 2026");
     for entry in walkdir::WalkDir::new(&env.share) {
         let path = entry.unwrap().into_path();
         chown(&path, Some(anna.uid), Some(anna.gid)).expect("give anna the share");
@@ -99,7 +100,7 @@ fn a_folder_deleted_over_the_share_names_anna_her_pc_and_the_file_share() {
     assert!(!env.path("photos").exists());
 
     let incident = incident_of(&env, "photos");
-    assert_eq!(incident["files"], 40, "{incident:#}");
+    assert_eq!(incident["files"], 41, "{incident:#}");
     assert_eq!(
         who(&incident["deleted_by"]),
         [
@@ -123,13 +124,13 @@ fn a_folder_deleted_over_the_share_names_anna_her_pc_and_the_file_share() {
     let code = incident["code"].as_str().unwrap();
     let (ok, report, output) = restore_json(&env, &["--incident", code]);
     assert!(ok, "{output}");
-    assert_eq!(report["recovered"], 40, "{report:#}");
+    assert_eq!(report["recovered"], 41, "{report:#}");
     assert_eq!(
         who(&report["deleted_by"][0]),
         who(&incident["deleted_by"]),
         "{report:#}"
     );
-    assert_eq!(report["deleted_by"][0]["files"], 40, "{report:#}");
+    assert_eq!(report["deleted_by"][0]["files"], 41, "{report:#}");
     assert_eq!(report["files"][0]["deleted_by"]["machine"], "FRONTDESK");
     let saved = env.run_ok(&["report", "last"]);
     assert!(saved.contains(&format!("Deleted by {said}.")), "{saved}");

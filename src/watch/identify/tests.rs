@@ -262,3 +262,26 @@ fn the_smbd_serving_a_pc_names_the_samba_user_the_pc_and_its_address() {
         "anna from FRONTDESK (127.0.0.1) over the file share"
     );
 }
+
+#[test]
+fn a_process_is_read_on_its_way_to_the_loop_so_it_is_named_after_it_ended() {
+    let identities = Arc::new(Mutex::new(Identities::default()));
+    let (to_loop, the_loop) = mpsc::channel();
+    let events = forward(to_loop, Arc::clone(&identities));
+    let child = Running::start(Command::new("sleep").arg("300")).running("sleep");
+    let pid = child.pid();
+    events
+        .send(Msg::Fs(
+            super::super::event::FsEvent::Rescan,
+            Some(actor(pid)),
+        ))
+        .unwrap();
+    let Ok(Msg::Fs(_, Some(passed))) = the_loop.recv_timeout(Duration::from_secs(10)) else {
+        panic!("the event was not handed on");
+    };
+    // Ended and reaped before the loop got to it, as a short rm is.
+    drop(child);
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    let person = identities.lock().unwrap().person(&passed);
+    assert_eq!(person.process.as_deref(), Some("sleep"), "{person:?}");
+}
