@@ -39,6 +39,10 @@ const SMBSTATUS_TIMEOUT: Duration = Duration::from_secs(3);
 const COMMAND_AT_MOST: usize = 200;
 /// How many processes are remembered before the ended ones are forgotten.
 const REMEMBERED: usize = 1024;
+/// How soon an smbd whose session smbstatus did not name is asked about again: its
+/// first events may come before the session is set up (the state files it writes
+/// are on the protected filesystem too), or smbstatus was slow.
+const SESSION_RETRY: Duration = Duration::from_secs(1);
 /// The kernel's flag for its own threads (`PF_KTHREAD`, in `/proc/<pid>/stat`).
 const PF_KTHREAD: u64 = 0x0020_0000;
 
@@ -74,10 +78,17 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
     }
 }
 
-/// The processes met so far, by their pidfd's inode, with the pidfd that pins each.
+/// The processes met so far, by their pidfd's inode, with the pidfd that pins each
+/// and, for an smbd whose session is not known yet, when to ask again.
 #[derive(Default)]
 pub struct Identities {
-    known: HashMap<u64, (Arc<OwnedFd>, Arc<Person>)>,
+    known: HashMap<u64, Known>,
+}
+
+struct Known {
+    pidfd: Arc<OwnedFd>,
+    person: Arc<Person>,
+    ask_again: Option<Instant>,
 }
 
 impl Identities {
@@ -88,20 +99,34 @@ impl Identities {
             return Arc::new(ended(actor.pid));
         };
         let key = rustix::fs::fstat(pidfd.as_fd()).map(|st| st.st_ino).ok();
-        if let Some(key) = key
-            && let Some((_, person)) = self.known.get(&key)
+        let known = key.and_then(|key| self.known.get(&key));
+        if let Some(known) = known
+            && known.ask_again.is_none_or(|at| Instant::now() < at)
         {
-            return Arc::clone(person);
+            return Arc::clone(&known.person);
         }
-        let person = Arc::new(read_process(actor.pid, pidfd));
-        if let Some(key) = key
-            && person.via != Via::Ended
-        {
+        let person = read_process(actor.pid, pidfd);
+        if person.via == Via::Ended {
+            // Whatever was read of it before it ended still holds.
+            return match known {
+                Some(known) => Arc::clone(&known.person),
+                None => Arc::new(person),
+            };
+        }
+        let person = Arc::new(person);
+        if let Some(key) = key {
             if self.known.len() >= REMEMBERED {
-                self.known.retain(|_, (fd, _)| pidfd_pid(fd).is_some());
+                self.known.retain(|_, k| pidfd_pid(&k.pidfd).is_some());
             }
-            self.known
-                .insert(key, (Arc::clone(pidfd), Arc::clone(&person)));
+            let unknown_session = person.via == Via::FileShare && person.user.is_none();
+            self.known.insert(
+                key,
+                Known {
+                    pidfd: Arc::clone(pidfd),
+                    person: Arc::clone(&person),
+                    ask_again: unknown_session.then(|| Instant::now() + SESSION_RETRY),
+                },
+            );
         }
         person
     }
