@@ -337,6 +337,12 @@ impl Person {
             && (self.via != Via::Ended || self.pid == other.pid)
     }
 
+    /// Whether more than a pid is known: one that had ended before it could be
+    /// asked tells nothing of who, and is no evidence of another person.
+    pub fn is_known(&self) -> bool {
+        self.via != Via::Ended
+    }
+
     /// For programs: `{user, process, pid, command, machine, address, via}` (`via`
     /// one of `local`, `file_share`, `kernel_server`, `ended`), with `said`, the
     /// words people read.

@@ -148,6 +148,10 @@ impl Index {
                     continue;
                 }
             };
+            // Whose it is: the first deletion by someone known (better than a pid).
+            if !people.known(self, here.all[into].person)? && people.known(self, row.by)? {
+                here.all[into].person = row.by;
+            }
             here.all[into].add(self, row, deletion.lock)?;
             if let Some(k) = here.open.iter().position(|&i| i == into) {
                 here.views[k] = here.all[into].view();
@@ -259,7 +263,7 @@ impl Index {
             .prepare_cached(
                 "UPDATE incidents SET folder = ?2, first_at = MIN(first_at, ?3),
                      last_at = MAX(last_at, ?4), files = files + ?5, bytes = bytes + ?6,
-                     recoverable = recoverable + ?7, person = COALESCE(person, ?8)
+                     recoverable = recoverable + ?7, person = COALESCE(?8, person)
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -359,7 +363,8 @@ struct People(HashMap<i64, Option<crate::model::Person>>);
 impl People {
     /// Whether a deletion by `by` may join an incident of `owner`: the same person
     /// (see `Person::same_as`), or one of them not known (a deletion found by a
-    /// scan says nothing of who, and an incident found by one may be anybody's).
+    /// scan says nothing of who, nor one by a process known by its pid alone, and
+    /// an incident found by one may be anybody's).
     fn same(&mut self, ix: &Index, owner: Option<i64>, by: Option<i64>) -> Result<bool> {
         let (Some(owner), Some(by)) = (owner, by) else {
             return Ok(true);
@@ -369,8 +374,16 @@ impl People {
         }
         let (a, b) = (self.get(ix, owner)?, self.get(ix, by)?);
         Ok(match (a, b) {
-            (Some(a), Some(b)) => a.same_as(&b),
+            (Some(a), Some(b)) if a.is_known() && b.is_known() => a.same_as(&b),
             _ => true,
+        })
+    }
+
+    /// Whether `id` names more than a pid (see `Person::is_known`).
+    fn known(&mut self, ix: &Index, id: Option<i64>) -> Result<bool> {
+        Ok(match id {
+            Some(id) => self.get(ix, id)?.is_some_and(|p| p.is_known()),
+            None => false,
         })
     }
 

@@ -83,6 +83,9 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
 #[derive(Default)]
 pub struct Identities {
     known: HashMap<u64, Known>,
+    /// The last process met with each pid (by its pidfd's inode), for the events a
+    /// source could give no pidfd for (see `person`).
+    by_pid: HashMap<i32, u64>,
 }
 
 struct Known {
@@ -94,9 +97,23 @@ struct Known {
 impl Identities {
     /// Who `actor` is. Never fails: what cannot be read is left out, and a process
     /// that had ended is named by its pid.
+    ///
+    /// The kernel gives no pidfd for an event read after its process ended (a short
+    /// `rm`, read late on a busy server). Such an event is that of the process met
+    /// last with its pid, if that one has ended too: the pid could only have gone
+    /// to another process that also ended in between, after the kernel went round
+    /// all its pids. Otherwise it is named by its pid.
     pub fn person(&mut self, actor: &Actor) -> Arc<Person> {
         let Some(pidfd) = &actor.pidfd else {
-            return Arc::new(ended(actor.pid));
+            let earlier = self
+                .by_pid
+                .get(&actor.pid)
+                .and_then(|key| self.known.get(key))
+                .filter(|k| pidfd_pid(&k.pidfd).is_none());
+            return match earlier {
+                Some(known) => Arc::clone(&known.person),
+                None => Arc::new(ended(actor.pid)),
+            };
         };
         let key = rustix::fs::fstat(pidfd.as_fd()).map(|st| st.st_ino).ok();
         let known = key.and_then(|key| self.known.get(&key));
@@ -117,7 +134,10 @@ impl Identities {
         if let Some(key) = key {
             if self.known.len() >= REMEMBERED {
                 self.known.retain(|_, k| pidfd_pid(&k.pidfd).is_some());
+                let known = &self.known;
+                self.by_pid.retain(|_, key| known.contains_key(key));
             }
+            self.by_pid.insert(actor.pid, key);
             let unknown_session = person.via == Via::FileShare && person.user.is_none();
             self.known.insert(
                 key,

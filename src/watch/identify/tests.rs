@@ -285,3 +285,22 @@ fn a_process_is_read_on_its_way_to_the_loop_so_it_is_named_after_it_ended() {
     let person = identities.lock().unwrap().person(&passed);
     assert_eq!(person.process.as_deref(), Some("sleep"), "{person:?}");
 }
+
+#[test]
+fn an_event_read_after_its_process_ended_is_that_of_the_one_met_with_its_pid() {
+    let mut identities = Identities::default();
+    let child = Running::start(Command::new("sleep").arg("300")).running("sleep");
+    let pid = child.pid();
+    // The first events came while it ran; the kernel gives no pidfd for the ones
+    // read after it ended.
+    identities.person(&actor(pid));
+    let late = Actor { pid, pidfd: None };
+    assert_eq!(
+        identities.person(&late).via,
+        Via::Ended,
+        "while it runs, an event without a pidfd is not that process's"
+    );
+    drop(child);
+    let person = identities.person(&late);
+    assert_eq!(person.process.as_deref(), Some("sleep"), "{person:?}");
+}
