@@ -58,11 +58,11 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
         .spawn(move || {
             let to = passed_to;
             for msg in rx {
-                if let Msg::Fs(_, Some(actor)) = &msg {
-                    identities
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .person(actor);
+                if let Msg::Fs(event, Some(actor)) = &msg {
+                    let mut identities = identities.lock().unwrap_or_else(PoisonError::into_inner);
+                    if identities.concerns(event) {
+                        identities.person(actor);
+                    }
                 }
                 if to.send(msg).is_err() {
                     break;
@@ -82,6 +82,10 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
 /// and, for an smbd whose session is not known yet, when to ask again.
 #[derive(Default)]
 pub struct Identities {
+    /// The protected folders: only processes that change something in them are
+    /// asked about on the way (smbd writes its own state files on the same
+    /// filesystem while it sets up a session, before smbstatus can name it).
+    roots: Vec<PathBuf>,
     known: HashMap<u64, Known>,
     /// The last process met with each pid (by its pidfd's inode), for the events a
     /// source could give no pidfd for (see `person`).
@@ -95,6 +99,28 @@ struct Known {
 }
 
 impl Identities {
+    /// The protected folders are now these.
+    pub fn protecting(&mut self, roots: Vec<PathBuf>) {
+        self.roots = roots;
+    }
+
+    /// Whether `event` touches a protected folder (or may: kinds not known here).
+    fn concerns(&self, event: &super::event::FsEvent) -> bool {
+        use super::event::FsEvent;
+        let inside = |p: &Path| self.roots.iter().any(|r| p.starts_with(r));
+        match event {
+            FsEvent::Changed { path, .. }
+            | FsEvent::Writing { path, .. }
+            | FsEvent::Closed { path }
+            | FsEvent::Removed { path, .. }
+            | FsEvent::MovedOut { path } => inside(path),
+            FsEvent::Renamed { from, to } => inside(from) || inside(to),
+            FsEvent::Rescan | FsEvent::WatchLimit { .. } | FsEvent::Error { .. } => false,
+            #[allow(unreachable_patterns)]
+            _ => true,
+        }
+    }
+
     /// Who `actor` is. Never fails: what cannot be read is left out, and a process
     /// that had ended is named by its pid.
     ///

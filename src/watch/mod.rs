@@ -232,6 +232,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     };
     daemon.hash_left_over()?;
     let paths: Vec<PathBuf> = daemon.roots.iter().map(|r| r.path.clone()).collect();
+    daemon.tell_identities_the_roots();
     let events = identify::forward(inbox.tx, Arc::clone(&daemon.identities));
     let (source, note) = start_source(daemon.config.events, events, &paths)?;
     daemon.source = Some(source);
@@ -319,6 +320,17 @@ fn fanotify_refused(refused: &WatchError) -> String {
              as fanotify needs."
         ),
         _ => format!("{refused}."),
+    }
+}
+
+impl Daemon {
+    /// Who made a change is asked only of processes that change protected files.
+    pub(super) fn tell_identities_the_roots(&self) {
+        let roots = self.roots.iter().map(|r| r.path.clone()).collect();
+        self.identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .protecting(roots);
     }
 }
 

@@ -305,6 +305,7 @@ impl Daemon {
         let old: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
         if roots != old {
             self.roots = self.index.set_roots(&roots, now)?;
+            self.tell_identities_the_roots();
             for gone in old.iter().filter(|p| !roots.contains(p)) {
                 tracing::info!("no longer protecting {}", gone.display());
                 if let Some(source) = &self.source {

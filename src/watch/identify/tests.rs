@@ -265,25 +265,38 @@ fn the_smbd_serving_a_pc_names_the_samba_user_the_pc_and_its_address() {
 
 #[test]
 fn a_process_is_read_on_its_way_to_the_loop_so_it_is_named_after_it_ended() {
+    use super::super::event::FsEvent;
     let identities = Arc::new(Mutex::new(Identities::default()));
+    identities
+        .lock()
+        .unwrap()
+        .protecting(vec![PathBuf::from("/srv/share")]);
     let (to_loop, the_loop) = mpsc::channel();
     let events = forward(to_loop, Arc::clone(&identities));
-    let child = Running::start(Command::new("sleep").arg("300")).running("sleep");
-    let pid = child.pid();
-    events
-        .send(Msg::Fs(
-            super::super::event::FsEvent::Rescan,
-            Some(actor(pid)),
-        ))
-        .unwrap();
-    let Ok(Msg::Fs(_, Some(passed))) = the_loop.recv_timeout(Duration::from_secs(10)) else {
-        panic!("the event was not handed on");
+    let removed = |path: &str| FsEvent::Removed {
+        path: path.into(),
+        was_dir: false,
     };
-    // Ended and reaped before the loop got to it, as a short rm is.
-    drop(child);
-    assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    let person = identities.lock().unwrap().person(&passed);
-    assert_eq!(person.process.as_deref(), Some("sleep"), "{person:?}");
+    let mut passed = Vec::new();
+    let mut children = Vec::new();
+    for path in ["/srv/share/a.txt", "/var/lib/samba/lock.tdb"] {
+        let child = Running::start(Command::new("sleep").arg("300")).running("sleep");
+        events
+            .send(Msg::Fs(removed(path), Some(actor(child.pid()))))
+            .unwrap();
+        let Ok(Msg::Fs(_, Some(actor))) = the_loop.recv_timeout(Duration::from_secs(10)) else {
+            panic!("the event was not handed on");
+        };
+        passed.push(actor);
+        children.push(child);
+    }
+    // Ended and reaped before the loop got to them, as a short rm is.
+    drop(children);
+    let mut identities = identities.lock().unwrap();
+    let inside = identities.person(&passed[0]);
+    assert_eq!(inside.process.as_deref(), Some("sleep"), "{inside:?}");
+    // Only what changes protected files is asked about on the way.
+    assert_eq!(identities.person(&passed[1]).via, Via::Ended);
 }
 
 #[test]
