@@ -10,6 +10,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -93,11 +94,18 @@ fn a_folder_deleted_over_the_share_names_anna_her_pc_and_the_file_share() {
         return;
     }
 
-    // From the PC FRONTDESK, over port 139, where a PC says its name.
+    // From the PC FRONTDESK, over port 139, where a PC says its name, in a session
+    // that stays open as a PC's does (Samba forgets a session once it ends).
     let pc = samba.client(&anna, "office").on_pc("FRONTDESK");
-    pc.run_ok("deltree photos");
+    let mut session = pc.hold();
+    session.send("deltree photos");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.path("photos").exists() {
+        assert!(Instant::now() < deadline, "smbclient did not delete photos");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     env.sync();
-    assert!(!env.path("photos").exists());
+    drop(session);
 
     let incident = incident_of(&env, "photos");
     assert_eq!(incident["files"], 41, "{incident:#}");

@@ -302,10 +302,7 @@ impl Client<'_> {
     }
 
     /// A session kept open: smbclient reads its commands from a pipe that stays open
-    /// until the session is dropped, so the smbd serving it lives on.
-    // For the daemon's own tests of who a process is (src/watch/identify), which
-    // include this file.
-    #[allow(dead_code)]
+    /// until the session is dropped, so the smbd serving it lives on, as a PC's does.
     pub fn hold(&self) -> Session<'_> {
         let mut cmd = self.smbclient();
         let child = cmd
@@ -335,16 +332,17 @@ impl Client<'_> {
 }
 
 /// An open session of a PC (see `Client::hold`).
-#[allow(dead_code)]
 pub struct Session<'a> {
     client: &'a Client<'a>,
     child: Child,
 }
 
-#[allow(dead_code)]
 impl Session<'_> {
     /// The pid of the smbd process serving this session, from `smbstatus`, once
     /// it is there (bounded).
+    // For the daemon's own tests of who a process is (src/watch/identify), which
+    // include this file.
+    #[allow(dead_code)]
     pub fn serving_pid(&self) -> i32 {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -373,6 +371,15 @@ impl Session<'_> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs one command in the open session (smbclient's syntax: `del a`, `deltree d`),
+    /// without waiting for it.
+    pub fn send(&mut self, command: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{command}").expect("send to smbclient");
+        stdin.flush().expect("send to smbclient");
     }
 }
 
