@@ -317,3 +317,18 @@ fn an_event_read_after_its_process_ended_is_that_of_the_one_met_with_its_pid() {
     let person = identities.person(&late);
     assert_eq!(person.process.as_deref(), Some("sleep"), "{person:?}");
 }
+
+#[test]
+fn a_kernel_thread_is_the_kernels_file_server_which_names_nobody() {
+    // nfsd and ksmbd are kernel threads, as kthreadd (pid 2) is: one stands in for them.
+    let person = Identities::default().person(&actor(2));
+    assert_eq!(
+        (person.via, person.user.as_deref()),
+        (Via::KernelServer, None),
+        "{person:?}"
+    );
+    assert_eq!(
+        person.to_string(),
+        "a client of the kernel's file server (NFS or ksmbd), which does not say who"
+    );
+}
