@@ -39,9 +39,10 @@ const SMBSTATUS_TIMEOUT: Duration = Duration::from_secs(3);
 const COMMAND_AT_MOST: usize = 200;
 /// How many processes are remembered before the ended ones are forgotten.
 const REMEMBERED: usize = 1024;
-/// How soon an smbd whose session smbstatus did not name is asked about again: its
-/// first events may come before the session is set up (the state files it writes
-/// are on the protected filesystem too), or smbstatus was slow.
+/// How soon an smbd whose session smbstatus did not name is asked about again: the
+/// session may not be known yet, or smbstatus was slow. A session that has ended is
+/// gone from smbstatus: a PC that deletes and disconnects at once (a script, not
+/// Explorer) is "someone over the file share".
 const SESSION_RETRY: Duration = Duration::from_secs(1);
 /// The kernel's flag for its own threads (`PF_KTHREAD`, in `/proc/<pid>/stat`).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -84,7 +85,7 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
 pub struct Identities {
     /// The protected folders: only processes that change something in them are
     /// asked about on the way (smbd writes its own state files on the same
-    /// filesystem while it sets up a session, before smbstatus can name it).
+    /// filesystem, and smbstatus would be asked about those for nothing).
     roots: Vec<PathBuf>,
     known: HashMap<u64, Known>,
     /// The last process met with each pid (by its pidfd's inode), for the events a
