@@ -25,15 +25,7 @@ const FILES_EACH: usize = 2000;
 /// why a test stops when not.
 fn fanotify_in_use(env: &TestEnv, test: &str) -> bool {
     let status = env.status_json();
-    let source = [
-        &status["event_source"]["source"],
-        &status["events"]["source"],
-        &status["event_source"],
-        &status["events"],
-    ]
-    .into_iter()
-    .find_map(Value::as_str)
-    .map(str::to_owned);
+    let source = status["event_source"]["source"].as_str().map(str::to_owned);
     if source.as_deref() == Some("fanotify") {
         return true;
     }
