@@ -44,6 +44,14 @@ pub enum Amendment {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report: Option<JsonPath>,
     },
+    /// A restore of overwrite incident `incident` brought these files back to their
+    /// place as they were before it, as its report says.
+    RestoredAsBefore {
+        incident: String,
+        files: Vec<JsonPath>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<JsonPath>,
+    },
     /// Someone says the open alert of `kind` raised at `raised_at` needs nothing
     /// done (the deletion was wanted).
     Acknowledge {
@@ -119,6 +127,19 @@ impl Amendment {
                     .iter()
                     .map(|(path, at)| (path.as_path().into(), *at))
                     .collect(),
+                report: report.map(JsonPath::from),
+            })
+            .collect()
+    }
+
+    /// The amendments that mark `files` as brought back as they were before
+    /// overwrite incident `code`, by the restore whose report is `report`.
+    pub fn restored_as_before(code: &str, files: &[PathBuf], report: Option<&Path>) -> Vec<Self> {
+        files
+            .chunks(FILES_AT_ONCE)
+            .map(|part| Self::RestoredAsBefore {
+                incident: code.to_owned(),
+                files: part.iter().map(|p| p.as_path().into()).collect(),
                 report: report.map(JsonPath::from),
             })
             .collect()
@@ -201,6 +222,20 @@ pub fn apply(
                 .map(|(path, at)| (path.clone().into_path(), *at))
                 .collect();
             let marked = index.mark_restored(&files, report.as_ref().map(|r| r.as_path()), now)?;
+            Ok(Ok(crate::words::files(marked as u64)))
+        }
+        Amendment::RestoredAsBefore {
+            incident,
+            files,
+            report,
+        } => {
+            let files: Vec<PathBuf> = files.iter().map(|p| p.clone().into_path()).collect();
+            let marked = index.mark_restored_as_before(
+                incident,
+                &files,
+                report.as_ref().map(|r| r.as_path()),
+                now,
+            )?;
             Ok(Ok(crate::words::files(marked as u64)))
         }
         Amendment::Acknowledge {

@@ -385,9 +385,13 @@ pub fn history_line(
             } else {
                 format!("{} files", crate::words::count(incident.files))
             };
+            let what = match incident.kind.is_overwrite() {
+                true => " changed beyond use brought back as they were before",
+                false => " brought back",
+            };
             Some(History {
                 sentence: format!(
-                    "Resolved {when}: {} of {of} brought back (incident {}).",
+                    "Resolved {when}: {} of {of}{what} (incident {}).",
                     crate::words::count(incident.restored),
                     incident.code,
                 ),
@@ -399,13 +403,24 @@ pub fn history_line(
                 .as_deref()
                 .map(|n| format!(" (note: {n})"))
                 .unwrap_or_default();
-            Some(History {
-                sentence: format!(
+            let sentence = if incident.kind.is_overwrite() {
+                format!(
+                    "Acknowledged {when}: the {} changed in {folder} (incident {}) {} \
+                     no restore{note}.",
+                    crate::words::files(incident.files),
+                    incident.code,
+                    if incident.files == 1 { "needs" } else { "need" },
+                )
+            } else {
+                format!(
                     "Acknowledged {when}: the deletion of {} from {folder} (incident {}) \
                      needs no restore{note}.",
                     crate::words::files(incident.files),
                     incident.code,
-                ),
+                )
+            };
+            Some(History {
+                sentence,
                 report: None,
             })
         }

@@ -236,6 +236,15 @@ pub enum Record {
         report: Option<JsonPath>,
         at: i64,
     },
+    /// `Index::mark_restored_as_before`: files of an overwrite incident a restore
+    /// brought back as they were before it, each by path, with the restore's report.
+    RestoredAsBefore {
+        code: String,
+        files: Vec<JsonPath>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<JsonPath>,
+        at: i64,
+    },
     /// `Index::acknowledge_alert`: the alert by kind and the moment it was raised.
     Acknowledged {
         kind: String,
@@ -309,6 +318,7 @@ impl Record {
             | Self::Ended { at, .. }
             | Self::EndTold { at, .. }
             | Self::Restored { at, .. }
+            | Self::RestoredAsBefore { at, .. }
             | Self::Acknowledged { at, .. }
             | Self::Purged { at, .. } => Some(*at),
             Self::Metadata { .. }

@@ -346,7 +346,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     let report = carry_out(&plan, &vault, &request, command, Some(&interrupt), true)?;
     let saved = super::report::save(&report, &vault, config);
     if plan.destination == Destination::Original {
-        super::restore::note_brought_back(&vault, &report, saved.as_deref().ok());
+        super::restore::note_brought_back(&vault, &request, &report, saved.as_deref().ok());
     }
     let c = report.counts();
     if saved.is_err() {

@@ -69,6 +69,8 @@ pub struct Request {
     pub destination: Destination,
     /// The incident's code as the index spells it (`RGA-HY8`, however it was typed).
     pub incident_code: Option<String>,
+    /// The code of the overwrite incident it brings back as it was before, if so.
+    pub as_before: Option<String>,
     /// The paths asked for, made absolute.
     paths: Vec<PathBuf>,
     under: Option<PathBuf>,
@@ -143,6 +145,10 @@ impl Request {
         Ok(Self {
             filter,
             destination,
+            as_before: incident
+                .as_ref()
+                .filter(|i| i.kind.is_overwrite())
+                .map(|i| i.code.clone()),
             incident_code: incident.map(|i| i.code),
             paths,
             under,
@@ -211,7 +217,7 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(saved) = &saved
         && plan.destination == Destination::Original
     {
-        note_brought_back(&vault, &report, saved.as_deref().ok());
+        note_brought_back(&vault, &request, &report, saved.as_deref().ok());
     }
     // The files are back and noted: the next restore may start. Printing comes after,
     // since a reader that is slow or gone (a pager, a full pipe) must not hold it.
@@ -293,21 +299,36 @@ fn never_protected(index: &Index, scopes: &[PathBuf]) -> anyhow::Result<Option<S
     )))
 }
 
-/// Notes in the vault which deleted files this restore brought back to their place
-/// (a restore elsewhere leaves them missing there), so `status` and `list` count what
-/// is still missing and an incident all back ends its alert. The files are on disk
-/// by now (the restore flushed them before its report). Best effort: they are back
-/// either way, and a vault that cannot take the note (read only, say) is told in one
-/// sentence.
-pub fn note_brought_back(vault: &Vault, report: &RestoreReport, saved: Option<&std::path::Path>) {
+/// Notes in the vault which files this restore brought back to their place (a
+/// restore elsewhere leaves them missing there): the deleted ones, and those of an
+/// overwrite incident brought back as they were before it. So `status` and `list`
+/// count what is still missing and an incident all back ends its alert. The files
+/// are on disk by now (the restore flushed them before its report). Best effort:
+/// they are back either way, and a vault that cannot take the note (read only, say)
+/// is told in one sentence.
+pub fn note_brought_back(
+    vault: &Vault,
+    request: &Request,
+    report: &RestoreReport,
+    saved: Option<&std::path::Path>,
+) {
     use crate::report::Outcome;
-    let back: Vec<(PathBuf, i64)> = report
+    let back = report
         .files
         .iter()
-        .filter(|f| matches!(f.outcome, Outcome::Recovered | Outcome::AlreadyPresent))
+        .filter(|f| matches!(f.outcome, Outcome::Recovered | Outcome::AlreadyPresent));
+    let deleted: Vec<(PathBuf, i64)> = back
+        .clone()
         .filter_map(|f| Some((f.path.clone(), f.deleted_at?)))
         .collect();
-    for amendment in crate::amend::Amendment::restored(&back, saved) {
+    let mut amendments = crate::amend::Amendment::restored(&deleted, saved);
+    if let Some(code) = &request.as_before {
+        let files: Vec<PathBuf> = back.map(|f| f.path.clone()).collect();
+        amendments.extend(crate::amend::Amendment::restored_as_before(
+            code, &files, saved,
+        ));
+    }
+    for amendment in amendments {
         if let Err(e) = crate::amend::make(vault, &amendment) {
             eprintln!(
                 "{}",

@@ -202,46 +202,113 @@ impl Index {
         })?;
         let mut marked = 0;
         let mut touched = std::collections::BTreeSet::new();
+        let mut overwrites = std::collections::BTreeSet::new();
         let mut mark = self.conn.prepare_cached(
             "UPDATE versions SET restored_at = ?3
              WHERE path = ?1 AND deleted_at = ?2 AND restored_at IS NULL AND kind != 2
-             RETURNING incident_id",
+             RETURNING incident_id, before_incident",
         )?;
         for (path, deleted_at) in files {
             let rows = mark.query_map(params![path_bytes(path), deleted_at, now], |r| {
-                r.get::<_, Option<i64>>(0)
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
-            for incident in rows {
+            for row in rows {
+                let (incident, before) = row?;
                 marked += 1;
-                if let Some(id) = incident?.filter(|&id| id != NO_INCIDENT) {
+                if let Some(id) = incident.filter(|&id| id != NO_INCIDENT) {
                     touched.insert(id);
                 }
+                // An original deleted after its encrypted copy was made (`a.docx`
+                // after `a.docx.locked`) is back for its overwrite incident too.
+                overwrites.extend(before);
             }
         }
         for id in touched {
             self.recount_incident(id)?;
-            let Some(incident) = self.incident(id)? else {
-                continue;
-            };
-            if incident.missing() > 0 {
-                continue;
-            }
-            // What follows is another deletion, not more of this one.
-            self.conn.execute(
-                "UPDATE incidents SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
-                params![id, now],
-            )?;
-            self.conn.execute(
-                "UPDATE alerts SET cleared_at = ?2, closed_how = 'resolved', report = ?3
-                 WHERE kind = ?1 AND cleared_at IS NULL",
-                params![
-                    AlertKind::MassDeletion(incident.code.clone()).as_str(),
-                    now,
-                    report.map(path_bytes)
-                ],
-            )?;
+            self.resolve_if_back(id, report, now)?;
+        }
+        for id in overwrites {
+            self.recount_overwrite(id)?;
+            self.resolve_if_back(id, report, now)?;
         }
         Ok(marked)
+    }
+
+    /// Records that a restore of overwrite incident `code` brought these files back
+    /// to their place as they were before it began (each by the path it came back
+    /// at, its original name), by the restore's report `report`. An incident all of
+    /// whose files that could come back are back is over, and its alert resolved, as
+    /// for deletions. Returns how many files were marked.
+    pub fn mark_restored_as_before(
+        &self,
+        code: &str,
+        files: &[PathBuf],
+        report: Option<&Path>,
+        now: i64,
+    ) -> Result<usize> {
+        let _r = self.record(|| {
+            Ok(Record::RestoredAsBefore {
+                code: code.to_owned(),
+                files: files.iter().map(|p| p.as_path().into()).collect(),
+                report: report.map(JsonPath::from),
+                at: now,
+            })
+        })?;
+        let Some(incident) = self.incident_by_code(code)? else {
+            return Ok(0);
+        };
+        let mut marked = 0;
+        let mut mark = self.conn.prepare_cached(
+            "UPDATE versions SET restored_at = ?3
+             WHERE before_incident = ?1 AND path = ?2 AND restored_at IS NULL",
+        )?;
+        for path in files {
+            marked += mark.execute(params![incident.id, path_bytes(path), now])?;
+        }
+        self.recount_overwrite(incident.id)?;
+        self.resolve_if_back(incident.id, report, now)?;
+        Ok(marked)
+    }
+
+    /// Counts what restores brought back of overwrite incident `id`: each file once,
+    /// among those with a copy from before it.
+    fn recount_overwrite(&self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE incidents SET restored = (
+                     SELECT COUNT(DISTINCT path) FROM versions
+                     WHERE before_incident = ?1 AND restored_at IS NOT NULL
+                       AND object IS NOT NULL AND uncaptured IS NULL)
+                 WHERE id = ?1 AND kind != 'deleted'",
+            )?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Ends incident `id` and resolves its alert once every file of it that could
+    /// come back is back.
+    fn resolve_if_back(&self, id: i64, report: Option<&Path>, now: i64) -> Result<()> {
+        let Some(incident) = self.incident(id)? else {
+            return Ok(());
+        };
+        if incident.missing() > 0 {
+            return Ok(());
+        }
+        // What follows is another incident, not more of this one.
+        self.conn.execute(
+            "UPDATE incidents SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+            params![id, now],
+        )?;
+        self.conn.execute(
+            "UPDATE alerts SET cleared_at = ?2, closed_how = 'resolved', report = ?3
+             WHERE kind = ?1 AND cleared_at IS NULL",
+            params![
+                AlertKind::MassDeletion(incident.code.clone()).as_str(),
+                now,
+                report.map(path_bytes)
+            ],
+        )?;
+        Ok(())
     }
 }
 

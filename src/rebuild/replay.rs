@@ -256,6 +256,20 @@ impl Replayer<'_> {
                     .collect();
                 ix.mark_restored(&files, report.as_ref().map(JsonPath::as_path), at)?;
             }
+            Record::RestoredAsBefore {
+                code,
+                files,
+                report,
+                at,
+            } => {
+                let files: Vec<PathBuf> = files.into_iter().map(JsonPath::into_path).collect();
+                ix.mark_restored_as_before(
+                    &code,
+                    &files,
+                    report.as_ref().map(JsonPath::as_path),
+                    at,
+                )?;
+            }
             Record::Acknowledged {
                 kind,
                 raised_at,

@@ -185,6 +185,10 @@ fn locked_copies_with_the_originals_deleted_come_back_under_the_original_names()
         assert_eq!(&fs::read(path).unwrap(), original, "{}", path.display());
         assert!(locked(path).exists(), "the encrypted copy is left in place");
     }
+    env.sync();
+    let renamed = overwrite_incidents(&env);
+    let code = renamed[0]["code"].as_str().unwrap();
+    assert_eq!(alert_of(&env, code)["state"], "resolved", "{renamed:#?}");
 }
 
 #[test]
@@ -326,4 +330,101 @@ fn the_owner_is_emailed_that_files_are_being_encrypted_with_the_command_that_und
         env.vault.display()
     );
     assert!(started.lines().any(|l| l.trim() == command), "{started}");
+}
+
+/// Text as one line, so what is looked for never depends on where it was wrapped.
+fn one_line(text: &[u8]) -> String {
+    let words: Vec<&str> = std::str::from_utf8(text)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    words.join(" ")
+}
+
+/// The code of the one overwrite incident of `env`.
+fn overwrite_code(env: &TestEnv) -> String {
+    let incidents = overwrite_incidents(env);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    incidents[0]["code"].as_str().unwrap().to_owned()
+}
+
+/// The alert of incident `code`, as `alerts --json` shows it.
+fn alert_of(env: &TestEnv, code: &str) -> Value {
+    alerts(env)
+        .into_iter()
+        .find(|a| a["incident"]["code"] == code)
+        .unwrap_or_else(|| panic!("no alert for {code}: {:#?}", alerts(env)))
+}
+
+#[test]
+fn a_restore_of_files_encrypted_in_place_resolves_their_alert_and_emergency_offers_them_no_more() {
+    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let code = overwrite_code(&env);
+    let (ok, report, text) = restore_json(&env, &["--incident", &code]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], 30, "{report:#}");
+    env.sync();
+    let alert = alert_of(&env, &code);
+    assert_eq!(alert["state"], "resolved", "{alert:#}");
+    assert_eq!(alert["incident"]["restored"], 30, "{alert:#}");
+    assert_eq!(alert["incident"]["missing"], 0, "{alert:#}");
+    let status = one_line(&env.run(&["status"]).stdout);
+    assert!(
+        status.contains("30 of 30 files changed beyond use brought back as they were before"),
+        "{status}"
+    );
+    assert!(!status.contains("WARNING"), "{status}");
+    // A later deletion: once the encrypted files are back, it is the one Enter brings back.
+    let later: Vec<PathBuf> = (0..5)
+        .map(|n| env.write(format!("later/note-{n}.txt"), format!("note {n}\n")))
+        .collect();
+    env.sync();
+    for path in &later {
+        fs::remove_file(path).unwrap();
+    }
+    env.sync();
+    let out = env.run(&["emergency", "--yes"]);
+    let screen = output_text(&out);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("Recovered 5 of 5 files"), "{screen}");
+    for path in &later {
+        assert!(path.exists(), "{}: {screen}", path.display());
+    }
+    // A second restore of the incident finds everything already there.
+    let (ok, again, text) = restore_json(&env, &["--incident", &code]);
+    assert!(ok, "{text}");
+    assert_eq!(again["already_present"], 30, "{again:#}");
+    // What was brought back is in the journal: a rebuilt index keeps it resolved.
+    let mut env = env;
+    env.stop_daemon();
+    env.run_ok(&["rebuild-index", "--json"]);
+    let alert = alert_of(&env, &code);
+    assert_eq!(alert["state"], "resolved", "{alert:#}");
+    assert_eq!(alert["incident"]["restored"], 30, "{alert:#}");
+}
+
+#[test]
+fn an_acknowledged_overwrite_alert_speaks_of_files_changed_not_of_a_deletion() {
+    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let code = overwrite_code(&env);
+    env.run_ok(&[
+        "alerts",
+        "ack",
+        &code,
+        "--note",
+        "a test of the backup software",
+    ]);
+    let alert = alert_of(&env, &code);
+    assert_eq!(alert["state"], "acknowledged", "{alert:#}");
+    let status = one_line(&env.run(&["status"]).stdout);
+    let listed = one_line(env.run_ok(&["alerts"]).as_bytes());
+    for text in [&status, &listed] {
+        assert!(!text.contains("deletion"), "{text}");
+        assert!(text.contains("the 30 files changed in"), "{text}");
+        assert!(text.contains("need no restore"), "{text}");
+    }
 }
