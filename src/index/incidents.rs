@@ -260,7 +260,8 @@ impl Index {
         let mut marked = 0;
         let mut mark = self.conn.prepare_cached(
             "UPDATE versions SET restored_at = ?3
-             WHERE before_incident = ?1 AND path = ?2 AND restored_at IS NULL",
+             WHERE before_incident = ?1 AND COALESCE(renamed_from, path) = ?2
+               AND restored_at IS NULL",
         )?;
         for path in files {
             marked += mark.execute(params![incident.id, path_bytes(path), now])?;
@@ -276,7 +277,7 @@ impl Index {
         self.conn
             .prepare_cached(
                 "UPDATE incidents SET restored = (
-                     SELECT COUNT(DISTINCT path) FROM versions
+                     SELECT COUNT(DISTINCT COALESCE(renamed_from, path)) FROM versions
                      WHERE before_incident = ?1 AND restored_at IS NOT NULL
                        AND object IS NOT NULL AND uncaptured IS NULL)
                  WHERE id = ?1 AND kind != 'deleted'",

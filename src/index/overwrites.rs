@@ -35,13 +35,17 @@ struct Signed {
     root_id: i64,
     at: i64,
     signs: Signs,
+    /// The name it had before an extension was added to it (`Index::rename`).
+    renamed_from: Option<PathBuf>,
 }
 
 impl Signed {
     /// The file it is a new version of: itself, or for a copy under a new
-    /// extension, the name it was made from.
+    /// extension, or a file renamed to one, the name it was made from.
     fn original(&self) -> PathBuf {
-        if self.signs.contains(Signs::NEW_EXTENSION) {
+        if let Some(name) = &self.renamed_from {
+            name.clone()
+        } else if self.signs.contains(Signs::NEW_EXTENSION) {
             crate::signs::without_added_extension(&self.path).unwrap_or_else(|| self.path.clone())
         } else {
             self.path.clone()
@@ -84,7 +88,7 @@ impl Index {
     ) -> Result<(Vec<i64>, bool)> {
         let signed: Vec<Signed> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, path, root_id, seen_at, signs FROM versions
+                "SELECT id, path, root_id, seen_at, signs, renamed_from FROM versions
                  WHERE signs != 0 AND overwrite_incident IS NULL ORDER BY seen_at, id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -94,6 +98,7 @@ impl Index {
                     root_id: r.get(2)?,
                     at: r.get(3)?,
                     signs: Signs::from_bits(r.get(4)?),
+                    renamed_from: r.get::<_, Option<Vec<u8>>>(5)?.map(path_from_bytes),
                 })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
@@ -224,7 +229,8 @@ impl Index {
         )?;
         let original = row.original();
         let marked: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM versions WHERE path = ?1 AND before_incident = ?2)",
+            "SELECT EXISTS (SELECT 1 FROM versions
+                 WHERE (path = ?1 OR renamed_from = ?1) AND before_incident = ?2)",
             params![path_bytes(&original), id],
             |r| r.get(0),
         )?;
@@ -250,13 +256,16 @@ impl Index {
             return Ok(());
         }
         // As it was just before the incident began: the last version without signs
-        // from before it.
+        // from before it, under its name or renamed since to a new extension. One
+        // seen while it was being written, or empty (truncated, the encryption to
+        // come), is taken only when there is no other.
         let before: Option<(i64, i64, bool)> = self
             .conn
             .prepare_cached(
                 "SELECT id, size, object IS NOT NULL AND uncaptured IS NULL FROM versions
-                 WHERE path = ?1 AND id < ?2 AND signs = 0 AND seen_at <= ?3 AND kind = 0
-                 ORDER BY id DESC LIMIT 1",
+                 WHERE (path = ?1 OR renamed_from = ?1) AND id < ?2 AND signs = 0
+                   AND seen_at <= ?3 AND kind = 0
+                 ORDER BY (incomplete IS NULL AND size > 0) DESC, id DESC LIMIT 1",
             )?
             .query_row(params![path_bytes(&original), row.id, first_at], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -211,6 +211,15 @@ ALTER TABLE versions ADD COLUMN changed_by INTEGER REFERENCES people(id);
 ALTER TABLE versions ADD COLUMN deleted_by INTEGER REFERENCES people(id);
 ALTER TABLE incidents ADD COLUMN person INTEGER REFERENCES people(id);
 "#,
+    // A file renamed to its own name with an extension added (`a.docx` →
+    // `a.docx.locked`, as ransomware does) keeps the name it had (`renamed_from`),
+    // so that when it is rewritten under the new name its overwrite incident brings
+    // it back under the old one. Set by `Index::rename`, so a replayed journal sets
+    // it again.
+    r#"
+ALTER TABLE versions ADD COLUMN renamed_from BLOB;
+CREATE INDEX versions_renamed_from ON versions(renamed_from) WHERE renamed_from IS NOT NULL;
+"#,
 ];
 
 impl Index {

@@ -19,6 +19,9 @@ pub(super) const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size,
      (SELECT person FROM people WHERE people.id = versions.changed_by), \
      (SELECT person FROM people WHERE people.id = versions.deleted_by)";
 
+/// How many columns `VERSION_COLUMNS` names: a query may ask for more after them.
+pub(super) const VERSION_COLUMN_COUNT: usize = 28;
+
 /// The versions current at the moment bound as `?4`: what `--as-of` restores, and
 /// what the mount shows at a point in time.
 pub(super) const CURRENT_AT: &str = "seen_at <= ?4 AND (replaced_at IS NULL OR replaced_at > ?4)
@@ -408,6 +411,19 @@ impl Index {
             new.extend_from_slice(&old[from_len..]);
             update.execute(params![id, new, root_id])?;
         }
+        // An extension added to the name (`a.docx` → `a.docx.locked`): the name it
+        // had is kept, the first one along a chain of such renames.
+        if crate::signs::without_added_extension(to).as_deref() == Some(from) {
+            let mut keep = self.conn.prepare_cached(
+                "UPDATE versions SET renamed_from = COALESCE(renamed_from, ?2)
+                 WHERE id = ?1 AND kind = 0",
+            )?;
+            for (id, old) in &moving {
+                if old.as_slice() == path_bytes(from) {
+                    keep.execute(params![id, path_bytes(from)])?;
+                }
+            }
+        }
         Ok(moving.len())
     }
 
@@ -544,12 +560,33 @@ impl Index {
 
     /// The versions current when overwrite incident `id` began, one per file it
     /// touched, ordered by path: what its restore brings back.
+    /// A file renamed to a new extension since (`a.docx` → `a.docx.locked`) comes
+    /// under the name it had.
     pub fn overwritten_before(&self, id: i64) -> Result<Vec<Version>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions WHERE before_incident = ?1 ORDER BY path, id"
+            "SELECT {VERSION_COLUMNS}, renamed_from FROM versions WHERE before_incident = ?1"
         ))?;
-        let rows = stmt.query_map([id], version_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map([id], |r| {
+            let mut version = version_from_row(r)?;
+            if let Some(name) = r.get::<_, Option<Vec<u8>>>(VERSION_COLUMN_COUNT)? {
+                version.path = path_from_bytes(name);
+            }
+            Ok(version)
+        })?;
+        let mut out: Vec<Version> = rows.collect::<rusqlite::Result<_>>()?;
+        out.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The name the version `id` had before an extension was added to it, if so.
+    pub fn renamed_from(&self, id: i64) -> Result<Option<PathBuf>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT renamed_from FROM versions WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten()
+            .map(path_from_bytes))
     }
 
     /// The versions a restore would bring back, one per path, ordered by path.

@@ -170,7 +170,7 @@ impl Daemon {
 
     /// The content a new copy of `path` is judged against for signs of encryption:
     /// its last copy with enough in it to judge, or for a new name that is an old
-    /// one with an extension added, the old one's. A copy made while the file was
+    /// one with an extension added, the old one's (renamed to it, or copied). A copy made while the file was
     /// empty or still being written (a program writes after it creates) says
     /// nothing: judged against it, the random bytes that follow would look normal.
     fn content_before(
@@ -187,17 +187,21 @@ impl Daemon {
                 .flatten()
         };
         if let Some(current) = current {
-            if let Some(object) = copy_of(current) {
+            let history;
+            let judged = match copy_of(current) {
+                Some(object) => Some((current, object)),
+                None => {
+                    history = self.index.history(path)?;
+                    history.iter().rev().find_map(|v| Some((v, copy_of(v)?)))
+                }
+            };
+            if let Some((version, object)) = judged {
+                // Renamed to this name with an extension added, then rewritten: a new
+                // extension as much as a copy made under it.
+                let new_extension = self.index.renamed_from(version.id)?.is_some();
                 return Ok(Some(capture::Before {
                     object,
-                    new_extension: false,
-                }));
-            }
-            let history = self.index.history(path)?;
-            if let Some(object) = history.iter().rev().find_map(copy_of) {
-                return Ok(Some(capture::Before {
-                    object,
-                    new_extension: false,
+                    new_extension,
                 }));
             }
         }

@@ -428,3 +428,36 @@ fn an_acknowledged_overwrite_alert_speaks_of_files_changed_not_of_a_deletion() {
         assert!(text.contains("need no restore"), "{text}");
     }
 }
+
+#[test]
+fn files_renamed_to_a_new_extension_and_rewritten_come_back_under_their_original_names() {
+    let (env, files) = office(40, &["--overwrite-alert-files", "20"]);
+    for (k, (path, _)) in files.iter().enumerate() {
+        let to = locked(path);
+        let cipher = random(0xBAD + k as u64, 4096);
+        if k % 2 == 0 {
+            // Renamed first, then rewritten in place under the new name.
+            fs::rename(path, &to).unwrap();
+            fs::write(&to, cipher).unwrap();
+        } else {
+            // Rewritten first, then renamed.
+            fs::write(path, cipher).unwrap();
+            fs::rename(path, &to).unwrap();
+        }
+        if k % 10 == 9 {
+            env.sync();
+        }
+    }
+    env.sync();
+    let code = overwrite_code(&env);
+    let (ok, report, text) = restore_json(&env, &["--incident", &code]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], 40, "{report:#}");
+    for (path, original) in &files {
+        let back = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}\n{report:#}", path.display()));
+        assert_eq!(&back, original, "{}", path.display());
+        assert!(locked(path).exists(), "the encrypted copy is left in place");
+    }
+    env.sync();
+    assert_eq!(alert_of(&env, &code)["state"], "resolved");
+}
