@@ -606,6 +606,29 @@ pub struct RestoreFilter {
     pub as_of: Option<i64>,
     /// Also bring back lock files of programs (see `names::is_program_lock`).
     pub include_lock_files: bool,
+    /// What a restore of an overwrite incident does with its encrypted copies.
+    pub encrypted: EncryptedCopies,
+}
+
+/// What a restore of an overwrite incident does with the encrypted copies it left
+/// where the files were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EncryptedCopies {
+    /// Left where they are: nothing on the share is touched but what comes back.
+    #[default]
+    Leave,
+    /// Moved into a folder of their own in their protected folder, at the same
+    /// paths below it (`ENCRYPTED_FOLDER`), making room for the originals.
+    MoveAside,
+    /// Deleted, only when asked by name (the vault keeps a copy of each, as of any
+    /// deleted file).
+    Delete,
+}
+
+/// The folder, in each protected folder, that encrypted copies are moved into:
+/// "Encrypted files (incident K7Q-4MD)".
+pub fn encrypted_folder(code: &str) -> String {
+    format!("Encrypted files (incident {code})")
 }
 
 /// Which deleted or live versions to list.

@@ -51,6 +51,13 @@ pub struct EmergencyArgs {
     /// Also bring back lock files of programs (left out by default).
     #[arg(long)]
     include_lock_files: bool,
+    /// For files encrypted: move the encrypted copies into a folder of their own,
+    /// "Encrypted files (incident CODE)" in the protected folder (default: leave them).
+    #[arg(long, conflicts_with = "delete_encrypted")]
+    move_encrypted_aside: bool,
+    /// For files encrypted: delete the encrypted copies (never done without this flag).
+    #[arg(long)]
+    delete_encrypted: bool,
     /// Do not ask anything: take the defaults and the choices given as flags.
     #[arg(long)]
     yes: bool,
@@ -204,6 +211,8 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         },
         to: args.to.clone(),
         include_lock_files: args.include_lock_files,
+        move_encrypted_aside: args.move_encrypted_aside,
+        delete_encrypted: args.delete_encrypted,
         ..RestoreArgs::default()
     };
     let mut request = Request::from_args(&restore_args, &index)?;
@@ -241,6 +250,8 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         destination: String::new(),
         command: String::new(),
         incident: None,
+        as_before: None,
+        encrypted: Vec::new(),
     };
     for (reason, group) in preview.lost_by_reason() {
         println!(
@@ -321,12 +332,62 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         request.filter = selection;
         plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
     }
+    let copies = plan.encrypted.len() as u64;
+    if copies > 0 && !args.move_encrypted_aside && !args.delete_encrypted {
+        let Choice::Incident(incident) = &choice else {
+            unreachable!("only an incident of files encrypted has encrypted copies")
+        };
+        let folder = crate::model::encrypted_folder(&incident.code);
+        println!(
+            "{}",
+            wrap(&format!(
+                "What should be done with the {} encrypted {} left where the files were?",
+                count(copies),
+                if copies == 1 { "copy" } else { "copies" }
+            ))
+        );
+        println!("  1) Leave them where they are. (Enter)");
+        println!(
+            "{}",
+            menu_line(
+                "2)",
+                &format!(
+                    "Move them into a folder \"{folder}\" in the protected folder, so \
+                     each file takes its own name again."
+                )
+            )
+        );
+        let pick = w.ask_until("Your choice for the encrypted copies [1]:", |answer| {
+            number_up_to(answer, 2)
+                .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
+        })?;
+        if pick == 1 {
+            request.filter.encrypted = crate::model::EncryptedCopies::MoveAside;
+            plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+        }
+    }
     match &plan.destination {
         Destination::Original => println!("The files will go back to their original place."),
         Destination::Under(dir) => println!(
             "{}",
             wrap(&format!("The files will go into {}.", display_path(dir)))
         ),
+    }
+    if copies > 0 {
+        println!(
+            "{}",
+            wrap(match request.filter.encrypted {
+                crate::model::EncryptedCopies::Leave => {
+                    "The encrypted copies will be left where they are."
+                }
+                crate::model::EncryptedCopies::MoveAside => {
+                    "The encrypted copies will be moved aside first."
+                }
+                crate::model::EncryptedCopies::Delete => {
+                    "The encrypted copies will be deleted first."
+                }
+            })
+        );
     }
     let start = w.ask_until(
         "Start now? Press Enter to start, or type n to stop [Y/n]:",

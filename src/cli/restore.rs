@@ -10,7 +10,7 @@ use crate::announce::Announcer;
 use crate::clock;
 use crate::config::Config;
 use crate::index::Index;
-use crate::model::RestoreFilter;
+use crate::model::{EncryptedCopies, RestoreFilter};
 use crate::report::RestoreReport;
 use crate::restore::{self, Destination, RestorePlan};
 use crate::vault::Vault;
@@ -49,6 +49,16 @@ pub struct RestoreArgs {
     /// the document is still open.
     #[arg(long)]
     pub include_lock_files: bool,
+    /// With --incident of files encrypted: move the encrypted copies into a folder
+    /// of their own, "Encrypted files (incident CODE)" in the protected folder, at
+    /// the same paths below it, so each original takes its own name again. By
+    /// default they are left where they are.
+    #[arg(long, requires = "incident", conflicts_with = "delete_encrypted")]
+    pub move_encrypted_aside: bool,
+    /// With --incident of files encrypted: delete the encrypted copies (the vault
+    /// keeps a copy of each, as of any deleted file). Never done without this flag.
+    #[arg(long, requires = "incident")]
+    pub delete_encrypted: bool,
     /// Put the files under this folder instead of their original place.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
@@ -137,6 +147,13 @@ impl Request {
             incident: incident.as_ref().map(|i| i.id),
             as_of: time(&args.as_of)?,
             include_lock_files: args.include_lock_files,
+            encrypted: if args.move_encrypted_aside {
+                EncryptedCopies::MoveAside
+            } else if args.delete_encrypted {
+                EncryptedCopies::Delete
+            } else {
+                EncryptedCopies::Leave
+            },
         };
         let destination = match &args.to {
             Some(dir) => Destination::Under(super::destination(dir)),
@@ -169,6 +186,11 @@ impl Request {
             deleted_before: self.filter.deleted_before,
             as_of: self.filter.as_of,
             include_lock_files: self.filter.include_lock_files,
+            encrypted: match self.filter.encrypted {
+                EncryptedCopies::Leave => None,
+                EncryptedCopies::MoveAside => Some("--move-encrypted-aside"),
+                EncryptedCopies::Delete => Some("--delete-encrypted"),
+            },
             to: match destination {
                 Destination::Under(dir) => Some(dir),
                 Destination::Original => None,
@@ -366,8 +388,10 @@ pub fn carry_out(
 ) -> anyhow::Result<RestoreReport> {
     let started_at = clock::now();
     let dry_run = run.is_none();
-    let files = if let Some(interrupt) = run {
+    let (files, encrypted) = if let Some(interrupt) = run {
         interrupt.restore_starts();
+        // First, so that an original can take its own name again.
+        let encrypted = restore::set_aside(plan, vault);
         let total = plan.files().count() as u64;
         let bar = if show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             let bar = indicatif::ProgressBar::new(total);
@@ -392,9 +416,9 @@ pub fn carry_out(
             announcer.as_ref(),
         )?;
         bar.finish_and_clear();
-        results
+        (results, encrypted)
     } else {
-        plan.as_results()
+        (plan.as_results(), plan.encrypted_as_results())
     };
     Ok(RestoreReport {
         files,
@@ -404,5 +428,7 @@ pub fn carry_out(
         destination: destination_words(&plan.destination),
         command,
         incident: request.incident_code.clone(),
+        as_before: plan.as_before,
+        encrypted,
     })
 }

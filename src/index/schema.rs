@@ -215,10 +215,12 @@ ALTER TABLE incidents ADD COLUMN person INTEGER REFERENCES people(id);
     // `a.docx.locked`, as ransomware does) keeps the name it had (`renamed_from`),
     // so that when it is rewritten under the new name its overwrite incident brings
     // it back under the old one. Set by `Index::rename`, so a replayed journal sets
-    // it again.
+    // it again. A restore finds an incident's encrypted copies by its versions.
     r#"
 ALTER TABLE versions ADD COLUMN renamed_from BLOB;
 CREATE INDEX versions_renamed_from ON versions(renamed_from) WHERE renamed_from IS NOT NULL;
+CREATE INDEX versions_overwrite_incident ON versions(overwrite_incident)
+    WHERE overwrite_incident IS NOT NULL;
 "#,
 ];
 

@@ -578,6 +578,19 @@ impl Index {
         Ok(out)
     }
 
+    /// The encrypted copies overwrite incident `id` left: the current versions, with
+    /// signs of encryption, of the paths whose versions joined it. Ordered by path.
+    pub fn encrypted_copies(&self, id: i64) -> Result<Vec<Version>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions
+             WHERE replaced_at IS NULL AND deleted_at IS NULL AND signs != 0 AND kind = 0
+               AND path IN (SELECT path FROM versions WHERE overwrite_incident = ?1)
+             ORDER BY path"
+        ))?;
+        let rows = stmt.query_map([id], version_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The name the version `id` had before an extension was added to it, if so.
     pub fn renamed_from(&self, id: i64) -> Result<Option<PathBuf>> {
         Ok(self

@@ -125,6 +125,31 @@ pub struct Counts {
     pub partial: u64,
 }
 
+/// What became of one encrypted copy an overwrite incident left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptedOutcome {
+    Left,
+    MovedTo(PathBuf),
+    Deleted,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncryptedResult {
+    pub path: PathBuf,
+    pub outcome: EncryptedOutcome,
+    /// Why it was left although asked to be moved or deleted.
+    pub why_left: Option<String>,
+}
+
+/// How the report groups encrypted copies, in the order it tells them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum EncryptedGroup {
+    Moved,
+    Deleted,
+    Left,
+    LeftBecause(String),
+}
+
 /// The recovered-versus-lost report of one restore.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
@@ -138,6 +163,10 @@ pub struct RestoreReport {
     pub command: String,
     /// The code of the incident restored, when one was chosen.
     pub incident: Option<String>,
+    /// For an overwrite incident: the moment it began, as of which files came back.
+    pub as_before: Option<i64>,
+    /// For an overwrite incident: what became of each encrypted copy.
+    pub encrypted: Vec<EncryptedResult>,
 }
 
 impl RestoreReport {
@@ -273,6 +302,14 @@ impl RestoreReport {
             ));
         }
         lines.push(first);
+        if let Some(at) = self.as_before {
+            lines.push(format!(
+                "Each file {} back as it was at {}, before the encryption began.",
+                if future { "would come" } else { "came" },
+                crate::clock::local(at)
+            ));
+        }
+        lines.extend(self.encrypted_lines());
         if c.lost > 0 {
             lines.push(format!(
                 "{} {} be recovered:",
@@ -328,6 +365,80 @@ impl RestoreReport {
             ));
         }
         lines
+    }
+
+    /// What became of the encrypted copies, in a sentence for each outcome.
+    fn encrypted_lines(&self) -> Vec<String> {
+        let future = self.dry_run;
+        let were = |n: usize| match (future, n == 1) {
+            (true, _) => "would be",
+            (false, true) => "was",
+            (false, false) => "were",
+        };
+        let copies = |n: usize| match n {
+            1 => "1 encrypted copy".to_owned(),
+            n => format!("{} encrypted copies", count(n as u64)),
+        };
+        let mut lines = Vec::new();
+        for (heading, group) in self.encrypted_groups() {
+            let n = group.len();
+            let place = if n == 1 {
+                "where it is"
+            } else {
+                "where they are"
+            };
+            lines.push(match heading {
+                EncryptedGroup::Left => format!("{} {} left {place}.", copies(n), were(n)),
+                EncryptedGroup::LeftBecause(why) => {
+                    format!("{} {} left {place}: {why}.", copies(n), were(n))
+                }
+                EncryptedGroup::Moved => {
+                    let folders: std::collections::BTreeSet<String> = group
+                        .iter()
+                        .filter_map(|e| self.aside_folder(e))
+                        .map(|f| display_path(&f))
+                        .collect();
+                    format!(
+                        "{} {} moved into {}.",
+                        copies(n),
+                        were(n),
+                        and_list(&folders.iter().map(String::as_str).collect::<Vec<_>>())
+                    )
+                }
+                EncryptedGroup::Deleted => format!(
+                    "{} {} deleted (the vault keeps a copy of each).",
+                    copies(n),
+                    were(n)
+                ),
+            });
+        }
+        lines
+    }
+
+    /// The encrypted copies by what became of them, in a fixed order.
+    fn encrypted_groups(&self) -> Vec<(EncryptedGroup, Vec<&EncryptedResult>)> {
+        let mut groups: BTreeMap<EncryptedGroup, Vec<&EncryptedResult>> = BTreeMap::new();
+        for e in &self.encrypted {
+            let group = match (&e.outcome, &e.why_left) {
+                (_, Some(why)) => EncryptedGroup::LeftBecause(why.clone()),
+                (EncryptedOutcome::Left, None) => EncryptedGroup::Left,
+                (EncryptedOutcome::MovedTo(_), None) => EncryptedGroup::Moved,
+                (EncryptedOutcome::Deleted, None) => EncryptedGroup::Deleted,
+            };
+            groups.entry(group).or_default().push(e);
+        }
+        groups.into_iter().collect()
+    }
+
+    /// The incident's folder of encrypted copies that `e` was moved into.
+    fn aside_folder(&self, e: &EncryptedResult) -> Option<PathBuf> {
+        let EncryptedOutcome::MovedTo(to) = &e.outcome else {
+            return None;
+        };
+        let name = crate::model::encrypted_folder(self.incident.as_deref()?);
+        to.ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == name.as_str()))
+            .map(Path::to_owned)
     }
 
     /// "14 images, 1 document, 2 other files": the files of `outcome` by kind.
@@ -490,6 +601,30 @@ impl RestoreReport {
                 ));
             }
         }
+        for (group, copies) in self.encrypted_groups() {
+            let heading = match &group {
+                EncryptedGroup::Left => "Encrypted copies, left where they are".to_owned(),
+                EncryptedGroup::LeftBecause(why) => {
+                    format!("Encrypted copies, left where they are: {why}")
+                }
+                EncryptedGroup::Moved => "Encrypted copies, moved aside".to_owned(),
+                EncryptedGroup::Deleted => "Encrypted copies, deleted".to_owned(),
+            };
+            out.push('\n');
+            out.push_str(&wrap_line(&format!(
+                "{heading} ({}):",
+                count(copies.len() as u64)
+            )));
+            out.push('\n');
+            for e in copies {
+                match &e.outcome {
+                    EncryptedOutcome::MovedTo(to) if e.why_left.is_none() => out.push_str(
+                        &format!("  {} -> {}\n", display_path(&e.path), display_path(to)),
+                    ),
+                    _ => out.push_str(&format!("  {}\n", display_path(&e.path))),
+                }
+            }
+        }
         // Whole on a line of its own, so it can be typed as shown.
         out.push_str(&format!(
             "\nTo repeat this restore:\n    {}\n",
@@ -534,6 +669,34 @@ impl RestoreReport {
             "lost_by_kind": by_kind(Outcome::Lost),
             "complete": self.complete(),
             "command": self.command,
+            "as_of": self.as_before.map(crate::clock::rfc3339),
+            "encrypted_left": self.encrypted.iter()
+                .filter(|e| e.outcome == EncryptedOutcome::Left).count(),
+            "encrypted_moved": self.encrypted.iter()
+                .filter(|e| matches!(e.outcome, EncryptedOutcome::MovedTo(_))).count(),
+            "encrypted_deleted": self.encrypted.iter()
+                .filter(|e| e.outcome == EncryptedOutcome::Deleted).count(),
+            "encrypted": self.encrypted.iter().map(|e| {
+                let (path, path_bytes) = json_path(&e.path);
+                let (outcome, moved_to) = match &e.outcome {
+                    EncryptedOutcome::Left => ("left", None),
+                    EncryptedOutcome::MovedTo(to) => ("moved", Some(json_path(to))),
+                    EncryptedOutcome::Deleted => ("deleted", None),
+                };
+                let mut v = serde_json::json!({
+                    "path": path,
+                    "outcome": outcome,
+                    "moved_to": moved_to.as_ref().map(|(text, _)| text),
+                    "reason": e.why_left,
+                });
+                if let Some(hex) = path_bytes {
+                    v["path_bytes"] = serde_json::json!(hex);
+                }
+                if let Some((_, Some(hex))) = moved_to {
+                    v["moved_to_bytes"] = serde_json::json!(hex);
+                }
+                v
+            }).collect::<Vec<_>>(),
             "files": self.files.iter().map(|f| {
                 let (path, path_bytes) = json_path(&f.path);
                 let restored_to = f.restored_to.as_deref().map(json_path);

@@ -70,7 +70,8 @@ pub fn execute(
         vault,
         counter: AtomicU64::new(0),
         is_root,
-        as_of: plan.as_of,
+        // A name taken since the plan gets the same label the plan would have given.
+        as_of: plan.as_of.or(plan.as_before),
         announcer,
         hashed: Mutex::new(Vec::new()),
     };

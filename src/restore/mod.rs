@@ -10,6 +10,7 @@
 //!
 //! It decides nothing the plan does not show.
 
+mod aside;
 mod copy;
 mod execute;
 mod lock;
@@ -28,10 +29,11 @@ use crate::clock;
 use crate::ids::ObjectId;
 use crate::index::IndexError;
 use crate::model::{EntryKind, Version};
-use crate::report::{FileResult, LossReason, Outcome};
+use crate::report::{EncryptedOutcome, EncryptedResult, FileResult, LossReason, Outcome};
 use crate::vault::Vault;
 use crate::words::display_path;
 
+pub use aside::set_aside;
 pub use execute::execute;
 pub use lock::{RestoreLock, lock};
 pub use plan::plan;
@@ -90,12 +92,38 @@ impl PlanItem {
     }
 }
 
+/// What the plan will do with one encrypted copy an overwrite incident left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptedAction {
+    Leave,
+    /// Move it to this path below its protected folder.
+    MoveTo(PathBuf),
+    Delete,
+}
+
+/// An encrypted copy an overwrite incident left, and what the restore does with it.
+#[derive(Debug, Clone)]
+pub struct EncryptedItem {
+    /// Its current version: what must still be on disk for it to be moved or deleted.
+    pub version: Version,
+    /// Its protected folder.
+    pub base: PathBuf,
+    /// Its path below `base`.
+    pub relative: PathBuf,
+    pub action: EncryptedAction,
+}
+
 /// Everything a restore will do, before it does it.
 #[derive(Debug, Clone)]
 pub struct RestorePlan {
     pub items: Vec<PlanItem>,
     pub destination: Destination,
     pub as_of: Option<i64>,
+    /// For an overwrite incident: the moment it began, as of which files come back.
+    pub as_before: Option<i64>,
+    /// For an overwrite incident: its encrypted copies, moved or deleted before the
+    /// files come back (so an original may take its own name again), or left.
+    pub encrypted: Vec<EncryptedItem>,
 }
 
 /// Totals of a plan, by what will happen.
@@ -134,6 +162,22 @@ impl RestorePlan {
             }
         }
         t
+    }
+
+    /// What would become of the encrypted copies, for a dry run's report.
+    pub fn encrypted_as_results(&self) -> Vec<EncryptedResult> {
+        self.encrypted
+            .iter()
+            .map(|e| EncryptedResult {
+                path: e.version.path.clone(),
+                outcome: match &e.action {
+                    EncryptedAction::Leave => EncryptedOutcome::Left,
+                    EncryptedAction::MoveTo(to) => EncryptedOutcome::MovedTo(e.base.join(to)),
+                    EncryptedAction::Delete => EncryptedOutcome::Deleted,
+                },
+                why_left: None,
+            })
+            .collect()
     }
 
     /// What the plan's results would be, for a dry run's report.

@@ -6,14 +6,14 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::index::{Index, IndexError};
-use crate::model::{EntryKind, RestoreFilter, Version};
+use crate::model::{EncryptedCopies, EntryKind, RestoreFilter, Version};
 use crate::names;
 use crate::report::LossReason;
 use crate::vault::{DamageError, Vault};
 
 use super::{
-    Action, Destination, DirCache, PlanItem, RestoreError, RestorePlan, beside_label, safe_fs,
-    same_content,
+    Action, Destination, DirCache, EncryptedAction, EncryptedItem, PlanItem, RestoreError,
+    RestorePlan, beside_label, safe_fs, same_content,
 };
 
 /// Selects versions and decides, for each, what a restore would do. Writes nothing.
@@ -27,12 +27,23 @@ pub fn plan(
     let mut versions = index.restore_candidates(filter)?;
     // Beside an encrypted file, a file brought back from before an overwrite
     // incident is named for the moment it began: "name (as of …).ext".
-    let before_incident = match filter.incident {
-        Some(id) => index
-            .incident(id)?
-            .filter(|i| i.kind.is_overwrite())
-            .map(|i| i.first_at),
+    let overwrite = match filter.incident {
+        Some(id) => index.incident(id)?.filter(|i| i.kind.is_overwrite()),
         None => None,
+    };
+    let before_incident = overwrite.as_ref().map(|i| i.first_at);
+    let encrypted = match &overwrite {
+        Some(incident) => plan_encrypted(index, incident, filter, &roots)?,
+        None => Vec::new(),
+    };
+    // Names the encrypted copies will have left by the time the files come back.
+    let vacated: HashSet<PathBuf> = match destination {
+        Destination::Original => encrypted
+            .iter()
+            .filter(|e| e.action != EncryptedAction::Leave)
+            .map(|e| e.version.path.clone())
+            .collect(),
+        Destination::Under(_) => HashSet::new(),
     };
     add_missing_folders(index, &mut versions, &roots)?;
     // Each destination is found once, by descriptor: the way to it is checked, and
@@ -93,7 +104,7 @@ pub fn plan(
                 (base.clone(), Action::LeftOut)
             }
             Ok((base, cache)) => {
-                let action = decide(vault, cache.as_mut(), &version, &relative, &label);
+                let action = decide(vault, cache.as_mut(), &version, &relative, &label, &vacated);
                 (base.clone(), action)
             }
         };
@@ -108,7 +119,49 @@ pub fn plan(
         items,
         destination,
         as_of: filter.as_of,
+        as_before: before_incident,
+        encrypted,
     })
+}
+
+/// The encrypted copies of overwrite incident `incident` within the restore's
+/// scopes, each with what is to become of it: moved into the incident's folder in
+/// its protected folder, at the same path below it, deleted, or left.
+fn plan_encrypted(
+    index: &Index,
+    incident: &crate::model::Incident,
+    filter: &RestoreFilter,
+    roots: &HashMap<i64, PathBuf>,
+) -> Result<Vec<EncryptedItem>, IndexError> {
+    let aside = PathBuf::from(crate::model::encrypted_folder(&incident.code));
+    let mut out = Vec::new();
+    for version in index.encrypted_copies(incident.id)? {
+        let Some(root) = roots.get(&version.root_id) else {
+            continue;
+        };
+        if !filter.scopes.is_empty() && !filter.scopes.iter().any(|s| version.path.starts_with(s)) {
+            continue;
+        }
+        let Ok(relative) = version.path.strip_prefix(root).map(Path::to_owned) else {
+            continue;
+        };
+        // Already moved aside by an earlier restore: where it belongs.
+        if relative.starts_with(&aside) {
+            continue;
+        }
+        let action = match filter.encrypted {
+            EncryptedCopies::Leave => EncryptedAction::Leave,
+            EncryptedCopies::MoveAside => EncryptedAction::MoveTo(aside.join(&relative)),
+            EncryptedCopies::Delete => EncryptedAction::Delete,
+        };
+        out.push(EncryptedItem {
+            version,
+            base: root.clone(),
+            relative,
+            action,
+        });
+    }
+    Ok(out)
 }
 
 /// Adds the folders above selected files that are not selected themselves, with their
@@ -150,6 +203,7 @@ fn decide(
     version: &Version,
     relative: &Path,
     label: &str,
+    vacated: &HashSet<PathBuf>,
 ) -> Action {
     if let Err(problem) = safe_fs::check_relative(relative) {
         return Action::Lost(LossReason::UnsafeName(problem.to_string()));
@@ -187,6 +241,12 @@ fn decide(
             Ok(existing) => existing,
             Err(problem) => return Action::Lost(LossReason::Blocked(problem.to_string())),
         };
+        // An encrypted copy moved or deleted first: the name will be free.
+        let existing = existing.filter(|_| {
+            n > 1
+                || observed.kind == EntryKind::Dir
+                || !vacated.contains(&dirs.base().join(parent).join(&candidate))
+        });
         let Some(existing) = existing else {
             return match (observed.kind, n) {
                 (EntryKind::Dir, _) => Action::Folder,

@@ -90,6 +90,8 @@ pub struct Repeat<'a> {
     pub deleted_before: Option<i64>,
     pub as_of: Option<i64>,
     pub include_lock_files: bool,
+    /// The flag saying what became of an overwrite incident's encrypted copies.
+    pub encrypted: Option<&'static str>,
     /// Where the files really went, when not to their original place.
     pub to: Option<&'a Path>,
 }
@@ -127,6 +129,9 @@ impl Repeat<'_> {
         }
         if self.include_lock_files {
             command = command.arg("--include-lock-files");
+        }
+        if let Some(flag) = self.encrypted {
+            command = command.arg(flag);
         }
         if let Some(dir) = self.to {
             command = command.arg("--to").path(dir);

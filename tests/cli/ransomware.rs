@@ -81,7 +81,12 @@ fn emergency_with_enter(env: &TestEnv) -> String {
         "stty rows 24 cols 80; exec {BIN} --vault {} emergency",
         env.vault.display()
     ));
-    for question in ["Press Enter for 1:", "Your choice [1]:", "[Y/n]:"] {
+    for question in [
+        "Press Enter for 1:",
+        "Your choice [1]:",
+        "Your choice for the encrypted copies [1]:",
+        "[Y/n]:",
+    ] {
         term.expect(question);
         term.send("\n");
     }
@@ -460,4 +465,172 @@ fn files_renamed_to_a_new_extension_and_rewritten_come_back_under_their_original
     }
     env.sync();
     assert_eq!(alert_of(&env, &code)["state"], "resolved");
+}
+
+/// Files of `files` whose encrypted copies were moved aside, then rewritten on
+/// disk again while no daemon saw it: changed since, so left alone.
+#[test]
+fn encrypted_copies_moved_aside_make_room_for_the_originals_under_their_own_names() {
+    let (mut env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let code = overwrite_code(&env);
+    let encrypted: Vec<Vec<u8>> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
+    // By default, nothing on the share is touched: a dry run says they stay.
+    let (_, dry, _) = restore_json(&env, &["--incident", &code, "--dry-run"]);
+    assert_eq!(dry["encrypted_left"], 30, "{dry:#}");
+    // One encrypted file changed again while the service was stopped.
+    env.stop_daemon();
+    fs::write(&paths[0], random(77, 4096)).unwrap();
+    let changed = fs::read(&paths[0]).unwrap();
+    let (ok, report, text) = restore_json(&env, &["--incident", &code, "--move-encrypted-aside"]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], 30, "{report:#}");
+    assert_eq!(report["encrypted_moved"], 29, "{report:#}");
+    let aside = env.share.join(format!("Encrypted files (incident {code})"));
+    for (k, (path, original)) in files.iter().enumerate().skip(1) {
+        assert_eq!(&fs::read(path).unwrap(), original, "{}", path.display());
+        let relative = path.strip_prefix(&env.share).unwrap();
+        assert_eq!(fs::read(aside.join(relative)).unwrap(), encrypted[k]);
+    }
+    // The one that changed is left, named in the report, and its original beside it.
+    assert_eq!(fs::read(&paths[0]).unwrap(), changed);
+    let left: Vec<&Value> = report["encrypted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "left")
+        .collect();
+    assert_eq!(left.len(), 1, "{report:#}");
+    assert_eq!(left[0]["path"], paths[0].to_str().unwrap());
+    assert_eq!(left[0]["reason"], "it changed since it was encrypted");
+    let first = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == paths[0].to_str().unwrap())
+        .unwrap();
+    let beside = first["restored_to"].as_str().unwrap();
+    assert!(beside.contains(" (as of "), "{first:#}");
+    assert_eq!(&fs::read(beside).unwrap(), &files[0].1);
+    // Every file is back as of the moment the encryption began, and the text says where
+    // the copies went.
+    assert!(report["as_of"].is_string(), "{report:#}");
+    let saved = one_line(env.run_ok(&["report", "last"]).as_bytes());
+    assert!(
+        saved.contains(&format!(
+            "29 encrypted copies were moved into {}",
+            aside.display()
+        )),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("1 encrypted copy was left where it is: it changed since"),
+        "{saved}"
+    );
+    assert!(saved.contains("before the encryption began"), "{saved}");
+}
+
+#[test]
+fn encrypted_copies_are_deleted_only_with_the_flag_that_names_it() {
+    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::LockedCopies, &paths, 10);
+    let code = overwrite_code(&env);
+    let (ok, report, text) = restore_json(&env, &["--incident", &code]);
+    assert!(ok, "{text}");
+    assert_eq!(report["encrypted_left"], 30, "{report:#}");
+    for path in &paths {
+        assert!(locked(path).exists(), "left by default");
+    }
+    env.sync();
+    let (ok, again, text) = restore_json(&env, &["--incident", &code, "--delete-encrypted"]);
+    assert!(ok, "{text}");
+    assert_eq!(again["already_present"], 30, "{again:#}");
+    assert_eq!(again["encrypted_deleted"], 30, "{again:#}");
+    assert!(
+        again["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("--delete-encrypted"),
+        "{again:#}"
+    );
+    for (path, original) in &files {
+        assert_eq!(&fs::read(path).unwrap(), original);
+        assert!(!locked(path).exists(), "{}", path.display());
+    }
+    // Deleted like any file: the vault still has each.
+    env.sync();
+    let listed = env.list_by_path(&[]);
+    for path in &paths {
+        let copy = entry(&listed, locked(path).to_str().unwrap());
+        assert_deleted_and_recoverable(copy);
+    }
+}
+
+#[test]
+fn emergency_moves_the_encrypted_copies_aside_when_asked_and_leaves_them_on_enter() {
+    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let code = overwrite_code(&env);
+    let mut term = Terminal::start(&format!(
+        "stty rows 24 cols 80; exec {BIN} --vault {} emergency",
+        env.vault.display()
+    ));
+    for (question, answer) in [
+        ("Press Enter for 1:", "\n"),
+        ("Your choice [1]:", "\n"),
+        ("Your choice for the encrypted copies [1]:", "2\n"),
+        ("[Y/n]:", "\n"),
+    ] {
+        term.expect(question);
+        term.send(answer);
+    }
+    let (status, screen) = term.finish();
+    assert!(status.success(), "{screen}");
+    let flat = one_line(screen.as_bytes());
+    assert!(flat.contains("Recovered 30 of 30 files"), "{screen}");
+    assert!(
+        flat.contains("30 encrypted copies were moved into"),
+        "{screen}"
+    );
+    assert!(
+        flat.contains(&format!(
+            "emergency --yes --incident {code} --move-encrypted-aside"
+        )),
+        "{screen}"
+    );
+    for (path, original) in &files {
+        assert_eq!(&fs::read(path).unwrap(), original, "{}", path.display());
+    }
+}
+
+#[test]
+fn a_link_planted_at_the_folder_for_encrypted_copies_moves_nothing_outside_the_share() {
+    let (env, files) = office(24, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
+    let code = overwrite_code(&env);
+    let outside = env.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(
+        &outside,
+        env.share.join(format!("Encrypted files (incident {code})")),
+    )
+    .unwrap();
+    env.sync();
+    let (ok, report, text) = restore_json(&env, &["--incident", &code, "--move-encrypted-aside"]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], 24, "{report:#}");
+    assert_eq!(report["encrypted_moved"], 0, "{report:#}");
+    assert_eq!(report["encrypted_left"], 24, "{report:#}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    for (path, _) in &files {
+        assert!(
+            path.exists(),
+            "the encrypted copy stays: {}",
+            path.display()
+        );
+    }
 }
