@@ -72,6 +72,66 @@ fn mass_overwrite_message(incident: &crate::model::Incident, vault: &Path) -> St
     )
 }
 
+/// The warning that the vault grows unusually fast, and what it means for the
+/// size cap while it is open.
+pub fn vault_growth_message(growth: &crate::model::VaultGrowth, vault: &Path) -> String {
+    use crate::words::bytes;
+    let of = match growth.cap {
+        Some(cap) => format!("its size cap ({})", bytes(cap)),
+        None => "its size".to_owned(),
+    };
+    format!(
+        "The vault grew unusually fast: {} within {} (more than {}% of {of}; it holds {} \
+         now). Something may be writing or rewriting many files, as ransomware does. \
+         While this alert is open the size cap purges nothing, so the vault may fill \
+         up, and copying then stops with the vault-full alert. Once you know why, end \
+         it with: {} alerts ack NUMBER (the number is shown by: undelete alerts)",
+        bytes(growth.grown),
+        crate::words::duration(growth.window_ns),
+        growth.percent,
+        bytes(growth.size),
+        crate::words::CommandLine::undelete(vault),
+    )
+}
+
+/// The e-mail that the vault grows unusually fast.
+pub fn vault_growth_letter(
+    growth: &crate::model::VaultGrowth,
+    vault: &Path,
+    host: &str,
+) -> crate::email::Letter {
+    use crate::words::bytes;
+    let since = crate::clock::to_local(growth.since)
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string();
+    let body = format!(
+        "Hello,\n\n{}\n\n\
+         What:   the vault grew by {} (it holds {} now)\n\
+         Where:  {}\n\
+         When:   since {since}\n\n\
+         {}\n\n{}\n\n    {}\n\n\
+         -- \nundelete, the recycle bin of {host}\n",
+        wrap_letter(&format!(
+            "The copies undelete keeps on the file server {host} grew unusually fast. \
+             Something may be writing or rewriting many files, as ransomware does."
+        )),
+        bytes(growth.grown),
+        bytes(growth.size),
+        crate::words::display_path(vault),
+        wrap_letter(
+            "While this warning is open, nothing is purged to keep the vault under its \
+             size limit, so no older copy is lost; the vault may fill up, and copying \
+             then stops until there is room again."
+        ),
+        wrap_letter("Once you know why it grew, end the warning on the server with:"),
+        server_command(vault, "alerts ack NUMBER"),
+    );
+    crate::email::Letter {
+        subject: format!("The vault is growing unusually fast on {host}"),
+        body,
+    }
+}
+
 /// What an alert about an incident tells: the `UNDELETE_EVENT` of the alert command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertEvent {

@@ -498,6 +498,8 @@ pub enum AlertKind {
     Settings,
     /// A mass deletion: the incident's code.
     MassDeletion(String),
+    /// The vault grew unusually fast (`VaultGrowth`).
+    VaultGrowth,
     /// A kind this version does not know (written by a newer one), kept as it was.
     Other(String),
 }
@@ -509,6 +511,7 @@ impl AlertKind {
             Self::WatchLimit => "watch_limit".into(),
             Self::VaultFull => "vault_full".into(),
             Self::Settings => "settings".into(),
+            Self::VaultGrowth => "vault_growth".into(),
             Self::MassDeletion(code) => format!("{MASS_DELETION}{code}").into(),
             Self::Other(kind) => kind.as_str().into(),
         }
@@ -519,6 +522,7 @@ impl AlertKind {
             "watch_limit" => Self::WatchLimit,
             "vault_full" => Self::VaultFull,
             "settings" => Self::Settings,
+            "vault_growth" => Self::VaultGrowth,
             _ => match kind.strip_prefix(MASS_DELETION) {
                 Some(code) => Self::MassDeletion(code.to_owned()),
                 None => Self::Other(kind.to_owned()),
@@ -578,6 +582,22 @@ pub enum AlertState {
 pub struct AlertEntry {
     pub alert: Alert,
     pub state: AlertState,
+}
+
+/// How fast the vault grew, when it grew unusually fast: by more than `limit`
+/// within `window_ns` (a share of the size cap, or without one, of the vault's size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultGrowth {
+    /// Bytes added since `since`.
+    pub grown: u64,
+    pub since: i64,
+    pub window_ns: i64,
+    /// What counts as unusually fast: `percent` of `of` (the cap, or the size then).
+    pub limit: u64,
+    pub percent: u64,
+    pub cap: Option<u64>,
+    /// The vault's size now.
+    pub size: u64,
 }
 
 /// Counts for `status`.

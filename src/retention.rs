@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use crate::config::Retention;
 use crate::ids::ObjectId;
 use crate::index::{Index, IndexError};
-use crate::model::KeptVersion;
+use crate::model::{AlertKind, KeptVersion};
 use crate::vault::{Vault, VaultError};
 
 /// Why a copy is purged.
@@ -55,8 +55,9 @@ pub struct PurgePlan {
     /// Older copies the rules would purge but an incident holds: each was current
     /// when the incident (by code) began, and is what its restore brings back.
     pub held: Vec<(KeptVersion, String)>,
-    /// The open mass alert (its incident code) that keeps the size rules from
-    /// purging anything: an attacker filling the vault must not push out the past.
+    /// The open alert (in words: "the alert of incident K7Q-4MD") that keeps the size
+    /// rules from purging anything: a mass alert, or the vault growing unusually
+    /// fast. An attacker filling the vault must not push out the past.
     pub space_paused_by: Option<String>,
 }
 
@@ -140,10 +141,11 @@ pub fn plan(
         }
     }
     let mut short = space_short(index, vault, rules)?;
-    plan.space_paused_by = index
-        .open_alerts()?
-        .iter()
-        .find_map(|a| a.kind.incident_code().map(str::to_owned));
+    plan.space_paused_by = index.open_alerts()?.iter().find_map(|a| match &a.kind {
+        AlertKind::MassDeletion(code) => Some(format!("the alert of incident {code}")),
+        AlertKind::VaultGrowth => Some("the alert that the vault grows unusually fast".to_owned()),
+        _ => None,
+    });
     if short > 0 && plan.space_paused_by.is_some() {
         plan.still_short = short;
         short = 0;

@@ -98,6 +98,8 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 println!("{}", wrap(&message));
                 if incident.is_some() {
                     println!("If the deletion was wanted: undelete alerts ack {}", a.id);
+                } else if a.kind == AlertKind::VaultGrowth {
+                    println!("Once you know why it grew: undelete alerts ack {}", a.id);
                 }
             }
             state => {

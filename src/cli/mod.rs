@@ -208,6 +208,14 @@ struct DaemonArgs {
     /// like encryption (default 200).
     #[arg(long, value_name = "N")]
     overwrite_alert_files: Option<u64>,
+    /// Alert when the vault grows by more than this percent of its size cap (or,
+    /// without one, of its own size, and by 1 GiB at least) within the growth
+    /// window (default 25).
+    #[arg(long, value_name = "PERCENT")]
+    vault_growth_alert: Option<u64>,
+    /// The window for --vault-growth-alert (default 1h).
+    #[arg(long, value_name = "DURATION")]
+    vault_growth_window: Option<String>,
     /// Run this shell command on a mass-deletion alert, and again when it is over
     /// (UNDELETE_EVENT=started, then ended); details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
@@ -291,6 +299,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.alert_files = args.alert_files;
         raw.alert_size = args.alert_size.clone();
         raw.overwrite_alert_files = args.overwrite_alert_files;
+        raw.vault_growth_alert = args.vault_growth_alert;
+        raw.vault_growth_window = args.vault_growth_window.clone();
         raw.alert_command = args.alert_command.clone();
         raw.events = args.events.clone();
     }

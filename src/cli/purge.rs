@@ -149,13 +149,13 @@ fn show(plan: &PurgePlan) {
             println!("  … and {} more", count((plan.held.len() - SHOWN) as u64));
         }
     }
-    if let Some(code) = &plan.space_paused_by
+    if let Some(alert) = &plan.space_paused_by
         && plan.still_short > 0
     {
         println!(
             "The vault is {} over its size rules, but nothing is purged for room while \
-             the alert of incident {code} is open: files may be being destroyed, and \
-             their copies are what brings them back.",
+             {alert} is open: files may be being destroyed, and their copies are what \
+             brings them back.",
             bytes(plan.still_short)
         );
     } else if plan.still_short > 0 {

@@ -23,6 +23,8 @@ pub(super) struct FileConfig {
     pub(super) alert_files: Option<u64>,
     pub(super) alert_size: Option<String>,
     pub(super) overwrite_alert_files: Option<u64>,
+    pub(super) vault_growth_alert: Option<u64>,
+    pub(super) vault_growth_window: Option<String>,
     pub(super) alert_command: Option<String>,
     /// Which event source the daemon uses: auto, fanotify or inotify.
     pub(super) events: Option<String>,

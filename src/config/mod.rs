@@ -65,6 +65,8 @@ pub struct RawArgs {
     pub alert_files: Option<u64>,
     pub alert_size: Option<String>,
     pub overwrite_alert_files: Option<u64>,
+    pub vault_growth_alert: Option<u64>,
+    pub vault_growth_window: Option<String>,
     pub alert_command: Option<String>,
     /// `--events`: auto, fanotify or inotify.
     pub events: Option<String>,
@@ -192,6 +194,12 @@ impl Config {
         }
         if let Some(n) = raw.overwrite_alert_files.or(file.overwrite_alert_files) {
             incidents.overwrite_files = n;
+        }
+        if let Some(percent) = raw.vault_growth_alert.or(file.vault_growth_alert) {
+            incidents.growth_percent = percent;
+        }
+        if let Some(window) = raw.vault_growth_window.or(file.vault_growth_window) {
+            incidents.growth_window_ns = crate::clock::parse_age(&window)?;
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
         incidents.email = file.alert.email.map(file::email_settings).transpose()?;

@@ -93,6 +93,10 @@ pub struct IncidentRules {
     /// This many different files rewritten within `window_ns` with signs of
     /// encryption make an overwrite incident, which raises an alert.
     pub overwrite_files: u64,
+    /// The vault growing by more than this percent of the size cap (or, without a
+    /// cap, of its own size) within `growth_window_ns` raises an alert.
+    pub growth_percent: u64,
+    pub growth_window_ns: i64,
     /// Run with the details in environment variables when an alert is raised, and
     /// again when its incident is over.
     pub alert_command: Option<String>,
@@ -108,6 +112,8 @@ impl Default for IncidentRules {
             alert_bytes: 1 << 30,
             window_ns: 5 * 60 * 1_000_000_000,
             overwrite_files: 200,
+            growth_percent: 25,
+            growth_window_ns: 3600 * 1_000_000_000,
             alert_command: None,
             email: None,
         }

@@ -34,6 +34,24 @@ impl Index {
         Ok(true)
     }
 
+    /// Whether an alert of `kind` is open.
+    pub fn alert_open(&self, kind: &AlertKind) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE kind = ?1 AND cleared_at IS NULL)",
+            [kind.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// When the last alert of `kind` was closed (cleared, resolved, acknowledged).
+    pub fn last_closed(&self, kind: &AlertKind) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(cleared_at) FROM alerts WHERE kind = ?1",
+            [kind.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn clear_alert(&self, kind: &AlertKind, now: i64) -> Result<()> {
         let kind = kind.as_str().into_owned();
         let _r = self.record(|| {

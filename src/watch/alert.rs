@@ -15,13 +15,21 @@ use crate::email::Letter;
 use crate::incident::AlertEvent;
 use crate::model::Delivery;
 use crate::model::Incident;
+use crate::model::VaultGrowth;
 
 use super::Msg;
+
+/// What a notice is about.
+pub enum About {
+    Incident(Incident),
+    /// The vault grew unusually fast.
+    VaultGrowth(VaultGrowth),
+}
 
 /// One thing to tell about an incident, with the settings in use when it happened.
 pub struct Notice {
     pub event: AlertEvent,
-    pub incident: Incident,
+    pub about: About,
     pub vault: PathBuf,
     pub command: Option<String>,
     pub email: Option<EmailSettings>,
@@ -39,18 +47,34 @@ impl Notifier {
         std::thread::spawn(move || {
             let host = crate::incident::host_name();
             for notice in rx {
+                let incident = match &notice.about {
+                    About::Incident(incident) => Some(incident),
+                    About::VaultGrowth(_) => None,
+                };
                 if let Some(command) = &notice.command {
-                    let mut command =
-                        alert_command(command, notice.event, Some(&notice.incident), &notice.vault);
+                    let mut command = match &notice.about {
+                        About::Incident(incident) => {
+                            alert_command(command, notice.event, Some(incident), &notice.vault)
+                        }
+                        About::VaultGrowth(growth) => {
+                            growth_command(command, growth, &notice.vault)
+                        }
+                    };
                     run(&mut command);
                 }
                 if let Some(settings) = &notice.email {
-                    let letter = crate::incident::mass_deletion_letter(
-                        notice.event,
-                        &notice.incident,
-                        &notice.vault,
-                        &host,
-                    );
+                    let letter = match (&notice.about, incident) {
+                        (_, Some(incident)) => crate::incident::mass_deletion_letter(
+                            notice.event,
+                            incident,
+                            &notice.vault,
+                            &host,
+                        ),
+                        (About::VaultGrowth(growth), _) => {
+                            crate::incident::vault_growth_letter(growth, &notice.vault, &host)
+                        }
+                        (About::Incident(_), None) => unreachable!("an incident is its own"),
+                    };
                     let _ = daemon.send(Msg::Delivered(send(settings, &letter)));
                 }
             }
@@ -122,6 +146,24 @@ pub fn alert_command(
             );
         }
     }
+    alert
+}
+
+/// The alert command told that the vault grows unusually fast: `UNDELETE_KIND` is
+/// `vault_growth`, `UNDELETE_BYTES` how much it grew within the window.
+fn growth_command(command: &str, growth: &VaultGrowth, vault: &Path) -> Command {
+    let mut alert = Command::new("/bin/sh");
+    alert
+        .arg("-c")
+        .arg(command)
+        .env("UNDELETE_EVENT", AlertEvent::Started.name())
+        .env("UNDELETE_KIND", "vault_growth")
+        .env("UNDELETE_BYTES", growth.grown.to_string())
+        .env(
+            "UNDELETE_MESSAGE",
+            crate::incident::vault_growth_message(growth, vault),
+        )
+        .stdin(std::process::Stdio::null());
     alert
 }
 

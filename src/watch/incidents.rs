@@ -38,6 +38,7 @@ impl Daemon {
             self.mass_deletion_alert(&incident, now)?;
         }
         self.update_overwrites(now)?;
+        self.watch_vault_growth(now)?;
         self.end_incidents(now)
     }
 
@@ -126,11 +127,75 @@ impl Daemon {
         }
         self.notices.push(alert::Notice {
             event,
-            incident,
+            about: alert::About::Incident(incident),
             vault: self.vault.root().to_owned(),
             command: rules.alert_command.clone(),
             email: rules.email.clone(),
         });
+    }
+
+    /// Raises the alert that the vault grows unusually fast: by more than the share
+    /// of the size cap (or of its own size, and 1 GiB at least) the rules allow,
+    /// within their window. Measured from the vault's size as the index sums it,
+    /// sampled as the daemon goes, and never across the close of the last such
+    /// alert: once acknowledged, only new growth counts. A daemon started anew
+    /// measures from its start.
+    pub(super) fn watch_vault_growth(&mut self, now: i64) -> Result<(), DaemonError> {
+        let rules = &self.config.incidents;
+        let window = rules.growth_window_ns.max(1);
+        let size = self.index.totals()?.object_bytes;
+        let since = (now - window).max(
+            self.index
+                .last_closed(&AlertKind::VaultGrowth)?
+                .unwrap_or(i64::MIN),
+        );
+        while self.vault_sizes.front().is_some_and(|&(at, _)| at < since) {
+            self.vault_sizes.pop_front();
+        }
+        // A sample every sixtieth of the window bounds the memory, whatever the pace.
+        if self
+            .vault_sizes
+            .back()
+            .is_none_or(|&(at, _)| now - at >= window / 60)
+        {
+            self.vault_sizes.push_back((now, size));
+        }
+        let Some(&(from_at, from)) = self.vault_sizes.iter().min_by_key(|(_, bytes)| *bytes) else {
+            return Ok(());
+        };
+        let grown = size.saturating_sub(from);
+        let cap = self.config.retention.max_vault_bytes;
+        let limit = match cap {
+            Some(cap) => cap / 100 * rules.growth_percent,
+            None => (from / 100 * rules.growth_percent).max(1 << 30),
+        };
+        if grown <= limit || self.index.alert_open(&AlertKind::VaultGrowth)? {
+            return Ok(());
+        }
+        let growth = crate::model::VaultGrowth {
+            grown,
+            since: from_at,
+            window_ns: window,
+            limit,
+            percent: rules.growth_percent,
+            cap,
+            size,
+        };
+        let message = crate::incident::vault_growth_message(&growth, self.vault.root());
+        tracing::warn!("{message}");
+        self.index
+            .raise_alert(&AlertKind::VaultGrowth, &message, now)?;
+        let rules = &self.config.incidents;
+        if rules.alert_command.is_some() || rules.email.is_some() {
+            self.notices.push(alert::Notice {
+                event: crate::incident::AlertEvent::Started,
+                about: alert::About::VaultGrowth(growth),
+                vault: self.vault.root().to_owned(),
+                command: rules.alert_command.clone(),
+                email: rules.email.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Keeps how the last alert e-mail went, and the last that failed, for `doctor`.

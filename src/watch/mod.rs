@@ -218,6 +218,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         recent_renames: Vec::new(),
         syncs: Syncs::default(),
         vault_full: false,
+        vault_sizes: std::collections::VecDeque::new(),
         unwatched: BTreeSet::new(),
         last_limit_check: Instant::now(),
         last_heartbeat: Instant::now(),
@@ -447,6 +448,8 @@ struct Daemon {
     recent_renames: Vec<(PathBuf, PathBuf, Instant)>,
     syncs: Syncs,
     vault_full: bool,
+    /// The vault's size as it went, for its growth alert (see `watch_vault_growth`).
+    vault_sizes: std::collections::VecDeque<(i64, u64)>,
     /// Folders the watch limit left unwatched (with everything below them).
     unwatched: BTreeSet<PathBuf>,
     last_limit_check: Instant,

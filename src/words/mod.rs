@@ -132,6 +132,19 @@ pub fn files(n: u64) -> String {
     }
 }
 
+/// A span of time in the largest whole unit it is: "1 hour", "90 minutes", "2 days".
+pub fn duration(ns: i64) -> String {
+    let seconds = (ns / 1_000_000_000).max(0) as u64;
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds >= *size && seconds.is_multiple_of(*size))
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
+    match n {
+        1 => format!("1 {unit}"),
+        n => format!("{} {unit}s", count(n)),
+    }
+}
+
 /// "a", "a and b", "a, b and c".
 pub fn and_list(items: &[&str]) -> String {
     match items {

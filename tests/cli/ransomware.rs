@@ -634,3 +634,77 @@ fn a_link_planted_at_the_folder_for_encrypted_copies_moves_nothing_outside_the_s
         );
     }
 }
+
+#[test]
+fn the_vault_growing_unusually_fast_raises_its_own_alert_that_holds_the_size_cap_until_acknowledged()
+ {
+    use crate::common::smtp::{Mode, SmtpServer};
+    let test = "the_vault_growing_unusually_fast_raises_its_own_alert";
+    let Some(server) = SmtpServer::start(test, Mode::Plain, None) else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    env.write("notes/todo.txt", "call the bank\n".repeat(100));
+    let record = env.root.join("told.txt");
+    let config = env.root.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "vault = {:?}\nprotect = [{:?}]\nvault_growth_alert = 5\nvault_growth_window = \"1h\"\n\
+             alert_command = \"env | grep ^UNDELETE_ >> {}\"\n\n\
+             [retention]\nmax_vault_size = \"100MB\"\n\n\
+             [alert.email]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+             from = \"undelete <undelete@office.example>\"\nto = [\"owner@office.example\"]\n",
+            env.vault,
+            env.share,
+            record.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.sync();
+    // 3 MB within the hour: under 5% of the 100 MB cap.
+    for n in 0..3u64 {
+        env.write(format!("scans/scan-{n}.pdf"), random(n, 1_000_000));
+    }
+    env.sync();
+    assert!(open_alerts(&env).is_empty(), "{:#?}", alerts(&env));
+    // 3 MB more: 6 MB within the hour.
+    for n in 3..6u64 {
+        env.write(format!("scans/scan-{n}.pdf"), random(n, 1_000_000));
+    }
+    env.sync();
+    let open = open_alerts(&env);
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["kind"], "vault_growth", "{open:#?}");
+    let status = one_line(&env.run(&["status"]).stdout);
+    assert!(status.contains("The vault grew unusually fast"), "{status}");
+    // While it is open, the size rules purge nothing.
+    for round in 0..3 {
+        env.write("notes/todo.txt", format!("todo, take {round}\n").repeat(50));
+        env.sync();
+    }
+    let objects = env.object_count();
+    let out = one_line(env.run_ok(&["purge", "--max-vault-size", "1"]).as_bytes());
+    assert!(out.contains("nothing is purged for room"), "{out}");
+    assert!(out.contains("grows unusually fast"), "{out}");
+    assert_eq!(env.object_count(), objects, "{out}");
+    // Told like the others: the alert command and the e-mail.
+    let mail = server.wait_for(1, std::time::Duration::from_secs(60));
+    eprintln!("----- e-mail as received -----\n{}", server.raw()[0]);
+    assert!(
+        mail[0].starts_with("Subject: The vault is growing unusually fast on "),
+        "{}",
+        mail[0]
+    );
+    env.sync();
+    let told = fs::read_to_string(&record).unwrap();
+    assert!(told.contains("UNDELETE_KIND=vault_growth"), "{told}");
+    // Acknowledged, it ends, and the size cap works again.
+    let id = open[0]["id"].to_string();
+    env.run_ok(&["alerts", "ack", &id, "--note", "the yearly scans"]);
+    assert!(open_alerts(&env).is_empty(), "{:#?}", alerts(&env));
+    let out = one_line(env.run_ok(&["purge", "--max-vault-size", "1"]).as_bytes());
+    assert!(!out.contains("nothing is purged for room"), "{out}");
+}
