@@ -708,3 +708,111 @@ fn the_vault_growing_unusually_fast_raises_its_own_alert_that_holds_the_size_cap
     let out = one_line(env.run_ok(&["purge", "--max-vault-size", "1"]).as_bytes());
     assert!(!out.contains("nothing is purged for room"), "{out}");
 }
+
+/// The two variants over the office's file share: a real smbd on loopback serves
+/// the protected folder, and smbclient is the infected PC, 25 files a session
+/// with a sync after each: the alert must be open by the 200th file, and
+/// emergency with Enter must bring every original back byte for byte.
+fn encrypt_over_smb(variant: Variant, files: usize) {
+    use crate::common::ransomware::{cipher, smb_commands};
+    use crate::common::samba::Samba;
+    let test = format!("encrypt_over_smb_{variant:?}");
+    let mut env = TestEnv::new();
+    let Some(samba) = Samba::start(&test, &[("office", &env.share)]) else {
+        return;
+    };
+    let anna = samba.add_user("anna");
+    let mut originals = Vec::new();
+    for i in 0..files {
+        let (name, bytes) = office_file(i);
+        originals.push((env.write(&name, &bytes), bytes));
+    }
+    // The share is anna's, as the office's files are.
+    for entry in walkdir(&env.share) {
+        std::os::unix::fs::lchown(&entry, Some(anna.uid), Some(anna.gid)).unwrap();
+    }
+    env.start_daemon(&[]);
+    env.sync();
+    let staged = env.root.join("staged");
+    fs::create_dir(&staged).unwrap();
+    let relative: Vec<(usize, PathBuf)> = originals
+        .iter()
+        .enumerate()
+        .map(|(k, (path, bytes))| {
+            fs::write(staged.join(k.to_string()), cipher(k, bytes.len())).unwrap();
+            (k, path.strip_prefix(&env.share).unwrap().to_owned())
+        })
+        .collect();
+    let pc = samba.client(&anna, "office").on_pc("FRONTDESK");
+    let started = std::time::Instant::now();
+    let mut alerted_after = None;
+    for batch in relative.chunks(25) {
+        pc.run_ok(&smb_commands(variant, batch, &staged));
+        env.sync();
+        if alerted_after.is_none() && !open_alerts(&env).is_empty() {
+            alerted_after = Some((batch.last().unwrap().0 + 1, started.elapsed()));
+        }
+    }
+    let (after, elapsed) = alerted_after.expect("an alert");
+    eprintln!(
+        "over SMB, {variant:?}: alert first open after {after} of {files} files ({elapsed:?})"
+    );
+    assert!(
+        after <= 200,
+        "the alert comes within the first 200 files, not after {after}"
+    );
+    let screen = emergency_with_enter(&env);
+    assert!(
+        screen.contains(&format!("Recovered {files} of {files} files")),
+        "{screen}"
+    );
+    for (k, (path, original)) in originals.iter().enumerate() {
+        let back = match variant {
+            // Rewritten in place: the original comes back beside the encrypted file.
+            Variant::InPlace => {
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let beside: Vec<PathBuf> = fs::read_dir(path.parent().unwrap())
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| {
+                        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                        name.starts_with(&format!("{stem} (as of "))
+                    })
+                    .collect();
+                assert_eq!(beside.len(), 1, "{}: {beside:?}", path.display());
+                assert_eq!(fs::read(path).unwrap(), cipher(k, original.len()));
+                beside[0].clone()
+            }
+            Variant::LockedCopies => path.clone(),
+        };
+        assert_eq!(&fs::read(&back).unwrap(), original, "{}", back.display());
+    }
+}
+
+/// Every file and folder below `dir`, `dir` included.
+fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() && !out[i].is_symlink() {
+            let entries: Vec<PathBuf> = fs::read_dir(&out[i])
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            out.extend(entries);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn five_hundred_files_encrypted_in_place_over_the_share_are_alerted_by_the_200th_and_all_come_back()
+{
+    encrypt_over_smb(Variant::InPlace, 500);
+}
+
+#[test]
+fn locked_copies_written_over_the_share_with_the_originals_deleted_are_alerted_and_all_come_back() {
+    encrypt_over_smb(Variant::LockedCopies, 500);
+}

@@ -65,7 +65,7 @@ pub enum Variant {
 pub fn encrypt(variant: Variant, files: &[PathBuf], mut between: impl FnMut(usize)) {
     for (k, path) in files.iter().enumerate() {
         let len = fs::metadata(path).map(|m| m.len() as usize).unwrap_or(4096);
-        let cipher = random(0xC0FFEE + k as u64, len.max(512));
+        let cipher = cipher(k, len);
         match variant {
             Variant::InPlace => fs::write(path, cipher).unwrap(),
             Variant::LockedCopies => {
@@ -82,4 +82,28 @@ pub fn locked(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".locked");
     PathBuf::from(name)
+}
+
+/// The encrypted bytes `encrypt` writes for the k-th file (0-based) of `len` bytes.
+pub fn cipher(k: usize, len: usize) -> Vec<u8> {
+    random(0xC0FFEE + k as u64, len.max(512))
+}
+
+/// The `smbclient` commands that encrypt the files `relative` (paths below the
+/// share) the `variant` way, as an infected PC does over the share, from the
+/// encrypted copies already made in `staged` (one per file, named by its number).
+pub fn smb_commands(variant: Variant, relative: &[(usize, PathBuf)], staged: &Path) -> String {
+    let mut commands = String::new();
+    for (k, path) in relative {
+        let remote = path.to_string_lossy().replace('/', "\\");
+        let local = staged.join(k.to_string());
+        match variant {
+            Variant::InPlace => commands.push_str(&format!("put {} {remote}; ", local.display())),
+            Variant::LockedCopies => commands.push_str(&format!(
+                "put {} {remote}.locked; del {remote}; ",
+                local.display()
+            )),
+        }
+    }
+    commands
 }
