@@ -391,7 +391,14 @@ pub fn carry_out(
     let (files, encrypted) = if let Some(interrupt) = run {
         interrupt.restore_starts();
         // First, so that an original can take its own name again.
-        let encrypted = restore::set_aside(plan, vault);
+        let encrypted = restore::set_aside(plan, vault, &|| {
+            // Best effort: without a daemon nothing needs to see the folders.
+            let _ = crate::control::request(
+                &vault.socket_path(),
+                "SYNC",
+                std::time::Duration::from_secs(60),
+            );
+        });
         let total = plan.files().count() as u64;
         let bar = if show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             let bar = indicatif::ProgressBar::new(total);

@@ -393,17 +393,15 @@ impl RestoreReport {
                     format!("{} {} left {place}: {why}.", copies(n), were(n))
                 }
                 EncryptedGroup::Moved => {
+                    // The folders on lines of their own: a path is never split.
                     let folders: std::collections::BTreeSet<String> = group
                         .iter()
                         .filter_map(|e| self.aside_folder(e))
-                        .map(|f| display_path(&f))
+                        .map(|f| format!("  {}", display_path(&f)))
                         .collect();
-                    format!(
-                        "{} {} moved into {}.",
-                        copies(n),
-                        were(n),
-                        and_list(&folders.iter().map(String::as_str).collect::<Vec<_>>())
-                    )
+                    lines.push(format!("{} {} moved aside, into:", copies(n), were(n)));
+                    lines.extend(folders);
+                    continue;
                 }
                 EncryptedGroup::Deleted => format!(
                     "{} {} deleted (the vault keeps a copy of each).",

@@ -16,9 +16,27 @@ use crate::vault::Vault;
 
 use super::{DirCache, EncryptedAction, EncryptedItem, RestorePlan, same_content};
 
-/// Moves or deletes the plan's encrypted copies; returns what became of each.
-pub fn set_aside(plan: &RestorePlan, vault: &Vault) -> Vec<EncryptedResult> {
+/// Moves or deletes the plan's encrypted copies; returns what became of each. The
+/// folders they go into are made first, then `made` is called (the caller waits
+/// there for the daemon to watch them), and only then are the copies moved: a
+/// file moved into a folder not watched yet would look moved out of the share.
+pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<EncryptedResult> {
     let mut caches: HashMap<PathBuf, Result<DirCache, String>> = HashMap::new();
+    let mut any = false;
+    for item in &plan.encrypted {
+        if let EncryptedAction::MoveTo(to) = &item.action {
+            let cache = caches
+                .entry(item.base.clone())
+                .or_insert_with(|| DirCache::create(&item.base).map_err(|e| e.to_string()));
+            if let Ok(cache) = cache {
+                // A folder that cannot be made shows on the copies, as they are moved.
+                any |= folder(cache, to.parent().unwrap_or(Path::new("")), true).is_ok();
+            }
+        }
+    }
+    if any {
+        made();
+    }
     let mut results = Vec::with_capacity(plan.encrypted.len());
     for item in &plan.encrypted {
         let left = |why: String| EncryptedResult {

@@ -519,7 +519,7 @@ fn encrypted_copies_moved_aside_make_room_for_the_originals_under_their_own_name
     let saved = one_line(env.run_ok(&["report", "last"]).as_bytes());
     assert!(
         saved.contains(&format!(
-            "29 encrypted copies were moved into {}",
+            "29 encrypted copies were moved aside, into: {}",
             aside.display()
         )),
         "{saved}"
@@ -592,7 +592,7 @@ fn emergency_moves_the_encrypted_copies_aside_when_asked_and_leaves_them_on_ente
     let flat = one_line(screen.as_bytes());
     assert!(flat.contains("Recovered 30 of 30 files"), "{screen}");
     assert!(
-        flat.contains("30 encrypted copies were moved into"),
+        flat.contains("30 encrypted copies were moved aside, into:"),
         "{screen}"
     );
     assert!(
@@ -604,6 +604,9 @@ fn emergency_moves_the_encrypted_copies_aside_when_asked_and_leaves_them_on_ente
     for (path, original) in &files {
         assert_eq!(&fs::read(path).unwrap(), original, "{}", path.display());
     }
+    // Moved within the share, not out of it: nothing is in the recycle bin.
+    env.sync();
+    assert_eq!(env.list_json(&[]), Vec::<Value>::new());
 }
 
 #[test]
