@@ -302,13 +302,15 @@ pub fn mass_deletion_letter(
         None => String::new(),
     };
     let mut body = format!(
-        "Hello,\n\n{opening}\n\n\
+        "Hello,\n\n{}\n\n\
          What:   {what}\n\
          Where:  {folder}\n\
          When:   {when}\n\
          {who}\
          Code:   {} (the incident code: give it to whoever helps you)\n\n\
          {}\n\n{}{back}\n\n",
+        // Wrapped like the rest: the opening about encryption is longer than a line.
+        wrap_letter(&opening),
         incident.code,
         wrap_letter(&next),
         wrap_letter(&kept),

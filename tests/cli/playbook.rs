@@ -152,6 +152,70 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     screens.check_playbook();
 }
 
+/// The ransomware morning: every document of the share rewritten by one infected
+/// PC. Its own share and daemon; its screens are checked against the same playbook
+/// (to rewrite both tests' screens, bless with `--test-threads 1`).
+#[test]
+fn the_ransomware_morning_in_the_playbook_shows_the_programs_real_screens() {
+    use crate::common::ransomware::{Variant, encrypt, office_file};
+    let mut env = TestEnv::new();
+    let mut screens = Screens::new(&env);
+    let files: Vec<std::path::PathBuf> = (0..240)
+        .map(|i| {
+            let (name, bytes) = office_file(i);
+            env.write(name, bytes)
+        })
+        .collect();
+    let mail = SmtpServer::start("playbook ransomware screens", Mode::Plain, None);
+    let config = env.root.join("config.toml");
+    fs::write(
+        &config,
+        match &mail {
+            Some(server) => format!(
+                "[alert.email]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+                 from = \"File server <fileserver@photo-studio.example>\"\n\
+                 to = [\"owner@photo-studio.example\"]\n",
+                server.port
+            ),
+            None => String::new(),
+        },
+    )
+    .unwrap();
+    // The screens are the same as root or not: inotify, which anyone may use.
+    env.start_daemon_and_sync(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--incident-gap",
+        "1h",
+        "--events",
+        "inotify",
+    ]);
+    // The first 200 before the rest, so the first e-mail's "so far" is the same on
+    // every run.
+    encrypt(Variant::InPlace, &files[..200], |_| {});
+    env.sync();
+    encrypt(Variant::InPlace, &files[200..], |_| {});
+    env.sync();
+    screens.add("ransomware-status", &env.run(&["status"]).stdout_text());
+    if let Some(server) = &mail {
+        screens.add("ransomware-email", &email_screen(server, 0));
+    }
+    let mut term = emergency(&env, "");
+    for (question, answer) in [
+        ("Press Enter for 1:", "\n"),
+        ("Your choice [1]:", "\n"),
+        ("Your choice for the encrypted copies [1]:", "2\n"),
+        ("[Y/n]:", "\n"),
+    ] {
+        term.expect(question);
+        term.send(answer);
+    }
+    screens.add("ransomware-emergency", &term.finish().1);
+    env.sync();
+    screens.add("ransomware-after", &env.run_ok(&["status"]));
+    screens.check_playbook();
+}
+
 fn emergency(env: &TestEnv, flags: &str) -> Terminal {
     Terminal::start(&format!(
         "{BIN} --vault {} emergency {flags}",
