@@ -228,8 +228,11 @@ fn ack(
             note: note.clone(),
         };
         crate::amend::make(&vault, &amendment)?;
-        let what = match entry.alert.kind.incident_code() {
-            Some(code) => format!("the mass deletion of incident {code}"),
+        let what = match incident_of(&index, entry)? {
+            Some(i) if i.kind.is_overwrite() => {
+                format!("the files changed beyond use of incident {}", i.code)
+            }
+            Some(i) => format!("the mass deletion of incident {}", i.code),
             None => format!("alert {}", entry.alert.id),
         };
         println!(

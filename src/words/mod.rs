@@ -170,6 +170,15 @@ mod tests {
     use std::ffi::OsStr;
 
     #[test]
+    fn a_span_of_time_is_said_in_its_largest_whole_unit() {
+        let s = 1_000_000_000i64;
+        assert_eq!(duration(3600 * s), "1 hour");
+        assert_eq!(duration(90 * 60 * s), "90 minutes");
+        assert_eq!(duration(2 * 86_400 * s), "2 days");
+        assert_eq!(duration(45 * s), "45 seconds");
+    }
+
+    #[test]
     fn odd_names_are_escaped_visibly_and_kept_exactly_in_json() {
         let p = Path::new(OsStr::from_bytes(b"/s/caf\xe9\nx"));
         assert_eq!(display_path(p), "\"/s/caf\\xe9\\nx\"");

@@ -416,13 +416,17 @@ fn an_acknowledged_overwrite_alert_speaks_of_files_changed_not_of_a_deletion() {
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
     let code = overwrite_code(&env);
-    env.run_ok(&[
+    let acked = env.run_ok(&[
         "alerts",
         "ack",
         &code,
         "--note",
         "a test of the backup software",
     ]);
+    assert!(
+        acked.contains(&format!("the files changed beyond use of incident {code}")),
+        "{acked}"
+    );
     let alert = alert_of(&env, &code);
     assert_eq!(alert["state"], "acknowledged", "{alert:#}");
     let status = one_line(&env.run(&["status"]).stdout);
