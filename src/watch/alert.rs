@@ -21,7 +21,7 @@ use super::Msg;
 
 /// What a notice is about.
 pub enum About {
-    Incident(Incident),
+    Incident(Box<Incident>),
     /// The vault grew unusually fast.
     VaultGrowth(VaultGrowth),
 }

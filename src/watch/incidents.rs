@@ -127,7 +127,7 @@ impl Daemon {
         }
         self.notices.push(alert::Notice {
             event,
-            about: alert::About::Incident(incident),
+            about: alert::About::Incident(Box::new(incident)),
             vault: self.vault.root().to_owned(),
             command: rules.alert_command.clone(),
             email: rules.email.clone(),
