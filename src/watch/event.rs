@@ -98,6 +98,27 @@ pub fn below(to: &Path, path: &Path, from: &Path) -> PathBuf {
     }
 }
 
+/// Waits until a source's descriptor `fd` has events; false when `timeout` passed
+/// first. Shared by the sources' reading threads.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<std::time::Duration>) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = timeout.map(|t| rustix::event::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    loop {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Reading says what is wrong.
+            Err(_) => return true,
+        }
+    }
+}
+
 /// What the daemon learns from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsEvent {

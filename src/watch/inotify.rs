@@ -34,7 +34,7 @@ use rustix::fs::FileType;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
-use super::event::{FsEvent, Held, Msg, Source, WatchError, below};
+use super::event::{FsEvent, Held, Msg, Source, WatchError, below, wait_readable};
 
 /// How long a rename-from waits for its rename-to once the queue has been read to
 /// its end: the kernel queues the two halves one after the other, but not atomically.
@@ -522,26 +522,6 @@ impl Reader {
             let _ = self.send(FsEvent::WatchLimit {
                 path: Some(path.to_owned()),
             });
-        }
-    }
-}
-
-/// Waits until `fd` has events; false when `timeout` passed first.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let timeout = timeout.map(|t| rustix::event::Timespec {
-        tv_sec: t.as_secs() as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
-    loop {
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(n) => return n > 0,
-            Err(Errno::INTR) => continue,
-            // Reading says what is wrong.
-            Err(_) => return true,
         }
     }
 }

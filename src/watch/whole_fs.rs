@@ -35,7 +35,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::event::{Actor, FsEvent, Held, Msg, Source, WatchError};
+use super::event::{Actor, FsEvent, Held, Msg, Source, WatchError, wait_readable};
 use super::fanotify::{self, Entry, Event, Fid, Group, Options};
 
 /// How many folders found outside the protected ones are remembered as such.
@@ -820,27 +820,6 @@ impl Reader {
 
 fn is_cookie_name(name: &OsStr) -> bool {
     crate::names::is_cookie(Path::new(name))
-}
-
-/// Waits until `fd` has events; false when `timeout` passed first. The thread
-/// ends when the daemon is gone (`send`).
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let timeout = timeout.map(|t| rustix::event::Timespec {
-        tv_sec: t.as_secs() as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
-    loop {
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(n) => return n > 0,
-            Err(rustix::io::Errno::INTR) => continue,
-            // Reading says what is wrong.
-            Err(_) => return true,
-        }
-    }
 }
 
 #[cfg(test)]
