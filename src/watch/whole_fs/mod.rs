@@ -282,17 +282,7 @@ impl WholeFs {
         if let Found::Inside(_) = self.tree().find(&fid) {
             return Ok(());
         }
-        let (Some(name), Ok(parent)) = (
-            path.file_name(),
-            rustix::fs::openat(
-                dir,
-                "..",
-                rustix::fs::OFlags::PATH
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ),
-        ) else {
+        let (Some(name), Ok(parent)) = (path.file_name(), open_parent(dir)) else {
             return Ok(());
         };
         let parent = fanotify::fid_of(parent.as_fd()).map_err(folder)?;
@@ -324,6 +314,17 @@ impl WholeFs {
             tree.set(fid, Place::Outside);
         }
     }
+}
+
+/// The folder above `dir`, by descriptor (`..` of the folder itself, never a path
+/// found again), only to be named by its handle.
+fn open_parent(dir: impl AsFd) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        "..",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
 }
 
 #[cfg(test)]

@@ -432,17 +432,9 @@ impl Reader {
         let mut here = path.clone();
         let mut fid = fid.clone();
         while here != *root {
-            let (Some(name), Ok(parent)) = (
-                here.file_name().map(OsStr::to_owned),
-                rustix::fs::openat(
-                    &at,
-                    "..",
-                    rustix::fs::OFlags::PATH
-                        | rustix::fs::OFlags::DIRECTORY
-                        | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                ),
-            ) else {
+            let (Some(name), Ok(parent)) =
+                (here.file_name().map(OsStr::to_owned), open_parent(&at))
+            else {
                 return None;
             };
             let parent_fid = fanotify::fid_of(parent.as_fd()).ok()?;
