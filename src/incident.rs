@@ -519,7 +519,7 @@ pub fn recent_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Incident, IncidentKind, Person, Via};
+    use crate::model::{Incident, IncidentKind, Person};
 
     fn incident(person: Option<Person>) -> Incident {
         Incident {
@@ -540,15 +540,7 @@ mod tests {
     }
 
     fn anna() -> Person {
-        Person {
-            via: Via::FileShare,
-            user: Some("anna".into()),
-            process: Some("smbd".into()),
-            pid: 4242,
-            command: None,
-            machine: Some("FRONTDESK".into()),
-            address: Some("192.168.1.23".into()),
-        }
+        Person::anna_over_the_share()
     }
 
     #[test]

@@ -51,6 +51,20 @@ pub struct Person {
 }
 
 impl Person {
+    /// A Samba user deleting from her PC, for tests of what is said of a person.
+    #[cfg(test)]
+    pub fn anna_over_the_share() -> Self {
+        Self {
+            via: Via::FileShare,
+            user: Some("anna".into()),
+            process: Some("smbd".into()),
+            pid: 4242,
+            command: None,
+            machine: Some("FRONTDESK".into()),
+            address: Some("192.168.1.23".into()),
+        }
+    }
+
     /// What tells one person from another for incidents: the way in, the user and the
     /// PC, never the process (one person's `rm` and `find -delete`, or a PC that
     /// connected again, are the same person).

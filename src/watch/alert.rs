@@ -207,7 +207,7 @@ pub fn send(settings: &EmailSettings, letter: &Letter) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IncidentKind, Person, Via};
+    use crate::model::{IncidentKind, Person};
 
     #[test]
     fn the_alert_command_is_told_who_deleted_and_from_which_pc() {
@@ -224,15 +224,7 @@ mod tests {
             alerted_at: None,
             ended_at: None,
             restored: 0,
-            person: Some(Person {
-                via: Via::FileShare,
-                user: Some("anna".into()),
-                process: Some("smbd".into()),
-                pid: 4242,
-                command: None,
-                machine: Some("FRONTDESK".into()),
-                address: Some("192.168.1.23".into()),
-            }),
+            person: Some(Person::anna_over_the_share()),
         };
         let told = |incident: &Incident| {
             let command =
