@@ -411,11 +411,13 @@ impl Daemon {
             v.as_ref()
                 .is_some_and(|v| v.observed.kind == EntryKind::Dir)
         };
-        if let (true, Some(m)) = (is_dir(&moving), m) {
-            self.mark_missing_below(to, m, now)?;
-        }
-        if let (true, true, Some(t)) = (exchanged, is_dir(&at_to), t) {
-            self.mark_missing_below(from, t, now)?;
+        if !self.deletions_all_named() {
+            if let (true, Some(m)) = (is_dir(&moving), m) {
+                self.mark_missing_below(to, m, now)?;
+            }
+            if let (true, true, Some(t)) = (exchanged, is_dir(&at_to), t) {
+                self.mark_missing_below(from, t, now)?;
+            }
         }
         self.remember_rename(from, to);
         Ok(())
@@ -462,11 +464,13 @@ impl Daemon {
                 .filter(|v| v.observed.kind == EntryKind::Dir)
                 .map(|v| v.observed.inode)
         };
-        if let Some(inode) = dir_inode(&at_a) {
-            self.mark_missing_below(b, inode, now)?;
-        }
-        if let Some(inode) = dir_inode(&at_b) {
-            self.mark_missing_below(a, inode, now)?;
+        if !self.deletions_all_named() {
+            if let Some(inode) = dir_inode(&at_a) {
+                self.mark_missing_below(b, inode, now)?;
+            }
+            if let Some(inode) = dir_inode(&at_b) {
+                self.mark_missing_below(a, inode, now)?;
+            }
         }
         self.remember_rename(a, b);
         Ok(())
@@ -542,6 +546,18 @@ impl Daemon {
             .index
             .current(path)?
             .is_some_and(|v| v.observed.kind == EntryKind::Dir))
+    }
+
+    /// Whether the source names every deletion where it happened (fanotify): then
+    /// the disk, which may be further on than the events read, is never asked what
+    /// was deleted below a moved folder. Asked, it answers before the deletion's own
+    /// event comes: the file is taken for deleted with nobody named, and the event,
+    /// with who and the content held since the write, finds no file left to give them
+    /// to, and records a second one.
+    fn deletions_all_named(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|source| source.names_every_deletion())
     }
 
     /// Marks what the index has below the folder `dir` that is not in it on disk as

@@ -17,6 +17,15 @@ use std::sync::mpsc::Sender;
 pub trait Source: Send {
     fn watch(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), WatchError>;
     fn unwatch_tree(&self, dir: &Path);
+
+    /// Whether every unlink in the protected folders comes as its own `Removed`, at
+    /// the path its folder had at that point of the events, queue overflows aside
+    /// (`Rescan`). Then a file missing from a folder just moved is no loss to guess
+    /// from the disk: its deletion is behind in the queue, with who made it, and the
+    /// daemon records it there, with the content any file held open since still has.
+    fn names_every_deletion(&self) -> bool {
+        false
+    }
 }
 
 /// Why a folder could not be watched.

@@ -483,3 +483,65 @@ fn folders_exchanged_while_their_files_are_written_and_deleted_keep_each_file_it
         "y/a came back with {got:?}"
     );
 }
+
+/// Written, its folder moved (exchanged with another, or renamed), then deleted
+/// there, all before the daemon read a word of it, while another process still had
+/// the file open: the source held it since the write, so the daemon keeps its last
+/// content. It is one file deleted, once, with that content and, where the source
+/// names who, by whom; never a second file at the same name, "deleted" by a guess
+/// from the disk with nobody named.
+#[test]
+fn a_file_written_then_deleted_in_its_moved_folder_is_one_deletion_with_its_last_content() {
+    for exchanged in [true, false] {
+        let mut env = TestEnv::new();
+        env.write("x/a", "x/a at the sync");
+        env.write("y/b", "y/b at the sync");
+        env.start_daemon_and_sync(&[]);
+        let fanotify = env.status_json()["event_source"]["source"] == "fanotify";
+        env.pause_daemon();
+        env.write("x/a", "x/a written after the sync");
+        // Open still when the daemon reads the write: its source can then hold it.
+        let reader = fs::File::open(env.path("x/a")).unwrap();
+        let now_at = if exchanged {
+            exchange(&env.path("x"), &env.path("y"));
+            "y/a"
+        } else {
+            fs::rename(env.path("x"), env.path("z")).unwrap();
+            "z/a"
+        };
+        fs::remove_file(env.path(now_at)).unwrap();
+        env.resume_daemon();
+        env.sync();
+        drop(reader);
+        let how = if exchanged { "exchanged" } else { "renamed" };
+        // `list_by_path` fails on a path listed twice.
+        let deleted = env.list_by_path(&[]);
+        let e = entry(&deleted, &env.json_path(now_at));
+        assert_deleted_and_recoverable(e);
+        assert_eq!(deleted.len(), 1, "{how}: one file was deleted: {deleted:?}");
+        if fanotify {
+            assert_eq!(e["size"], "x/a written after the sync".len(), "{how}: {e}");
+            assert_eq!(
+                e["deleted_by"]["user"], "root",
+                "{how}: the source named who deleted it: {e}"
+            );
+        }
+        let to = env.root.join("back");
+        restore_json(
+            &env,
+            &[
+                env.path(now_at).to_str().unwrap(),
+                "--to",
+                to.to_str().unwrap(),
+            ],
+        );
+        let got = String::from_utf8_lossy(&tree(&to)[std::path::Path::new(now_at)].data)
+            .into_owned();
+        let expected: &[&str] = if fanotify {
+            &["x/a written after the sync"]
+        } else {
+            &["x/a at the sync", "x/a written after the sync"]
+        };
+        assert!(expected.contains(&got.as_str()), "{how}: {now_at} came back with {got:?}");
+    }
+}

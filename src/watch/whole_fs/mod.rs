@@ -155,6 +155,12 @@ impl Source for WholeFs {
     fn unwatch_tree(&self, dir: &Path) {
         WholeFs::unwatch_tree(self, dir)
     }
+
+    /// Each deletion's folder is named by its handle, where it is at that point of
+    /// the queue (see `Reader::path_of`).
+    fn names_every_deletion(&self) -> bool {
+        true
+    }
 }
 
 impl WholeFs {
