@@ -535,13 +535,51 @@ fn a_file_written_then_deleted_in_its_moved_folder_is_one_deletion_with_its_last
                 to.to_str().unwrap(),
             ],
         );
-        let got = String::from_utf8_lossy(&tree(&to)[std::path::Path::new(now_at)].data)
-            .into_owned();
+        let got =
+            String::from_utf8_lossy(&tree(&to)[std::path::Path::new(now_at)].data).into_owned();
         let expected: &[&str] = if fanotify {
             &["x/a written after the sync"]
         } else {
             &["x/a at the sync", "x/a written after the sync"]
         };
-        assert!(expected.contains(&got.as_str()), "{how}: {now_at} came back with {got:?}");
+        assert!(
+            expected.contains(&got.as_str()),
+            "{how}: {now_at} came back with {got:?}"
+        );
     }
+}
+
+/// A folder made, removed and made again under its name before the daemon read any
+/// of it: the kernel may fold the removal into the first folder's creation, queued
+/// before the second folder's. The second folder and its file are kept; the removal
+/// is the first one's.
+#[test]
+fn a_folder_made_again_under_the_name_of_one_just_removed_keeps_its_files() {
+    let mut env = TestEnv::new();
+    env.write("kept", "a file at the sync");
+    env.start_daemon_and_sync(&[]);
+    env.pause_daemon();
+    env.write("y/first", "in the first y");
+    fs::remove_dir_all(env.path("y")).unwrap();
+    env.write("y/second", "in the second y");
+    env.resume_daemon();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&all, &env.json_path("y/second")));
+    env.remove_and_sync(&["y"]);
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            "--under",
+            env.path("y").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    let back = tree(&to);
+    assert_eq!(
+        back[std::path::Path::new("y/second")].data,
+        b"in the second y"
+    );
 }

@@ -160,6 +160,9 @@ impl Reader {
             if own && !is_cookie_name(&old.name) && !is_cookie_name(&new.name) {
                 return true;
             }
+            if !self.release_deletion_of_name(new, event.object.as_ref()) {
+                return false;
+            }
             return self.renamed(old, new, event.object.as_ref(), is_dir, &by);
         }
         // Events on a file's inode with no name (its link count, a write through a
@@ -176,16 +179,20 @@ impl Reader {
         if own && !is_cookie_name(&entry.name) {
             return true;
         }
+        if !self.release_deletion_of_name(entry, event.object.as_ref()) {
+            return false;
+        }
         let Some(path) = self.path_of(entry) else {
             return true;
         };
         let object = event.object.as_ref();
-        // Another file at the path now than the one the event is about: it was
-        // renamed away (or exchanged) since, and a rename behind in the queue says
-        // where. Looked at by name now, the path would show the other file's
-        // content as this one's, so the event says nothing of the path; only the
-        // file being written is still held, by its own handle.
-        let elsewhere = !is_dir && object.is_some_and(|fid| self.moved_away(fid, &path));
+        // Another file or folder at the path now than the one the event is about:
+        // it was renamed away (or exchanged, or removed and the name taken again)
+        // since, and an event behind in the queue says so. Looked at by name now,
+        // the path would show the other file's content as this one's, so the event
+        // says nothing of the path; only the file being written is still held, by
+        // its own handle.
+        let elsewhere = object.is_some_and(|fid| self.moved_away(fid, &path));
         if event.is(fanotify::FAN_CREATE) {
             if is_dir {
                 if let Some(fid) = object {
@@ -197,13 +204,19 @@ impl Reader {
                         },
                     );
                 }
-                if !self.send(
-                    FsEvent::Changed {
-                        path: path.clone(),
-                        is_new: true,
-                    },
-                    &by,
-                ) {
+                // Another folder there now (this one removed or renamed away, and
+                // the name taken again): walked now, the path would show the other
+                // folder's files as this one's, to be taken for deleted when this
+                // one's removal is read. The other folder's own event comes later.
+                if !elsewhere
+                    && !self.send(
+                        FsEvent::Changed {
+                            path: path.clone(),
+                            is_new: true,
+                        },
+                        &by,
+                    )
+                {
                     return false;
                 }
             } else {
@@ -282,6 +295,24 @@ impl Reader {
             .deferred
             .iter()
             .position(|d| d.object.as_ref() == Some(fid))
+        else {
+            return true;
+        };
+        let deletion = self.deferred.remove(i);
+        self.send_deletion(deletion)
+    }
+
+    /// A deletion held back (see `deferred`) of another thing than `object` at the
+    /// same name: this event finds that name taken again, so the deletion happened
+    /// before it, and is handed on now. Held to the queue's end instead (a folder's
+    /// removal has no link count event of its own), it would be read against the
+    /// name's newer owner: `mkdir y; rmdir y; mkdir y; echo > y/f`, merged by the
+    /// kernel into one event for the first `y`, removed the second `y` with `y/f`.
+    fn release_deletion_of_name(&mut self, entry: &Entry, object: Option<&Fid>) -> bool {
+        let Some(i) = self
+            .deferred
+            .iter()
+            .position(|d| d.entry == *entry && d.object.as_ref() != object)
         else {
             return true;
         };
