@@ -49,7 +49,8 @@ pub const RESTORE_TEMP: &str = ".undelete-restore-";
 /// The daemon's sync cookies (see `watch::sync`).
 pub const SYNC_COOKIE: &str = ".undelete-sync-";
 
-/// A fresh name of the program's own in a folder: `prefix`, our pid, a dash, a counter.
+/// A fresh name of the program's own in a folder: `prefix`, our pid, a dash, a number
+/// (a count for a restore's temporary files, a random one for sync cookies).
 pub fn own_name(prefix: &str, counter: u64) -> OsString {
     OsString::from(format!("{prefix}{}-{counter}", std::process::id()))
 }

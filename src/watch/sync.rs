@@ -10,6 +10,12 @@
 //!
 //! `sync --hashed` waits, besides, until the hasher has nothing left: every
 //! cloned copy recorded by then has its hash (see `hasher`).
+//!
+//! A cookie's name cannot be guessed (a random number, not a count): anyone who
+//! may write in a protected folder could otherwise make the next one first, and
+//! a folder where the cookie cannot be made is one a sync does not wait for, so
+//! `sync` would answer before that folder's changes were read. A name found taken
+//! is drawn again; only a folder that refuses new files is not waited for.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -34,27 +40,22 @@ impl PendingSync {
     }
 }
 
+/// How many names are drawn for a cookie before a folder is given up as full of
+/// them: with 64 random bits, more than one means someone is planting names.
+const DRAWS: usize = 16;
+
 #[derive(Default)]
 pub struct Syncs {
-    next: u64,
     pending: Vec<PendingSync>,
 }
 
 impl Syncs {
     /// Drops a cookie into each protected folder for a new sync request.
     pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf], hashed: bool) {
-        self.next += 1;
-        let name = crate::names::own_name(crate::names::SYNC_COOKIE, self.next);
         let mut waiting = Vec::new();
         for root in roots {
-            let cookie = root.join(&name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&cookie)
-            {
-                Ok(_) => waiting.push(cookie),
+            match make_cookie(root) {
+                Ok(cookie) => waiting.push(cookie),
                 // A read-only folder cannot change, so it has nothing to wait for.
                 Err(e) => tracing::debug!("no sync cookie in {}: {e}", root.display()),
             }
@@ -112,6 +113,80 @@ impl Syncs {
                 let _ = std::fs::remove_file(cookie);
             }
             let _ = sync.reply.send(SyncAnswer::Failed(why.to_owned()));
+        }
+    }
+}
+
+/// A new cookie in `root`, under a name nobody could have made first.
+fn make_cookie(root: &Path) -> std::io::Result<PathBuf> {
+    let mut last = None;
+    for _ in 0..DRAWS {
+        let cookie = root.join(crate::names::own_name(
+            crate::names::SYNC_COOKIE,
+            unguessable(),
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&cookie)
+        {
+            Ok(_) => return Ok(cookie),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no cookie name was free")))
+}
+
+/// 64 bits from the kernel's random source; should it fail, the clock's
+/// nanoseconds, which are still not a count anyone can run ahead of.
+fn unguessable() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: a buffer of 8 bytes, and its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == bytes.len() as isize {
+        return u64::from_ne_bytes(bytes);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files made under the names a count would give next (pid-1, pid-2, …) and a
+    /// link there: the sync still drops its cookie, under another name, and waits.
+    #[test]
+    fn a_sync_waits_for_a_folder_where_cookie_names_were_planted() {
+        let root = tempfile::tempdir().unwrap();
+        for n in 0..200 {
+            let name = crate::names::own_name(crate::names::SYNC_COOKIE, n);
+            std::fs::write(root.path().join(&name), b"planted").unwrap();
+        }
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut syncs = Syncs::default();
+        let roots = vec![root.path().to_owned()];
+        syncs.start(tx.clone(), &roots, false);
+        syncs.start(tx, &roots, false);
+        assert!(
+            !syncs.any_ready(true),
+            "a sync answered without a cookie back"
+        );
+        let cookies: Vec<&PathBuf> = syncs.pending.iter().flat_map(|s| &s.waiting).collect();
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        assert_ne!(cookies[0], cookies[1]);
+        for cookie in cookies {
+            assert!(crate::names::is_cookie(cookie), "{}", cookie.display());
+            assert_eq!(
+                std::fs::read(cookie).unwrap(),
+                b"",
+                "a planted file was taken"
+            );
         }
     }
 }
