@@ -1,40 +1,25 @@
-//! The daemon's inotify event source: the watches, the map from watch
-//! descriptor to folder, and the one place the kernel's events become `FsEvent`.
-//!
-//! Written here rather than taken from notify. notify applied what a folder's
-//! rename means for its watches only after it had read the whole kernel queue:
-//! on the rename-from it queued the removal of the folder's watches, on the
-//! rename-to a recursive re-add, both done once the queue was drained. Events
-//! from inside the moved folder read meanwhile were reported under its old
-//! path, and events between the removal and the re-add were lost, with no
-//! overflow to call for a rescan: a folder renamed while another user deleted
-//! its files left 337 of 2,000 deleted files listed as present and called 242
-//! "deleted before it could be copied". The kernel keeps a watch across a
-//! rename, so nothing needs removing: here the map is rebased at the moment the
-//! rename-to is read, in queue order, and every later event gets the new path.
-//!
-//! The reading thread only reads, maps and hands on (one channel). It adds a
-//! watch for a folder it sees created or moved in before handing the event on,
-//! so the daemon's walk of that folder comes after the watch exists; it stats a
-//! renamed folder to tell an exchange from a rename; it never hashes, copies or
-//! touches the index. The fanotify source (`whole_fs`) sits beside this one,
-//! producing the same `FsEvent`s behind the same `Source`.
+//! The inotify source's reading thread: it reads the kernel's queue, pairs each
+//! rename-from with its rename-to (holding back what comes between), turns watch
+//! descriptors into paths and hands the events on. All that runs on that thread
+//! is here, so it is plain to see that it only reads, maps and hands on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::fs::FileType;
-use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::fs::inotify::{self, ReadFlags};
 use rustix::io::Errno;
 
-use super::event::{FsEvent, Held, Msg, Source, WatchError, below, wait_readable};
+use super::Inotify;
+use super::watches::Watches;
+use crate::watch::event::{FsEvent, Held, Msg, WatchError, wait_readable};
 
 /// How long a rename-from waits for its rename-to once the queue has been read to
 /// its end: the kernel queues the two halves one after the other, but not atomically.
@@ -48,192 +33,6 @@ const HELD_BACK_MAX: usize = 16_384;
 
 /// How many files being written are remembered, to report each once (`Writing`).
 const WRITING_REMEMBERED: usize = 65_536;
-/// What a watch costs nothing to ask for but would flood the queue if asked: no
-/// IN_OPEN, no IN_ACCESS, no close-after-reading (every read on the share). IN_MODIFY
-/// tells that a file is being written; the reader reports it once per file until
-/// it is closed. No IN_EXCL_UNLINK: a file unlinked while open still reports its
-/// close-after-writing.
-fn watch_flags() -> WatchFlags {
-    WatchFlags::CREATE
-        | WatchFlags::DELETE
-        | WatchFlags::MOVED_FROM
-        | WatchFlags::MOVED_TO
-        | WatchFlags::CLOSE_WRITE
-        | WatchFlags::ATTRIB
-        | WatchFlags::MODIFY
-        | WatchFlags::ONLYDIR
-        | WatchFlags::DONT_FOLLOW
-}
-
-/// One watched folder.
-struct Watched {
-    path: PathBuf,
-    /// Its inode, to tell an exchange of two folders from a rename over one.
-    inode: u64,
-}
-
-#[derive(Default)]
-struct Watches {
-    by_wd: HashMap<i32, Watched>,
-    by_path: BTreeMap<PathBuf, i32>,
-    /// Watches of folders that left the tree: removed, their queued events ignored
-    /// until the kernel confirms the removal (IN_IGNORED).
-    detached: HashSet<i32>,
-}
-
-impl Watches {
-    fn insert(&mut self, wd: i32, path: &Path, inode: u64) {
-        // The same folder seen under a new path (a walk after a rename): one entry.
-        if let Some(old) = self.by_wd.get(&wd)
-            && self.by_path.get(&old.path) == Some(&wd)
-        {
-            self.by_path.remove(&old.path.clone());
-        }
-        self.detached.remove(&wd);
-        self.by_wd.insert(
-            wd,
-            Watched {
-                path: path.to_owned(),
-                inode,
-            },
-        );
-        self.by_path.insert(path.to_owned(), wd);
-    }
-
-    fn forget(&mut self, wd: i32) {
-        self.detached.remove(&wd);
-        if let Some(w) = self.by_wd.remove(&wd)
-            && self.by_path.get(&w.path) == Some(&wd)
-        {
-            self.by_path.remove(&w.path);
-        }
-    }
-
-    /// The watches at and below `dir`.
-    fn subtree(&self, dir: &Path) -> Vec<(PathBuf, i32)> {
-        self.by_path
-            .range(dir.to_owned()..)
-            .take_while(|(p, _)| p.starts_with(dir))
-            .map(|(p, wd)| (p.clone(), *wd))
-            .collect()
-    }
-
-    /// Gives every watch at and below `from` the path it has below `to` now.
-    fn rebase(&mut self, from: &Path, to: &Path) {
-        let moved = self.subtree(from);
-        for (path, _) in &moved {
-            self.by_path.remove(path);
-        }
-        for (path, wd) in moved {
-            let new = below(to, &path, from);
-            if let Some(w) = self.by_wd.get_mut(&wd) {
-                w.path = new.clone();
-            }
-            self.by_path.insert(new, wd);
-        }
-    }
-
-    /// Exchanges the watches at and below `a` with those at and below `b`.
-    fn exchange(&mut self, a: &Path, b: &Path) {
-        let (at_a, at_b) = (self.subtree(a), self.subtree(b));
-        for (path, _) in at_a.iter().chain(&at_b) {
-            self.by_path.remove(path);
-        }
-        for (moved, from, to) in [(at_a, a, b), (at_b, b, a)] {
-            for (path, wd) in moved {
-                let new = below(to, &path, from);
-                if let Some(w) = self.by_wd.get_mut(&wd) {
-                    w.path = new.clone();
-                }
-                self.by_path.insert(new, wd);
-            }
-        }
-    }
-}
-
-/// The inotify instance, shared by the reading thread and the daemon's walks.
-#[derive(Clone)]
-pub struct Inotify {
-    fd: Arc<OwnedFd>,
-    watches: Arc<Mutex<Watches>>,
-}
-
-impl Source for Inotify {
-    fn watch(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), WatchError> {
-        Inotify::watch(self, dir, path)
-    }
-
-    fn unwatch_tree(&self, dir: &Path) {
-        Inotify::unwatch_tree(self, dir)
-    }
-}
-
-impl Inotify {
-    /// Starts the reading thread, which hands every event to `tx`.
-    pub fn start(tx: Sender<Msg>) -> Result<Self, WatchError> {
-        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-            .map_err(|e| WatchError::Init(e.into()))?;
-        let source = Self {
-            fd: Arc::new(fd),
-            watches: Arc::default(),
-        };
-        let reader = Reader {
-            source: source.clone(),
-            tx,
-            pending: None,
-            held_back: std::collections::VecDeque::new(),
-            writing: HashSet::new(),
-        };
-        std::thread::Builder::new()
-            .name("inotify".into())
-            .spawn(move || reader.run())
-            .map_err(WatchError::Init)?;
-        Ok(source)
-    }
-
-    fn watches(&self) -> std::sync::MutexGuard<'_, Watches> {
-        self.watches.lock().expect("the watches are never poisoned")
-    }
-
-    /// Watches the folder held by `dir`, found at `path`. Through the descriptor, so
-    /// the folder watched is the one the walk holds, whatever the path leads to now.
-    pub fn watch(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), WatchError> {
-        let inode = rustix::fs::fstat(dir).map(|s| s.st_ino).unwrap_or(0);
-        let by_descriptor = format!("/proc/self/fd/{}", dir.as_raw_fd());
-        // The magic link itself must be followed: no IN_DONT_FOLLOW here.
-        let flags = watch_flags() - WatchFlags::DONT_FOLLOW;
-        let wd = match inotify::add_watch(&*self.fd, by_descriptor.as_str(), flags) {
-            Ok(wd) => wd,
-            // No /proc: by path, never following a link at its end.
-            Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
-                inotify::add_watch(&*self.fd, path, watch_flags())
-                    .map_err(|e| self.watch_error(path, e))?
-            }
-            Err(e) => return Err(self.watch_error(path, e)),
-        };
-        self.watches().insert(wd, path, inode);
-        Ok(())
-    }
-
-    fn watch_error(&self, path: &Path, e: Errno) -> WatchError {
-        match e {
-            Errno::NOSPC => WatchError::Limit,
-            e => WatchError::Folder {
-                path: path.to_owned(),
-                source: e.into(),
-            },
-        }
-    }
-
-    /// Stops watching `dir` and everything below it (a protected folder given up).
-    pub fn unwatch_tree(&self, dir: &Path) {
-        let mut watches = self.watches();
-        for (_, wd) in watches.subtree(dir) {
-            let _ = inotify::remove_watch(&*self.fd, wd);
-            watches.detached.insert(wd);
-        }
-    }
-}
 
 /// A rename-from waiting for its rename-to.
 struct PendingMove {
@@ -252,7 +51,7 @@ struct Raw {
     name: Option<std::ffi::OsString>,
 }
 
-struct Reader {
+pub(super) struct Reader {
     source: Inotify,
     tx: Sender<Msg>,
     pending: Option<PendingMove>,
@@ -261,13 +60,23 @@ struct Reader {
     /// meanwhile (deleting its files, say) gets its events queued in between, under
     /// the folder's old path. Held back, they are turned into paths once the pair is
     /// known: the new ones, or none for a folder that left the tree.
-    held_back: std::collections::VecDeque<Raw>,
+    held_back: VecDeque<Raw>,
     /// Files reported as being written and not closed since, by path.
     writing: HashSet<PathBuf>,
 }
 
 impl Reader {
-    fn run(mut self) {
+    pub(super) fn new(source: Inotify, tx: Sender<Msg>) -> Self {
+        Self {
+            source,
+            tx,
+            pending: None,
+            held_back: VecDeque::new(),
+            writing: HashSet::new(),
+        }
+    }
+
+    pub(super) fn run(mut self) {
         let fd = Arc::clone(&self.source.fd);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
@@ -514,7 +323,7 @@ impl Reader {
     /// symlink (see `tree`), so a name swapped for a link never gets a watch on
     /// the folder it points to; the daemon's walk of it comes after.
     fn watch_new(&mut self, path: &Path) {
-        let Ok(dir) = super::tree::open_dir(path) else {
+        let Ok(dir) = crate::watch::tree::open_dir(path) else {
             // Gone already, or not a folder any more: the daemon's look says so.
             return;
         };
@@ -528,42 +337,11 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use rustix::fs::inotify::CreateFlags;
+
     use super::*;
-
-    fn watches(paths: &[&str]) -> Watches {
-        let mut w = Watches::default();
-        for (i, p) in paths.iter().enumerate() {
-            w.insert(i as i32 + 1, Path::new(p), i as u64 + 100);
-        }
-        w
-    }
-
-    fn path_of(w: &Watches, wd: i32) -> &str {
-        w.by_wd[&wd].path.to_str().unwrap()
-    }
-
-    #[test]
-    fn a_rename_rebases_the_folder_and_everything_below_it_only() {
-        let mut w = watches(&["/s", "/s/a", "/s/a/b", "/s/a0", "/s/ab"]);
-        w.rebase(Path::new("/s/a"), Path::new("/s/z"));
-        assert_eq!(path_of(&w, 2), "/s/z");
-        assert_eq!(path_of(&w, 3), "/s/z/b");
-        assert_eq!(path_of(&w, 4), "/s/a0");
-        assert_eq!(path_of(&w, 5), "/s/ab");
-        assert_eq!(w.by_path.get(Path::new("/s/z/b")), Some(&3));
-        assert!(!w.by_path.contains_key(Path::new("/s/a")));
-    }
-
-    #[test]
-    fn an_exchange_swaps_both_subtrees() {
-        let mut w = watches(&["/s/a", "/s/a/x", "/s/b", "/s/b/y"]);
-        w.exchange(Path::new("/s/a"), Path::new("/s/b"));
-        assert_eq!(path_of(&w, 1), "/s/b");
-        assert_eq!(path_of(&w, 2), "/s/b/x");
-        assert_eq!(path_of(&w, 3), "/s/a");
-        assert_eq!(path_of(&w, 4), "/s/a/y");
-        assert_eq!(w.by_path.len(), 4);
-    }
 
     /// A reader with no thread of its own: the events are fed to it by hand.
     fn reader(paths: &[&str]) -> (Reader, std::sync::mpsc::Receiver<Msg>) {
@@ -571,7 +349,7 @@ mod tests {
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
         let source = Inotify {
             fd: Arc::new(fd),
-            watches: Arc::new(Mutex::new(watches(paths))),
+            watches: Arc::new(Mutex::new(Watches::of(paths))),
         };
         let reader = Reader {
             source,
