@@ -2,16 +2,22 @@
 //! the index) gathered once, and plain-language checks made of them, each OK or
 //! a problem with the fix in words a customer can follow on the phone.
 //!
-//! Gather, then diagnose: `gather` reads the facts and `checks` turns them into
-//! verdicts without any I/O, so every rule can be tried on made-up facts. It
-//! changes nothing and prints nothing: `undelete doctor` prints the checks.
+//! Gather, then diagnose: `gather` reads the facts, and the checks turn them
+//! into verdicts without any I/O, so every rule can be tried on made-up facts:
+//! `service` (running, recording, room in the vault, the index), `folders` (what
+//! is protected, watched, and copied), `alerts` (warnings and their e-mails),
+//! `shares` (Samba's Previous Versions), each fix said with `fix`. It changes
+//! nothing and prints nothing: `undelete doctor` prints the checks.
 //!
 //! The inotify limit is read from /proc/sys/fs/inotify/max_user_watches, or from
 //! the file named by `UNDELETE_MAX_USER_WATCHES_FILE`: tests provoke a low limit
 //! that way without touching the machine's setting.
 
-mod checks;
+mod alerts;
+mod fix;
+mod folders;
 mod gather;
+mod service;
 mod shares;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -23,7 +29,9 @@ use serde_json::Value;
 
 use crate::model::Alert;
 use crate::model::Delivery;
-use checks::*;
+use alerts::{alerts_check, email_check};
+use folders::{event_source_check, folders_check, unprotected_check, watch_check};
+use service::{activity_check, daemon_check, index_check, vault_space_check};
 
 /// Where the service's settings live; named in the fixes.
 const CONFIG_FILE: &str = "/etc/undelete/config.toml";

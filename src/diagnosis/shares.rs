@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::checks::undelete;
+use super::fix::undelete;
 use super::{Check, Facts};
 use crate::samba::{self, Offered, ShareState};
 use crate::words::{display_path, quote};

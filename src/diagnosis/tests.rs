@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::checks::*;
+use super::folders::folders_check;
 use super::*;
 
 const NOW: i64 = 1_800_000_000 * 1_000_000_000;
