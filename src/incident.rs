@@ -342,7 +342,7 @@ pub fn mass_deletion_letter(
 pub fn test_letter(host: &str, folders: &[std::path::PathBuf]) -> crate::email::Letter {
     let folders: Vec<String> = folders
         .iter()
-        .map(|f| crate::words::display_path(f))
+        .map(|f| crate::words::whole_path(f))
         .collect();
     let watched = match folders.len() {
         0 => String::new(),
@@ -398,6 +398,8 @@ pub const HISTORY_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
 #[derive(Debug, Clone)]
 pub struct History {
     pub sentence: String,
+    /// The incident's folder as the sentence shows it, to keep it whole when wrapped.
+    pub folder: String,
     pub report: Option<std::path::PathBuf>,
 }
 
@@ -405,7 +407,8 @@ impl History {
     /// For a terminal: the sentence wrapped after `prefix`, and the report on a line
     /// of its own, so its path is never split and the layout never depends on it.
     pub fn text(&self, prefix: &str) -> String {
-        let mut out = crate::words::wrap(&format!("{prefix}{}", self.sentence));
+        let sentence = crate::words::whole_in(&self.sentence, std::slice::from_ref(&self.folder));
+        let mut out = crate::words::wrap(&format!("{prefix}{sentence}"));
         if let Some(report) = &self.report {
             out.push_str(&format!(
                 "\n  Report: {}",
@@ -452,6 +455,7 @@ pub fn history_line(
                 false => " brought back",
             };
             Some(History {
+                folder: folder.clone(),
                 sentence: format!(
                     "Resolved {when}: {} of {of}{what} (incident {}).",
                     crate::words::count(incident.restored),
@@ -482,6 +486,7 @@ pub fn history_line(
                 )
             };
             Some(History {
+                folder,
                 sentence,
                 report: None,
             })

@@ -15,7 +15,7 @@ use crate::index::Index;
 use crate::index::MetaKey;
 use crate::model::AlertKind;
 use crate::model::{AlertEntry, AlertState, Incident};
-use crate::words::{json_path, wrap};
+use crate::words::{display_path, json_path, whole_in, wrap};
 
 /// How far back closed alerts are listed.
 const LISTED_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
@@ -84,8 +84,12 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     for (entry, incident) in &with_incidents {
         let a = &entry.alert;
+        // The incident's folder is kept whole on a line, however the message wraps.
         let message = match incident {
-            Some(i) => incident::mass_deletion_message(i, vault.root()),
+            Some(i) => whole_in(
+                &incident::mass_deletion_message(i, vault.root()),
+                &[display_path(&i.folder)],
+            ),
             None => a.message.clone(),
         };
         match &entry.state {

@@ -400,7 +400,7 @@ fn open_vault(config: &Config) -> anyhow::Result<(Vault, Index)> {
                  that to a disk it found errors on). Everything in it can still be listed \
                  and brought back, best into a folder on another disk with --to DIR. \
                  Nothing new is recorded meanwhile, and reports are printed, not saved.",
-                crate::words::display_path(vault.root())
+                crate::words::whole_path(vault.root())
             ))
         );
         let index = Index::open_read_only(&vault.index_path())?;

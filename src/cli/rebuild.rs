@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::rebuild::{self, Rebuilt};
-use crate::words::{bytes, count, display_path, wrap};
+use crate::words::{bytes, count, display_path, whole_path, wrap};
 
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault_folder(config)?;
@@ -79,7 +79,7 @@ fn print_summary(r: &Rebuilt) {
             wrap(&format!(
                 "    line {} of {}: {}",
                 skipped.line,
-                display_path(&skipped.file),
+                whole_path(&skipped.file),
                 skipped.why
             ))
         );
@@ -105,7 +105,7 @@ fn print_summary(r: &Rebuilt) {
             "{}",
             wrap(&format!(
                 "The damaged index is kept as {}. It can be deleted once all is well.",
-                display_path(kept)
+                whole_path(kept)
             ))
         );
     }

@@ -264,7 +264,7 @@ pub fn run(config: &Config, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 wrap(&format!(
                     "undelete: the JSON report could not be written to {}: {problem}.",
-                    display_path(path)
+                    crate::words::whole_path(path)
                 ))
             );
         }
@@ -307,12 +307,13 @@ fn never_protected(index: &Index, scopes: &[PathBuf]) -> anyhow::Result<Option<S
     let protected: Vec<String> = roots
         .iter()
         .filter(|r| r.active)
-        .map(|r| display_path(&r.path))
+        .map(|r| crate::words::whole_path(&r.path))
         .collect();
+    // Only ever wrapped for the terminal: the paths are marked to be kept whole.
     Ok(Some(format!(
         "{} was never in a protected folder, so nothing in it was ever copied. \
          The protected folders are: {}.",
-        display_path(first),
+        crate::words::whole_path(first),
         if protected.is_empty() {
             "none yet".to_owned()
         } else {

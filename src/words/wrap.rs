@@ -1,11 +1,80 @@
 //! Text shaped for where it is read: an 80-column terminal, where each sentence
 //! starts a line and a command stands whole on a line of its own, and a letter,
-//! 72 columns wide. Paths and commands are never split inside a word.
+//! 72 columns wide.
+//!
+//! A path is never split across lines: a customer reads it aloud, a technician
+//! copies it. A name may hold spaces, and where it ends cannot be told from the
+//! text, so the text says it: a path or a command put into text to be wrapped
+//! goes in through `whole_path` or `whole`, which mark where it begins and ends,
+//! and the wrap functions keep what is marked on one line, past the width where
+//! it is longer (it then has the line to itself). The marks are control
+//! characters, which `display_path` always shows escaped, so no name can hold
+//! them, and the wrap functions take them out: marked text is only ever for one
+//! of them, never printed or stored as it is.
+
+use std::path::Path;
+
+use super::display_path;
+
+/// Where a span to be kept whole begins and ends (STX and ETX).
+const WHOLE_START: char = '\u{2}';
+const WHOLE_END: char = '\u{3}';
+
+/// `text` (a command, a name), marked to be kept on one line when wrapped.
+pub fn whole(text: &str) -> String {
+    format!("{WHOLE_START}{text}{WHOLE_END}")
+}
+
+/// A path as people see it (`display_path`), marked to be kept on one line when
+/// wrapped.
+pub fn whole_path(path: &Path) -> String {
+    whole(&display_path(path))
+}
+
+/// `text` with each place it shows one of `spans` (paths shown, known to the caller)
+/// marked to be kept whole: for text made elsewhere that is also used as it is (an
+/// alert's message, stored and sent; a sentence also given in JSON).
+pub fn whole_in(text: &str, spans: &[String]) -> String {
+    let mut spans: Vec<&String> = spans.iter().filter(|s| s.contains(' ')).collect();
+    // The longest first: one path may begin with another.
+    spans.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    spans.dedup();
+    let mut out = text.to_owned();
+    for span in spans {
+        out = out.replace(span.as_str(), &whole(span));
+    }
+    out
+}
+
+/// Fills `text` with `fill`, keeping each marked span on one line: its spaces are
+/// glued (to a character the text does not hold, one column wide like a space)
+/// before filling, so no break falls inside it, and given back after.
+fn keeping_whole(text: &str, fill: impl FnOnce(&str) -> String) -> String {
+    let glue = ('\u{a0}'..'\u{1100}')
+        .find(|c| !text.contains(*c))
+        .expect("a text holds fewer than 4,000 different characters");
+    let mut glued = String::with_capacity(text.len());
+    // How many marked spans the character is in: one may hold another (`whole_in`).
+    let mut inside = 0usize;
+    for c in text.chars() {
+        match c {
+            WHOLE_START => inside += 1,
+            WHOLE_END => inside = inside.saturating_sub(1),
+            ' ' if inside > 0 => glued.push(glue),
+            c => glued.push(c),
+        }
+    }
+    fill(&glued).replace(glue, " ")
+}
 
 /// Wraps a message for an 80-column terminal: each sentence starts a line, later
-/// lines are indented. Paths are never split inside a word and commands not at
-/// all, so each stays readable aloud.
+/// lines are indented. What is marked (`whole_path`, `whole`) is never split, nor
+/// a word, nor the command after ": undelete ", so each stays readable aloud.
 pub fn wrap(text: &str) -> String {
+    keeping_whole(text, wrap_sentences)
+}
+
+fn wrap_sentences(text: &str) -> String {
     let options = textwrap::Options::new(79)
         .subsequent_indent("  ")
         .break_words(false)
@@ -30,9 +99,13 @@ pub fn wrap(text: &str) -> String {
 }
 
 /// Wraps one line of a list for an 80-column terminal at word boundaries, keeping
-/// its indent and indenting what follows by two more; no word (a path, a command)
-/// is ever split.
+/// its indent and indenting what follows by two more; no word, nor what is marked
+/// (`whole_path`, `whole`), is ever split.
 pub fn wrap_line(line: &str) -> String {
+    keeping_whole(line, fill_line)
+}
+
+fn fill_line(line: &str) -> String {
     let indent = &line[..line.len() - line.trim_start().len()];
     let more = format!("{indent}  ");
     let options = textwrap::Options::new(79)
@@ -43,12 +116,13 @@ pub fn wrap_line(line: &str) -> String {
     textwrap::fill(line.trim_start(), options)
 }
 
-/// Wraps a paragraph of a letter at 72 columns, paths and commands whole.
+/// Wraps a paragraph of a letter at 72 columns; no word, nor what is marked
+/// (`whole_path`, `whole`), is ever split.
 pub fn wrap_letter(text: &str) -> String {
     let options = textwrap::Options::new(72)
         .break_words(false)
         .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    textwrap::fill(text, options)
+    keeping_whole(text, |text| textwrap::fill(text, options))
 }
 
 /// Splits at each ". " that ends a sentence: one after a word with a '/' in it is
@@ -99,5 +173,100 @@ mod tests {
             wrap(text),
             "Files in /srv/share/Vol. 2 scans were deleted.\n  Run it again."
         );
+    }
+
+    /// The line of `wrapped` that holds `path` whole, if any does.
+    fn line_with<'a>(wrapped: &'a str, path: &str) -> Option<&'a str> {
+        wrapped.lines().find(|l| l.contains(path))
+    }
+
+    #[test]
+    fn a_path_with_spaces_is_never_split_across_lines() {
+        let path = "/srv/share/Office files/Tax returns 2025/final version.pdf";
+        // Put where the 80th column falls inside it, at every place in turn.
+        for lead in 10..75 {
+            let text = format!(
+                "{} The file {} was deleted. To bring it back: undelete restore",
+                "x".repeat(lead),
+                whole_path(Path::new(path))
+            );
+            for wrapped in [wrap(&text), wrap_line(&text), wrap_letter(&text)] {
+                assert!(line_with(&wrapped, path).is_some(), "{wrapped}");
+                assert!(!wrapped.contains(WHOLE_START), "{wrapped:?}");
+                assert!(!wrapped.contains(WHOLE_END), "{wrapped:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_longer_than_the_width_has_a_line_of_its_own() {
+        let path = format!(
+            "/srv/share/{}Scans of the old ledger.pdf",
+            "Archive 1998 ".repeat(6)
+        );
+        let text = format!(
+            "The files in {} were deleted. They can come back.",
+            whole_path(Path::new(&path))
+        );
+        let wrapped = wrap(&text);
+        let line = line_with(&wrapped, &path).unwrap_or_else(|| panic!("{wrapped}"));
+        assert_eq!(line.trim(), path, "{wrapped}");
+        assert_eq!(wrapped.lines().next(), Some("The files in"), "{wrapped}");
+        let letter = wrap_letter(&text);
+        assert!(letter.lines().any(|l| l.starts_with(&path)), "{letter}");
+    }
+
+    #[test]
+    fn a_path_at_the_end_of_a_line_moves_down_whole() {
+        // Its first word would still fit on the first line, which ends at column 78.
+        let text = format!(
+            "Mass deletion: 2,149 files (4 GB) were deleted at 02:14 from {}.",
+            whole_path(Path::new("/srv/share/Office files"))
+        );
+        assert_eq!(
+            wrap(&text),
+            "Mass deletion: 2,149 files (4 GB) were deleted at 02:14 from\n  \
+             /srv/share/Office files."
+        );
+    }
+
+    #[test]
+    fn text_without_marks_wraps_as_before_and_a_marked_command_stays_whole() {
+        let words = "one two three four five six seven eight nine ten eleven twelve \
+                     thirteen fourteen fifteen sixteen";
+        assert_eq!(
+            wrap_line(words),
+            textwrap::fill(
+                words,
+                textwrap::Options::new(79)
+                    .subsequent_indent("  ")
+                    .break_words(false)
+            )
+        );
+        let command = "undelete --vault '/srv/my vault' restore --incident K7Q-4MD";
+        let text = format!("{} To repeat it: {}", "word ".repeat(12), whole(command));
+        let wrapped = wrap_line(&text);
+        assert!(line_with(&wrapped, command).is_some(), "{wrapped}");
+    }
+
+    #[test]
+    fn paths_known_to_the_caller_are_kept_whole_in_text_made_elsewhere() {
+        let (outer, inner) = (
+            "/srv/share/Office files/Tax 2025",
+            "/srv/share/Office files",
+        );
+        let message = format!(
+            "{} Files were deleted from {outer}, next to {inner}.",
+            "word ".repeat(11)
+        );
+        let marked = whole_in(&message, &[inner.to_owned(), outer.to_owned()]);
+        for lead in 0..40 {
+            let wrapped = wrap(&format!("{}{marked}", "x".repeat(lead)));
+            assert!(line_with(&wrapped, outer).is_some(), "{wrapped}");
+            assert!(
+                line_with(&wrapped, &format!("{inner}.")).is_some(),
+                "{wrapped}"
+            );
+        }
     }
 }
