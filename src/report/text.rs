@@ -275,57 +275,36 @@ impl RestoreReport {
         } else {
             "Could not be"
         };
+        let paths = |files: &[&FileResult]| files.iter().map(|f| display_path(&f.path)).collect();
         for (reason, group) in self.lost_by_reason() {
-            out.push('\n');
-            out.push_str(&wrap_line(&format!(
-                "{verb} recovered ({}), {reason}:",
-                count(group.len() as u64)
-            )));
-            out.push('\n');
-            for f in group {
-                out.push_str(&format!("  {}\n", display_path(&f.path)));
-            }
+            let n = count(group.len() as u64);
+            let heading = format!("{verb} recovered ({n}), {reason}:");
+            section(&mut out, &heading, paths(&group));
         }
         let left_out = self.left_out();
-        if !left_out.is_empty() {
-            out.push_str(&format!(
-                "\nLock files, not brought back on purpose ({}):\n",
-                count(left_out.len() as u64)
-            ));
-            for f in left_out {
-                out.push_str(&format!("  {}\n", display_path(&f.path)));
-            }
-        }
+        let heading = counted("Lock files, not brought back on purpose", left_out.len());
+        section(&mut out, &heading, paths(&left_out));
         for (reason, group) in self.by_reason(Outcome::Partial) {
-            out.push_str(&format!(
-                "\nBrought back only in part — {reason} ({}):\n",
-                count(group.len() as u64)
-            ));
-            for f in group {
-                out.push_str(&format!("  {}\n", display_path(&f.path)));
-            }
+            let heading = counted(
+                &format!("Brought back only in part — {reason}"),
+                group.len(),
+            );
+            section(&mut out, &heading, paths(&group));
         }
-        let beside: Vec<_> = self
+        let beside: Vec<String> = self
             .files
             .iter()
             .filter(|f| f.outcome == Outcome::Recovered && f.beside)
+            .map(|f| {
+                let to = f.restored_to.as_deref().map(display_path);
+                format!("{} -> {}", display_path(&f.path), to.unwrap_or_default())
+            })
             .collect();
-        if !beside.is_empty() {
-            out.push_str(&format!(
-                "\nRestored beside a different file with the same name ({}):\n",
-                count(beside.len() as u64)
-            ));
-            for f in beside {
-                out.push_str(&format!(
-                    "  {} -> {}\n",
-                    display_path(&f.path),
-                    f.restored_to
-                        .as_deref()
-                        .map(display_path)
-                        .unwrap_or_default()
-                ));
-            }
-        }
+        let heading = counted(
+            "Restored beside a different file with the same name",
+            beside.len(),
+        );
+        section(&mut out, &heading, beside);
         for (group, copies) in self.encrypted_groups() {
             let heading = match &group {
                 EncryptedGroup::Left => "Encrypted copies, left where they are".to_owned(),
@@ -335,20 +314,13 @@ impl RestoreReport {
                 EncryptedGroup::Moved => "Encrypted copies, moved aside".to_owned(),
                 EncryptedGroup::Deleted => "Encrypted copies, deleted".to_owned(),
             };
-            out.push('\n');
-            out.push_str(&wrap_line(&format!(
-                "{heading} ({}):",
-                count(copies.len() as u64)
-            )));
-            out.push('\n');
-            for e in copies {
-                match &e.outcome {
-                    EncryptedOutcome::MovedTo(to) if e.why_left.is_none() => out.push_str(
-                        &format!("  {} -> {}\n", display_path(&e.path), display_path(to)),
-                    ),
-                    _ => out.push_str(&format!("  {}\n", display_path(&e.path))),
+            let lines = copies.iter().map(|e| match &e.outcome {
+                EncryptedOutcome::MovedTo(to) if e.why_left.is_none() => {
+                    format!("{} -> {}", display_path(&e.path), display_path(to))
                 }
-            }
+                _ => display_path(&e.path),
+            });
+            section(&mut out, &counted(&heading, copies.len()), lines.collect());
         }
         // Whole on a line of its own, so it can be typed as shown.
         out.push_str(&format!(
@@ -358,5 +330,25 @@ impl RestoreReport {
         out.push_str(&wrap(&self.verdict()));
         out.push('\n');
         out
+    }
+}
+
+/// "Lock files, not brought back on purpose (3):": a list's heading with its count.
+fn counted(heading: &str, n: usize) -> String {
+    format!("{heading} ({}):", count(n as u64))
+}
+
+/// A list in the report, unless it is empty: a blank line, its heading wrapped, then
+/// each line (a path, or where it went) on a line of its own, indented, so no path is
+/// ever split.
+fn section(out: &mut String, heading: &str, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    out.push('\n');
+    out.push_str(&wrap_line(heading));
+    out.push('\n');
+    for line in lines {
+        out.push_str(&format!("  {line}\n"));
     }
 }
