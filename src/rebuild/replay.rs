@@ -345,10 +345,17 @@ mod tests {
         out
     }
 
+    /// A new index made from the journal in `dir` alone, every record of it read.
+    fn rebuilt(dir: &Path) -> Index {
+        let rebuilt = Index::open(&dir.join("new.db")).unwrap();
+        let replayed = replay(&dir.join("journal"), &rebuilt, &mut || unreachable!()).unwrap();
+        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        rebuilt
+    }
+
     #[test]
     fn a_replay_gives_back_the_same_versions_deletions_and_incidents() {
         let (dir, live, root) = crate::index::tests::journaled_index();
-        let journal = dir.path().join("journal");
         let gone = crate::index::tests::deleted_at;
         live.begin().unwrap();
         live.insert_version(Path::new("/s/a"), root, &file(1, 1), 10)
@@ -374,9 +381,7 @@ mod tests {
         live.raise_alert(&AlertKind::VaultFull, "full", 42).unwrap();
         live.commit().unwrap();
 
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        let replayed = replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
-        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        let rebuilt = rebuilt(dir.path());
         let paths = ["/s/a", "/s/d/b", "/s/e/b", "/s/quick"];
         let before = everything(&live, &paths);
         assert_eq!(before.len(), 7, "{before:#?}");
@@ -458,14 +463,7 @@ mod tests {
             "one incident each, anna's two smbd processes in one"
         );
 
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        let replayed = replay(
-            &dir.path().join("journal"),
-            &rebuilt,
-            &mut || unreachable!(),
-        )
-        .unwrap();
-        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        let rebuilt = rebuilt(dir.path());
         let paths = [
             "/s/photos/a.jpg",
             "/s/photos/b.jpg",
@@ -496,14 +494,7 @@ mod tests {
             ["/s/a", "/s/a/y", "/s/b", "/s/b/x", "/s/a/x", "/s/b/y"].map(|p| size(&live, p)),
             [Some(3), Some(4), Some(2), Some(1), None, None]
         );
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        let replayed = replay(
-            &dir.path().join("journal"),
-            &rebuilt,
-            &mut || unreachable!(),
-        )
-        .unwrap();
-        assert!(replayed.skipped.is_empty(), "{replayed:?}");
+        let rebuilt = rebuilt(dir.path());
         let paths = ["/s/a", "/s/a/x", "/s/a/y", "/s/b", "/s/b/x", "/s/b/y"];
         assert_eq!(everything(&rebuilt, &paths), everything(&live, &paths));
     }
@@ -511,7 +502,6 @@ mod tests {
     #[test]
     fn a_batch_rolled_back_leaves_nothing_in_the_journal() {
         let (dir, live, root) = crate::index::tests::journaled_index();
-        let journal = dir.path().join("journal");
         let failed = live.batch(|ix| {
             ix.insert_version(Path::new("/s/never"), root, &file(1, 1), 10)?;
             Err::<(), _>(IndexError::Damaged {
@@ -525,8 +515,7 @@ mod tests {
             .unwrap();
         live.commit().unwrap();
 
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
+        let rebuilt = rebuilt(dir.path());
         assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
         assert_eq!(rebuilt.history(Path::new("/s/kept")).unwrap().len(), 1);
     }
