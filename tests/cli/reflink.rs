@@ -30,11 +30,6 @@ const CLONING: [(&str, &[&str]); 2] = [
 ];
 
 impl CloneMount {
-    /// A loop-mounted XFS.
-    fn new(root: &Path) -> Result<Self, String> {
-        Self::made_by(root, CLONING[0])
-    }
-
     /// `Err`, with the reason, where this machine cannot mount one.
     fn made_by(root: &Path, (mkfs, args): (&str, &[&str])) -> Result<Self, String> {
         let image = root.join(format!("{mkfs}.img"));
@@ -91,19 +86,39 @@ fn run(program: &str, args: &[&str], path: &Path) -> Result<(), String> {
     }
 }
 
-#[test]
-fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
+/// That writing a `BIG` file (`doing` it: "XFS: capturing") grew the disk by a
+/// quarter of its size at most: its blocks were shared, not copied.
+fn assert_cloned(grown: u64, doing: &str) {
+    assert!(
+        grown < (BIG / 4) as u64,
+        "{doing} {} MiB took {} MiB more: it was copied, not cloned",
+        BIG >> 20,
+        grown >> 20
+    );
+}
+
+/// A test's folders with share and vault on a filesystem made by `mkfs`, loop-mounted;
+/// `None`, said as skipped, where this machine cannot mount one.
+fn env_on_disk(mkfs: (&str, &[&str])) -> Option<(TestEnv, CloneMount)> {
     let mut env = TestEnv::new();
-    let xfs = match CloneMount::new(&env.root) {
-        Ok(xfs) => xfs,
+    let disk = match CloneMount::made_by(&env.root, mkfs) {
+        Ok(disk) => disk,
         Err(why) => {
-            eprintln!("skipped: cannot mount a loop XFS here ({why})");
-            return;
+            eprintln!("skipped for {}: cannot mount it here ({why})", mkfs.0);
+            return None;
         }
     };
-    env.share = xfs.dir.join("share");
-    env.vault = xfs.dir.join("vault");
+    env.share = disk.dir.join("share");
+    env.vault = disk.dir.join("vault");
     fs::create_dir(&env.share).unwrap();
+    Some((env, disk))
+}
+
+#[test]
+fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
+    let Some((mut env, xfs)) = env_on_disk(CLONING[0]) else {
+        return;
+    };
     let photo = content(7, BIG);
     env.write("photos/IMG_0001.CR2", &photo);
 
@@ -116,12 +131,7 @@ fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
         env.object_path(&photo).is_file(),
         "the photo is not in the vault"
     );
-    assert!(
-        grown < (BIG / 4) as u64,
-        "capturing a {} MiB file took {} MiB more on XFS: it was copied, not cloned",
-        BIG >> 20,
-        grown >> 20
-    );
+    assert_cloned(grown, "XFS: capturing");
 
     // Changing the original in place must not change the clone: its blocks are
     // copied on write, so the vault keeps what was captured.
@@ -145,17 +155,9 @@ fn big_files_on_xfs_are_cloned_not_copied_and_stay_as_captured() {
 #[test]
 fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored() {
     for mkfs in CLONING {
-        let mut env = TestEnv::new();
-        let disk = match CloneMount::made_by(&env.root, mkfs) {
-            Ok(disk) => disk,
-            Err(why) => {
-                eprintln!("skipped for {}: cannot mount it here ({why})", mkfs.0);
-                continue;
-            }
+        let Some((mut env, disk)) = env_on_disk(mkfs) else {
+            continue;
         };
-        env.share = disk.dir.join("share");
-        env.vault = disk.dir.join("vault");
-        fs::create_dir(&env.share).unwrap();
         let (whole, damaged) = (content(1, BIG), content(2, BIG));
         env.write("videos/whole.mp4", &whole);
         env.write("videos/damaged.mp4", &damaged);
@@ -195,13 +197,7 @@ fn a_restore_by_clone_is_hash_checked_and_a_damaged_vault_copy_is_never_restored
             "{}: the restored file differs",
             mkfs.0
         );
-        assert!(
-            grown < (BIG / 4) as u64,
-            "{}: restoring {} MiB took {} MiB more: it was copied, not cloned",
-            mkfs.0,
-            BIG >> 20,
-            grown >> 20
-        );
+        assert_cloned(grown, &format!("{}: restoring", mkfs.0));
     }
 }
 
@@ -232,18 +228,9 @@ fn staged_of_size(env: &TestEnv, size: usize) -> PathBuf {
 /// Each filesystem that shares blocks, loop-mounted, with share and vault on it.
 fn on_each_cloning_disk(test: impl Fn(&mut TestEnv, &CloneMount, &str)) {
     for mkfs in CLONING {
-        let mut env = TestEnv::new();
-        let disk = match CloneMount::made_by(&env.root, mkfs) {
-            Ok(disk) => disk,
-            Err(why) => {
-                eprintln!("skipped for {}: cannot mount it here ({why})", mkfs.0);
-                continue;
-            }
-        };
-        env.share = disk.dir.join("share");
-        env.vault = disk.dir.join("vault");
-        fs::create_dir(&env.share).unwrap();
-        test(&mut env, &disk, mkfs.0);
+        if let Some((mut env, disk)) = env_on_disk(mkfs) {
+            test(&mut env, &disk, mkfs.0);
+        }
     }
 }
 
@@ -262,12 +249,7 @@ fn a_clone_is_the_capture_and_stays_as_captured_when_the_original_is_rewritten_i
             !env.object_path(&photo).exists(),
             "{fs_name}: hashed although hashing is held"
         );
-        assert!(
-            grown < (BIG / 4) as u64,
-            "{fs_name}: capturing {} MiB took {} MiB more: copied, not cloned",
-            BIG >> 20,
-            grown >> 20
-        );
+        assert_cloned(grown, &format!("{fs_name}: capturing"));
 
         // Every byte of the original rewritten in place, its times put back: the
         // clone's blocks are copied on write, so the vault keeps what was captured.
