@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::diagnosis::{Check, Facts, diagnose};
+use crate::diagnosis::{Check, Facts, Started, diagnose};
 use crate::index::IndexError;
 use crate::vault::Vault;
-use crate::words::display_path;
+use crate::words::{display_path, whole_in, wrap_after};
 
 pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     // Not ours to read (doctor run without sudo): say so as other commands do,
@@ -42,7 +42,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", text(&facts.vault, &checks));
+        print!("{}", text(&facts, &checks));
     }
     Ok(if problems == 0 {
         ExitCode::SUCCESS
@@ -54,8 +54,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 /// Width of "PROBLEM" plus two spaces: messages and fixes line up after it.
 const INDENT: &str = "         ";
 
-fn text(vault: &Path, checks: &[Check]) -> String {
-    let mut out = format!("Checking the vault {}\n\n", display_path(vault));
+fn text(facts: &Facts, checks: &[Check]) -> String {
+    let mut out = format!("Checking the vault {}\n\n", display_path(&facts.vault));
+    // The paths the checks name, each kept whole on a line however its words wrap.
+    let paths = named_paths(facts);
+    let fill = |text: &str, label: &str| {
+        format!("{}\n", wrap_after(label, &whole_in(text, &paths), INDENT))
+    };
     for check in checks {
         let label = if check.ok { "OK       " } else { "PROBLEM  " };
         out.push_str(&fill(&check.message, label));
@@ -79,15 +84,25 @@ fn text(vault: &Path, checks: &[Check]) -> String {
     out
 }
 
-/// Wraps to 80 columns after `first` (the label), later lines indented under it.
-/// Paths are never split.
-fn fill(text: &str, first: &str) -> String {
-    let options = textwrap::Options::new(80)
-        .initial_indent(first)
-        .subsequent_indent(INDENT)
-        .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    format!("{}\n", textwrap::fill(text, options))
+/// The paths the checks can name, as they show them: the vault, the protected
+/// folders, the settings the service was started with.
+fn named_paths(facts: &Facts) -> Vec<String> {
+    let roots = facts
+        .recorded
+        .iter()
+        .flat_map(|r| &r.roots)
+        .map(|r| r.path.as_path());
+    let settings = match &facts.started {
+        Started::Service { settings } | Started::ByHand { settings, .. } => {
+            Some(settings.as_path())
+        }
+        Started::Unknown | Started::Flags { .. } => None,
+    };
+    std::iter::once(facts.vault.as_path())
+        .chain(roots)
+        .chain(settings)
+        .map(|p: &Path| display_path(p))
+        .collect()
 }
 
 #[cfg(test)]
@@ -105,7 +120,7 @@ mod tests {
         ];
         recorded(&mut facts).unprotected = vec![("unreadable".into(), 2)];
         let checks = diagnose(&facts);
-        let out = text(&facts.vault, &checks);
+        let out = text(&facts, &checks);
         for line in out.lines() {
             assert!(line.chars().count() <= 80, "{line:?} in\n{out}");
         }
@@ -114,5 +129,19 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("Fix them, then run undelete doctor again.\n"));
+    }
+
+    #[test]
+    fn a_protected_folder_with_spaces_is_never_split_across_lines() {
+        let folder = "/srv/share/Office files/Accounts and tax returns/Year 2025";
+        let mut facts = healthy();
+        recorded(&mut facts).roots = vec![crate::diagnosis::RootState {
+            path: folder.into(),
+            active: true,
+            on_disk: false,
+        }];
+        let out = text(&facts, &diagnose(&facts));
+        assert!(out.lines().any(|l| l.contains(folder)), "{out}");
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
     }
 }

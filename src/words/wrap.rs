@@ -125,6 +125,17 @@ pub fn wrap_letter(text: &str) -> String {
     keeping_whole(text, |text| textwrap::fill(text, options))
 }
 
+/// Wraps to 80 columns after a label ("PROBLEM  "), later lines indented by `indent`
+/// under it; no word, nor what is marked (`whole_path`, `whole_in`), is ever split.
+pub fn wrap_after(label: &str, text: &str, indent: &str) -> String {
+    let options = textwrap::Options::new(80)
+        .initial_indent(label)
+        .subsequent_indent(indent)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    keeping_whole(text, |text| textwrap::fill(text, options))
+}
+
 /// Splits at each ". " that ends a sentence: one after a word with a '/' in it is
 /// part of a path ("/srv/share/Vol. 2 scans"), and a path is never split.
 fn sentences(text: &str) -> Vec<&str> {
