@@ -4,11 +4,14 @@
 //! and hand it on; nothing else knows their kinds. A file a source holds open
 //! (`Held`) and path arithmetic for renames (`below`) are shared by all of them.
 
+use std::cell::RefCell;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+
+use crate::model::Person;
 
 /// What the daemon asks of an event source besides its events: to watch each
 /// folder its walks reach (by the descriptor the walk holds, before the walk reads
@@ -162,10 +165,69 @@ pub enum FsEvent {
 /// The process that caused an event, where the source knows it (fanotify does,
 /// inotify does not). The pidfd, when the kernel gave one, pins that very process:
 /// reading `/proc` through it never names a newer process that reused the pid.
+///
+/// Once the person is read (see `identify::forward`), the pidfd is let go: the
+/// event may wait a long time in the loop's queue, and thousands of them, each
+/// with a descriptor, would take every file the daemon may open.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub pid: i32,
-    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    pub pidfd: Option<Arc<OwnedFd>>,
+    /// Who it is, read on the way to the loop; then there is no pidfd.
+    pub person: Option<Arc<Person>>,
+}
+
+impl Actor {
+    /// The process of an event just read: `pid`, and the pidfd the kernel gave with
+    /// it, shared with the event read before when both are of one process (see
+    /// `shared_pidfd`).
+    pub fn read_now(pid: i32, pidfd: Option<OwnedFd>) -> Self {
+        Self {
+            pid,
+            pidfd: pidfd.map(|fd| shared_pidfd(pid, fd)),
+            person: None,
+        }
+    }
+
+    /// The person is known: the pidfd is no longer needed.
+    pub fn identified(&mut self, person: Arc<Person>) {
+        self.person = Some(person);
+        self.pidfd = None;
+    }
+}
+
+thread_local! {
+    /// The pidfd last handed out on this (the source's reading) thread: its pid, its
+    /// inode, and the descriptor.
+    static LAST_PIDFD: RefCell<Option<(i32, u64, Arc<OwnedFd>)>> = const { RefCell::new(None) };
+}
+
+/// The magic number of pidfs (`PID_FS_MAGIC`), where each process has an inode of its own.
+const PID_FS_MAGIC: libc::__fsword_t = 0x5049_4446;
+
+/// `fd`, or the pidfd of the same process handed out just before on this thread,
+/// `fd` being closed then. The kernel gives a new pidfd with every event: a burst
+/// of one `rm`, or of one smbd serving a PC, read while the events before it wait
+/// to be identified, would otherwise hold one descriptor per event. Two pidfds are
+/// of one process when they have one inode in pidfs (Linux 6.9 and later); before
+/// that every pidfd had the same anonymous inode, and none is shared.
+fn shared_pidfd(pid: i32, fd: OwnedFd) -> Arc<OwnedFd> {
+    let on_pidfs = rustix::fs::fstatfs(&fd).is_ok_and(|fs| fs.f_type == PID_FS_MAGIC);
+    let inode = rustix::fs::fstat(&fd).map(|st| st.st_ino);
+    let (true, Ok(inode)) = (on_pidfs, inode) else {
+        return Arc::new(fd);
+    };
+    LAST_PIDFD.with_borrow_mut(|last| {
+        if let Some((last_pid, last_inode, shared)) = last
+            && *last_pid == pid
+            && *last_inode == inode
+        {
+            return Arc::clone(shared);
+        }
+        let fd = Arc::new(fd);
+        *last = Some((pid, inode, Arc::clone(&fd)));
+        fd
+    })
 }
 
 /// A message to the daemon's loop, from an event source, the control socket or a signal.

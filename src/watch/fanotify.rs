@@ -175,9 +175,11 @@ impl AsFd for Group {
     }
 }
 
-/// How much room one read wants at least: a rename with two long names and two
-/// handles is about 700 bytes.
-pub const READ_BUFFER: usize = 256 * 1024;
+/// How much one read takes: room for a rename with two long names and two handles
+/// (about 700 bytes) many times over, and not much more, since the kernel makes a
+/// descriptor of its process (a pidfd) for every event one read returns, and they
+/// are all open at once until handed on: 32 KiB is about 340 small events.
+pub const READ_BUFFER: usize = 32 * 1024;
 
 fn parse(mut bytes: &[u8]) -> Vec<Event> {
     let meta_len = size_of::<libc::fanotify_event_metadata>();

@@ -14,7 +14,8 @@
 //! Asked on the way from the event source to the daemon's loop (`forward`), as
 //! soon as the source hands an event on: a short `rm` may have ended by the time
 //! the loop reaches its events (after a commit, say), and once it is reaped even
-//! its pidfd says nothing of it but its exit code.
+//! its pidfd says nothing of it but its exit code. The event then goes on with the
+//! person and without its pidfd, so a long queue holds no descriptor per event.
 //!
 //! `smbstatus` is a program of its own, asked once per `smbd` process, with the
 //! settings file that smbd was started with (so each server's sessions are
@@ -58,11 +59,13 @@ pub fn forward(to: Sender<Msg>, identities: Arc<Mutex<Identities>>) -> Sender<Ms
         .name("identify".into())
         .spawn(move || {
             let to = passed_to;
-            for msg in rx {
-                if let Msg::Fs(event, Some(actor)) = &msg {
+            for mut msg in rx {
+                if let Msg::Fs(event, Some(actor)) = &mut msg {
                     let mut identities = identities.lock().unwrap_or_else(PoisonError::into_inner);
                     if identities.concerns(event) {
-                        identities.person(actor);
+                        let person = identities.person(actor);
+                        // Let go of the pidfd here, not when the loop reaches the event.
+                        actor.identified(person);
                     }
                 }
                 if to.send(msg).is_err() {
@@ -131,6 +134,9 @@ impl Identities {
     /// to another process that also ended in between, after the kernel went round
     /// all its pids. Otherwise it is named by its pid.
     pub fn person(&mut self, actor: &Actor) -> Arc<Person> {
+        if let Some(person) = &actor.person {
+            return Arc::clone(person);
+        }
         let Some(pidfd) = &actor.pidfd else {
             let earlier = self
                 .by_pid

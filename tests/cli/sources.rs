@@ -268,3 +268,70 @@ fn a_hundred_thousand_folders_need_no_watch_with_fanotify() {
         assert_eq!(got.data, data.as_bytes(), "{rel}");
     }
 }
+
+/// How many process descriptors (pidfds) the process `pid` holds.
+fn pidfds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == "anon_inode:[pidfd]")
+        .count()
+}
+
+/// fanotify gives each event a descriptor of the process that made it (a pidfd).
+/// Held with the event until the daemon's loop reached it, a burst queued while the
+/// loop was busy took one descriptor per event: thousands, past the limit on open
+/// files, and then no file could be opened to resolve a path or copy a file, and
+/// the rest of the burst came without its process. The loop is held busy here by
+/// the index's write lock, taken as a long command would; the reading threads go on.
+#[test]
+fn a_burst_queued_while_the_daemon_is_busy_holds_no_descriptor_per_event() {
+    let Some(mut env) = fanotify_env("a_burst_queued_while_the_daemon_is_busy…") else {
+        return;
+    };
+    let files = count_from_env("UNDELETE_TEST_FILES", 5000).max(3000);
+    for i in 0..files {
+        env.write(format!("burst/f{i:05}"), format!("burst {i}"));
+    }
+    // Far fewer descriptors than events, as a service with a low limit would have.
+    env.daemon_open_files_at_most = Some(1024);
+    fs::create_dir(env.path("second")).unwrap();
+    env.start_daemon_and_sync(&["--events", "fanotify"]);
+    let db = rusqlite::Connection::open(env.vault.join("index.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Deleted by this very process, which lives on: the kernel gives a pidfd with
+    // each event.
+    fs::remove_dir_all(env.path("burst")).unwrap();
+    for i in 0..files {
+        env.write(format!("second/f{i:05}"), format!("second {i}"));
+    }
+    let held = pidfds(env.daemon_pid());
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    // One read of the kernel's queue (32 KiB, some 340 events) gives a pidfd with
+    // each of its events at once, for a moment; the events queued after it hold none.
+    assert!(
+        held < 400,
+        "the daemon held {held} pidfds for a queue of {} events",
+        files * 2
+    );
+    env.sync();
+    let me = std::process::id();
+    let deleted = env.list_json(&["--under", env.path("burst").to_str().unwrap()]);
+    assert_eq!(deleted.len(), files, "every deletion recorded");
+    for row in &deleted {
+        assert_eq!(row["recoverable"], true, "{row:#}");
+        let by = &row["deleted_by"];
+        assert_eq!(by["pid"], me, "{row:#}");
+        assert_eq!(by["via"], "local", "{row:#}");
+        assert_eq!(by["user"], "root", "{row:#}");
+    }
+    let all = env.list_json(&["--all", "--under", env.path("second").to_str().unwrap()]);
+    assert_eq!(all.len(), files, "every new file recorded");
+    for row in &all {
+        assert_eq!(row["changed_by"]["pid"], me, "{row:#}");
+        assert_eq!(row["changed_by"]["via"], "local", "{row:#}");
+    }
+    let log = env.daemon_log();
+    assert!(!log.contains("os error 24"), "{log}");
+}

@@ -46,6 +46,9 @@ pub struct TestEnv {
     logs: Vec<PathBuf>,
     /// A soft limit on open files to start the daemon with, as a service manager may.
     pub daemon_open_files: Option<u64>,
+    /// A hard limit on open files too (the soft one the same), which the daemon
+    /// cannot raise: to show that something does not hold a descriptor each.
+    pub daemon_open_files_at_most: Option<u64>,
     /// Starts the daemon in a user namespace of its own with this limit on inotify
     /// watches, so a test can lower and raise the limit without touching the
     /// machine's (which every other test and program shares).
@@ -72,6 +75,7 @@ impl TestEnv {
             daemon: None,
             logs: Vec::new(),
             daemon_open_files: None,
+            daemon_open_files_at_most: None,
             daemon_watch_limit: None,
             hold_hashing: false,
         }
@@ -145,7 +149,8 @@ impl TestEnv {
         if self.hold_hashing {
             command.env("UNDELETE_HOLD_HASHING", "1");
         }
-        if let Some(soft) = self.daemon_open_files {
+        let at_most = self.daemon_open_files_at_most;
+        if let Some(soft) = self.daemon_open_files.or(at_most) {
             use rustix::process::{Resource, getrlimit, setrlimit};
             use std::os::unix::process::CommandExt;
             // SAFETY: only system calls between fork and exec, no allocation.
@@ -153,6 +158,9 @@ impl TestEnv {
                 command.pre_exec(move || {
                     let mut limit = getrlimit(Resource::Nofile);
                     limit.current = Some(soft);
+                    if at_most.is_some() {
+                        limit.maximum = at_most;
+                    }
                     setrlimit(Resource::Nofile, limit).map_err(std::io::Error::from)
                 });
             }

@@ -31,6 +31,7 @@ fn actor(pid: i32) -> Actor {
     Actor {
         pid,
         pidfd: Some(Arc::new(pidfd)),
+        person: None,
     }
 }
 
@@ -122,6 +123,7 @@ fn a_program_that_ended_is_named_by_its_pid_only() {
     let unpinned = Actor {
         pid: alive.pid(),
         pidfd: None,
+        person: None,
     };
     assert_eq!(
         Identities::default().person(&unpinned).via,
@@ -307,7 +309,11 @@ fn an_event_read_after_its_process_ended_is_that_of_the_one_met_with_its_pid() {
     // The first events came while it ran; the kernel gives no pidfd for the ones
     // read after it ended.
     identities.person(&actor(pid));
-    let late = Actor { pid, pidfd: None };
+    let late = Actor {
+        pid,
+        pidfd: None,
+        person: None,
+    };
     assert_eq!(
         identities.person(&late).via,
         Via::Ended,

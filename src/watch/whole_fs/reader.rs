@@ -147,10 +147,7 @@ impl Reader {
             self.writing.clear();
             return self.tx.send(Msg::Fs(FsEvent::Rescan, None)).is_ok();
         }
-        let by = Actor {
-            pid: event.pid,
-            pidfd: event.pidfd.take().map(Arc::new),
-        };
+        let by = Actor::read_now(event.pid, event.pidfd.take());
         let own = event.pid == self.shared.own_pid;
         let is_dir = event.is(fanotify::FAN_ONDIR);
         if event.is(fanotify::FAN_RENAME) {
