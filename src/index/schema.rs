@@ -242,15 +242,30 @@ impl Index {
         Ok(found)
     }
 
+    /// Applies the migrations the file has not had. Another process may be opening
+    /// the same new index at the same moment (the daemon starting, and a command run
+    /// at once): each migration takes the write lock before it reads how far the file
+    /// is, so it is applied once, by whoever comes first, and the other waits (the
+    /// busy timeout) and then finds it done. Read first without the lock, so an
+    /// index already up to date is never held up by a writer.
     pub(super) fn migrate(&self, path: &Path) -> Result<()> {
-        let found = self.schema(path)?;
-        for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let tx = self.conn.unchecked_transaction()?;
+        let known = MIGRATIONS.len() as i64;
+        if self.schema(path)? == known {
+            return Ok(());
+        }
+        loop {
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let found = self.schema(path)?;
+            let Some(sql) = MIGRATIONS.get(found as usize) else {
+                return Ok(());
+            };
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", n as i64 + 1)?;
+            tx.pragma_update(None, "user_version", found + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 }
 

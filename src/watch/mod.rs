@@ -164,8 +164,18 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     }
     let vault = Vault::open(&config.vault)?;
     let _lock = lock_vault_waiting(&vault)?;
-    // Listening from the start: a `sync` sent during the start-up scan waits in the
-    // inbox and is answered once the scan is in the index.
+    vault.balance_reserve();
+    let leftovers = vault.clean_tmp()?;
+    if leftovers > 0 {
+        tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
+    }
+    let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
+    index.keep_busy_pages_in_memory()?;
+    // Listening once the index is made and migrated, so a command that finds the
+    // socket finds the index ready; one that comes sooner waits, since the vault's
+    // lock says a daemon is starting (see `control::request`). Before the start-up
+    // scan: a `sync` sent during it waits in the inbox and is answered once the
+    // scan is in the index.
     let socket = vault.socket_path();
     let listener = socket::bind(&socket).map_err(|source| DaemonError::Socket {
         path: socket.clone(),
@@ -175,13 +185,6 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let announced = Arc::new(Announced::default());
     let heard = Arc::clone(&announced);
     std::thread::spawn(move || socket::serve(listener, control_tx, heard));
-    vault.balance_reserve();
-    let leftovers = vault.clean_tmp()?;
-    if leftovers > 0 {
-        tracing::info!("removed {leftovers} unfinished copies left by an earlier stop");
-    }
-    let index = Index::open_journaled(&vault.index_path(), &vault.journal_dir())?;
-    index.keep_busy_pages_in_memory()?;
     sweep(&vault, &index)?;
     // Where files can be cloned into the vault, a capture is the clone, hashed later.
     vault.hash_clones_later();

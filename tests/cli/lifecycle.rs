@@ -372,3 +372,82 @@ fn an_idle_daemon_touches_neither_the_index_nor_its_locks_between_heartbeats() {
         &env.json_path("b.txt"),
     ));
 }
+
+/// Whether `pid` (its main thread) holds `path` open and sleeps: SQLite waiting for
+/// the index's write lock sleeps between tries.
+fn waits_with_open(pid: u32, path: Option<&std::path::Path>) -> bool {
+    let holds = path.is_none_or(|path| {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| target == path)
+    });
+    holds
+        && fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("nanosleep"))
+}
+
+/// Waits (bounded) until `ready`.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A new vault: the daemon makes its index while `status` and `sync`, run at the
+/// same moment, open it too. The daemon listened before its index was made, and a
+/// command that found it listening made the index's tables beside it: one of the
+/// two stopped with "table roots already exists" or "database is locked". The
+/// index's write lock is held here until all three wait for it, so they meet for
+/// certain.
+#[test]
+fn commands_run_while_the_daemon_makes_a_new_index_wait_for_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new();
+    env.write("a.txt", "a");
+    fs::create_dir(&env.vault).unwrap();
+    fs::set_permissions(&env.vault, fs::Permissions::from_mode(0o700)).unwrap();
+    let index = env.vault.join("index.db");
+    let db = rusqlite::Connection::open(&index).unwrap();
+    db.pragma_update(None, "journal_mode", "WAL").unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    env.spawn_daemon(&[]);
+    let daemon = env.daemon_pid();
+    wait_until("the daemon waiting to make its index", || {
+        waits_with_open(daemon, Some(&index))
+    });
+    assert!(
+        !env.socket().exists(),
+        "the daemon listens before its index is made"
+    );
+    let run = |args: &[&str]| {
+        env.command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let status = run(&["status", "--json"]);
+    let sync = run(&["sync", "--timeout", "120"]);
+    wait_until("status waiting", || waits_with_open(status.id(), None));
+    wait_until("sync waiting", || waits_with_open(sync.id(), None));
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    let status = status.wait_with_output().unwrap();
+    let sync = sync.wait_with_output().unwrap();
+    assert!(sync.status.success(), "{}", output_text(&sync));
+    // 0 (on) or 3 (not started yet), never 1 (cannot tell).
+    assert_ne!(status.status.code(), Some(1), "{}", output_text(&status));
+    assert!(status.stderr.is_empty(), "{}", output_text(&status));
+    let all = env.list_by_path(&["--all"]);
+    assert!(all.contains_key(&env.json_path("a.txt")), "{all:#?}");
+    let log = env.daemon_log();
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -127,6 +127,24 @@ impl TestEnv {
 
     /// Starts `undelete daemon ARGS…` (protecting what they or a config file say).
     pub fn start_daemon_with(&mut self, args: &[&str]) {
+        self.spawn_daemon_with(args);
+        self.wait_until_listening();
+    }
+
+    /// Starts the daemon as `start_daemon` does, without waiting for it to listen:
+    /// for what a command run at once meets.
+    pub fn spawn_daemon(&mut self, extra: &[&str]) {
+        let share = self
+            .share
+            .to_str()
+            .expect("a UTF-8 temporary path")
+            .to_owned();
+        let mut args = vec!["--protect", &share];
+        args.extend_from_slice(extra);
+        self.spawn_daemon_with(&args);
+    }
+
+    fn spawn_daemon_with(&mut self, args: &[&str]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
         let log = self
             .root
@@ -186,7 +204,6 @@ impl TestEnv {
         }
         let child = command.spawn().expect("spawn the daemon");
         self.daemon = Some(child);
-        self.wait_until_listening();
     }
 
     /// Waits (bounded) until the daemon we spawned answers PING on the vault's socket.
