@@ -199,11 +199,59 @@ fn watches_and_groups(pid: u32) -> (usize, usize) {
     (watches, groups)
 }
 
+/// The machine's limit on inotify watches (`fs.inotify.max_user_watches`), lowered
+/// while this lives and put back when it is dropped, also when a test fails.
+struct MachineWatchLimit {
+    before: String,
+}
+
+const MACHINE_WATCH_LIMIT: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+impl MachineWatchLimit {
+    /// Lowered to `limit` where `UNDELETE_TEST_MACHINE_WATCH_LIMIT=1` asks for it. Off
+    /// by default: the limit is the whole machine's, counted per user, so root's
+    /// services and every test run beside this one that watches with inotify would
+    /// be refused watches meanwhile. (A test of the daemon under inotify lowers a
+    /// limit of its own, in a user namespace of its own: see `daemon_watch_limit`;
+    /// fanotify needs root of the machine's first namespace and cannot run there.)
+    /// Run it on a machine of its own, alone:
+    /// `UNDELETE_TEST_MACHINE_WATCH_LIMIT=1 cargo test --release --test cli --
+    /// --exact sources::a_hundred_thousand_folders_need_no_watch_with_fanotify`.
+    fn lowered_if_asked(limit: u64) -> Option<Self> {
+        if std::env::var_os("UNDELETE_TEST_MACHINE_WATCH_LIMIT").is_none_or(|v| v != "1") {
+            eprintln!(
+                "the machine's limit on inotify watches is left as it is; \
+                 UNDELETE_TEST_MACHINE_WATCH_LIMIT=1 lowers it to {limit} for this test"
+            );
+            return None;
+        }
+        let before = fs::read_to_string(MACHINE_WATCH_LIMIT).unwrap();
+        fs::write(MACHINE_WATCH_LIMIT, format!("{limit}\n")).unwrap();
+        Some(Self { before })
+    }
+}
+
+impl Drop for MachineWatchLimit {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(MACHINE_WATCH_LIMIT, &self.before) {
+            eprintln!(
+                "could not put {MACHINE_WATCH_LIMIT} back to {}: {e}",
+                self.before.trim()
+            );
+        }
+    }
+}
+
+/// 100,000 folders under fanotify: no inotify watch at all, one fanotify group,
+/// nothing left unwatched (which would raise the watch-limit alert and a fallback
+/// scan every five minutes), and with `UNDELETE_TEST_MACHINE_WATCH_LIMIT=1` under a
+/// machine limit of 1,000 watches.
 #[test]
 fn a_hundred_thousand_folders_need_no_watch_with_fanotify() {
     let Some(mut env) = fanotify_env("a_hundred_thousand_folders…") else {
         return;
     };
+    let limit = MachineWatchLimit::lowered_if_asked(1000);
     let folders = count_from_env("UNDELETE_TEST_FOLDERS", 100_000);
     // 100 folders of 1,000, a file in every 50th.
     let mut expected = std::collections::BTreeMap::new();
@@ -232,7 +280,15 @@ fn a_hundred_thousand_folders_need_no_watch_with_fanotify() {
     let (watches, groups) = watches_and_groups(env.daemon_pid());
     assert_eq!(watches, 0, "inotify watches held");
     assert_eq!(groups, 1, "fanotify groups held");
+    if limit.is_some() {
+        assert_eq!(
+            fs::read_to_string(MACHINE_WATCH_LIMIT).unwrap().trim(),
+            "1000",
+            "the machine's limit held all along"
+        );
+    }
     let status = env.status_json();
+    assert_eq!(status["event_source"]["source"], "fanotify", "{status:#}");
     assert!(
         status["alerts"].as_array().unwrap().is_empty(),
         "{status:#}"
@@ -289,7 +345,8 @@ fn a_burst_queued_while_the_daemon_is_busy_holds_no_descriptor_per_event() {
     let Some(mut env) = fanotify_env("a_burst_queued_while_the_daemon_is_busy…") else {
         return;
     };
-    let files = count_from_env("UNDELETE_TEST_FILES", 5000).max(3000);
+    // Not more: the loop waits for the index's lock 30 s at most, and then stops.
+    let files = 4000;
     for i in 0..files {
         env.write(format!("burst/f{i:05}"), format!("burst {i}"));
     }
