@@ -18,6 +18,9 @@ Sections (all by default, or pick with --only):
   big       daemon memory and idle CPU with a million files indexed, and index queries
   mount     listing a point in time of a 10,000-file folder through `undelete mount`
             (what Samba's Previous Versions asks for), vs listing the live folder
+  sources   the two event sources side by side (--events inotify, --events fanotify):
+            start-up protection of a big tree, catch-up after rm -rf, the loss window,
+            idle CPU, the daemon's memory and the kernel's memory for its watches
 """
 
 import argparse
@@ -33,7 +36,9 @@ import sys
 import tempfile
 import time
 
-SECTIONS = ["protect", "restore", "xfs", "btrfs", "catchup", "window", "bigwindow", "big", "mount"]
+SECTIONS = [
+    "protect", "restore", "xfs", "btrfs", "catchup", "window", "bigwindow", "big", "mount", "sources",
+]
 
 
 def log(msg):
@@ -144,12 +149,12 @@ def cpu_ticks(pid):
 
 
 class Daemon:
-    def __init__(self, bin_path, vault, protect, log_path):
+    def __init__(self, bin_path, vault, protect, log_path, extra=()):
         self.bin, self.vault = bin_path, vault
         self.log = open(log_path, "wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [bin_path, "--vault", vault, "daemon", "--protect", protect],
+            [bin_path, "--vault", vault, "daemon", "--protect", protect, *extra],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )
@@ -225,6 +230,65 @@ def mib(kib):
     return f"{kib / 1024:.0f} MiB"
 
 
+def kib_text(kib):
+    return f"{kib / 1024:.1f} MiB" if abs(kib) >= 1024 else f"{kib:.0f} KiB"
+
+
+def ratio(a, b):
+    """fanotify / inotify, or a dash where the second is nothing."""
+    return f"{a / b:.2f}×" if b > 0 else "—"
+
+
+# The slab cache that holds the kernel's notification marks. The kernel merges
+# caches of one size, so `inotify_inode_mark` and `fanotify_mark` share one with
+# others (`sigqueue`); its object count still moves by the marks a daemon adds.
+MARKS_CACHE = "/sys/kernel/slab/inotify_inode_mark"
+
+
+def kernel_slabs():
+    """The marks cache's objects (and their size) and the whole machine's Slab, in KiB."""
+    with open("/proc/meminfo") as f:
+        slab = next(int(line.split()[1]) for line in f if line.startswith("Slab:"))
+    try:
+        with open(os.path.join(MARKS_CACHE, "objects")) as f:
+            marks = int(f.read().split()[0])
+        with open(os.path.join(MARKS_CACHE, "object_size")) as f:
+            size = int(f.read())
+    except OSError:
+        marks, size = 0, 0
+    return {"Slab": slab, "marks": marks, "mark_size": size}
+
+
+def inotify_watches(pid):
+    """The inotify watches each descriptor of `pid` holds (its fdinfo's `inotify wd:` lines)."""
+    counts = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                counts.append(sum(1 for line in f if line.startswith("inotify wd:")))
+        except OSError:
+            pass
+    return counts
+
+
+class Pairs:
+    """Rows of the two event sources side by side, with fanotify / inotify."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, task, inotify, fanotify, ratio_text):
+        self.rows.append((task, inotify, fanotify, ratio_text))
+
+    def markdown(self):
+        lines = [
+            "| task | --events inotify | --events fanotify | fanotify / inotify |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {t} | {i} | {f} | {r} |" for t, i, f, r in self.rows]
+        return "\n".join(lines)
+
+
 # --- sections -----------------------------------------------------------------
 
 
@@ -234,6 +298,7 @@ class Bench:
         self.bin = os.path.abspath(args.bin)
         self.work = tempfile.mkdtemp(prefix="undelete-bench.", dir=args.work)
         self.table = Table()
+        self.pairs = Pairs()
         self.restic = shutil.which("restic")
         self.notes = []
         self.mixed = None  # (tree, files, bytes, daemon) shared by protect and restore
@@ -487,9 +552,23 @@ class Bench:
         settle()
 
     def window(self):
-        share = self.path("window")
+        smallest, results = self.loss_window("window")
+        per = self.args.window_files
+        verdict = f"{smallest} ms" if smallest is not None else "over 500 ms"
+        self.table.add(
+            f"loss window: smallest N with {per}/{per} recoverable",
+            verdict,
+            note="; ".join(results),
+        )
+
+    def loss_window(self, name, extra=()):
+        """Writes `--window-files` 4 KiB files per step and deletes each N ms after
+        closing it; returns the smallest N at which every one came back (confirmed by
+        the next step), or None, and the counts of each step."""
+        share = self.path(name)
         os.makedirs(share)
-        daemon = Daemon(self.bin, self.path("window-vault"), share, self.path("window.log"))
+        vault = self.path(f"{name}-vault")
+        daemon = Daemon(self.bin, vault, share, self.path(f"{name}.log"), extra)
         daemon.sync()
         per = self.args.window_files
         smallest = None
@@ -508,7 +587,7 @@ class Bench:
             rows = json.loads(daemon.cli("list", "--json", "--under", d, capture=True))
             ok = sum(1 for r in rows if r["recoverable"])
             results.append(f"{ms} ms: {ok}/{per}")
-            log(f"loss window: deleted after {ms} ms -> {ok}/{per} recoverable")
+            log(f"loss window ({name}): deleted after {ms} ms -> {ok}/{per} recoverable")
             if ok == per and smallest is None:
                 smallest = ms
                 # One more step confirms it is not luck.
@@ -517,12 +596,9 @@ class Bench:
             elif ok < per:
                 smallest = None
         daemon.stop()
-        verdict = f"{smallest} ms" if smallest is not None else "over 500 ms"
-        self.table.add(
-            f"loss window: smallest N with {per}/{per} recoverable",
-            verdict,
-            note="; ".join(results),
-        )
+        shutil.rmtree(share, ignore_errors=True)
+        shutil.rmtree(vault, ignore_errors=True)
+        return smallest, results
 
     def big(self):
         share = self.path("big")
@@ -634,6 +710,120 @@ class Bench:
         shutil.rmtree(share, ignore_errors=True)
         shutil.rmtree(vault, ignore_errors=True)
 
+    def sources(self):
+        """The two event sources side by side, on the same trees in one run: inotify
+        (a watch per folder) and fanotify (one mark per filesystem). Each gets a
+        fresh vault; the tree stays, and what a source's catch-up deletes is made
+        again (same seed) before the other starts."""
+        share = self.path("sources")
+        n, dirs = self.args.sources_files, max(1, self.args.sources_files // 10)
+        d = self.args.delete_files
+        log(f"creating {n:,} empty files in {dirs:,} folders, and {d:,} small files")
+        make_empty_tree(os.path.join(share, "tree"), n, dirs)
+        small = os.path.join(share, "small")
+        make_small_tree(small, d)
+        settle()
+        hz = os.sysconf("SC_CLK_TCK")
+        got = {}
+        for events in ["inotify", "fanotify"]:
+            vault = self.path(f"sources-vault-{events}")
+            drop_caches()
+            slab_before = kernel_slabs()
+            daemon = Daemon(self.bin, vault, share, self.path(f"sources-{events}.log"),
+                            ["--events", events])
+            daemon.sync()
+            startup = time.monotonic() - daemon.started
+            status = json.loads(daemon.cli("status", "--json", capture=True))
+            protected = status["files_protected"]
+            source = (status.get("event_source") or {}).get("source")
+            if source != events:
+                raise RuntimeError(f"asked for {events}, the daemon uses {source}")
+            time.sleep(2)  # let the allocator settle after the start-up scan
+            before = cpu_ticks(daemon.proc.pid)
+            time.sleep(10)
+            idle = (cpu_ticks(daemon.proc.pid) - before) / hz
+            rss, peak = daemon.rss_kib(), daemon.peak_kib()
+            slab_after = kernel_slabs()
+            watches = sum(inotify_watches(daemon.proc.pid))
+            t_rm = time.monotonic()
+            subprocess.run(["rm", "-rf", small], check=True)
+            t0 = time.monotonic()
+            daemon.sync()
+            catch = time.monotonic() - t0
+            deleted = json.loads(daemon.cli("status", "--json", capture=True))["deleted_recoverable"]
+            daemon.stop()
+            slab_stopped = kernel_slabs()
+            got[events] = dict(
+                startup=startup, protected=protected, idle=idle, rss=rss, peak=peak,
+                marks=slab_after["marks"] - slab_before["marks"],
+                slab=slab_after["Slab"] - slab_before["Slab"],
+                freed=slab_after["marks"] - slab_stopped["marks"],
+                watches=watches, catch=catch, rm=t0 - t_rm, deleted=deleted,
+            )
+            log(f"sources ({events}): {got[events]}")
+            shutil.rmtree(vault, ignore_errors=True)
+            make_small_tree(small, d)
+            settle()
+        for events in ["inotify", "fanotify"]:
+            smallest, results = self.loss_window(f"sources-window-{events}", ["--events", events])
+            got[events]["window"] = smallest
+            got[events]["window_steps"] = "; ".join(results)
+        shutil.rmtree(share, ignore_errors=True)
+        i, f = got["inotify"], got["fanotify"]
+        # The share, tree/ and small/, the folders of both trees and those above them.
+        folders = 3 + dirs + (dirs + 99) // 100 + (d + 999) // 1000
+        mark_size = kernel_slabs()["mark_size"]
+        pairs = self.pairs
+        pairs.add(
+            f"start-up protection of {n + d:,} files in {folders:,} folders",
+            f"{i['startup']:.2f} s ({i['protected']:,} protected)",
+            f"{f['startup']:.2f} s ({f['protected']:,} protected)",
+            ratio(f["startup"], i["startup"]),
+        )
+        pairs.add(
+            f"catch up after rm -rf of {d:,} files (from the end of rm to sync)",
+            f"{i['catch']:.2f} s (rm {i['rm']:.2f} s; {i['deleted']:,} recorded deleted)",
+            f"{f['catch']:.2f} s (rm {f['rm']:.2f} s; {f['deleted']:,} recorded deleted)",
+            ratio(f["catch"] + f["rm"], i["catch"] + i["rm"]) + " (rm and catch-up together)",
+        )
+        per = self.args.window_files
+        pairs.add(
+            f"loss window: smallest N ms with {per}/{per} recoverable",
+            f"{i['window']} ms ({i['window_steps']})" if i["window"] is not None else f"over 500 ms ({i['window_steps']})",
+            f"{f['window']} ms ({f['window_steps']})" if f["window"] is not None else f"over 500 ms ({f['window_steps']})",
+            "—",
+        )
+        pairs.add(
+            "daemon CPU while idle, over 10 s",
+            f"{i['idle']:.2f} s",
+            f"{f['idle']:.2f} s",
+            ratio(f["idle"], i["idle"]),
+        )
+        pairs.add(
+            "daemon resident memory, idle (peak)",
+            f"{mib(i['rss'])} ({mib(i['peak'])})",
+            f"{mib(f['rss'])} ({mib(f['peak'])})",
+            ratio(f["rss"], i["rss"]),
+        )
+        pairs.add(
+            "kernel: watches held (inotify wd in fdinfo)",
+            f"{i['watches']:,}",
+            f"{f['watches']:,}",
+            "—",
+        )
+        pairs.add(
+            f"kernel: mark objects added ({mark_size}-byte slab of inotify_inode_mark and fanotify_mark)",
+            f"{i['marks']:,} = {kib_text(i['marks'] * mark_size)} ({i['freed']:,} freed at stop)",
+            f"{f['marks']:,} = {kib_text(f['marks'] * mark_size)} ({f['freed']:,} freed at stop)",
+            ratio(f["marks"], i["marks"]),
+        )
+        pairs.add(
+            "kernel: Slab in /proc/meminfo, growth from before start to idle (whole machine)",
+            kib_text(i["slab"]),
+            kib_text(f["slab"]),
+            ratio(f["slab"], i["slab"]),
+        )
+
     def machine(self):
         fs = subprocess.run(
             ["df", "-T", self.work], capture_output=True, text=True
@@ -656,6 +846,10 @@ def main():
                    help="files in the big index (default 1000000)")
     p.add_argument("--index-dirs", type=int, default=None,
                    help="folders they are in (default: a tenth of --index-files)")
+    p.add_argument("--sources-files", type=int,
+                   default=int(os.environ.get("BENCH_SOURCES", 1_000_000)),
+                   help="empty files (in a tenth as many folders) the sources section protects\n"
+                        "beside the --delete-files it deletes (default 1000000)")
     p.add_argument("--mount-files", type=int, default=10_000,
                    help="files in the folder listed through the mount (default 10000)")
     p.add_argument("--window-mb", type=int, default=1000,
@@ -673,6 +867,7 @@ def main():
         args.mb //= 10
         args.delete_files //= 10
         args.index_files //= 10
+        args.sources_files //= 10
         args.window_files = 20
         args.window_mb //= 10
     if args.index_dirs is None:
@@ -693,7 +888,11 @@ def main():
     print(f"machine: {machine}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"undelete: {subprocess.run([bench.bin, '--version'], capture_output=True, text=True).stdout.strip()}")
     print()
-    print(bench.table.markdown())
+    if bench.table.rows:
+        print(bench.table.markdown())
+    if bench.pairs.rows:
+        print()
+        print(bench.pairs.markdown())
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 #   bench/run.sh                 # the full run (400 MB tree, 100,000 deletions, 1,000,000 files)
 #   bench/run.sh --quick         # a tenth of every size
 #   bench/run.sh --only protect,restore --mb 1000
-#   bench/run.sh --help          # every option (sizes also from BENCH_MB, BENCH_DELETE, BENCH_INDEX)
+#   bench/run.sh --only sources --sources-files 100000   # inotify against fanotify
+#   bench/run.sh --help          # every option (sizes also from BENCH_MB, BENCH_DELETE, BENCH_INDEX,
+#                                # BENCH_SOURCES)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The clone rows need loop-mounted XFS and btrfs.
