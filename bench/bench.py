@@ -813,8 +813,8 @@ class Bench:
         )
         pairs.add(
             f"kernel: mark objects added ({mark_size}-byte slab of inotify_inode_mark and fanotify_mark)",
-            f"{i['marks']:,} = {kib_text(i['marks'] * mark_size)} ({i['freed']:,} freed at stop)",
-            f"{f['marks']:,} = {kib_text(f['marks'] * mark_size)} ({f['freed']:,} freed at stop)",
+            f"{i['marks']:,} = {kib_text(i['marks'] * mark_size / 1024)} ({i['freed']:,} freed at stop)",
+            f"{f['marks']:,} = {kib_text(f['marks'] * mark_size / 1024)} ({f['freed']:,} freed at stop)",
             ratio(f["marks"], i["marks"]),
         )
         pairs.add(
