@@ -264,3 +264,46 @@ pub enum SyncAnswer {
     Done,
     Failed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+
+    fn pidfd_of(pid: u32) -> OwnedFd {
+        pidfd_open(Pid::from_raw(pid as i32).unwrap(), PidfdFlags::empty()).unwrap()
+    }
+
+    #[test]
+    fn events_of_one_process_read_one_after_another_share_one_pidfd() {
+        let me = std::process::id();
+        let first = pidfd_of(me);
+        if !rustix::fs::fstatfs(&first).is_ok_and(|fs| fs.f_type == PID_FS_MAGIC) {
+            eprintln!("SKIPPED: pidfds have no inode of their own before Linux 6.9");
+            return;
+        }
+        let a = Actor::read_now(me as i32, Some(first));
+        let b = Actor::read_now(me as i32, Some(pidfd_of(me)));
+        assert!(Arc::ptr_eq(
+            a.pidfd.as_ref().unwrap(),
+            b.pidfd.as_ref().unwrap()
+        ));
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let c = Actor::read_now(other.id() as i32, Some(pidfd_of(other.id())));
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(!Arc::ptr_eq(
+            b.pidfd.as_ref().unwrap(),
+            c.pidfd.as_ref().unwrap()
+        ));
+        // And again this one: the last handed out is the other's now.
+        let d = Actor::read_now(me as i32, Some(pidfd_of(me)));
+        assert!(!Arc::ptr_eq(
+            c.pidfd.as_ref().unwrap(),
+            d.pidfd.as_ref().unwrap()
+        ));
+    }
+}
