@@ -25,9 +25,12 @@ pub fn mass_deletion_message(incident: &crate::model::Incident, vault: &Path) ->
         Some(person) => format!("Deleted by {person}. "),
         None => String::new(),
     };
+    let cut = cut_off_said(incident)
+        .map(|c| format!("{c} "))
+        .unwrap_or_default();
     format!(
         "Mass deletion: {} ({}) deleted from {} since {} (incident {}). \
-         {who}{back}To bring {them} back: {}",
+         {who}{cut}{back}To bring {them} back: {}",
         crate::words::files(incident.files),
         crate::words::bytes(incident.bytes),
         crate::words::display_path(&incident.folder),
@@ -57,7 +60,7 @@ pub fn who_did_it(incident: &crate::model::Incident) -> Option<String> {
 fn mass_overwrite_message(incident: &crate::model::Incident, vault: &Path) -> String {
     format!(
         "Files changed beyond use: {} in {} since {} look encrypted (incident {}): \
-         their content became random or lost its format{}. Find the computer doing it \
+         their content became random or lost its format{}. {}Find the computer doing it \
          and disconnect it from the network. To bring back each file as it was before: {}",
         crate::words::files(incident.files),
         crate::words::display_path(&incident.folder),
@@ -68,7 +71,53 @@ fn mass_overwrite_message(incident: &crate::model::Incident, vault: &Path) -> St
         } else {
             ""
         },
+        cut_off_said(incident)
+            .map(|c| format!("{c} "))
+            .unwrap_or_default(),
         undo_command(incident, vault),
+    )
+}
+
+/// What the circuit breaker did about the incident's PC, in sentences, where it
+/// was on and the incident was made over the file share: "undelete cut off
+/// FRONTDESK (192.168.1.23) from the file share at 02:14. It can connect again…"
+pub fn cut_off_said(incident: &crate::model::Incident) -> Option<String> {
+    let cut_off = incident.cut_off.as_ref()?;
+    Some(match cut_off.outcome {
+        crate::model::CutOutcome::Cut => format!(
+            "{cut_off} Its connections were ended, but it can connect again (Windows \
+             does so by itself): unplug it from the network."
+        ),
+        _ => cut_off.to_string(),
+    })
+}
+
+/// The cut-off alert: which PC, why, that it can come back, and how the owner
+/// says it may be cut off again.
+pub fn cut_off_message(
+    cut_off: &crate::model::CutOff,
+    incident: &crate::model::Incident,
+) -> String {
+    let what = match incident.kind.is_overwrite() {
+        true => format!(
+            "{} changed beyond use in {}",
+            crate::words::files(incident.files),
+            crate::words::display_path(&incident.folder)
+        ),
+        false => format!(
+            "{} deleted from {}",
+            crate::words::files(incident.files),
+            crate::words::display_path(&incident.folder)
+        ),
+    };
+    format!(
+        "{cut_off} Its connections were ended because of incident {} ({what}). It can \
+         connect again (Windows does so by itself): find that PC and unplug it from the \
+         network. undelete will not cut off {} again until this alert is acknowledged; \
+         if it was a false alarm, or once the PC is safe: undelete alerts ack NUMBER \
+         (the number is shown by: undelete alerts)",
+        incident.code,
+        cut_off.pc(),
     )
 }
 
@@ -301,6 +350,9 @@ pub fn mass_deletion_letter(
         Some(person) => format!("Who:    {person}\n"),
         None => String::new(),
     };
+    let cut = cut_off_said(incident)
+        .map(|c| format!("{}\n\n", wrap_letter(&c)))
+        .unwrap_or_default();
     let mut body = format!(
         "Hello,\n\n{}\n\n\
          What:   {what}\n\
@@ -308,7 +360,7 @@ pub fn mass_deletion_letter(
          When:   {when}\n\
          {who}\
          Code:   {} (the incident code: give it to whoever helps you)\n\n\
-         {}\n\n{}{back}\n\n",
+         {cut}{}\n\n{}{back}\n\n",
         // Wrapped like the rest: the opening about encryption is longer than a line.
         wrap_letter(&opening),
         incident.code,
@@ -541,6 +593,7 @@ mod tests {
             ended_at: None,
             restored: 0,
             person,
+            cut_off: None,
         }
     }
 

@@ -104,6 +104,15 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     println!("If the deletion was wanted: undelete alerts ack {}", a.id);
                 } else if a.kind == AlertKind::VaultGrowth {
                     println!("Once you know why it grew: undelete alerts ack {}", a.id);
+                } else if let AlertKind::CutOff(address) = &a.kind {
+                    println!(
+                        "{}",
+                        wrap(&format!(
+                            "To let undelete cut off {address} again (a false alarm, or the \
+                             PC is safe): undelete alerts ack {}",
+                            a.id
+                        ))
+                    );
                 }
             }
             state => {
@@ -186,7 +195,12 @@ fn entry_json(
         },
         "note": note,
         "report": report,
+        "address": match &a.kind {
+            AlertKind::CutOff(address) => Some(address.as_str()),
+            _ => None,
+        },
         "incident": incident.map(|i| json!({
+            "cut_off": i.cut_off.as_ref().map(crate::model::CutOff::json),
             "code": i.code,
             "folder": json_path(&i.folder).0,
             "files": i.files,
@@ -209,7 +223,10 @@ fn ack(
     let chosen: Vec<&AlertEntry> = match id {
         _ if all => open
             .iter()
-            .filter(|e| e.alert.kind.incident_code().is_some())
+            .filter(|e| {
+                e.alert.kind.incident_code().is_some()
+                    || matches!(e.alert.kind, AlertKind::CutOff(_))
+            })
             .collect(),
         Some(id) => vec![find_open(&index, &open, id)?],
         None => unreachable!("clap requires an ID or --all"),
@@ -232,6 +249,45 @@ fn ack(
             note: note.clone(),
         };
         crate::amend::make(&vault, &amendment)?;
+        // A deletion that was wanted makes the cut-off it caused a false alarm: the
+        // breaker is re-armed for that PC with it.
+        let cut_off = incident_of(&index, entry)?
+            .and_then(|i| i.cut_off)
+            .filter(|c| c.outcome == crate::model::CutOutcome::Cut)
+            .map(|c| AlertKind::CutOff(c.address));
+        if let Some(held) = open
+            .iter()
+            .find(|e| e.state == AlertState::Open && Some(&e.alert.kind) == cut_off.as_ref())
+            // With --all it is among those chosen, and acknowledged in its turn.
+            .filter(|_| !all)
+        {
+            crate::amend::make(
+                &vault,
+                &Amendment::Acknowledge {
+                    kind: held.alert.kind.clone(),
+                    raised_at: held.alert.raised_at,
+                    note: note.clone(),
+                },
+            )?;
+            println!(
+                "{}",
+                wrap(&format!(
+                    "Acknowledged that undelete cut off {}: it will cut it off again if it \
+                     deletes or encrypts files en masse.",
+                    held.alert.kind.as_str().trim_start_matches("cut_off:")
+                ))
+            );
+        }
+        if let AlertKind::CutOff(address) = &entry.alert.kind {
+            println!(
+                "{}",
+                wrap(&format!(
+                    "Acknowledged that undelete cut off {address}: it will cut it off again \
+                     if it deletes or encrypts files en masse."
+                ))
+            );
+            continue;
+        }
         let what = match incident_of(&index, entry)? {
             Some(i) if i.kind.is_overwrite() => {
                 format!("the files changed beyond use of incident {}", i.code)

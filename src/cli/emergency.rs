@@ -252,6 +252,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         incident: None,
         as_before: None,
         encrypted: Vec::new(),
+        cut_off: None,
     };
     for (reason, group) in preview.lost_by_reason() {
         println!(

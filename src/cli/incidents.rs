@@ -35,6 +35,7 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                     "alerted": i.alerted_at.is_some(),
                     "ended_at": i.ended_at.map(clock::rfc3339),
                     "deleted_by": i.person.as_ref().map(crate::model::Person::json),
+                    "cut_off": i.cut_off.as_ref().map(crate::model::CutOff::json),
                 })
             })
             .collect();
@@ -56,6 +57,9 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
         }
         if let Some(who) = crate::incident::who_did_it(i) {
             println!("{:width$}  {who}", "", width = i.code.len());
+        }
+        if let Some(cut_off) = &i.cut_off {
+            println!("{:width$}  {cut_off}", "", width = i.code.len());
         }
     }
     Ok(ExitCode::SUCCESS)

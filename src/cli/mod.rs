@@ -220,6 +220,16 @@ struct DaemonArgs {
     /// (UNDELETE_EVENT=started, then ended); details are in UNDELETE_* variables.
     #[arg(long, value_name = "COMMAND")]
     alert_command: Option<String>,
+    /// Cut off a PC from the file share when it crosses an alert threshold (a mass
+    /// deletion or overwrite): off by default, since a false alarm disconnects a
+    /// real user (the `[breaker]` settings).
+    #[arg(long)]
+    breaker: bool,
+    /// With --breaker, run this shell command to cut off a PC, instead of
+    /// `smbcontrol smbd kill-client-ip ADDRESS` (the PC in UNDELETE_CLIENT_ADDRESS,
+    /// UNDELETE_CLIENT_USER and UNDELETE_CLIENT_MACHINE).
+    #[arg(long, value_name = "COMMAND")]
+    breaker_command: Option<String>,
     /// Where changes are learnt from: fanotify (one mark per filesystem, and who
     /// made each change; root only), inotify (one watch per folder), or auto
     /// (fanotify where allowed, else inotify).
@@ -302,6 +312,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         raw.vault_growth_alert = args.vault_growth_alert;
         raw.vault_growth_window = args.vault_growth_window.clone();
         raw.alert_command = args.alert_command.clone();
+        raw.breaker = args.breaker;
+        raw.breaker_command = args.breaker_command.clone();
         raw.events = args.events.clone();
     }
     let retention = match &cli.command {

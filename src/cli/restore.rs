@@ -81,6 +81,8 @@ pub struct Request {
     pub incident_code: Option<String>,
     /// The code of the overwrite incident it brings back as it was before, if so.
     pub as_before: Option<String>,
+    /// What the circuit breaker did about the incident's PC, for the report.
+    pub cut_off: Option<crate::model::CutOff>,
     /// The paths asked for, made absolute.
     paths: Vec<PathBuf>,
     under: Option<PathBuf>,
@@ -166,6 +168,7 @@ impl Request {
                 .as_ref()
                 .filter(|i| i.kind.is_overwrite())
                 .map(|i| i.code.clone()),
+            cut_off: incident.as_ref().and_then(|i| i.cut_off.clone()),
             incident_code: incident.map(|i| i.code),
             paths,
             under,
@@ -438,5 +441,6 @@ pub fn carry_out(
         incident: request.incident_code.clone(),
         as_before: plan.as_before,
         encrypted,
+        cut_off: request.cut_off.clone(),
     })
 }

@@ -33,6 +33,9 @@ pub(super) struct FileConfig {
     pub(super) alert: FileAlert,
     #[serde(default)]
     pub(super) retention: FileRetention,
+    /// The `[breaker]` table: cutting off a PC that deletes or encrypts en masse.
+    #[serde(default)]
+    pub(super) breaker: FileBreaker,
     /// `[[folder]]` tables: a protected folder with rules of its own.
     #[serde(default)]
     pub(super) folder: Vec<FileFolder>,
@@ -90,6 +93,16 @@ pub(super) struct FileRetention {
     pub(super) max_vault_size: Option<String>,
     pub(super) min_free_disk: Option<String>,
     pub(super) hold_after_incident: Option<String>,
+}
+
+/// The `[breaker]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBreaker {
+    pub(super) enabled: Option<bool>,
+    pub(super) command: Option<String>,
+    #[serde(default)]
+    pub(super) never_cut: Vec<String>,
 }
 
 /// How long the daemon waits for the mail server at each step, unless told.

@@ -12,7 +12,7 @@ mod rules;
 use std::path::{Path, PathBuf};
 
 pub use excludes::Excludes;
-pub use rules::{EmailSettings, IncidentRules, Retention, Security};
+pub use rules::{Breaker, EmailSettings, IncidentRules, Retention, Security};
 
 use file::FileConfig;
 
@@ -35,6 +35,10 @@ pub enum ConfigError {
     Retention(String),
     #[error("the [alert.email] settings have a mistake: {0}")]
     Email(String),
+    #[error(
+        "never_cut = [{0:?}] in the [breaker] settings is not a network address; write it like \"192.168.1.10\""
+    )]
+    NeverCut(String),
     #[error("{0:?} is not an event source; write auto, fanotify or inotify")]
     Events(String),
     #[error("the folder {path} cannot be protected: {reason}")]
@@ -68,6 +72,9 @@ pub struct RawArgs {
     pub vault_growth_alert: Option<u64>,
     pub vault_growth_window: Option<String>,
     pub alert_command: Option<String>,
+    /// `--breaker`: cut off a PC crossing an alert threshold over the file share.
+    pub breaker: bool,
+    pub breaker_command: Option<String>,
     /// `--events`: auto, fanotify or inotify.
     pub events: Option<String>,
     pub keep_deleted: Option<String>,
@@ -93,6 +100,8 @@ pub struct Config {
     /// their paths canonical where they exist.
     pub folders: Vec<FolderRules>,
     pub incidents: IncidentRules,
+    /// Whether and how a PC deleting or encrypting en masse is cut off.
+    pub breaker: Breaker,
     pub retention: Retention,
     /// The group whose members may read restore reports (see `saved_reports`).
     pub report_group: Option<String>,
@@ -203,6 +212,24 @@ impl Config {
         }
         incidents.alert_command = raw.alert_command.or(file.alert_command);
         incidents.email = file.alert.email.map(file::email_settings).transpose()?;
+        let breaker = Breaker {
+            enabled: raw.breaker || file.breaker.enabled.unwrap_or(false),
+            command: raw
+                .breaker_command
+                .or(file.breaker.command)
+                .filter(|c| !c.trim().is_empty()),
+            never_cut: file
+                .breaker
+                .never_cut
+                .iter()
+                .map(|a| {
+                    a.trim()
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| ip.to_canonical())
+                        .map_err(|_| ConfigError::NeverCut(a.clone()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let mut folders = Vec::new();
         for folder in file.folder {
             let rules: Vec<String> = exclude.iter().chain(&folder.exclude).cloned().collect();
@@ -253,6 +280,7 @@ impl Config {
             max_file_size,
             folders,
             incidents,
+            breaker,
             retention,
             report_group: file.report_group.filter(|g| !g.trim().is_empty()),
             hold_hashing: raw.hold_hashing,

@@ -120,6 +120,19 @@ impl Default for IncidentRules {
     }
 }
 
+/// The circuit breaker (the `[breaker]` table): whether a PC that crosses an
+/// incident's alert threshold over the file share is cut off from it, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Breaker {
+    /// Off unless the owner turns it on: a false alarm disconnects a real user.
+    pub enabled: bool,
+    /// A shell command run instead of `smbcontrol smbd kill-client-ip ADDRESS`,
+    /// with the PC in `UNDELETE_CLIENT_ADDRESS`, `_USER` and `_MACHINE`.
+    pub command: Option<String>,
+    /// Addresses never cut off, whatever they do (the owner's own PC).
+    pub never_cut: Vec<std::net::IpAddr>,
+}
+
 /// How the connection to the mail server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {

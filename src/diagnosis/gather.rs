@@ -177,6 +177,11 @@ fn recorded(index: &Index, vault: &Path) -> Result<Recorded, IndexError> {
         last_alive: meta_time(MetaKey::LastAlive)?,
         email_sent: delivery(MetaKey::EmailSent)?,
         email_failed: delivery(MetaKey::EmailFailed)?,
+        cut_offs: index
+            .incidents(50)?
+            .into_iter()
+            .filter_map(|i| Some((i.code, i.cut_off?)))
+            .collect(),
         watch_limit_hit: index
             .meta(MetaKey::WatchLimitHit)?
             .and_then(|s| s.parse().ok()),

@@ -14,6 +14,7 @@
 //! that way without touching the machine's setting.
 
 mod alerts;
+mod breaker;
 mod fix;
 mod folders;
 mod gather;
@@ -174,6 +175,8 @@ pub struct Recorded {
     /// The last alert e-mail sent, and the last that failed (the daemon's notes).
     pub email_sent: Option<Delivery>,
     pub email_failed: Option<Delivery>,
+    /// What the circuit breaker did about recent incidents, each with its code.
+    pub cut_offs: Vec<(String, crate::model::CutOff)>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +207,7 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
     if let Some(rec) = &facts.recorded {
         checks.push(alerts_check(facts, rec));
         checks.extend(email_check(facts, rec));
+        checks.extend(breaker::breaker_check(facts, rec));
     }
     checks.extend(shares::previous_versions_check(facts));
     checks

@@ -13,7 +13,7 @@ use crate::words::JsonPath;
 
 const INCIDENT_COLUMNS: &str = "id, code, root_id, folder, first_at, last_at, files, bytes, \
      recoverable, alerted_at, ended_at, end_told_at, restored, kind, \
-     (SELECT person FROM people WHERE people.id = incidents.person)";
+     (SELECT person FROM people WHERE people.id = incidents.person), cut_off";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -33,6 +33,9 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
             .get::<_, Option<String>>(14)?
             .as_deref()
             .and_then(super::people::person_from_stored),
+        cut_off: r
+            .get::<_, Option<String>>(15)?
+            .and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -107,6 +110,22 @@ impl Index {
                  end_told_at = CASE WHEN ?3 THEN end_told_at ELSE ?2 END
              WHERE id = ?1",
             params![id, now, tells_end],
+        )?;
+        Ok(())
+    }
+
+    /// Records what the circuit breaker did about the incident's PC.
+    pub fn record_cut_off(&self, id: i64, cut_off: &crate::model::CutOff) -> Result<()> {
+        let _r = self.record(|| {
+            Ok(Record::CutOff {
+                code: self.code_of(id)?,
+                cut_off: cut_off.clone(),
+            })
+        })?;
+        let json = serde_json::to_string(cut_off).unwrap_or_default();
+        self.conn.execute(
+            "UPDATE incidents SET cut_off = ?2 WHERE id = ?1",
+            params![id, json],
         )?;
         Ok(())
     }

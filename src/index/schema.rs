@@ -222,6 +222,12 @@ CREATE INDEX versions_renamed_from ON versions(renamed_from) WHERE renamed_from 
 CREATE INDEX versions_overwrite_incident ON versions(overwrite_incident)
     WHERE overwrite_incident IS NOT NULL;
 "#,
+    // What the circuit breaker did about an incident's PC (`model::CutOff` as JSON:
+    // cut off, tried and failed, not again, or spared), once per incident, set by
+    // `Index::record_cut_off` and kept by the journal.
+    r#"
+ALTER TABLE incidents ADD COLUMN cut_off TEXT;
+"#,
 ];
 
 impl Index {

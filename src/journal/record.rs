@@ -226,6 +226,11 @@ pub enum Record {
         #[serde(default)]
         tells_end: bool,
     },
+    /// `Index::record_cut_off`, by incident code.
+    CutOff {
+        code: String,
+        cut_off: crate::model::CutOff,
+    },
     /// `Index::raise_alert`.
     Alert {
         kind: String,
@@ -287,6 +292,7 @@ impl Record {
             | Self::RestoredAsBefore { at, .. }
             | Self::Acknowledged { at, .. }
             | Self::Purged { at, .. } => Some(*at),
+            Self::CutOff { cut_off, .. } => Some(cut_off.at),
             Self::Metadata { .. }
             | Self::Incidents { .. }
             | Self::Overwrites { .. }

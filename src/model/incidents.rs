@@ -78,6 +78,8 @@ pub struct Incident {
     pub restored: u64,
     /// Who deleted them, where the event source said (an incident is one person's).
     pub person: Option<Person>,
+    /// What the circuit breaker did about that person's PC, when it was on.
+    pub cut_off: Option<super::CutOff>,
 }
 
 impl Incident {
@@ -89,6 +91,8 @@ impl Incident {
 
 /// The start of a mass-deletion alert's stored kind; the incident code follows.
 const MASS_DELETION: &str = "mass_deletion:";
+/// The start of a cut-off alert's stored kind; the PC's address follows.
+const CUT_OFF: &str = "cut_off:";
 
 /// What an alert is about. Stored in the index and the journal as `as_str` says,
 /// so journals written before and after read alike.
@@ -105,12 +109,16 @@ pub enum AlertKind {
     MassDeletion(String),
     /// The vault grew unusually fast (`VaultGrowth`).
     VaultGrowth,
+    /// The circuit breaker cut off the PC at this address. While it is open, that
+    /// address is not cut off again; acknowledging it re-arms the breaker.
+    CutOff(String),
     /// A kind this version does not know (written by a newer one), kept as it was.
     Other(String),
 }
 
 impl AlertKind {
-    /// The stored form: `watch_limit`, `vault_full`, `settings`, `mass_deletion:CODE`.
+    /// The stored form: `watch_limit`, `vault_full`, `settings`, `mass_deletion:CODE`,
+    /// `cut_off:ADDRESS`.
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Self::WatchLimit => "watch_limit".into(),
@@ -118,6 +126,7 @@ impl AlertKind {
             Self::Settings => "settings".into(),
             Self::VaultGrowth => "vault_growth".into(),
             Self::MassDeletion(code) => format!("{MASS_DELETION}{code}").into(),
+            Self::CutOff(address) => format!("{CUT_OFF}{address}").into(),
             Self::Other(kind) => kind.as_str().into(),
         }
     }
@@ -128,9 +137,10 @@ impl AlertKind {
             "vault_full" => Self::VaultFull,
             "settings" => Self::Settings,
             "vault_growth" => Self::VaultGrowth,
-            _ => match kind.strip_prefix(MASS_DELETION) {
-                Some(code) => Self::MassDeletion(code.to_owned()),
-                None => Self::Other(kind.to_owned()),
+            _ => match (kind.strip_prefix(MASS_DELETION), kind.strip_prefix(CUT_OFF)) {
+                (Some(code), _) => Self::MassDeletion(code.to_owned()),
+                (_, Some(address)) => Self::CutOff(address.to_owned()),
+                _ => Self::Other(kind.to_owned()),
             },
         }
     }

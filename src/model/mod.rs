@@ -8,15 +8,18 @@
 //!
 //! Here: versions and what was observed, why a file has no copy, and the
 //! questions asked of the index; `person` says who made a change, `incidents`
-//! holds incidents, alerts and the daemon's notes.
+//! holds incidents, alerts and the daemon's notes, `cut_off` what the circuit
+//! breaker did about an incident's PC.
 
 use std::path::PathBuf;
 
 use crate::ids::ObjectId;
 
+mod cut_off;
 mod incidents;
 mod person;
 
+pub use cut_off::*;
 pub use incidents::*;
 pub use person::*;
 

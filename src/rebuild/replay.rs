@@ -288,6 +288,12 @@ impl Replayer<'_> {
                 };
                 ix.mark_incident_alerted(incident.id, at, tells_end)?;
             }
+            Record::CutOff { code, cut_off } => {
+                let Some(incident) = ix.incident_by_code(&code)? else {
+                    return Ok(Err(format!("no incident {code} to record a cut-off for")));
+                };
+                ix.record_cut_off(incident.id, &cut_off)?;
+            }
             Record::Alert { kind, message, at } => {
                 ix.raise_alert(&AlertKind::from(kind), &message, at)?;
             }

@@ -168,6 +168,8 @@ pub struct RestoreReport {
     pub as_before: Option<i64>,
     /// For an overwrite incident: what became of each encrypted copy.
     pub encrypted: Vec<EncryptedResult>,
+    /// What the circuit breaker did about the PC that made the incident.
+    pub cut_off: Option<crate::model::CutOff>,
 }
 
 impl RestoreReport {
@@ -302,6 +304,7 @@ impl RestoreReport {
             "not_restored_yet": c.stopped,
             "left_out": c.left_out,
             "incident": self.incident,
+            "cut_off": self.cut_off.as_ref().map(crate::model::CutOff::json),
             "deleted_by": self.deleted_by().iter().map(|(p, n)| {
                 let mut v = p.json();
                 v["files"] = serde_json::json!(n);

@@ -138,6 +138,21 @@ pub fn alert_command(
                     "UNDELETE_DELETED_FROM",
                     person.and_then(|p| p.pc()).unwrap_or_default(),
                 );
+            // Empty where the breaker is off or had nobody to act on.
+            let cut_off = incident.cut_off.as_ref();
+            alert
+                .env(
+                    "UNDELETE_CUT_OFF",
+                    cut_off.map(|c| c.outcome.code()).unwrap_or_default(),
+                )
+                .env(
+                    "UNDELETE_CUT_OFF_ADDRESS",
+                    cut_off.map(|c| c.address.as_str()).unwrap_or_default(),
+                )
+                .env(
+                    "UNDELETE_CUT_OFF_MESSAGE",
+                    crate::incident::cut_off_said(incident).unwrap_or_default(),
+                );
         }
         None => {
             alert.env(
@@ -225,6 +240,7 @@ mod tests {
             ended_at: None,
             restored: 0,
             person: Some(Person::anna_over_the_share()),
+            cut_off: None,
         };
         let told = |incident: &Incident| {
             let command =

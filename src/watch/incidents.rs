@@ -35,6 +35,7 @@ impl Daemon {
                 continue;
             }
             self.index.mark_incident_alerted(id, now, true)?;
+            let incident = self.trip_breaker(incident, now)?;
             self.mass_deletion_alert(&incident, now)?;
         }
         self.update_overwrites(now)?;
@@ -64,6 +65,7 @@ impl Daemon {
             };
             if incident.alerted_at.is_none() {
                 self.index.mark_incident_alerted(id, now, true)?;
+                let incident = self.trip_breaker(incident, now)?;
                 self.mass_deletion_alert(&incident, now)?;
             }
         }

@@ -14,7 +14,7 @@
 //! By job: `serve` is the loop and its commit policy, `apply` what each event
 //! means (rename pairing included), `look` looking at paths, walks and scans,
 //! `incidents` the incidents and alerts (`alert` runs their commands and
-//! e-mails), `socket` the control socket's server side, `hasher` the naming of
+//! e-mails, `breaker` cuts off a PC that crosses a threshold), `socket` the control socket's server side, `hasher` the naming of
 //! cloned copies by their hash, later and at low priority. `event` is the daemon's
 //! own event type and what it asks of a source; `whole_fs` (over the wrapper
 //! `fanotify`) and `inotify` are the two sources, chosen at start (`start_source`).
@@ -23,6 +23,7 @@
 
 pub mod alert;
 mod apply;
+mod breaker;
 mod capture;
 mod event;
 mod fanotify;
