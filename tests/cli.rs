@@ -10,6 +10,8 @@ mod common;
 mod alerts;
 #[path = "cli/announce.rs"]
 mod announce;
+#[path = "cli/breaker.rs"]
+mod breaker;
 #[path = "cli/bulk.rs"]
 mod bulk;
 #[path = "cli/capture.rs"]

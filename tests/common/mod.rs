@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod lan;
 pub mod mount;
 pub mod pty;
 pub mod ransomware;

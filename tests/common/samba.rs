@@ -3,7 +3,8 @@
 //! and `smbclient` as the Windows PCs of an office would use it.
 //!
 //! Nothing is shared with a system Samba: no file under /etc/samba or
-//! /var/lib/samba is read or written, and the server listens on 127.0.0.1 only.
+//! /var/lib/samba is read or written, and the server listens on 127.0.0.1 only
+//! (and on the server's end of each test PC's own link, see `lan`).
 //! Users are real Unix accounts (Samba serves each session as its user), made
 //! once when missing and kept: tests run as root on a throwaway machine.
 
@@ -53,16 +54,31 @@ impl Samba {
     /// port is fixed; the next test waits for it.
     pub fn start_with_names(test: &str, shares: &[(&str, &Path)]) -> Option<Self> {
         let plain: Vec<(&str, &Path, &str)> = shares.iter().map(|(n, p)| (*n, *p, "")).collect();
-        Self::start_listening(test, &plain, true)
+        Self::start_listening(test, &plain, true, &[])
     }
 
     /// Like `start`, each share with more lines of settings of its own (`vfs objects
     /// = shadow_copy2`, `shadow:…`), written into its section as they are.
     pub fn start_with(test: &str, shares: &[(&str, &Path, &str)]) -> Option<Self> {
-        Self::start_listening(test, shares, false)
+        Self::start_listening(test, shares, false, &[])
     }
 
-    fn start_listening(test: &str, shares: &[(&str, &Path, &str)], names: bool) -> Option<Self> {
+    /// Like `start`, also listening on each of `addresses` (the server's end of
+    /// each test PC's link, see `lan::Pc`), so clients `from_pc` reach it from
+    /// addresses of their own.
+    // Not used by the daemon's own tests of who a process is, which include this file.
+    #[allow(dead_code)]
+    pub fn start_for_pcs(test: &str, shares: &[(&str, &Path)], addresses: &[&str]) -> Option<Self> {
+        let plain: Vec<(&str, &Path, &str)> = shares.iter().map(|(n, p)| (*n, *p, "")).collect();
+        Self::start_listening(test, &plain, false, addresses)
+    }
+
+    fn start_listening(
+        test: &str,
+        shares: &[(&str, &Path, &str)],
+        names: bool,
+        addresses: &[&str],
+    ) -> Option<Self> {
         if !is_root() {
             eprintln!("SKIPPED {test}: serving files over SMB as other users needs root");
             return None;
@@ -112,9 +128,17 @@ impl Samba {
                 None => samba.port.to_string(),
             };
             let names = samba.port_139.is_some();
+            let mut interfaces = vec!["127.0.0.1"];
+            interfaces.extend(addresses);
             fs::write(
                 &samba.conf,
-                settings(samba.dir.path(), &ports, names, shares),
+                settings(
+                    samba.dir.path(),
+                    &ports,
+                    names,
+                    &interfaces.join(" "),
+                    shares,
+                ),
             )
             .expect("write smb.conf");
             let log =
@@ -211,6 +235,7 @@ impl Samba {
             user: user.name.clone(),
             share: share.to_owned(),
             machine: None,
+            pc: None,
         }
     }
 
@@ -261,12 +286,23 @@ pub struct Client<'a> {
     user: String,
     share: String,
     machine: Option<String>,
+    /// The PC's network namespace and the server's address there (see `from_pc`).
+    pc: Option<(String, String)>,
 }
 
 impl Client<'_> {
     /// The same client, saying it is the PC `machine` (its NetBIOS name).
     pub fn on_pc(mut self, machine: &str) -> Self {
         self.machine = Some(machine.to_owned());
+        self
+    }
+
+    /// The same client, on a PC of its own (`lan::Pc`): smbclient runs in its
+    /// network namespace `netns` and reaches the server at `server`, from the PC's
+    /// own address.
+    #[allow(dead_code)]
+    pub fn from_pc(mut self, netns: &str, server: &str) -> Self {
+        self.pc = Some((netns.to_owned(), server.to_owned()));
         self
     }
 
@@ -286,12 +322,19 @@ impl Client<'_> {
             (Some(_), Some(_)) => NETBIOS_PORT,
             _ => self.samba.port,
         };
-        let mut cmd = Command::new("timeout");
+        let (mut cmd, server) = match &self.pc {
+            Some((netns, server)) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns, "timeout"]);
+                (cmd, server.as_str())
+            }
+            None => (Command::new("timeout"), "127.0.0.1"),
+        };
         cmd.arg(CLIENT_TIMEOUT)
             .arg("smbclient")
             .arg("--configfile")
             .arg(&self.samba.conf)
-            .arg(format!("//127.0.0.1/{}", self.share))
+            .arg(format!("//{server}/{}", self.share))
             .args(["--port", &port.to_string()])
             .args(["--user", &format!("{}%{PASSWORD}", self.user)])
             .args(["--max-protocol", "SMB3"]);
@@ -398,7 +441,13 @@ impl Drop for Session<'_> {
 /// smb.conf for one test server.
 /// With `names`, NetBIOS stays on: smbclient reads these settings too, and without
 /// it refuses port 139.
-fn settings(dir: &Path, ports: &str, names: bool, shares: &[(&str, &Path, &str)]) -> String {
+fn settings(
+    dir: &Path,
+    ports: &str,
+    names: bool,
+    interfaces: &str,
+    shares: &[(&str, &Path, &str)],
+) -> String {
     let d = dir.display();
     let netbios_off = if names { "no" } else { "yes" };
     let mut text = format!(
@@ -407,7 +456,7 @@ fn settings(dir: &Path, ports: &str, names: bool, shares: &[(&str, &Path, &str)]
   workgroup = WORKGROUP
   server role = standalone server
   smb ports = {ports}
-  interfaces = 127.0.0.1
+  interfaces = {interfaces}
   bind interfaces only = yes
   disable netbios = {netbios_off}
   private dir = {d}/private
