@@ -602,6 +602,39 @@ mod tests {
     }
 
     #[test]
+    fn the_letter_and_the_warning_say_what_the_breaker_did() {
+        use crate::model::{CutOff, CutOutcome};
+        let vault = Path::new("/var/lib/undelete");
+        let mut cut = incident(Some(anna()));
+        let at = crate::clock::now();
+        cut.cut_off = Some(CutOff {
+            at,
+            address: "192.168.1.23".into(),
+            user: Some("anna".into()),
+            machine: Some("FRONTDESK".into()),
+            outcome: CutOutcome::Cut,
+        });
+        let clock = crate::clock::to_local(at).format("%H:%M").to_string();
+        let said =
+            format!("undelete cut off FRONTDESK (192.168.1.23) from the file share at {clock}.");
+        assert!(mass_deletion_message(&cut, vault).contains(&said));
+        let letter = mass_deletion_letter(AlertEvent::Started, &cut, vault, "server");
+        assert!(
+            letter.body.replace('\n', " ").contains(&said),
+            "{}",
+            letter.body
+        );
+        let alert = cut_off_message(cut.cut_off.as_ref().unwrap(), &cut);
+        assert!(alert.starts_with(&said), "{alert}");
+        assert!(
+            alert.contains("until this alert is acknowledged"),
+            "{alert}"
+        );
+        // Without the breaker, or nobody to act on: not a word of it.
+        assert!(!mass_deletion_message(&incident(Some(anna())), vault).contains("cut off"));
+    }
+
+    #[test]
     fn the_letter_and_the_warning_say_who_only_when_it_is_known() {
         let vault = Path::new("/var/lib/undelete");
         let said = "anna from FRONTDESK (192.168.1.23) over the file share";

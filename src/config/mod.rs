@@ -495,6 +495,43 @@ keep_versions = 3
     }
 
     #[test]
+    fn the_breaker_is_off_unless_turned_on_and_its_spared_addresses_must_be_addresses() {
+        let config = load("vault = \"/v\"\n").unwrap();
+        assert!(!config.breaker.enabled, "off by default");
+        let config = load(
+            "vault = \"/v\"\n[breaker]\nenabled = true\ncommand = \"true\"\n\
+             never_cut = [\"192.168.1.10\", \"::ffff:10.0.0.5\"]\n",
+        )
+        .unwrap();
+        assert!(config.breaker.enabled);
+        assert_eq!(config.breaker.command.as_deref(), Some("true"));
+        // Written the IPv6 way, an IPv4 address is still that address.
+        assert_eq!(
+            config.breaker.never_cut,
+            [
+                "192.168.1.10".parse::<std::net::IpAddr>().unwrap(),
+                "10.0.0.5".parse().unwrap()
+            ]
+        );
+        let flagged = load_with(
+            "vault = \"/v\"\n",
+            RawArgs {
+                breaker: true,
+                ..RawArgs::default()
+            },
+        )
+        .unwrap();
+        assert!(flagged.breaker.enabled && flagged.breaker.command.is_none());
+        let err = load("vault = \"/v\"\n[breaker]\nnever_cut = [\"frontdesk\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"frontdesk\"") && err.contains("not a network address"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn two_tables_for_one_folder_are_refused() {
         let err =
             load("vault = \"/v\"\n[[folder]]\npath = \"/srv\"\n[[folder]]\npath = \"/srv/\"\n")

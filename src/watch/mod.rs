@@ -242,6 +242,14 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let (source, note) = start_source(daemon.config.events, events, &paths)?;
     daemon.source = Some(source);
     tracing::info!("changes are seen with {}: {}", note.source, note.why);
+    if daemon.config.breaker.enabled && note.source != "fanotify" {
+        // Only fanotify names the smbd of each change, and so the PC.
+        tracing::warn!(
+            "the circuit breaker is on, but {} does not say which PC made a change, so \
+             it cannot cut anyone off",
+            note.source
+        );
+    }
     daemon.index.set_meta(
         MetaKey::EventSource,
         &serde_json::to_string(&note).unwrap_or_default(),

@@ -92,18 +92,18 @@ impl Office {
         fanotify_in_use(&self.env, test)
     }
 
-    fn from_frontdesk(&self) -> Client<'_> {
+    fn anna_at_frontdesk(&self) -> Client<'_> {
         let pc = &self.frontdesk;
         self.samba
             .client(&self.anna, "office")
-            .from_pc(&pc.netns, &pc.server_address)
+            .at_pc(&pc.netns, &pc.server_address)
     }
 
-    fn from_backoffice(&self) -> Client<'_> {
+    fn bob_at_backoffice(&self) -> Client<'_> {
         let pc = &self.backoffice;
         self.samba
             .client(&self.bob, "office")
-            .from_pc(&pc.netns, &pc.server_address)
+            .at_pc(&pc.netns, &pc.server_address)
     }
 
     /// anna deletes every file of `folder` from FRONTDESK, one `del` at a time, in
@@ -112,7 +112,7 @@ impl Office {
         let commands: Vec<String> = (0..FILES)
             .map(|n| format!("del {folder}\\f{n:04}.txt"))
             .collect();
-        let out = self.from_frontdesk().run(&commands.join("; "));
+        let out = self.anna_at_frontdesk().run(&commands.join("; "));
         let left = fs::read_dir(self.env.path(folder)).unwrap().count();
         (out, FILES - left)
     }
@@ -197,7 +197,7 @@ fn a_pc_deleting_hundreds_of_files_over_the_share_is_cut_off_while_another_pc_ke
         return;
     }
     // BACKOFFICE is connected all along, as an office PC is.
-    let backoffice = office.from_backoffice();
+    let backoffice = office.bob_at_backoffice();
     let bob_session = backoffice.hold();
     bob_session.serving_pid();
 

@@ -2,7 +2,7 @@
 //! server by a pair of virtual Ethernet ends (`veth`), with an address of its own
 //! that is not the server's, as a PC on the office network has. The server's
 //! end has the other address of the pair, and the test's smbd listens there too
-//! (`Samba::start_for_pcs`); smbclient runs inside the namespace (`Client::from_pc`).
+//! (`Samba::start_for_pcs`); smbclient runs inside the namespace (`Client::at_pc`).
 //!
 //! Needs root and a kernel that allows network namespaces; `Pc::new` says why
 //! not and the test skips. Everything is removed when the `Pc` is dropped.

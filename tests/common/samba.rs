@@ -64,7 +64,7 @@ impl Samba {
     }
 
     /// Like `start`, also listening on each of `addresses` (the server's end of
-    /// each test PC's link, see `lan::Pc`), so clients `from_pc` reach it from
+    /// each test PC's link, see `lan::Pc`), so clients `at_pc` reach it from
     /// addresses of their own.
     // Not used by the daemon's own tests of who a process is, which include this file.
     #[allow(dead_code)]
@@ -286,7 +286,7 @@ pub struct Client<'a> {
     user: String,
     share: String,
     machine: Option<String>,
-    /// The PC's network namespace and the server's address there (see `from_pc`).
+    /// The PC's network namespace and the server's address there (see `at_pc`).
     pc: Option<(String, String)>,
 }
 
@@ -297,11 +297,11 @@ impl Client<'_> {
         self
     }
 
-    /// The same client, on a PC of its own (`lan::Pc`): smbclient runs in its
+    /// The same client, at a PC of its own (`lan::Pc`): smbclient runs in its
     /// network namespace `netns` and reaches the server at `server`, from the PC's
     /// own address.
     #[allow(dead_code)]
-    pub fn from_pc(mut self, netns: &str, server: &str) -> Self {
+    pub fn at_pc(mut self, netns: &str, server: &str) -> Self {
         self.pc = Some((netns.to_owned(), server.to_owned()));
         self
     }
