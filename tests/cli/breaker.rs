@@ -10,12 +10,15 @@
 
 use std::fs;
 use std::os::unix::fs::chown;
+use std::path::Path;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::lan::Pc;
 use crate::common::samba::{Client, Samba, User};
+use crate::common::smtp::{Mode, SmtpServer};
 use crate::common::*;
 
 /// How many files each folder the PC deletes holds, one `del` each: well past the
@@ -79,7 +82,7 @@ impl Office {
 
     /// The daemon, alerting at `ALERT_FILES`, with the breaker's command pointed at
     /// this smbd (`smbcontrol -s` its settings), on when `on`.
-    fn start_daemon(&mut self, test: &str, on: bool) -> bool {
+    fn start_daemon(&mut self, test: &str, on: bool, extra: &[&str]) -> bool {
         let command = format!(
             "smbcontrol -s {} smbd kill-client-ip \"$UNDELETE_CLIENT_ADDRESS\"",
             self.samba.conf().display()
@@ -88,6 +91,7 @@ impl Office {
         if on {
             args.push("--breaker");
         }
+        args.extend_from_slice(extra);
         self.env.start_daemon_and_sync(&args);
         fanotify_in_use(&self.env, test)
     }
@@ -151,6 +155,22 @@ fn incident_of(env: &TestEnv, folder: &str) -> Value {
         .unwrap_or_else(|| panic!("no incident of {folder}: {all:#?}"))
 }
 
+/// Waits (bounded) for the file the alert command writes; returns what it holds.
+fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The open cut-off alerts in `alerts --json`.
 fn cut_off_alerts(env: &TestEnv) -> Vec<Value> {
     let alerts: Vec<Value> =
@@ -193,7 +213,26 @@ fn a_pc_deleting_hundreds_of_files_over_the_share_is_cut_off_while_another_pc_ke
     let Some(mut office) = Office::new(test, &["accounts"]) else {
         return;
     };
-    if !office.start_daemon(test, true) {
+    // The owner is told by e-mail and by the alert command, where an SMTP server
+    // can run here.
+    let smtp = SmtpServer::start(test, Mode::Plain, None);
+    let config = office.env.root.join("config.toml");
+    let email = smtp.as_ref().map_or(String::new(), |smtp| {
+        format!(
+            "[alert.email]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+             from = \"undelete <undelete@office.example>\"\nto = \"owner@office.example\"\n",
+            smtp.port
+        )
+    });
+    fs::write(&config, email).unwrap();
+    let told = office.env.root.join("told.env");
+    let alert_command = format!(
+        "[ \"$UNDELETE_EVENT\" = started ] && env | grep ^UNDELETE_ > {0}.part && mv {0}.part {0}",
+        told.display()
+    );
+    let config_arg = config.to_str().unwrap().to_owned();
+    let extra = ["--config", &config_arg, "--alert-command", &alert_command];
+    if !office.start_daemon(test, true, &extra) {
         return;
     }
     // BACKOFFICE is connected all along, as an office PC is.
@@ -237,7 +276,25 @@ fn a_pc_deleting_hundreds_of_files_over_the_share_is_cut_off_while_another_pc_ke
     );
     drop(bob_session);
 
-    // Said in status, in the incident's line and in the alerts.
+    // Said to the alert command, in the e-mail, in status, in the incident's line
+    // and in the alerts.
+    let told = wait_for_file(&told);
+    assert!(told.contains("\nUNDELETE_CUT_OFF=cut\n"), "{told}");
+    assert!(
+        told.contains(&format!(
+            "\nUNDELETE_CUT_OFF_ADDRESS={}\n",
+            office.frontdesk.address
+        )),
+        "{told}"
+    );
+    assert!(
+        told.contains("UNDELETE_MESSAGE=Mass deletion") && told.contains(&said),
+        "{told}"
+    );
+    if let Some(smtp) = &smtp {
+        let letter = smtp.wait_for(1, Duration::from_secs(60)).remove(0);
+        assert!(letter.replace('\n', " ").contains(&said), "{letter}");
+    }
     let status = env.run_ok(&["status"]);
     assert!(status.contains("undelete cut off"), "{status}");
     let incidents = env.run_ok(&["incidents"]);
@@ -264,6 +321,12 @@ fn a_pc_deleting_hundreds_of_files_over_the_share_is_cut_off_while_another_pc_ke
     let rebuilt = incident_of(env, "accounts");
     assert_eq!(rebuilt["cut_off"], incident["cut_off"], "{rebuilt:#}");
     assert_eq!(cut_off_alerts(env).len(), 1);
+
+    // Saying the deletion was wanted makes the cut-off a false alarm: re-armed too.
+    let code = incident["code"].as_str().unwrap();
+    let said = env.run_ok(&["alerts", "ack", code]);
+    assert!(said.contains("it will cut it off again"), "{said}");
+    assert!(cut_off_alerts(env).is_empty());
 }
 
 #[test]
@@ -272,7 +335,7 @@ fn a_pc_cut_off_once_is_not_cut_off_again_until_that_is_acknowledged() {
     let Some(mut office) = Office::new(test, &["accounts", "photos", "scans"]) else {
         return;
     };
-    if !office.start_daemon(test, true) {
+    if !office.start_daemon(test, true, &[]) {
         return;
     }
     let (out, deleted) = office.anna_deletes("accounts");
@@ -311,7 +374,7 @@ fn with_the_breaker_off_nobody_is_cut_off() {
         return;
     };
     // Its command is set, but the breaker is not turned on: the default.
-    if !office.start_daemon(test, false) {
+    if !office.start_daemon(test, false, &[]) {
         return;
     }
     let (out, deleted) = office.anna_deletes("accounts");
