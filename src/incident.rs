@@ -110,14 +110,17 @@ pub fn cut_off_message(
             crate::words::display_path(&incident.folder)
         ),
     };
+    // Not opening with "undelete …": after "WARNING (…): " that reads as a command.
     format!(
-        "{cut_off} Its connections were ended because of incident {} ({what}). It can \
-         connect again (Windows does so by itself): find that PC and unplug it from the \
-         network. undelete will not cut off {} again until this alert is acknowledged; \
-         if it was a false alarm, or once the PC is safe: undelete alerts ack NUMBER \
-         (the number is shown by: undelete alerts)",
-        incident.code,
+        "Cut off from the file share: {} at {}, by the circuit breaker of undelete. \
+         Its connections were ended because of incident {} ({what}). It can connect \
+         again (Windows does so by itself): find that PC and unplug it from the \
+         network. It will not be cut off again until this alert is acknowledged; if it \
+         was a false alarm, or once the PC is safe: undelete alerts ack NUMBER (the \
+         number is shown by: undelete alerts)",
         cut_off.pc(),
+        crate::clock::to_local(cut_off.at).format("%H:%M"),
+        incident.code,
     )
 }
 
@@ -625,7 +628,12 @@ mod tests {
             letter.body
         );
         let alert = cut_off_message(cut.cut_off.as_ref().unwrap(), &cut);
-        assert!(alert.starts_with(&said), "{alert}");
+        assert!(
+            alert.starts_with(&format!(
+                "Cut off from the file share: FRONTDESK (192.168.1.23) at {clock},"
+            )),
+            "{alert}"
+        );
         assert!(
             alert.contains("until this alert is acknowledged"),
             "{alert}"

@@ -3,7 +3,6 @@
 //! the next incident).
 
 use super::{CONFIG_FILE, Check, Facts, RECENT_ALERTS, Recorded};
-use crate::clock;
 use crate::model::CutOutcome;
 
 /// A check only where the breaker acted lately: its last attempt failed (a
@@ -17,13 +16,13 @@ pub(super) fn breaker_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
         .filter(|(_, c)| matches!(c.outcome, CutOutcome::Cut | CutOutcome::Failed { .. }))
         .max_by_key(|(_, c)| c.at)?;
     let (code, cut_off) = last;
+    let when = crate::words::spoken_in_a_sentence(cut_off.at, facts.now);
     match &cut_off.outcome {
-        CutOutcome::Failed { .. } => Some(Check::problem(
+        CutOutcome::Failed { why } => Some(Check::problem(
             name,
             format!(
-                "{} (incident {code}, {})",
-                cut_off.to_string().trim_end_matches('.'),
-                clock::spoken(cut_off.at, facts.now)
+                "The circuit breaker could not cut off {} {when} (incident {code}): {why}.",
+                cut_off.pc()
             ),
             format!(
                 "Check the command of the [breaker] settings in {CONFIG_FILE}, or without \
@@ -32,7 +31,13 @@ pub(super) fn breaker_check(facts: &Facts, rec: &Recorded) -> Option<Check> {
             ),
             vec!["sudo systemctl reload undelete".into()],
         )),
-        _ => Some(Check::ok(name, format!("{cut_off} (incident {code})"))),
+        _ => Some(Check::ok(
+            name,
+            format!(
+                "The circuit breaker cut off {} {when} (incident {code}).",
+                cut_off.pc()
+            ),
+        )),
     }
 }
 
@@ -64,7 +69,14 @@ mod tests {
         recorded(&mut facts).cut_offs = vec![cut_off(at, failed)];
         let check = breaker_check(&facts, facts.recorded.as_ref().unwrap()).unwrap();
         assert!(!check.ok, "{check:?}");
-        assert!(check.message.contains("could not: smbcontrol"), "{check:?}");
+        assert!(
+            check.message.contains("could not cut off FRONTDESK"),
+            "{check:?}"
+        );
+        assert!(
+            check.message.contains(": smbcontrol could not"),
+            "{check:?}"
+        );
         recorded(&mut facts)
             .cut_offs
             .push(cut_off(at + 1, CutOutcome::Cut));
