@@ -36,12 +36,14 @@ impl Pc {
         }
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let id = std::process::id() % 10_000;
-        // 10.(100 + pid % 100).n.0/30: the server .1, the PC .2.
-        let net = format!("10.{}.{}", 100 + id % 100, n % 250);
+        // In 198.18.0.0/15, kept for testing networks (RFC 2544), so never an office's
+        // own: a /24 per test run, a /30 per PC, the server at its first address and
+        // the PC at the second.
+        let (net, at) = (format!("198.18.{}", id % 250), 4 * (n % 60));
         let pc = Self {
             netns: format!("undelete-pc-{id}-{n}"),
-            address: format!("{net}.2"),
-            server_address: format!("{net}.1"),
+            address: format!("{net}.{}", at + 2),
+            server_address: format!("{net}.{}", at + 1),
             host_end: format!("ud{id}s{n}"),
         };
         let pc_end = format!("ud{id}p{n}");
