@@ -46,6 +46,11 @@ pub fn is_program_lock(path: &Path) -> bool {
 /// removes any an interrupted one left.
 pub const RESTORE_TEMP: &str = ".undelete-restore-";
 
+/// An encrypted copy a restore is deleting, for the moment between taking it from
+/// its name and deleting it: `PREFIX<pid>-<counter>.<its name>`, so that one left by
+/// an interrupted restore can be given its name back (see `aside_name`).
+pub const ASIDE_TEMP: &str = ".undelete-aside-";
+
 /// The daemon's sync cookies (see `watch::sync`).
 pub const SYNC_COOKIE: &str = ".undelete-sync-";
 
@@ -67,6 +72,28 @@ pub fn marked_pid(name: &[u8], prefix: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// The name an encrypted copy called `original` has while a restore deletes it, or
+/// `None` when the two do not fit in one name (255 bytes).
+pub fn aside_name(counter: u64, original: &OsStr) -> Option<OsString> {
+    let mut name = own_name(ASIDE_TEMP, counter);
+    name.push(".");
+    name.push(original);
+    (name.len() <= 255).then_some(name)
+}
+
+/// For a name made by `aside_name`: the pid of the restore that made it, and the
+/// name the file had.
+pub fn aside_original(name: &[u8]) -> Option<(u32, &OsStr)> {
+    let rest = name.strip_prefix(ASIDE_TEMP.as_bytes())?;
+    let dot = rest.iter().position(|&b| b == b'.')?;
+    let (marked, original) = (&rest[..dot], &rest[dot + 1..]);
+    let mut own = ASIDE_TEMP.as_bytes().to_vec();
+    own.extend_from_slice(marked);
+    let pid = marked_pid(&own, ASIDE_TEMP)?;
+    (!original.is_empty() && original != b"." && original != b"..")
+        .then(|| (pid, OsStr::from_bytes(original)))
+}
+
 /// Whether `name` is a restore's temporary name (and nothing else that merely starts
 /// like one).
 pub fn is_temp_name(name: &OsStr) -> bool {
@@ -79,10 +106,14 @@ pub fn is_cookie(path: &Path) -> bool {
         .is_some_and(|n| marked_pid(n.as_bytes(), SYNC_COOKIE).is_some())
 }
 
-/// Sync cookies and a restore's temporary files: never recorded. Matched exactly, so a
-/// user's file that merely starts like one is protected like any other.
+/// Sync cookies and a restore's temporary files (encrypted copies being deleted
+/// too): never recorded. Matched exactly, so a user's file that merely starts like
+/// one is protected like any other.
 pub fn is_internal(path: &Path) -> bool {
-    is_cookie(path) || path.file_name().is_some_and(is_temp_name)
+    is_cookie(path)
+        || path
+            .file_name()
+            .is_some_and(|name| is_temp_name(name) || aside_original(name.as_bytes()).is_some())
 }
 
 fn ends_with_ignoring_case(name: &[u8], suffix: &[u8]) -> bool {
@@ -140,6 +171,29 @@ mod tests {
             ".undelete-restore-12-3.txt",
         ] {
             assert!(!is_temp_name(OsStr::new(user_name)), "{user_name}");
+        }
+    }
+
+    #[test]
+    fn an_encrypted_copy_being_deleted_keeps_its_name_in_its_temporary_one() {
+        let name = aside_name(4, OsStr::new("report.docx.locked")).unwrap();
+        let (pid, original) = aside_original(name.as_bytes()).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(original, OsStr::new("report.docx.locked"));
+        assert!(is_internal(&Path::new("/srv/share").join(&name)));
+        assert!(aside_name(4, OsStr::new(&"x".repeat(240))).is_none());
+        for user_name in [
+            ".undelete-aside-notes.txt",
+            ".undelete-aside-12-3",
+            ".undelete-aside-12-3.",
+            ".undelete-aside-12.report.docx",
+            ".undelete-aside-12-3x.report.docx",
+        ] {
+            assert!(
+                aside_original(user_name.as_bytes()).is_none(),
+                "{user_name}"
+            );
+            assert!(!is_internal(Path::new(user_name)), "{user_name}");
         }
     }
 }

@@ -4,17 +4,28 @@
 //! the index recorded (same size and content); anything else there is left alone,
 //! and the report says why. Folders are reached by descriptor, never through a
 //! link, as restores reach their destination.
+//!
+//! The check and the act are about the same file: a copy is opened once and
+//! checked through that descriptor; it is then renamed (into the folder for the
+//! copies, or to a name of the program's own before it is deleted), and what the
+//! rename took must be that very file, or it is given its name back. Between a
+//! check and a rename by name, a user saving over it (a temporary file renamed
+//! over the name, as office programs save) or exchanging it would otherwise have
+//! had the good file moved or deleted.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
+
+use crate::names;
 
 use crate::report::{EncryptedOutcome, EncryptedResult};
 use crate::vault::Vault;
 
-use super::{DirCache, EncryptedAction, EncryptedItem, RestorePlan, same_content};
+use super::{DirCache, EncryptedAction, EncryptedItem, RestorePlan, holds};
 
 /// Moves or deletes the plan's encrypted copies; returns what became of each. The
 /// folders they go into are made first, then `made` is called (the caller waits
@@ -74,6 +85,10 @@ pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<Encr
     results
 }
 
+/// Why a copy is left when another file took its name between the check and the
+/// act: said to the customer as it is.
+const SWAPPED: &str = "another file took its name while it was being set aside";
+
 fn one(
     vault: &Vault,
     cache: &mut DirCache,
@@ -83,20 +98,36 @@ fn one(
     let name = item.relative.file_name().unwrap_or_default();
     let from =
         folder(cache, parent, false)?.ok_or_else(|| "its folder is no longer there".to_owned())?;
-    let existing = match rustix::fs::statat(&from, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
+    // Interrupted before, a restore may have left a copy under a name of its own.
+    super::safe_fs::remove_leftovers(&from);
+    // The copy is opened once, and checked through that descriptor: whatever is done
+    // by name afterwards is checked to have been done to this very file.
+    let (copy, checked) = match open_copy(&from, name) {
+        Ok(opened) => opened,
         Err(rustix::io::Errno::NOENT) => return Err("it is no longer there".to_owned()),
         Err(e) => return Err(format!("it could not be looked at ({e})")),
     };
     // Another file there now (saved since, or put back by hand) is not touched.
-    if !same_content(vault, &from, name, &existing, &item.version) {
+    if !holds(vault, &copy, &checked, &item.version) {
         return Err("it changed since it was encrypted".to_owned());
     }
+    hold_for_test();
     match &item.action {
         EncryptedAction::Leave => Ok(EncryptedOutcome::Left),
         EncryptedAction::Delete => {
-            rustix::fs::unlinkat(&from, name, AtFlags::empty())
-                .map_err(|e| format!("it could not be deleted ({e})"))?;
+            // Taken from its name first (a name nobody else uses, in the same folder),
+            // so what is deleted is what was taken, and that is known to be the copy.
+            let private = take_aside(&from, name)?;
+            if let Err(why) = still_the_copy(&from, &private, &copy, &checked) {
+                // Not given back only when its name was taken again meanwhile: then the
+                // next restore here gives it back (`safe_fs::remove_leftovers`).
+                put_back(&from, &private, &from, name);
+                return Err(why);
+            }
+            rustix::fs::unlinkat(&from, &private, AtFlags::empty()).map_err(|e| {
+                put_back(&from, &private, &from, name);
+                format!("it could not be deleted ({e})")
+            })?;
             Ok(EncryptedOutcome::Deleted)
         }
         EncryptedAction::MoveTo(to) => {
@@ -104,15 +135,109 @@ fn one(
             let into = folder(cache, to_parent, true)?.expect("created when missing");
             let to_name = to.file_name().unwrap_or_default();
             match rustix::fs::renameat_with(&from, name, &into, to_name, RenameFlags::NOREPLACE) {
-                Ok(()) => Ok(EncryptedOutcome::MovedTo(cache.base().join(to))),
-                Err(rustix::io::Errno::EXIST) => Err(format!(
-                    "another file already has its name in {}",
-                    crate::words::display_path(&cache.base().join(to_parent))
-                )),
-                Err(e) => Err(format!("it could not be moved ({e})")),
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => {
+                    return Err(format!(
+                        "another file already has its name in {}",
+                        crate::words::display_path(&cache.base().join(to_parent))
+                    ));
+                }
+                Err(e) => return Err(format!("it could not be moved ({e})")),
             }
+            // Moved by name: what arrived must be the file checked, or it goes back.
+            if let Err(why) = still_the_copy(&into, to_name, &copy, &checked) {
+                if put_back(&into, to_name, &from, name) {
+                    return Err(why);
+                }
+                // Its name taken once more meanwhile: it stays with the copies, and
+                // the customer is told where it is.
+                return Err(format!(
+                    "{why}; that file is in {} now",
+                    crate::words::display_path(&cache.base().join(to_parent))
+                ));
+            }
+            Ok(EncryptedOutcome::MovedTo(cache.base().join(to)))
         }
     }
+}
+
+/// The copy at `name`, opened without following a link, with what it was when
+/// opened: a link itself, or a file reopened for reading from that descriptor (the
+/// same file, whatever has its name by then). Nothing else is opened for reading:
+/// opening a pipe or a device could block or act.
+fn open_copy(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<(OwnedFd, Stat)> {
+    let path = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&path)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok((path, st));
+    }
+    let proc = format!("/proc/self/fd/{}", path.as_raw_fd());
+    let fd = rustix::fs::open(
+        proc.as_str(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok((fd, st))
+}
+
+/// Renames `name` to a name of the program's own in the same folder (which keeps
+/// `name` in it, so a copy left there by a crash is given its name back by the next
+/// restore here: see `safe_fs::remove_leftovers`); returns that name.
+fn take_aside(dir: &OwnedFd, name: &OsStr) -> Result<OsString, String> {
+    for counter in 0..64 {
+        let Some(private) = names::aside_name(counter, name) else {
+            return Err("its name is too long to delete it safely".to_owned());
+        };
+        match rustix::fs::renameat_with(dir, name, dir, &private, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(private),
+            // Taken: by a file of an earlier run of ours still running, or planted.
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(rustix::io::Errno::NOENT) => return Err("it is no longer there".to_owned()),
+            Err(e) => return Err(format!("it could not be deleted ({e})")),
+        }
+    }
+    Err("it could not be deleted (no free name to take it aside)".to_owned())
+}
+
+/// Whether `name` in `dir` is the very file `copy` was opened on, unchanged since it
+/// was checked (`checked`). Another file there (saved over it, or exchanged with it,
+/// between the check and the rename) is not; nor is the copy written to meanwhile.
+fn still_the_copy(
+    dir: &OwnedFd,
+    name: &OsStr,
+    copy: &OwnedFd,
+    checked: &Stat,
+) -> Result<(), String> {
+    let there = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(|fd| rustix::fs::fstat(&fd))
+    .map_err(|_| SWAPPED.to_owned())?;
+    if (there.st_dev, there.st_ino) != (checked.st_dev, checked.st_ino) {
+        return Err(SWAPPED.to_owned());
+    }
+    let now = rustix::fs::fstat(copy).map_err(|e| format!("it could not be looked at ({e})"))?;
+    let unchanged = now.st_size == checked.st_size
+        && (now.st_mtime, now.st_mtime_nsec) == (checked.st_mtime, checked.st_mtime_nsec);
+    match unchanged {
+        true => Ok(()),
+        false => Err("it changed since it was encrypted".to_owned()),
+    }
+}
+
+/// Gives the file at `name` in `dir` back the name it had (`to` in `to_dir`), never
+/// over another file: if its name was taken again meanwhile, it stays where it is
+/// (a private name keeps its name in it, for the next restore to put it back).
+fn put_back(dir: &OwnedFd, name: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> bool {
+    rustix::fs::renameat_with(dir, name, to_dir, to, RenameFlags::NOREPLACE).is_ok()
 }
 
 /// A folder below the protected folder, by descriptor; a folder made for the copies
@@ -135,4 +260,18 @@ fn folder(cache: &mut DirCache, relative: &Path, create: bool) -> Result<Option<
         }
     }
     Ok(Some(fd))
+}
+
+/// Tests hold a restore here, between the check of a copy and the act on it, to
+/// swap another file in at its name: the named FIFO is opened and read to its end,
+/// so the test knows the restore waits once its own open returns.
+const TEST_PAUSE: &str = "UNDELETE_TEST_PAUSE_ASIDE";
+
+fn hold_for_test() {
+    if let Some(fifo) = std::env::var_os(TEST_PAUSE) {
+        use std::io::Read;
+        if let Ok(mut fifo) = std::fs::File::open(fifo) {
+            let _ = fifo.read_to_end(&mut Vec::new());
+        }
+    }
 }

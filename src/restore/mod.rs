@@ -18,7 +18,7 @@ mod plan;
 mod safe_fs;
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -227,9 +227,30 @@ fn same_content(
     version: &Version,
 ) -> bool {
     let file_type = rustix::fs::FileType::from_raw_mode(existing.st_mode);
+    // Only what could be the same is opened: never a device or a pipe.
+    let flags = match (version.observed.kind, file_type) {
+        (EntryKind::Symlink, rustix::fs::FileType::Symlink) => OFlags::PATH,
+        (EntryKind::File, rustix::fs::FileType::RegularFile) => OFlags::RDONLY | OFlags::NONBLOCK,
+        _ => return false,
+    };
+    match rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => holds(vault, &fd, existing, version),
+        Err(_) => false,
+    }
+}
+
+/// `same_content` for what the descriptor `fd` (opened with `O_NOFOLLOW`, a link
+/// with `O_PATH`) refers to: this very file, whatever has its name by now.
+fn holds(vault: &Vault, fd: &OwnedFd, existing: &rustix::fs::Stat, version: &Version) -> bool {
+    let file_type = rustix::fs::FileType::from_raw_mode(existing.st_mode);
     match (version.observed.kind, file_type) {
         (EntryKind::Symlink, rustix::fs::FileType::Symlink) => {
-            rustix::fs::readlinkat(dir, name, Vec::new())
+            rustix::fs::readlinkat(fd, "", Vec::new())
                 .ok()
                 .map(|t| t.into_bytes())
                 == version
@@ -248,29 +269,27 @@ fn same_content(
                         },
                         false => id,
                     };
-                    hash_at(dir, name).ok() == Some(content)
+                    hash_fd(fd).ok() == Some(content)
                 })
         }
         _ => false,
     }
 }
 
-fn hash_at(dir: &OwnedFd, name: &OsStr) -> io::Result<ObjectId> {
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut file = std::fs::File::from(fd);
+/// The hash of what `fd` reads, from its start (it is read through a duplicate, so
+/// `fd` itself can be read from the start again).
+fn hash_fd(fd: &OwnedFd) -> io::Result<ObjectId> {
+    let file = std::fs::File::from(rustix::io::fcntl_dupfd_cloexec(fd, 0)?);
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf, at)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(ObjectId::from_bytes(*hasher.finalize().as_bytes()))
 }

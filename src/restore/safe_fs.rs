@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::names;
@@ -380,6 +380,8 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
 /// Removes temporary files an interrupted restore left in a folder: only names of
 /// exactly our form, and only those of a process that no longer runs, so neither a
 /// user's `.undelete-restore-notes.txt` nor another running restore's file is touched.
+/// A file it had taken from its name to delete it (an encrypted copy, or a file that
+/// took the copy's name meanwhile) is given its name back instead, never over another.
 /// Call before any worker writes there: our own temporary files look the same.
 pub fn remove_leftovers(dir: &OwnedFd) {
     let Ok(dup) = rustix::io::dup(dir) else {
@@ -390,6 +392,13 @@ pub fn remove_leftovers(dir: &OwnedFd) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_bytes();
+        if let Some((pid, original)) = names::aside_original(name)
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let name = OsStr::from_bytes(name);
+            let _ = rustix::fs::renameat_with(dir, name, dir, original, RenameFlags::NOREPLACE);
+            continue;
+        }
         let Some(pid) = names::marked_pid(name, names::RESTORE_TEMP) else {
             continue;
         };

@@ -329,7 +329,13 @@ impl Daemon {
         now: i64,
     ) -> Result<(), DaemonError> {
         if is_internal(to) {
-            return Ok(());
+            // Gone from its name all the same: a restore deleting an encrypted copy
+            // takes it from its name first, and it is deleted like any file.
+            let was_dir = self
+                .index
+                .current(from)?
+                .is_some_and(|v| v.observed.kind == EntryKind::Dir);
+            return self.removed(from, was_dir, by, now);
         }
         if is_internal(from) {
             // A restore renaming its finished temporary file into place.

@@ -823,3 +823,202 @@ fn five_hundred_files_encrypted_in_place_over_the_share_are_alerted_by_the_200th
 fn locked_copies_written_over_the_share_with_the_originals_deleted_are_alerted_and_all_come_back() {
     encrypt_over_smb(Variant::LockedCopies, 500);
 }
+
+/// How a user's good file takes the name of an encrypted copy while a restore
+/// holds between looking at the copy and acting on it.
+#[derive(Debug, Clone, Copy)]
+enum Swap {
+    /// Saved the way office suites save: a temporary file renamed over the name.
+    SavedOver,
+    /// `renameat2(RENAME_EXCHANGE)`: the encrypted copy goes on under the other name.
+    Exchanged,
+}
+
+/// A restore of an overwrite incident with `action` (`--move-encrypted-aside` or
+/// `--delete-encrypted`), held (`UNDELETE_TEST_PAUSE_ASIDE`) after it checked the
+/// one encrypted copy still as recorded, while a good file is swapped in at its
+/// name. Returns the environment, the report, the copy's path and the good content.
+fn restore_with_a_file_swapped_in(action: &str, swap: Swap) -> (TestEnv, Value, PathBuf, Vec<u8>) {
+    use std::io::Write;
+    let (mut env, files) = office(24, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
+    let code = overwrite_code(&env);
+    // Every copy but the first changed since, unseen: only the first is checked as
+    // still encrypted, so the restore holds once, at it.
+    env.stop_daemon();
+    for (k, path) in paths.iter().enumerate().skip(1) {
+        fs::write(path, random(500 + k as u64, 3000)).unwrap();
+    }
+    let target = paths[0].clone();
+    let encrypted = fs::read(&target).unwrap();
+    let good = b"The letter as it was saved this morning, by hand, again.\n".repeat(20);
+    let fifo = env.root.join("pause-aside");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let child = env
+        .command()
+        .args(["restore", "--incident", &code, action, "--json"])
+        .env("UNDELETE_TEST_PAUSE_ASIDE", &fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let out = child.wait_with_output().unwrap();
+            done_tx.send(()).unwrap();
+            // A restore that ended without holding leaves the test's open below
+            // waiting for a reader: this one lets it go on, to fail plainly.
+            let _ = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            out
+        })
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened once the restore opened it to wait: it is held between check and act.
+    let mut go = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the restore ended without holding: {}",
+        output_text(&waiter.join().unwrap())
+    );
+    let saved = target.with_file_name("~letter.tmp");
+    fs::write(&saved, &good).unwrap();
+    match swap {
+        Swap::SavedOver => fs::rename(&saved, &target).unwrap(),
+        Swap::Exchanged => rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &saved,
+            rustix::fs::CWD,
+            &target,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .unwrap(),
+    }
+    go.write_all(b"go\n").unwrap();
+    drop(go);
+    let out = waiter.join().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("restore --json is not JSON ({e}):\n{}", output_text(&out)));
+    assert!(out.status.success(), "{}", output_text(&out));
+    if let Swap::Exchanged = swap {
+        assert_eq!(
+            fs::read(&saved).unwrap(),
+            encrypted,
+            "the copy under the other name"
+        );
+    }
+    (env, report, target, good)
+}
+
+/// The one encrypted copy's entry in `report`.
+fn encrypted_entry<'a>(report: &'a Value, path: &std::path::Path) -> &'a Value {
+    report["encrypted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in {report:#}", path.display()))
+}
+
+/// The good file swapped in is still there, whole, under the name it took.
+fn assert_holds_the_good_file(target: &std::path::Path, good: &[u8], report: &Value) {
+    let there = fs::read(target).ok();
+    assert!(
+        there.as_deref() == Some(good),
+        "{} holds {:?}, not the good file: {report:#}",
+        target.display(),
+        there.map(|t| String::from_utf8_lossy(&t[..t.len().min(60)]).into_owned())
+    );
+}
+
+fn assert_left_because_swapped(report: &Value, target: &std::path::Path) {
+    let entry = encrypted_entry(report, target);
+    assert_eq!(entry["outcome"], "left", "{report:#}");
+    assert_eq!(
+        entry["reason"], "another file took its name while it was being set aside",
+        "{report:#}"
+    );
+    assert_eq!(report["encrypted_moved"], 0, "{report:#}");
+    assert_eq!(report["encrypted_deleted"], 0, "{report:#}");
+}
+
+#[test]
+fn a_file_saved_over_an_encrypted_copy_while_it_is_moved_aside_stays_in_its_place() {
+    let (env, report, target, good) =
+        restore_with_a_file_swapped_in("--move-encrypted-aside", Swap::SavedOver);
+    assert_holds_the_good_file(&target, &good, &report);
+    let code = report["incident"].as_str().unwrap().to_owned();
+    let aside = env.share.join(format!("Encrypted files (incident {code})"));
+    let relative = target.strip_prefix(&env.share).unwrap();
+    assert!(!aside.join(relative).exists(), "{report:#}");
+    assert_left_because_swapped(&report, &target);
+}
+
+#[test]
+fn a_file_exchanged_with_an_encrypted_copy_while_it_is_moved_aside_stays_in_its_place() {
+    let (env, report, target, good) =
+        restore_with_a_file_swapped_in("--move-encrypted-aside", Swap::Exchanged);
+    assert_holds_the_good_file(&target, &good, &report);
+    let code = report["incident"].as_str().unwrap().to_owned();
+    let aside = env.share.join(format!("Encrypted files (incident {code})"));
+    assert!(
+        !aside
+            .join(target.strip_prefix(&env.share).unwrap())
+            .exists()
+    );
+    assert_left_because_swapped(&report, &target);
+}
+
+#[test]
+fn a_file_saved_over_an_encrypted_copy_while_it_is_deleted_is_not_deleted() {
+    let (_env, report, target, good) =
+        restore_with_a_file_swapped_in("--delete-encrypted", Swap::SavedOver);
+    assert_holds_the_good_file(&target, &good, &report);
+    assert_left_because_swapped(&report, &target);
+}
+
+#[test]
+fn a_file_exchanged_with_an_encrypted_copy_while_it_is_deleted_is_not_deleted() {
+    let (_env, report, target, good) =
+        restore_with_a_file_swapped_in("--delete-encrypted", Swap::Exchanged);
+    assert_holds_the_good_file(&target, &good, &report);
+    assert_left_because_swapped(&report, &target);
+}
+
+#[test]
+fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_back() {
+    let (mut env, files) = office(24, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
+    let code = overwrite_code(&env);
+    env.stop_daemon();
+    // A restore deleting it stopped (killed, or the power went) once it had taken
+    // the copy from its name.
+    let ended = std::process::Command::new("true").spawn().unwrap();
+    let pid = ended.id();
+    let mut ended = ended;
+    ended.wait().unwrap();
+    let name = paths[0].file_name().unwrap().to_str().unwrap();
+    let private = paths[0].with_file_name(format!(".undelete-aside-{pid}-0.{name}"));
+    fs::rename(&paths[0], &private).unwrap();
+    let (ok, report, text) = restore_json(&env, &["--incident", &code, "--delete-encrypted"]);
+    assert!(ok, "{text}");
+    assert!(!private.exists(), "{report:#}");
+    assert_eq!(encrypted_entry(&report, &paths[0])["outcome"], "deleted");
+    assert_eq!(report["encrypted_deleted"], 24, "{report:#}");
+    assert_eq!(
+        fs::read(&paths[0]).unwrap(),
+        files[0].1,
+        "the original in its place"
+    );
+}
