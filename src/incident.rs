@@ -58,9 +58,13 @@ pub fn who_did_it(incident: &crate::model::Incident) -> Option<String> {
 /// The warning for files rewritten the way ransomware does: what came back is
 /// the version from before, and what is there now is left alone.
 fn mass_overwrite_message(incident: &crate::model::Incident, vault: &Path) -> String {
+    let who = match &incident.person {
+        Some(person) => format!("Changed by {person}. "),
+        None => String::new(),
+    };
     format!(
         "Files changed beyond use: {} in {} since {} look encrypted (incident {}): \
-         their content became random or lost its format{}. {}Find the computer doing it \
+         their content became random or lost its format{}. {who}{}Find the computer doing it \
          and disconnect it from the network. To bring back each file as it was before: {}",
         crate::words::files(incident.files),
         crate::words::display_path(&incident.folder),

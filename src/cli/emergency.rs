@@ -192,7 +192,20 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    w.step("What was deleted?");
+    // Files encrypted are changed, not deleted: the question says so when such an
+    // incident is the one chosen, or offered first.
+    let changed = match &args.incident {
+        Some(code) => super::incidents::find(&index, code)?.kind.is_overwrite(),
+        None if args.under.is_some() => false,
+        None => index
+            .incidents(CHOICES)?
+            .iter()
+            .any(|i| i.kind.is_overwrite() && i.missing() > 0),
+    };
+    w.step(match changed {
+        true => "What was changed or deleted?",
+        false => "What was deleted?",
+    });
     let choice = choose_what(&mut w, &index, &args, now)?;
 
     w.step("What can come back?");
@@ -505,7 +518,11 @@ fn choose_what(
         }
         return ask_folder(w);
     }
-    println!("These are the most recent deletions, newest first:");
+    if recent.iter().any(|i| i.kind.is_overwrite()) {
+        println!("These are the most recent files changed beyond use or deleted, newest first:");
+    } else {
+        println!("These are the most recent deletions, newest first:");
+    }
     for (n, incident) in recent.iter().enumerate() {
         println!(
             "{}",

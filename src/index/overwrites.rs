@@ -37,6 +37,23 @@ struct Signed {
     signs: Signs,
     /// The name it had before an extension was added to it (`Index::rename`).
     renamed_from: Option<PathBuf>,
+    /// Who wrote it (a `people` id), where the event source said.
+    by: Option<i64>,
+}
+
+/// Who an overwrite incident is of, as incidents compare people (the way in, the
+/// user, the PC: see `Person::same_as`); `None` for nobody known, which may be
+/// anybody's.
+type PersonKey = Option<String>;
+
+/// The overwrites of one person in one protected folder, as they are grouped.
+#[derive(Default)]
+struct Bucket {
+    /// Their incident still open, with its last overwrite.
+    open: Option<(i64, i64)>,
+    waiting: VecDeque<Signed>,
+    /// Different files among those waiting, by how many versions each has there.
+    files: HashMap<PathBuf, usize>,
 }
 
 impl Signed {
@@ -88,7 +105,7 @@ impl Index {
     ) -> Result<(Vec<i64>, bool)> {
         let signed: Vec<Signed> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, path, root_id, seen_at, signs, renamed_from FROM versions
+                "SELECT id, path, root_id, seen_at, signs, renamed_from, changed_by FROM versions
                  WHERE signs != 0 AND overwrite_incident IS NULL ORDER BY seen_at, id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -99,6 +116,7 @@ impl Index {
                     at: r.get(3)?,
                     signs: Signs::from_bits(r.get(4)?),
                     renamed_from: r.get::<_, Option<Vec<u8>>>(5)?.map(path_from_bytes),
+                    by: r.get(6)?,
                 })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
@@ -111,29 +129,50 @@ impl Index {
         }
         let mut roots: Vec<_> = by_root.into_iter().collect();
         roots.sort_by_key(|(root, _)| *root);
+        let mut keys: HashMap<i64, PersonKey> = HashMap::new();
         for (root_id, rows) in roots {
-            let mut open = self.open_overwrite_incident(root_id)?;
-            let mut waiting: VecDeque<Signed> = VecDeque::new();
-            // Different files among those waiting, by how many versions each has there.
-            let mut files: HashMap<PathBuf, usize> = HashMap::new();
+            // An incident is one person's: two PCs encrypting at once make two. Who
+            // is not known (inotify, a process that had ended) joins whoever wrote
+            // last here, as a deletion by nobody known may join anyone's incident.
+            let mut buckets: HashMap<PersonKey, Bucket> = HashMap::new();
+            let mut last: PersonKey = None;
             for row in rows {
-                if let Some((id, last_at)) = open
+                let known_key = self.person_key(&mut keys, row.by)?;
+                let known = known_key.as_ref().and(row.by);
+                let key = match known_key {
+                    None => last.clone(),
+                    known => known,
+                };
+                last = key.clone();
+                if !buckets.contains_key(&key) {
+                    let open = self.open_overwrite_incident(root_id, &key, &mut keys)?;
+                    buckets.insert(
+                        key.clone(),
+                        Bucket {
+                            open,
+                            ..Bucket::default()
+                        },
+                    );
+                }
+                let bucket = buckets.get_mut(&key).expect("inserted");
+                if let Some((id, last_at)) = bucket.open
                     && row.at <= last_at.saturating_add(rules.gap_ns)
                 {
-                    self.join_overwrite(id, &row)?;
-                    open = Some((id, last_at.max(row.at)));
+                    self.join_overwrite(id, &row, known)?;
+                    bucket.open = Some((id, last_at.max(row.at)));
                     changed.push(id);
                     decided = true;
                     continue;
                 }
-                open = None;
+                bucket.open = None;
+                let (waiting, files) = (&mut bucket.waiting, &mut bucket.files);
                 // Out of the window of this one: they never made an incident.
                 while waiting
                     .front()
                     .is_some_and(|w| w.at < row.at.saturating_sub(rules.window_ns))
                 {
                     let w = waiting.pop_front().expect("checked");
-                    forget(&mut files, &w.original());
+                    forget(files, &w.original());
                     self.conn
                         .prepare_cached(
                             "UPDATE versions SET overwrite_incident = ?2 WHERE id = ?1",
@@ -163,14 +202,23 @@ impl Index {
                     Some(w) if w.signs.contains(Signs::NEW_EXTENSION) => IncidentKind::Renamed,
                     _ => IncidentKind::Overwritten,
                 };
-                let id = self.new_overwrite_incident(root_id, &folder, first_at, kind, new_code)?;
+                // Named by its first overwrite whose person is known.
+                let mut person = None;
+                let mut known_of = Vec::with_capacity(waiting.len());
+                for w in waiting.iter() {
+                    let known = self.person_key(&mut keys, w.by)?.and(w.by);
+                    person = person.or(known);
+                    known_of.push(known);
+                }
+                let id = self
+                    .new_overwrite_incident(root_id, &folder, first_at, kind, person, new_code)?;
                 let mut last_at = first_at;
-                for w in waiting.drain(..) {
-                    self.join_overwrite(id, &w)?;
+                for (w, known) in waiting.drain(..).zip(known_of) {
+                    self.join_overwrite(id, &w, known)?;
                     last_at = last_at.max(w.at);
                 }
                 files.clear();
-                open = Some((id, last_at));
+                bucket.open = Some((id, last_at));
                 changed.push(id);
                 decided = true;
             }
@@ -180,18 +228,49 @@ impl Index {
         Ok((changed, decided))
     }
 
-    /// The overwrite incident of `root_id` still open, with its last overwrite.
-    fn open_overwrite_incident(&self, root_id: i64) -> Result<Option<(i64, i64)>> {
-        Ok(self
+    /// The overwrite incident of `root_id` still open for `key`'s overwrites, with its
+    /// last overwrite: the latest of that person's, or of nobody known (which may be
+    /// anybody's); for nobody known, the latest of all.
+    fn open_overwrite_incident(
+        &self,
+        root_id: i64,
+        key: &PersonKey,
+        keys: &mut HashMap<i64, PersonKey>,
+    ) -> Result<Option<(i64, i64)>> {
+        let open: Vec<(i64, i64, Option<i64>)> = self
             .conn
             .prepare_cached(
-                "SELECT id, last_at FROM incidents
+                "SELECT id, last_at, person FROM incidents
                  WHERE root_id = ?1 AND kind != 'deleted' AND ended_at IS NULL
                      AND merged_into IS NULL
-                 ORDER BY last_at DESC LIMIT 1",
+                 ORDER BY last_at DESC",
             )?
-            .query_row([root_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+            .query_map([root_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, last_at, person) in open {
+            let theirs = self.person_key(keys, person)?;
+            if key.is_none() || theirs.is_none() || theirs == *key {
+                return Ok(Some((id, last_at)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key `by` (a `people` id) is compared by; `None` when nobody is known (see
+    /// `Person::is_known`).
+    fn person_key(&self, keys: &mut HashMap<i64, PersonKey>, by: Option<i64>) -> Result<PersonKey> {
+        let Some(by) = by else {
+            return Ok(None);
+        };
+        if let Some(key) = keys.get(&by) {
+            return Ok(key.clone());
+        }
+        let key = self
+            .person(by)?
+            .filter(|p| p.is_known())
+            .map(|p| format!("{:?}", (p.via, p.user, p.machine, p.address)));
+        keys.insert(by, key.clone());
+        Ok(key)
     }
 
     fn new_overwrite_incident(
@@ -200,17 +279,19 @@ impl Index {
         folder: &Path,
         at: i64,
         kind: IncidentKind,
+        person: Option<i64>,
         new_code: &mut dyn FnMut() -> String,
     ) -> Result<i64> {
         // Codes are random; on the rare clash another is drawn.
         let mut insert = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO incidents (code, root_id, folder, first_at, last_at,
-                 files, bytes, recoverable, kind)
-             VALUES (?1, ?2, ?3, ?4, ?4, 0, 0, 0, ?5)",
+                 files, bytes, recoverable, kind, person)
+             VALUES (?1, ?2, ?3, ?4, ?4, 0, 0, 0, ?5, ?6)",
         )?;
         loop {
             let code = new_code();
-            if insert.execute(params![code, root_id, path_bytes(folder), at, kind.code()])? > 0 {
+            let values = params![code, root_id, path_bytes(folder), at, kind.code(), person];
+            if insert.execute(values)? > 0 {
                 return Ok(self.conn.last_insert_rowid());
             }
         }
@@ -218,7 +299,9 @@ impl Index {
 
     /// Puts one version with signs into incident `id`: its file's version from
     /// before the incident began is marked, and counted once.
-    fn join_overwrite(&self, id: i64, row: &Signed) -> Result<()> {
+    /// `known` is who wrote it where that is more than a pid (see `Person::is_known`):
+    /// an incident of nobody known yet becomes that person's.
+    fn join_overwrite(&self, id: i64, row: &Signed, known: Option<i64>) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE versions SET overwrite_incident = ?2 WHERE id = ?1")?
             .execute(params![row.id, id])?;
@@ -240,6 +323,7 @@ impl Index {
         }
         self.conn.execute(
             "UPDATE incidents SET last_at = MAX(last_at, ?2), folder = ?3,
+                 person = COALESCE(person, ?5),
                  kind = CASE
                      WHEN ?4 AND kind = 'overwritten' THEN 'mixed'
                      WHEN NOT ?4 AND kind = 'renamed' THEN 'mixed'
@@ -249,7 +333,8 @@ impl Index {
                 id,
                 row.at,
                 path_bytes(&folder),
-                row.signs.contains(Signs::NEW_EXTENSION)
+                row.signs.contains(Signs::NEW_EXTENSION),
+                known
             ],
         )?;
         if marked {
@@ -388,5 +473,51 @@ mod tests {
             )
             .unwrap();
         assert_eq!(waiting, 1, "only the last may still join one");
+    }
+
+    #[test]
+    fn two_pcs_encrypting_at_once_make_two_incidents_each_naming_its_pc() {
+        let (_d, ix, root) = index();
+        let anna = Person::anna_over_the_share();
+        let bob = Person {
+            user: Some("bob".into()),
+            machine: Some("OFFICE2".into()),
+            address: Some("192.168.1.24".into()),
+            pid: 4343,
+            ..anna.clone()
+        };
+        for n in 0..8u8 {
+            let p = PathBuf::from(format!("/srv/share/docs/{n}.txt"));
+            ix.insert_version(&p, root, &file(n + 1, 10), S).unwrap();
+        }
+        // Interleaved, as two PCs at once: anna 0-3, bob 4-7.
+        for n in 0..4u8 {
+            for (k, who, at) in [
+                (n, &anna, 10 + 2 * n as i64),
+                (n + 4, &bob, 11 + 2 * n as i64),
+            ] {
+                let p = PathBuf::from(format!("/srv/share/docs/{k}.txt"));
+                ix.insert_version_by(&p, root, &encrypted(100 + k), Some(who), at * S)
+                    .unwrap();
+            }
+        }
+        let mut codes = ["K7Q-4MD".to_owned(), "M2X-8RT".to_owned()].into_iter();
+        let changed = ix
+            .group_overwrites(RULES, &mut || codes.next().unwrap())
+            .unwrap();
+        assert_eq!(changed.len(), 2);
+        let mut incidents: Vec<Incident> = changed
+            .iter()
+            .map(|id| ix.incident(*id).unwrap().unwrap())
+            .collect();
+        incidents.sort_by_key(|i| i.first_at);
+        let users: Vec<_> = incidents
+            .iter()
+            .map(|i| (i.person.as_ref().and_then(|p| p.user.clone()), i.files))
+            .collect();
+        assert_eq!(
+            users,
+            vec![(Some("anna".into()), 4), (Some("bob".into()), 4)],
+        );
     }
 }

@@ -140,6 +140,8 @@ pub struct EncryptedResult {
     pub outcome: EncryptedOutcome,
     /// Why it was left although asked to be moved or deleted.
     pub why_left: Option<String>,
+    /// Who wrote it (the encryption), where the event source said.
+    pub changed_by: Option<crate::model::Person>,
 }
 
 /// How the report groups encrypted copies, in the order it tells them.
@@ -280,6 +282,37 @@ impl RestoreReport {
         people
     }
 
+    /// Who wrote the encrypted copies, each person with how many, most first, as
+    /// `deleted_by`; empty where the event source never said.
+    pub fn changed_by(&self) -> Vec<(&crate::model::Person, u64)> {
+        let mut people: Vec<(&crate::model::Person, u64)> = Vec::new();
+        for person in self.encrypted.iter().filter_map(|e| e.changed_by.as_ref()) {
+            match people.iter_mut().find(|(p, _)| p.same_as(person)) {
+                Some((_, n)) => *n += 1,
+                None => people.push((person, 1)),
+            }
+        }
+        people.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        people
+    }
+
+    /// "Changed by anna from FRONTDESK (192.168.1.23) over the file share.": who
+    /// encrypted the files an overwrite restore brought back; None when nobody is known.
+    pub fn changed_by_line(&self) -> Option<String> {
+        match self.changed_by().as_slice() {
+            [] => None,
+            [(person, _)] => Some(format!("Changed by {person}.")),
+            people => Some(format!(
+                "Changed by {}.",
+                people
+                    .iter()
+                    .map(|(p, n)| format!("{p} ({})", crate::words::files(*n)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+
     /// The report for programs.
     pub fn json(&self) -> serde_json::Value {
         let c = self.counts();
@@ -334,6 +367,7 @@ impl RestoreReport {
                     "outcome": outcome,
                     "moved_to": moved_to.as_ref().map(|(text, _)| text),
                     "reason": e.why_left,
+                    "changed_by": e.changed_by.as_ref().map(crate::model::Person::json),
                 });
                 if let Some(hex) = path_bytes {
                     v["path_bytes"] = serde_json::json!(hex);

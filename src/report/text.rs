@@ -270,6 +270,10 @@ impl RestoreReport {
             out.push_str(&wrap_line(&who));
             out.push('\n');
         }
+        if let Some(who) = self.changed_by_line() {
+            out.push_str(&wrap_line(&who));
+            out.push('\n');
+        }
         if let Some(cut_off) = &self.cut_off {
             out.push_str(&wrap_line(&cut_off.to_string()));
             out.push('\n');

@@ -54,12 +54,14 @@ pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<Encr
             path: item.version.path.clone(),
             outcome: EncryptedOutcome::Left,
             why_left: Some(why),
+            changed_by: item.version.changed_by.clone(),
         };
         if item.action == EncryptedAction::Leave {
             results.push(EncryptedResult {
                 path: item.version.path.clone(),
                 outcome: EncryptedOutcome::Left,
                 why_left: None,
+                changed_by: item.version.changed_by.clone(),
             });
             continue;
         }
@@ -75,6 +77,7 @@ pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<Encr
                 path: item.version.path.clone(),
                 outcome,
                 why_left: None,
+                changed_by: item.version.changed_by.clone(),
             },
             Err(why) => left(why),
         });

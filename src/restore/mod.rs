@@ -176,6 +176,7 @@ impl RestorePlan {
                     EncryptedAction::Delete => EncryptedOutcome::Deleted,
                 },
                 why_left: None,
+                changed_by: e.version.changed_by.clone(),
             })
             .collect()
     }

@@ -1022,3 +1022,134 @@ fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_b
         "the original in its place"
     );
 }
+
+/// Two office PCs encrypting the share at once, each in a session kept open as a
+/// PC's is: anna from FRONTDESK and bob from OFFICE2, 30 files each, interleaved.
+#[test]
+fn two_pcs_encrypting_over_the_share_at_once_are_two_incidents_each_naming_its_person_and_pc() {
+    use crate::common::ransomware::cipher;
+    use crate::common::samba::Samba;
+    use std::time::{Duration, Instant};
+    let test = "two_pcs_encrypting_over_the_share_at_once_are_two_incidents";
+    let mut env = TestEnv::new();
+    let Some(samba) = Samba::start_with_names(test, &[("office", &env.share)]) else {
+        return;
+    };
+    let (anna, bob) = (samba.add_user("anna"), samba.add_user("bob"));
+    let mut originals = Vec::new();
+    for i in 0..60 {
+        let (name, bytes) = office_file(i);
+        originals.push((env.write(&name, &bytes), bytes));
+    }
+    // Each one's files are their own; the folders are everyone's.
+    for entry in walkdir(&env.share) {
+        if entry.is_dir() {
+            fs::set_permissions(&entry, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+        }
+    }
+    for (k, (path, _)) in originals.iter().enumerate() {
+        let owner = if k % 2 == 0 { &anna } else { &bob };
+        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)).unwrap();
+    }
+    let told = env.root.join("told.txt");
+    let command = format!("env | grep ^UNDELETE_ >> {}", told.display());
+    env.start_daemon(&["--overwrite-alert-files", "20", "--alert-command", &command]);
+    env.sync();
+    let source = env.status_json()["event_source"]["source"].clone();
+    if source != "fanotify" {
+        eprintln!(
+            "SKIPPED {test}: the daemon does not watch with fanotify ({source}), and inotify never says who made a change"
+        );
+        return;
+    }
+    let staged = env.root.join("staged");
+    fs::create_dir(&staged).unwrap();
+    let (anna_pc, bob_pc) = (
+        samba.client(&anna, "office").on_pc("FRONTDESK"),
+        samba.client(&bob, "office").on_pc("OFFICE2"),
+    );
+    let (mut anna_puts, mut bob_puts) = (Vec::new(), Vec::new());
+    for (k, (path, bytes)) in originals.iter().enumerate() {
+        fs::write(staged.join(k.to_string()), cipher(k, bytes.len())).unwrap();
+        let remote = path
+            .strip_prefix(&env.share)
+            .unwrap()
+            .to_string_lossy()
+            .replace('/', "\\");
+        let put = format!("put {} {remote}", staged.join(k.to_string()).display());
+        if k % 2 == 0 {
+            anna_puts.push(put);
+        } else {
+            bob_puts.push(put);
+        }
+    }
+    // Both sessions open before either writes, so they write at the same time, a
+    // file each in turn. smbclient takes one command from a pipe at a time: the next
+    // is sent once the last is done.
+    let (mut at_anna, mut at_bob) = (anna_pc.hold(), bob_pc.hold());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (pair, puts) in anna_puts.iter().zip(&bob_puts).enumerate() {
+        at_anna.send(puts.0);
+        at_bob.send(puts.1);
+        for k in [2 * pair, 2 * pair + 1] {
+            let (path, bytes) = &originals[k];
+            while fs::read(path).unwrap() != cipher(k, bytes.len()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "smbclient did not write {}: {}",
+                    path.display(),
+                    samba.log()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    env.sync();
+    drop((at_anna, at_bob));
+
+    let mut incidents = overwrite_incidents(&env);
+    assert_eq!(incidents.len(), 2, "{incidents:#?}\n{}", env.daemon_log());
+    incidents.sort_by_key(|i| i["deleted_by"]["user"].as_str().map(str::to_owned));
+    for (incident, (user, pc)) in incidents
+        .iter()
+        .zip([("anna", "FRONTDESK"), ("bob", "OFFICE2")])
+    {
+        assert_eq!(incident["files"], 30, "{incident:#}");
+        assert_eq!(incident["deleted_by"]["user"], user, "{incident:#}");
+        assert_eq!(incident["deleted_by"]["machine"], pc, "{incident:#}");
+        assert_eq!(incident["deleted_by"]["via"], "file_share", "{incident:#}");
+    }
+    let said = "anna from FRONTDESK (127.0.0.1) over the file share";
+    let text = one_line(env.run_ok(&["incidents"]).as_bytes());
+    assert!(text.contains(&format!("changed by {said}")), "{text}");
+    let status = one_line(&env.run(&["status"]).stdout);
+    assert!(status.contains(&format!("Changed by {said}.")), "{status}");
+    let told = fs::read_to_string(&told).unwrap();
+    assert!(told.contains("UNDELETE_DELETED_BY_USER=anna"), "{told}");
+    assert!(told.contains("UNDELETE_DELETED_FROM=OFFICE2"), "{told}");
+    // Each incident brings back its person's files, and only those.
+    let code = incidents[1]["code"].as_str().unwrap();
+    let (ok, report, out) = restore_json(&env, &["--incident", code]);
+    assert!(ok, "{out}");
+    assert_eq!(report["recovered"], 30, "{report:#}");
+    assert_eq!(
+        report["encrypted"][0]["changed_by"]["user"], "bob",
+        "{report:#}"
+    );
+    let saved = one_line(env.run_ok(&["report", "last"]).as_bytes());
+    assert!(
+        saved.contains("Changed by bob from OFFICE2 (127.0.0.1) over the file share."),
+        "{saved}"
+    );
+    // emergency speaks of files changed, and names the one left for it.
+    let out = env.run(&[
+        "emergency",
+        "--yes",
+        "--incident",
+        incidents[0]["code"].as_str().unwrap(),
+    ]);
+    let screen = one_line(&out.stdout);
+    assert!(screen.contains("What was changed or deleted?"), "{screen}");
+    assert!(screen.contains(&format!("(changed by {said})")), "{screen}");
+}
