@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Index, NO_INCIDENT, Result, path_bytes, path_from_bytes};
 use crate::journal::Record;
-use crate::model::IncidentKind;
+use crate::model::{IncidentKind, Person};
 use crate::signs::Signs;
 
 /// When overwrites become an incident.
@@ -41,10 +41,22 @@ struct Signed {
     by: Option<i64>,
 }
 
-/// Who an overwrite incident is of, as incidents compare people (the way in, the
-/// user, the PC: see `Person::same_as`); `None` for nobody known, which may be
-/// anybody's.
-type PersonKey = Option<String>;
+/// Who an overwrite incident is of, where more than a pid is known (see
+/// `Person::is_known`); `None` for nobody known, which may be anybody's.
+type PersonKey = Option<Person>;
+
+/// Whether two people may be one, as overwrite incidents compare them: the same way
+/// in, and the same user, PC and address where both say one. smbd asked after a
+/// session ended names the user but not the PC: that is no other person.
+fn may_be_same(a: &Person, b: &Person) -> bool {
+    fn agree(a: &Option<String>, b: &Option<String>) -> bool {
+        a.is_none() || b.is_none() || a == b
+    }
+    a.via == b.via
+        && agree(&a.user, &b.user)
+        && agree(&a.machine, &b.machine)
+        && agree(&a.address, &b.address)
+}
 
 /// The overwrites of one person in one protected folder, as they are grouped.
 #[derive(Default)]
@@ -134,27 +146,42 @@ impl Index {
             // An incident is one person's: two PCs encrypting at once make two. Who
             // is not known (inotify, a process that had ended) joins whoever wrote
             // last here, as a deletion by nobody known may join anyone's incident.
-            let mut buckets: HashMap<PersonKey, Bucket> = HashMap::new();
-            let mut last: PersonKey = None;
+            let mut buckets: Vec<(PersonKey, Bucket)> = Vec::new();
+            let mut last: Option<usize> = None;
             for row in rows {
                 let known_key = self.person_key(&mut keys, row.by)?;
                 let known = known_key.as_ref().and(row.by);
-                let key = match known_key {
-                    None => last.clone(),
-                    known => known,
+                let found = match &known_key {
+                    Some(p) => buckets
+                        .iter()
+                        .position(|(k, _)| k.as_ref().is_none_or(|k| may_be_same(k, p))),
+                    None => last.or_else(|| (!buckets.is_empty()).then_some(0)),
                 };
-                last = key.clone();
-                if !buckets.contains_key(&key) {
-                    let open = self.open_overwrite_incident(root_id, &key, &mut keys)?;
-                    buckets.insert(
-                        key.clone(),
-                        Bucket {
+                let at = match found {
+                    Some(at) => at,
+                    None => {
+                        let open = self.open_overwrite_incident(root_id, &known_key, &mut keys)?;
+                        let bucket = Bucket {
                             open,
                             ..Bucket::default()
-                        },
-                    );
+                        };
+                        buckets.push((known_key.clone(), bucket));
+                        buckets.len() - 1
+                    }
+                };
+                last = Some(at);
+                let (key, bucket) = &mut buckets[at];
+                // What a person is known by grows as more of it is said.
+                if let Some(p) = known_key {
+                    match key {
+                        None => *key = Some(p),
+                        Some(k) => {
+                            k.user = k.user.take().or(p.user);
+                            k.machine = k.machine.take().or(p.machine);
+                            k.address = k.address.take().or(p.address);
+                        }
+                    }
                 }
-                let bucket = buckets.get_mut(&key).expect("inserted");
                 if let Some((id, last_at)) = bucket.open
                     && row.at <= last_at.saturating_add(rules.gap_ns)
                 {
@@ -249,7 +276,11 @@ impl Index {
             .collect::<rusqlite::Result<_>>()?;
         for (id, last_at, person) in open {
             let theirs = self.person_key(keys, person)?;
-            if key.is_none() || theirs.is_none() || theirs == *key {
+            let joins = match (key, &theirs) {
+                (Some(a), Some(b)) => may_be_same(a, b),
+                _ => true,
+            };
+            if joins {
                 return Ok(Some((id, last_at)));
             }
         }
@@ -265,10 +296,7 @@ impl Index {
         if let Some(key) = keys.get(&by) {
             return Ok(key.clone());
         }
-        let key = self
-            .person(by)?
-            .filter(|p| p.is_known())
-            .map(|p| format!("{:?}", (p.via, p.user, p.machine, p.address)));
+        let key = self.person(by)?.filter(|p| p.is_known());
         keys.insert(by, key.clone());
         Ok(key)
     }
