@@ -25,6 +25,31 @@ fn office(n: usize, args: &[&str]) -> (TestEnv, Vec<(PathBuf, Vec<u8>)>) {
     (env, files)
 }
 
+/// An overwrite incident to work on (see `encrypted`).
+struct Encrypted {
+    env: TestEnv,
+    /// The office files, with their content from before.
+    files: Vec<(PathBuf, Vec<u8>)>,
+    paths: Vec<PathBuf>,
+    /// The code of the one overwrite incident they made.
+    code: String,
+}
+
+/// A share of `n` office files, protected with an overwrite alert at 20 files,
+/// encrypted the `variant` way until an alert is open (looked at every `step` files).
+fn encrypted(n: usize, variant: Variant, step: usize) -> Encrypted {
+    let (env, files) = office(n, &["--overwrite-alert-files", "20"]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    encrypt_until_alerted(&env, variant, &paths, step);
+    let code = overwrite_code(&env);
+    Encrypted {
+        env,
+        files,
+        paths,
+        code,
+    }
+}
+
 fn alerts(env: &TestEnv) -> Vec<Value> {
     match serde_json::from_str(&env.run_ok(&["alerts", "--json"])) {
         Ok(Value::Array(rows)) => rows,
@@ -141,9 +166,7 @@ fn files_encrypted_in_place_raise_an_overwrite_alert_by_the_200th_file() {
 
 #[test]
 fn emergency_with_enter_brings_every_file_encrypted_in_place_back_as_it_was() {
-    let (env, files) = office(60, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let Encrypted { env, files, .. } = encrypted(60, Variant::InPlace, 10);
     let screen = emergency_with_enter(&env);
     assert!(
         screen.contains("60 files changed beyond use in"),
@@ -222,9 +245,7 @@ fn twenty_rewrites_of_each_file_keep_the_version_from_before_the_incident() {
 
 #[test]
 fn the_size_cap_purges_nothing_while_an_alert_is_open() {
-    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let Encrypted { env, .. } = encrypted(30, Variant::InPlace, 10);
     // Unrelated older copies the cap would take first.
     for round in 0..3 {
         env.write("notes/todo.txt", format!("todo, take {round}\n").repeat(50));
@@ -269,9 +290,12 @@ fn unzipping_2000_files_then_saving_300_documents_raises_no_overwrite_alert() {
 
 #[test]
 fn a_rebuilt_index_keeps_the_overwrite_incident_and_what_it_brings_back() {
-    let (mut env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
+    let Encrypted {
+        mut env,
+        files,
+        code,
+        ..
+    } = encrypted(30, Variant::InPlace, 10);
     let before = overwrite_incidents(&env);
     env.stop_daemon();
     env.run_ok(&["rebuild-index", "--json"]);
@@ -285,7 +309,7 @@ fn a_rebuilt_index_keeps_the_overwrite_incident_and_what_it_brings_back() {
             .collect()
     };
     assert_eq!(fields(&after), fields(&before), "{after:#?}");
-    let code = before[0]["code"].as_str().unwrap().to_owned();
+    assert_eq!(after[0]["code"], code.as_str(), "the same code");
     restore_elsewhere_byte_for_byte(&env, &code, &files);
 }
 
@@ -363,10 +387,7 @@ fn alert_of(env: &TestEnv, code: &str) -> Value {
 
 #[test]
 fn a_restore_of_files_encrypted_in_place_resolves_their_alert_and_emergency_offers_them_no_more() {
-    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
-    let code = overwrite_code(&env);
+    let Encrypted { env, code, .. } = encrypted(30, Variant::InPlace, 10);
     let (ok, report, text) = restore_json(&env, &["--incident", &code]);
     assert!(ok, "{text}");
     assert_eq!(report["recovered"], 30, "{report:#}");
@@ -412,10 +433,7 @@ fn a_restore_of_files_encrypted_in_place_resolves_their_alert_and_emergency_offe
 
 #[test]
 fn an_acknowledged_overwrite_alert_speaks_of_files_changed_not_of_a_deletion() {
-    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
-    let code = overwrite_code(&env);
+    let Encrypted { env, code, .. } = encrypted(30, Variant::InPlace, 10);
     let acked = env.run_ok(&[
         "alerts",
         "ack",
@@ -475,10 +493,12 @@ fn files_renamed_to_a_new_extension_and_rewritten_come_back_under_their_original
 /// disk again while no daemon saw it: changed since, so left alone.
 #[test]
 fn encrypted_copies_moved_aside_make_room_for_the_originals_under_their_own_names() {
-    let (mut env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        mut env,
+        files,
+        paths,
+        code,
+    } = encrypted(30, Variant::InPlace, 10);
     let encrypted: Vec<Vec<u8>> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
     // By default, nothing on the share is touched: a dry run says they stay.
     let (_, dry, _) = restore_json(&env, &["--incident", &code, "--dry-run"]);
@@ -537,10 +557,12 @@ fn encrypted_copies_moved_aside_make_room_for_the_originals_under_their_own_name
 
 #[test]
 fn encrypted_copies_are_deleted_only_with_the_flag_that_names_it() {
-    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::LockedCopies, &paths, 10);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        env,
+        files,
+        paths,
+        code,
+    } = encrypted(30, Variant::LockedCopies, 10);
     let (ok, report, text) = restore_json(&env, &["--incident", &code]);
     assert!(ok, "{text}");
     assert_eq!(report["encrypted_left"], 30, "{report:#}");
@@ -574,10 +596,9 @@ fn encrypted_copies_are_deleted_only_with_the_flag_that_names_it() {
 
 #[test]
 fn emergency_moves_the_encrypted_copies_aside_when_asked_and_leaves_them_on_enter() {
-    let (env, files) = office(30, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 10);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        env, files, code, ..
+    } = encrypted(30, Variant::InPlace, 10);
     let mut term = Terminal::start(&format!(
         "stty rows 24 cols 80; exec {BIN} --vault {} emergency",
         env.vault.display()
@@ -615,10 +636,9 @@ fn emergency_moves_the_encrypted_copies_aside_when_asked_and_leaves_them_on_ente
 
 #[test]
 fn a_link_planted_at_the_folder_for_encrypted_copies_moves_nothing_outside_the_share() {
-    let (env, files) = office(24, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        env, files, code, ..
+    } = encrypted(24, Variant::InPlace, 12);
     let outside = env.root.join("outside");
     fs::create_dir(&outside).unwrap();
     std::os::unix::fs::symlink(
@@ -840,10 +860,12 @@ enum Swap {
 /// name. Returns the environment, the report, the copy's path and the good content.
 fn restore_with_a_file_swapped_in(action: &str, swap: Swap) -> (TestEnv, Value, PathBuf, Vec<u8>) {
     use std::io::Write;
-    let (mut env, files) = office(24, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        mut env,
+        paths,
+        code,
+        ..
+    } = encrypted(24, Variant::InPlace, 12);
     // Every copy but the first changed since, unseen: only the first is checked as
     // still encrypted, so the restore holds once, at it.
     env.stop_daemon();
@@ -997,10 +1019,12 @@ fn a_file_exchanged_with_an_encrypted_copy_while_it_is_deleted_is_not_deleted() 
 
 #[test]
 fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_back() {
-    let (mut env, files) = office(24, &["--overwrite-alert-files", "20"]);
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    encrypt_until_alerted(&env, Variant::InPlace, &paths, 12);
-    let code = overwrite_code(&env);
+    let Encrypted {
+        mut env,
+        files,
+        paths,
+        code,
+    } = encrypted(24, Variant::InPlace, 12);
     env.stop_daemon();
     // A restore deleting it stopped (killed, or the power went) once it had taken
     // the copy from its name.
