@@ -548,4 +548,37 @@ mod tests {
             vec![(Some("anna".into()), 4), (Some("bob".into()), 4)],
         );
     }
+
+    #[test]
+    fn smbd_asked_after_its_session_ended_is_no_other_person() {
+        let (_d, ix, root) = index();
+        let anna = Person::anna_over_the_share();
+        // The same PC's next session, asked once it had ended: the user, no PC.
+        let later = Person {
+            machine: None,
+            address: None,
+            pid: 4343,
+            ..anna.clone()
+        };
+        for n in 0..6u8 {
+            let p = PathBuf::from(format!("/srv/share/docs/{n}.txt"));
+            ix.insert_version(&p, root, &file(n + 1, 10), S).unwrap();
+            let who = if n < 3 { &anna } else { &later };
+            ix.insert_version_by(
+                &p,
+                root,
+                &encrypted(100 + n),
+                Some(who),
+                (10 + n as i64) * S,
+            )
+            .unwrap();
+        }
+        let changed = ix
+            .group_overwrites(RULES, &mut || "K7Q-4MD".into())
+            .unwrap();
+        assert_eq!(changed.len(), 1);
+        let incident = ix.incident(changed[0]).unwrap().unwrap();
+        assert_eq!(incident.files, 6);
+        assert_eq!(incident.person, Some(anna));
+    }
 }

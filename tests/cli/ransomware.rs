@@ -300,11 +300,13 @@ fn a_rebuilt_index_keeps_the_overwrite_incident_and_what_it_brings_back() {
     env.stop_daemon();
     env.run_ok(&["rebuild-index", "--json"]);
     let after = overwrite_incidents(&env);
-    let fields = |all: &[Value]| -> Vec<(Value, Value, Value, Value)> {
+    // Who changed them too: who wrote each version is journaled with it.
+    let fields = |all: &[Value]| -> Vec<(Value, Value, Value, Value, Value)> {
         all.iter()
             .map(|i| {
                 let f = |k: &str| i[k].clone();
-                (f("code"), f("kind"), f("files"), f("recoverable"))
+                let who = i["deleted_by"]["user"].clone();
+                (f("code"), f("kind"), f("files"), f("recoverable"), who)
             })
             .collect()
     };
