@@ -178,3 +178,50 @@ fn the_unit_passes_systemd_analyze_verify() {
         assert!(about_ours.is_empty(), "{}", output_text(&out));
     }
 }
+
+/// The capabilities the unit's `CapabilityBoundingSet=` leaves, by number.
+fn unit_capabilities() -> Vec<u32> {
+    let line = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit limits the service's capabilities");
+    line.split_whitespace()
+        .map(|name| match name {
+            "CAP_DAC_OVERRIDE" => 1,
+            "CAP_DAC_READ_SEARCH" => 2,
+            "CAP_KILL" => 5,
+            "CAP_SYS_PTRACE" => 19,
+            "CAP_SYS_ADMIN" => 21,
+            other => panic!("{other}: add its number (capability.h) to this test"),
+        })
+        .collect()
+}
+
+/// Run with only the powers the unit gives it, the daemon still sees changes with
+/// fanotify and says who deleted a file: without `CAP_SYS_ADMIN` it would fall
+/// back to inotify, and the installed service would never name anyone (nor could
+/// the breaker act).
+#[test]
+fn the_service_with_the_units_powers_only_says_who_deleted_a_file() {
+    let test = "the_service_with_the_units_powers_only_says_who_deleted_a_file";
+    if !is_root() {
+        eprintln!("SKIPPED {test}: the service runs as root, and so must this test");
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.write("letters/a.txt", "a letter");
+    env.daemon_capabilities = Some(unit_capabilities());
+    env.start_daemon_and_sync(&["--events", "auto"]);
+    let status = env.status_json();
+    assert_eq!(
+        status["event_source"]["source"], "fanotify",
+        "with the unit's capabilities: {}\n{}",
+        status["event_source"],
+        env.daemon_log()
+    );
+    env.remove_and_sync(&["letters/a.txt"]);
+    let deleted = env.list_by_path(&[]);
+    let e = entry(&deleted, &env.json_path("letters/a.txt"));
+    assert_eq!(e["deleted_by"]["user"], "root", "{e}");
+    assert_eq!(e["deleted_by"]["via"], "local", "{e}");
+}

@@ -56,6 +56,9 @@ pub struct TestEnv {
     pub daemon_watch_limit: Option<u64>,
     /// Starts the daemon with `UNDELETE_HOLD_HASHING=1`: cloned copies stay staged.
     pub hold_hashing: bool,
+    /// Starts the daemon with only these capabilities (by number) left in its
+    /// bounding set, as the service unit's `CapabilityBoundingSet=` leaves it.
+    pub daemon_capabilities: Option<Vec<u32>>,
 }
 
 impl TestEnv {
@@ -79,6 +82,7 @@ impl TestEnv {
             daemon_open_files_at_most: None,
             daemon_watch_limit: None,
             hold_hashing: false,
+            daemon_capabilities: None,
         }
     }
 
@@ -181,6 +185,26 @@ impl TestEnv {
                         limit.maximum = at_most;
                     }
                     setrlimit(Resource::Nofile, limit).map_err(std::io::Error::from)
+                });
+            }
+        }
+        if let Some(kept) = self.daemon_capabilities.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only system calls between fork and exec, no allocation.
+            unsafe {
+                command.pre_exec(move || {
+                    // Root keeps, across exec, exactly what its bounding set holds.
+                    for cap in 0..64u32 {
+                        if !kept.contains(&cap)
+                            && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+                                != 0
+                            && std::io::Error::last_os_error().raw_os_error()
+                                != Some(libc::EINVAL)
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
                 });
             }
         }
