@@ -122,22 +122,6 @@ impl Office {
     }
 }
 
-/// Whether the daemon sees changes with fanotify, as `status --json` says; says
-/// why a test stops when not.
-fn fanotify_in_use(env: &TestEnv, test: &str) -> bool {
-    let status = env.status_json();
-    let source = status["event_source"]["source"].as_str().map(str::to_owned);
-    if source.as_deref() == Some("fanotify") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: the daemon does not watch with fanotify here ({}), and inotify \
-         never says which PC made a change",
-        source.unwrap_or_else(|| "status names no event source".into())
-    );
-    false
-}
-
 fn which(tool: &str) -> Option<std::path::PathBuf> {
     ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
         .iter()

@@ -214,7 +214,8 @@ fn the_service_with_the_units_powers_only_says_who_deleted_a_file() {
     env.start_daemon_and_sync(&["--events", "auto"]);
     let status = env.status_json();
     assert_eq!(
-        status["event_source"]["source"], "fanotify",
+        status["event_source"]["source"],
+        "fanotify",
         "with the unit's capabilities: {}\n{}",
         status["event_source"],
         env.daemon_log()

@@ -21,22 +21,6 @@ use crate::common::*;
 /// asks who it is (a process that ended first is named by its pid only).
 const FILES_EACH: usize = 2000;
 
-/// Whether the daemon sees changes with fanotify, as `status --json` says; says
-/// why a test stops when not.
-fn fanotify_in_use(env: &TestEnv, test: &str) -> bool {
-    let status = env.status_json();
-    let source = status["event_source"]["source"].as_str().map(str::to_owned);
-    if source.as_deref() == Some("fanotify") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED {test}: the daemon does not watch with fanotify here ({}), and inotify \
-         never says who made a change",
-        source.unwrap_or_else(|| "status names no event source".into())
-    );
-    false
-}
-
 /// The incident of `folder` (relative to the share) in `incidents --json`.
 fn incident_of(env: &TestEnv, folder: &str) -> Value {
     let folder = env.json_path(folder);
