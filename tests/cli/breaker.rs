@@ -1,5 +1,5 @@
-//! The circuit breaker: a PC deleting en masse over the file share is cut off
-//! once its incident crosses the alert threshold, by the real `smbcontrol`
+//! The circuit breaker: a PC deleting or encrypting en masse over the file share
+//! is cut off once its incident crosses the alert threshold, by the real `smbcontrol`
 //! against the test's real `smbd`, while another PC keeps working; never twice
 //! without an acknowledgement, never the server itself, and nobody while it is off.
 //!
@@ -453,4 +453,70 @@ fn a_client_on_the_server_itself_is_never_cut_off() {
     let text = env.run_ok(&["incidents"]);
     assert!(text.contains("it is the server's own address"), "{text}");
     assert!(cut_off_alerts(&env).is_empty());
+}
+
+/// Ransomware's way over the share: anna's office files rewritten in place with
+/// random bytes, from FRONTDESK, in one session. The overwrite incident names her
+/// PC, and the breaker cuts it off while it is still at it.
+#[test]
+fn a_pc_encrypting_files_over_the_share_is_cut_off() {
+    use crate::common::ransomware::{Variant, cipher, office_file, smb_commands};
+    let test = "a_pc_encrypting_files_over_the_share_is_cut_off";
+    let Some(mut office) = Office::new(test, &[]) else {
+        return;
+    };
+    let staged = office.env.root.join("staged");
+    fs::create_dir(&staged).unwrap();
+    let mut files = Vec::new();
+    for k in 0..FILES {
+        let (name, bytes) = office_file(k);
+        let path = office.env.write(&name, &bytes);
+        fs::write(staged.join(k.to_string()), cipher(k, bytes.len())).unwrap();
+        files.push((k, path.strip_prefix(&office.env.share).unwrap().to_owned()));
+    }
+    for entry in walkdir::WalkDir::new(&office.env.share).min_depth(1) {
+        let path = entry.unwrap().into_path();
+        if !path
+            .strip_prefix(&office.env.share)
+            .unwrap()
+            .starts_with("bob")
+        {
+            chown(&path, Some(office.anna.uid), Some(office.anna.gid)).unwrap();
+        }
+    }
+    let extra = ["--overwrite-alert-files", ALERT_FILES];
+    if !office.start_daemon(test, true, &extra) {
+        return;
+    }
+    let out = office
+        .anna_at_frontdesk()
+        .run(&smb_commands(Variant::InPlace, &files, &staged));
+    let env = &office.env;
+    let encrypted = files
+        .iter()
+        .filter(|(k, path)| {
+            let now = fs::read(env.share.join(path)).unwrap();
+            now == cipher(*k, now.len())
+        })
+        .count();
+    println!(
+        "the breaker cut FRONTDESK off after it had encrypted {encrypted} of {FILES} files \
+         (overwrite alert threshold {ALERT_FILES})"
+    );
+    assert_cut(&out, encrypted, env);
+    env.sync();
+    let incidents = env.incidents_json();
+    let incident = incidents
+        .iter()
+        .find(|i| i["kind"] != "deleted")
+        .unwrap_or_else(|| panic!("no overwrite incident: {incidents:#?}"));
+    let cut_off = &incident["cut_off"];
+    assert_eq!(cut_off["outcome"], "cut", "{incident:#}");
+    assert_eq!(cut_off["address"], office.frontdesk.address.as_str());
+    assert_eq!(cut_off["user"], "anna", "{incident:#}");
+    let status = env.run_ok(&["status"]);
+    assert!(
+        status.contains(&format!("undelete cut off {}", office.frontdesk.address)),
+        "{status}"
+    );
 }
