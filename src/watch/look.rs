@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::apply::By;
 use super::capture::{self, Look, Rules};
+use super::dirty::By;
 use super::event::WatchError;
 use super::{Daemon, DaemonError, LOOK_CHUNK, tree};
 use crate::clock;

@@ -12,7 +12,8 @@
 //! a symlink.
 //!
 //! By job: `serve` is the loop and its commit policy, `apply` what each event
-//! means (rename pairing included), `look` looking at paths, walks and scans,
+//! means (`renames` for renames and exchanges, `dirty` the paths left to look
+//! at), `look` looking at paths, walks and scans,
 //! `incidents` the incidents and alerts (`alert` runs their commands and
 //! e-mails, `breaker` cuts off a PC that crosses a threshold), `socket` the control socket's server side, `hasher` the naming of
 //! cloned copies by their hash, later and at low priority. `event` is the daemon's
@@ -25,6 +26,7 @@ pub mod alert;
 mod apply;
 mod breaker;
 mod capture;
+mod dirty;
 mod event;
 mod fanotify;
 mod hasher;
@@ -32,6 +34,7 @@ mod identify;
 mod incidents;
 mod inotify;
 mod look;
+mod renames;
 mod serve;
 mod socket;
 mod sync;
@@ -59,7 +62,7 @@ use crate::vault::{LockError, Vault, VaultError, WriterLock};
 
 pub use event::{Msg, SyncAnswer};
 
-use apply::Dirty;
+use dirty::Dirty;
 use event::{Held, Source, WatchError};
 use inotify::Inotify;
 use sync::Syncs;
