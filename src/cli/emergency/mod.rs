@@ -11,7 +11,7 @@
 //! screen ends with what is read aloud: the count, what was lost and why, the
 //! command that shows the full report and the one that repeats the restore.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,6 +27,12 @@ use crate::model::Incident;
 use crate::restore::{self, Destination};
 use crate::words::Rerun;
 use crate::words::{bytes, count, display_path, files, wrap, wrap_line};
+
+mod prompts;
+mod search;
+
+use prompts::{Wizard, menu_line, number_up_to, numbers};
+use search::{ask_folder, search};
 
 const STEPS: u32 = 5;
 /// How many recent incidents step 2 offers.
@@ -70,89 +76,6 @@ enum Choice {
         under: PathBuf,
         since: Option<String>,
     },
-}
-
-struct Wizard<'a> {
-    interactive: bool,
-    step: u32,
-    interrupt: &'a Interrupt,
-}
-
-impl Wizard<'_> {
-    fn step(&mut self, title: &str) {
-        self.step += 1;
-        println!();
-        println!("Step {} of {STEPS}: {title}", self.step);
-        println!("{}", "-".repeat(11 + title.len() + 1));
-    }
-
-    /// Asks a question; Enter gives the empty answer. Without questions, answers "".
-    fn ask(&self, question: &str) -> anyhow::Result<String> {
-        if !self.interactive {
-            return Ok(String::new());
-        }
-        print!("{question} ");
-        io::stdout().flush()?;
-        let mut line = String::new();
-        if io::stdin().lock().read_line(&mut line)? == 0 {
-            // Ctrl-C, with the terminal closed right after it, is still Ctrl-C.
-            self.interrupt.stop_if_pressed();
-            anyhow::bail!("no answer (input closed); nothing was changed");
-        }
-        Ok(line.trim().to_owned())
-    }
-
-    /// Asks until `accept` takes the answer: a typo is not the end of the call. The
-    /// refusal says what is accepted, and the question is asked again.
-    fn ask_until<T>(
-        &self,
-        question: &str,
-        mut accept: impl FnMut(&str) -> Result<T, String>,
-    ) -> anyhow::Result<T> {
-        loop {
-            let answer = self.ask(question)?;
-            match accept(&answer) {
-                Ok(value) => return Ok(value),
-                Err(_) if !self.interactive => {
-                    anyhow::bail!("no choice can be made without questions; nothing was changed")
-                }
-                Err(why) => println!("{}", wrap(&why)),
-            }
-        }
-    }
-}
-
-/// One numbered line of a menu, wrapped under its own text: "  1) Today 02:14 — …".
-fn menu_line(label: &str, text: &str) -> String {
-    let first = format!("  {label} ");
-    let options = textwrap::Options::new(79)
-        .initial_indent(&first)
-        .subsequent_indent("     ")
-        .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    textwrap::fill(text, options)
-}
-
-/// Takes "", or a number from 1 to `n`, as an index from 0 (Enter is the first).
-fn number_up_to(answer: &str, n: usize) -> Option<usize> {
-    match answer {
-        "" => Some(0),
-        text => text
-            .parse::<usize>()
-            .ok()
-            .filter(|k| (1..=n).contains(k))
-            .map(|k| k - 1),
-    }
-}
-
-/// "1, 2 or 3" for the accepted numbers.
-fn numbers(n: usize) -> String {
-    let all: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
-    match all.split_last() {
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
-    }
 }
 
 pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
@@ -565,118 +488,4 @@ fn choose_what(
         Pick::Folder => ask_folder(w),
         Pick::Search => search(w, index, now),
     }
-}
-
-/// For a customer who remembers a name but not where it was: the folders holding
-/// deleted files whose name (or folder's name) contains the text.
-fn search(w: &mut Wizard<'_>, index: &Index, now: i64) -> anyhow::Result<Choice> {
-    let (text, found) = w.ask_until("Type part of a file or folder name:", |text| {
-        if text.is_empty() {
-            return Err("Please type a word from the name, for example photos.".to_owned());
-        }
-        match folders_matching(index, text) {
-            Ok(found) if found.is_empty() => Err(format!(
-                "No deleted file or folder has {text:?} in its name. Please try another word."
-            )),
-            Ok(found) => Ok((text.to_owned(), found)),
-            Err(e) => Err(format!("The search failed ({e}). Please try again.")),
-        }
-    })?;
-    println!("Deleted files matching {text:?}, by folder:");
-    let shown = found.len().min(CHOICES);
-    for (n, hit) in found.iter().take(CHOICES).enumerate() {
-        println!(
-            "{}",
-            menu_line(
-                &format!("{})", n + 1),
-                &format!(
-                    "{} — {} deleted, the last {}",
-                    display_path(&hit.folder),
-                    files(hit.files),
-                    clock::spoken(hit.last_deleted, now)
-                )
-            )
-        );
-    }
-    let accepted = format!("Please type {}, or press Enter for 1.", numbers(shown));
-    let pick = w.ask_until("Which one? Press Enter for 1:", |answer| {
-        number_up_to(answer, shown).ok_or_else(|| accepted.clone())
-    })?;
-    Ok(Choice::Folder {
-        under: found[pick].folder.clone(),
-        since: None,
-    })
-}
-
-struct Hit {
-    folder: PathBuf,
-    files: u64,
-    last_deleted: i64,
-}
-
-/// Groups matching deleted files by the folder to restore: the folder whose own
-/// name matches, or else the file's folder. Most recently deleted first.
-fn folders_matching(index: &Index, text: &str) -> anyhow::Result<Vec<Hit>> {
-    let needle = text.to_lowercase();
-    let matches = |name: &std::ffi::OsStr| name.to_string_lossy().to_lowercase().contains(&needle);
-    let mut by_folder: std::collections::BTreeMap<PathBuf, Hit> = Default::default();
-    let deleted = index.select(&crate::model::Selection::default())?;
-    let mut counted = std::collections::HashSet::new();
-    for v in deleted
-        .iter()
-        .filter(|v| v.observed.kind == crate::model::EntryKind::File)
-    {
-        let folder = if v.path.file_name().is_some_and(matches) {
-            v.path.parent().map(PathBuf::from)
-        } else {
-            v.path
-                .ancestors()
-                .skip(1)
-                .find(|a| a.file_name().is_some_and(matches))
-                .map(PathBuf::from)
-        };
-        let (Some(folder), Some(at)) = (folder, v.deleted_at) else {
-            continue;
-        };
-        let hit = by_folder.entry(folder.clone()).or_insert(Hit {
-            folder,
-            files: 0,
-            last_deleted: at,
-        });
-        // Files, not deletions: a file deleted, put back and deleted again is one.
-        if counted.insert(v.path.as_path()) {
-            hit.files += 1;
-        }
-        hit.last_deleted = hit.last_deleted.max(at);
-    }
-    let mut hits: Vec<Hit> = by_folder.into_values().collect();
-    hits.sort_by_key(|h| std::cmp::Reverse(h.last_deleted));
-    Ok(hits)
-}
-
-fn ask_folder(w: &mut Wizard<'_>) -> anyhow::Result<Choice> {
-    let folder = w.ask_until(
-        "Type the full path of the folder the files were in:",
-        |folder| {
-            if folder.is_empty() {
-                Err("Please type the folder's full path, for example /srv/share/photos.".into())
-            } else {
-                Ok(folder.to_owned())
-            }
-        },
-    )?;
-    let now = clock::now();
-    let since = w.ask_until(
-        "Since when? For example 2h, 1d or \"2026-11-22 02:00\" [1d]:",
-        |since| {
-            let since = if since.is_empty() { "1d" } else { since };
-            clock::parse(since, now)
-                .map(|_| since.to_owned())
-                .map_err(|e| format!("{e}. Please type it again."))
-        },
-    )?;
-    Ok(Choice::Folder {
-        under: super::absolute(Path::new(&folder)),
-        since: Some(since),
-    })
 }
