@@ -368,3 +368,17 @@ pub struct Gone {
     pub removal: Removal,
     pub by: Option<std::sync::Arc<Person>>,
 }
+
+impl Gone {
+    /// Removed (`removal`) at `at` by `by`, as an event said at the time: not a
+    /// scan's guess, so the time is exact and nothing was seen since.
+    pub fn now(at: i64, removal: Removal, by: Option<std::sync::Arc<Person>>) -> Self {
+        Self {
+            at,
+            approx: false,
+            last_seen: None,
+            removal,
+            by,
+        }
+    }
+}

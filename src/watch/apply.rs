@@ -92,13 +92,7 @@ impl Daemon {
         now: i64,
     ) -> Result<(), DaemonError> {
         self.look_at_held(path, held, None, now)?;
-        let gone = Gone {
-            at: now,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-            by: None,
-        };
+        let gone = Gone::now(now, Removal::Deleted, None);
         self.index.mark_removed(path, false, &gone)?;
         Ok(())
     }
@@ -164,13 +158,7 @@ impl Daemon {
             || current
                 .as_ref()
                 .is_some_and(|v| v.observed.kind == EntryKind::Dir);
-        let gone = Gone {
-            at: now,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-            by: by.clone(),
-        };
+        let gone = Gone::now(now, Removal::Deleted, by.clone());
         let marked = self.index.mark_removed(path, subtree, &gone)?;
         if marked == 0
             && current.is_none()
@@ -208,13 +196,7 @@ impl Daemon {
         if rustix::fs::fstat(&held).map(|st| st.st_ino).ok() != Some(inode) {
             return Ok(());
         }
-        let gone = Gone {
-            at: now,
-            approx: false,
-            last_seen: None,
-            removal: Removal::Deleted,
-            by: None,
-        };
+        let gone = Gone::now(now, Removal::Deleted, None);
         self.mark_missing(dir, &gone, |path| match path.strip_prefix(dir) {
             Ok(relative) if !relative.as_os_str().is_empty() => {
                 tree::lstat_beneath(&held, relative).is_err_and(|e| tree::is_gone(&e))
@@ -256,13 +238,7 @@ impl Daemon {
 
     pub(super) fn moved_out(&mut self, path: &Path, by: By, now: i64) -> Result<(), DaemonError> {
         self.dirty.take(path, true);
-        let gone = Gone {
-            at: now,
-            approx: false,
-            last_seen: None,
-            removal: Removal::MovedOut,
-            by,
-        };
+        let gone = Gone::now(now, Removal::MovedOut, by);
         let n = self.index.mark_removed(path, true, &gone)?;
         tracing::info!(
             "{} moved out of the protected folder ({n} entries)",

@@ -271,13 +271,7 @@ impl Daemon {
             return Ok(false);
         };
         if tree::lstat(&moved).is_err_and(|e| tree::is_gone(&e)) {
-            let gone = Gone {
-                at: now,
-                approx: false,
-                last_seen: None,
-                removal: Removal::Deleted,
-                by: by.clone(),
-            };
+            let gone = Gone::now(now, Removal::Deleted, by.clone());
             self.index
                 .mark_removed(&moved, was_dir || self.is_dir_in_index(&moved)?, &gone)?;
         } else {
