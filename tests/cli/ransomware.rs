@@ -1151,7 +1151,18 @@ fn two_pcs_encrypting_over_the_share_at_once_are_two_incidents_each_naming_its_p
     assert!(text.contains(&format!("changed by {said}")), "{text}");
     let status = one_line(&env.run(&["status"]).stdout);
     assert!(status.contains(&format!("Changed by {said}.")), "{status}");
-    let told = fs::read_to_string(&told).unwrap();
+    // The alert command runs beside the daemon's loop, one per incident: both
+    // have run once the file names both people (bounded, then the asserts say).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let told = loop {
+        let text = fs::read_to_string(&told).unwrap_or_default();
+        let both = text.contains("UNDELETE_DELETED_BY_USER=anna")
+            && text.contains("UNDELETE_DELETED_BY_USER=bob");
+        if both || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(told.contains("UNDELETE_DELETED_BY_USER=anna"), "{told}");
     assert!(told.contains("UNDELETE_DELETED_FROM=OFFICE2"), "{told}");
     // Each incident brings back its person's files, and only those.
