@@ -3,6 +3,7 @@
 //! Every request that would change something is refused.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +14,7 @@ use fuser::{
     ReplyOpen, ReplyXattr, Request,
 };
 
+use crate::ids::ObjectId;
 use crate::index::IndexError;
 use crate::model::Incident;
 
@@ -42,6 +44,12 @@ impl VaultView {
                 return Ok(kept.listed.clone());
             }
         }
+        self.list_again(place)
+    }
+
+    /// What the folder at `place` holds, read from the index now, and kept.
+    fn list_again(&self, place: &Place) -> Result<Arc<Vec<Listed>>, Errno> {
+        let index_version = self.index_version();
         let started = Instant::now();
         let listed = Arc::new(self.list(place).map_err(|e| {
             tracing::error!("cannot list {}: {e}", self.describe(place));
@@ -168,6 +176,46 @@ impl VaultView {
             }
             Place::Tree(..) => None,
         })
+    }
+
+    /// The file at `ino`, known by the staged copy `staged` that is gone: the
+    /// service named it by its hash and removed the staged name since the folder was
+    /// listed. The folder is read from the index again, and the file opens as its
+    /// copy's real name, when that is still the same file (same size); what the
+    /// kernel and the kept listing know is brought up to date with it.
+    fn hashed_since(
+        &self,
+        ino: INodeNo,
+        place: &Place,
+        staged: &ObjectId,
+        size: u64,
+    ) -> Option<(ObjectId, File)> {
+        let Place::Tree(view, path) = place else {
+            return None;
+        };
+        let (dir, name) = (path.parent()?, path.file_name()?);
+        let listing = self.list_again(&Place::Tree(*view, dir.to_owned())).ok()?;
+        let i = listing
+            .binary_search_by(|l| l.entry.name.as_os_str().cmp(name))
+            .ok()?;
+        let listed = &listing[i];
+        let Kind::File { object, size: now } = &listed.entry.kind else {
+            return None;
+        };
+        if object == staged || object.is_staged() || *now != size {
+            return None;
+        }
+        let file = self.contents.open(object).ok()?;
+        if let Some(node) = self
+            .nodes
+            .lock()
+            .expect("never poisoned")
+            .get_mut(&u64::from(ino))
+            .filter(|node| node.place == *place)
+        {
+            node.kind = listed.entry.kind.clone();
+        }
+        Some((*object, file))
     }
 
     /// The inode of `listed`, remembered with one more lookup.
@@ -361,8 +409,14 @@ impl Filesystem for VaultView {
         let Kind::File { object, size } = node.kind else {
             return reply.error(Errno::EISDIR);
         };
-        match self.contents.open(&object) {
-            Ok(file) => {
+        let opened = match self.contents.open(&object) {
+            Err(ReadError::Missing) if object.is_staged() => self
+                .hashed_since(ino, &node.place, &object, size)
+                .ok_or(ReadError::Missing),
+            other => other.map(|file| (object, file)),
+        };
+        match opened {
+            Ok((object, file)) => {
                 let fh = self.handle();
                 self.open_files.lock().expect("never poisoned").insert(
                     fh,

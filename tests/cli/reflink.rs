@@ -467,3 +467,54 @@ fn identical_content_in_place_counts_as_already_present_before_the_copy_is_hashe
         );
     });
 }
+
+#[test]
+fn a_file_the_mount_listed_before_its_clone_was_hashed_still_opens_after() {
+    on_each_cloning_disk(|env, _disk, fs_name| {
+        env.hold_hashing = true;
+        let scan = content(51, BIG);
+        env.write("scans/contract.pdf", &scan);
+        env.start_daemon_and_sync(&[]);
+        crate::common::mount::next_second();
+        env.remove_and_sync(&["scans/contract.pdf"]);
+        let copy = staged_of_size(env, BIG);
+        let Some(mount) = crate::common::mount::Mount::start(env, fs_name) else {
+            return;
+        };
+        // Looked at while the copy is still staged: the kernel and the mount now
+        // know each file by the staged copy.
+        let point = mount.points().into_iter().next().expect("a point in time");
+        let files = [
+            mount.at(&point, &env.path("scans/contract.pdf")),
+            mount.at("deleted", &env.path("scans/contract.pdf")),
+        ];
+        for file in &files {
+            assert_eq!(
+                fs::metadata(file).unwrap().len(),
+                BIG as u64,
+                "{fs_name}: {}",
+                file.display()
+            );
+        }
+
+        // Hashed meanwhile: the staged name goes once the index points at the copy's
+        // real name.
+        env.stop_daemon();
+        env.hold_hashing = false;
+        env.start_daemon(&[]);
+        env.run_ok(&["sync", "--hashed", "--timeout", "120"]);
+        assert!(!copy.exists(), "{fs_name}: the staged copy is still there");
+
+        for file in &files {
+            let read = fs::read(file);
+            assert!(
+                read.as_ref().is_ok_and(|bytes| *bytes == scan),
+                "{fs_name}: {} listed, then {:?}\n{}",
+                file.display(),
+                read.map(|b| b.len()),
+                mount.log()
+            );
+        }
+        env.stop_daemon();
+    });
+}
