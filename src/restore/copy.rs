@@ -48,7 +48,7 @@ pub(super) fn copy_object(
         if rustix::fs::ioctl_ficlone(dest, &source).is_ok() {
             return check(id, &source, dest, buf);
         }
-        if copy_in_kernel(&source, dest, size)? {
+        if copy_in_kernel(&source, dest, size, buf)? {
             return check(id, &source, dest, buf);
         }
     }
@@ -57,7 +57,12 @@ pub(super) fn copy_object(
 
 /// `copy_file_range` from start to end; `false` when this pair of filesystems
 /// does not offer it (nothing written then).
-fn copy_in_kernel(source: &File, dest: &File, size: u64) -> Result<bool, CopyError> {
+fn copy_in_kernel(
+    source: &File,
+    dest: &File,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<bool, CopyError> {
     let (mut from, mut to) = (0u64, 0u64);
     while from < size {
         let left = usize::try_from(size - from).unwrap_or(usize::MAX);
@@ -78,10 +83,31 @@ fn copy_in_kernel(source: &File, dest: &File, size: u64) -> Result<bool, CopyErr
                 return Ok(false);
             }
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(CopyError::Write(e.into())),
+            Err(e) => return Err(blame(source, from, buf, e.into())),
         }
     }
     Ok(true)
+}
+
+/// Which side failed a `copy_file_range` that stopped at `at` with `error`: it
+/// says the same for a vault that cannot be read (a damaged disk, for the
+/// technician) as for a destination that cannot be written (a full disk, for the
+/// customer). The vault's copy is read where the copy stopped to tell them apart.
+fn blame(source: &File, at: u64, buf: &mut [u8], error: io::Error) -> CopyError {
+    let only_writes = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG, libc::EROFS];
+    if error
+        .raw_os_error()
+        .is_some_and(|e| only_writes.contains(&e))
+    {
+        return CopyError::Write(error);
+    }
+    loop {
+        match source.read_at(buf, at) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(read) => return CopyError::Vault(DamageError::Unreadable(read)),
+            Ok(_) => return CopyError::Write(error),
+        }
+    }
 }
 
 /// Through `buf`, hashing on the way: the vault's reader fails at the end when the

@@ -628,3 +628,190 @@ fn a_copy_named_but_never_recorded_is_swept_at_start_and_seen_by_verify() {
     assert!(env.object_path(b"kept").is_file(), "a recorded copy stays");
     env.stop_daemon();
 }
+
+/// An ext4 image of 4 KiB blocks, loop-mounted on `dir` (errors=continue, so a
+/// damaged block fails the reads that meet it and nothing else); unmounted when
+/// dropped.
+struct Ext4Image {
+    image: PathBuf,
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl Ext4Image {
+    /// `None`, after saying why, where this machine cannot make or mount one.
+    fn new(test: &str, root: &Path, megabytes: u64) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIPPED {test}: loop mounts need root");
+            return None;
+        }
+        let image = root.join("disk.img");
+        let dir = root.join("disk");
+        fs::create_dir(&dir).unwrap();
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(megabytes << 20))
+            .unwrap();
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-b", "4096"])
+            .arg(&image)
+            .output();
+        if !made.as_ref().is_ok_and(|out| out.status.success()) {
+            eprintln!("SKIPPED {test}: mkfs.ext4 failed: {made:?}");
+            return None;
+        }
+        let mut disk = Self {
+            image,
+            dir,
+            mounted: false,
+        };
+        if let Err(why) = disk.mount() {
+            eprintln!("SKIPPED {test}: cannot mount a loop device here: {why}");
+            return None;
+        }
+        Some(disk)
+    }
+
+    fn mount(&mut self) -> Result<(), String> {
+        let out = std::process::Command::new("mount")
+            .args(["-o", "loop,errors=continue"])
+            .arg(&self.image)
+            .arg(&self.dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(output_text(&out));
+        }
+        self.mounted = true;
+        Ok(())
+    }
+
+    /// Unmounted, so nothing of it stays in memory and the next mount reads the disk.
+    fn unmount(&mut self) {
+        let out = std::process::Command::new("umount")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umount: {}", output_text(&out));
+        self.mounted = false;
+    }
+
+    /// The block that holds the map of the pieces of the file at `path` (inside the
+    /// file system, from its top), where ext4 keeps it in a block of its own.
+    fn extent_block(&self, path: &Path) -> Result<u64, String> {
+        let out = std::process::Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("ex {}", path.display()))
+            .arg(&self.image)
+            .output()
+            .expect("run debugfs");
+        // " 0/ 1   1/  1     0 -   511  5825            512": level 0 of a tree one
+        // level deep, its entry's first logical block, last, and where it points.
+        let said = String::from_utf8_lossy(&out.stdout);
+        said.lines()
+            .find_map(|line| {
+                let mut line = line.to_owned();
+                while line.contains("/ ") {
+                    line = line.replace("/ ", "/");
+                }
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let depth = fields.first()?.strip_prefix("0/")?.parse::<u32>().ok()?;
+                (depth > 0 && fields.len() >= 7).then(|| fields[5].parse().ok())?
+            })
+            .ok_or_else(|| format!("{said}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// Writes zeros over the block `block` of the image.
+    fn zero_block(&self, block: u64) {
+        let image = OpenOptions::new().write(true).open(&self.image).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&image, &[0u8; 4096], block * 4096).unwrap();
+        image.sync_all().unwrap();
+    }
+}
+
+impl Drop for Ext4Image {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+}
+
+/// Takes every free block of the file system at `dir` into two files in `dir`, then
+/// gives back every other block of the last 48 MiB: what is written next lies in
+/// single blocks, scattered.
+fn scatter_free_space(dir: &Path) -> [PathBuf; 2] {
+    use rustix::fs::FallocateFlags;
+    let files = [dir.join("filler"), dir.join("filler.rest")];
+    let free = free_space(dir);
+    let filler = fs::File::create(&files[0]).unwrap();
+    let size = free - (16 << 20);
+    rustix::fs::fallocate(&filler, FallocateFlags::empty(), 0, size).unwrap();
+    let rest = fs::File::create(&files[1]).unwrap();
+    let mut at = 0;
+    for step in [1 << 20, 4096] {
+        while rustix::fs::fallocate(&rest, FallocateFlags::empty(), at, step).is_ok() {
+            at += step;
+        }
+    }
+    let holes = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    for offset in (size - (48 << 20)..size).step_by(8192) {
+        rustix::fs::fallocate(&filler, holes, offset, 4096).unwrap();
+    }
+    files
+}
+
+#[test]
+fn a_vault_copy_its_disk_cannot_read_is_lost_as_the_vaults_not_as_a_failed_write() {
+    let mut env = TestEnv::new();
+    let Some(mut disk) = Ext4Image::new("a_vault_copy_its_disk_cannot_read…", &env.root, 128)
+    else {
+        return;
+    };
+    env.share = disk.dir.join("share");
+    env.vault = disk.dir.join("vault");
+    fs::create_dir(&env.share).unwrap();
+    // Copied into scattered blocks, the vault's copy is in so many pieces that ext4
+    // keeps their map in a block of its own.
+    let fillers = scatter_free_space(&disk.dir);
+    env.start_daemon_and_sync(&[]);
+    let scan = content(61, 2 << 20);
+    env.write("scans/contract.pdf", &scan);
+    env.sync();
+    env.remove_and_sync(&["scans/contract.pdf"]);
+    env.stop_daemon();
+    let object = Path::new("/").join(env.object_path(&scan).strip_prefix(&disk.dir).unwrap());
+    disk.unmount();
+    let map = disk.extent_block(&object).unwrap_or_else(|why| {
+        panic!(
+            "the vault's copy {} is not in pieces: {why}",
+            object.display()
+        )
+    });
+    // That map lost: the copy still opens, and every read of it fails with an I/O
+    // error, as on a failing disk, while the disk takes writes as before.
+    disk.zero_block(map);
+    disk.mount().unwrap();
+    assert!(
+        fs::read(env.object_path(&scan)).is_err(),
+        "the vault's copy can still be read"
+    );
+    for filler in fillers {
+        fs::remove_file(filler).unwrap();
+    }
+
+    let (success, report, output) = restore_json(&env, &["--all-deleted"]);
+    assert!(!success, "{output}");
+    let file = &report["files"][0];
+    assert_eq!(file["outcome"], "lost", "{report}");
+    let reason = file["reason"].as_str().unwrap();
+    assert_ne!(file["reason_code"], "write_failed", "{reason}");
+    assert!(
+        reason.contains("in the vault") && reason.contains("Input/output error"),
+        "the vault's copy is named as what failed: {reason}"
+    );
+    assert!(!env.path("scans/contract.pdf").exists());
+    assert_eq!(restore_temp_files(&env.share), Vec::<PathBuf>::new());
+}
