@@ -31,7 +31,9 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// How many threads restore at once: enough to keep the disk busy with reads of the
 /// vault and writes of the destination while others hash (8 on two cores was
-/// clearly faster than 2 or 4 on a cold cache), few enough not to thrash a spinning disk.
+/// clearly faster than 2 or 4 on a cold cache, on a quiet machine), few enough not
+/// to thrash a spinning disk. On a loaded machine, 2, 4 and 8 alternating did not
+/// tell themselves apart (docs/benchmarks.md, "Restore workers on ext4").
 fn workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| (n.get() * 4).clamp(4, 16))
