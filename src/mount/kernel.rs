@@ -194,11 +194,19 @@ impl VaultView {
             return None;
         };
         let (dir, name) = (path.parent()?, path.file_name()?);
-        let listing = self.list_again(&Place::Tree(*view, dir.to_owned())).ok()?;
-        let i = listing
-            .binary_search_by(|l| l.entry.name.as_os_str().cmp(name))
-            .ok()?;
-        let listed = &listing[i];
+        let parent = Place::Tree(*view, dir.to_owned());
+        let find = |listing: &Arc<Vec<Listed>>| {
+            listing
+                .binary_search_by(|l| l.entry.name.as_os_str().cmp(name))
+                .ok()
+                .map(|i| listing[i].clone())
+        };
+        // The kept listing first: made again for another file of the same folder, it
+        // already has the real names, and a big folder is read from the index once.
+        let mut listed = find(&self.listing(&parent).ok()?)?;
+        if matches!(&listed.entry.kind, Kind::File { object, .. } if object == staged) {
+            listed = find(&self.list_again(&parent).ok()?)?;
+        }
         let Kind::File { object, size: now } = &listed.entry.kind else {
             return None;
         };
