@@ -436,9 +436,14 @@ impl Index {
     /// file, and checkpointing after every 1,000 pages of log wrote each index page
     /// again after nearly every commit: 32 MB of cache, and 32 MB of log between
     /// checkpoints. Not for the commands, which read little and would only hold more.
+    /// A statement's undo pages (its statement journal) stay in memory too: spilled
+    /// to a temporary file, each of the daemon's big inserts wrote pages to a file
+    /// in /var/tmp, and where that is on a watched filesystem every write was an
+    /// event to read and drop.
     pub fn keep_busy_pages_in_memory(&self) -> Result<()> {
         self.conn.pragma_update(None, "cache_size", -32768)?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(())
     }
 

@@ -134,6 +134,18 @@ impl Group {
         self.mark(libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, dir, mask)
     }
 
+    /// Tells the kernel to drop every event in the folder `dir` (its entries, and
+    /// writes to the files in it) before queueing it: an ignore mark
+    /// (`FAN_MARK_IGNORE`, Linux 6.0), kept through writes (`FAN_MARK_IGNORED_SURV_MODIFY`).
+    /// The mark is on the folder itself, not on a path: moved, it stays quiet.
+    pub fn ignore_folder(&self, dir: BorrowedFd<'_>) -> io::Result<()> {
+        self.mark(
+            libc::FAN_MARK_ADD | libc::FAN_MARK_IGNORE_SURV,
+            dir,
+            CHANGES,
+        )
+    }
+
     /// `fanotify_mark` on the object `dir` refers to (a null path names `dir` itself).
     fn mark(&self, flags: libc::c_uint, dir: BorrowedFd<'_>, mask: u64) -> io::Result<()> {
         // SAFETY: plain system call on descriptors that live through it.
@@ -526,6 +538,50 @@ mod tests {
         assert_eq!((&old.dir, old.name.as_os_str()), (&a, "f".as_ref()));
         assert_eq!((&new.dir, new.name.as_os_str()), (&b, "g".as_ref()));
         assert_eq!(r.object.as_ref(), Some(&f));
+    }
+
+    #[test]
+    fn a_folder_told_to_be_quiet_queues_nothing_and_its_neighbours_everything() {
+        let Some(disk) = TestDisk::new("fanotify ignore") else {
+            return;
+        };
+        for d in ["quiet", "loud"] {
+            std::fs::create_dir(disk.join(d)).unwrap();
+        }
+        std::fs::write(disk.join("quiet/kept"), b"old").unwrap();
+        let g = group(&disk, true, false);
+        let quiet = std::fs::File::open(disk.join("quiet")).unwrap();
+        g.ignore_folder(quiet.as_fd()).unwrap();
+        for d in ["quiet", "loud"] {
+            std::fs::write(disk.join(d).join("new"), b"new").unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(disk.join(d).join("new"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, b" and more").unwrap();
+            drop(f);
+            std::fs::rename(disk.join(d).join("new"), disk.join(d).join("renamed")).unwrap();
+            std::fs::create_dir(disk.join(d).join("sub")).unwrap();
+            std::fs::remove_file(disk.join(d).join("renamed")).unwrap();
+        }
+        std::fs::write(disk.join("quiet/kept"), b"rewritten").unwrap();
+        let dirs: Vec<Fid> = read_all(&g)
+            .iter()
+            .flat_map(|e| [&e.entry, &e.old, &e.new])
+            .flatten()
+            .map(|entry| entry.dir.clone())
+            .collect();
+        let (quiet, loud) = (fid(&disk.join("quiet")), fid(&disk.join("loud")));
+        assert!(
+            !dirs.contains(&quiet),
+            "the quiet folder's events were queued"
+        );
+        // create+write+close, the rename, the folder made, the file removed
+        assert!(
+            dirs.iter().filter(|d| **d == loud).count() >= 4,
+            "{} events in its neighbour",
+            dirs.iter().filter(|d| **d == loud).count()
+        );
     }
 
     #[test]

@@ -242,7 +242,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
     let paths: Vec<PathBuf> = daemon.roots.iter().map(|r| r.path.clone()).collect();
     daemon.tell_identities_the_roots();
     let events = identify::forward(inbox.tx, Arc::clone(&daemon.identities));
-    let (source, note) = start_source(daemon.config.events, events, &paths)?;
+    let (source, note) = start_source(daemon.config.events, events, &paths, daemon.vault.root())?;
     daemon.source = Some(source);
     tracing::info!("changes are seen with {}: {}", note.source, note.why);
     if daemon.config.breaker.enabled && note.source != "fanotify" {
@@ -278,13 +278,14 @@ fn start_source(
     events: Events,
     tx: mpsc::Sender<Msg>,
     roots: &[PathBuf],
+    vault: &std::path::Path,
 ) -> Result<(Box<dyn Source>, EventSourceNote), DaemonError> {
     let note = |source: &str, why: String| EventSourceNote {
         source: source.to_owned(),
         why,
     };
     if events != Events::Inotify {
-        match WholeFs::start(tx.clone(), roots) {
+        match WholeFs::start(tx.clone(), roots, vault) {
             Ok(source) => {
                 let why = match events {
                     Events::Fanotify => "the settings ask for it (events = fanotify).".to_owned(),

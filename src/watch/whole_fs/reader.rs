@@ -13,6 +13,8 @@ pub(super) struct Reader {
     /// Deletions merged into an earlier event, waiting for their unlink's own
     /// place in the queue (see `handle`).
     deferred: Vec<Deletion>,
+    /// Folders the daemon wrote in, looked at once to keep the vault's quiet.
+    looked_at_for_quiet: HashSet<Fid>,
 }
 
 /// A deletion not handed on yet: where (folder handle and name), what, by whom.
@@ -58,6 +60,7 @@ impl Reader {
             writing: HashSet::new(),
             pending: None,
             deferred: Vec::new(),
+            looked_at_for_quiet: HashSet::new(),
         }
     }
 
@@ -147,16 +150,15 @@ impl Reader {
             self.writing.clear();
             return self.tx.send(Msg::Fs(FsEvent::Rescan, None)).is_ok();
         }
+        if event.pid == self.shared.own_pid && self.own_write(&event) {
+            return true;
+        }
         let by = Actor::read_now(event.pid, event.pidfd.take());
-        let own = event.pid == self.shared.own_pid;
         let is_dir = event.is(fanotify::FAN_ONDIR);
         if event.is(fanotify::FAN_RENAME) {
             let (Some(old), Some(new)) = (&event.old, &event.new) else {
                 return true;
             };
-            if own && !is_cookie_name(&old.name) && !is_cookie_name(&new.name) {
-                return true;
-            }
             if !self.release_deletion_of_name(new, event.object.as_ref()) {
                 return false;
             }
@@ -173,9 +175,6 @@ impl Reader {
             }
             return true;
         };
-        if own && !is_cookie_name(&entry.name) {
-            return true;
-        }
         if !self.release_deletion_of_name(entry, event.object.as_ref()) {
             return false;
         }
@@ -418,6 +417,47 @@ impl Reader {
             (Some(path), None) => self.send(FsEvent::MovedOut { path }, by),
             (None, Some(path)) => self.send(FsEvent::Changed { path, is_new: true }, by),
             (None, None) => true,
+        }
+    }
+
+    /// Whether `event`, the daemon's own, is one of its writes (anything but its
+    /// sync cookies, which must come back), dropped here. The first in a folder
+    /// of the vault tells the kernel to keep that folder quiet from then on.
+    fn own_write(&mut self, event: &Event) -> bool {
+        let entries: Vec<&Entry> = [&event.entry, &event.old, &event.new]
+            .into_iter()
+            .flatten()
+            .collect();
+        if entries.is_empty() || entries.iter().any(|e| is_cookie_name(&e.name)) {
+            return false;
+        }
+        for entry in entries {
+            self.quiet_if_vault(&entry.dir);
+        }
+        true
+    }
+
+    /// Tells the kernel to drop every event in the folder `dir` when it is one of
+    /// the vault's, where only the daemon writes. Checked once per folder: the
+    /// daemon writes in few others (SQLite's temporary files).
+    fn quiet_if_vault(&mut self, dir: &Fid) {
+        if self.looked_at_for_quiet.len() >= OUTSIDE_REMEMBERED {
+            self.looked_at_for_quiet.clear();
+        }
+        if !self.looked_at_for_quiet.insert(dir.clone()) {
+            return;
+        }
+        // Not O_PATH: fanotify_mark refuses one (EBADF).
+        let Some(fd) = self.open(dir, libc::O_RDONLY | libc::O_DIRECTORY) else {
+            return;
+        };
+        if !fanotify::path_of(fd.as_fd()).is_ok_and(|p| p.starts_with(&self.shared.vault)) {
+            return;
+        }
+        tracing::trace!("fanotify: the vault's folder {dir:?} is kept quiet");
+        if let Err(e) = self.shared.group.ignore_folder(fd.as_fd()) {
+            // Before Linux 6.0 (no FAN_MARK_IGNORE): its events are read and dropped.
+            tracing::debug!("the vault's folders cannot be kept quiet: {e}");
         }
     }
 
