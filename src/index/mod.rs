@@ -15,7 +15,9 @@ mod meta;
 mod objects;
 mod overwrites;
 mod people;
+mod roots;
 mod schema;
+mod selection;
 mod totals;
 mod versions;
 mod views;
@@ -342,13 +344,6 @@ impl Index {
         }
         self.recording.set(self.recording.get() + 1);
         Ok(Recording(&self.recording))
-    }
-
-    fn root_path(&self, root_id: i64) -> Result<PathBuf> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT path FROM roots WHERE id = ?1")?
-            .query_row([root_id], |r| Ok(path_from_bytes(r.get(0)?)))?)
     }
 
     pub fn version_count(&self) -> Result<u64> {

@@ -1,17 +1,16 @@
-//! The `roots` and `versions` tables: the protected folders, and every version
-//! of every path, with what became of it (replaced, deleted, moved out, renamed).
+//! The `versions` table: every version of every path, with what became of it
+//! (replaced, deleted, moved out, renamed), read back one path at a time and
+//! written as the daemon sees changes. What `list` and `restore` select is in
+//! `selection`.
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Row, params};
 
 use super::people::person_from_stored;
-use super::{Index, Result, path_bytes, path_from_bytes, scope_range, subtree_range};
+use super::{Index, Result, path_bytes, path_from_bytes, subtree_range};
 use crate::ids::ObjectId;
 use crate::journal::Record;
-use crate::model::{
-    EntryKind, Gone, Incomplete, Observed, Person, Removal, RestoreFilter, Root, Selection,
-    Uncaptured, Version,
-};
+use crate::model::{EntryKind, Gone, Incomplete, Observed, Person, Removal, Uncaptured, Version};
 
 pub(super) const VERSION_COLUMNS: &str = "id, path, root_id, kind, object, size, mtime_ns, mode, uid, gid, inode, \
      link_target, seen_at, captured_at, replaced_at, deleted_at, deleted_approx, last_seen_at, \
@@ -76,29 +75,6 @@ pub(super) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<Version> {
 }
 
 impl Index {
-    /// Records the protected folders of this run: new ones are added, missing ones
-    /// kept but marked inactive (their history stays restorable).
-    pub fn set_roots(&self, paths: &[PathBuf], now: i64) -> Result<Vec<Root>> {
-        let _r = self.record(|| {
-            Ok(Record::Roots {
-                paths: paths.iter().map(|p| p.as_path().into()).collect(),
-                at: now,
-            })
-        })?;
-        self.batch(|ix| {
-            ix.conn.execute("UPDATE roots SET active = 0", [])?;
-            for path in paths {
-                ix.conn.execute(
-                    "INSERT INTO roots (path, added_at, active) VALUES (?1, ?2, 1)
-                     ON CONFLICT(path) DO UPDATE SET active = 1",
-                    params![path_bytes(path), now],
-                )?;
-            }
-            Ok(())
-        })?;
-        Ok(self.roots()?.into_iter().filter(|r| r.active).collect())
-    }
-
     /// Folders at and below `dir` that are there as the index last saw them: the
     /// daemon watches each one, so doctor need not walk the tree to count them.
     pub fn folders_below(&self, dir: &Path) -> Result<u64> {
@@ -114,44 +90,30 @@ impl Index {
         Ok(n.max(0) as u64)
     }
 
-    pub fn roots(&self) -> Result<Vec<Root>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, path, active FROM roots ORDER BY path")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Root {
-                id: r.get(0)?,
-                path: path_from_bytes(r.get(1)?),
-                active: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     pub fn current(&self, path: &Path) -> Result<Option<Version>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions
-             WHERE path = ?1 AND replaced_at IS NULL AND deleted_at IS NULL"
-        ))?;
-        Ok(stmt
-            .query_row([path_bytes(path)], version_from_row)
-            .optional()?)
+        Ok(self
+            .versions_of(path, "AND replaced_at IS NULL AND deleted_at IS NULL")?
+            .into_iter()
+            .next())
     }
 
     /// The newest row for `path`, current or not.
     pub fn latest(&self, path: &Path) -> Result<Option<Version>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id DESC LIMIT 1"
-        ))?;
-        Ok(stmt
-            .query_row([path_bytes(path)], version_from_row)
-            .optional()?)
+        Ok(self
+            .versions_of(path, "ORDER BY id DESC LIMIT 1")?
+            .into_iter()
+            .next())
     }
 
     /// Every row for `path`, oldest first.
     pub fn history(&self, path: &Path) -> Result<Vec<Version>> {
+        self.versions_of(path, "ORDER BY id")
+    }
+
+    /// The rows for `path` that `rest` (a condition, an order) leaves.
+    fn versions_of(&self, path: &Path, rest: &str) -> Result<Vec<Version>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 ORDER BY id"
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE path = ?1 {rest}"
         ))?;
         let rows = stmt.query_map([path_bytes(path)], version_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -528,145 +490,6 @@ impl Index {
             Ok(path_from_bytes(r.get(0)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Versions for `list`: removed ones (and current ones with `include_live`), files,
-    /// links and special files only, ordered by path.
-    pub fn select(&self, sel: &Selection) -> Result<Vec<Version>> {
-        let (under_exact, lo, hi) = scope_range(sel.under.as_deref());
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions
-             WHERE kind != 2
-               AND (path = ?1 OR (path >= ?2 AND path < ?3))
-               AND ((deleted_at IS NOT NULL AND deleted_at >= ?4 AND deleted_at < ?5
-                     AND (?7 OR restored_at IS NULL))
-                    OR (?6 AND replaced_at IS NULL AND deleted_at IS NULL))
-             ORDER BY path, id"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                under_exact,
-                lo,
-                hi,
-                sel.deleted_after.unwrap_or(i64::MIN),
-                sel.deleted_before.unwrap_or(i64::MAX),
-                sel.include_live,
-                sel.include_restored
-            ],
-            version_from_row,
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The versions current when overwrite incident `id` began, one per file it
-    /// touched, ordered by path: what its restore brings back.
-    /// A file renamed to a new extension since (`a.docx` → `a.docx.locked`) comes
-    /// under the name it had.
-    pub fn overwritten_before(&self, id: i64) -> Result<Vec<Version>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS}, renamed_from FROM versions WHERE before_incident = ?1"
-        ))?;
-        let rows = stmt.query_map([id], |r| {
-            let mut version = version_from_row(r)?;
-            if let Some(name) = r.get::<_, Option<Vec<u8>>>(VERSION_COLUMN_COUNT)? {
-                version.path = path_from_bytes(name);
-            }
-            Ok(version)
-        })?;
-        let mut out: Vec<Version> = rows.collect::<rusqlite::Result<_>>()?;
-        out.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
-    /// The encrypted copies overwrite incident `id` left: the current versions, with
-    /// signs of encryption, of the paths whose versions joined it. Ordered by path.
-    pub fn encrypted_copies(&self, id: i64) -> Result<Vec<Version>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions
-             WHERE replaced_at IS NULL AND deleted_at IS NULL AND signs != 0 AND kind = 0
-               AND path IN (SELECT path FROM versions WHERE overwrite_incident = ?1)
-             ORDER BY path"
-        ))?;
-        let rows = stmt.query_map([id], version_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The name the version `id` had before an extension was added to it, if so.
-    pub fn renamed_from(&self, id: i64) -> Result<Option<PathBuf>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT renamed_from FROM versions WHERE id = ?1")?
-            .query_row([id], |r| r.get::<_, Option<Vec<u8>>>(0))
-            .optional()?
-            .flatten()
-            .map(path_from_bytes))
-    }
-
-    /// The versions a restore would bring back, one per path, ordered by path.
-    ///
-    /// Without `as_of`: the most recent removed version of each path that matches.
-    /// With `as_of`: the version that was current at that moment, for every path that
-    /// existed then (the folder as it was).
-    pub fn restore_candidates(&self, filter: &RestoreFilter) -> Result<Vec<Version>> {
-        // An overwrite incident brings back each file as it was when it began.
-        if let Some(id) = filter.incident
-            && self.incident(id)?.is_some_and(|i| i.kind.is_overwrite())
-        {
-            let mut before = self.overwritten_before(id)?;
-            before.retain(|v| {
-                filter.scopes.is_empty() || filter.scopes.iter().any(|s| v.path.starts_with(s))
-            });
-            before.dedup_by(|a, b| a.path == b.path);
-            return Ok(before);
-        }
-        let everything = [None];
-        let given: Vec<Option<&Path>> = filter.scopes.iter().map(|s| Some(s.as_path())).collect();
-        let scopes: &[Option<&Path>] = if given.is_empty() {
-            &everything
-        } else {
-            &given
-        };
-        let when = if filter.as_of.is_some() {
-            CURRENT_AT
-        } else {
-            "deleted_at IS NOT NULL AND deleted_at >= ?5 AND deleted_at < ?6
-             AND (?7 IS NULL OR incident_id = ?7)"
-        };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM versions
-             WHERE (path = ?1 OR (path >= ?2 AND path < ?3)) AND {when}
-             ORDER BY path, COALESCE(deleted_at, seen_at) DESC, id DESC"
-        ))?;
-        let mut out: Vec<Version> = Vec::new();
-        for scope in scopes {
-            let (exact, lo, hi) = scope_range(*scope);
-            // SQLite wants exactly as many parameters as the statement numbers.
-            let rows = match filter.as_of {
-                Some(as_of) => stmt.query_map(params![exact, lo, hi, as_of], version_from_row)?,
-                None => stmt.query_map(
-                    params![
-                        exact,
-                        lo,
-                        hi,
-                        0,
-                        filter.deleted_after.unwrap_or(i64::MIN),
-                        filter.deleted_before.unwrap_or(i64::MAX),
-                        filter.incident,
-                    ],
-                    version_from_row,
-                )?,
-            };
-            for row in rows {
-                let row = row?;
-                // Rows come newest first within a path: keep the first of each.
-                if out.last().is_none_or(|last| last.path != row.path) {
-                    out.push(row);
-                }
-            }
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        out.dedup_by(|a, b| a.path == b.path);
-        Ok(out)
     }
 }
 
