@@ -90,7 +90,7 @@ fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 &incident::mass_deletion_message(i, vault.root()),
                 &[display_path(&i.folder)],
             ),
-            None => a.message.clone(),
+            None => whole_in(&a.message, &a.paths),
         };
         match &entry.state {
             AlertState::Open => {

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::diagnosis::{Check, Facts, Started, diagnose};
 use crate::index::IndexError;
+use crate::samba::Offered;
 use crate::vault::Vault;
 use crate::words::{display_path, whole_in, wrap_after};
 
@@ -85,7 +86,8 @@ fn text(facts: &Facts, checks: &[Check]) -> String {
 }
 
 /// The paths the checks can name, as they show them: the vault, the protected
-/// folders, the settings the service was started with.
+/// folders, the settings the service was started with, Samba's shares of them and
+/// where their Previous Versions come from, and those the alerts name.
 fn named_paths(facts: &Facts) -> Vec<String> {
     let roots = facts
         .recorded
@@ -98,10 +100,24 @@ fn named_paths(facts: &Facts) -> Vec<String> {
         }
         Started::Unknown | Started::Flags { .. } => None,
     };
+    let shares = facts.shares.iter().flatten().flat_map(|s| {
+        let offered = match &s.offered {
+            Offered::NotMounted(dir) | Offered::Working(dir) => Some(dir.as_path()),
+            Offered::NotSetUp | Offered::Wrong(_) => None,
+        };
+        std::iter::once(s.share.path.as_path()).chain(offered)
+    });
+    let alerts = facts
+        .recorded
+        .iter()
+        .flat_map(|r| &r.alerts)
+        .flat_map(|a| a.paths.iter().cloned());
     std::iter::once(facts.vault.as_path())
         .chain(roots)
         .chain(settings)
+        .chain(shares)
         .map(|p: &Path| display_path(p))
+        .chain(alerts)
         .collect()
 }
 
@@ -143,5 +159,52 @@ mod tests {
         let out = text(&facts, &diagnose(&facts));
         assert!(out.lines().any(|l| l.contains(folder)), "{out}");
         assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+    }
+
+    #[test]
+    fn a_samba_share_and_its_mount_with_spaces_are_never_split_across_lines() {
+        use crate::samba::{Share, ShareState};
+        let shared = "/srv/share/Office files/Accounts and tax returns/Year 2025 final";
+        let mount = "/mnt/Previous versions of the office share/kept by undelete";
+        let share = |offered| ShareState {
+            share: Share {
+                name: "office".into(),
+                path: shared.into(),
+                settings: Vec::new(),
+            },
+            offered,
+        };
+        for offered in [Offered::NotSetUp, Offered::NotMounted(mount.into())] {
+            let mut facts = healthy();
+            facts.shares = Some(vec![share(offered)]);
+            let out = text(&facts, &diagnose(&facts));
+            assert!(out.lines().any(|l| l.contains(shared)), "{out}");
+            assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+            if out.contains("is not mounted") {
+                assert!(out.lines().any(|l| l.contains(mount)), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_an_alert_names_is_never_split_across_lines() {
+        let folder = "/srv/share/Office files/Accounts and tax returns/Year 2025 final";
+        let mut facts = healthy();
+        let (message, paths) = crate::words::marked_spans(&format!(
+            "The system limit on watched folders (8192) was reached at {}. Changes in \
+             folders beyond the limit are found by a scan every 5 minutes instead of at once.",
+            crate::words::whole_path(Path::new(folder))
+        ));
+        recorded(&mut facts).alerts = vec![crate::model::Alert {
+            id: 1,
+            kind: crate::model::AlertKind::Settings,
+            message,
+            paths,
+            raised_at: facts.now,
+            cleared_at: None,
+        }];
+        let out = text(&facts, &diagnose(&facts));
+        assert!(out.contains("was reached at"), "{out}");
+        assert!(out.lines().any(|l| l.contains(folder)), "{out}");
     }
 }

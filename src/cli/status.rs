@@ -8,7 +8,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::control;
 use crate::index::MetaKey;
-use crate::words::{bytes, count, display_path, files, wrap};
+use crate::words::{bytes, count, display_path, files, whole_in, wrap};
 
 /// Protection is off (see `STATUS_EXIT_CODES`).
 const OFF: u8 = 3;
@@ -93,10 +93,13 @@ pub fn run(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     for alert in &alerts {
         println!(
             "{}",
-            wrap(&format!(
-                "WARNING ({}): {}",
-                clock::spoken(alert.raised_at, now),
-                alert.message
+            wrap(&whole_in(
+                &format!(
+                    "WARNING ({}): {}",
+                    clock::spoken(alert.raised_at, now),
+                    alert.message
+                ),
+                &alert.paths
             ))
         );
         println!();

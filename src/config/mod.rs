@@ -57,6 +57,21 @@ pub enum ConfigError {
     RootInsideVault { vault: PathBuf, root: PathBuf },
 }
 
+impl ConfigError {
+    /// The paths it names, as its words show them: kept whole where it is wrapped.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Self::Read { path, .. } | Self::Parse { path, .. } | Self::Protect { path, .. } => {
+                vec![path]
+            }
+            Self::VaultInside { vault, root } | Self::RootInsideVault { vault, root } => {
+                vec![vault, root]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What the command line and environment said; `None` where they said nothing.
 #[derive(Debug, Default, Clone)]
 pub struct RawArgs {

@@ -142,6 +142,7 @@ fn a_watch_limit_alert_counts_only_from_the_current_run() {
         id: 1,
         kind: crate::model::AlertKind::WatchLimit,
         message: "limit reached".into(),
+        paths: Vec::new(),
         raised_at,
         cleared_at: None,
     };
@@ -158,6 +159,7 @@ fn old_mass_deletion_alerts_are_history() {
         id: 1,
         kind: crate::model::AlertKind::MassDeletion("K7Q-4MD".into()),
         message: "Mass deletion: 600 files. To bring them back: undelete restore".into(),
+        paths: Vec::new(),
         raised_at: NOW - 8 * DAY,
         cleared_at: None,
     }];

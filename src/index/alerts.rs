@@ -5,9 +5,11 @@ use rusqlite::params;
 use super::{Index, Result, path_from_bytes};
 use crate::journal::Record;
 use crate::model::{Alert, AlertEntry, AlertKind, AlertState};
+use crate::words::marked_spans;
 
 impl Index {
-    /// Raises an alert of `kind` unless one of that kind is already open.
+    /// Raises an alert of `kind` unless one of that kind is already open. The paths
+    /// in `message` are marked (`whole_path`), and read back as `Alert::paths`.
     pub fn raise_alert(&self, kind: &AlertKind, message: &str, now: i64) -> Result<bool> {
         let kind = kind.as_str().into_owned();
         let open: bool = self.conn.query_row(
@@ -110,10 +112,12 @@ impl Index {
              WHERE cleared_at IS NULL ORDER BY raised_at DESC",
         )?;
         let rows = stmt.query_map([], |r| {
+            let (message, paths) = marked_spans(&r.get::<_, String>(2)?);
             Ok(Alert {
                 id: r.get(0)?,
                 kind: AlertKind::from_stored(&r.get::<_, String>(1)?),
-                message: r.get(2)?,
+                message,
+                paths,
                 raised_at: r.get(3)?,
                 cleared_at: r.get(4)?,
             })
@@ -143,11 +147,13 @@ impl Index {
                 (Some(_), Some("merged")) => AlertState::Merged,
                 (Some(_), _) => AlertState::Cleared,
             };
+            let (message, paths) = marked_spans(&r.get::<_, String>(2)?);
             Ok(AlertEntry {
                 alert: Alert {
                     id: r.get(0)?,
                     kind: AlertKind::from_stored(&r.get::<_, String>(1)?),
-                    message: r.get(2)?,
+                    message,
+                    paths,
                     raised_at: r.get(3)?,
                     cleared_at,
                 },

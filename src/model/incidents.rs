@@ -87,6 +87,28 @@ impl Incident {
     pub fn missing(&self) -> u64 {
         self.recoverable.saturating_sub(self.restored)
     }
+
+    /// 2,149 photos (4 GB) deleted from /srv/share/photos, all of them copied, by
+    /// `person`: for tests of what is said of an incident.
+    #[cfg(test)]
+    pub fn photos_deleted_by(person: Option<super::Person>) -> Self {
+        Self {
+            id: 1,
+            code: "K7Q-4MDX".into(),
+            kind: IncidentKind::Deleted,
+            folder: "/srv/share/photos".into(),
+            first_at: 0,
+            last_at: 0,
+            files: 2149,
+            bytes: 4_000_000_000,
+            recoverable: 2149,
+            alerted_at: None,
+            ended_at: None,
+            restored: 0,
+            person,
+            cut_off: None,
+        }
+    }
 }
 
 /// The start of a mass-deletion alert's stored kind; the incident code follows.
@@ -172,6 +194,11 @@ pub struct Alert {
     pub id: i64,
     pub kind: AlertKind,
     pub message: String,
+    /// The paths `message` names, as it shows them: kept whole wherever it is
+    /// wrapped (`words::whole_in`). Stored marked in the message (`whole_path`);
+    /// not in JSON, whose `message` is whole already.
+    #[serde(skip)]
+    pub paths: Vec<String>,
     pub raised_at: i64,
     pub cleared_at: Option<i64>,
 }

@@ -222,26 +222,11 @@ pub fn send(settings: &EmailSettings, letter: &Letter) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IncidentKind, Person};
+    use crate::model::Person;
 
     #[test]
     fn the_alert_command_is_told_who_deleted_and_from_which_pc() {
-        let mut incident = Incident {
-            id: 1,
-            code: "K7Q-4MDX".into(),
-            kind: IncidentKind::Deleted,
-            folder: "/srv/share/photos".into(),
-            first_at: 0,
-            last_at: 0,
-            files: 3,
-            bytes: 30,
-            recoverable: 3,
-            alerted_at: None,
-            ended_at: None,
-            restored: 0,
-            person: Some(Person::anna_over_the_share()),
-            cut_off: None,
-        };
+        let mut incident = Incident::photos_deleted_by(Some(Person::anna_over_the_share()));
         let told = |incident: &Incident| {
             let command =
                 alert_command("true", AlertEvent::Started, Some(incident), Path::new("/v"));

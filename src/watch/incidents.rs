@@ -229,9 +229,9 @@ impl Daemon {
                 let message = format!(
                     "The vault disk ({}) is full: new and changed files are not being protected. \
                      Free space on that disk; protection resumes by itself.",
-                    self.vault.root().display()
+                    crate::words::whole_path(self.vault.root())
                 );
-                tracing::error!("{message}");
+                tracing::error!("{}", crate::words::marked_spans(&message).0);
                 // Before anything is written down: what follows needs the room.
                 self.vault.release_reserve();
                 self.index

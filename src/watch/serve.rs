@@ -5,7 +5,7 @@
 //! commands' amendments). It decides when; `apply`, `look` and `incidents` decide what.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use crate::index::IndexError;
 use crate::index::MetaKey;
 use crate::model::AlertKind;
 use crate::model::EntryKind;
+use crate::words::{display_path, marked_spans, whole_in, whole_path};
 
 impl Daemon {
     /// The watch limit left `path` (and what is below it) unwatched: say so loudly,
@@ -34,7 +35,7 @@ impl Daemon {
              beyond the limit are found by a scan every {} minutes instead of at once. To raise \
              the limit: echo fs.inotify.max_user_watches={} | sudo tee /etc/sysctl.d/90-undelete.conf \
              && sudo sysctl --system",
-            path.map(|p| format!(" at {}", p.display()))
+            path.map(|p| format!(" at {}", whole_path(&p)))
                 .unwrap_or_default(),
             FALLBACK_SCAN.as_secs() / 60,
             (limit * 4).max(524_288),
@@ -43,7 +44,7 @@ impl Daemon {
             .index
             .raise_alert(&AlertKind::WatchLimit, &message, clock::now())?
         {
-            tracing::error!("{message}");
+            tracing::error!("{}", marked_spans(&message).0);
         }
         // The limit actually hit, for `doctor`: it may be raised meanwhile.
         self.index
@@ -286,10 +287,10 @@ impl Daemon {
         });
         let (mut new, roots) = match new {
             Ok((_, roots)) if roots.is_empty() => {
-                return self.settings_problem("no folder to protect is named", now);
+                return self.settings_problem("no folder to protect is named", &[], now);
             }
             Ok(found) => found,
-            Err(e) => return self.settings_problem(&e.to_string(), now),
+            Err(e) => return self.settings_problem(&e.to_string(), &e.paths(), now),
         };
         self.index.clear_alert(&AlertKind::Settings, now)?;
         // The incident gap may have changed.
@@ -338,12 +339,21 @@ impl Daemon {
         Ok(())
     }
 
-    pub(super) fn settings_problem(&mut self, problem: &str, now: i64) -> Result<(), DaemonError> {
+    /// The settings read again cannot be used: an alert, whose message keeps the
+    /// `paths` the problem names marked, so they are never split when it is shown.
+    pub(super) fn settings_problem(
+        &mut self,
+        problem: &str,
+        paths: &[&Path],
+        now: i64,
+    ) -> Result<(), DaemonError> {
+        let shown: Vec<String> = paths.iter().map(|p| display_path(p)).collect();
         let message = format!(
             "The settings were read again but have a mistake, so the ones from \
-             before are still in use: {problem}"
+             before are still in use: {}",
+            whole_in(problem, &shown)
         );
-        tracing::error!("{message}");
+        tracing::error!("{}", marked_spans(&message).0);
         self.index
             .raise_alert(&AlertKind::Settings, &message, now)?;
         self.index

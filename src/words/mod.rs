@@ -20,7 +20,9 @@ use std::path::Path;
 
 pub use command::{CommandLine, Repeat, Rerun};
 pub use json::{JsonPath, json_path};
-pub use wrap::{whole_in, whole_path, wrap, wrap_after, wrap_letter, wrap_line};
+pub use wrap::{
+    marked_spans, whole_in, whole_path, wrap, wrap_after, wrap_item, wrap_letter, wrap_line,
+};
 
 /// A path for people: as is when plain, quoted and escaped when it holds bytes that
 /// are not printable UTF-8.

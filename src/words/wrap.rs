@@ -46,6 +46,36 @@ pub fn whole_in(text: &str, spans: &[String]) -> String {
     out
 }
 
+/// Marked text (`whole_path`, `whole`) taken apart for where it is stored or shown
+/// as it is: the text without its marks, and each outermost span it marked, as
+/// `whole_in` takes them back. The daemon stores an alert's message this way, so
+/// every command that wraps it later keeps its paths whole.
+pub fn marked_spans(text: &str) -> (String, Vec<String>) {
+    let mut plain = String::with_capacity(text.len());
+    let mut spans = Vec::new();
+    let mut inside = 0usize;
+    for c in text.chars() {
+        match c {
+            WHOLE_START => {
+                if inside == 0 {
+                    spans.push(String::new());
+                }
+                inside += 1;
+            }
+            WHOLE_END => inside = inside.saturating_sub(1),
+            c => {
+                plain.push(c);
+                if inside > 0
+                    && let Some(span) = spans.last_mut()
+                {
+                    span.push(c);
+                }
+            }
+        }
+    }
+    (plain, spans)
+}
+
 /// Fills `text` with `fill`, keeping each marked span on one line: its spaces are
 /// glued (to a character the text does not hold, one column wide like a space)
 /// before filling, so no break falls inside it, and given back after.
@@ -128,7 +158,18 @@ pub fn wrap_letter(text: &str) -> String {
 /// Wraps to 80 columns after a label ("PROBLEM  "), later lines indented by `indent`
 /// under it; no word, nor what is marked (`whole_path`, `whole_in`), is ever split.
 pub fn wrap_after(label: &str, text: &str, indent: &str) -> String {
-    let options = textwrap::Options::new(80)
+    fill_after(80, label, text, indent)
+}
+
+/// Wraps one item of a numbered list ("  1) ") for an 80-column terminal, later
+/// lines indented by `indent` under its text, a column short of the edge like
+/// `wrap_line`; no word, nor what is marked (`whole_path`, `whole_in`), is ever split.
+pub fn wrap_item(label: &str, text: &str, indent: &str) -> String {
+    fill_after(79, label, text, indent)
+}
+
+fn fill_after(width: usize, label: &str, text: &str, indent: &str) -> String {
+    let options = textwrap::Options::new(width)
         .initial_indent(label)
         .subsequent_indent(indent)
         .break_words(false)
@@ -258,6 +299,28 @@ mod tests {
         let text = format!("{} To repeat it: {}", "word ".repeat(12), whole(command));
         let wrapped = wrap_line(&text);
         assert!(line_with(&wrapped, command).is_some(), "{wrapped}");
+    }
+
+    #[test]
+    fn marked_text_taken_apart_wraps_again_with_its_paths_whole() {
+        let path = "/srv/share/Office files/Tax returns 2025/final version.pdf";
+        let marked = format!(
+            "{} The vault disk ({}) is full.",
+            "word ".repeat(9),
+            whole_path(Path::new(path))
+        );
+        let (plain, spans) = marked_spans(&marked);
+        assert_eq!(spans, [path]);
+        assert!(!plain.contains(WHOLE_START) && !plain.contains(WHOLE_END));
+        assert_eq!(plain, marked.replace([WHOLE_START, WHOLE_END], ""));
+        for lead in 0..40 {
+            let wrapped = wrap(&whole_in(&format!("{}{plain}", "x".repeat(lead)), &spans));
+            assert!(line_with(&wrapped, path).is_some(), "{wrapped}");
+        }
+        assert_eq!(
+            marked_spans("no marks"),
+            ("no marks".to_owned(), Vec::new())
+        );
     }
 
     #[test]

@@ -175,3 +175,53 @@ fn a_restore_of_a_folder_never_protected_says_so_and_names_the_protected_ones() 
     assert!(words.contains("was never in a protected folder"), "{text}");
     assert!(words.contains(env.share.to_str().unwrap()), "{text}");
 }
+
+/// A folder whose path, with spaces, is longer than a line: wherever it is
+/// wrapped it must stand whole on one line, to be read aloud and copied.
+const LONG_FOLDER: &str =
+    "Office files/Accounts and tax returns/Year 2025, final version of the books";
+
+/// Whether some line of `text` holds `path` whole.
+fn whole_on_a_line(text: &str, path: &std::path::Path) -> bool {
+    let path = path.to_str().unwrap();
+    text.lines().any(|line| line.contains(path))
+}
+
+#[test]
+fn a_long_folder_with_spaces_stays_whole_in_the_warning_and_the_guided_restore() {
+    let mut env = TestEnv::new();
+    for i in 0..6 {
+        env.write(format!("{LONG_FOLDER}/IMG_{i:04}.jpg"), content(i, 100));
+    }
+    env.start_daemon_and_sync(&["--alert-files", "5"]);
+    env.remove_and_sync(&["Office files"]);
+    let folder = env.path(LONG_FOLDER);
+    assert!(folder.to_str().unwrap().len() > 80);
+
+    let status = env.run_ok(&["status"]);
+    assert!(status.starts_with("WARNING"), "{status}");
+    assert!(whole_on_a_line(&status, &folder), "{status}");
+
+    let code = env.incidents_json()[0]["code"].as_str().unwrap().to_owned();
+    let to = env
+        .root
+        .join("Restored for the office/after the deletion of last night, kept");
+    let out = env.run(&[
+        "emergency",
+        "--yes",
+        "--incident",
+        &code,
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Chosen: "), "{text}");
+    assert!(whole_on_a_line(&text, &folder), "{text}");
+    assert!(text.contains("The files will go into"), "{text}");
+    assert!(whole_on_a_line(&text, &to), "{text}");
+
+    let text = env.run_ok(&["emergency", "--yes", "--under", folder.to_str().unwrap()]);
+    assert!(text.contains("Chosen: files deleted from"), "{text}");
+    assert!(whole_on_a_line(&text, &folder), "{text}");
+}

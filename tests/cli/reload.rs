@@ -183,3 +183,28 @@ fn a_file_a_reload_no_longer_excludes_is_copied_at_once() {
     let deleted = env.list_by_path(&[]);
     crate::common::assert_deleted_and_recoverable(entry(&deleted, &env.json_path("draft.tmp")));
 }
+
+#[test]
+fn a_settings_file_gone_at_a_reload_is_named_whole_in_the_warning() {
+    let mut env = TestEnv::new();
+    let folder = env
+        .root
+        .join("Settings of the office server/kept by the owner of the shop, do not move");
+    fs::create_dir_all(&folder).unwrap();
+    let config = folder.join("config.toml");
+    assert!(config.to_str().unwrap().len() > 80);
+    fs::write(&config, settings(&env, &[&env.share], "*.tmp")).unwrap();
+    env.start_daemon_with(&["--config", config.to_str().unwrap()]);
+    env.sync();
+    let read_at = env.status_json()["settings_read_at"].clone();
+
+    fs::remove_file(&config).unwrap();
+    env.reload_daemon();
+    let json = wait_for_reload(&env, &read_at);
+    let message = json["alerts"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(config.to_str().unwrap()), "{json}");
+    let status = env.run_ok(&["status"]);
+    assert!(status.starts_with("WARNING"), "{status}");
+    let path = config.to_str().unwrap();
+    assert!(status.lines().any(|l| l.contains(path)), "{status}");
+}

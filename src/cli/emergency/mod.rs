@@ -26,7 +26,7 @@ use crate::index::Index;
 use crate::model::Incident;
 use crate::restore::{self, Destination};
 use crate::words::Rerun;
-use crate::words::{bytes, count, display_path, files, wrap, wrap_line};
+use crate::words::{bytes, count, display_path, files, whole_in, whole_path, wrap, wrap_line};
 
 mod prompts;
 mod search;
@@ -307,7 +307,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         Destination::Original => println!("The files will go back to their original place."),
         Destination::Under(dir) => println!(
             "{}",
-            wrap(&format!("The files will go into {}.", display_path(dir)))
+            wrap(&format!("The files will go into {}.", whole_path(dir)))
         ),
     }
     if copies > 0 {
@@ -406,10 +406,7 @@ fn choose_what(
         let incident = super::incidents::find(index, code)?;
         println!(
             "{}",
-            wrap_line(&format!(
-                "Chosen: {}",
-                super::incidents::describe(&incident, now)
-            ))
+            wrap_line(&format!("Chosen: {}", described(&incident, now)))
         );
         if let Some(who) = crate::incident::who_did_it(&incident) {
             println!("{}", wrap_line(&format!("({who})")));
@@ -422,7 +419,7 @@ fn choose_what(
             "{}",
             wrap_line(&format!(
                 "Chosen: files deleted from {}",
-                display_path(&super::absolute(under))
+                whole_path(&super::absolute(under))
             ))
         );
         return Ok(Choice::Folder {
@@ -449,10 +446,7 @@ fn choose_what(
     for (n, incident) in recent.iter().enumerate() {
         println!(
             "{}",
-            menu_line(
-                &format!("{})", n + 1),
-                &super::incidents::describe(incident, now)
-            )
+            menu_line(&format!("{})", n + 1), &described(incident, now))
         );
         let mut note = match super::incidents::partly_recoverable(incident) {
             Some(note) => format!("{note}; incident code {}", incident.code),
@@ -488,4 +482,12 @@ fn choose_what(
         Pick::Folder => ask_folder(w),
         Pick::Search => search(w, index, now),
     }
+}
+
+/// The incident as `incidents` describes it, its folder marked to be kept whole.
+fn described(incident: &Incident, now: i64) -> String {
+    whole_in(
+        &super::incidents::describe(incident, now),
+        &[display_path(&incident.folder)],
+    )
 }

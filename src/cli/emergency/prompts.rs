@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 
 use super::STEPS;
 use crate::cli::interrupt::Interrupt;
-use crate::words::wrap;
+use crate::words::{wrap, wrap_item};
 
 pub(super) struct Wizard<'a> {
     pub(super) interactive: bool,
@@ -59,14 +59,9 @@ impl Wizard<'_> {
 }
 
 /// One numbered line of a menu, wrapped under its own text: "  1) Today 02:14 — …".
+/// A path in `text` is marked (`whole_path`, `whole_in`) to be kept on one line.
 pub(super) fn menu_line(label: &str, text: &str) -> String {
-    let first = format!("  {label} ");
-    let options = textwrap::Options::new(79)
-        .initial_indent(&first)
-        .subsequent_indent("     ")
-        .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    textwrap::fill(text, options)
+    wrap_item(&format!("  {label} "), text, "     ")
 }
 
 /// Takes "", or a number from 1 to `n`, as an index from 0 (Enter is the first).

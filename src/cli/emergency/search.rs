@@ -9,7 +9,7 @@ use super::Choice;
 use super::prompts::{Wizard, menu_line, number_up_to, numbers};
 use crate::clock;
 use crate::index::Index;
-use crate::words::{display_path, files};
+use crate::words::{files, whole_path};
 
 /// For a customer who remembers a name but not where it was: the folders holding
 /// deleted files whose name (or folder's name) contains the text.
@@ -35,7 +35,7 @@ pub(super) fn search(w: &mut Wizard<'_>, index: &Index, now: i64) -> anyhow::Res
                 &format!("{})", n + 1),
                 &format!(
                     "{} — {} deleted, the last {}",
-                    display_path(&hit.folder),
+                    whole_path(&hit.folder),
                     files(hit.files),
                     clock::spoken(hit.last_deleted, now)
                 )
