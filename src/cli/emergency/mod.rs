@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::control;
 use crate::index::Index;
 use crate::model::Incident;
-use crate::restore::{self, Destination};
+use crate::restore::{self, Destination, RestorePlan};
+use crate::vault::Vault;
 use crate::words::Rerun;
 use crate::words::{bytes, count, display_path, files, whole_in, whole_path, wrap, wrap_line};
 
@@ -78,6 +79,26 @@ enum Choice {
     },
 }
 
+/// What the customer agreed to, ready to carry out: the request (what a repeat
+/// of it says) and the plan made from it.
+struct Planned {
+    request: Request,
+    plan: RestorePlan,
+}
+
+impl Planned {
+    /// Planned again from the index, with the request as it now stands.
+    fn plan_again(&mut self, index: &Index, vault: &Vault) -> anyhow::Result<()> {
+        self.plan = restore::plan(
+            index,
+            vault,
+            &self.request.filter,
+            &self.request.destination,
+        )?;
+        Ok(())
+    }
+}
+
 pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     let interactive = !args.yes;
     if interactive && !io::stdin().is_terminal() {
@@ -95,74 +116,111 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         interrupt: &interrupt,
     };
     println!("Emergency undelete. Nothing will be changed until you confirm.");
+    let now = clock::now();
 
     w.step("Is protection working?");
-    let now = clock::now();
-    let totals = index.totals()?;
+    if !protection_is_working(&vault, &index, now)? {
+        return Ok(ExitCode::FAILURE);
+    }
+
+    w.step(what_was_lost_asked(&index, &args)?);
+    let choice = choose_what(&mut w, &index, &args, now)?;
+
+    w.step("What can come back?");
+    let restore_args = restore_args(&choice, &args);
+    let request = Request::from_args(&restore_args, &index)?;
+    // Held from this plan to the report: a plan made while another restore still
+    // writes would be out of date by the time this one starts.
+    let _lock = lock_restores(&vault)?;
+    let plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    if !say_what_can_come_back(&plan, &choice, now) {
+        return Ok(ExitCode::FAILURE);
+    }
+
+    w.step("Where should they go?");
+    let mut planned = Planned { request, plan };
+    let destination = ask_where(&mut w, &args, &planned.request)?;
+    move_to(&mut planned, destination, restore_args, &index, &vault)?;
+    let copies = planned.plan.encrypted.len() as u64;
+    if copies > 0 && !args.move_encrypted_aside && !args.delete_encrypted {
+        ask_about_encrypted_copies(&mut w, &choice, copies, &mut planned, &index, &vault)?;
+    }
+    say_where_they_go(&planned, copies);
+    if !ask_to_start(&w)? {
+        println!("Stopped. Nothing was changed.");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    w.step("Bringing the files back");
+    bring_them_back(config, &vault, &planned, &interrupt)
+}
+
+/// Step 1: whether the service runs and when it last copied a file. False, with
+/// the one thing that helps, when nothing was ever copied.
+fn protection_is_working(vault: &Vault, index: &Index, now: i64) -> anyhow::Result<bool> {
     if control::is_running(&vault.socket_path()) {
         println!("Yes: the undelete service is running.");
     } else {
         println!("The undelete service is NOT running right now.");
         println!("Files deleted while it was stopped may not have been copied.");
     }
-    match totals.last_capture {
+    match index.totals()?.last_capture {
         Some(at) => println!("The last copy was made: {}.", clock::spoken(at, now)),
         None => {
             println!("No file was ever copied into this vault, so nothing can be brought back.");
             println!("The one thing that helps most now: stop writing to that disk.");
             println!("Every new file may overwrite what was deleted. Call your IT support.");
-            return Ok(ExitCode::FAILURE);
+            return Ok(false);
         }
     }
+    Ok(true)
+}
 
-    // Files encrypted are changed, not deleted: the question says so when such an
-    // incident is the one chosen, or offered first.
+/// Step 2's question. Files encrypted are changed, not deleted: it says so when
+/// such an incident is the one chosen, or offered first.
+fn what_was_lost_asked(index: &Index, args: &EmergencyArgs) -> anyhow::Result<&'static str> {
     let changed = match &args.incident {
-        Some(code) => super::incidents::find(&index, code)?.kind.is_overwrite(),
+        Some(code) => super::incidents::find(index, code)?.kind.is_overwrite(),
         None if args.under.is_some() => false,
         None => index
             .incidents(CHOICES)?
             .iter()
             .any(|i| i.kind.is_overwrite() && i.missing() > 0),
     };
-    w.step(match changed {
+    Ok(match changed {
         true => "What was changed or deleted?",
         false => "What was deleted?",
-    });
-    let choice = choose_what(&mut w, &index, &args, now)?;
+    })
+}
 
-    w.step("What can come back?");
-    let restore_args = RestoreArgs {
-        incident: match &choice {
-            Choice::Incident(i) => Some(i.code.clone()),
-            Choice::Folder { .. } => None,
-        },
-        under: match &choice {
-            Choice::Folder { under, .. } => Some(under.clone()),
-            Choice::Incident(_) => None,
-        },
-        deleted_after: match &choice {
-            Choice::Folder { since, .. } => since.clone(),
-            Choice::Incident(_) => None,
-        },
+/// The restore the choice and the flags ask for, as `restore` would be told it.
+fn restore_args(choice: &Choice, args: &EmergencyArgs) -> RestoreArgs {
+    let (incident, under, deleted_after) = match choice {
+        Choice::Incident(i) => (Some(i.code.clone()), None, None),
+        Choice::Folder { under, since } => (None, Some(under.clone()), since.clone()),
+    };
+    RestoreArgs {
+        incident,
+        under,
+        deleted_after,
         to: args.to.clone(),
         include_lock_files: args.include_lock_files,
         move_encrypted_aside: args.move_encrypted_aside,
         delete_encrypted: args.delete_encrypted,
         ..RestoreArgs::default()
-    };
-    let mut request = Request::from_args(&restore_args, &index)?;
-    // Held from this plan to the report: a plan made while another restore still
-    // writes would be out of date by the time this one starts.
-    let _lock = lock_restores(&vault)?;
-    let mut plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
+    }
+}
+
+/// Step 3: how many files can come back, which cannot and why, what is left out
+/// on purpose, and the space it takes. False when the choice holds nothing.
+fn say_what_can_come_back(plan: &RestorePlan, choice: &Choice, now: i64) -> bool {
     let totals = plan.totals();
     if totals.files == 0 && totals.left_out == 0 {
         println!("No deleted files were found for that choice.");
         println!("Nothing was changed. Try again and choose another folder or time.");
-        return Ok(ExitCode::FAILURE);
+        return false;
     }
-    let what = match &choice {
+    let what = match choice {
         Choice::Incident(i) if i.kind.is_overwrite() => "changed beyond use",
         _ => "deleted",
     };
@@ -226,34 +284,51 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
             bytes(free)
         );
     }
+    true
+}
 
-    w.step("Where should they go?");
-    let destination = match &args.to {
-        Some(_) => request.destination.clone(),
-        None => {
-            println!("  1) Back to their original place. Nothing there is overwritten. (Enter)");
-            println!("  2) Into a new folder.");
-            let pick = w.ask_until("Your choice [1]:", |answer| {
-                number_up_to(answer, 2)
-                    .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
-            })?;
-            match pick {
-                0 => Destination::Original,
-                _ => {
-                    let dir =
-                        w.ask_until("Type the new folder's full path:", |dir| {
-                            if dir.is_empty() {
-                                Err("Please type the folder's full path, for example /srv/restored."
-                                .to_owned())
-                            } else {
-                                Ok(dir.to_owned())
-                            }
-                        })?;
-                    Destination::Under(super::destination(Path::new(&dir)))
-                }
-            }
+/// Step 4's first question: back to their place, or into a new folder (asked
+/// unless `--to` said).
+fn ask_where(
+    w: &mut Wizard<'_>,
+    args: &EmergencyArgs,
+    request: &Request,
+) -> anyhow::Result<Destination> {
+    if args.to.is_some() {
+        return Ok(request.destination.clone());
+    }
+    println!("  1) Back to their original place. Nothing there is overwritten. (Enter)");
+    println!("  2) Into a new folder.");
+    let pick = w.ask_until("Your choice [1]:", |answer| {
+        number_up_to(answer, 2)
+            .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
+    })?;
+    if pick == 0 {
+        return Ok(Destination::Original);
+    }
+    let dir = w.ask_until("Type the new folder's full path:", |dir| {
+        if dir.is_empty() {
+            Err("Please type the folder's full path, for example /srv/restored.".to_owned())
+        } else {
+            Ok(dir.to_owned())
         }
-    };
+    })?;
+    Ok(Destination::Under(super::destination(Path::new(&dir))))
+}
+
+/// The request for `destination`, planned again only for a new place: what is
+/// already there differs. The selection stays the one shown in step 3, not one
+/// re-read at a later moment.
+fn move_to(
+    planned: &mut Planned,
+    destination: Destination,
+    restore_args: RestoreArgs,
+    index: &Index,
+    vault: &Vault,
+) -> anyhow::Result<()> {
+    if destination == planned.request.destination {
+        return Ok(());
+    }
     let restore_args = RestoreArgs {
         to: match &destination {
             Destination::Under(dir) => Some(dir.clone()),
@@ -261,49 +336,60 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
         },
         ..restore_args
     };
-    if destination != request.destination {
-        // Planned again only for a new place: what is already there differs. The
-        // selection stays the one shown in step 3, not one re-read at a later moment.
-        let selection = request.filter.clone();
-        request = Request::from_args(&restore_args, &index)?;
-        request.filter = selection;
-        plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
-    }
-    let copies = plan.encrypted.len() as u64;
-    if copies > 0 && !args.move_encrypted_aside && !args.delete_encrypted {
-        let Choice::Incident(incident) = &choice else {
-            unreachable!("only an incident of files encrypted has encrypted copies")
-        };
-        let folder = crate::model::encrypted_folder(&incident.code);
-        println!(
-            "{}",
-            wrap(&format!(
-                "What should be done with the {} encrypted {} left where the files were?",
-                count(copies),
-                if copies == 1 { "copy" } else { "copies" }
-            ))
-        );
-        println!("  1) Leave them where they are. (Enter)");
-        println!(
-            "{}",
-            menu_line(
-                "2)",
-                &format!(
-                    "Move them into a folder \"{folder}\" in the protected folder, so \
-                     each file takes its own name again."
-                )
+    let selection = planned.request.filter.clone();
+    planned.request = Request::from_args(&restore_args, index)?;
+    planned.request.filter = selection;
+    planned.plan_again(index, vault)
+}
+
+/// Step 4's question for files encrypted in place: leave the encrypted copies
+/// (Enter), or move them aside so each file takes its own name again.
+fn ask_about_encrypted_copies(
+    w: &mut Wizard<'_>,
+    choice: &Choice,
+    copies: u64,
+    planned: &mut Planned,
+    index: &Index,
+    vault: &Vault,
+) -> anyhow::Result<()> {
+    let Choice::Incident(incident) = choice else {
+        unreachable!("only an incident of files encrypted has encrypted copies")
+    };
+    let folder = crate::model::encrypted_folder(&incident.code);
+    println!(
+        "{}",
+        wrap(&format!(
+            "What should be done with the {} encrypted {} left where the files were?",
+            count(copies),
+            if copies == 1 { "copy" } else { "copies" }
+        ))
+    );
+    println!("  1) Leave them where they are. (Enter)");
+    println!(
+        "{}",
+        menu_line(
+            "2)",
+            &format!(
+                "Move them into a folder \"{folder}\" in the protected folder, so \
+                 each file takes its own name again."
             )
-        );
-        let pick = w.ask_until("Your choice for the encrypted copies [1]:", |answer| {
-            number_up_to(answer, 2)
-                .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
-        })?;
-        if pick == 1 {
-            request.filter.encrypted = crate::model::EncryptedCopies::MoveAside;
-            plan = restore::plan(&index, &vault, &request.filter, &request.destination)?;
-        }
+        )
+    );
+    let pick = w.ask_until("Your choice for the encrypted copies [1]:", |answer| {
+        number_up_to(answer, 2)
+            .ok_or_else(|| "Please type 1 or 2, or press Enter for 1.".to_owned())
+    })?;
+    if pick == 1 {
+        planned.request.filter.encrypted = crate::model::EncryptedCopies::MoveAside;
+        planned.plan_again(index, vault)?;
     }
-    match &plan.destination {
+    Ok(())
+}
+
+/// Step 4's answer read back: where the files go, and what becomes of the
+/// encrypted copies.
+fn say_where_they_go(planned: &Planned, copies: u64) {
+    match &planned.plan.destination {
         Destination::Original => println!("The files will go back to their original place."),
         Destination::Under(dir) => println!(
             "{}",
@@ -313,7 +399,7 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     if copies > 0 {
         println!(
             "{}",
-            wrap(match request.filter.encrypted {
+            wrap(match planned.request.filter.encrypted {
                 crate::model::EncryptedCopies::Leave => {
                     "The encrypted copies will be left where they are."
                 }
@@ -326,33 +412,52 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
             })
         );
     }
-    let start = w.ask_until(
+}
+
+/// The last question: Enter starts.
+fn ask_to_start(w: &Wizard<'_>) -> anyhow::Result<bool> {
+    w.ask_until(
         "Start now? Press Enter to start, or type n to stop [Y/n]:",
         |answer| match answer.to_ascii_lowercase().as_str() {
             "" | "y" | "yes" => Ok(true),
             "n" | "no" => Ok(false),
             _ => Err("Please press Enter to start, or type n to stop.".to_owned()),
         },
-    )?;
-    if !start {
-        println!("Stopped. Nothing was changed.");
-        return Ok(ExitCode::FAILURE);
-    }
+    )
+}
 
-    w.step("Bringing the files back");
+/// Step 5: the restore carried out, its report saved (and the daemon told what
+/// came back to its place), then the end of the call on screen.
+fn bring_them_back(
+    config: &Config,
+    vault: &Vault,
+    planned: &Planned,
+    interrupt: &Interrupt,
+) -> anyhow::Result<ExitCode> {
+    let Planned { request, plan } = planned;
     let command = request.command(vault.root(), Rerun::Emergency, &plan.destination);
-    let report = carry_out(&plan, &vault, &request, command, Some(&interrupt), true)?;
-    let saved = super::report::save(&report, &vault, config);
+    let report = carry_out(plan, vault, request, command, Some(interrupt), true)?;
+    let saved = super::report::save(&report, vault, config);
     if plan.destination == Destination::Original {
-        super::restore::note_brought_back(&vault, &request, &report, saved.as_deref().ok());
+        super::restore::note_brought_back(vault, request, &report, saved.as_deref().ok());
     }
-    let c = report.counts();
+    say_how_it_ended(vault, &report, &saved);
+    Ok(exit_code(&report))
+}
+
+/// The end of the call: first what scrolls away (the names of what was lost),
+/// then what is read aloud, last on screen: the count, the verdict, the command
+/// that shows the report and the one that repeats the restore.
+fn say_how_it_ended(
+    vault: &Vault,
+    report: &crate::report::RestoreReport,
+    saved: &Result<PathBuf, crate::saved_reports::SaveError>,
+) {
     if saved.is_err() {
         // Nothing else keeps it: the whole report goes on the screen, above the end.
         println!();
         print!("{}", report.text());
     }
-    // First what scrolls away (the names), then what is read aloud, last on screen.
     for (reason, group) in report.lost_by_reason() {
         println!();
         println!("{}", wrap_line(&format!("Not recovered, {reason}:")));
@@ -370,30 +475,30 @@ pub fn run(config: &Config, args: EmergencyArgs) -> anyhow::Result<ExitCode> {
     for line in report.summary_lines() {
         println!("{}", wrap_line(&line));
     }
-    if c.beside > 0 {
+    let beside = report.counts().beside;
+    if beside > 0 {
         println!(
             "{}",
             wrap_line(&format!(
                 "{} restored beside a newer file with the same name (see the report).",
-                files(c.beside)
+                files(beside)
             ))
         );
     }
     println!("{}", wrap(&report.verdict()));
     println!();
-    match &saved {
+    match saved {
         Ok(saved) => {
             println!("To see the full report, with every file:");
             println!(
                 "    {}",
-                super::report::command(vault.root(), &report, saved)
+                super::report::command(vault.root(), report, saved)
             );
         }
         Err(why) => println!("{}", wrap(&format!("{why}; it is printed above."))),
     }
     println!("To do exactly this again without questions:");
     println!("    {}", report.command);
-    Ok(exit_code(&report))
 }
 
 fn choose_what(
