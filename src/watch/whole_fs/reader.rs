@@ -132,6 +132,19 @@ impl Reader {
         self.tx.send(Msg::Fs(event, Some(by.clone()))).is_ok()
     }
 
+    /// What was there at `path` changed (a new name, new attributes): to be
+    /// looked at again.
+    fn send_changed(&self, path: &Path, by: &Actor) -> bool {
+        let path = path.to_owned();
+        self.send(
+            FsEvent::Changed {
+                path,
+                is_new: false,
+            },
+            by,
+        )
+    }
+
     fn handle(&mut self, mut event: Event) -> bool {
         if !event.is(fanotify::FAN_RENAME) && !self.flush_rename() {
             return false;
@@ -229,15 +242,7 @@ impl Reader {
                 if new_file && !self.writing(&path, object, &by) {
                     return false;
                 }
-                if !elsewhere
-                    && !self.send(
-                        FsEvent::Changed {
-                            path: path.clone(),
-                            is_new: false,
-                        },
-                        &by,
-                    )
-                {
+                if !elsewhere && !self.send_changed(&path, &by) {
                     return false;
                 }
             }
@@ -245,16 +250,7 @@ impl Reader {
         if event.is(fanotify::FAN_MODIFY) && !is_dir && !self.writing(&path, object, &by) {
             return false;
         }
-        if event.is(fanotify::FAN_ATTRIB)
-            && !elsewhere
-            && !self.send(
-                FsEvent::Changed {
-                    path: path.clone(),
-                    is_new: false,
-                },
-                &by,
-            )
-        {
+        if event.is(fanotify::FAN_ATTRIB) && !elsewhere && !self.send_changed(&path, &by) {
             return false;
         }
         if event.is(fanotify::FAN_CLOSE_WRITE) && !is_dir {
