@@ -20,8 +20,7 @@ fn photos_deleted(n: usize, args: &[&str]) -> TestEnv {
         env.write(format!("photos/IMG_{i:04}.jpg"), content(i, 2000));
     }
     env.start_daemon_and_sync(args);
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     env
 }
 
@@ -228,8 +227,7 @@ fn restored_marks_and_alert_states_survive_a_rebuilt_index() {
     }
     env.start_daemon_and_sync(&["--alert-files", "5"]);
     fs::remove_dir_all(env.path("photos")).unwrap();
-    fs::remove_dir_all(env.path("scans")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["scans"]);
     let all = env.incidents_json();
     assert_eq!(all.len(), 2, "{all:#?}");
     let code_of = |folder: &str| {
@@ -367,8 +365,7 @@ fn the_mass_deletion_email_reaches_a_real_mail_server_twice_with_the_counts() {
     .unwrap();
     env.start_daemon_with(&["--config", config.to_str().unwrap()]);
     env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     let code = only_code(&env);
 
     let mail = server.wait_for(2, Duration::from_secs(60));
@@ -509,8 +506,7 @@ fn a_dead_mail_server_never_stalls_capture_and_doctor_says_why_mail_fails() {
     .unwrap();
     env.start_daemon_with(&["--config", config.to_str().unwrap()]);
     env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     // The alert was raised and its e-mail hangs; capture goes on regardless.
     assert!(env.run_ok(&["status"]).starts_with("WARNING"));
     env.write("after/new.txt", "written while the mail server hangs");
@@ -531,8 +527,7 @@ fn a_dead_mail_server_never_stalls_capture_and_doctor_says_why_mail_fails() {
         env.write(format!("more/m{i}.jpg"), content(10 + i, 1000));
     }
     env.sync();
-    fs::remove_dir_all(env.path("more")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["more"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let problem = loop {
         let (ok, answer) = doctor_with(&env, &config);

@@ -46,8 +46,7 @@ fn mtime_ns(meta: &fs::Metadata) -> i64 {
 
 /// Deletes `name`, then restores it and returns what came back.
 fn delete_and_restore(env: &TestEnv, name: &str) -> Vec<u8> {
-    fs::remove_file(env.path(name)).unwrap();
-    env.sync();
+    env.remove_and_sync(&[name]);
     let (ok, report, _) = restore_json(env, &[env.path(name).to_str().unwrap()]);
     assert!(ok, "{report}");
     fs::read(env.path(name)).unwrap()

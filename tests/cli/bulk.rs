@@ -146,8 +146,7 @@ fn kill_9_during_capture_loses_and_damages_nothing() {
         assert!(object.is_file(), "{rel} is not in the vault");
     }
 
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     let deleted = env.list_by_path(&[]);
     assert_eq!(deleted.len(), FILES);
     for (rel, _) in &files {

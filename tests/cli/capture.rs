@@ -46,8 +46,7 @@ fn files_present_before_the_daemon_starts_are_captured() {
     );
 
     fs::remove_file(env.path("a.txt")).unwrap();
-    fs::remove_dir_all(env.path("sub")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["sub"]);
 
     let deleted = env.list_by_path(&[]);
     assert_eq!(deleted.len(), 3, "{deleted:#?}");
@@ -155,8 +154,7 @@ fn files_written_while_running_are_captured_and_rewrites_keep_every_version() {
     let verify = env.run(&["verify"]);
     assert!(verify.status.success(), "{}", output_text(&verify));
 
-    fs::remove_file(env.path("notes.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["notes.txt"]);
     let deleted = env.list_by_path(&[]);
     assert_eq!(
         deleted.len(),
@@ -481,8 +479,7 @@ fn a_file_written_through_its_other_hard_link_is_restored_with_its_last_content(
     drop(file);
     env.sync();
     fs::remove_file(env.path("y/report.doc")).unwrap();
-    fs::remove_file(env.path("x/copy.doc")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["x/copy.doc"]);
     let out = env
         .command()
         .args(["restore", "--all-deleted"])

@@ -373,8 +373,7 @@ fn doctor_shows_a_recent_mass_deletion_with_the_command_to_undo_it() {
     env.start_daemon_and_sync(&["--alert-files", "3"]);
     let (_, answer) = doctor(&env, &[]);
     assert_ok(&answer, "alerts");
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     let (out, answer) = doctor(&env, &[]);
     assert_problem(&out, &answer, "alerts");
     let alerts = check(&answer, "alerts");

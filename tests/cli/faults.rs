@@ -57,8 +57,7 @@ fn a_vault_disk_filled_by_parallel_copies_still_records_what_was_not_copied() {
             content(n, 65_536),
         );
     }
-    fs::remove_file(env.path("early.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["early.txt"]);
 
     assert_eq!(alerts_of_kind(&env, "vault_full").len(), 1);
     let listed = env.list_by_path(&["--all"]);
@@ -357,8 +356,7 @@ fn kill_9_of_the_daemon_at_random_moments_loses_nothing_captured() {
     );
 
     // Every file comes back byte for byte.
-    fs::remove_dir_all(env.path("tree")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["tree"]);
     let to = env.root.join("restored");
     let (success, report, output) =
         restore_json(&env, &["--all-deleted", "--to", to.to_str().unwrap()]);

@@ -26,8 +26,7 @@ fn two_folders_deleted_seconds_apart_are_two_incidents() {
     env.start_daemon_and_sync(&[]);
     env.remove_and_sync(&["accounts"]);
     fs::remove_dir_all(env.path("photos")).unwrap();
-    fs::remove_file(env.path("notes.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["notes.txt"]);
     let all = env.incidents_json();
     assert_eq!(all.len(), 3, "{all:#?}");
     let mut folders: Vec<&str> = all.iter().map(folder).collect();
@@ -81,8 +80,7 @@ fn a_file_deleted_twice_in_one_incident_counts_once() {
         env.write(format!("docs/d{i:02}.txt"), format!("second {i}"));
     }
     env.sync();
-    fs::remove_dir_all(env.path("docs")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["docs"]);
     let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["files"], 30, "files, not deletions: {all:#?}");
@@ -110,8 +108,7 @@ fn the_guided_search_counts_files_not_deletions() {
         env.write(format!("photos/p{i:02}.jpg"), content(i, 100));
     }
     env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     let mut term = Terminal::start(&format!("{BIN} --vault {} emergency", env.vault.display()));
     term.expect("Press Enter for 1:");
     term.send("s\n");
@@ -136,15 +133,13 @@ fn lock_files_of_programs_are_left_out_of_an_incidents_count() {
     env.write("reports/.~lock.r1.odt#", "libreoffice's lock");
     env.start_daemon_and_sync(&[]);
     // Office makes and removes its lock at every open and close: never an incident.
-    fs::remove_file(env.path("reports/~$r0.docx")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["reports/~$r0.docx"]);
     assert!(
         env.incidents_json().is_empty(),
         "{:#?}",
         env.incidents_json()
     );
-    fs::remove_dir_all(env.path("reports")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["reports"]);
     let all = env.incidents_json();
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["files"], 4, "{all:#?}");

@@ -116,8 +116,7 @@ fn the_daemon_runs_at_a_lower_cpu_priority_than_its_users() {
     // Started at 15 (as `nice -n 15` would), it keeps 15: this test's thread passes
     // its own nice value on to the daemon, and is gone when the test ends.
     rustix::process::setpriority_process(None, 15).unwrap();
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     let nice = thread_nice_values(env.daemon_pid());
     assert!(
         nice.iter()

@@ -60,8 +60,7 @@ fn each_view_lists_and_reads_what_the_vault_holds() {
     env.write("docs/report.pdf", &report);
     env.sync();
     next_second();
-    fs::remove_file(env.path("docs/report.pdf")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["docs/report.pdf"]);
     let code = incident_code(&env);
     let Some(mount) = mounted("each_view_lists_and_reads_what_the_vault_holds", &mut env) else {
         return;
@@ -202,8 +201,7 @@ fn a_damaged_copy_gives_an_io_error_and_a_log_line() {
     env.sync();
     next_second();
     fs::remove_file(env.path("big.bin")).unwrap();
-    fs::remove_file(env.path("small.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["small.txt"]);
     // One byte of each copy changes on the vault's disk, the big one far from its start.
     for (data, at) in [(&big, 500_000u64), (&small, 10)] {
         let object = env.object_path(data);
@@ -239,8 +237,7 @@ fn nothing_in_the_mount_can_be_written() {
     env.write("docs/a.txt", &data);
     env.sync();
     next_second();
-    fs::remove_file(env.path("docs/a.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["docs/a.txt"]);
     let Some(mount) = mounted("nothing_in_the_mount_can_be_written", &mut env) else {
         return;
     };
@@ -356,16 +353,14 @@ fn a_user_who_could_not_read_a_file_reads_no_version_of_it() {
     env.write("other.txt", "x");
     env.sync();
     next_second();
-    fs::remove_file(env.path("other.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["other.txt"]);
     for path in ["public/secret.txt", "private/notes.txt"] {
         fs::write(env.path(path), "version 2").unwrap();
     }
     env.sync();
     next_second();
     fs::remove_file(env.path("public/secret.txt")).unwrap();
-    fs::remove_dir_all(env.path("private")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["private"]);
     let Some(mount) = mounted(
         "a_user_who_could_not_read_a_file_reads_no_version_of_it",
         &mut env,
@@ -423,8 +418,7 @@ fn a_folder_opened_to_everyone_later_keeps_what_it_held_before_closed() {
     .unwrap();
     env.sync();
     next_second();
-    fs::remove_file(env.path("hr/salaries.xlsx")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["hr/salaries.xlsx"]);
     // Opened to everyone once the salaries were gone.
     fs::set_permissions(env.path("hr"), fs::Permissions::from_mode(0o755)).unwrap();
     env.write("hr/holidays.txt", "for everyone");
@@ -471,8 +465,7 @@ fn odd_names_and_typed_names_are_taken_as_they_are() {
     symlink(&env.vault, env.path("into-the-vault")).unwrap();
     env.sync();
     next_second();
-    fs::remove_file(env.path("incidents")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["incidents"]);
     let code = incident_code(&env);
     let Some(mount) = mounted("odd_names_and_typed_names_are_taken_as_they_are", &mut env) else {
         return;

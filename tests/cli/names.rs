@@ -121,7 +121,6 @@ fn odd_names_are_captured_and_listed_exactly() {
     );
 
     fs::remove_dir_all(env.path("before")).unwrap();
-    fs::remove_dir_all(env.path("during")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["during"]);
     check(&env.list_json(&[]), true);
 }

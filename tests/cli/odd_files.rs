@@ -185,8 +185,7 @@ fn odd_files_are_recorded_without_hanging_and_restored_byte_identical() {
 
     let before = tree(&env.share);
     fs::remove_dir_all(env.path("before")).unwrap();
-    fs::remove_dir_all(env.path("during")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["during"]);
     let deleted = env.list_json(&[]);
     assert_eq!(deleted.len(), expected.len(), "every one is deleted");
 

@@ -71,8 +71,7 @@ fn the_support_playbook_shows_the_programs_real_screens() {
         fs::remove_file(env.path(format!("photos/IMG_{:04}.jpg", 2100 + i))).unwrap();
     }
     env.sync();
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     screens.add("status-alert", &env.run_ok(&["status"]));
     if let Some(server) = &mail {
         screens.add("email-started", &email_screen(server, 0));
@@ -110,8 +109,7 @@ fn the_support_playbook_shows_the_programs_real_screens() {
     }
 
     // Deleted again, and meanwhile someone saved a new IMG_2100.jpg.
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
     env.write(
         "photos/IMG_2100.jpg",
         "a new photo, taken after the deletion",

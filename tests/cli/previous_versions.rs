@@ -58,15 +58,13 @@ fn previous_versions_list_the_points_a_file_was_in_and_bring_back_a_deleted_one(
     env.write("old.txt", "old");
     env.sync();
     next_second();
-    fs::remove_file(env.path("old.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["old.txt"]);
     fs::write(env.path("letter.docx"), &second).unwrap();
     // Made and deleted between two whole hours: no hourly snapshot would hold it.
     env.write("folder/deleted.pdf", &pdf);
     env.sync();
     next_second();
-    fs::remove_file(env.path("folder/deleted.pdf")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["folder/deleted.pdf"]);
     let Some((mount, samba)) = serve(test, &env) else {
         return;
     };
@@ -141,10 +139,8 @@ fn a_samba_user_without_read_permission_gets_access_denied_for_its_versions() {
     give(&anna, &env.path("private/notes.txt"), 0o644);
     env.sync();
     next_second();
-    fs::remove_file(env.path("old.txt")).unwrap();
-    env.sync();
-    fs::remove_file(env.path("public/salary.xlsx")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["old.txt"]);
+    env.remove_and_sync(&["public/salary.xlsx"]);
     // The point just made is listed at once, though the top was listed before.
     let points = mount.points();
     assert_eq!(points.len(), 1, "{points:?}");

@@ -177,8 +177,7 @@ fn a_file_a_reload_no_longer_excludes_is_copied_at_once() {
     fs::write(&config, settings(&env, &[&env.share], "*.log")).unwrap();
     env.reload_daemon();
     wait_for_reload(&env, &read_at);
-    fs::remove_file(env.path("draft.tmp")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["draft.tmp"]);
 
     let deleted = env.list_by_path(&[]);
     crate::common::assert_deleted_and_recoverable(entry(&deleted, &env.json_path("draft.tmp")));

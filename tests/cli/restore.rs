@@ -90,8 +90,7 @@ fn the_night_of_deleted_photos_comes_back_with_an_exact_report() {
     let mut env = TestEnv::new();
     let (ok, big, tmp) = night_of_photos(&mut env);
     let before = snapshot(&env.path("photos"));
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
 
     let report_file = env.root.join("report.json");
     let under = env.path("photos");
@@ -380,12 +379,10 @@ fn two_bursts_apart_in_time_are_two_incidents_and_restore_by_code() {
     env.write("first/a.txt", "a");
     env.write("second/b.txt", "b");
     env.start_daemon_and_sync(&["--incident-gap", "1s"]);
-    fs::remove_dir_all(env.path("first")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["first"]);
     // The gap between the bursts is what this test is about, not a wait for the daemon.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    fs::remove_dir_all(env.path("second")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["second"]);
 
     let incidents: Value = serde_json::from_str(&env.run_ok(&["incidents", "--json"])).unwrap();
     let incidents = incidents.as_array().unwrap();
@@ -418,8 +415,7 @@ fn a_mass_deletion_raises_an_alert_and_runs_the_alert_command() {
     let marker = env.root.join("alert.txt");
     let command = format!("env | grep ^UNDELETE_ | sort > {}", marker.display());
     env.start_daemon_and_sync(&["--alert-files", "20", "--alert-command", &command]);
-    fs::remove_dir_all(env.path("shared")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["shared"]);
     let status = env.run_ok(&["status"]);
     assert!(
         status.starts_with("WARNING"),
@@ -478,8 +474,7 @@ fn emergency_pressing_enter_at_every_prompt_restores_the_newest_incident() {
     env.write("photos/x.tmp", "scratch");
     env.start_daemon_and_sync(&["--exclude", "*.tmp"]);
     let before = snapshot(&env.path("photos"));
-    fs::remove_dir_all(env.path("photos")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["photos"]);
 
     // Enter at each question, typed only once the question is on the screen.
     let mut term = crate::common::pty::Terminal::start(&format!(
@@ -525,8 +520,7 @@ fn a_users_file_named_like_a_temporary_file_is_protected_and_never_removed() {
     }
 
     // A restore into that folder cleans only real leftovers, never the user's file.
-    fs::remove_file(env.path("notes/a.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["notes/a.txt"]);
     let (success, report, _) = restore_json(&env, &["--all-deleted"]);
     assert!(success, "{report}");
     assert_eq!(report["recovered"], 1, "{report}");
@@ -821,8 +815,7 @@ fn a_code_typed_in_lower_case_with_a_space_is_repeated_as_the_code_itself() {
                 || text.contains(&format!(" restore --incident {code}\n")),
             "{command}: {text}"
         );
-        fs::remove_file(env.path("a.txt")).unwrap();
-        env.sync();
+        env.remove_and_sync(&["a.txt"]);
     }
 }
 
@@ -857,8 +850,7 @@ fn a_report_file_that_cannot_be_written_still_shows_the_report_and_marks_the_fil
     let missing = env.root.join("gone/report.json");
     for (n, place) in [missing, fifo].iter().enumerate() {
         if n > 0 {
-            fs::remove_file(env.path("a.txt")).unwrap();
-            env.sync();
+            env.remove_and_sync(&["a.txt"]);
         }
         // A pipe nobody reads would hold the restore forever: it is refused at once.
         let out = env
@@ -900,8 +892,7 @@ fn a_report_file_replaces_a_hard_link_and_never_writes_through_a_symlink_at_its_
     let json: Value = serde_json::from_slice(&fs::read(&linked).unwrap()).unwrap();
     assert_eq!(json["recovered"], 1, "{json}");
 
-    fs::remove_file(env.path("a.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["a.txt"]);
     let place = env.root.join("report.json");
     std::os::unix::fs::symlink(&victim, &place).unwrap();
     let out = env

@@ -172,8 +172,7 @@ fn purge_keeps_the_only_copy_of_every_live_file_and_says_why_others_are_gone() {
     // The live files' copies are whole: deleted now, they come back.
     env.start_daemon(&[]);
     fs::remove_file(env.path("twin-live.txt")).unwrap();
-    fs::remove_file(env.path("keep.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["keep.txt"]);
     let out = env.run(&["restore", "--under", env.share.to_str().unwrap(), "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["recovered"], 2, "{report}");

@@ -184,8 +184,7 @@ fn dot_dot_in_any_path_given_to_restore_never_leads_outside_the_destination() {
     assert!(success, "{output}");
     assert_eq!(fs::read(env.path("docs/sub/b.txt")).unwrap(), b"b");
     fs::remove_dir_all(env.path("docs")).unwrap();
-    fs::remove_file(env.path("c.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["c.txt"]);
 
     // `..` inside the share is resolved, and the files go to their own place only.
     let (success, output) = restore_changes_only(

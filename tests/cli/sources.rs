@@ -25,8 +25,7 @@ fn events_come_as_paths_inside_the_protected_folder_only_even_after_their_folder
     env.write("a/b/other.txt", "kept too");
     let outside = env.root.join("outside");
     fs::create_dir(&outside).unwrap();
-    env.start_daemon(&["--events", "fanotify"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--events", "fanotify"]);
     // Read only after the folders are gone: every path comes from the handles of
     // folders that no longer exist.
     env.pause_daemon();
@@ -70,8 +69,7 @@ fn status_and_doctor_say_fanotify_is_in_use_and_why() {
         return;
     };
     env.write("f.txt", "protected");
-    env.start_daemon(&["--events", "auto"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--events", "auto"]);
     let status = env.status_json();
     assert_eq!(status["event_source"]["source"], "fanotify", "{status:#}");
     let why = status["event_source"]["why"].as_str().unwrap();
@@ -119,8 +117,7 @@ fn without_the_rights_for_fanotify_the_daemon_uses_inotify_and_says_why() {
     // Root in a user namespace of its own: every right there, none over the
     // machine's filesystems, which a filesystem mark needs.
     env.daemon_watch_limit = Some(100_000);
-    env.start_daemon(&[]);
-    env.sync();
+    env.start_daemon_and_sync(&[]);
     env.write("f.txt", "protected all the same");
     env.sync();
     let status = env.status_json();
@@ -268,8 +265,7 @@ fn a_hundred_thousand_folders_need_no_watch_with_fanotify() {
             expected.insert(rel, data);
         }
     }
-    env.start_daemon(&["--events", "fanotify"]);
-    env.sync();
+    env.start_daemon_and_sync(&["--events", "fanotify"]);
     // A file in a folder made a moment ago is seen without walking it again.
     for i in 0..50 {
         let rel = format!("new/n{i}/deeper/f.txt");

@@ -58,8 +58,7 @@ fn a_bad_night() -> TestEnv {
         "--exclude",
         "Thumbs.db",
     ]);
-    fs::remove_dir_all(env.path("Clients")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["Clients"]);
     fs::write(
         env.object_path(b"the signed contract"),
         "the signed c0ntract",

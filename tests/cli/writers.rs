@@ -64,8 +64,7 @@ fn a_file_deleted_while_or_right_after_it_was_written_is_never_called_recovered_
         .open(env.path("old.txt"))
         .unwrap();
     rewritten.write_all(b"new words, never closed").unwrap();
-    fs::remove_file(env.path("old.txt")).unwrap();
-    env.sync();
+    env.remove_and_sync(&["old.txt"]);
 
     let to = env.root.join("restored");
     let (ok, report, output) = restore_json(
