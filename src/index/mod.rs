@@ -192,13 +192,7 @@ impl Index {
             },
         )
         .map_err(open_err)?;
-        let index = Self {
-            conn,
-            journal: None,
-            recording: Cell::new(0),
-            journal_mark: Cell::new(0),
-            people: RefCell::default(),
-        };
+        let index = Self::over(conn);
         index.migrate(path)?;
         Ok(index)
     }
@@ -307,16 +301,21 @@ impl Index {
         })
     }
 
-    /// An index that only reads through `conn`: one whose schema is older than this
-    /// program's cannot be brought up to date here.
-    fn reader(conn: Connection, path: &Path) -> Result<Self> {
-        let index = Self {
+    /// The index over `conn`, without a journal until one is given.
+    fn over(conn: Connection) -> Self {
+        Self {
             conn,
             journal: None,
             recording: Cell::new(0),
             journal_mark: Cell::new(0),
             people: RefCell::default(),
-        };
+        }
+    }
+
+    /// An index that only reads through `conn`: one whose schema is older than this
+    /// program's cannot be brought up to date here.
+    fn reader(conn: Connection, path: &Path) -> Result<Self> {
+        let index = Self::over(conn);
         if index.schema(path)? < MIGRATIONS.len() as i64 {
             return Err(IndexError::OldAndReadOnly {
                 path: path.to_owned(),
