@@ -4,7 +4,8 @@
 //!
 //! - Ground floor: `clock` (time), `words` (paths, counts, sizes, wrapping,
 //!   quoting, the commands people type), `ids` (object ids, incident codes),
-//!   `names` (what a name alone says), `accounts` (users and groups), `model`
+//!   `names` (what a name alone says), `signs` (of encryption in a new
+//!   version), `accounts` (users and groups), `model`
 //!   (what the index records, without SQL), `config` (the settings and the rules
 //!   other parts follow), `grouping` (which incident a deletion joins).
 //! - Storage: `vault` (content-addressed copies and the writer lock), `journal`
