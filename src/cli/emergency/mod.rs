@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::interrupt::Interrupt;
-use super::restore::{Request, RestoreArgs, carry_out, exit_code, lock_restores};
+use super::restore::{Request, RestoreArgs, lock_restores};
 use crate::clock;
 use crate::config::Config;
 use crate::control;
@@ -26,12 +26,13 @@ use crate::index::Index;
 use crate::model::Incident;
 use crate::restore::{self, Destination, RestorePlan};
 use crate::vault::Vault;
-use crate::words::Rerun;
 use crate::words::{bytes, count, display_path, files, whole_in, whole_path, wrap, wrap_line};
 
+mod ending;
 mod prompts;
 mod search;
 
+use ending::bring_them_back;
 use prompts::{Wizard, menu_line, number_up_to, numbers};
 use search::{ask_folder, search};
 
@@ -424,81 +425,6 @@ fn ask_to_start(w: &Wizard<'_>) -> anyhow::Result<bool> {
             _ => Err("Please press Enter to start, or type n to stop.".to_owned()),
         },
     )
-}
-
-/// Step 5: the restore carried out, its report saved (and the daemon told what
-/// came back to its place), then the end of the call on screen.
-fn bring_them_back(
-    config: &Config,
-    vault: &Vault,
-    planned: &Planned,
-    interrupt: &Interrupt,
-) -> anyhow::Result<ExitCode> {
-    let Planned { request, plan } = planned;
-    let command = request.command(vault.root(), Rerun::Emergency, &plan.destination);
-    let report = carry_out(plan, vault, request, command, Some(interrupt), true)?;
-    let saved = super::report::save(&report, vault, config);
-    if plan.destination == Destination::Original {
-        super::restore::note_brought_back(vault, request, &report, saved.as_deref().ok());
-    }
-    say_how_it_ended(vault, &report, &saved);
-    Ok(exit_code(&report))
-}
-
-/// The end of the call: first what scrolls away (the names of what was lost),
-/// then what is read aloud, last on screen: the count, the verdict, the command
-/// that shows the report and the one that repeats the restore.
-fn say_how_it_ended(
-    vault: &Vault,
-    report: &crate::report::RestoreReport,
-    saved: &Result<PathBuf, crate::saved_reports::SaveError>,
-) {
-    if saved.is_err() {
-        // Nothing else keeps it: the whole report goes on the screen, above the end.
-        println!();
-        print!("{}", report.text());
-    }
-    for (reason, group) in report.lost_by_reason() {
-        println!();
-        println!("{}", wrap_line(&format!("Not recovered, {reason}:")));
-        for f in group.iter().take(LOST_SHOWN) {
-            println!("  {}", display_path(&f.path));
-        }
-        if group.len() > LOST_SHOWN {
-            println!(
-                "  … and {} more (all are in the report)",
-                count((group.len() - LOST_SHOWN) as u64)
-            );
-        }
-    }
-    println!();
-    for line in report.summary_lines() {
-        println!("{}", wrap_line(&line));
-    }
-    let beside = report.counts().beside;
-    if beside > 0 {
-        println!(
-            "{}",
-            wrap_line(&format!(
-                "{} restored beside a newer file with the same name (see the report).",
-                files(beside)
-            ))
-        );
-    }
-    println!("{}", wrap(&report.verdict()));
-    println!();
-    match saved {
-        Ok(saved) => {
-            println!("To see the full report, with every file:");
-            println!(
-                "    {}",
-                super::report::command(vault.root(), report, saved)
-            );
-        }
-        Err(why) => println!("{}", wrap(&format!("{why}; it is printed above."))),
-    }
-    println!("To do exactly this again without questions:");
-    println!("    {}", report.command);
 }
 
 fn choose_what(

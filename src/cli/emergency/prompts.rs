@@ -85,3 +85,21 @@ pub(super) fn numbers(n: usize) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_menu_line_keeps_a_folder_with_spaces_whole() {
+        let folder = "/srv/share/Office files/Accounts and tax returns/Year 2025, final";
+        let text = format!(
+            "Today 02:14 — 2,149 files (4.0 GB) deleted from {}",
+            crate::words::whole_path(std::path::Path::new(folder))
+        );
+        let line = menu_line("1)", &text);
+        assert!(line.starts_with("  1) Today 02:14"), "{line}");
+        assert!(line.lines().any(|l| l.contains(folder)), "{line}");
+        assert!(!line.contains(['\u{2}', '\u{3}']), "{line:?}");
+    }
+}
