@@ -22,11 +22,15 @@ impl Daemon {
     /// Applies one event, made by `by` where the source said who.
     pub(super) fn apply(&mut self, event: FsEvent, by: By, now: i64) -> Result<(), DaemonError> {
         match event {
-            FsEvent::Changed { path, is_new } => {
+            FsEvent::Changed {
+                path,
+                is_new,
+                object,
+            } => {
                 if crate::names::is_cookie(&path) {
                     self.syncs.cookie_seen(&path);
                 } else if self.is_protected(&path) {
-                    self.dirty.insert_by(path, is_new, by);
+                    self.dirty.insert_event(path, is_new, by, object);
                 }
             }
             FsEvent::Writing { path, held } => {
@@ -34,7 +38,7 @@ impl Daemon {
                     self.writing.insert(path, held);
                 }
             }
-            FsEvent::Closed { path } => {
+            FsEvent::Closed { path, object } => {
                 let held = self.writing.remove(&path).flatten();
                 if !self.is_protected(&path) {
                     return Ok(());
@@ -47,14 +51,14 @@ impl Daemon {
                 } else if let Some(held) = held {
                     self.closed.insert(path.clone(), held);
                 }
-                self.dirty.insert_by(path, false, by);
+                self.dirty.insert_event(path, false, by, object);
             }
             FsEvent::Removed { path, was_dir } => {
                 if self.is_protected(&path) {
                     self.removed(&path, was_dir, by, now)?;
                 }
             }
-            FsEvent::Renamed { from, to } => self.renamed(&from, &to, by, now)?,
+            FsEvent::Renamed { from, to, object } => self.renamed(&from, &to, object, by, now)?,
             FsEvent::Exchanged { a, b } => self.exchanged(&a, &b, now)?,
             FsEvent::MovedOut { path } => {
                 if self.is_protected(&path) {
@@ -78,7 +82,7 @@ impl Daemon {
         now: i64,
     ) -> Result<(), DaemonError> {
         self.held_for_look.insert(path.to_owned(), held);
-        self.look_at_all_by(&[path.to_owned()], &[by], now)?;
+        self.look_at_all_by(&[path.to_owned()], &[by], &[], now)?;
         self.held_for_look.remove(path);
         Ok(())
     }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use rustix::fs::{AtFlags, FileType, Stat};
@@ -19,8 +20,8 @@ use crate::config::Excludes;
 use crate::model::{EntryKind, Observed, Uncaptured, Version};
 use crate::vault::{Likely, StoreError, Vault};
 
-use super::event::Held;
-use super::tree;
+use super::event::{Held, Object};
+use super::{fanotify, tree};
 
 /// How many times a file that changes while being read is read again.
 const READ_ATTEMPTS: usize = 3;
@@ -46,6 +47,9 @@ pub enum Look {
     /// A file a restore wrote and announced, recorded with the announced content
     /// without reading it.
     Announced(Observed),
+    /// Another file or folder than the one the events were about (`Job::object`)
+    /// has the name now: nothing of it is this one's, and its own events come later.
+    Another,
 }
 
 /// One path to look at, with what the index has for it.
@@ -68,6 +72,12 @@ pub struct Job {
     pub before: Option<Before>,
     /// Who changed it, where the event source said: a new version records it.
     pub by: Option<std::sync::Arc<crate::model::Person>>,
+    /// The thing the events were about, where the source names it (fanotify): the
+    /// name is looked at only while it holds that one. Looked at late, the name may
+    /// be its next owner's (renamed over it, or made again after a deletion whose
+    /// event is still behind), and that one's content and metadata must never be
+    /// recorded as this one's.
+    pub object: Option<Object>,
 }
 
 /// The content a file had before, to compare a new copy with (`signs`).
@@ -154,6 +164,20 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
         Err(e) if tree::is_gone(&e) => return look_held(vault, rules, job),
         Err(e) => return Look::Uninspectable(e),
     };
+    if let Some(object) = &job.object
+        && !named_is(&dir, &name, object)
+    {
+        // Still held open since it was written, its content is its own.
+        let held_is_it = job
+            .held
+            .as_ref()
+            .is_some_and(|held| fanotify::fid_of(held.file().as_fd()).is_ok_and(|f| f == *object));
+        return if held_is_it {
+            look_held(vault, rules, job)
+        } else {
+            Look::Another
+        };
+    }
     let mut observed = observed_from(&st);
     match observed.kind {
         EntryKind::Dir => {}
@@ -172,11 +196,27 @@ pub fn look(vault: &Vault, rules: &Rules<'_>, job: &Job) -> Look {
             })
         }
         EntryKind::File => {
-            let open = || tree::open_file_at(&dir, &name);
+            let open = || {
+                let file = tree::open_file_at(&dir, &name)?;
+                // The name may have changed hands since it was looked at: read as
+                // gone, never as this one's content.
+                match &job.object {
+                    Some(object) if fanotify::fid_of(file.as_fd()).is_ok_and(|f| f != *object) => {
+                        Err(io::ErrorKind::NotFound.into())
+                    }
+                    _ => Ok(file),
+                }
+            };
             return look_file(vault, rules, job, observed, open);
         }
     }
     Look::Found(observed)
+}
+
+/// Whether the name `name` in `dir` holds `object` now. A handle that cannot be
+/// had says nothing either way: looked at as before.
+fn named_is(dir: &impl AsFd, name: &std::ffi::OsStr, object: &Object) -> bool {
+    !fanotify::fid_in(dir.as_fd(), name, object.fsid).is_ok_and(|here| here != *object)
 }
 
 /// A file whose name is gone, through the descriptor held since it was being

@@ -7,40 +7,74 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::event::{Object, below};
 use crate::model::Person;
 
 /// Who made a change or a removal, where the event source said.
 pub(super) type By = Option<Arc<Person>>;
 
 /// Paths to look at at the end of a batch, in the order they first came, each with
-/// who touched it last. Kept sorted by path, so taking a folder and everything
-/// below it costs what is taken, not every path pending: a burst of files created
-/// and deleted at once would otherwise cost the square of its size.
+/// who touched it last and what it was about. Kept sorted by path, so taking a
+/// folder and everything below it costs what is taken, not every path pending: a
+/// burst of files created and deleted at once would otherwise cost the square of
+/// its size.
 #[derive(Default)]
 pub(super) struct Dirty {
-    /// Path → (when it first came, whether it is new: folders that are new get
-    /// walked, who touched it last where known).
-    entries: BTreeMap<PathBuf, (u64, bool, By)>,
+    entries: BTreeMap<PathBuf, Waiting>,
     next: u64,
 }
 
+/// One path waiting.
+struct Waiting {
+    /// When it first came.
+    seq: u64,
+    /// Whether it is new: folders that are new get walked.
+    is_new: bool,
+    /// Who touched it last, where known.
+    by: By,
+    /// The thing the last event about it named, where the source knows (see
+    /// `FsEvent`): the look is of that thing only.
+    object: Option<Object>,
+}
+
+/// A path taken out: the path, whether it is new, who touched it last, and the
+/// thing its last event named.
+pub(super) type Taken = (PathBuf, bool, By, Option<Object>);
+
 impl Dirty {
+    /// `path`, to be looked at for whatever it holds then.
     pub(super) fn insert(&mut self, path: PathBuf, is_new: bool) {
-        self.insert_by(path, is_new, None);
+        self.insert_event(path, is_new, None, None);
     }
 
-    /// `insert`, touched by `by`: an event that says who replaces one that did not.
-    pub(super) fn insert_by(&mut self, path: PathBuf, is_new: bool, by: By) {
+    /// `insert`, touched by `by` (an event that says who replaces one that did not),
+    /// about `object`: the last event's word on what the name holds is the one kept,
+    /// also when it names no thing.
+    pub(super) fn insert_event(
+        &mut self,
+        path: PathBuf,
+        is_new: bool,
+        by: By,
+        object: Option<Object>,
+    ) {
         match self.entries.get_mut(&path) {
-            Some((_, new, who)) => {
-                *new |= is_new;
+            Some(waiting) => {
+                waiting.is_new |= is_new;
                 if by.is_some() {
-                    *who = by;
+                    waiting.by = by;
                 }
+                waiting.object = object;
             }
             None => {
-                self.entries.insert(path, (self.next, is_new, by));
+                let seq = self.next;
                 self.next += 1;
+                let waiting = Waiting {
+                    seq,
+                    is_new,
+                    by,
+                    object,
+                };
+                self.entries.insert(path, waiting);
             }
         }
     }
@@ -53,15 +87,28 @@ impl Dirty {
     /// taken, in the order it came. Paths order by component, so what is below a
     /// folder comes right after it (`/a`, `/a/b`, then `/a b`).
     pub(super) fn take(&mut self, path: &Path, subtree: bool) -> Vec<PathBuf> {
-        self.take_by(path, subtree)
+        self.take_all(path, subtree)
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|(p, ..)| p)
             .collect()
     }
 
     /// `take`, with who touched each path last.
     pub(super) fn take_by(&mut self, path: &Path, subtree: bool) -> Vec<(PathBuf, By)> {
-        let mut taken: Vec<(u64, PathBuf, By)> = Vec::new();
+        self.take_all(path, subtree)
+            .into_iter()
+            .map(|(p, _, by, _)| (p, by))
+            .collect()
+    }
+
+    /// `take`, with all that is known of each path.
+    fn take_all(&mut self, path: &Path, subtree: bool) -> Vec<Taken> {
+        let mut taken: Vec<(u64, Taken)> = Vec::new();
+        let mut take = |entries: &mut BTreeMap<PathBuf, Waiting>, p: &Path| {
+            if let Some(w) = entries.remove(p) {
+                taken.push((w.seq, (p.to_owned(), w.is_new, w.by, w.object)));
+            }
+        };
         if subtree {
             let below: Vec<PathBuf> = self
                 .entries
@@ -71,26 +118,40 @@ impl Dirty {
                 .cloned()
                 .collect();
             for p in below {
-                if let Some((seq, _, by)) = self.entries.remove(&p) {
-                    taken.push((seq, p, by));
-                }
+                take(&mut self.entries, &p);
             }
-        } else if let Some((seq, _, by)) = self.entries.remove(path) {
-            taken.push((seq, path.to_owned(), by));
+        } else {
+            take(&mut self.entries, path);
         }
-        taken.sort_unstable_by_key(|(seq, _, _)| *seq);
-        taken.into_iter().map(|(_, p, by)| (p, by)).collect()
+        taken.sort_unstable_by_key(|(seq, _)| *seq);
+        taken.into_iter().map(|(_, t)| t).collect()
     }
 
-    pub(super) fn drain(&mut self) -> Vec<(PathBuf, bool, By)> {
-        let mut all: Vec<(u64, PathBuf, bool, By)> = std::mem::take(&mut self.entries)
+    /// What waits at and below `from` waits at the same place below `to` now (and,
+    /// for an exchange, what waits below `to` below `from`), new, still about the
+    /// same things: they moved with the rename.
+    pub(super) fn follow(&mut self, from: &Path, to: &Path, exchanged: bool) {
+        let mut moved: Vec<(PathBuf, By, Option<Object>)> = Vec::new();
+        for (path, _, by, object) in self.take_all(from, true) {
+            moved.push((below(to, &path, from), by, object));
+        }
+        if exchanged {
+            for (path, _, by, object) in self.take_all(to, true) {
+                moved.push((below(from, &path, to), by, object));
+            }
+        }
+        for (path, by, object) in moved {
+            self.insert_event(path, true, by, object);
+        }
+    }
+
+    pub(super) fn drain(&mut self) -> Vec<Taken> {
+        let mut all: Vec<(u64, Taken)> = std::mem::take(&mut self.entries)
             .into_iter()
-            .map(|(p, (seq, is_new, by))| (seq, p, is_new, by))
+            .map(|(p, w)| (w.seq, (p, w.is_new, w.by, w.object)))
             .collect();
-        all.sort_unstable_by_key(|(seq, _, _, _)| *seq);
-        all.into_iter()
-            .map(|(_, p, is_new, by)| (p, is_new, by))
-            .collect()
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, t)| t).collect()
     }
 }
 
@@ -115,7 +176,7 @@ mod tests {
         );
         assert_eq!(d.take(Path::new("/s/b"), false), [PathBuf::from("/s/b")]);
         assert!(d.take(Path::new("/s/a"), true).is_empty());
-        let left: Vec<PathBuf> = d.drain().into_iter().map(|(p, _, _)| p).collect();
+        let left: Vec<PathBuf> = d.drain().into_iter().map(|(p, ..)| p).collect();
         assert_eq!(left, ["/s/a b", "/s/ab"].map(PathBuf::from));
     }
 

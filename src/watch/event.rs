@@ -131,23 +131,41 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<std::time::Duration>) -
     }
 }
 
-/// What the daemon learns from the kernel.
+/// The kernel's own name of one file or folder, whatever its name (a file handle),
+/// where the source has one (fanotify does, inotify does not).
+pub type Object = super::fanotify::Fid;
+
+/// What the daemon learns from the kernel. `object`, where the source knows it, is
+/// the thing the event is about: by the time the daemon looks, its name may be
+/// another's (renamed over, or made again after a deletion), whose own events are
+/// still behind in the queue, and what the name holds then is not this one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsEvent {
     /// Something appeared, was moved in, or had its attributes changed: look at it
     /// again. `is_new` asks for folders to be walked.
-    Changed { path: PathBuf, is_new: bool },
+    Changed {
+        path: PathBuf,
+        is_new: bool,
+        object: Option<Object>,
+    },
     /// A file was created or written to and is not closed yet: a copy made now may
     /// not hold its last content. Reported once until `Closed`, with the file held
     /// open where the source could, so its content can be read after an unlink.
     Writing { path: PathBuf, held: Option<Held> },
     /// A file open for writing was closed: its content is complete (for now).
-    Closed { path: PathBuf },
+    Closed {
+        path: PathBuf,
+        object: Option<Object>,
+    },
     /// A name was unlinked.
     Removed { path: PathBuf, was_dir: bool },
     /// A rename inside the watched trees, both halves paired by the source. An
     /// exchange of two names comes as two renames, one each way.
-    Renamed { from: PathBuf, to: PathBuf },
+    Renamed {
+        from: PathBuf,
+        to: PathBuf,
+        object: Option<Object>,
+    },
     /// Two names exchanged (`renameat2(RENAME_EXCHANGE)`), with everything below
     /// them, known for certain: the source saw both halves move the two things by
     /// their handles (fanotify). inotify cannot tell, and sends two `Renamed`.

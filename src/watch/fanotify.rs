@@ -304,20 +304,23 @@ pub fn fid_of(fd: BorrowedFd<'_>) -> io::Result<Fid> {
 /// The handle of what is at `path` now, never following a symlink at its end (the
 /// link's own); its `fsid` is taken as given (the caller compares on one filesystem).
 pub fn fid_at(path: &Path, fsid: [i32; 2]) -> io::Result<Fid> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+    named_handle(libc::AT_FDCWD, path.as_os_str(), fsid)
+}
+
+/// `fid_at` for the name `name` in the folder `dir`.
+pub fn fid_in(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, fsid: [i32; 2]) -> io::Result<Fid> {
+    named_handle(dir.as_raw_fd(), name, fsid)
+}
+
+fn named_handle(dir: libc::c_int, name: &std::ffi::OsStr, fsid: [i32; 2]) -> io::Result<Fid> {
+    let c_name = std::ffi::CString::new(name.as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut buf = FileHandleBuf::new();
     let mut mount_id: libc::c_int = 0;
     let mut call = |flags| {
-        // SAFETY: a NUL-terminated path and a buffer with room for the largest handle.
+        // SAFETY: a NUL-terminated name and a buffer with room for the largest handle.
         unsafe {
-            libc::name_to_handle_at(
-                libc::AT_FDCWD,
-                c_path.as_ptr(),
-                buf.as_mut_ptr(),
-                &mut mount_id,
-                flags,
-            )
+            libc::name_to_handle_at(dir, c_name.as_ptr(), buf.as_mut_ptr(), &mut mount_id, flags)
         }
     };
     let mut rc = call(libc::AT_HANDLE_FID);

@@ -115,10 +115,10 @@ impl Identities {
         match event {
             FsEvent::Changed { path, .. }
             | FsEvent::Writing { path, .. }
-            | FsEvent::Closed { path }
+            | FsEvent::Closed { path, .. }
             | FsEvent::Removed { path, .. }
             | FsEvent::MovedOut { path } => inside(path),
-            FsEvent::Renamed { from, to } => inside(from) || inside(to),
+            FsEvent::Renamed { from, to, .. } => inside(from) || inside(to),
             FsEvent::Rescan | FsEvent::WatchLimit { .. } | FsEvent::Error { .. } => false,
             #[allow(unreachable_patterns)]
             _ => true,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::capture::{self, Look, Rules};
 use super::dirty::By;
-use super::event::WatchError;
+use super::event::{Object, WatchError};
 use super::{Daemon, DaemonError, LOOK_CHUNK, tree};
 use crate::clock;
 use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
@@ -29,9 +29,10 @@ impl Daemon {
     pub(super) fn look_at_dirty(&mut self, now: i64) -> Result<(), DaemonError> {
         let dirty = self.dirty.drain();
         for chunk in dirty.chunks(LOOK_CHUNK) {
-            let paths: Vec<PathBuf> = chunk.iter().map(|(p, _, _)| p.clone()).collect();
-            let by: Vec<By> = chunk.iter().map(|(_, _, by)| by.clone()).collect();
-            let found = self.look_at_all_by(&paths, &by, now)?;
+            let paths: Vec<PathBuf> = chunk.iter().map(|(p, ..)| p.clone()).collect();
+            let by: Vec<By> = chunk.iter().map(|(_, _, by, _)| by.clone()).collect();
+            let objects: Vec<Option<Object>> = chunk.iter().map(|(.., o)| o.clone()).collect();
+            let found = self.look_at_all_by(&paths, &by, &objects, now)?;
             // A file written through one of its hard links changed under the others
             // too, and inotify named only the one used: those are looked at now.
             let mut linked = Vec::new();
@@ -43,7 +44,7 @@ impl Daemon {
             if !linked.is_empty() {
                 self.look_at_all(&linked, now)?;
             }
-            for ((path, is_new, _), found) in chunk.iter().zip(found) {
+            for ((path, is_new, ..), found) in chunk.iter().zip(found) {
                 if let Some(Recorded {
                     kind: EntryKind::Dir,
                     was_known,
@@ -84,15 +85,18 @@ impl Daemon {
         paths: &[PathBuf],
         now: i64,
     ) -> Result<Vec<Option<Recorded>>, DaemonError> {
-        self.look_at_all_by(paths, &[], now)
+        self.look_at_all_by(paths, &[], &[], now)
     }
 
     /// `look_at_all`, each path changed by who `by` says at the same place (none
-    /// known past its end): a new version records who made it.
+    /// known past its end): a new version records who made it. Where `objects` names
+    /// the thing the events were about, the path is looked at only while it holds
+    /// that thing (see `capture::Job::object`).
     pub(super) fn look_at_all_by(
         &mut self,
         paths: &[PathBuf],
         by: &[By],
+        objects: &[Option<Object>],
         now: i64,
     ) -> Result<Vec<Option<Recorded>>, DaemonError> {
         let mut jobs = Vec::with_capacity(paths.len());
@@ -126,6 +130,7 @@ impl Daemon {
             let before = self.content_before(path, current.as_ref())?;
             let job = Some(capture::Job {
                 by: by.get(n).cloned().flatten(),
+                object: objects.get(n).cloned().flatten(),
                 before,
                 path: path.clone(),
                 root_id,
@@ -228,7 +233,7 @@ impl Daemon {
         now: i64,
     ) -> Result<Option<Recorded>, DaemonError> {
         let (observed, copied) = match look {
-            Look::Missing => return Ok(None),
+            Look::Missing | Look::Another => return Ok(None),
             Look::Uninspectable(e) => {
                 tracing::warn!("cannot look at {}: {e}", job.path.display());
                 return Ok(None);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::dirty::By;
-use super::event::below;
+use super::event::{Object, below};
 use super::{Daemon, DaemonError, RENAME_EXPLAINS, tree};
 use crate::model::{EntryKind, Gone, Removal, Version};
 use crate::names::is_internal;
@@ -64,6 +64,7 @@ impl Daemon {
         &mut self,
         from: &Path,
         to: &Path,
+        object: Option<Object>,
         by: By,
         now: i64,
     ) -> Result<(), DaemonError> {
@@ -126,18 +127,7 @@ impl Daemon {
             return Ok(());
         }
         // Paths waiting to be looked at follow the rename (both ways for an exchange).
-        let mut follow = Vec::new();
-        for waiting in self.dirty.take(from, true) {
-            follow.push(below(to, &waiting, from));
-        }
-        if exchanged {
-            for waiting in self.dirty.take(to, true) {
-                follow.push(below(from, &waiting, to));
-            }
-        }
-        for path in follow {
-            self.dirty.insert(path, true);
-        }
+        self.dirty.follow(from, to, exchanged);
         if on_from.is_some() {
             self.dirty.insert(from.to_owned(), true);
         }
@@ -148,7 +138,9 @@ impl Daemon {
             self.index.rename(from, to, to_root, now)?;
         }
         // Walked again: the record moved, but the folder may have changed meanwhile.
-        self.dirty.insert(to.to_owned(), true);
+        // The thing moved, where the source names it: another at `to` by the time it
+        // is looked at came later, and its own events say so.
+        self.dirty.insert_event(to.to_owned(), true, None, object);
         // What was deleted in a moved folder while events still named its old path:
         // what the index has below it and the disk does not is gone. Only when the
         // folder is still there: one that has moved on since gets its own rename.
@@ -190,16 +182,7 @@ impl Daemon {
         follow_exchange(&mut self.deleted_open, a, b);
         let at_a = self.index.current(a)?;
         let at_b = self.index.current(b)?;
-        let mut follow = Vec::new();
-        for waiting in self.dirty.take(a, true) {
-            follow.push(below(b, &waiting, a));
-        }
-        for waiting in self.dirty.take(b, true) {
-            follow.push(below(a, &waiting, b));
-        }
-        for path in follow {
-            self.dirty.insert(path, true);
-        }
+        self.dirty.follow(a, b, true);
         self.index.exchange(a, a_root, b, b_root, now)?;
         // Walked again: the records moved, but the folders may have changed meanwhile.
         self.dirty.insert(a.to_owned(), true);

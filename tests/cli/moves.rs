@@ -583,3 +583,217 @@ fn a_folder_made_again_under_the_name_of_one_just_removed_keeps_its_files() {
         b"in the second y"
     );
 }
+
+/// Files written as filler between two steps: more events than the loop takes in
+/// one batch (8,192 messages; three for each file made), so what came before them
+/// is looked at, at the end of a batch, before what comes after them is read.
+const FILLER_FILES: usize = 3000;
+
+/// Runs `first`, the filler, then `then` while the daemon's loop waits for the
+/// index's write lock, taken as a long command would; its reading thread goes on.
+/// The loop then looks at the names `first` touched when the disk is already as
+/// `then` left it, and only afterwards reads what `then` did: a name looked at may
+/// hold its next owner by then.
+fn with_the_loop_held(env: &TestEnv, first: impl FnOnce(), then: impl FnOnce()) {
+    let db = rusqlite::Connection::open(env.vault.join("index.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    first();
+    for i in 0..FILLER_FILES {
+        env.write(format!("filler/f{i:04}"), "filler");
+    }
+    then();
+    // Not held longer: the loop waits for the lock 30 s at most, and then stops.
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    env.sync();
+}
+
+/// The daemon on fanotify, which names each file by its handle; `None` (and the
+/// test skipped) without root.
+fn fanotify_daemon(test: &str, setup: impl FnOnce(&TestEnv)) -> Option<TestEnv> {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: fanotify needs root");
+        return None;
+    }
+    let mut env = TestEnv::new();
+    setup(&env);
+    env.start_daemon_and_sync(&["--events", "fanotify"]);
+    Some(env)
+}
+
+fn sizes_of_versions(env: &TestEnv, relative: &str) -> Vec<u64> {
+    let out = env.run_ok(&["versions", env.path(relative).to_str().unwrap(), "--json"]);
+    let versions: serde_json::Value = serde_json::from_str(&out).expect("versions --json is JSON");
+    versions
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v["size"].as_u64().unwrap())
+        .collect()
+}
+
+/// Written (or its mode changed), then another file renamed over it, before the
+/// daemon looked: looked at by name, the name showed the other file, whose content
+/// and metadata went into this one's history as a version it never had, and its
+/// own content was kept nowhere. Each name keeps its own versions, in order.
+#[test]
+fn a_file_replaced_by_a_rename_before_the_daemon_looked_keeps_only_its_own_versions() {
+    let (a, b, c, d) = (
+        "a, written and replaced at once",
+        "b, at the sync",
+        "c, at the sync, its mode changed later",
+        "d, at the sync too",
+    );
+    let Some(env) = fanotify_daemon("a_file_replaced_by_a_rename…", |env| {
+        env.write("b", b);
+        env.write("c", c);
+        env.write("d", d);
+    }) else {
+        return;
+    };
+    with_the_loop_held(
+        &env,
+        || {
+            env.write("a", a);
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(env.path("c"), fs::Permissions::from_mode(0o600)).unwrap();
+        },
+        || {
+            fs::rename(env.path("b"), env.path("a")).unwrap();
+            fs::rename(env.path("d"), env.path("c")).unwrap();
+        },
+    );
+    // In the order they were first seen: b's file before a's was written.
+    let mut sizes = sizes_of_versions(&env, "a");
+    sizes.sort();
+    assert_eq!(sizes, [b.len() as u64, a.len() as u64], "a's own and b's");
+    let mut sizes = sizes_of_versions(&env, "c");
+    sizes.sort();
+    assert_eq!(sizes, [d.len() as u64, c.len() as u64], "c's own and d's");
+    let all = env.list_by_path(&["--all", "--under", env.share.to_str().unwrap()]);
+    for gone in ["b", "d"] {
+        assert!(!all.contains_key(&env.json_path(gone)), "{gone} is listed");
+    }
+    assert_eq!(entry(&all, &env.json_path("a"))["size"], b.len());
+    assert_eq!(entry(&all, &env.json_path("c"))["size"], d.len());
+}
+
+/// A file written, deleted and written again under its name before the daemon
+/// looked: looked at by name, the second file's content was kept as the first's,
+/// and then as the first one deleted; a restore found that content in place, and
+/// the first file's own content was lost.
+#[test]
+fn a_file_made_again_after_its_deletion_before_the_daemon_looked_is_deleted_with_its_own_content() {
+    let (first, second) = (
+        "the first a",
+        "the second a, written after the first was deleted",
+    );
+    let Some(env) = fanotify_daemon("a_file_made_again…", |env| {
+        env.write("kept", "a file at the sync");
+    }) else {
+        return;
+    };
+    with_the_loop_held(
+        &env,
+        || {
+            env.write("a", first);
+        },
+        || {
+            fs::remove_file(env.path("a")).unwrap();
+            env.write("a", second);
+        },
+    );
+    let deleted = env.list_by_path(&[]);
+    let e = entry(&deleted, &env.json_path("a"));
+    assert_deleted_and_recoverable(e);
+    assert_eq!(e["size"], first.len(), "deleted with its own content: {e}");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            env.path("a").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(tree(&to)[std::path::Path::new("a")].data, first.as_bytes());
+    assert_eq!(fs::read(env.path("a")).unwrap(), second.as_bytes());
+}
+
+/// A folder made with files, removed, and made again with other files before the
+/// daemon looked: walked by name, the new folder's files were taken for the old
+/// one's, and then deleted with it, though they are there. Each deletion once,
+/// only the first folder's files, with their own content.
+#[test]
+fn a_folder_made_again_before_the_daemon_looked_takes_none_of_the_new_files_for_deleted() {
+    let Some(env) = fanotify_daemon("a_folder_made_again_before…", |env| {
+        env.write("kept", "a file at the sync");
+    }) else {
+        return;
+    };
+    let firsts = [("d/1", "one in the first d"), ("d/2", "two in the first d")];
+    let seconds = [
+        ("d/3", "three, in the second d"),
+        ("d/4", "four, in the second d too"),
+    ];
+    with_the_loop_held(
+        &env,
+        || {
+            for (rel, data) in firsts {
+                env.write(rel, data);
+            }
+        },
+        || {
+            fs::remove_dir_all(env.path("d")).unwrap();
+            for (rel, data) in seconds {
+                env.write(rel, data);
+            }
+        },
+    );
+    let deleted = env.list_by_path(&["--under", env.path("d").to_str().unwrap()]);
+    let mut listed: Vec<&String> = deleted.keys().collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [env.json_path("d/1"), env.json_path("d/2")]
+            .iter()
+            .collect::<Vec<_>>(),
+        "{deleted:#?}"
+    );
+    for (rel, data) in firsts {
+        let e = entry(&deleted, &env.json_path(rel));
+        assert_deleted_and_recoverable(e);
+        assert_eq!(e["size"], data.len(), "{rel}: {e}");
+    }
+    let all = env.list_by_path(&["--all", "--under", env.path("d").to_str().unwrap()]);
+    for (rel, data) in seconds {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], data.len(), "{rel}: {e}");
+    }
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            "--under",
+            env.path("d").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    let back = tree(&to);
+    for (rel, data) in firsts {
+        assert_eq!(
+            back[std::path::Path::new(rel)].data,
+            data.as_bytes(),
+            "{rel}"
+        );
+    }
+    for (rel, _) in seconds {
+        assert!(
+            !back.contains_key(std::path::Path::new(rel)),
+            "{rel} came back"
+        );
+    }
+}

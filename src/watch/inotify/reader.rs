@@ -221,19 +221,28 @@ impl Reader {
                 return self.send(FsEvent::Renamed {
                     from: from.path,
                     to: path,
+                    object: None,
                 });
             }
             // Moved in from outside: new to us.
             if is_dir {
                 self.watch_new(&path);
             }
-            return self.send(FsEvent::Changed { path, is_new: true });
+            return self.send(FsEvent::Changed {
+                path,
+                is_new: true,
+                object: None,
+            });
         }
         if mask.contains(ReadFlags::CREATE) {
             if is_dir {
                 // Before the event goes on: the daemon's walk must find the watch there.
                 self.watch_new(&path);
-                return self.send(FsEvent::Changed { path, is_new: true });
+                return self.send(FsEvent::Changed {
+                    path,
+                    is_new: true,
+                    object: None,
+                });
             }
             // A new name for a file already there (`ln`), a link or a special file:
             // nothing is being written.
@@ -246,6 +255,7 @@ impl Reader {
             return self.send(FsEvent::Changed {
                 path,
                 is_new: false,
+                object: None,
             });
         }
         if mask.contains(ReadFlags::DELETE) {
@@ -260,12 +270,13 @@ impl Reader {
         }
         if mask.contains(ReadFlags::CLOSE_WRITE) {
             self.writing.remove(&path);
-            return self.send(FsEvent::Closed { path });
+            return self.send(FsEvent::Closed { path, object: None });
         }
         if mask.contains(ReadFlags::ATTRIB) {
             return self.send(FsEvent::Changed {
                 path,
                 is_new: false,
+                object: None,
             });
         }
         true
@@ -392,7 +403,7 @@ mod tests {
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, FsEvent::Renamed { from, to }
+                .any(|e| matches!(e, FsEvent::Renamed { from, to, .. }
                 if from == Path::new("/p/share/f0") && to == Path::new("/p/share/x/f0"))),
             "{events:?}"
         );

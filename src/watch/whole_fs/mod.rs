@@ -29,7 +29,9 @@
 //! (`Writing`, `Changed`, `Closed`, `Removed`), the order `apply` expects. A file
 //! being written is held open by its own handle, never by its name: the event
 //! may be read after its name went to another file (an exchange), and the
-//! content kept for it must be its own.
+//! content kept for it must be its own. For the same reason each event carries
+//! the handle of the thing it is about, and the daemon looks at a name only
+//! while it still holds that thing (see `capture::Job::object`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};

@@ -134,12 +134,13 @@ impl Reader {
 
     /// What was there at `path` changed (a new name, new attributes): to be
     /// looked at again.
-    fn send_changed(&self, path: &Path, by: &Actor) -> bool {
+    fn send_changed(&self, path: &Path, object: Option<&Fid>, by: &Actor) -> bool {
         let path = path.to_owned();
         self.send(
             FsEvent::Changed {
                 path,
                 is_new: false,
+                object: object.cloned(),
             },
             by,
         )
@@ -222,6 +223,7 @@ impl Reader {
                         FsEvent::Changed {
                             path: path.clone(),
                             is_new: true,
+                            object: object.cloned(),
                         },
                         &by,
                     )
@@ -242,7 +244,7 @@ impl Reader {
                 if new_file && !self.writing(&path, object, &by) {
                     return false;
                 }
-                if !elsewhere && !self.send_changed(&path, &by) {
+                if !elsewhere && !self.send_changed(&path, object, &by) {
                     return false;
                 }
             }
@@ -250,12 +252,16 @@ impl Reader {
         if event.is(fanotify::FAN_MODIFY) && !is_dir && !self.writing(&path, object, &by) {
             return false;
         }
-        if event.is(fanotify::FAN_ATTRIB) && !elsewhere && !self.send_changed(&path, &by) {
+        if event.is(fanotify::FAN_ATTRIB) && !elsewhere && !self.send_changed(&path, object, &by) {
             return false;
         }
         if event.is(fanotify::FAN_CLOSE_WRITE) && !is_dir {
             self.writing.remove(&path);
-            if !elsewhere && !self.send(FsEvent::Closed { path: path.clone() }, &by) {
+            let closed = FsEvent::Closed {
+                path: path.clone(),
+                object: object.cloned(),
+            };
+            if !elsewhere && !self.send(closed, &by) {
                 return false;
             }
         }
@@ -407,11 +413,18 @@ impl Reader {
     }
 
     fn send_rename(&self, rename: PendingRename) -> bool {
-        let by = &rename.by;
+        let (by, object) = (&rename.by, rename.object);
         match (rename.from, rename.to) {
-            (Some(from), Some(to)) => self.send(FsEvent::Renamed { from, to }, by),
+            (Some(from), Some(to)) => self.send(FsEvent::Renamed { from, to, object }, by),
             (Some(path), None) => self.send(FsEvent::MovedOut { path }, by),
-            (None, Some(path)) => self.send(FsEvent::Changed { path, is_new: true }, by),
+            (None, Some(path)) => {
+                let moved_in = FsEvent::Changed {
+                    path,
+                    is_new: true,
+                    object,
+                };
+                self.send(moved_in, by)
+            }
             (None, None) => true,
         }
     }
