@@ -71,6 +71,11 @@ enum Op {
         from: usize,
         to: usize,
     },
+    /// Holds the daemon's loop at the index's write lock, as a long command would,
+    /// until the next sync point. Its reading thread goes on: the loop looks at the
+    /// names of the first events read while held when the disk has moved on, and a
+    /// name may hold another file by then.
+    HoldLoop,
     Sync,
 }
 
@@ -92,6 +97,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..DIRS.len(), 1..DIRS.len()).prop_map(|(a, b)| Op::SwapDirs { a, b }),
         1 => (1..DIRS.len(), 0..NEW_DIRS.len())
             .prop_map(|(from, to)| Op::RenameDirWhileDeleting { from, to }),
+        1 => Just(Op::HoldLoop),
         2 => Just(Op::Sync),
     ]
 }
@@ -247,6 +253,13 @@ fn check(ops: &[Op]) {
     let mut moved_out = 0;
     let mut model = Model::default();
     env.start_daemon_and_sync(&[]);
+    // The index's write lock while the loop is held (`Op::HoldLoop`).
+    let mut held: Option<rusqlite::Connection> = None;
+    let release = |held: &mut Option<rusqlite::Connection>| {
+        if let Some(db) = held.take() {
+            db.execute_batch("ROLLBACK").unwrap();
+        }
+    };
     for op in ops {
         match *op {
             Op::Write { dir, file } => {
@@ -357,12 +370,21 @@ fn check(ops: &[Op]) {
                     model.rename(&from, &to);
                 }
             }
+            Op::HoldLoop => {
+                if held.is_none() {
+                    let db = rusqlite::Connection::open(env.vault.join("index.db")).unwrap();
+                    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    held = Some(db);
+                }
+            }
             Op::Sync => {
+                release(&mut held);
                 env.sync();
                 model.sync();
             }
         }
     }
+    release(&mut held);
     // Whatever is left is deleted after a last sync point, so every path has a promise.
     env.sync();
     model.sync();

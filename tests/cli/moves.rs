@@ -797,3 +797,40 @@ fn a_folder_made_again_before_the_daemon_looked_takes_none_of_the_new_files_for_
         );
     }
 }
+
+/// A file renamed to a name, then deleted there and another made under the name,
+/// before the daemon looked: looked at by name, the other file was taken for a new
+/// version of the renamed one, and then for the file deleted. The renamed file is
+/// the one deleted, with its own content; the other one is there.
+#[test]
+fn a_file_renamed_then_deleted_and_its_name_taken_again_is_deleted_with_its_own_content() {
+    let (moved, after) = ("b, at the sync, renamed to a", "another a, made after");
+    let Some(env) = fanotify_daemon("a_file_renamed_then_deleted…", |env| {
+        env.write("b", moved);
+    }) else {
+        return;
+    };
+    with_the_loop_held(
+        &env,
+        || fs::rename(env.path("b"), env.path("a")).unwrap(),
+        || {
+            fs::remove_file(env.path("a")).unwrap();
+            env.write("a", after);
+        },
+    );
+    let deleted = env.list_by_path(&["--under", env.share.to_str().unwrap()]);
+    let e = entry(&deleted, &env.json_path("a"));
+    assert_deleted_and_recoverable(e);
+    assert_eq!(e["size"], moved.len(), "deleted with its own content: {e}");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    let to = env.root.join("back");
+    restore_json(
+        &env,
+        &[
+            env.path("a").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(tree(&to)[std::path::Path::new("a")].data, moved.as_bytes());
+}
