@@ -201,8 +201,12 @@ impl Reader {
         // since, and an event behind in the queue says so. Looked at by name now,
         // the path would show the other file's content as this one's, so the event
         // says nothing of the path; only the file being written is still held, by
-        // its own handle.
-        let elsewhere = object.is_some_and(|fid| self.moved_away(fid, &path));
+        // its own handle. Not asked of a deletion: its name is gone, and asking
+        // costs a lookup of the whole path for each file of an `rm -rf`; what it
+        // hands on is looked at only while the name holds its object (see
+        // `capture::Job::object`), and its content is read through the handle held.
+        let elsewhere = !event.is(fanotify::FAN_DELETE)
+            && object.is_some_and(|fid| self.moved_away(fid, &path));
         if event.is(fanotify::FAN_CREATE) {
             if is_dir {
                 if let Some(fid) = object {
