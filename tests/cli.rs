@@ -40,6 +40,8 @@ mod moves;
 mod names;
 #[path = "cli/odd_files.rs"]
 mod odd_files;
+#[path = "cli/own_names.rs"]
+mod own_names;
 #[path = "cli/playbook.rs"]
 mod playbook;
 #[path = "cli/previous_versions.rs"]

@@ -114,7 +114,7 @@ fn one(
     if !holds(vault, &copy, &checked, &item.version) {
         return Err("it changed since it was encrypted".to_owned());
     }
-    hold_for_test();
+    hold_for_test(TEST_PAUSE);
     match &item.action {
         EncryptedAction::Leave => Ok(EncryptedOutcome::Left),
         EncryptedAction::Delete => {
@@ -127,6 +127,7 @@ fn one(
                 put_back(&from, &private, &from, name);
                 return Err(why);
             }
+            hold_for_test(TEST_PAUSE_DELETE);
             rustix::fs::unlinkat(&from, &private, AtFlags::empty()).map_err(|e| {
                 put_back(&from, &private, &from, name);
                 format!("it could not be deleted ({e})")
@@ -270,8 +271,12 @@ fn folder(cache: &mut DirCache, relative: &Path, create: bool) -> Result<Option<
 /// so the test knows the restore waits once its own open returns.
 const TEST_PAUSE: &str = "UNDELETE_TEST_PAUSE_ASIDE";
 
-fn hold_for_test() {
-    if let Some(fifo) = std::env::var_os(TEST_PAUSE) {
+/// The same, once a copy is checked under the name it is deleted by, just before it
+/// is deleted.
+const TEST_PAUSE_DELETE: &str = "UNDELETE_TEST_PAUSE_DELETE";
+
+fn hold_for_test(pause: &str) {
+    if let Some(fifo) = std::env::var_os(pause) {
         use std::io::Read;
         if let Ok(mut fifo) = std::fs::File::open(fifo) {
             let _ = fifo.read_to_end(&mut Vec::new());

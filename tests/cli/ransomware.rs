@@ -1049,6 +1049,116 @@ fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_b
     );
 }
 
+/// `--delete-encrypted` held (`UNDELETE_TEST_PAUSE_DELETE`) once it has checked the
+/// copy under the name it deletes it by, just before deleting it: another local user
+/// renames a good file onto every name of the program's own in that folder, and
+/// plants a file under the mark of this restore's own names. The good file is not
+/// deleted, and the planted one is a user's file once the restore has ended.
+#[test]
+fn a_file_renamed_onto_the_name_an_encrypted_copy_is_deleted_under_is_not_deleted() {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("skipped: acting as another local user needs root");
+        return;
+    }
+    let Encrypted { mut env, code, .. } = encrypted(24, Variant::InPlace, 12);
+    // Another local user may write in every folder, as on a share.
+    for dir in walkdir(&env.share).iter().filter(|p| p.is_dir()) {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let good = b"The letter as it was saved this morning, by hand, again.\n".repeat(20);
+    let saved = env.share.join("~letter.tmp");
+    fs::write(&saved, &good).unwrap();
+    let fifo = env.root.join("pause-delete");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let child = env
+        .command()
+        .args(["restore", "--incident", &code, "--delete-encrypted", "--json"])
+        .env("UNDELETE_TEST_PAUSE_DELETE", &fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let out = child.wait_with_output().unwrap();
+            done_tx.send(()).unwrap();
+            // A restore that ended without holding leaves the open below waiting.
+            let _ = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            out
+        })
+    };
+    let mut go = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the restore ended without holding: {}",
+        output_text(&waiter.join().unwrap())
+    );
+    // Held once: the copies after this one are not held.
+    fs::remove_file(&fifo).unwrap();
+    let own: Vec<PathBuf> = walkdir(&env.share)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".undelete-aside-"))
+        })
+        .collect();
+    assert!(!own.is_empty(), "nothing of the restore's own in the share");
+    let as_user = |from: &std::path::Path, to: &std::path::Path| {
+        std::process::Command::new("mv")
+            .arg("-T")
+            .arg(from)
+            .arg(to)
+            .uid(65534)
+            .gid(65534)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    };
+    for private in &own {
+        as_user(&saved, private);
+        // Inside, where the copy is deleted, by the name it has there.
+        for inside in walkdir(private).iter().skip(1) {
+            as_user(&saved, inside);
+        }
+    }
+    let name = own[0].file_name().unwrap().to_string_lossy().into_owned();
+    let mark = name[".undelete-aside-".len()..]
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    let planted = env.share.join(format!(".undelete-restore-{mark}-99"));
+    fs::write(&planted, "planted under the restore's own mark").unwrap();
+    go.write_all(b"go\n").unwrap();
+    drop(go);
+    let out = waiter.join().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("restore --json is not JSON ({e}):\n{}", output_text(&out)));
+    let kept = walkdir(&env.share)
+        .iter()
+        .any(|p| p.is_file() && fs::read(p).is_ok_and(|d| d == good));
+    assert!(kept, "the good file was deleted: {report:#}");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(report["encrypted_deleted"], 24, "{report:#}");
+    env.sync();
+    let live = env.list_by_path(&["--all"]);
+    assert_live_and_recoverable(entry(&live, planted.to_str().unwrap()));
+    env.stop_daemon();
+}
+
 /// Two office PCs encrypting the share at once, each in a session kept open as a
 /// PC's is: anna from FRONTDESK and bob from OFFICE2, 30 files each, interleaved.
 #[test]
