@@ -16,6 +16,12 @@
 //!
 //! Only the daemon's own account can talk to its socket (see `control`), so no
 //! user can vouch for content that is not there.
+//!
+//! The restore first tells the daemon the mark of its own names (`names::Mark`):
+//! for as long as the connection lasts, and no longer, the daemon passes over
+//! names with that mark (its temporary files, the folders it deletes encrypted
+//! copies in). Once it ends, whatever still has such a name is a user's file to
+//! the daemon, and is looked at (see `watch::own`).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -27,7 +33,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashSet;
+
 use crate::ids::ObjectId;
+use crate::names::Mark;
 use crate::words::JsonPath;
 
 /// The command that starts a connection of announcements, one JSON line each.
@@ -123,13 +132,32 @@ impl Acked {
 pub struct Ticket(u64);
 
 impl Announcer {
-    /// Connects to the daemon of the vault whose socket this is; `None` when no daemon
-    /// listens (then there is nobody to tell).
-    pub fn connect(socket: &Path) -> Option<Self> {
+    /// Connects to the daemon of the vault whose socket this is and tells it `mark`;
+    /// `None` when no daemon listens or it did not take the mark (then there is
+    /// nobody to tell, and the names with the mark are looked at like any other).
+    pub fn connect(socket: &Path, mark: Mark) -> Option<Self> {
         let stream = UnixStream::connect(socket).ok()?;
         stream.set_write_timeout(Some(ACK_TIMEOUT)).ok()?;
         let mut writer = stream.try_clone().ok()?;
-        writer.write_all(format!("{COMMAND}\n").as_bytes()).ok()?;
+        writer
+            .write_all(format!("{COMMAND} {}\n", mark.to_hex()).as_bytes())
+            .ok()?;
+        // The mark is known before any name with it is made: read here, a byte at a
+        // time, so nothing after this line is taken from the reader below.
+        stream.set_read_timeout(Some(ACK_TIMEOUT)).ok()?;
+        let mut taken = Vec::new();
+        let mut byte = [0u8; 1];
+        while taken.len() < 8 {
+            match (&stream).read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => break,
+                Ok(1) => taken.push(byte[0]),
+                _ => return None,
+            }
+        }
+        if taken != b"OK" {
+            return None;
+        }
+        stream.set_read_timeout(None).ok()?;
         let reader = stream.try_clone().ok()?;
         let acked = Arc::new(Acked::default());
         let counting = Arc::clone(&acked);
@@ -199,17 +227,53 @@ impl Drop for Announcer {
     }
 }
 
-/// The daemon's side: announcements not yet used, by path.
+/// The daemon's side: announcements not yet used, by path, and the marks of the
+/// restores connected now.
 #[derive(Default)]
 pub struct Announced {
     by_path: Mutex<HashMap<PathBuf, (Announcement, Instant)>>,
+    restoring: Mutex<HashSet<Mark>>,
 }
 
 impl Announced {
     /// Reads announcements from one restore's connection until it ends, keeping each
     /// before acknowledging it. Acknowledgements go out whenever everything received
-    /// so far is kept: one write for all the lines that came together.
+    /// so far is kept: one write for all the lines that came together. A `mark` is
+    /// the restore's for as long as the connection lasts, acknowledged first.
     pub fn receive<R: Read>(
+        &self,
+        reader: &mut BufReader<R>,
+        writer: impl Write,
+        mark: Option<Mark>,
+    ) -> io::Result<()> {
+        let Some(mark) = mark else {
+            return self.receive_announcements(reader, writer);
+        };
+        self.restoring
+            .lock()
+            .expect("never poisoned")
+            .insert(mark);
+        let mut writer = writer;
+        let received = writer
+            .write_all(b"OK\n")
+            .and_then(|()| writer.flush())
+            .and_then(|()| self.receive_announcements(reader, writer));
+        self.restoring
+            .lock()
+            .expect("never poisoned")
+            .remove(&mark);
+        received
+    }
+
+    /// Whether a restore connected now told the daemon this mark.
+    pub fn is_restoring(&self, mark: Mark) -> bool {
+        self.restoring
+            .lock()
+            .expect("never poisoned")
+            .contains(&mark)
+    }
+
+    fn receive_announcements<R: Read>(
         &self,
         reader: &mut BufReader<R>,
         writer: impl Write,
@@ -295,13 +359,26 @@ mod tests {
         let input = format!("{}\ngarbage\n", a.to_line());
         let mut replies = Vec::new();
         announced
-            .receive(&mut BufReader::new(input.as_bytes()), &mut replies)
+            .receive(&mut BufReader::new(input.as_bytes()), &mut replies, None)
             .unwrap();
         // Garbage is acknowledged too, so a restore never waits on it.
         assert_eq!(replies, b"OK\nOK\n");
         let paths = [PathBuf::from("/share/a"), PathBuf::from("/share/b")];
         assert_eq!(announced.take(&paths), vec![Some(a), None]);
         assert_eq!(announced.take(&paths), vec![None, None]);
+    }
+
+    #[test]
+    fn a_mark_is_the_restores_only_while_its_connection_lasts() {
+        let announced = Announced::default();
+        let mark = Mark::new();
+        let mut replies = Vec::new();
+        announced
+            .receive(&mut BufReader::new(&b""[..]), &mut replies, Some(mark))
+            .unwrap();
+        assert_eq!(replies, b"OK\n", "the mark is acknowledged before anything");
+        assert!(!announced.is_restoring(mark), "the restore has ended");
+        assert!(!announced.is_restoring(Mark::new()));
     }
 
     #[test]

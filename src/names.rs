@@ -8,8 +8,13 @@
 //! out of the headline.
 //!
 //! The program leaves names of its own in users' folders for a moment: a
-//! restore's temporary files, and the daemon's sync cookies. They are never
-//! recorded, and a user's file that merely starts like one is not taken for one.
+//! restore's temporary files and the folders it deletes encrypted copies in,
+//! marked with 64 random bits drawn for that restore (`Mark`), and the daemon's
+//! sync cookies. A name alone never proves a file is the program's own: anyone
+//! who may write in a folder can make a file of any name. So these names are
+//! only made and recognised here; who made one is decided by who knows the mark
+//! (the daemon, told by the restore running now) or the cookie (the daemon, which
+//! made it), never by the name's form.
 //!
 //! Decided by name only, from the patterns the programs themselves use; it
 //! never looks at the disk.
@@ -42,78 +47,99 @@ pub fn is_program_lock(path: &Path) -> bool {
         || ends_with_ignoring_case(name, b".dwl2")
 }
 
-/// A restore's temporary files, renamed into place once written; a later restore
-/// removes any an interrupted one left.
+/// A restore's temporary files, renamed into place once written, where the
+/// destination cannot hold a file without a name (see `restore::execute`).
 pub const RESTORE_TEMP: &str = ".undelete-restore-";
 
-/// An encrypted copy a restore is deleting, for the moment between taking it from
-/// its name and deleting it: `PREFIX<pid>-<counter>.<its name>`, so that one left by
-/// an interrupted restore can be given its name back (see `aside_name`).
+/// The folder, 0700, a restore moves encrypted copies into to delete them there,
+/// where nobody else can rename a file onto the name it deletes.
 pub const ASIDE_TEMP: &str = ".undelete-aside-";
 
 /// The daemon's sync cookies (see `watch::sync`).
 pub const SYNC_COOKIE: &str = ".undelete-sync-";
 
-/// A fresh name of the program's own in a folder: `prefix`, our pid, a dash, a number
-/// (a count for a restore's temporary files, a random one for sync cookies).
-pub fn own_name(prefix: &str, counter: u64) -> OsString {
-    OsString::from(format!("{prefix}{}-{counter}", std::process::id()))
+/// 64 bits from the kernel's random source; should it fail, the clock's
+/// nanoseconds, which are still not a count anyone can run ahead of.
+pub fn unguessable() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: a buffer of 8 bytes, and its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == bytes.len() as isize {
+        return u64::from_ne_bytes(bytes);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
 }
 
-/// For names the program leaves in users' folders, `PREFIX<pid>-<counter>`: the pid,
-/// or `None` when `name` is not exactly of that form.
-pub fn marked_pid(name: &[u8], prefix: &str) -> Option<u32> {
-    let rest = std::str::from_utf8(name.strip_prefix(prefix.as_bytes())?).ok()?;
-    let (pid, counter) = rest.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(counter) {
+/// What marks the names one restore leaves in users' folders: drawn at random for
+/// each restore, so nobody can make such a name before the restore shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mark(u64);
+
+impl Mark {
+    pub fn new() -> Self {
+        Self(unguessable())
+    }
+
+    /// As it is written in names and told to the daemon: 16 hexadecimal digits.
+    pub fn to_hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        (text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(text, 16).ok().map(Self))
+            .flatten()
+    }
+}
+
+impl Default for Mark {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A name of a restore's own: `prefix`, its mark, a dash, a count.
+pub fn marked_name(prefix: &str, mark: Mark, counter: u64) -> OsString {
+    OsString::from(format!("{prefix}{}-{counter}", mark.to_hex()))
+}
+
+/// The mark in `name` when it is exactly of the form `marked_name` makes (either
+/// prefix). Whose it is, if anyone's, the name cannot say.
+pub fn mark_of(name: &[u8]) -> Option<Mark> {
+    let rest = [RESTORE_TEMP, ASIDE_TEMP]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix.as_bytes()))?;
+    let rest = std::str::from_utf8(rest).ok()?;
+    let (mark, counter) = rest.split_once('-')?;
+    if counter.is_empty() || !counter.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    pid.parse().ok()
+    Mark::from_hex(mark)
 }
 
-/// The name an encrypted copy called `original` has while a restore deletes it, or
-/// `None` when the two do not fit in one name (255 bytes).
-pub fn aside_name(counter: u64, original: &OsStr) -> Option<OsString> {
-    let mut name = own_name(ASIDE_TEMP, counter);
-    name.push(".");
-    name.push(original);
-    (name.len() <= 255).then_some(name)
+/// A sync cookie's name: the daemon's pid, a dash, a random number.
+pub fn cookie_name(random: u64) -> OsString {
+    OsString::from(format!("{SYNC_COOKIE}{}-{random}", std::process::id()))
 }
 
-/// For a name made by `aside_name`: the pid of the restore that made it, and the
-/// name the file had.
-pub fn aside_original(name: &[u8]) -> Option<(u32, &OsStr)> {
-    let rest = name.strip_prefix(ASIDE_TEMP.as_bytes())?;
-    let dot = rest.iter().position(|&b| b == b'.')?;
-    let (marked, original) = (&rest[..dot], &rest[dot + 1..]);
-    let mut own = ASIDE_TEMP.as_bytes().to_vec();
-    own.extend_from_slice(marked);
-    let pid = marked_pid(&own, ASIDE_TEMP)?;
-    (!original.is_empty() && original != b"." && original != b"..")
-        .then(|| (pid, OsStr::from_bytes(original)))
-}
-
-/// Whether `name` is a restore's temporary name (and nothing else that merely starts
-/// like one).
-pub fn is_temp_name(name: &OsStr) -> bool {
-    marked_pid(name.as_bytes(), RESTORE_TEMP).is_some()
-}
-
-/// Whether `path` is one of the daemon's sync cookies.
+/// Whether `path`'s name has the form of a sync cookie. Only the daemon knows
+/// whether it is one of its own (see `watch::sync`): this only spares it looking
+/// at its own work further.
 pub fn is_cookie(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| marked_pid(n.as_bytes(), SYNC_COOKIE).is_some())
-}
-
-/// Sync cookies and a restore's temporary files (encrypted copies being deleted
-/// too): never recorded. Matched exactly, so a user's file that merely starts like
-/// one is protected like any other.
-pub fn is_internal(path: &Path) -> bool {
-    is_cookie(path)
-        || path
-            .file_name()
-            .is_some_and(|name| is_temp_name(name) || aside_original(name.as_bytes()).is_some())
+    let Some(rest) = path
+        .file_name()
+        .and_then(|n| n.as_bytes().strip_prefix(SYNC_COOKIE.as_bytes()))
+    else {
+        return false;
+    };
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    match rest.iter().position(|&b| b == b'-') {
+        Some(dash) => digits(&rest[..dash]) && digits(&rest[dash + 1..]),
+        None => false,
+    }
 }
 
 fn ends_with_ignoring_case(name: &[u8], suffix: &[u8]) -> bool {
@@ -160,40 +186,35 @@ mod tests {
     }
 
     #[test]
-    fn only_names_of_exactly_our_form_are_temporary() {
-        assert!(is_temp_name(&own_name(RESTORE_TEMP, 7)));
-        assert!(is_temp_name(OsStr::new(".undelete-restore-12-3")));
+    fn a_restores_names_carry_its_mark_and_only_names_of_exactly_that_form_do() {
+        let mark = Mark::new();
+        for prefix in [RESTORE_TEMP, ASIDE_TEMP] {
+            let name = marked_name(prefix, mark, 7);
+            assert_eq!(mark_of(name.as_bytes()), Some(mark), "{name:?}");
+        }
+        assert_eq!(Mark::from_hex(&mark.to_hex()), Some(mark));
         for user_name in [
             ".undelete-restore-notes.txt",
-            ".undelete-restore-12",
-            ".undelete-restore-12-",
-            ".undelete-restore--3",
-            ".undelete-restore-12-3.txt",
+            ".undelete-restore-12-3",
+            ".undelete-restore-0123456789abcdef",
+            ".undelete-restore-0123456789abcdef-",
+            ".undelete-restore-0123456789abcdef-3.txt",
+            ".undelete-aside-0123456789abcde-3",
+            ".undelete-aside-5-6.report.docx",
+            ".undelete-sync-0123456789abcdef-3",
         ] {
-            assert!(!is_temp_name(OsStr::new(user_name)), "{user_name}");
+            assert_eq!(mark_of(user_name.as_bytes()), None, "{user_name}");
         }
+        // A name of the right form says nothing of whose it is: only its mark does.
+        assert!(mark_of(b".undelete-restore-0123456789abcdef-3").is_some());
     }
 
     #[test]
-    fn an_encrypted_copy_being_deleted_keeps_its_name_in_its_temporary_one() {
-        let name = aside_name(4, OsStr::new("report.docx.locked")).unwrap();
-        let (pid, original) = aside_original(name.as_bytes()).unwrap();
-        assert_eq!(pid, std::process::id());
-        assert_eq!(original, OsStr::new("report.docx.locked"));
-        assert!(is_internal(&Path::new("/srv/share").join(&name)));
-        assert!(aside_name(4, OsStr::new(&"x".repeat(240))).is_none());
-        for user_name in [
-            ".undelete-aside-notes.txt",
-            ".undelete-aside-12-3",
-            ".undelete-aside-12-3.",
-            ".undelete-aside-12.report.docx",
-            ".undelete-aside-12-3x.report.docx",
-        ] {
-            assert!(
-                aside_original(user_name.as_bytes()).is_none(),
-                "{user_name}"
-            );
-            assert!(!is_internal(Path::new(user_name)), "{user_name}");
-        }
+    fn marks_are_drawn_not_counted() {
+        let marks: std::collections::HashSet<Mark> = (0..64).map(|_| Mark::new()).collect();
+        assert_eq!(marks.len(), 64);
+        let cookie = cookie_name(unguessable());
+        assert!(is_cookie(Path::new(&cookie)), "{cookie:?}");
+        assert!(!is_cookie(Path::new(".undelete-sync-list.txt")));
     }
 }

@@ -394,8 +394,12 @@ pub fn carry_out(
     let dry_run = run.is_none();
     let (files, encrypted) = if let Some(interrupt) = run {
         interrupt.restore_starts();
+        // The daemon, if one runs, is told the mark of this restore's own names first,
+        // then records the restored files without reading them.
+        let mark = crate::names::Mark::new();
+        let announcer = Announcer::connect(&vault.socket_path(), mark);
         // First, so that an original can take its own name again.
-        let encrypted = restore::set_aside(plan, vault, &|| {
+        let encrypted = restore::set_aside(plan, vault, mark, &|| {
             // Best effort: without a daemon nothing needs to see the folders.
             let _ = crate::control::request(
                 &vault.socket_path(),
@@ -417,14 +421,13 @@ pub fn carry_out(
             indicatif::ProgressBar::hidden()
         };
         let progress = |n: u64| bar.inc(n);
-        // The daemon, if one runs, then records the restored files without reading them.
-        let announcer = Announcer::connect(&vault.socket_path());
         let results = restore::execute(
             plan,
             vault,
             &progress,
             interrupt.stop_flag(),
             announcer.as_ref(),
+            mark,
         )?;
         bar.finish_and_clear();
         (results, encrypted)

@@ -7,20 +7,26 @@
 //!
 //! The check and the act are about the same file: a copy is opened once and
 //! checked through that descriptor; it is then renamed (into the folder for the
-//! copies, or to a name of the program's own before it is deleted), and what the
-//! rename took must be that very file, or it is given its name back. Between a
+//! copies, or into a folder of the restore's own before it is deleted), and what
+//! the rename took must be that very file, or it is given its name back. Between a
 //! check and a rename by name, a user saving over it (a temporary file renamed
 //! over the name, as office programs save) or exchanging it would otherwise have
 //! had the good file moved or deleted.
+//!
+//! A copy is deleted only inside a folder nobody else can write: made 0700 by the
+//! restore, under a name with its mark, and checked through its descriptor to be
+//! the restore's (owner and mode) before anything is moved into it. Deleted by a
+//! name in a folder users write, a copy checked and then deleted could have been a
+//! user's good file renamed onto that name in between.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 
-use crate::names;
+use crate::names::{self, Mark};
 
 use crate::report::{EncryptedOutcome, EncryptedResult};
 use crate::vault::Vault;
@@ -31,18 +37,41 @@ use super::{DirCache, EncryptedAction, EncryptedItem, RestorePlan, holds};
 /// folders they go into are made first, then `made` is called (the caller waits
 /// there for the daemon to watch them), and only then are the copies moved: a
 /// file moved into a folder not watched yet would look moved out of the share.
-pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<EncryptedResult> {
+/// `mark` names the folders copies are deleted in (see `names::Mark`).
+pub fn set_aside(
+    plan: &RestorePlan,
+    vault: &Vault,
+    mark: Mark,
+    made: &dyn Fn(),
+) -> Vec<EncryptedResult> {
     let mut caches: HashMap<PathBuf, Result<DirCache, String>> = HashMap::new();
+    let mut privates: HashMap<(PathBuf, PathBuf), Result<Private, String>> = HashMap::new();
+    let mut looked: HashSet<(PathBuf, PathBuf)> = HashSet::new();
     let mut any = false;
     for item in &plan.encrypted {
-        if let EncryptedAction::MoveTo(to) = &item.action {
-            let cache = caches
-                .entry(item.base.clone())
-                .or_insert_with(|| DirCache::create(&item.base).map_err(|e| e.to_string()));
-            if let Ok(cache) = cache {
-                // A folder that cannot be made shows on the copies, as they are moved.
-                any |= folder(cache, to.parent().unwrap_or(Path::new("")), true).is_ok();
+        if item.action == EncryptedAction::Leave {
+            continue;
+        }
+        let cache = caches
+            .entry(item.base.clone())
+            .or_insert_with(|| DirCache::create(&item.base).map_err(|e| e.to_string()));
+        let Ok(cache) = cache else { continue };
+        let parent = item.relative.parent().unwrap_or(Path::new(""));
+        let key = (item.base.clone(), parent.to_owned());
+        if looked.insert(key.clone())
+            && let Ok(Some(from)) = folder(cache, parent, false)
+        {
+            // Interrupted before, a restore may have left copies in a folder of its own.
+            super::safe_fs::give_back_leftovers(&from, mark);
+            if item.action == EncryptedAction::Delete {
+                let private = Private::make(from, mark);
+                any |= private.is_ok();
+                privates.insert(key, private);
             }
+        }
+        if let EncryptedAction::MoveTo(to) = &item.action {
+            // A folder that cannot be made shows on the copies, as they are moved.
+            any |= folder(cache, to.parent().unwrap_or(Path::new("")), true).is_ok();
         }
     }
     if any {
@@ -68,8 +97,10 @@ pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<Encr
         let cache = caches
             .entry(item.base.clone())
             .or_insert_with(|| DirCache::create(&item.base).map_err(|e| e.to_string()));
+        let parent = item.relative.parent().unwrap_or(Path::new(""));
+        let private = privates.get_mut(&(item.base.clone(), parent.to_owned()));
         let outcome = match cache {
-            Ok(cache) => one(vault, cache, item),
+            Ok(cache) => one(vault, cache, item, private),
             Err(why) => Err(why.clone()),
         };
         results.push(match outcome {
@@ -82,10 +113,84 @@ pub fn set_aside(plan: &RestorePlan, vault: &Vault, made: &dyn Fn()) -> Vec<Encr
             Err(why) => left(why),
         });
     }
+    for private in privates.into_values().flatten() {
+        private.finish();
+    }
     for cache in caches.values().flatten() {
         let _ = rustix::fs::syncfs(cache.base_fd());
     }
     results
+}
+
+/// A folder of the restore's own, beside the copies it deletes, and the folder it is in.
+struct Private {
+    dir: OwnedFd,
+    parent: OwnedFd,
+    name: OsString,
+    made: (u64, u64),
+    /// A file it could not give back its name (that name was taken again meanwhile):
+    /// the folder then stays, opened to everyone who may read its parent.
+    keeps: bool,
+}
+
+impl Private {
+    /// Made 0700 in `parent`, and checked through its descriptor to be the one made:
+    /// a folder someone else put at its name in between is not used.
+    fn make(parent: OwnedFd, mark: Mark) -> Result<Self, String> {
+        let cannot = |e: rustix::io::Errno| format!("no folder could be made to delete it in ({e})");
+        for counter in 0..16 {
+            let name = names::marked_name(names::ASIDE_TEMP, mark, counter);
+            match rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(cannot(e)),
+            }
+            let dir = rustix::fs::openat(
+                &parent,
+                &name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(cannot)?;
+            let st = rustix::fs::fstat(&dir).map_err(cannot)?;
+            if !is_ours(&st) {
+                return Err("another folder took the name of the one made to delete it in".into());
+            }
+            return Ok(Self {
+                dir,
+                parent,
+                name,
+                made: (st.st_dev, st.st_ino),
+                keeps: false,
+            });
+        }
+        Err("no folder could be made to delete it in (no free name)".to_owned())
+    }
+
+    /// Removed when empty, by its name only while that name is still this folder;
+    /// one that keeps a file is opened to those who may read the folder it is in.
+    fn finish(self) {
+        if self.keeps {
+            if let Ok(st) = rustix::fs::fstat(&self.parent) {
+                let mode = Mode::from_raw_mode(st.st_mode & 0o777);
+                let _ = rustix::fs::fchmod(&self.dir, mode);
+            }
+            return;
+        }
+        if let Ok(st) = rustix::fs::statat(&self.parent, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+            && (st.st_dev, st.st_ino) == self.made
+        {
+            let _ = rustix::fs::unlinkat(&self.parent, &self.name, AtFlags::REMOVEDIR);
+        }
+    }
+}
+
+/// Whether a folder is one a restore of this account made for itself: a folder,
+/// owned by this account, readable by it alone.
+pub(super) fn is_ours(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::Directory
+        && st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_mode & 0o7777 == 0o700
 }
 
 /// Why a copy is left when another file took its name between the check and the
@@ -96,13 +201,12 @@ fn one(
     vault: &Vault,
     cache: &mut DirCache,
     item: &EncryptedItem,
+    private: Option<&mut Result<Private, String>>,
 ) -> Result<EncryptedOutcome, String> {
     let parent = item.relative.parent().unwrap_or(Path::new(""));
     let name = item.relative.file_name().unwrap_or_default();
     let from =
         folder(cache, parent, false)?.ok_or_else(|| "its folder is no longer there".to_owned())?;
-    // Interrupted before, a restore may have left a copy under a name of its own.
-    super::safe_fs::remove_leftovers(&from);
     // The copy is opened once, and checked through that descriptor: whatever is done
     // by name afterwards is checked to have been done to this very file.
     let (copy, checked) = match open_copy(&from, name) {
@@ -118,18 +222,37 @@ fn one(
     match &item.action {
         EncryptedAction::Leave => Ok(EncryptedOutcome::Left),
         EncryptedAction::Delete => {
-            // Taken from its name first (a name nobody else uses, in the same folder),
-            // so what is deleted is what was taken, and that is known to be the copy.
-            let private = take_aside(&from, name)?;
-            if let Err(why) = still_the_copy(&from, &private, &copy, &checked) {
-                // Not given back only when its name was taken again meanwhile: then the
-                // next restore here gives it back (`safe_fs::remove_leftovers`).
-                put_back(&from, &private, &from, name);
-                return Err(why);
+            let private = match private {
+                Some(Ok(private)) => private,
+                Some(Err(why)) => return Err(why.clone()),
+                None => return Err("its folder is no longer there".to_owned()),
+            };
+            // Moved into the restore's own folder first, where nobody else can put a
+            // file at its name: what is deleted there is what was moved, and that is
+            // known to be the copy.
+            match rustix::fs::renameat_with(&from, name, &private.dir, name, RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::NOENT) => return Err("it is no longer there".to_owned()),
+                Err(e) => return Err(format!("it could not be deleted ({e})")),
+            }
+            if let Err(why) = still_the_copy(&private.dir, name, &copy, &checked) {
+                if put_back(&private.dir, name, &from, name) {
+                    return Err(why);
+                }
+                // Its name taken once more meanwhile: it stays in that folder, which
+                // stays, and the customer is told where it is.
+                private.keeps = true;
+                let at = cache.base().join(parent).join(&private.name);
+                return Err(format!(
+                    "{why}; that file is in {} now",
+                    crate::words::display_path(&at)
+                ));
             }
             hold_for_test(TEST_PAUSE_DELETE);
-            rustix::fs::unlinkat(&from, &private, AtFlags::empty()).map_err(|e| {
-                put_back(&from, &private, &from, name);
+            rustix::fs::unlinkat(&private.dir, name, AtFlags::empty()).map_err(|e| {
+                if !put_back(&private.dir, name, &from, name) {
+                    private.keeps = true;
+                }
                 format!("it could not be deleted ({e})")
             })?;
             Ok(EncryptedOutcome::Deleted)
@@ -189,25 +312,6 @@ fn open_copy(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<(OwnedFd, Stat)>
     Ok((fd, st))
 }
 
-/// Renames `name` to a name of the program's own in the same folder (which keeps
-/// `name` in it, so a copy left there by a crash is given its name back by the next
-/// restore here: see `safe_fs::remove_leftovers`); returns that name.
-fn take_aside(dir: &OwnedFd, name: &OsStr) -> Result<OsString, String> {
-    for counter in 0..64 {
-        let Some(private) = names::aside_name(counter, name) else {
-            return Err("its name is too long to delete it safely".to_owned());
-        };
-        match rustix::fs::renameat_with(dir, name, dir, &private, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(private),
-            // Taken: by a file of an earlier run of ours still running, or planted.
-            Err(rustix::io::Errno::EXIST) => continue,
-            Err(rustix::io::Errno::NOENT) => return Err("it is no longer there".to_owned()),
-            Err(e) => return Err(format!("it could not be deleted ({e})")),
-        }
-    }
-    Err("it could not be deleted (no free name to take it aside)".to_owned())
-}
-
 /// Whether `name` in `dir` is the very file `copy` was opened on, unchanged since it
 /// was checked (`checked`). Another file there (saved over it, or exchanged with it,
 /// between the check and the rename) is not; nor is the copy written to meanwhile.
@@ -238,8 +342,7 @@ fn still_the_copy(
 }
 
 /// Gives the file at `name` in `dir` back the name it had (`to` in `to_dir`), never
-/// over another file: if its name was taken again meanwhile, it stays where it is
-/// (a private name keeps its name in it, for the next restore to put it back).
+/// over another file: if its name was taken again meanwhile, it stays where it is.
 fn put_back(dir: &OwnedFd, name: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> bool {
     rustix::fs::renameat_with(dir, name, to_dir, to, RenameFlags::NOREPLACE).is_ok()
 }
@@ -271,7 +374,7 @@ fn folder(cache: &mut DirCache, relative: &Path, create: bool) -> Result<Option<
 /// so the test knows the restore waits once its own open returns.
 const TEST_PAUSE: &str = "UNDELETE_TEST_PAUSE_ASIDE";
 
-/// The same, once a copy is checked under the name it is deleted by, just before it
+/// The same, once a copy is checked in the folder it is deleted in, just before it
 /// is deleted.
 const TEST_PAUSE_DELETE: &str = "UNDELETE_TEST_PAUSE_DELETE";
 

@@ -1,5 +1,6 @@
-//! Carrying out a plan: folders first, files in parallel under temporary names
-//! renamed into place only where the name is still free, then folder metadata.
+//! Carrying out a plan: folders first, files in parallel, each written without a
+//! name (or under a temporary one where the filesystem needs it) and put in place
+//! only where the name is still free, then folder metadata.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -15,7 +16,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use crate::announce::{Announcement, Announcer, Ticket};
 use crate::ids::ObjectId;
 use crate::model::{EntryKind, Version};
-use crate::names;
+use crate::names::{self, Mark};
 use crate::report::{FileResult, LossReason, Outcome};
 use crate::vault::{DamageError, Vault, is_disk_full};
 
@@ -25,6 +26,7 @@ use super::{
     Action, DirCache, PlanItem, RestoreError, RestorePlan, beside_label, left_out, lost, result,
     safe_fs, same_content,
 };
+use safe_fs::Staged;
 
 /// Reports progress: called with the number of files just finished.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
@@ -46,7 +48,8 @@ const COPY_BUFFER: usize = 1 << 20;
 /// What every restore worker shares.
 struct Shared<'a> {
     vault: &'a Vault,
-    /// Numbers the temporary names.
+    /// Marks the temporary names (see `names::Mark`), and numbers them.
+    mark: Mark,
     counter: AtomicU64,
     is_root: bool,
     as_of: Option<i64>,
@@ -59,17 +62,20 @@ struct Shared<'a> {
 /// Carries out a plan. Returns one result per file, in plan order.
 /// `stop` is checked before each file: once set (Ctrl-C), the files being written
 /// finish and the rest are reported as not restored yet. With an `announcer`, the
-/// daemon hears of each file it is about to see appear (see `announce`).
+/// daemon hears of each file it is about to see appear (see `announce`); `mark` is
+/// the one it was told, for the names this restore needs.
 pub fn execute(
     plan: &RestorePlan,
     vault: &Vault,
     progress: Progress<'_>,
     stop: &AtomicBool,
     announcer: Option<&Announcer>,
+    mark: Mark,
 ) -> Result<Vec<FileResult>, RestoreError> {
     let is_root = rustix::process::geteuid().is_root();
     let shared = Shared {
         vault,
+        mark,
         counter: AtomicU64::new(0),
         is_root,
         // A name taken since the plan gets the same label the plan would have given.
@@ -106,17 +112,6 @@ pub fn execute(
     }
 
     let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
-    let parents: BTreeSet<(&PathBuf, &Path)> = files
-        .iter()
-        .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
-        .collect();
-    for (base, parent) in parents {
-        if let Some(cache) = folder_caches.get_mut(base)
-            && let Ok(Some(dir)) = cache.dir(parent, false)
-        {
-            safe_fs::remove_leftovers(dir);
-        }
-    }
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
     // Set once when the destination disk fills: the files not yet written say why.
@@ -233,34 +228,35 @@ fn restore_one(
         Ok(None) => unreachable!("created when missing"),
         Err(problem) => return lost(item, LossReason::Blocked(problem.to_string())),
     };
-    let temp = names::own_name(
+    let temp = names::marked_name(
         names::RESTORE_TEMP,
+        shared.mark,
         shared.counter.fetch_add(1, Ordering::Relaxed),
     );
     let written = match item.version.observed.kind {
         EntryKind::Symlink => {
-            write_symlink(dir, &temp, &item.version, shared.is_root).map(|()| None)
+            write_symlink(dir, &temp, &item.version, shared.is_root).map(|staged| (staged, None))
         }
         _ => {
             let target = item.base.join(parent).join(&name);
             write_file(dir, &temp, &target, &item.version, shared, buf)
         }
     };
-    match (written, shared.announcer) {
-        (Err(failure), _) => {
-            let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
-            return failure.into_result(item);
-        }
+    let staged = match (written, shared.announcer) {
+        (Err(failure), _) => return failure.into_result(item),
         // The daemon must know the file before it can see it under its name.
-        (Ok(Some(ticket)), Some(announcer)) => announcer.wait(ticket),
-        _ => {}
-    }
+        (Ok((staged, Some(ticket))), Some(announcer)) => {
+            announcer.wait(ticket);
+            staged
+        }
+        (Ok((staged, _)), _) => staged,
+    };
     // Renamed into place only if the name is still free; if something appeared since
     // the plan, the next free name beside it is used.
     let mut final_name = name.clone();
     let label = beside_label(&item.version, shared.as_of);
     for n in 1..1000 {
-        match safe_fs::rename_no_replace(dir, &temp, &final_name) {
+        match staged.place(dir, &final_name) {
             Ok(true) => {
                 let to = item.base.join(parent).join(&final_name);
                 let mut r = result(item, Outcome::Recovered, None, Some(to));
@@ -274,7 +270,7 @@ fn restore_one(
                     rustix::fs::statat(dir, &final_name, AtFlags::SYMLINK_NOFOLLOW)
                     && same_content(shared.vault, dir, &final_name, &existing, &item.version)
                 {
-                    let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+                    staged.discard(dir);
                     let at = item.base.join(parent).join(&final_name);
                     return result(item, Outcome::AlreadyPresent, None, Some(at));
                 }
@@ -282,12 +278,12 @@ fn restore_one(
                     safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
             }
             Err(e) => {
-                let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+                staged.discard(dir);
                 return Failure::Write(e).into_result(item);
             }
         }
     }
-    let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    staged.discard(dir);
     lost(item, LossReason::NoFreeName)
 }
 
@@ -312,9 +308,10 @@ impl Failure {
     }
 }
 
-/// Writes a file's content and metadata under `temp`. With an announcer, the daemon
-/// is told, before the copying starts, that this file will appear at `target`; the
-/// ticket returned is to wait on before renaming it there.
+/// Writes a file's content and metadata, staged (see `Staged`; `temp` is its name
+/// where it needs one). With an announcer, the daemon is told, before the copying
+/// starts, that this file will appear at `target`; the ticket returned is to wait
+/// on before putting it there.
 fn write_file(
     dir: &OwnedFd,
     temp: &OsStr,
@@ -322,20 +319,32 @@ fn write_file(
     version: &Version,
     shared: &Shared<'_>,
     buf: &mut [u8],
-) -> Result<Option<Ticket>, Failure> {
+) -> Result<(Staged, Option<Ticket>), Failure> {
     let id = version
         .observed
         .object
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
-    let fd = rustix::fs::openat(
-        dir,
-        temp,
-        // Read too: a clone or a copy in the kernel is read back to check its hash.
-        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| Failure::Write(e.into()))?;
+    // Read too: a clone or a copy in the kernel is read back to check its hash.
+    let staged = Staged::create(dir, temp).map_err(Failure::Write)?;
+    match fill(&staged, id, target, version, shared, buf) {
+        Ok(ticket) => Ok((staged, ticket)),
+        Err(failure) => {
+            staged.discard(dir);
+            Err(failure)
+        }
+    }
+}
+
+fn fill(
+    staged: &Staged,
+    id: &ObjectId,
+    target: &Path,
+    version: &Version,
+    shared: &Shared<'_>,
+    buf: &mut [u8],
+) -> Result<Option<Ticket>, Failure> {
+    let fd = rustix::io::fcntl_dupfd_cloexec(staged.fd(), 0).map_err(|e| Failure::Write(e.into()))?;
     let file = std::fs::File::from(fd);
     let ticket = shared.announcer.and_then(|announcer| {
         announcer.announce(&Announcement {
@@ -364,29 +373,48 @@ fn write_file(
     Ok(ticket)
 }
 
+/// A link, made under `temp` (a link cannot be made without a name) and held by a
+/// descriptor of its own, so that its owner is set on the link made, whatever
+/// has its name by then.
 fn write_symlink(
     dir: &OwnedFd,
     temp: &OsStr,
     version: &Version,
     is_root: bool,
-) -> Result<(), Failure> {
+) -> Result<Staged, Failure> {
     let target = version
         .observed
         .link_target
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
     rustix::fs::symlinkat(target.as_os_str(), dir, temp).map_err(|e| Failure::Write(e.into()))?;
+    let link = rustix::fs::openat(
+        dir,
+        temp,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::Write(e.into()))?;
+    let staged = Staged::Named(temp.to_owned(), link);
+    let is_link = rustix::fs::fstat(staged.fd())
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
+    if !is_link {
+        // Another file took its name at once: not ours to change, nor to put in place.
+        return Err(Failure::Write(io::Error::other(
+            "another file took the name the link was made under",
+        )));
+    }
     if is_root {
         let _ = rustix::fs::chownat(
-            dir,
-            temp,
+            staged.fd(),
+            "",
             Some(rustix::fs::Uid::from_raw(version.observed.uid)),
             Some(rustix::fs::Gid::from_raw(version.observed.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::EMPTY_PATH,
         );
     }
     let _ = rustix::fs::utimensat(dir, temp, &times(version), AtFlags::SYMLINK_NOFOLLOW);
-    Ok(())
+    Ok(staged)
 }
 
 /// Owner (when root), then mode (chown clears set-id bits), then times.

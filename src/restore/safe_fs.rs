@@ -377,13 +377,14 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     )
 }
 
-/// Removes temporary files an interrupted restore left in a folder: only names of
-/// exactly our form, and only those of a process that no longer runs, so neither a
-/// user's `.undelete-restore-notes.txt` nor another running restore's file is touched.
-/// A file it had taken from its name to delete it (an encrypted copy, or a file that
-/// took the copy's name meanwhile) is given its name back instead, never over another.
-/// Call before any worker writes there: our own temporary files look the same.
-pub fn remove_leftovers(dir: &OwnedFd) {
+/// Gives back what an interrupted restore left in a folder of its own in `dir`
+/// (one it made to delete encrypted copies in): each file inside gets its name
+/// back, never over another, and the folder is removed once empty. Only a folder
+/// of a restore's form that this account made for itself (see `aside::is_ours`),
+/// and not this restore's own (`mark`): anything else with such a name is a user's,
+/// and is left as it is. A restore's temporary files are never removed by name:
+/// one an interrupted restore left is a file like any other to the daemon.
+pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
     let Ok(dup) = rustix::io::dup(dir) else {
         return;
     };
@@ -392,18 +393,33 @@ pub fn remove_leftovers(dir: &OwnedFd) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_bytes();
-        if let Some((pid, original)) = names::aside_original(name)
-            && !Path::new(&format!("/proc/{pid}")).exists()
+        if !name.starts_with(names::ASIDE_TEMP.as_bytes())
+            || names::mark_of(name).is_none_or(|m| m == mark)
         {
-            let name = OsStr::from_bytes(name);
-            let _ = rustix::fs::renameat_with(dir, name, dir, original, RenameFlags::NOREPLACE);
             continue;
         }
-        let Some(pid) = names::marked_pid(name, names::RESTORE_TEMP) else {
+        let name = OsStr::from_bytes(name);
+        let Ok(left) = open_child_dir(dir, name) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
+        let Ok(st) = rustix::fs::fstat(&left) else {
+            continue;
+        };
+        if !super::aside::is_ours(&st) {
+            continue;
+        }
+        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
+            for file in inside.flatten() {
+                let file = OsStr::from_bytes(file.file_name().to_bytes());
+                if file != "." && file != ".." {
+                    let _ = rustix::fs::renameat_with(&left, file, dir, file, RenameFlags::NOREPLACE);
+                }
+            }
+        }
+        if let Ok(now) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            && (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+        {
+            let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
         }
     }
 }
@@ -443,9 +459,10 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PathProblem> {
         Err(Errno::NOENT) => {}
         Err(e) => return Err(PathProblem::Io(e.into())),
     }
-    let mut counter = u64::from(u32::MAX);
+    let mut counter = 0;
+    let mark = names::Mark::new();
     let (temp, fd) = loop {
-        let temp = names::own_name(names::RESTORE_TEMP, counter);
+        let temp = names::marked_name(names::RESTORE_TEMP, mark, counter);
         match rustix::fs::openat(
             &dir,
             &temp,
@@ -476,6 +493,85 @@ pub fn rename_no_replace(dir: &impl AsFd, temp: &OsStr, name: &OsStr) -> io::Res
         Ok(()) => Ok(true),
         Err(Errno::EXIST) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A file being written before it is put in place: without a name where the
+/// folder's filesystem allows (`O_TMPFILE`), so that a restore stopped halfway
+/// leaves nothing behind; else under a temporary name of the restore's own.
+pub enum Staged {
+    Unnamed(OwnedFd),
+    Named(OsString, OwnedFd),
+}
+
+impl Staged {
+    /// A new file in `dir`, readable and writable, 0600; `temp` is its name when it
+    /// needs one.
+    pub fn create(dir: &OwnedFd, temp: &OsStr) -> io::Result<Self> {
+        let flags = OFlags::RDWR | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o600);
+        match rustix::fs::openat(dir, ".", flags | OFlags::TMPFILE, mode) {
+            Ok(fd) => return Ok(Self::Unnamed(fd)),
+            // Filesystems without files that have no name (FUSE, network shares).
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = rustix::fs::openat(
+            dir,
+            temp,
+            flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+            mode,
+        )?;
+        Ok(Self::Named(temp.to_owned(), fd))
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        match self {
+            Self::Unnamed(fd) | Self::Named(_, fd) => fd,
+        }
+    }
+
+    /// Gives it `name` in `dir` unless something is already called that.
+    /// `Ok(false)` when the name is taken.
+    pub fn place(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
+        let fd = match self {
+            Self::Named(temp, _) => return rename_no_replace(dir, temp, name),
+            Self::Unnamed(fd) => fd,
+        };
+        use std::os::fd::AsRawFd;
+        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let linked = match rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc.as_str(),
+            dir,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            // Without /proc: by the descriptor itself, which needs CAP_DAC_READ_SEARCH.
+            Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+                rustix::fs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH)
+            }
+            other => other,
+        };
+        match linked {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Given up: a file without a name goes with its descriptor; a named one is
+    /// removed only while its name still holds the file made.
+    pub fn discard(self, dir: &OwnedFd) {
+        if let Self::Named(temp, fd) = self
+            && let (Ok(made), Ok(now)) = (
+                rustix::fs::fstat(&fd),
+                rustix::fs::statat(dir, &temp, AtFlags::SYMLINK_NOFOLLOW),
+            )
+            && (made.st_dev, made.st_ino) == (now.st_dev, now.st_ino)
+        {
+            let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+        }
     }
 }
 

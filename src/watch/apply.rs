@@ -9,7 +9,6 @@ use super::dirty::By;
 use super::event::{FsEvent, Held};
 use super::{DUPLICATE_REMOVAL_NS, Daemon, DaemonError, SCAN_PAGE, tree};
 use crate::model::{EntryKind, Gone, Incomplete, Removal, Root};
-use crate::names::is_internal;
 
 impl Daemon {
     pub(super) fn root_for(&self, path: &Path) -> Option<&Root> {
@@ -27,8 +26,15 @@ impl Daemon {
                 is_new,
                 object,
             } => {
-                if crate::names::is_cookie(&path) {
-                    self.syncs.cookie_seen(&path);
+                if self.syncs.is_own(&path) {
+                    if self.syncs.cookie_seen(&path) {
+                        // Its name holds a user's file now, not the cookie.
+                        self.dirty.insert_event(path, is_new, by, object);
+                    }
+                } else if let Some(own) = self.restores_own(&path) {
+                    if own == path && is_new {
+                        self.watch_own_folder(&path)?;
+                    }
                 } else if self.is_protected(&path) {
                     self.dirty.insert_event(path, is_new, by, object);
                 }
@@ -54,7 +60,12 @@ impl Daemon {
                 self.dirty.insert_event(path, false, by, object);
             }
             FsEvent::Removed { path, was_dir } => {
-                if self.is_protected(&path) {
+                if self.syncs.forget(&path) {
+                    return Ok(());
+                }
+                if self.restores_own(&path).is_some() {
+                    self.own_gone(&path);
+                } else if self.is_protected(&path) {
                     self.removed(&path, was_dir, by, now)?;
                 }
             }
@@ -101,9 +112,19 @@ impl Daemon {
         Ok(())
     }
 
-    /// Inside a protected folder, and none of the daemon's own files.
+    /// Inside a protected folder, and none of the program's own files (see `own`).
     pub(super) fn is_protected(&self, path: &Path) -> bool {
-        !is_internal(path) && self.root_for(path).is_some()
+        self.root_for(path).is_some() && !self.is_own(path)
+    }
+
+    /// A folder a restore made to delete encrypted copies in: watched (by inotify),
+    /// so that a copy moved into it is seen moved there, and deleted, rather than
+    /// moved out of the protected folder. Nothing in it is recorded.
+    fn watch_own_folder(&mut self, path: &Path) -> Result<(), DaemonError> {
+        match tree::open_dir(path) {
+            Ok(fd) => self.watch_folder(&fd, path),
+            Err(_) => Ok(()),
+        }
     }
 
     pub(super) fn removed(

@@ -275,6 +275,8 @@ pub enum Msg {
     Amend(String, Sender<Result<String, String>>),
     /// How an alert e-mail went (see `alert`).
     Delivered(crate::model::Delivery),
+    /// The restore that told the daemon this mark has ended (see `own`).
+    RestoreEnded(crate::names::Mark),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

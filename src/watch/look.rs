@@ -13,7 +13,6 @@ use super::event::{Object, WatchError};
 use super::{Daemon, DaemonError, LOOK_CHUNK, tree};
 use crate::clock;
 use crate::model::{EntryKind, Gone, Incomplete, Observed, Removal, Uncaptured};
-use crate::names::is_internal;
 use crate::vault::Likely;
 
 /// What recording one look found: the kind on disk, whether the index already had
@@ -350,7 +349,7 @@ impl Daemon {
             drop(fd);
             for (name, is_dir) in names {
                 let path = folder.join(name);
-                if is_internal(&path) || (is_dir && path.starts_with(&vault_root)) {
+                if self.is_own(&path) || (is_dir && path.starts_with(&vault_root)) {
                     continue;
                 }
                 if is_dir {

@@ -34,6 +34,7 @@ mod identify;
 mod incidents;
 mod inotify;
 mod look;
+mod own;
 mod renames;
 mod serve;
 mod socket;
@@ -233,6 +234,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         since_commit: 0,
         stopping: false,
         announced,
+        passed: own::Passed::default(),
         announced_used: 0,
         hasher,
         hashing: 0,
@@ -477,6 +479,8 @@ struct Daemon {
     announced: Arc<Announced>,
     /// How many of them were recorded without reading them, since the last log line.
     announced_used: u64,
+    /// Names with a running restore's mark passed over (see `own`).
+    passed: own::Passed,
     hasher: hasher::Hasher,
     /// Staged copies handed to the hasher whose result has not come back.
     hashing: usize,

@@ -11,7 +11,6 @@ use super::dirty::By;
 use super::event::{Object, below};
 use super::{Daemon, DaemonError, RENAME_EXPLAINS, tree};
 use crate::model::{EntryKind, Gone, Removal, Version};
-use crate::names::is_internal;
 
 /// Moves the entries at and below `from` to where they are below `to` now.
 pub(super) fn follow_rename<V>(map: &mut HashMap<PathBuf, V>, from: &Path, to: &Path) {
@@ -68,17 +67,28 @@ impl Daemon {
         by: By,
         now: i64,
     ) -> Result<(), DaemonError> {
-        if is_internal(to) {
+        // A file renamed onto a cookie is a user's file under that name, and a
+        // cookie renamed is a user's file under its new name: no cookie of ours.
+        self.syncs.forget(to);
+        if self.syncs.forget(from) {
+            self.dirty.insert(to.to_owned(), true);
+            return Ok(());
+        }
+        if self.restores_own(to).is_some() {
             // Gone from its name all the same: a restore deleting an encrypted copy
-            // takes it from its name first, and it is deleted like any file.
+            // moves it into a folder of its own first, and it is deleted like any file.
             let was_dir = self
                 .index
                 .current(from)?
                 .is_some_and(|v| v.observed.kind == EntryKind::Dir);
             return self.removed(from, was_dir, by, now);
         }
-        if is_internal(from) {
-            // A restore renaming its finished temporary file into place.
+        if let Some(own) = self.restores_own(from) {
+            // A restore renaming its finished temporary file into place, or giving a
+            // file back its name.
+            if own == from {
+                self.own_gone(from);
+            }
             self.dirty.insert(to.to_owned(), true);
             return Ok(());
         }
@@ -172,7 +182,7 @@ impl Daemon {
         ) else {
             return Ok(());
         };
-        if is_internal(a) || is_internal(b) {
+        if self.is_own(a) || self.is_own(b) {
             self.dirty.insert(a.to_owned(), true);
             self.dirty.insert(b.to_owned(), true);
             return Ok(());

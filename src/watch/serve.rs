@@ -186,6 +186,7 @@ impl Daemon {
                     self.amended.push((reply, answer));
                 }
                 Msg::Delivered(delivery) => self.delivered(&delivery)?,
+                Msg::RestoreEnded(mark) => self.restore_ended(mark),
             }
         }
         self.look_at_dirty(now)?;

@@ -50,7 +50,16 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
     let reply = match command {
         "PING" => format!("OK {}", std::process::id()),
         // Not one line: every line that follows is an announcement, each acknowledged.
-        announce::COMMAND => return announced.receive(&mut reader, stream),
+        // Its mark is the restore's until the connection ends; then the daemon looks
+        // at what still has a name with it.
+        announce::COMMAND => {
+            let mark = crate::names::Mark::from_hex(argument);
+            let received = announced.receive(&mut reader, stream, mark);
+            if let Some(mark) = mark {
+                let _ = daemon.send(Msg::RestoreEnded(mark));
+            }
+            return received;
+        }
         "SYNC" => {
             let (tx, rx) = mpsc::channel();
             let sync = Msg::Sync {

@@ -16,9 +16,16 @@
 //! a folder where the cookie cannot be made is one a sync does not wait for, so
 //! `sync` would answer before that folder's changes were read. A name found taken
 //! is drawn again; only a folder that refuses new files is not waited for.
+//!
+//! Only cookies the daemon made are its own, and only until the kernel reports
+//! them gone: a user's file with a cookie's name (made before, or renamed onto an
+//! outstanding cookie) is recorded like any other. A cookie is removed only while
+//! its name still holds the file the daemon made (by inode): a user's file that
+//! took the name is left, and looked at.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
@@ -44,18 +51,30 @@ impl PendingSync {
 /// them: with 64 random bits, more than one means someone is planting names.
 const DRAWS: usize = 16;
 
+/// How many cookies are remembered as the daemon's own at most: more means their
+/// removals were never reported (a queue overflow), and the oldest are forgotten.
+const MADE_REMEMBERED: usize = 4096;
+
 #[derive(Default)]
 pub struct Syncs {
     pending: Vec<PendingSync>,
+    /// The cookies made and not yet reported gone, with the inode each was made as.
+    made: HashMap<PathBuf, (u64, u64)>,
 }
 
 impl Syncs {
     /// Drops a cookie into each protected folder for a new sync request.
     pub fn start(&mut self, reply: Sender<SyncAnswer>, roots: &[PathBuf], hashed: bool) {
         let mut waiting = Vec::new();
+        if self.made.len() >= MADE_REMEMBERED {
+            self.made.clear();
+        }
         for root in roots {
             match make_cookie(root) {
-                Ok(cookie) => waiting.push(cookie),
+                Ok((cookie, made)) => {
+                    self.made.insert(cookie.clone(), made);
+                    waiting.push(cookie);
+                }
                 // A read-only folder cannot change, so it has nothing to wait for.
                 Err(e) => tracing::debug!("no sync cookie in {}: {e}", root.display()),
             }
@@ -68,25 +87,41 @@ impl Syncs {
         });
     }
 
-    /// The kernel reported a cookie: every change before it has been read.
-    pub fn cookie_seen(&mut self, cookie: &Path) {
+    /// Whether `path` is a cookie the daemon made that the kernel has not reported
+    /// gone yet.
+    pub fn is_own(&self, path: &Path) -> bool {
+        self.made.contains_key(path)
+    }
+
+    /// The kernel reported `path` gone, or another file took its name: it is no
+    /// cookie of the daemon's any more. Whether it was one.
+    pub fn forget(&mut self, path: &Path) -> bool {
+        self.made.remove(path).is_some()
+    }
+
+    /// The kernel reported a cookie: every change before it has been read. Whether
+    /// its name holds another file than the cookie now (a user's, to look at).
+    pub fn cookie_seen(&mut self, cookie: &Path) -> bool {
         for sync in &mut self.pending {
             if let Some(i) = sync.waiting.iter().position(|c| c == cookie) {
                 sync.waiting.swap_remove(i);
-                let _ = std::fs::remove_file(cookie);
             }
         }
+        !remove_made(&mut self.made, cookie)
     }
 
     /// A full scan that started at `started` has finished: older syncs are covered.
     pub fn scan_finished(&mut self, started: Instant) {
         for sync in &mut self.pending {
             if sync.started <= started {
-                for cookie in sync.waiting.drain(..) {
-                    let _ = std::fs::remove_file(cookie);
+                for cookie in std::mem::take(&mut sync.waiting) {
+                    remove_made(&mut self.made, &cookie);
                 }
             }
         }
+        // Removals a queue overflow lost: what is gone is no cookie of ours.
+        self.made
+            .retain(|cookie, _| std::fs::symlink_metadata(cookie).is_ok());
     }
 
     /// Whether some sync has all its cookies back (and, for `--hashed`, the hasher
@@ -108,23 +143,40 @@ impl Syncs {
     }
 
     pub fn fail_all(&mut self, why: &str) {
-        for sync in self.pending.drain(..) {
+        for sync in std::mem::take(&mut self.pending) {
             for cookie in &sync.waiting {
-                let _ = std::fs::remove_file(cookie);
+                remove_made(&mut self.made, cookie);
             }
             let _ = sync.reply.send(SyncAnswer::Failed(why.to_owned()));
         }
     }
 }
 
-/// A new cookie in `root`, under a name nobody could have made first.
-fn make_cookie(root: &Path) -> std::io::Result<PathBuf> {
+/// Removes a cookie while its name still holds the file made; whether it did (or it
+/// was gone already). A name that holds another file now is forgotten, not removed.
+fn remove_made(made: &mut HashMap<PathBuf, (u64, u64)>, cookie: &Path) -> bool {
+    let Some(&inode) = made.get(cookie) else {
+        return true;
+    };
+    match std::fs::symlink_metadata(cookie) {
+        Ok(m) if (m.dev(), m.ino()) == inode => {
+            let _ = std::fs::remove_file(cookie);
+            true
+        }
+        Ok(_) => {
+            made.remove(cookie);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// A new cookie in `root`, under a name nobody could have made first, with the
+/// device and inode it was made as.
+fn make_cookie(root: &Path) -> std::io::Result<(PathBuf, (u64, u64))> {
     let mut last = None;
     for _ in 0..DRAWS {
-        let cookie = root.join(crate::names::own_name(
-            crate::names::SYNC_COOKIE,
-            unguessable(),
-        ));
+        let cookie = root.join(crate::names::cookie_name(crate::names::unguessable()));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -132,27 +184,15 @@ fn make_cookie(root: &Path) -> std::io::Result<PathBuf> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&cookie)
         {
-            Ok(_) => return Ok(cookie),
+            Ok(file) => {
+                let m = file.metadata()?;
+                return Ok((cookie, (m.dev(), m.ino())));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no cookie name was free")))
-}
-
-/// 64 bits from the kernel's random source; should it fail, the clock's
-/// nanoseconds, which are still not a count anyone can run ahead of.
-fn unguessable() -> u64 {
-    let mut bytes = [0u8; 8];
-    // SAFETY: a buffer of 8 bytes, and its length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n == bytes.len() as isize {
-        return u64::from_ne_bytes(bytes);
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -165,7 +205,7 @@ mod tests {
     fn a_sync_waits_for_a_folder_where_cookie_names_were_planted() {
         let root = tempfile::tempdir().unwrap();
         for n in 0..200 {
-            let name = crate::names::own_name(crate::names::SYNC_COOKIE, n);
+            let name = crate::names::cookie_name(n);
             std::fs::write(root.path().join(&name), b"planted").unwrap();
         }
         let (tx, _rx) = std::sync::mpsc::channel();
@@ -181,7 +221,7 @@ mod tests {
         assert_eq!(cookies.len(), 2, "{cookies:?}");
         assert_ne!(cookies[0], cookies[1]);
         for cookie in cookies {
-            assert!(crate::names::is_cookie(cookie), "{}", cookie.display());
+            assert!(syncs.is_own(cookie), "{}", cookie.display());
             assert_eq!(
                 std::fs::read(cookie).unwrap(),
                 b"",

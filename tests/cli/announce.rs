@@ -15,29 +15,52 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// A name the daemon ignores, as it ignores a restore's files until they are renamed.
-fn temp_name(n: u32) -> String {
-    format!(".undelete-restore-{}-{n}", std::process::id())
+/// A restore's connection to the daemon, held as a restore holds it while it
+/// writes: the mark of its own names told first, so that the daemon passes over
+/// its temporary files until they are renamed.
+struct Restoring {
+    stream: UnixStream,
+    mark: String,
 }
 
-/// Announces `path` as holding `content`, with the inode, size and time given, and
-/// waits for the daemon's acknowledgement.
-fn announce(env: &TestEnv, path: &Path, inode: u64, size: u64, mtime_ns: i64, content: &[u8]) {
-    let mut stream = UnixStream::connect(env.socket()).expect("connect to the daemon");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let line = serde_json::json!({
-        "path": path.to_str().expect("a UTF-8 test path"),
-        "inode": inode,
-        "size": size,
-        "mtime_ns": mtime_ns,
-        "object": blake3::hash(content).to_hex().to_string(),
-    });
-    write!(stream, "RESTORING\n{line}\n").unwrap();
-    let mut ack = String::new();
-    BufReader::new(&stream).read_line(&mut ack).unwrap();
-    assert_eq!(ack, "OK\n", "the daemon acknowledges each announcement");
+impl Restoring {
+    fn start(env: &TestEnv) -> Self {
+        let mut stream = UnixStream::connect(env.socket()).expect("connect to the daemon");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mark = format!("{:016x}", nanos ^ u64::from(std::process::id()) << 40);
+        writeln!(stream, "RESTORING {mark}").unwrap();
+        let mut ack = String::new();
+        BufReader::new(&stream).read_line(&mut ack).unwrap();
+        assert_eq!(ack, "OK\n", "the daemon takes the mark");
+        Self { stream, mark }
+    }
+
+    /// A temporary name with this restore's mark.
+    fn temp_name(&self, n: u32) -> String {
+        format!(".undelete-restore-{}-{n}", self.mark)
+    }
+
+    /// Announces `path` as holding `content`, with the inode, size and time given,
+    /// and waits for the daemon's acknowledgement.
+    fn announce(&mut self, path: &Path, inode: u64, size: u64, mtime_ns: i64, content: &[u8]) {
+        let line = serde_json::json!({
+            "path": path.to_str().expect("a UTF-8 test path"),
+            "inode": inode,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "object": blake3::hash(content).to_hex().to_string(),
+        });
+        writeln!(self.stream, "{line}").unwrap();
+        let mut ack = String::new();
+        BufReader::new(&self.stream).read_line(&mut ack).unwrap();
+        assert_eq!(ack, "OK\n", "the daemon acknowledges each announcement");
+    }
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> i64 {
@@ -80,19 +103,14 @@ fn the_daemon_takes_the_restores_word_for_a_file_as_announced() {
     env.start_daemon_and_sync(&[]);
 
     // Written like a restore writes: under a temporary name, announced, renamed.
-    let temp = env.write(temp_name(1), "written");
+    let mut restoring = Restoring::start(&env);
+    let temp = env.write(restoring.temp_name(1), "written");
     let meta = fs::metadata(&temp).unwrap();
     let target = env.path("claimed.txt");
-    announce(
-        &env,
-        &target,
-        meta.ino(),
-        meta.len(),
-        mtime_ns(&meta),
-        b"vouched",
-    );
+    restoring.announce(&target, meta.ino(), meta.len(), mtime_ns(&meta), b"vouched");
     fs::rename(&temp, &target).unwrap();
     env.sync();
+    drop(restoring);
 
     // The daemon recorded the announced content, which it could only know from the
     // announcement: reading the file would have given "written".
@@ -114,13 +132,15 @@ fn an_announced_file_that_is_not_as_announced_is_read() {
             (m.ino(), m.len(), mtime_ns(m) - 1_000_000_000)
         }),
     ];
+    let mut restoring = Restoring::start(&env);
     for (n, (name, change)) in changes.iter().enumerate() {
-        let temp = env.write(temp_name(n as u32), "written");
+        let temp = env.write(restoring.temp_name(n as u32), "written");
         let (inode, size, mtime) = change(&fs::metadata(&temp).unwrap());
-        announce(&env, &env.path(name), inode, size, mtime, b"vouched");
+        restoring.announce(&env.path(name), inode, size, mtime, b"vouched");
         fs::rename(&temp, env.path(name)).unwrap();
     }
     env.sync();
+    drop(restoring);
 
     for (name, _) in changes {
         assert_eq!(

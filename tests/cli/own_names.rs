@@ -21,6 +21,17 @@ fn lookalikes(daemon_pid: u32) -> Vec<String> {
     ]
 }
 
+/// `path` (as JSON gives it) is listed by `list --all` as there now, and can come
+/// back; a path restored after a deletion is listed deleted too, which is not looked at.
+pub fn assert_listed_live(env: &TestEnv, path: &str) {
+    let listed = env.list_json(&["--all"]);
+    let live = listed
+        .iter()
+        .find(|e| e["path"] == path && e["deleted_at"].is_null())
+        .unwrap_or_else(|| panic!("{path} is not listed as there: {listed:#?}"));
+    assert_live_and_recoverable(live);
+}
+
 /// A pid no process has now.
 fn ended_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -127,9 +138,8 @@ fn files_planted_to_look_like_an_interrupted_restores_leftovers_survive_a_restor
     );
     assert!(!env.path("docs/budget.xlsx").exists(), "moved out of their folder");
     env.sync();
-    let live = env.list_by_path(&["--all"]);
     for name in &planted {
-        assert_live_and_recoverable(entry(&live, &env.json_path(format!("docs/{name}"))));
+        assert_listed_live(&env, &env.json_path(format!("docs/{name}")));
     }
     env.stop_daemon();
 }

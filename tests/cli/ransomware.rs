@@ -1020,7 +1020,8 @@ fn a_file_exchanged_with_an_encrypted_copy_while_it_is_deleted_is_not_deleted() 
 }
 
 #[test]
-fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_back() {
+fn a_copy_left_in_a_folder_of_its_own_by_an_interrupted_restore_gets_its_name_back() {
+    use std::os::unix::fs::PermissionsExt;
     let Encrypted {
         mut env,
         files,
@@ -1028,15 +1029,13 @@ fn a_copy_left_under_a_name_of_its_own_by_an_interrupted_restore_gets_its_name_b
         code,
     } = encrypted(24, Variant::InPlace, 12);
     env.stop_daemon();
-    // A restore deleting it stopped (killed, or the power went) once it had taken
-    // the copy from its name.
-    let ended = std::process::Command::new("true").spawn().unwrap();
-    let pid = ended.id();
-    let mut ended = ended;
-    ended.wait().unwrap();
-    let name = paths[0].file_name().unwrap().to_str().unwrap();
-    let private = paths[0].with_file_name(format!(".undelete-aside-{pid}-0.{name}"));
-    fs::rename(&paths[0], &private).unwrap();
+    // A restore deleting it stopped (killed, or the power went) once it had moved
+    // the copy into the folder it makes for that, as this account, readable by it alone.
+    let name = paths[0].file_name().unwrap();
+    let private = paths[0].with_file_name(".undelete-aside-00c0ffee00c0ffee-0");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::rename(&paths[0], private.join(name)).unwrap();
     let (ok, report, text) = restore_json(&env, &["--incident", &code, "--delete-encrypted"]);
     assert!(ok, "{text}");
     assert!(!private.exists(), "{report:#}");
@@ -1154,8 +1153,7 @@ fn a_file_renamed_onto_the_name_an_encrypted_copy_is_deleted_under_is_not_delete
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(report["encrypted_deleted"], 24, "{report:#}");
     env.sync();
-    let live = env.list_by_path(&["--all"]);
-    assert_live_and_recoverable(entry(&live, planted.to_str().unwrap()));
+    crate::own_names::assert_listed_live(&env, planted.to_str().unwrap());
     env.stop_daemon();
 }
 

@@ -1,0 +1,70 @@
+//! Which names in the protected folders are the program's own, decided by who
+//! knows them, never by their form: the daemon's cookies it has not seen gone yet
+//! (see `sync`), and names with the mark of a restore connected now (see
+//! `announce`). A name passed over under a restore's mark is looked at once that
+//! restore has ended: if it is still there, it is a user's file (or one the
+//! restore left when it was stopped) and is recorded like any other.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::Daemon;
+use crate::names::{self, Mark};
+
+/// How many names are remembered under one mark at most; past that, names with it
+/// are looked at as usual (which costs only reading a restore's files again).
+const PASSED_AT_MOST: usize = 100_000;
+
+/// Names with a running restore's mark passed over, by mark.
+#[derive(Default)]
+pub(super) struct Passed(RefCell<HashMap<Mark, HashSet<PathBuf>>>);
+
+impl Daemon {
+    /// Whether `path` is one of the daemon's own cookies, or at or below a name a
+    /// restore running now told the daemon is its own.
+    pub(super) fn is_own(&self, path: &Path) -> bool {
+        self.syncs.is_own(path) || self.restores_own(path).is_some()
+    }
+
+    /// The name at or above `path`, inside its protected folder, that carries the
+    /// mark of a restore running now (remembered, to be looked at once it ends).
+    pub(super) fn restores_own(&self, path: &Path) -> Option<PathBuf> {
+        let root = self.root_for(path)?.path.clone();
+        let mut at = path;
+        while at != root {
+            if let Some(name) = at.file_name().map(|n| n.as_bytes())
+                && name.starts_with(b".undelete-")
+                && let Some(mark) = names::mark_of(name)
+                && self.announced.is_restoring(mark)
+            {
+                let mut passed = self.passed.0.borrow_mut();
+                let names = passed.entry(mark).or_default();
+                if names.len() >= PASSED_AT_MOST && !names.contains(at) {
+                    return None;
+                }
+                names.insert(at.to_owned());
+                return Some(at.to_owned());
+            }
+            at = at.parent()?;
+        }
+        None
+    }
+
+    /// A name of a restore's own is gone (renamed into place, or removed by it).
+    pub(super) fn own_gone(&self, path: &Path) {
+        for names in self.passed.0.borrow_mut().values_mut() {
+            names.remove(path);
+        }
+    }
+
+    /// The restore with this mark has ended: what still has a name with it is
+    /// looked at, as anyone's file would be.
+    pub(super) fn restore_ended(&mut self, mark: Mark) {
+        let left = self.passed.0.borrow_mut().remove(&mark).unwrap_or_default();
+        for path in left {
+            self.dirty.insert(path, true);
+        }
+    }
+}
