@@ -249,19 +249,13 @@ impl Announced {
         let Some(mark) = mark else {
             return self.receive_announcements(reader, writer);
         };
-        self.restoring
-            .lock()
-            .expect("never poisoned")
-            .insert(mark);
+        self.restoring.lock().expect("never poisoned").insert(mark);
         let mut writer = writer;
         let received = writer
             .write_all(b"OK\n")
             .and_then(|()| writer.flush())
             .and_then(|()| self.receive_announcements(reader, writer));
-        self.restoring
-            .lock()
-            .expect("never poisoned")
-            .remove(&mark);
+        self.restoring.lock().expect("never poisoned").remove(&mark);
         received
     }
 

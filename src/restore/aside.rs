@@ -137,7 +137,8 @@ impl Private {
     /// Made 0700 in `parent`, and checked through its descriptor to be the one made:
     /// a folder someone else put at its name in between is not used.
     fn make(parent: OwnedFd, mark: Mark) -> Result<Self, String> {
-        let cannot = |e: rustix::io::Errno| format!("no folder could be made to delete it in ({e})");
+        let cannot =
+            |e: rustix::io::Errno| format!("no folder could be made to delete it in ({e})");
         for counter in 0..16 {
             let name = names::marked_name(names::ASIDE_TEMP, mark, counter);
             match rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o700)) {
@@ -153,7 +154,7 @@ impl Private {
             )
             .map_err(cannot)?;
             let st = rustix::fs::fstat(&dir).map_err(cannot)?;
-            if !is_ours(&st) {
+            if !super::safe_fs::is_ours(&st) {
                 return Err("another folder took the name of the one made to delete it in".into());
             }
             return Ok(Self {
@@ -183,14 +184,6 @@ impl Private {
             let _ = rustix::fs::unlinkat(&self.parent, &self.name, AtFlags::REMOVEDIR);
         }
     }
-}
-
-/// Whether a folder is one a restore of this account made for itself: a folder,
-/// owned by this account, readable by it alone.
-pub(super) fn is_ours(st: &Stat) -> bool {
-    FileType::from_raw_mode(st.st_mode) == FileType::Directory
-        && st.st_uid == rustix::process::geteuid().as_raw()
-        && st.st_mode & 0o7777 == 0o700
 }
 
 /// Why a copy is left when another file took its name between the check and the
@@ -230,7 +223,8 @@ fn one(
             // Moved into the restore's own folder first, where nobody else can put a
             // file at its name: what is deleted there is what was moved, and that is
             // known to be the copy.
-            match rustix::fs::renameat_with(&from, name, &private.dir, name, RenameFlags::NOREPLACE) {
+            match rustix::fs::renameat_with(&from, name, &private.dir, name, RenameFlags::NOREPLACE)
+            {
                 Ok(()) => {}
                 Err(rustix::io::Errno::NOENT) => return Err("it is no longer there".to_owned()),
                 Err(e) => return Err(format!("it could not be deleted ({e})")),

@@ -1,9 +1,9 @@
-//! Carrying out a plan: folders first, files in parallel, each written without a
-//! name (or under a temporary one where the filesystem needs it) and put in place
+//! Carrying out a plan: folders first, files in parallel, each written in a folder
+//! of the restore's own beside its place (see `safe_fs::Staging`) and put in place
 //! only where the name is still free, then folder metadata.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, Mode, Timespec, Timestamps};
 
 use crate::announce::{Announcement, Announcer, Ticket};
 use crate::ids::ObjectId;
 use crate::model::{EntryKind, Version};
-use crate::names::{self, Mark};
+use crate::names::Mark;
 use crate::report::{FileResult, LossReason, Outcome};
 use crate::vault::{DamageError, Vault, is_disk_full};
 
@@ -26,7 +26,7 @@ use super::{
     Action, DirCache, PlanItem, RestoreError, RestorePlan, beside_label, left_out, lost, result,
     safe_fs, same_content,
 };
-use safe_fs::Staged;
+use safe_fs::Staging;
 
 /// Reports progress: called with the number of files just finished.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
@@ -42,14 +42,21 @@ fn workers() -> usize {
         .unwrap_or(8)
 }
 
+/// How many folders to write in are kept at most (see `Shared::staging_for`): a
+/// restore into 20,000 folders must not run out of descriptors.
+const STAGING_OPEN_AT_MOST: usize = 64;
+
 /// The read size of a restore: large files go in few syscalls.
 const COPY_BUFFER: usize = 1 << 20;
 
 /// What every restore worker shares.
 struct Shared<'a> {
     vault: &'a Vault,
-    /// Marks the temporary names (see `names::Mark`), and numbers them.
+    /// Marks the folders files are written in (see `names::Mark`).
     mark: Mark,
+    /// Those folders, one beside each folder written to, by destination and folder.
+    staging: Mutex<HashMap<(PathBuf, PathBuf), std::sync::Arc<Staging>>>,
+    /// Numbers the files written in them.
     counter: AtomicU64,
     is_root: bool,
     as_of: Option<i64>,
@@ -76,6 +83,7 @@ pub fn execute(
     let shared = Shared {
         vault,
         mark,
+        staging: Mutex::new(HashMap::new()),
         counter: AtomicU64::new(0),
         is_root,
         // A name taken since the plan gets the same label the plan would have given.
@@ -112,6 +120,17 @@ pub fn execute(
     }
 
     let files: Vec<(usize, &PlanItem)> = plan.files().enumerate().collect();
+    let parents: BTreeSet<(&PathBuf, &Path)> = files
+        .iter()
+        .map(|(_, i)| (&i.base, i.relative.parent().unwrap_or(Path::new(""))))
+        .collect();
+    for (base, parent) in parents {
+        if let Some(cache) = folder_caches.get_mut(base)
+            && let Ok(Some(dir)) = cache.dir(parent, false)
+        {
+            safe_fs::clear_leftover_staging(dir, mark);
+        }
+    }
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);
     let next = AtomicUsize::new(0);
     // Set once when the destination disk fills: the files not yet written say why.
@@ -154,6 +173,13 @@ pub fn execute(
         }
     });
 
+    // Before folders get their times back: removing them changes their folder's.
+    let staging = std::mem::take(&mut *shared.staging.lock().expect("never poisoned"));
+    for staging in staging.into_values() {
+        if let Ok(staging) = std::sync::Arc::try_unwrap(staging) {
+            staging.finish();
+        }
+    }
     // Only folders this restore made: one made by someone else since the plan (it
     // may have waited for a confirmation) keeps its owner, mode and times.
     let created: HashSet<(PathBuf, PathBuf)> = folder_caches
@@ -203,6 +229,43 @@ fn record_hashed(vault: &Vault, hashed: Vec<(ObjectId, ObjectId, u64)>) {
     }
 }
 
+impl Shared<'_> {
+    /// The folder to write in beside `parent` of `base` (whose descriptor is `dir`),
+    /// made when first needed.
+    fn staging_for(
+        &self,
+        base: &Path,
+        parent: &Path,
+        dir: &OwnedFd,
+    ) -> io::Result<std::sync::Arc<Staging>> {
+        let mut staging = self.staging.lock().expect("never poisoned");
+        let key = (base.to_owned(), parent.to_owned());
+        if let Some(made) = staging.get(&key) {
+            return Ok(std::sync::Arc::clone(made));
+        }
+        if staging.len() >= STAGING_OPEN_AT_MOST {
+            // Each holds two descriptors: those no worker writes in now are removed
+            // (made again if a later file needs one there).
+            let idle: Vec<(PathBuf, PathBuf)> = staging
+                .iter()
+                .filter(|(_, s)| std::sync::Arc::strong_count(s) == 1)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in idle {
+                if let Some(done) = staging
+                    .remove(&key)
+                    .and_then(|s| std::sync::Arc::try_unwrap(s).ok())
+                {
+                    done.finish();
+                }
+            }
+        }
+        let made = std::sync::Arc::new(Staging::make(dir, self.mark)?);
+        staging.insert(key, std::sync::Arc::clone(&made));
+        Ok(made)
+    }
+}
+
 fn restore_one(
     item: &PlanItem,
     shared: &Shared<'_>,
@@ -228,35 +291,35 @@ fn restore_one(
         Ok(None) => unreachable!("created when missing"),
         Err(problem) => return lost(item, LossReason::Blocked(problem.to_string())),
     };
-    let temp = names::marked_name(
-        names::RESTORE_TEMP,
-        shared.mark,
-        shared.counter.fetch_add(1, Ordering::Relaxed),
-    );
+    let staging = match shared.staging_for(&item.base, parent, dir) {
+        Ok(staging) => staging,
+        Err(e) => return Failure::Write(e).into_result(item),
+    };
+    let temp = OsString::from(shared.counter.fetch_add(1, Ordering::Relaxed).to_string());
     let written = match item.version.observed.kind {
         EntryKind::Symlink => {
-            write_symlink(dir, &temp, &item.version, shared.is_root).map(|staged| (staged, None))
+            write_symlink(&staging, &temp, &item.version, shared.is_root).map(|()| None)
         }
         _ => {
             let target = item.base.join(parent).join(&name);
-            write_file(dir, &temp, &target, &item.version, shared, buf)
+            write_file(&staging, &temp, &target, &item.version, shared, buf)
         }
     };
-    let staged = match (written, shared.announcer) {
-        (Err(failure), _) => return failure.into_result(item),
+    match (written, shared.announcer) {
+        (Err(failure), _) => {
+            staging.discard(&temp);
+            return failure.into_result(item);
+        }
         // The daemon must know the file before it can see it under its name.
-        (Ok((staged, Some(ticket))), Some(announcer)) => {
-            announcer.wait(ticket);
-            staged
-        }
-        (Ok((staged, _)), _) => staged,
-    };
+        (Ok(Some(ticket)), Some(announcer)) => announcer.wait(ticket),
+        _ => {}
+    }
     // Renamed into place only if the name is still free; if something appeared since
     // the plan, the next free name beside it is used.
     let mut final_name = name.clone();
     let label = beside_label(&item.version, shared.as_of);
     for n in 1..1000 {
-        match staged.place(dir, &final_name) {
+        match staging.place(&temp, &final_name) {
             Ok(true) => {
                 let to = item.base.join(parent).join(&final_name);
                 let mut r = result(item, Outcome::Recovered, None, Some(to));
@@ -270,7 +333,7 @@ fn restore_one(
                     rustix::fs::statat(dir, &final_name, AtFlags::SYMLINK_NOFOLLOW)
                     && same_content(shared.vault, dir, &final_name, &existing, &item.version)
                 {
-                    staged.discard(dir);
+                    staging.discard(&temp);
                     let at = item.base.join(parent).join(&final_name);
                     return result(item, Outcome::AlreadyPresent, None, Some(at));
                 }
@@ -278,12 +341,12 @@ fn restore_one(
                     safe_fs::beside_name(item.relative.file_name().unwrap_or_default(), &label, n);
             }
             Err(e) => {
-                staged.discard(dir);
+                staging.discard(&temp);
                 return Failure::Write(e).into_result(item);
             }
         }
     }
-    staged.discard(dir);
+    staging.discard(&temp);
     lost(item, LossReason::NoFreeName)
 }
 
@@ -308,43 +371,24 @@ impl Failure {
     }
 }
 
-/// Writes a file's content and metadata, staged (see `Staged`; `temp` is its name
-/// where it needs one). With an announcer, the daemon is told, before the copying
-/// starts, that this file will appear at `target`; the ticket returned is to wait
-/// on before putting it there.
+/// Writes a file's content and metadata as `temp` in `staging`. With an announcer,
+/// the daemon is told, before the copying starts, that this file will appear at
+/// `target`; the ticket returned is to wait on before putting it there.
 fn write_file(
-    dir: &OwnedFd,
+    staging: &Staging,
     temp: &OsStr,
     target: &Path,
     version: &Version,
     shared: &Shared<'_>,
     buf: &mut [u8],
-) -> Result<(Staged, Option<Ticket>), Failure> {
+) -> Result<Option<Ticket>, Failure> {
     let id = version
         .observed
         .object
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
     // Read too: a clone or a copy in the kernel is read back to check its hash.
-    let staged = Staged::create(dir, temp).map_err(Failure::Write)?;
-    match fill(&staged, id, target, version, shared, buf) {
-        Ok(ticket) => Ok((staged, ticket)),
-        Err(failure) => {
-            staged.discard(dir);
-            Err(failure)
-        }
-    }
-}
-
-fn fill(
-    staged: &Staged,
-    id: &ObjectId,
-    target: &Path,
-    version: &Version,
-    shared: &Shared<'_>,
-    buf: &mut [u8],
-) -> Result<Option<Ticket>, Failure> {
-    let fd = rustix::io::fcntl_dupfd_cloexec(staged.fd(), 0).map_err(|e| Failure::Write(e.into()))?;
+    let fd = staging.create(temp).map_err(Failure::Write)?;
     let file = std::fs::File::from(fd);
     let ticket = shared.announcer.and_then(|announcer| {
         announcer.announce(&Announcement {
@@ -373,48 +417,32 @@ fn fill(
     Ok(ticket)
 }
 
-/// A link, made under `temp` (a link cannot be made without a name) and held by a
-/// descriptor of its own, so that its owner is set on the link made, whatever
-/// has its name by then.
+/// A link, made as `temp` in `staging`, where nobody else can put another file
+/// at its name before its owner and times are set by that name.
 fn write_symlink(
-    dir: &OwnedFd,
+    staging: &Staging,
     temp: &OsStr,
     version: &Version,
     is_root: bool,
-) -> Result<Staged, Failure> {
+) -> Result<(), Failure> {
     let target = version
         .observed
         .link_target
         .as_ref()
         .ok_or(Failure::Vault(DamageError::Missing))?;
+    let dir = staging.fd();
     rustix::fs::symlinkat(target.as_os_str(), dir, temp).map_err(|e| Failure::Write(e.into()))?;
-    let link = rustix::fs::openat(
-        dir,
-        temp,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Failure::Write(e.into()))?;
-    let staged = Staged::Named(temp.to_owned(), link);
-    let is_link = rustix::fs::fstat(staged.fd())
-        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
-    if !is_link {
-        // Another file took its name at once: not ours to change, nor to put in place.
-        return Err(Failure::Write(io::Error::other(
-            "another file took the name the link was made under",
-        )));
-    }
     if is_root {
         let _ = rustix::fs::chownat(
-            staged.fd(),
-            "",
+            dir,
+            temp,
             Some(rustix::fs::Uid::from_raw(version.observed.uid)),
             Some(rustix::fs::Gid::from_raw(version.observed.gid)),
-            AtFlags::SYMLINK_NOFOLLOW | AtFlags::EMPTY_PATH,
+            AtFlags::SYMLINK_NOFOLLOW,
         );
     }
     let _ = rustix::fs::utimensat(dir, temp, &times(version), AtFlags::SYMLINK_NOFOLLOW);
-    Ok(staged)
+    Ok(())
 }
 
 /// Owner (when root), then mode (chown clears set-id bits), then times.

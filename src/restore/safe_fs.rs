@@ -380,10 +380,9 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
 /// Gives back what an interrupted restore left in a folder of its own in `dir`
 /// (one it made to delete encrypted copies in): each file inside gets its name
 /// back, never over another, and the folder is removed once empty. Only a folder
-/// of a restore's form that this account made for itself (see `aside::is_ours`),
+/// of a restore's form that this account made for itself (see `is_ours`),
 /// and not this restore's own (`mark`): anything else with such a name is a user's,
-/// and is left as it is. A restore's temporary files are never removed by name:
-/// one an interrupted restore left is a file like any other to the daemon.
+/// and is left as it is.
 pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
     let Ok(dup) = rustix::io::dup(dir) else {
         return;
@@ -405,14 +404,15 @@ pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
         let Ok(st) = rustix::fs::fstat(&left) else {
             continue;
         };
-        if !super::aside::is_ours(&st) {
+        if !is_ours(&st) {
             continue;
         }
         if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
             for file in inside.flatten() {
                 let file = OsStr::from_bytes(file.file_name().to_bytes());
                 if file != "." && file != ".." {
-                    let _ = rustix::fs::renameat_with(&left, file, dir, file, RenameFlags::NOREPLACE);
+                    let _ =
+                        rustix::fs::renameat_with(&left, file, dir, file, RenameFlags::NOREPLACE);
                 }
             }
         }
@@ -422,6 +422,14 @@ pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
             let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
         }
     }
+}
+
+/// Whether a folder is one a restore of this account made for itself: a folder,
+/// owned by this account, readable by it alone. Nobody else can make one.
+pub fn is_ours(st: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        && st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_mode & 0o7777 == 0o700
 }
 
 /// Writes `data` as the file `path` (a report asked for with `--report`), reaching
@@ -486,92 +494,137 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PathProblem> {
     Ok(())
 }
 
-/// Renames `temp` to `name` in `dir` unless something is already called `name`.
-/// `Ok(false)` when the name is taken.
-pub fn rename_no_replace(dir: &impl AsFd, temp: &OsStr, name: &OsStr) -> io::Result<bool> {
-    match rustix::fs::renameat_with(dir, temp, dir, name, rustix::fs::RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(true),
-        Err(Errno::EXIST) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+/// The folder a restore writes one folder's files in before putting each in place:
+/// made 0700 beside them, under a name with the restore's mark, checked through its
+/// descriptor to be the one made, and locked while the restore runs. Nobody else can
+/// put a file at a name in it, so what the restore changes or removes in it (an
+/// owner set on a link, a file given up) is its own; a file is put in place by a
+/// rename that never replaces anything.
+pub struct Staging {
+    dir: OwnedFd,
+    parent: OwnedFd,
+    name: OsString,
+    made: (u64, u64),
 }
 
-/// A file being written before it is put in place: without a name where the
-/// folder's filesystem allows (`O_TMPFILE`), so that a restore stopped halfway
-/// leaves nothing behind; else under a temporary name of the restore's own.
-pub enum Staged {
-    Unnamed(OwnedFd),
-    Named(OsString, OwnedFd),
-}
-
-impl Staged {
-    /// A new file in `dir`, readable and writable, 0600; `temp` is its name when it
-    /// needs one.
-    pub fn create(dir: &OwnedFd, temp: &OsStr) -> io::Result<Self> {
-        let flags = OFlags::RDWR | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(0o600);
-        match rustix::fs::openat(dir, ".", flags | OFlags::TMPFILE, mode) {
-            Ok(fd) => return Ok(Self::Unnamed(fd)),
-            // Filesystems without files that have no name (FUSE, network shares).
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
+impl Staging {
+    pub fn make(parent: &OwnedFd, mark: names::Mark) -> io::Result<Self> {
+        for counter in 0..16 {
+            let name = names::marked_name(names::RESTORE_TEMP, mark, counter);
+            match rustix::fs::mkdirat(parent, &name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let dir = open_child_dir(parent, &name)?;
+            let st = rustix::fs::fstat(&dir)?;
+            if !is_ours(&st) {
+                return Err(io::Error::other(
+                    "another folder took the name of the one made to write in",
+                ));
+            }
+            // Held while this restore runs, so that another one sees it is in use.
+            rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+            return Ok(Self {
+                dir,
+                parent: rustix::io::fcntl_dupfd_cloexec(parent, 0)?,
+                name,
+                made: (st.st_dev, st.st_ino),
+            });
         }
-        let fd = rustix::fs::openat(
-            dir,
+        Err(io::Error::other("no free name for a folder to write in"))
+    }
+
+    /// A new file `temp` in it, readable and writable, 0600.
+    pub fn create(&self, temp: &OsStr) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.dir,
             temp,
-            flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
-            mode,
-        )?;
-        Ok(Self::Named(temp.to_owned(), fd))
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?)
     }
 
     pub fn fd(&self) -> &OwnedFd {
-        match self {
-            Self::Unnamed(fd) | Self::Named(_, fd) => fd,
-        }
+        &self.dir
     }
 
-    /// Gives it `name` in `dir` unless something is already called that.
-    /// `Ok(false)` when the name is taken.
-    pub fn place(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
-        let fd = match self {
-            Self::Named(temp, _) => return rename_no_replace(dir, temp, name),
-            Self::Unnamed(fd) => fd,
-        };
-        use std::os::fd::AsRawFd;
-        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let linked = match rustix::fs::linkat(
-            rustix::fs::CWD,
-            proc.as_str(),
-            dir,
-            name,
-            AtFlags::SYMLINK_FOLLOW,
-        ) {
-            // Without /proc: by the descriptor itself, which needs CAP_DAC_READ_SEARCH.
-            Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
-                rustix::fs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH)
-            }
-            other => other,
-        };
-        match linked {
+    /// Gives `temp` the name `name` in the folder this one is in, unless something is
+    /// already called that. `Ok(false)` when the name is taken.
+    pub fn place(&self, temp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        match rustix::fs::renameat_with(&self.dir, temp, &self.parent, name, RenameFlags::NOREPLACE)
+        {
             Ok(()) => Ok(true),
             Err(Errno::EXIST) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Given up: a file without a name goes with its descriptor; a named one is
-    /// removed only while its name still holds the file made.
-    pub fn discard(self, dir: &OwnedFd) {
-        if let Self::Named(temp, fd) = self
-            && let (Ok(made), Ok(now)) = (
-                rustix::fs::fstat(&fd),
-                rustix::fs::statat(dir, &temp, AtFlags::SYMLINK_NOFOLLOW),
-            )
-            && (made.st_dev, made.st_ino) == (now.st_dev, now.st_ino)
+    /// A file given up.
+    pub fn discard(&self, temp: &OsStr) {
+        let _ = rustix::fs::unlinkat(&self.dir, temp, AtFlags::empty());
+    }
+
+    /// Removed, by its name only while that name is still this folder (and only empty).
+    pub fn finish(self) {
+        if let Ok(st) = rustix::fs::statat(&self.parent, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+            && (st.st_dev, st.st_ino) == self.made
         {
-            let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&self.parent, &self.name, AtFlags::REMOVEDIR);
         }
+    }
+}
+
+/// Removes what an interrupted restore left in its folders to write in (see
+/// `Staging`) in `dir`: files half written, in a folder nobody else could put a
+/// file in. Only a folder of that form this account made for itself (`is_ours`),
+/// that no running restore holds, and not this restore's (`mark`); anything else
+/// with such a name is a user's, and is left as it is.
+pub fn clear_leftover_staging(dir: &OwnedFd, mark: names::Mark) {
+    let Ok(dup) = rustix::io::dup(dir) else {
+        return;
+    };
+    let Ok(entries) = rustix::fs::Dir::new(dup) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_bytes();
+        if !name.starts_with(names::RESTORE_TEMP.as_bytes())
+            || names::mark_of(name).is_none_or(|m| m == mark)
+        {
+            continue;
+        }
+        let name = OsStr::from_bytes(name);
+        let Ok(left) = open_child_dir(dir, name) else {
+            continue;
+        };
+        let ours = rustix::fs::fstat(&left).is_ok_and(|st| is_ours(&st));
+        let unheld =
+            rustix::fs::flock(&left, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        if !ours || !unheld {
+            continue;
+        }
+        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
+            for file in inside.flatten() {
+                let file = OsStr::from_bytes(file.file_name().to_bytes());
+                if file != "." && file != ".." {
+                    let _ = rustix::fs::unlinkat(&left, file, AtFlags::empty());
+                }
+            }
+        }
+        let (Ok(st), Ok(parent)) = (
+            rustix::fs::fstat(&left),
+            rustix::io::fcntl_dupfd_cloexec(dir, 0),
+        ) else {
+            continue;
+        };
+        Staging {
+            dir: left,
+            parent,
+            name: name.to_owned(),
+            made: (st.st_dev, st.st_ino),
+        }
+        .finish();
     }
 }
 

@@ -31,7 +31,7 @@ impl Daemon {
     /// The name at or above `path`, inside its protected folder, that carries the
     /// mark of a restore running now (remembered, to be looked at once it ends).
     pub(super) fn restores_own(&self, path: &Path) -> Option<PathBuf> {
-        let root = self.root_for(path)?.path.clone();
+        let root = &self.root_for(path)?.path;
         let mut at = path;
         while at != root {
             if let Some(name) = at.file_name().map(|n| n.as_bytes())

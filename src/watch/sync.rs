@@ -199,6 +199,24 @@ fn make_cookie(root: &Path) -> std::io::Result<(PathBuf, (u64, u64))> {
 mod tests {
     use super::*;
 
+    /// A user's file renamed onto a cookie's name before the daemon removes the
+    /// cookie: it is left there, whole, and said to be a user's to look at.
+    #[test]
+    fn a_file_renamed_onto_a_cookie_is_not_removed_with_it() {
+        let root = tempfile::tempdir().unwrap();
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut syncs = Syncs::default();
+        syncs.start(tx, &[root.path().to_owned()], false);
+        let cookie = syncs.pending[0].waiting[0].clone();
+        let mine = root.path().join("report.docx");
+        std::fs::write(&mine, b"a user's report").unwrap();
+        std::fs::rename(&mine, &cookie).unwrap();
+        assert!(syncs.cookie_seen(&cookie), "taken for the cookie");
+        assert_eq!(std::fs::read(&cookie).unwrap(), b"a user's report");
+        assert!(!syncs.is_own(&cookie), "still taken for the daemon's own");
+        assert!(syncs.any_ready(true), "the sync still waits");
+    }
+
     /// Files made under the names a count would give next (pid-1, pid-2, …) and a
     /// link there: the sync still drops its cookie, under another name, and waits.
     #[test]

@@ -33,7 +33,7 @@ impl Restoring {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
-        let mark = format!("{:016x}", nanos ^ u64::from(std::process::id()) << 40);
+        let mark = format!("{:016x}", nanos ^ (u64::from(std::process::id()) << 40));
         writeln!(stream, "RESTORING {mark}").unwrap();
         let mut ack = String::new();
         BufReader::new(&stream).read_line(&mut ack).unwrap();

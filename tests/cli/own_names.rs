@@ -136,7 +136,10 @@ fn files_planted_to_look_like_an_interrupted_restores_leftovers_survive_a_restor
         fs::read_to_string(theirs.join("budget.xlsx")).unwrap(),
         "their budget"
     );
-    assert!(!env.path("docs/budget.xlsx").exists(), "moved out of their folder");
+    assert!(
+        !env.path("docs/budget.xlsx").exists(),
+        "moved out of their folder"
+    );
     env.sync();
     for name in &planted {
         assert_listed_live(&env, &env.json_path(format!("docs/{name}")));

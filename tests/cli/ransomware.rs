@@ -1079,7 +1079,13 @@ fn a_file_renamed_onto_the_name_an_encrypted_copy_is_deleted_under_is_not_delete
     .unwrap();
     let child = env
         .command()
-        .args(["restore", "--incident", &code, "--delete-encrypted", "--json"])
+        .args([
+            "restore",
+            "--incident",
+            &code,
+            "--delete-encrypted",
+            "--json",
+        ])
         .env("UNDELETE_TEST_PAUSE_DELETE", &fifo)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
