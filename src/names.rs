@@ -7,8 +7,8 @@
 //! so restores leave them out unless asked, and counts of lost files leave them
 //! out of the headline.
 //!
-//! The program leaves names of its own in users' folders for a moment: a
-//! restore's temporary files and the folders it deletes encrypted copies in,
+//! The program leaves names of its own in users' folders for a moment: the
+//! folders a restore writes files in and deletes encrypted copies in,
 //! marked with 64 random bits drawn for that restore (`Mark`), and the daemon's
 //! sync cookies. A name alone never proves a file is the program's own: anyone
 //! who may write in a folder can make a file of any name. So these names are
@@ -47,8 +47,8 @@ pub fn is_program_lock(path: &Path) -> bool {
         || ends_with_ignoring_case(name, b".dwl2")
 }
 
-/// A restore's temporary files, renamed into place once written, where the
-/// destination cannot hold a file without a name (see `restore::execute`).
+/// The folder, 0700, a restore writes files in beside their place before renaming
+/// each into place (a report written with `--report` too, as a file).
 pub const RESTORE_TEMP: &str = ".undelete-restore-";
 
 /// The folder, 0700, a restore moves encrypted copies into to delete them there,

@@ -117,9 +117,9 @@ impl Daemon {
         self.root_for(path).is_some() && !self.is_own(path)
     }
 
-    /// A folder a restore made to delete encrypted copies in: watched (by inotify),
-    /// so that a copy moved into it is seen moved there, and deleted, rather than
-    /// moved out of the protected folder. Nothing in it is recorded.
+    /// A folder a restore made to write files in or to delete encrypted copies in:
+    /// watched (by inotify), so that a file moved in or out is seen moved, not moved
+    /// out of the protected folder or into it from elsewhere. Nothing in it is recorded.
     fn watch_own_folder(&mut self, path: &Path) -> Result<(), DaemonError> {
         match tree::open_dir(path) {
             Ok(fd) => self.watch_folder(&fd, path),

@@ -2,15 +2,18 @@
 //! knows them, never by their form: the daemon's cookies it has not seen gone yet
 //! (see `sync`), and names with the mark of a restore connected now (see
 //! `announce`). A name passed over under a restore's mark is looked at once that
-//! restore has ended: if it is still there, it is a user's file (or one the
-//! restore left when it was stopped) and is recorded like any other.
+//! restore has ended: if it is still there, it is a user's file and is recorded
+//! like any other, unless it is a folder only the program's account could have
+//! made (of a restore's form, its owner this account, 0700: see
+//! `restore::safe_fs::is_ours`), which holds what a stopped restore left, and
+//! which the next restore there clears or gives back.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::Daemon;
+use super::{Daemon, tree};
 use crate::names::{self, Mark};
 
 /// How many names are remembered under one mark at most; past that, names with it
@@ -29,7 +32,8 @@ impl Daemon {
     }
 
     /// The name at or above `path`, inside its protected folder, that carries the
-    /// mark of a restore running now (remembered, to be looked at once it ends).
+    /// mark of a restore running now (remembered, to be looked at once it ends), or
+    /// that is a folder a restore made for itself and left.
     pub(super) fn restores_own(&self, path: &Path) -> Option<PathBuf> {
         let root = &self.root_for(path)?.path;
         let mut at = path;
@@ -37,8 +41,14 @@ impl Daemon {
             if let Some(name) = at.file_name().map(|n| n.as_bytes())
                 && name.starts_with(b".undelete-")
                 && let Some(mark) = names::mark_of(name)
-                && self.announced.is_restoring(mark)
             {
+                if !self.announced.is_restoring(mark) {
+                    if made_by_a_restore(at) {
+                        return Some(at.to_owned());
+                    }
+                    at = at.parent()?;
+                    continue;
+                }
                 let mut passed = self.passed.0.borrow_mut();
                 let names = passed.entry(mark).or_default();
                 if names.len() >= PASSED_AT_MOST && !names.contains(at) {
@@ -64,7 +74,19 @@ impl Daemon {
     pub(super) fn restore_ended(&mut self, mark: Mark) {
         let left = self.passed.0.borrow_mut().remove(&mark).unwrap_or_default();
         for path in left {
-            self.dirty.insert(path, true);
+            if !self.is_own(&path) {
+                self.dirty.insert(path, true);
+            }
         }
     }
+}
+
+/// Whether `path` is a folder only this account could have made: owned by it and
+/// readable by it alone. Users cannot make one, so nothing in it is theirs.
+fn made_by_a_restore(path: &Path) -> bool {
+    tree::lstat(path).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+            && st.st_uid == rustix::process::geteuid().as_raw()
+            && st.st_mode & 0o7777 == 0o700
+    })
 }
