@@ -19,9 +19,10 @@
 //!
 //! The restore first tells the daemon the mark of its own names (`names::Mark`):
 //! for as long as the connection lasts, and no longer, the daemon passes over
-//! names with that mark (its temporary files, the folders it deletes encrypted
-//! copies in). Once it ends, whatever still has such a name is a user's file to
-//! the daemon, and is looked at (see `watch::own`).
+//! names with that mark (the folders it writes files in and deletes encrypted
+//! copies in), and until the daemon has seen every change made before it ended.
+//! Then whatever still has such a name is a user's file to the daemon, and is
+//! looked at (see `watch::own`).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -239,7 +240,7 @@ impl Announced {
     /// Reads announcements from one restore's connection until it ends, keeping each
     /// before acknowledging it. Acknowledgements go out whenever everything received
     /// so far is kept: one write for all the lines that came together. A `mark` is
-    /// the restore's for as long as the connection lasts, acknowledged first.
+    /// the restore's from now on, acknowledged first, until `restore_seen_to_its_end`.
     pub fn receive<R: Read>(
         &self,
         reader: &mut BufReader<R>,
@@ -251,12 +252,15 @@ impl Announced {
         };
         self.restoring.lock().expect("never poisoned").insert(mark);
         let mut writer = writer;
-        let received = writer
-            .write_all(b"OK\n")
-            .and_then(|()| writer.flush())
-            .and_then(|()| self.receive_announcements(reader, writer));
+        writer.write_all(b"OK\n")?;
+        writer.flush()?;
+        self.receive_announcements(reader, writer)
+    }
+
+    /// The restore that told this mark has ended, and every change it made before
+    /// has been seen: the mark is nobody's now.
+    pub fn restore_seen_to_its_end(&self, mark: Mark) {
         self.restoring.lock().expect("never poisoned").remove(&mark);
-        received
     }
 
     /// Whether a restore connected now told the daemon this mark.
@@ -363,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn a_mark_is_the_restores_only_while_its_connection_lasts() {
+    fn a_mark_is_the_restores_only_until_its_end_is_seen() {
         let announced = Announced::default();
         let mark = Mark::new();
         let mut replies = Vec::new();
@@ -371,6 +375,11 @@ mod tests {
             .receive(&mut BufReader::new(&b""[..]), &mut replies, Some(mark))
             .unwrap();
         assert_eq!(replies, b"OK\n", "the mark is acknowledged before anything");
+        assert!(
+            announced.is_restoring(mark),
+            "until its changes are all seen"
+        );
+        announced.restore_seen_to_its_end(mark);
         assert!(!announced.is_restoring(mark), "the restore has ended");
         assert!(!announced.is_restoring(Mark::new()));
     }

@@ -234,7 +234,7 @@ pub fn run(config: Config, inbox: Inbox) -> Result<(), DaemonError> {
         since_commit: 0,
         stopping: false,
         announced,
-        passed: own::Passed::default(),
+        restores: own::Restores::default(),
         announced_used: 0,
         hasher,
         hashing: 0,
@@ -479,8 +479,8 @@ struct Daemon {
     announced: Arc<Announced>,
     /// How many of them were recorded without reading them, since the last log line.
     announced_used: u64,
-    /// Names with a running restore's mark passed over (see `own`).
-    passed: own::Passed,
+    /// Names with a running restore's mark passed over, and restores ending (see `own`).
+    restores: own::Restores,
     hasher: hasher::Hasher,
     /// Staged copies handed to the hasher whose result has not come back.
     hashing: usize,

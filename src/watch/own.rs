@@ -2,7 +2,8 @@
 //! knows them, never by their form: the daemon's cookies it has not seen gone yet
 //! (see `sync`), and names with the mark of a restore connected now (see
 //! `announce`). A name passed over under a restore's mark is looked at once that
-//! restore has ended: if it is still there, it is a user's file and is recorded
+//! restore has ended and every change it made before has been seen (a sync of the
+//! daemon's own): if it is still there, it is a user's file and is recorded
 //! like any other, unless it is a folder only the program's account could have
 //! made (of a restore's form, its owner this account, 0700: see
 //! `restore::safe_fs::is_ours`), which holds what a stopped restore left, and
@@ -12,7 +13,9 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
 
+use super::event::SyncAnswer;
 use super::{Daemon, tree};
 use crate::names::{self, Mark};
 
@@ -20,9 +23,13 @@ use crate::names::{self, Mark};
 /// are looked at as usual (which costs only reading a restore's files again).
 const PASSED_AT_MOST: usize = 100_000;
 
-/// Names with a running restore's mark passed over, by mark.
+/// Names with a running restore's mark passed over, by mark; and the restores that
+/// ended, each with the sync that says when their changes have all been seen.
 #[derive(Default)]
-pub(super) struct Passed(RefCell<HashMap<Mark, HashSet<PathBuf>>>);
+pub(super) struct Restores {
+    passed: RefCell<HashMap<Mark, HashSet<PathBuf>>>,
+    ending: Vec<(Mark, Receiver<SyncAnswer>)>,
+}
 
 impl Daemon {
     /// Whether `path` is one of the daemon's own cookies, or at or below a name a
@@ -49,7 +56,7 @@ impl Daemon {
                     at = at.parent()?;
                     continue;
                 }
-                let mut passed = self.passed.0.borrow_mut();
+                let mut passed = self.restores.passed.borrow_mut();
                 let names = passed.entry(mark).or_default();
                 if names.len() >= PASSED_AT_MOST && !names.contains(at) {
                     return None;
@@ -64,18 +71,45 @@ impl Daemon {
 
     /// A name of a restore's own is gone (renamed into place, or removed by it).
     pub(super) fn own_gone(&self, path: &Path) {
-        for names in self.passed.0.borrow_mut().values_mut() {
+        for names in self.restores.passed.borrow_mut().values_mut() {
             names.remove(path);
         }
     }
 
-    /// The restore with this mark has ended: what still has a name with it is
-    /// looked at, as anyone's file would be.
+    /// The restore with this mark has ended: once every change before now has been
+    /// seen (its last renames and removals may still be in the kernel's queue),
+    /// what still has a name with it is looked at, as anyone's file would be.
     pub(super) fn restore_ended(&mut self, mark: Mark) {
-        let left = self.passed.0.borrow_mut().remove(&mark).unwrap_or_default();
-        for path in left {
-            if !self.is_own(&path) {
-                self.dirty.insert(path, true);
+        let (tx, rx) = mpsc::channel();
+        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        self.syncs.start(tx, &roots, false);
+        self.restores.ending.push((mark, rx));
+    }
+
+    /// The restores whose end has been seen: their marks are nobody's now.
+    pub(super) fn restores_seen_to_their_end(&mut self) {
+        let mut ended = Vec::new();
+        self.restores
+            .ending
+            .retain(|(mark, rx)| match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => true,
+                _ => {
+                    ended.push(*mark);
+                    false
+                }
+            });
+        for mark in ended {
+            self.announced.restore_seen_to_its_end(mark);
+            let left = self
+                .restores
+                .passed
+                .borrow_mut()
+                .remove(&mark)
+                .unwrap_or_default();
+            for path in left {
+                if !self.is_own(&path) {
+                    self.dirty.insert(path, true);
+                }
             }
         }
     }
