@@ -20,9 +20,10 @@
 //! The restore first tells the daemon the mark of its own names (`names::Mark`):
 //! for as long as the connection lasts, and no longer, the daemon passes over
 //! names with that mark (the folders it writes files in and deletes encrypted
-//! copies in), and until the daemon has seen every change made before it ended.
-//! Then whatever still has such a name is a user's file to the daemon, and is
-//! looked at (see `watch::own`).
+//! copies in), for as long as the connection lasts; the restore asks for a sync
+//! before it ends it, so that every change it made has been seen by then. Then
+//! whatever still has such a name is a user's file to the daemon, and is looked
+//! at (see `watch::own`).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -240,7 +241,8 @@ impl Announced {
     /// Reads announcements from one restore's connection until it ends, keeping each
     /// before acknowledging it. Acknowledgements go out whenever everything received
     /// so far is kept: one write for all the lines that came together. A `mark` is
-    /// the restore's from now on, acknowledged first, until `restore_seen_to_its_end`.
+    /// the restore's from now on, acknowledged first, until `restore_seen_to_its_end`
+    /// (called once the connection ends).
     pub fn receive<R: Read>(
         &self,
         reader: &mut BufReader<R>,
@@ -257,8 +259,7 @@ impl Announced {
         self.receive_announcements(reader, writer)
     }
 
-    /// The restore that told this mark has ended, and every change it made before
-    /// has been seen: the mark is nobody's now.
+    /// The restore that told this mark has ended: the mark is nobody's now.
     pub fn restore_seen_to_its_end(&self, mark: Mark) {
         self.restoring.lock().expect("never poisoned").remove(&mark);
     }

@@ -428,7 +428,18 @@ pub fn carry_out(
             interrupt.stop_flag(),
             announcer.as_ref(),
             mark,
-        )?;
+        );
+        // The daemon has seen every change this restore made before its mark stops
+        // being the restore's: its last renames may still be in the kernel's queue.
+        if announcer.is_some() {
+            let _ = crate::control::request(
+                &vault.socket_path(),
+                "SYNC",
+                std::time::Duration::from_secs(60),
+            );
+        }
+        drop(announcer);
+        let results = results?;
         bar.finish_and_clear();
         (results, encrypted)
     } else {

@@ -479,7 +479,7 @@ struct Daemon {
     announced: Arc<Announced>,
     /// How many of them were recorded without reading them, since the last log line.
     announced_used: u64,
-    /// Names with a running restore's mark passed over, and restores ending (see `own`).
+    /// Names with a running restore's mark passed over (see `own`).
     restores: own::Restores,
     hasher: hasher::Hasher,
     /// Staged copies handed to the hasher whose result has not come back.

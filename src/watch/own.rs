@@ -2,8 +2,7 @@
 //! knows them, never by their form: the daemon's cookies it has not seen gone yet
 //! (see `sync`), and names with the mark of a restore connected now (see
 //! `announce`). A name passed over under a restore's mark is looked at once that
-//! restore has ended and every change it made before has been seen (a sync of the
-//! daemon's own): if it is still there, it is a user's file and is recorded
+//! restore has ended: if it is still there, it is a user's file and is recorded
 //! like any other, unless it is a folder only the program's account could have
 //! made (of a restore's form, its owner this account, 0700: see
 //! `restore::safe_fs::is_ours`), which holds what a stopped restore left, and
@@ -13,9 +12,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver};
 
-use super::event::SyncAnswer;
 use super::{Daemon, tree};
 use crate::names::{self, Mark};
 
@@ -23,12 +20,10 @@ use crate::names::{self, Mark};
 /// are looked at as usual (which costs only reading a restore's files again).
 const PASSED_AT_MOST: usize = 100_000;
 
-/// Names with a running restore's mark passed over, by mark; and the restores that
-/// ended, each with the sync that says when their changes have all been seen.
+/// Names with a running restore's mark passed over, by mark.
 #[derive(Default)]
 pub(super) struct Restores {
     passed: RefCell<HashMap<Mark, HashSet<PathBuf>>>,
-    ending: Vec<(Mark, Receiver<SyncAnswer>)>,
 }
 
 impl Daemon {
@@ -76,40 +71,19 @@ impl Daemon {
         }
     }
 
-    /// The restore with this mark has ended: once every change before now has been
-    /// seen (its last renames and removals may still be in the kernel's queue),
-    /// what still has a name with it is looked at, as anyone's file would be.
+    /// The restore with this mark has ended (having waited, when it ended as it
+    /// should, for a sync: every change it made has been seen): what still has a
+    /// name with it is looked at, as anyone's file would be.
     pub(super) fn restore_ended(&mut self, mark: Mark) {
-        let (tx, rx) = mpsc::channel();
-        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
-        self.syncs.start(tx, &roots, false);
-        self.restores.ending.push((mark, rx));
-    }
-
-    /// The restores whose end has been seen: their marks are nobody's now.
-    pub(super) fn restores_seen_to_their_end(&mut self) {
-        let mut ended = Vec::new();
-        self.restores
-            .ending
-            .retain(|(mark, rx)| match rx.try_recv() {
-                Err(mpsc::TryRecvError::Empty) => true,
-                _ => {
-                    ended.push(*mark);
-                    false
-                }
-            });
-        for mark in ended {
-            self.announced.restore_seen_to_its_end(mark);
-            let left = self
-                .restores
-                .passed
-                .borrow_mut()
-                .remove(&mark)
-                .unwrap_or_default();
-            for path in left {
-                if !self.is_own(&path) {
-                    self.dirty.insert(path, true);
-                }
+        let left = self
+            .restores
+            .passed
+            .borrow_mut()
+            .remove(&mark)
+            .unwrap_or_default();
+        for path in left {
+            if !self.is_own(&path) {
+                self.dirty.insert(path, true);
             }
         }
     }

@@ -189,7 +189,6 @@ impl Daemon {
                 Msg::RestoreEnded(mark) => self.restore_ended(mark),
             }
         }
-        self.restores_seen_to_their_end();
         self.look_at_dirty(now)?;
         // Looked at by their paths now: nothing more to read through them.
         self.closed.clear();

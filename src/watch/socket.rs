@@ -56,6 +56,7 @@ fn answer(stream: UnixStream, daemon: &Sender<Msg>, announced: &Announced) -> io
             let mark = crate::names::Mark::from_hex(argument);
             let received = announced.receive(&mut reader, stream, mark);
             if let Some(mark) = mark {
+                announced.restore_seen_to_its_end(mark);
                 let _ = daemon.send(Msg::RestoreEnded(mark));
             }
             return received;
