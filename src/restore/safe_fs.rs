@@ -675,28 +675,42 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_of_a_running_restore_and_user_files_are_kept() {
+    fn only_a_stopped_restores_own_folder_is_cleared_never_a_users_file_or_folder() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let names = [
-            ".undelete-restore-notes.txt".to_owned(),
-            format!(".undelete-restore-{}-1", std::process::id()),
-            // Pid 0 is never a process in /proc: this one was left by a dead restore.
-            ".undelete-restore-0-1".to_owned(),
-        ];
-        for name in &names {
-            std::fs::write(dir.path().join(name), "x").unwrap();
-        }
+        let mark = || names::Mark::new();
+        let name = |mark| names::marked_name(names::RESTORE_TEMP, mark, 0);
+        // A user's file, and a user's folder (not 0700), named as a restore's.
+        let users_file = dir.path().join(name(mark()));
+        std::fs::write(&users_file, "mine").unwrap();
+        let users_folder = dir.path().join(name(mark()));
+        std::fs::create_dir(&users_folder).unwrap();
+        std::fs::write(users_folder.join("a.txt"), "mine too").unwrap();
+        // What a restore stopped halfway left: its folder, 0700, a file half written.
+        let left = dir.path().join(name(mark()));
+        std::fs::create_dir(&left).unwrap();
+        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(left.join("7"), "half").unwrap();
         let mut cache = DirCache::open(dir.path()).unwrap().unwrap();
-        remove_leftovers(cache.dir(Path::new(""), false).unwrap().unwrap());
-        assert!(dir.path().join(&names[0]).exists(), "a user's file is kept");
-        assert!(
-            dir.path().join(&names[1]).exists(),
-            "a running restore's file is kept"
+        let fd = cache.dir(Path::new(""), false).unwrap().unwrap();
+        // A restore running now, and this one's own.
+        let running = Staging::make(fd, mark()).unwrap();
+        let this = mark();
+        let own = Staging::make(fd, this).unwrap();
+        clear_leftover_staging(fd, this);
+        assert_eq!(std::fs::read(&users_file).unwrap(), b"mine");
+        assert_eq!(
+            std::fs::read(users_folder.join("a.txt")).unwrap(),
+            b"mine too"
         );
+        assert!(!left.exists(), "a stopped restore's folder is cleared");
         assert!(
-            !dir.path().join(&names[2]).exists(),
-            "a dead restore's file is removed"
+            dir.path().join(&running.name).exists(),
+            "a running one's is kept"
         );
+        assert!(dir.path().join(&own.name).exists());
+        own.finish();
+        running.finish();
     }
 
     #[test]
