@@ -62,7 +62,7 @@ pub fn set_aside(
             && let Ok(Some(from)) = folder(cache, parent, false)
         {
             // Interrupted before, a restore may have left copies in a folder of its own.
-            super::safe_fs::give_back_leftovers(&from, mark);
+            super::staging::give_back_leftovers(&from, mark);
             if item.action == EncryptedAction::Delete {
                 let private = Private::make(from, mark);
                 any |= private.is_ok();
@@ -154,7 +154,7 @@ impl Private {
             )
             .map_err(cannot)?;
             let st = rustix::fs::fstat(&dir).map_err(cannot)?;
-            if !super::safe_fs::is_ours(&st) {
+            if !super::staging::is_ours(&st) {
                 return Err("another folder took the name of the one made to delete it in".into());
             }
             return Ok(Self {

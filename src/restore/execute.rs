@@ -1,5 +1,5 @@
 //! Carrying out a plan: folders first, files in parallel, each written in a folder
-//! of the restore's own beside its place (see `safe_fs::Staging`) and put in place
+//! of the restore's own beside its place (see `staging::Staging`) and put in place
 //! only where the name is still free, then folder metadata.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -22,11 +22,11 @@ use crate::vault::{DamageError, Vault, is_disk_full};
 
 use super::copy::CopyError;
 
+use super::staging::{self, Staging};
 use super::{
     Action, DirCache, PlanItem, RestoreError, RestorePlan, beside_label, left_out, lost, result,
     safe_fs, same_content,
 };
-use safe_fs::Staging;
 
 /// Reports progress: called with the number of files just finished.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
@@ -128,7 +128,7 @@ pub fn execute(
         if let Some(cache) = folder_caches.get_mut(base)
             && let Ok(Some(dir)) = cache.dir(parent, false)
         {
-            safe_fs::clear_leftover_staging(dir, mark);
+            staging::clear_leftover_staging(dir, mark);
         }
     }
     let results: Mutex<Vec<Option<FileResult>>> = Mutex::new(vec![None; files.len()]);

@@ -16,6 +16,7 @@ mod execute;
 mod lock;
 mod plan;
 mod safe_fs;
+mod staging;
 
 use std::ffi::{OsStr, OsString};
 use std::io;

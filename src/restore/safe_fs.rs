@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::names;
@@ -368,68 +368,13 @@ impl DirCache {
     }
 }
 
-fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+pub(super) fn open_child_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(
         parent,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-}
-
-/// Gives back what an interrupted restore left in a folder of its own in `dir`
-/// (one it made to delete encrypted copies in): each file inside gets its name
-/// back, never over another, and the folder is removed once empty. Only a folder
-/// of a restore's form that this account made for itself (see `is_ours`),
-/// and not this restore's own (`mark`): anything else with such a name is a user's,
-/// and is left as it is.
-pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
-    let Ok(dup) = rustix::io::dup(dir) else {
-        return;
-    };
-    let Ok(entries) = rustix::fs::Dir::new(dup) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_bytes();
-        if !name.starts_with(names::ASIDE_TEMP.as_bytes())
-            || names::mark_of(name).is_none_or(|m| m == mark)
-        {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
-        let Ok(left) = open_child_dir(dir, name) else {
-            continue;
-        };
-        let Ok(st) = rustix::fs::fstat(&left) else {
-            continue;
-        };
-        if !is_ours(&st) {
-            continue;
-        }
-        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
-            for file in inside.flatten() {
-                let file = OsStr::from_bytes(file.file_name().to_bytes());
-                if file != "." && file != ".." {
-                    let _ =
-                        rustix::fs::renameat_with(&left, file, dir, file, RenameFlags::NOREPLACE);
-                }
-            }
-        }
-        if let Ok(now) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            && (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
-        {
-            let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
-        }
-    }
-}
-
-/// Whether a folder is one a restore of this account made for itself: a folder,
-/// owned by this account, readable by it alone. Nobody else can make one.
-pub fn is_ours(st: &rustix::fs::Stat) -> bool {
-    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-        && st.st_uid == rustix::process::geteuid().as_raw()
-        && st.st_mode & 0o7777 == 0o700
 }
 
 /// Writes `data` as the file `path` (a report asked for with `--report`), reaching
@@ -494,140 +439,6 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PathProblem> {
     Ok(())
 }
 
-/// The folder a restore writes one folder's files in before putting each in place:
-/// made 0700 beside them, under a name with the restore's mark, checked through its
-/// descriptor to be the one made, and locked while the restore runs. Nobody else can
-/// put a file at a name in it, so what the restore changes or removes in it (an
-/// owner set on a link, a file given up) is its own; a file is put in place by a
-/// rename that never replaces anything.
-pub struct Staging {
-    dir: OwnedFd,
-    parent: OwnedFd,
-    name: OsString,
-    made: (u64, u64),
-}
-
-impl Staging {
-    pub fn make(parent: &OwnedFd, mark: names::Mark) -> io::Result<Self> {
-        for counter in 0..16 {
-            let name = names::marked_name(names::RESTORE_TEMP, mark, counter);
-            match rustix::fs::mkdirat(parent, &name, Mode::from_raw_mode(0o700)) {
-                Ok(()) => {}
-                Err(Errno::EXIST) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let dir = open_child_dir(parent, &name)?;
-            let st = rustix::fs::fstat(&dir)?;
-            if !is_ours(&st) {
-                return Err(io::Error::other(
-                    "another folder took the name of the one made to write in",
-                ));
-            }
-            // Held while this restore runs, so that another one sees it is in use.
-            rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
-            return Ok(Self {
-                dir,
-                parent: rustix::io::fcntl_dupfd_cloexec(parent, 0)?,
-                name,
-                made: (st.st_dev, st.st_ino),
-            });
-        }
-        Err(io::Error::other("no free name for a folder to write in"))
-    }
-
-    /// A new file `temp` in it, readable and writable, 0600.
-    pub fn create(&self, temp: &OsStr) -> io::Result<OwnedFd> {
-        Ok(rustix::fs::openat(
-            &self.dir,
-            temp,
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?)
-    }
-
-    pub fn fd(&self) -> &OwnedFd {
-        &self.dir
-    }
-
-    /// Gives `temp` the name `name` in the folder this one is in, unless something is
-    /// already called that. `Ok(false)` when the name is taken.
-    pub fn place(&self, temp: &OsStr, name: &OsStr) -> io::Result<bool> {
-        match rustix::fs::renameat_with(&self.dir, temp, &self.parent, name, RenameFlags::NOREPLACE)
-        {
-            Ok(()) => Ok(true),
-            Err(Errno::EXIST) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A file given up.
-    pub fn discard(&self, temp: &OsStr) {
-        let _ = rustix::fs::unlinkat(&self.dir, temp, AtFlags::empty());
-    }
-
-    /// Removed, by its name only while that name is still this folder (and only empty).
-    pub fn finish(self) {
-        if let Ok(st) = rustix::fs::statat(&self.parent, &self.name, AtFlags::SYMLINK_NOFOLLOW)
-            && (st.st_dev, st.st_ino) == self.made
-        {
-            let _ = rustix::fs::unlinkat(&self.parent, &self.name, AtFlags::REMOVEDIR);
-        }
-    }
-}
-
-/// Removes what an interrupted restore left in its folders to write in (see
-/// `Staging`) in `dir`: files half written, in a folder nobody else could put a
-/// file in. Only a folder of that form this account made for itself (`is_ours`),
-/// that no running restore holds, and not this restore's (`mark`); anything else
-/// with such a name is a user's, and is left as it is.
-pub fn clear_leftover_staging(dir: &OwnedFd, mark: names::Mark) {
-    let Ok(dup) = rustix::io::dup(dir) else {
-        return;
-    };
-    let Ok(entries) = rustix::fs::Dir::new(dup) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_bytes();
-        if !name.starts_with(names::RESTORE_TEMP.as_bytes())
-            || names::mark_of(name).is_none_or(|m| m == mark)
-        {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
-        let Ok(left) = open_child_dir(dir, name) else {
-            continue;
-        };
-        let ours = rustix::fs::fstat(&left).is_ok_and(|st| is_ours(&st));
-        let unheld =
-            rustix::fs::flock(&left, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
-        if !ours || !unheld {
-            continue;
-        }
-        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
-            for file in inside.flatten() {
-                let file = OsStr::from_bytes(file.file_name().to_bytes());
-                if file != "." && file != ".." {
-                    let _ = rustix::fs::unlinkat(&left, file, AtFlags::empty());
-                }
-            }
-        }
-        let (Ok(st), Ok(parent)) = (
-            rustix::fs::fstat(&left),
-            rustix::io::fcntl_dupfd_cloexec(dir, 0),
-        ) else {
-            continue;
-        };
-        Staging {
-            dir: left,
-            parent,
-            name: name.to_owned(),
-            made: (st.st_dev, st.st_ino),
-        }
-        .finish();
-    }
-}
-
 /// `report.docx` → `report (deleted 2026-11-22).docx`; with `n` > 1,
 /// `report (deleted 2026-11-22 2).docx`.
 pub fn beside_name(name: &OsStr, label: &str, n: u32) -> OsString {
@@ -672,45 +483,6 @@ mod tests {
         assert_eq!(n("Makefile", 1), "Makefile (deleted 2026-11-22)");
         let long = "x".repeat(250) + ".jpg";
         assert!(n(&long, 1).len() <= 255);
-    }
-
-    #[test]
-    fn only_a_stopped_restores_own_folder_is_cleared_never_a_users_file_or_folder() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mark = || names::Mark::new();
-        let name = |mark| names::marked_name(names::RESTORE_TEMP, mark, 0);
-        // A user's file, and a user's folder (not 0700), named as a restore's.
-        let users_file = dir.path().join(name(mark()));
-        std::fs::write(&users_file, "mine").unwrap();
-        let users_folder = dir.path().join(name(mark()));
-        std::fs::create_dir(&users_folder).unwrap();
-        std::fs::write(users_folder.join("a.txt"), "mine too").unwrap();
-        // What a restore stopped halfway left: its folder, 0700, a file half written.
-        let left = dir.path().join(name(mark()));
-        std::fs::create_dir(&left).unwrap();
-        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::write(left.join("7"), "half").unwrap();
-        let mut cache = DirCache::open(dir.path()).unwrap().unwrap();
-        let fd = cache.dir(Path::new(""), false).unwrap().unwrap();
-        // A restore running now, and this one's own.
-        let running = Staging::make(fd, mark()).unwrap();
-        let this = mark();
-        let own = Staging::make(fd, this).unwrap();
-        clear_leftover_staging(fd, this);
-        assert_eq!(std::fs::read(&users_file).unwrap(), b"mine");
-        assert_eq!(
-            std::fs::read(users_folder.join("a.txt")).unwrap(),
-            b"mine too"
-        );
-        assert!(!left.exists(), "a stopped restore's folder is cleared");
-        assert!(
-            dir.path().join(&running.name).exists(),
-            "a running one's is kept"
-        );
-        assert!(dir.path().join(&own.name).exists());
-        own.finish();
-        running.finish();
     }
 
     #[test]

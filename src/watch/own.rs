@@ -5,7 +5,7 @@
 //! restore has ended: if it is still there, it is a user's file and is recorded
 //! like any other, unless it is a folder only the program's account could have
 //! made (of a restore's form, its owner this account, 0700: see
-//! `restore::safe_fs::is_ours`), which holds what a stopped restore left, and
+//! `restore::staging::is_ours`), which holds what a stopped restore left, and
 //! which the next restore there clears or gives back.
 
 use std::cell::RefCell;
