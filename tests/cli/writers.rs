@@ -100,11 +100,12 @@ fn a_file_deleted_while_or_right_after_it_was_written_is_never_called_recovered_
                 partial += 1;
                 let reason = f["reason"].as_str().unwrap();
                 assert!(reason.contains("only part of it was kept"), "{f}");
+                // What was kept is the file's first bytes. It may be all of them:
+                // a file deleted before its writer closed it may have been read
+                // after the last write, but the daemon cannot know that no write
+                // was to come, so it never calls it whole.
                 let back = fs::read(to.join(rel)).unwrap();
-                assert!(
-                    data.starts_with(&back) && back.len() < data.len(),
-                    "{rel}: {f}"
-                );
+                assert!(data.starts_with(&back), "{rel}: {f}");
             }
             "lost" => assert_eq!(f["reason"], "deleted before it could be copied", "{f}"),
             other => panic!("{rel}: {other}\n{output}"),
