@@ -24,44 +24,61 @@ use crate::names;
 /// and not this restore's own (`mark`): anything else with such a name is a user's,
 /// and is left as it is.
 pub fn give_back_leftovers(dir: &OwnedFd, mark: names::Mark) {
-    let Ok(dup) = rustix::io::dup(dir) else {
-        return;
-    };
-    let Ok(entries) = rustix::fs::Dir::new(dup) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_bytes();
-        if !name.starts_with(names::ASIDE_TEMP.as_bytes())
-            || names::mark_of(name).is_none_or(|m| m == mark)
-        {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
-        let Ok(left) = open_child_dir(dir, name) else {
-            continue;
-        };
+    for (name, left) in left_by_others(dir, names::ASIDE_TEMP, mark) {
         let Ok(st) = rustix::fs::fstat(&left) else {
             continue;
         };
         if !is_ours(&st) {
             continue;
         }
-        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
-            for file in inside.flatten() {
-                let file = OsStr::from_bytes(file.file_name().to_bytes());
-                if file != "." && file != ".." {
-                    let _ =
-                        rustix::fs::renameat_with(&left, file, dir, file, RenameFlags::NOREPLACE);
-                }
-            }
+        for file in names_in(&left) {
+            let _ = rustix::fs::renameat_with(&left, &file, dir, &file, RenameFlags::NOREPLACE);
         }
-        if let Ok(now) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        if let Ok(now) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
             && (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
         {
-            let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
+            let _ = rustix::fs::unlinkat(dir, &name, AtFlags::REMOVEDIR);
         }
     }
+}
+
+/// The folders in `dir` named `prefix` with another restore's mark than `mark`,
+/// each opened without following a link, one at a time (a user may have made
+/// thousands): what an interrupted restore may have left there. Whether one
+/// really is (`is_ours`) is each caller's to check.
+fn left_by_others<'a>(
+    dir: &'a OwnedFd,
+    prefix: &'a str,
+    mark: names::Mark,
+) -> impl Iterator<Item = (OsString, OwnedFd)> + 'a {
+    let entries = rustix::io::dup(dir).and_then(rustix::fs::Dir::new).ok();
+    entries
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |entry| {
+            let name = entry.file_name().to_bytes();
+            if !name.starts_with(prefix.as_bytes())
+                || names::mark_of(name).is_none_or(|m| m == mark)
+            {
+                return None;
+            }
+            let name = OsStr::from_bytes(name).to_owned();
+            let fd = open_child_dir(dir, &name).ok()?;
+            Some((name, fd))
+        })
+}
+
+/// The names in the folder `dir`, but `.` and `..`.
+fn names_in(dir: &OwnedFd) -> Vec<OsString> {
+    let Ok(entries) = rustix::io::dup(dir).and_then(rustix::fs::Dir::new) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect()
 }
 
 /// Whether a folder is one a restore of this account made for itself: a folder,
@@ -159,36 +176,15 @@ impl Staging {
 /// that no running restore holds, and not this restore's (`mark`); anything else
 /// with such a name is a user's, and is left as it is.
 pub fn clear_leftover_staging(dir: &OwnedFd, mark: names::Mark) {
-    let Ok(dup) = rustix::io::dup(dir) else {
-        return;
-    };
-    let Ok(entries) = rustix::fs::Dir::new(dup) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_bytes();
-        if !name.starts_with(names::RESTORE_TEMP.as_bytes())
-            || names::mark_of(name).is_none_or(|m| m == mark)
-        {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
-        let Ok(left) = open_child_dir(dir, name) else {
-            continue;
-        };
+    for (name, left) in left_by_others(dir, names::RESTORE_TEMP, mark) {
         let ours = rustix::fs::fstat(&left).is_ok_and(|st| is_ours(&st));
         let unheld =
             rustix::fs::flock(&left, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
         if !ours || !unheld {
             continue;
         }
-        if let Ok(inside) = rustix::io::dup(&left).and_then(rustix::fs::Dir::new) {
-            for file in inside.flatten() {
-                let file = OsStr::from_bytes(file.file_name().to_bytes());
-                if file != "." && file != ".." {
-                    let _ = rustix::fs::unlinkat(&left, file, AtFlags::empty());
-                }
-            }
+        for file in names_in(&left) {
+            let _ = rustix::fs::unlinkat(&left, &file, AtFlags::empty());
         }
         let (Ok(st), Ok(parent)) = (
             rustix::fs::fstat(&left),
@@ -199,7 +195,7 @@ pub fn clear_leftover_staging(dir: &OwnedFd, mark: names::Mark) {
         Staging {
             dir: left,
             parent,
-            name: name.to_owned(),
+            name,
             made: (st.st_dev, st.st_ino),
         }
         .finish();
