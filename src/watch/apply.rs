@@ -41,11 +41,14 @@ impl Daemon {
             }
             FsEvent::Writing { path, held } => {
                 if self.is_protected(&path) {
-                    self.writing.insert(path, held);
+                    self.writing.insert(path, super::Writer { held, by });
                 }
             }
             FsEvent::Closed { path, object } => {
-                let held = self.writing.remove(&path).flatten();
+                let (held, by) = match self.writing.remove(&path) {
+                    Some(writer) => (writer.held, writer.by.or(by)),
+                    None => (None, by),
+                };
                 if !self.is_protected(&path) {
                     return Ok(());
                 }
@@ -143,8 +146,8 @@ impl Daemon {
             let writer = self.dirty.take_by(path, false).pop().and_then(|(_, by)| by);
             self.look_at_held(path, held, writer, now)?;
         }
-        if let Some(held) = self.writing.remove(path) {
-            if let Some(held) = held {
+        if let Some(writer) = self.writing.remove(path) {
+            if let Some(held) = writer.held {
                 self.deleted_open.insert(path.to_owned(), held);
             }
             // Deleted while being written: the version kept does not hold the last

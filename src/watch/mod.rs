@@ -452,8 +452,8 @@ struct Daemon {
     rx: Receiver<Msg>,
     dirty: Dirty,
     /// Files reported as being written and not closed since (see `FsEvent::Writing`),
-    /// with the descriptor the source holds them by, if any.
-    writing: HashMap<PathBuf, Option<Held>>,
+    /// with the descriptor the source holds them by, if any, and who began writing.
+    writing: HashMap<PathBuf, Writer>,
     /// Files closed after writing, held until their path is looked at: unlinked
     /// first, they are read through this.
     closed: HashMap<PathBuf, Held>,
@@ -487,4 +487,14 @@ struct Daemon {
     /// Staged names no version points at since the open transaction: removed once
     /// it is committed.
     staged_done: Vec<crate::ids::ObjectId>,
+}
+
+/// A file being written: how the source holds it, and who wrote. The last close
+/// can be another process's: a program that starts another (a fork, before the
+/// new program runs) hands it its open files for a moment, and if the writer
+/// closes first, the kernel reports the close as the other process's. The change
+/// is the writer's.
+struct Writer {
+    held: Option<Held>,
+    by: dirty::By,
 }

@@ -388,3 +388,49 @@ fn a_burst_queued_while_the_daemon_is_busy_holds_no_descriptor_per_event() {
     let log = env.daemon_log();
     assert!(!log.contains("os error 24"), "{log}");
 }
+
+/// A program that starts another hands it its open files for a moment (between the
+/// fork and the new program), and a file whose writer closes first is last closed
+/// by that other process: the kernel reports the close as its. A test suite that
+/// runs tests in threads starts commands all the time; so does any server that
+/// writes and runs helpers. The change is the writer's, not the helper's.
+#[test]
+fn a_file_last_closed_by_a_process_that_inherited_it_is_changed_by_its_writer() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some(mut env) = fanotify_env("a_file_last_closed_by_a_process_that_inherited_it…") else {
+        return;
+    };
+    env.start_daemon_and_sync(&["--events", "fanotify"]);
+    // The daemon paused: the write and the close are read together, as on a busy
+    // server.
+    env.pause_daemon();
+    let mut file = fs::File::create(env.path("report.txt")).unwrap();
+    file.write_all(b"written by this test").unwrap();
+    // Handed to a child as a descriptor without close-on-exec, as the moment
+    // between a fork and an exec does with every descriptor.
+    let inherited = rustix::io::fcntl_dupfd_cloexec(&file, 100).unwrap();
+    rustix::io::fcntl_setfd(&inherited, rustix::io::FdFlags::empty()).unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", "read line"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child_pid = child.id();
+    assert!(inherited.as_raw_fd() >= 100);
+    drop(inherited);
+    drop(file);
+    // The child's exit is the file's last close.
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    env.resume_daemon();
+    env.sync();
+    let rows = env.list_json(&["--all", "--under", env.path("report.txt").to_str().unwrap()]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let by = &rows[0]["changed_by"];
+    assert_eq!(
+        by["pid"],
+        std::process::id(),
+        "not the child {child_pid}: {by:#}"
+    );
+}
