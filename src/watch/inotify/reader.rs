@@ -225,24 +225,11 @@ impl Reader {
                 });
             }
             // Moved in from outside: new to us.
-            if is_dir {
-                self.watch_new(&path);
-            }
-            return self.send(FsEvent::Changed {
-                path,
-                is_new: true,
-                object: None,
-            });
+            return self.arrived(path, is_dir);
         }
         if mask.contains(ReadFlags::CREATE) {
             if is_dir {
-                // Before the event goes on: the daemon's walk must find the watch there.
-                self.watch_new(&path);
-                return self.send(FsEvent::Changed {
-                    path,
-                    is_new: true,
-                    object: None,
-                });
+                return self.arrived(path, is_dir);
             }
             // A new name for a file already there (`ln`), a link or a special file:
             // nothing is being written.
@@ -333,6 +320,19 @@ impl Reader {
     /// Watches a folder that just appeared, opened without passing through a
     /// symlink (see `tree`), so a name swapped for a link never gets a watch on
     /// the folder it points to; the daemon's walk of it comes after.
+    /// Something new at `path`, made or moved in; a folder is watched before the
+    /// event goes on, since the daemon's walk must find the watch there.
+    fn arrived(&mut self, path: PathBuf, is_dir: bool) -> bool {
+        if is_dir {
+            self.watch_new(&path);
+        }
+        self.send(FsEvent::Changed {
+            path,
+            is_new: true,
+            object: None,
+        })
+    }
+
     fn watch_new(&mut self, path: &Path) {
         let Ok(dir) = crate::watch::tree::open_dir(path) else {
             // Gone already, or not a folder any more: the daemon's look says so.
