@@ -10,7 +10,9 @@
 //! move a folder in the tree in queue order, by that handle, so an event read
 //! later still gets the path it had when it happened, and the files of a folder
 //! already gone when their events are read (`rm -rf`) still get theirs. A folder
-//! deleted stays in the tree until the queue has been read to its end.
+//! deleted stays in the tree until the queue has been read to its end. An
+//! exchange comes as two renames, one after the other from one process; other
+//! processes' events read between them wait and follow the pair.
 //!
 //! Events outside the protected folders are dropped here, after one look per
 //! folder the tree does not know (`open_by_handle_at`, and where the kernel says
@@ -188,6 +190,17 @@ impl WholeFs {
         own_pid: i32,
         vault: &Path,
     ) -> Result<Self, WatchError> {
+        let source = Self::open_as(roots, own_pid, vault)?;
+        let reader = Reader::new(Arc::clone(&source.shared), tx);
+        std::thread::Builder::new()
+            .name("fanotify".into())
+            .spawn(move || reader.run())
+            .map_err(WatchError::Init)?;
+        Ok(source)
+    }
+
+    /// The group made and the filesystems marked, with no thread reading yet.
+    fn open_as(roots: &[PathBuf], own_pid: i32, vault: &Path) -> Result<Self, WatchError> {
         let unlimited_queue = true;
         let group = Group::init(Options {
             unlimited_queue,
@@ -224,11 +237,6 @@ impl WholeFs {
             })?;
             source.add_root(dir.as_fd(), root)?;
         }
-        let reader = Reader::new(Arc::clone(&source.shared), tx);
-        std::thread::Builder::new()
-            .name("fanotify".into())
-            .spawn(move || reader.run())
-            .map_err(WatchError::Init)?;
         Ok(source)
     }
 
@@ -351,157 +359,4 @@ fn open_parent(dir: impl AsFd) -> rustix::io::Result<OwnedFd> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::watch::test_disk::TestDisk;
-    use std::os::fd::AsRawFd;
-    use std::sync::mpsc::Receiver;
-
-    /// The source on a filesystem of its own, taking nobody's events for its own,
-    /// with every folder already there watched as a walk would.
-    fn source(disk: &TestDisk, folders: &[&str]) -> (WholeFs, Receiver<Msg>) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let root = disk.path.clone();
-        let source =
-            WholeFs::start_as(tx, std::slice::from_ref(&root), -1, &disk.join(".vault")).unwrap();
-        for f in folders {
-            let dir = super::super::tree::open_dir(&disk.join(f)).unwrap();
-            source.watch(dir.as_fd(), &disk.join(f)).unwrap();
-        }
-        (source, rx)
-    }
-
-    /// What came until the cookie `end` was made, which marks the end.
-    fn until(rx: &Receiver<Msg>, end: &Path) -> Vec<FsEvent> {
-        let mut got = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)).expect("events") {
-                Msg::Fs(FsEvent::Changed { path, .. }, _) if path == end => return got,
-                Msg::Fs(e, by) => {
-                    assert!(by.is_some_and(|b| b.pid == std::process::id() as i32));
-                    got.push(e)
-                }
-                _ => {}
-            }
-        }
-    }
-
-    #[test]
-    fn exchanges_and_deleted_folders_keep_the_paths_they_had_in_queue_order() {
-        let Some(disk) = TestDisk::new("whole_fs exchanges") else {
-            return;
-        };
-        for f in ["x/deep", "y"] {
-            std::fs::create_dir_all(disk.join(f)).unwrap();
-        }
-        std::fs::write(disk.join("f0"), "0").unwrap();
-        std::fs::write(disk.join("f1"), "1").unwrap();
-        std::fs::write(disk.join("x/deep/old"), "old").unwrap();
-        let (_source, rx) = source(&disk, &["x", "x/deep", "y"]);
-        let exchange = |a: &str, b: &str| {
-            use rustix::fs::{CWD, RenameFlags, renameat_with};
-            renameat_with(CWD, disk.join(a), CWD, disk.join(b), RenameFlags::EXCHANGE).unwrap();
-        };
-        exchange("f1", "f0");
-        exchange("x", "y");
-        // x's folder is y now: a file made in it is y's.
-        std::fs::write(disk.join("y/deep/new"), "new").unwrap();
-        std::fs::remove_dir_all(disk.join("y")).unwrap();
-        let end = disk.join(".undelete-sync-1-1");
-        std::fs::write(&end, "").unwrap();
-        let got = until(&rx, &end);
-        let p = |s: &str| disk.join(s);
-        let exchanges: Vec<&FsEvent> = got
-            .iter()
-            .filter(|e| matches!(e, FsEvent::Exchanged { .. } | FsEvent::Renamed { .. }))
-            .collect();
-        assert_eq!(
-            exchanges,
-            [
-                &FsEvent::Exchanged {
-                    a: p("f1"),
-                    b: p("f0")
-                },
-                &FsEvent::Exchanged {
-                    a: p("x"),
-                    b: p("y")
-                },
-            ],
-            "{got:#?}"
-        );
-        for removed in ["y/deep/new", "y/deep/old", "y/deep", "y"] {
-            assert!(
-                got.iter()
-                    .any(|e| matches!(e, FsEvent::Removed { path, .. } if *path == p(removed))),
-                "{removed} not removed: {got:#?}"
-            );
-        }
-        assert!(
-            !got.iter().any(|e| format!("{e:?}").contains("/x/")),
-            "{got:#?}"
-        );
-    }
-    /// The inodes the group's ignore marks are on (`ignored_mask` lines of its fdinfo).
-    fn quiet_inodes(source: &WholeFs) -> Vec<u64> {
-        let fd = source.shared.group.as_fd().as_raw_fd();
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
-        info.lines()
-            .filter(|l| l.contains("ignored_mask:") && !l.contains("ignored_mask:0 "))
-            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("ino:")))
-            .map(|hex| u64::from_str_radix(hex, 16).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn the_vaults_folders_are_kept_quiet_and_no_other_folder_the_daemon_writes_in() {
-        use std::os::unix::fs::MetadataExt;
-        let Some(disk) = TestDisk::new("whole_fs quiet vault") else {
-            return;
-        };
-        for f in ["share/docs", "vault/objects/ab", "elsewhere"] {
-            std::fs::create_dir_all(disk.join(f)).unwrap();
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        // This test's own writes are the daemon's: taken for its own, and dropped.
-        let share = disk.join("share");
-        let source = WholeFs::start_as(
-            tx,
-            std::slice::from_ref(&share),
-            std::process::id() as i32,
-            &disk.join("vault"),
-        )
-        .unwrap();
-        for f in [
-            "share/docs/a",
-            "vault/index",
-            "vault/objects/ab/cd",
-            "elsewhere/tmp",
-        ] {
-            std::fs::write(disk.join(f), "written").unwrap();
-        }
-        std::fs::rename(
-            disk.join("vault/objects/ab/cd"),
-            disk.join("vault/objects/ab/ef"),
-        )
-        .unwrap();
-        // Its cookie comes back: every event before it has been read.
-        let end = disk.join("share/.undelete-sync-1-1");
-        std::fs::write(&end, "").unwrap();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)).expect("events") {
-                Msg::Fs(e, _) if format!("{e:?}").contains(".undelete-sync-1-1") => break,
-                Msg::Fs(e, _) => panic!("the daemon's own write was handed on: {e:?}"),
-                _ => {}
-            }
-        }
-        let ino = |f: &str| std::fs::metadata(disk.join(f)).unwrap().ino();
-        let mut quiet = quiet_inodes(&source);
-        quiet.sort();
-        let mut vault = vec![ino("vault"), ino("vault/objects/ab")];
-        vault.sort();
-        assert_eq!(
-            quiet, vault,
-            "only the vault's folders written in are kept quiet"
-        );
-    }
-}
+mod tests;

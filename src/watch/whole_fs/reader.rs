@@ -2,14 +2,19 @@
 //! each event turned into the daemon's (see the parent module for why each rule).
 
 use super::*;
+use std::time::Instant;
 
 pub(super) struct Reader {
     shared: Arc<Shared>,
     tx: Sender<Msg>,
     /// Files reported as being written and not closed since, by path.
     writing: HashSet<PathBuf>,
-    /// A rename read, waiting to see whether the next event is its other half.
+    /// A rename read, waiting to see whether the same process's next event is its
+    /// other half.
     pending: Option<PendingRename>,
+    /// Events of other processes read while a rename waits for its other half,
+    /// handed on after it (see `handle`).
+    behind: Vec<Event>,
     /// Deletions merged into an earlier event, waiting for their unlink's own
     /// place in the queue (see `handle`).
     deferred: Vec<Deletion>,
@@ -30,6 +35,9 @@ struct Deletion {
 const MERGED_WITH_DELETE: u64 =
     fanotify::FAN_CREATE | fanotify::FAN_MODIFY | fanotify::FAN_CLOSE_WRITE | fanotify::FAN_ATTRIB;
 
+/// How many events of other processes may wait behind a rename for its other half.
+const BEHIND_MAX: usize = 256;
+
 /// A rename read and not handed on yet (see `Reader::renamed`).
 struct PendingRename {
     from: Option<PathBuf>,
@@ -38,14 +46,20 @@ struct PendingRename {
     new: Entry,
     object: Option<Fid>,
     by: Actor,
+    read_at: Instant,
 }
 
 impl PendingRename {
-    /// Whether `next` is this rename's other half in an exchange: the same two
-    /// places the other way, moving another thing.
-    fn reversed_by(&self, next: &PendingRename) -> bool {
-        self.old == next.new
-            && self.new == next.old
+    /// Whether `next` is this rename's other half in an exchange: a rename by the
+    /// same process of the same two places the other way, moving another thing.
+    fn reversed_by(&self, next: &Event) -> bool {
+        let (Some(old), Some(new)) = (&next.old, &next.new) else {
+            return false;
+        };
+        next.is(fanotify::FAN_RENAME)
+            && next.pid == self.by.pid
+            && self.old == *new
+            && self.new == *old
             && self.object.is_some()
             && next.object.is_some()
             && self.object != next.object
@@ -59,6 +73,7 @@ impl Reader {
             tx,
             writing: HashSet::new(),
             pending: None,
+            behind: Vec::new(),
             deferred: Vec::new(),
             looked_at_for_quiet: HashSet::new(),
         }
@@ -71,7 +86,8 @@ impl Reader {
             // halves of an exchange one after the other, not at once.
             let timeout = self.pending.as_ref().map(|_| PAIRING);
             if !wait_readable(self.shared.group.as_fd(), timeout) {
-                if !self.flush_rename() {
+                // The queue is still empty: read to its end once what waited is handed on.
+                if !self.flush_rename() || !self.drained() {
                     return;
                 }
                 continue;
@@ -113,6 +129,11 @@ impl Reader {
     /// The queue was read to its end: every event about a deleted folder's files
     /// has been read, so the folder can be forgotten.
     fn drained(&mut self) -> bool {
+        // Events read but waiting behind a rename are not handed on yet: they may be
+        // the place of a deletion held back, or about a deleted folder's files.
+        if !self.behind.is_empty() {
+            return true;
+        }
         // The queue is read to its end: every deletion held back has happened by now.
         if !self.release_deletions() {
             return false;
@@ -146,10 +167,37 @@ impl Reader {
         )
     }
 
-    fn handle(&mut self, mut event: Event) -> bool {
-        if !event.is(fanotify::FAN_RENAME) && !self.flush_rename() {
-            return false;
+    /// Hands on `event` in queue order, but for one thing: the kernel queues the
+    /// two halves of an exchange one after the other from the same process, and
+    /// another process's events (anywhere on the filesystem: another share, the
+    /// system's logs) may come between them. They wait behind the first half, a
+    /// moment at most, and follow the pair: taken as the end of the pairing, they
+    /// would make the exchange two renames, each taking the other file's history
+    /// for replaced. Namespace changes in the two folders cannot come between (the
+    /// kernel holds both folders locked for the exchange), so no event that waits
+    /// is about the places exchanged.
+    pub(super) fn handle(&mut self, event: Event) -> bool {
+        let Some(first) = &self.pending else {
+            return self.hand_on(event);
+        };
+        if first.reversed_by(&event) {
+            return self.hand_on(event);
         }
+        if event.pid != first.by.pid
+            && !event.is(fanotify::FAN_Q_OVERFLOW)
+            && self.behind.len() < BEHIND_MAX
+            && first.read_at.elapsed() < PAIRING
+        {
+            self.behind.push(event);
+            return true;
+        }
+        // The same process did something else: no exchange.
+        self.flush_rename() && self.handle(event)
+    }
+
+    /// Hands on `event`, the rename waiting for its other half (if any) being the
+    /// one `event` completes.
+    fn hand_on(&mut self, mut event: Event) -> bool {
         if event.is(fanotify::FAN_Q_OVERFLOW) {
             if !self.release_deletions() {
                 return false;
@@ -388,32 +436,38 @@ impl Reader {
             new: new.clone(),
             object: object.cloned(),
             by: by.clone(),
+            read_at: Instant::now(),
         };
+        // Waiting still, the first half is this one's other half (see `handle`).
+        let Some(first) = self.pending.take() else {
+            self.pending = Some(this);
+            return true;
+        };
+        let sent = match (first.from, first.to) {
+            (Some(a), Some(b)) => self.send(FsEvent::Exchanged { a, b }, &first.by),
+            (from, to) => {
+                let first = PendingRename { from, to, ..first };
+                self.send_rename(first) && self.send_rename(this)
+            }
+        };
+        sent && self.hand_on_behind()
+    }
+
+    /// Hands on the rename waiting for a second half that did not come, then the
+    /// events that waited behind it.
+    fn flush_rename(&mut self) -> bool {
         match self.pending.take() {
-            Some(first) if first.reversed_by(&this) => match (first.from, first.to) {
-                (Some(a), Some(b)) => self.send(FsEvent::Exchanged { a, b }, &first.by),
-                (from, to) => {
-                    let first = PendingRename { from, to, ..first };
-                    self.send_rename(first) && self.send_rename(this)
-                }
-            },
-            Some(first) => {
-                self.pending = Some(this);
-                self.send_rename(first)
-            }
-            None => {
-                self.pending = Some(this);
-                true
-            }
+            Some(rename) => self.send_rename(rename) && self.hand_on_behind(),
+            None => true,
         }
     }
 
-    /// Hands on the rename waiting for a second half that did not come.
-    fn flush_rename(&mut self) -> bool {
-        match self.pending.take() {
-            Some(rename) => self.send_rename(rename),
-            None => true,
-        }
+    /// The events that waited behind a rename, in the order they came; one of them
+    /// may be a rename that waits in its turn, and those after it behind it.
+    fn hand_on_behind(&mut self) -> bool {
+        std::mem::take(&mut self.behind)
+            .into_iter()
+            .all(|event| self.handle(event))
     }
 
     fn send_rename(&self, rename: PendingRename) -> bool {
