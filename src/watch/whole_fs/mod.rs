@@ -11,8 +11,8 @@
 //! later still gets the path it had when it happened, and the files of a folder
 //! already gone when their events are read (`rm -rf`) still get theirs. A folder
 //! deleted stays in the tree until the queue has been read to its end. An
-//! exchange comes as two renames, one after the other from one process; other
-//! processes' events read between them wait and follow the pair.
+//! exchange comes as two renames, one after the other from one process; events
+//! read between them wait and follow the pair.
 //!
 //! Events outside the protected folders are dropped here, after one look per
 //! folder the tree does not know (`open_by_handle_at`, and where the kernel says

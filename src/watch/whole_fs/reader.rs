@@ -12,9 +12,11 @@ pub(super) struct Reader {
     /// A rename read, waiting to see whether the same process's next event is its
     /// other half.
     pending: Option<PendingRename>,
-    /// Events of other processes read while a rename waits for its other half,
-    /// handed on after it (see `handle`).
+    /// Events read while a rename waits for its other half, handed on after it
+    /// (see `handle`).
     behind: Vec<Event>,
+    /// How many reads brought events so far.
+    reads: u64,
     /// Deletions merged into an earlier event, waiting for their unlink's own
     /// place in the queue (see `handle`).
     deferred: Vec<Deletion>,
@@ -35,7 +37,8 @@ struct Deletion {
 const MERGED_WITH_DELETE: u64 =
     fanotify::FAN_CREATE | fanotify::FAN_MODIFY | fanotify::FAN_CLOSE_WRITE | fanotify::FAN_ATTRIB;
 
-/// How many events of other processes may wait behind a rename for its other half.
+/// How many events may wait behind a rename for its other half: each holds a
+/// descriptor of its process.
 const BEHIND_MAX: usize = 256;
 
 /// A rename read and not handed on yet (see `Reader::renamed`).
@@ -46,10 +49,20 @@ struct PendingRename {
     new: Entry,
     object: Option<Fid>,
     by: Actor,
-    read_at: Instant,
+    /// When it was read: the number of the read that brought it, and the time.
+    read: (u64, Instant),
 }
 
 impl PendingRename {
+    /// Whether events read now may still come before its other half: those of the
+    /// read that brought it and of the next, or a moment after it was read. The
+    /// kernel queues the other half right after it; counted in reads, a reader
+    /// that lost the processor a while still waits for it.
+    fn may_wait(&self, reads: u64) -> bool {
+        let (read, at) = self.read;
+        reads <= read + 1 || at.elapsed() < PAIRING
+    }
+
     /// Whether `next` is this rename's other half in an exchange: a rename by the
     /// same process of the same two places the other way, moving another thing.
     fn reversed_by(&self, next: &Event) -> bool {
@@ -74,6 +87,7 @@ impl Reader {
             writing: HashSet::new(),
             pending: None,
             behind: Vec::new(),
+            reads: 0,
             deferred: Vec::new(),
             looked_at_for_quiet: HashSet::new(),
         }
@@ -86,8 +100,7 @@ impl Reader {
             // halves of an exchange one after the other, not at once.
             let timeout = self.pending.as_ref().map(|_| PAIRING);
             if !wait_readable(self.shared.group.as_fd(), timeout) {
-                // The queue is still empty: read to its end once what waited is handed on.
-                if !self.flush_rename() || !self.drained() {
+                if !self.quiet() {
                     return;
                 }
                 continue;
@@ -102,6 +115,7 @@ impl Reader {
                         break;
                     }
                     Ok(events) => {
+                        self.reads += 1;
                         for event in events {
                             if !self.handle(event) {
                                 return;
@@ -124,6 +138,18 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// The queue stayed empty a moment: the rename waiting (if any) had no other
+    /// half, nor has one that waited behind it and waits in its turn now, and the
+    /// queue is read to its end once what waited is handed on.
+    pub(super) fn quiet(&mut self) -> bool {
+        while self.pending.is_some() {
+            if !self.flush_rename() {
+                return false;
+            }
+        }
+        self.drained()
     }
 
     /// The queue was read to its end: every event about a deleted folder's files
@@ -169,13 +195,15 @@ impl Reader {
 
     /// Hands on `event` in queue order, but for one thing: the kernel queues the
     /// two halves of an exchange one after the other from the same process, and
-    /// another process's events (anywhere on the filesystem: another share, the
-    /// system's logs) may come between them. They wait behind the first half, a
-    /// moment at most, and follow the pair: taken as the end of the pairing, they
-    /// would make the exchange two renames, each taking the other file's history
-    /// for replaced. Namespace changes in the two folders cannot come between (the
-    /// kernel holds both folders locked for the exchange), so no event that waits
-    /// is about the places exchanged.
+    /// other events (another process anywhere on the filesystem, another thread
+    /// of the same one writing, another process's renames elsewhere) may come
+    /// between them. While a rename waits for its other half, every event but that
+    /// half waits behind it, in order, and follows it: taken as the end of the
+    /// pairing, it would make the exchange two renames, each taking the other
+    /// file's history for replaced. The kernel holds both folders locked for the
+    /// exchange, so nothing that waits changed the names exchanged. The same
+    /// process's next rename, a queue overflow, too many events waiting, or the
+    /// moment over (see `PendingRename::may_wait`) end the wait.
     pub(super) fn handle(&mut self, event: Event) -> bool {
         let Some(first) = &self.pending else {
             return self.hand_on(event);
@@ -183,15 +211,16 @@ impl Reader {
         if first.reversed_by(&event) {
             return self.hand_on(event);
         }
-        if event.pid != first.by.pid
+        // The same process's next rename: the exchange's other half would have come first.
+        let next_rename = event.is(fanotify::FAN_RENAME) && event.pid == first.by.pid;
+        if !next_rename
             && !event.is(fanotify::FAN_Q_OVERFLOW)
             && self.behind.len() < BEHIND_MAX
-            && first.read_at.elapsed() < PAIRING
+            && first.may_wait(self.reads)
         {
             self.behind.push(event);
             return true;
         }
-        // The same process did something else: no exchange.
         self.flush_rename() && self.handle(event)
     }
 
@@ -436,7 +465,7 @@ impl Reader {
             new: new.clone(),
             object: object.cloned(),
             by: by.clone(),
-            read_at: Instant::now(),
+            read: (self.reads, Instant::now()),
         };
         // Waiting still, the first half is this one's other half (see `handle`).
         let Some(first) = self.pending.take() else {

@@ -192,7 +192,7 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
     // filesystem another process's event may come between them. Read in that
     // order (the kernel cannot be made to interleave on purpose, so the events are
     // given to the reader by hand), the exchange must stay one, and everyone's
-    // events keep their order around it. Taken as two renames, each file's history
+    // events keep their order around it, the mover's other threads' too. Taken as two renames, each file's history
     // went to the other's name as "replaced".
     let Some(disk) = TestDisk::new("whole_fs interleaved exchange") else {
         return;
@@ -205,6 +205,7 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
         "share/f1",
         "share/g",
         "share/h",
+        "share/k",
         "elsewhere/log",
     ] {
         std::fs::write(disk.join(f), f).unwrap();
@@ -233,21 +234,30 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
         RenameFlags::EXCHANGE,
     )
     .unwrap();
-    std::fs::rename(disk.join("share/h"), disk.join("share/h2")).unwrap();
-    let h = fid("share/h2");
+    for (from, to) in [("share/h", "share/h2"), ("share/k", "share/k2")] {
+        std::fs::rename(disk.join(from), disk.join(to)).unwrap();
+    }
+    let (h, k) = (fid("share/h2"), fid("share/k2"));
     let (mover, writer, logger) = (4242, 4343, 4444);
     for event in [
         rename_event(mover, &dir, "f1", "f0", &f1),
         made_event(logger, &elsewhere, "log", &log),
         made_event(writer, &dir, "g", &g),
+        // Another thread of the mover, writing: the same process to the kernel.
+        made_event(mover, &dir, "g", &g),
+        // Another process renaming elsewhere: waits too, then waits in its turn.
+        rename_event(writer, &dir, "k", "k2", &k),
         rename_event(mover, &dir, "f0", "f1", &f0),
-        // A plain rename, then another's event, then the mover's next one.
+        // A plain rename, then another's event, then the mover's next one: both
+        // wait behind it until the queue is quiet.
         rename_event(mover, &dir, "h", "h2", &h),
         made_event(writer, &dir, "g", &g),
         made_event(mover, &dir, "g", &g),
     ] {
         assert!(reader.handle(event));
     }
+    // The queue empty a moment: the rename waiting had no other half.
+    assert!(reader.quiet());
     drop(reader);
     let p = |s: &str| disk.join(s);
     let got: Vec<(FsEvent, i32)> = rx
@@ -275,6 +285,15 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
                 mover
             ),
             (closed_g.clone(), writer),
+            (closed_g.clone(), mover),
+            (
+                FsEvent::Renamed {
+                    from: p("share/k"),
+                    to: p("share/k2"),
+                    object: Some(k)
+                },
+                writer
+            ),
             (
                 FsEvent::Renamed {
                     from: p("share/h"),
