@@ -4,6 +4,7 @@
 //! under a name a recent rename gave up taken for what it is.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -171,10 +172,15 @@ impl Daemon {
     }
 
     /// An exchange the source is sure of: the records at and below `a` and `b`
-    /// change places, whatever the disk shows by now. The disk cannot tell once
-    /// one of the two was deleted or moved on before the events were read: `f0`
-    /// and `f1` exchanged, then `f1` deleted, left only `f0` to look at, and
-    /// `f1`'s deletion was taken for f0's old name going.
+    /// change places, whatever else the disk shows by now. The disk cannot tell
+    /// once one of the two was deleted or moved on before the events were read:
+    /// `f0` and `f1` exchanged, then `f1` deleted, left only `f0` to look at, and
+    /// `f1`'s deletion was taken for f0's old name going. But where the disk has
+    /// what is known at each name still there, and neither at the other's name,
+    /// nothing changes places: the exchange is undone already. The kernel merges
+    /// an event into an identical one still queued, so a third exchange of the
+    /// same two files by one process vanishes into the first, and two are read for
+    /// three; an exchange back that is still to be read finds the disk the same.
     pub(super) fn exchanged(&mut self, a: &Path, b: &Path, now: i64) -> Result<(), DaemonError> {
         let (Some(a_root), Some(b_root)) = (
             self.root_for(a).map(|r| r.id),
@@ -187,11 +193,16 @@ impl Daemon {
             self.dirty.insert(b.to_owned(), true);
             return Ok(());
         }
+        let at_a = self.index.current(a)?;
+        let at_b = self.index.current(b)?;
+        if self.exchange_undone(a, b, &at_a, &at_b) {
+            self.dirty.insert(a.to_owned(), true);
+            self.dirty.insert(b.to_owned(), true);
+            return Ok(());
+        }
         follow_exchange(&mut self.writing, a, b);
         follow_exchange(&mut self.closed, a, b);
         follow_exchange(&mut self.deleted_open, a, b);
-        let at_a = self.index.current(a)?;
-        let at_b = self.index.current(b)?;
         self.dirty.follow(a, b, true);
         self.index.exchange(a, a_root, b, b_root, now)?;
         // Walked again: the records moved, but the folders may have changed meanwhile.
@@ -212,6 +223,38 @@ impl Daemon {
         }
         self.remember_rename(a, b);
         Ok(())
+    }
+
+    /// Whether the disk has what is known at `a` and at `b` (its record, or the
+    /// file held open for it since its write) still at that name, one of them at
+    /// least, and neither at the other's name. A file held open keeps its inode,
+    /// so it cannot be another's; a record's inode could be reused only by a file
+    /// made after it was deleted, which then has the record's name at most.
+    fn exchange_undone(
+        &self,
+        a: &Path,
+        b: &Path,
+        at_a: &Option<Version>,
+        at_b: &Option<Version>,
+    ) -> bool {
+        let known = |path: &Path, record: &Option<Version>| {
+            let held = self
+                .writing
+                .get(path)
+                .and_then(|w| w.held.as_ref())
+                .or_else(|| self.closed.get(path))
+                .and_then(|held| held.file().metadata().ok())
+                .map(|m| m.ino());
+            held.or_else(|| record.as_ref().map(|v| v.observed.inode))
+        };
+        let on_disk = |path: &Path| tree::lstat(path).ok().map(|st| st.st_ino);
+        let (known_a, known_b) = (known(a, at_a), known(b, at_b));
+        let (disk_a, disk_b) = (on_disk(a), on_disk(b));
+        let here =
+            (known_a.is_some() && known_a == disk_a) || (known_b.is_some() && known_b == disk_b);
+        let there =
+            (known_a.is_some() && known_a == disk_b) || (known_b.is_some() && known_b == disk_a);
+        here && !there
     }
 
     pub(super) fn remember_rename(&mut self, from: &Path, to: &Path) {

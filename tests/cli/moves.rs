@@ -382,6 +382,69 @@ fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost
 }
 
 #[test]
+fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_history() {
+    // The kernel merges an event into an identical one still queued: the third
+    // exchange moves the same file between the same two names as the first, so its
+    // two renames vanish into the first's, and two exchanges are read for three.
+    // Taken at their word, each file's history went to the other's name, and a new
+    // file's content held since its write was looked for under the wrong name.
+    let mut env = TestEnv::new();
+    let (old_a, old_b) = (content(1, 111), content(2, 222));
+    env.write("kept/a", &old_a);
+    env.write("kept/b", &old_b);
+    env.start_daemon_and_sync(&[]);
+    env.pause_daemon();
+    let (new_c, new_d) = (content(3, 333), content(4, 444));
+    env.write("new/c", &new_c);
+    env.write("new/d", &new_d);
+    for _ in 0..3 {
+        exchange(&env.path("kept/a"), &env.path("kept/b"));
+        exchange(&env.path("new/c"), &env.path("new/d"));
+    }
+    env.resume_daemon();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    for (rel, data) in [
+        ("kept/a", &old_b),
+        ("kept/b", &old_a),
+        ("new/c", &new_d),
+        ("new/d", &new_c),
+    ] {
+        let e = entry(&all, &env.json_path(rel));
+        assert_live_and_recoverable(e);
+        assert_eq!(e["size"], data.len(), "{rel} has the other's record: {e}");
+    }
+    // Each name's history is the file it holds now: no older version of the other.
+    for (rel, data) in [("kept/a", &old_b), ("kept/b", &old_a)] {
+        let out = env.run_ok(&["versions", env.path(rel).to_str().unwrap(), "--json"]);
+        let versions: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        assert!(
+            versions.iter().all(|v| v["size"] == data.len()),
+            "{rel} keeps the other file's history: {out}"
+        );
+    }
+    for rel in ["kept/a", "kept/b", "new/c", "new/d"] {
+        fs::remove_file(env.path(rel)).unwrap();
+    }
+    env.sync();
+    let back = restore_everything(&env, "restored");
+    for (rel, data) in [
+        ("kept/a", &old_b),
+        ("kept/b", &old_a),
+        ("new/c", &new_d),
+        ("new/d", &new_c),
+    ] {
+        let got = back
+            .get(std::path::Path::new(rel))
+            .unwrap_or_else(|| panic!("{rel} did not come back"));
+        assert_eq!(
+            &got.data, data,
+            "{rel} came back with the other file's content"
+        );
+    }
+}
+
+#[test]
 fn files_exchanged_and_one_deleted_before_the_daemon_read_it_come_back_with_their_own_content() {
     // The model test's minimal failure, held in one batch for certain: f0 written,
     // f1 and f0 exchanged, f1 (now f0's file) deleted, all read after the fact.
