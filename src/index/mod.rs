@@ -556,9 +556,15 @@ pub(crate) mod tests {
         assert!(ix.commit().is_err());
         ix.rollback();
 
-        let rebuilt = Index::open(&dir.path().join("new.db")).unwrap();
-        crate::rebuild::replay(&journal, &rebuilt, &mut || unreachable!()).unwrap();
-        assert!(rebuilt.history(Path::new("/s/never")).unwrap().is_empty());
+        // What a rebuild would replay: the only version inserted is not there.
+        let inserts = crate::journal::read(&journal)
+            .unwrap()
+            .filter(|line| matches!(line.as_ref().unwrap().record, Ok(Record::Insert { .. })))
+            .count();
+        assert_eq!(
+            inserts, 0,
+            "a version the index never kept is in the journal"
+        );
     }
 
     #[test]
