@@ -382,16 +382,19 @@ fn a_folder_renamed_while_its_files_are_deleted_leaves_none_listed_and_none_lost
 }
 
 #[test]
-fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_history() {
+fn files_and_folders_exchanged_three_times_before_the_daemon_read_it_keep_their_own_histories() {
     // The kernel merges an event into an identical one still queued: the third
     // exchange moves the same file between the same two names as the first, so its
     // two renames vanish into the first's, and two exchanges are read for three.
-    // Taken at their word, each file's history went to the other's name, and a new
-    // file's content held since its write was looked for under the wrong name.
+    // Taken at their word, each file's history (and each folder's files) went to
+    // the other's name.
     let mut env = TestEnv::new();
     let (old_a, old_b) = (content(1, 111), content(2, 222));
     env.write("kept/a", &old_a);
     env.write("kept/b", &old_b);
+    let (in_x, in_y) = (content(5, 55), content(6, 66));
+    env.write("folders/x/f", &in_x);
+    env.write("folders/y/f", &in_y);
     env.start_daemon_and_sync(&[]);
     env.pause_daemon();
     let (new_c, new_d) = (content(3, 333), content(4, 444));
@@ -400,6 +403,7 @@ fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_histo
     for _ in 0..3 {
         exchange(&env.path("kept/a"), &env.path("kept/b"));
         exchange(&env.path("new/c"), &env.path("new/d"));
+        exchange(&env.path("folders/x"), &env.path("folders/y"));
     }
     env.resume_daemon();
     env.sync();
@@ -409,13 +413,20 @@ fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_histo
         ("kept/b", &old_a),
         ("new/c", &new_d),
         ("new/d", &new_c),
+        ("folders/x/f", &in_y),
+        ("folders/y/f", &in_x),
     ] {
         let e = entry(&all, &env.json_path(rel));
         assert_live_and_recoverable(e);
         assert_eq!(e["size"], data.len(), "{rel} has the other's record: {e}");
     }
     // Each name's history is the file it holds now: no older version of the other.
-    for (rel, data) in [("kept/a", &old_b), ("kept/b", &old_a)] {
+    for (rel, data) in [
+        ("kept/a", &old_b),
+        ("kept/b", &old_a),
+        ("folders/x/f", &in_y),
+        ("folders/y/f", &in_x),
+    ] {
         let out = env.run_ok(&["versions", env.path(rel).to_str().unwrap(), "--json"]);
         let versions: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
         assert!(
@@ -423,7 +434,14 @@ fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_histo
             "{rel} keeps the other file's history: {out}"
         );
     }
-    for rel in ["kept/a", "kept/b", "new/c", "new/d"] {
+    for rel in [
+        "kept/a",
+        "kept/b",
+        "new/c",
+        "new/d",
+        "folders/x/f",
+        "folders/y/f",
+    ] {
         fs::remove_file(env.path(rel)).unwrap();
     }
     env.sync();
@@ -433,6 +451,8 @@ fn files_exchanged_three_times_before_the_daemon_read_it_keep_each_its_own_histo
         ("kept/b", &old_a),
         ("new/c", &new_d),
         ("new/d", &new_c),
+        ("folders/x/f", &in_y),
+        ("folders/y/f", &in_x),
     ] {
         let got = back
             .get(std::path::Path::new(rel))
