@@ -126,6 +126,10 @@ struct Model {
     /// For each path, what a restore of its last deletion may give back; `None` when
     /// that file was never there at a sync point (no promise was made for it).
     last_deletion: BTreeMap<PathBuf, Option<Vec<Vec<u8>>>>,
+    /// Where else a deletion may come back: below the name its folder was given
+    /// after it. Read late, a folder renamed and back shows the disk it never
+    /// moved, and the deletion in between is kept where the folder is.
+    deleted_also_at: BTreeMap<PathBuf, BTreeSet<PathBuf>>,
     writes: usize,
 }
 
@@ -193,6 +197,7 @@ impl Model {
                 }
                 allowed
             });
+            self.deleted_also_at.remove(&path);
             self.last_deletion.insert(path, allowed);
         }
         self.dirs.retain(|d| !d.starts_with(p));
@@ -223,6 +228,23 @@ impl Model {
                 to.join(rest)
             };
             self.live.insert(new, id);
+        }
+        let below_to = |p: &Path| {
+            let rest = p.strip_prefix(from).expect("below");
+            if rest.as_os_str().is_empty() {
+                to.to_owned()
+            } else {
+                to.join(rest)
+            }
+        };
+        for deleted in self.last_deletion.keys() {
+            let also = self.deleted_also_at.entry(deleted.clone()).or_default();
+            let moved: Vec<PathBuf> = std::iter::once(deleted)
+                .chain(also.iter())
+                .filter(|p| p.starts_with(from))
+                .map(|p| below_to(p))
+                .collect();
+            also.extend(moved);
         }
         // A folder keeps its watch when it is renamed.
         for dirs in [&mut self.dirs, &mut self.synced_dirs] {
@@ -409,9 +431,15 @@ fn check(ops: &[Op]) {
         let Some(allowed) = allowed else {
             continue;
         };
-        let got = restored.get(path).unwrap_or_else(|| {
-            panic!("{path:?}, deleted after a sync point, did not come back\n{output}")
-        });
+        let got = restored
+            .get(path)
+            .or_else(|| {
+                let also = model.deleted_also_at.get(path)?;
+                also.iter().find_map(|p| restored.get(p))
+            })
+            .unwrap_or_else(|| {
+                panic!("{path:?}, deleted after a sync point, did not come back\n{output}")
+            });
         assert!(
             allowed.contains(&got.data),
             "{path:?} came back with content {:?}, not its content at the sync point \
