@@ -14,6 +14,7 @@
 
 mod content;
 mod kernel;
+mod listing;
 mod points;
 mod views;
 
