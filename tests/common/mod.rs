@@ -310,8 +310,25 @@ impl TestEnv {
 
     /// SIGSTOP: every thread of the daemon stops, including the one reading inotify,
     /// so the kernel's queue fills up (and overflows) as if the daemon were very busy.
+    /// Returns once every thread has stopped: the signal is only sent by `kill`, and
+    /// a thread still running a moment later would read events meant to wait.
     pub fn pause_daemon(&self) {
         self.signal(rustix::process::Signal::STOP);
+        let tasks = format!("/proc/{}/task", self.daemon_pid());
+        let stopped = || {
+            fs::read_dir(&tasks)
+                .expect("the daemon's threads")
+                .all(|task| {
+                    let stat = fs::read_to_string(task.expect("a thread").path().join("stat"))
+                        .unwrap_or_default();
+                    // The state follows the command name in parentheses.
+                    stat.rsplit_once(')')
+                        .is_none_or(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+        };
+        while !stopped() {
+            std::thread::sleep(POLL);
+        }
     }
 
     /// SIGHUP: read the settings again.
