@@ -306,20 +306,11 @@ impl Daemon {
         let Some(moved) = moved else {
             return Ok(false);
         };
-        // Still there, the thing recorded (by inode), is not what was removed; gone,
-        // or another thing under its name since (made again), it is.
-        let recorded = self.index.current(&moved)?.map(|v| v.observed.inode);
-        let still_there = match tree::lstat(&moved) {
-            Ok(st) => recorded == Some(st.st_ino),
-            Err(e) => !tree::is_gone(&e),
-        };
-        if still_there {
-            self.dirty.insert(moved, was_dir);
-        } else {
+        if tree::lstat(&moved).is_err_and(|e| tree::is_gone(&e)) {
             let gone = Gone::now(now, Removal::Deleted, by.clone());
             self.index
                 .mark_removed(&moved, was_dir || self.is_dir_in_index(&moved)?, &gone)?;
-            // Whatever holds the name now is looked at as new.
+        } else {
             self.dirty.insert(moved, was_dir);
         }
         Ok(true)

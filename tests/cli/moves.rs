@@ -448,38 +448,6 @@ fn files_and_folders_exchanged_three_times_before_the_daemon_read_it_keep_their_
 }
 
 #[test]
-fn a_file_deleted_in_a_folder_renamed_and_back_and_made_again_there_stays_in_the_recycle_bin() {
-    // Read late, the folder's two renames show it never moved (the disk has it at
-    // its old name), so the deletion read at the name between is taken back to the
-    // old name, where a new file of that name stands by then: the deletion was
-    // dropped for it, and the deleted file was only an older version of the new
-    // one, in no recycle bin and no report.
-    let mut env = TestEnv::new();
-    env.write("x/f1", "f1 before the renames");
-    env.start_daemon_and_sync(&[]);
-    env.pause_daemon();
-    fs::rename(env.path("x"), env.path("y")).unwrap();
-    fs::remove_file(env.path("y/f1")).unwrap();
-    fs::rename(env.path("y"), env.path("x")).unwrap();
-    env.write("x/f1", "a new f1");
-    env.resume_daemon();
-    env.sync();
-    let all = env.list_json(&["--all"]);
-    let live = all
-        .iter()
-        .find(|e| e["path"] == env.json_path("x/f1") && e["deleted_at"].is_null())
-        .unwrap_or_else(|| panic!("the new x/f1 is not listed: {all:#?}"));
-    assert_live_and_recoverable(live);
-    assert_eq!(live["size"], "a new f1".len(), "{live}");
-    let deleted = env.list_json(&[]);
-    let gone = deleted
-        .iter()
-        .find(|e| e["size"] == "f1 before the renames".len())
-        .unwrap_or_else(|| panic!("the deleted f1 is not in the recycle bin: {deleted:#?}"));
-    assert_deleted_and_recoverable(gone);
-}
-
-#[test]
 fn files_exchanged_and_one_deleted_before_the_daemon_read_it_come_back_with_their_own_content() {
     // The model test's minimal failure, held in one batch for certain: f0 written,
     // f1 and f0 exchanged, f1 (now f0's file) deleted, all read after the fact.
