@@ -79,9 +79,10 @@ impl Reader {
     }
 
     /// A rename: one event with both places and the thing moved. A folder moves in
-    /// the tree at once, by its own handle. Handed on one event later: the kernel
-    /// reports an exchange as two renames one after the other, each moving its own
-    /// thing, and the pair is handed on as one `Exchanged`.
+    /// the tree at once, by its own handle. Handed on when its other half or the
+    /// end of the wait comes (see `handle`): the kernel reports an exchange as two
+    /// renames, each moving its own thing, and the pair is handed on as one
+    /// `Exchanged`.
     pub(super) fn renamed(
         &mut self,
         old: &Entry,
