@@ -856,6 +856,60 @@ enum Swap {
     Exchanged,
 }
 
+/// `undelete ARGS` started with its hold (`pause`, the variable naming a fifo the
+/// restore opens and reads a line from once it has checked what it will act on)
+/// set, and returned once it holds there: the fifo, its writing end (a line or
+/// closing it lets the restore go on) and the thread that waits for its output.
+fn restore_held(
+    env: &TestEnv,
+    args: &[&str],
+    pause: &str,
+) -> (
+    PathBuf,
+    fs::File,
+    std::thread::JoinHandle<std::process::Output>,
+) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = env.root.join(pause.to_lowercase());
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let child = env
+        .command()
+        .args(args)
+        .env(pause, &fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let out = child.wait_with_output().unwrap();
+            let _ = done_tx.send(());
+            // A restore that ended without holding leaves the open below waiting
+            // for a reader: this one lets it go on, to fail plainly.
+            let _ = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            out
+        })
+    };
+    // Opened once the restore opened it to wait: it is held between check and act.
+    let go = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the restore ended without holding: {}",
+        output_text(&waiter.join().unwrap())
+    );
+    (fifo, go, waiter)
+}
+
 /// A restore of an overwrite incident with `action` (`--move-encrypted-aside` or
 /// `--delete-encrypted`), held (`UNDELETE_TEST_PAUSE_ASIDE`) after it checked the
 /// one encrypted copy still as recorded, while a good file is swapped in at its
@@ -877,43 +931,10 @@ fn restore_with_a_file_swapped_in(action: &str, swap: Swap) -> (TestEnv, Value, 
     let target = paths[0].clone();
     let encrypted = fs::read(&target).unwrap();
     let good = b"The letter as it was saved this morning, by hand, again.\n".repeat(20);
-    let fifo = env.root.join("pause-aside");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
-    let child = env
-        .command()
-        .args(["restore", "--incident", &code, action, "--json"])
-        .env("UNDELETE_TEST_PAUSE_ASIDE", &fifo)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let waiter = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let out = child.wait_with_output().unwrap();
-            done_tx.send(()).unwrap();
-            // A restore that ended without holding leaves the test's open below
-            // waiting for a reader: this one lets it go on, to fail plainly.
-            let _ = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&fifo);
-            out
-        })
-    };
-    use std::os::unix::fs::OpenOptionsExt;
-    // Opened once the restore opened it to wait: it is held between check and act.
-    let mut go = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    assert!(
-        done_rx.try_recv().is_err(),
-        "the restore ended without holding: {}",
-        output_text(&waiter.join().unwrap())
+    let (_fifo, mut go, waiter) = restore_held(
+        &env,
+        &["restore", "--incident", &code, action, "--json"],
+        "UNDELETE_TEST_PAUSE_ASIDE",
     );
     let saved = target.with_file_name("~letter.tmp");
     fs::write(&saved, &good).unwrap();
@@ -1056,7 +1077,7 @@ fn a_copy_left_in_a_folder_of_its_own_by_an_interrupted_restore_gets_its_name_ba
 #[test]
 fn a_file_renamed_onto_the_name_an_encrypted_copy_is_deleted_under_is_not_deleted() {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     if !is_root() {
         eprintln!("skipped: acting as another local user needs root");
@@ -1070,46 +1091,16 @@ fn a_file_renamed_onto_the_name_an_encrypted_copy_is_deleted_under_is_not_delete
     let good = b"The letter as it was saved this morning, by hand, again.\n".repeat(20);
     let saved = env.share.join("~letter.tmp");
     fs::write(&saved, &good).unwrap();
-    let fifo = env.root.join("pause-delete");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
-    let child = env
-        .command()
-        .args([
+    let (fifo, mut go, waiter) = restore_held(
+        &env,
+        &[
             "restore",
             "--incident",
             &code,
             "--delete-encrypted",
             "--json",
-        ])
-        .env("UNDELETE_TEST_PAUSE_DELETE", &fifo)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let waiter = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let out = child.wait_with_output().unwrap();
-            done_tx.send(()).unwrap();
-            // A restore that ended without holding leaves the open below waiting.
-            let _ = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&fifo);
-            out
-        })
-    };
-    let mut go = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    assert!(
-        done_rx.try_recv().is_err(),
-        "the restore ended without holding: {}",
-        output_text(&waiter.join().unwrap())
+        ],
+        "UNDELETE_TEST_PAUSE_DELETE",
     );
     // Held once: the copies after this one are not held.
     fs::remove_file(&fifo).unwrap();
