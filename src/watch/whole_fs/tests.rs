@@ -308,3 +308,65 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
         "{got:#?}"
     );
 }
+
+#[test]
+fn a_rename_by_another_process_at_the_same_places_ends_the_wait_for_an_exchange() {
+    // `mv a b` by one process, `mv c b` by another, `mv b a` by the first: the
+    // first and last are the same two places the other way, moving other things,
+    // but no exchange: the second rename came between them at one of its places.
+    let Some(disk) = TestDisk::new("whole_fs renames at the same places") else {
+        return;
+    };
+    std::fs::create_dir_all(disk.join("share")).unwrap();
+    for f in ["share/a", "share/c"] {
+        std::fs::write(disk.join(f), f).unwrap();
+    }
+    let share = disk.join("share");
+    let source = WholeFs::open_as(std::slice::from_ref(&share), -1, &disk.join(".vault")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = Reader::new(Arc::clone(&source.shared), tx);
+    let fid = |f: &str| {
+        let file = std::fs::File::open(disk.join(f)).unwrap();
+        fanotify::fid_of(file.as_fd()).unwrap()
+    };
+    let (dir, x, w) = (fid("share"), fid("share/a"), fid("share/c"));
+    for (from, to) in [
+        ("share/a", "share/b"),
+        ("share/c", "share/b"),
+        ("share/b", "share/a"),
+    ] {
+        std::fs::rename(disk.join(from), disk.join(to)).unwrap();
+    }
+    let (mover, other) = (4242, 4343);
+    for event in [
+        rename_event(mover, &dir, "a", "b", &x),
+        rename_event(other, &dir, "c", "b", &w),
+        rename_event(mover, &dir, "b", "a", &w),
+    ] {
+        assert!(reader.handle(event));
+    }
+    assert!(reader.quiet());
+    drop(reader);
+    let got: Vec<FsEvent> = rx
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Fs(e @ (FsEvent::Exchanged { .. } | FsEvent::Renamed { .. }), _) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let p = |s: &str| disk.join(s);
+    let renamed = |from: &str, to: &str, object: &Fid| FsEvent::Renamed {
+        from: p(from),
+        to: p(to),
+        object: Some(object.clone()),
+    };
+    assert_eq!(
+        got,
+        [
+            renamed("share/a", "share/b", &x),
+            renamed("share/c", "share/b", &w),
+            renamed("share/b", "share/a", &w),
+        ],
+        "{got:#?}"
+    );
+}

@@ -46,6 +46,16 @@ impl PendingRename {
     }
 }
 
+impl PendingRename {
+    /// Whether `event` happened at one of the two places of this rename.
+    fn names_a_place_of(&self, event: &Event) -> bool {
+        [&event.entry, &event.old, &event.new]
+            .into_iter()
+            .flatten()
+            .any(|e| *e == self.old || *e == self.new)
+    }
+}
+
 impl Reader {
     /// Hands on `event` in queue order, but for one thing: the kernel queues the
     /// two halves of an exchange one after the other from the same process, and
@@ -65,9 +75,13 @@ impl Reader {
         if first.reversed_by(&event) {
             return self.hand_on(event);
         }
-        // The same process's next rename: the exchange's other half would have come first.
+        // The same process's next rename: the exchange's other half would have come
+        // first. An event at either of the two places: no exchange holds them
+        // locked, so the first half was a rename of its own (`mv a b; mv c b` by
+        // another; `mv b a` would otherwise pass for the other half).
         let next_rename = event.is(fanotify::FAN_RENAME) && event.pid == first.by.pid;
         if !next_rename
+            && !first.names_a_place_of(&event)
             && !event.is(fanotify::FAN_Q_OVERFLOW)
             && self.behind.len() < BEHIND_MAX
             && first.may_wait(self.reads)
