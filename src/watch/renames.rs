@@ -226,8 +226,8 @@ impl Daemon {
     }
 
     /// Whether the disk has what is known at `a` and at `b` (its record, or the
-    /// file held open for it since its write) still at that name, one of them at
-    /// least, and neither at the other's name. A file held open keeps its inode,
+    /// file held open for it since its write) still at that name, for each name
+    /// where something is known, and neither at the other's name. A file held open keeps its inode,
     /// so it cannot be another's; a record's inode could be reused only by a file
     /// made after it was deleted, which then has the record's name at most.
     fn exchange_undone(
@@ -250,11 +250,14 @@ impl Daemon {
         let on_disk = |path: &Path| tree::lstat(path).ok().map(|st| st.st_ino);
         let (known_a, known_b) = (known(a, at_a), known(b, at_b));
         let (disk_a, disk_b) = (on_disk(a), on_disk(b));
-        let here =
-            (known_a.is_some() && known_a == disk_a) || (known_b.is_some() && known_b == disk_b);
-        let there =
-            (known_a.is_some() && known_a == disk_b) || (known_b.is_some() && known_b == disk_a);
-        here && !there
+        // Every name known holds what is known at it: half undone (exchanged, then
+        // one moved over the other) is no undoing.
+        let in_place = |known: Option<u64>, disk: Option<u64>| known.is_none() || known == disk;
+        (known_a.is_some() || known_b.is_some())
+            && in_place(known_a, disk_a)
+            && in_place(known_b, disk_b)
+            && !(known_a.is_some() && known_a == disk_b)
+            && !(known_b.is_some() && known_b == disk_a)
     }
 
     pub(super) fn remember_rename(&mut self, from: &Path, to: &Path) {
