@@ -448,6 +448,49 @@ fn files_and_folders_exchanged_three_times_before_the_daemon_read_it_keep_their_
 }
 
 #[test]
+fn a_log_rotated_before_the_daemon_read_it_is_whole_under_its_new_name() {
+    // Written and closed, renamed, and a new file made under the old name, all read
+    // at once: the kernel merges the write and the close into one event, read when
+    // the name holds the new file. The close was dropped with the name, the first
+    // file stayed "being written" under its new name, and its deletion then called
+    // its last changes missing.
+    let mut env = TestEnv::new();
+    env.start_daemon_and_sync(&[]);
+    env.pause_daemon();
+    let first = content(7, 700);
+    env.write("logs/app.log", &first);
+    fs::rename(env.path("logs/app.log"), env.path("logs/app.log.1")).unwrap();
+    env.write("logs/app.log", "the new log\n");
+    env.resume_daemon();
+    env.sync();
+    let all = env.list_by_path(&["--all"]);
+    let rotated = entry(&all, &env.json_path("logs/app.log.1"));
+    assert_live_and_recoverable(rotated);
+    assert_eq!(rotated["size"], first.len(), "{rotated}");
+    env.remove_and_sync(&["logs/app.log.1"]);
+    let deleted = env.list_by_path(&[]);
+    let gone = entry(&deleted, &env.json_path("logs/app.log.1"));
+    assert_deleted_and_recoverable(gone);
+    assert!(gone["reason"].is_null(), "the whole file is kept: {gone}");
+    let to = env.root.join("back");
+    let (_, report, output) = restore_json(
+        &env,
+        &[
+            env.path("logs/app.log.1").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["recovered"], 1, "{output}");
+    let back = tree(&to);
+    let got = back
+        .iter()
+        .find(|(p, n)| n.kind == "file" && p.ends_with("app.log.1"))
+        .unwrap_or_else(|| panic!("app.log.1 did not come back: {output}"));
+    assert_eq!(got.1.data, first, "app.log.1 came back in part");
+}
+
+#[test]
 fn files_exchanged_and_one_deleted_before_the_daemon_read_it_come_back_with_their_own_content() {
     // The model test's minimal failure, held in one batch for certain: f0 written,
     // f1 and f0 exchanged, f1 (now f0's file) deleted, all read after the fact.

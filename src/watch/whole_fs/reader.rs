@@ -268,11 +268,15 @@ impl Reader {
         }
         if event.is(fanotify::FAN_CLOSE_WRITE) && !is_dir {
             self.writing.remove(&path);
+            // Handed on even when the name holds another file now: the file was
+            // reported being written at this path, and only its close ends that
+            // (renamed on since, it stayed "being written" under each new name).
+            // It names its object, so the name is not looked at for another file.
             let closed = FsEvent::Closed {
                 path: path.clone(),
                 object: object.cloned(),
             };
-            if !elsewhere && !self.send(closed, &by) {
+            if !self.send(closed, &by) {
                 return false;
             }
         }
