@@ -120,6 +120,16 @@ pub fn mark_of(name: &[u8]) -> Option<Mark> {
     Mark::from_hex(mark)
 }
 
+/// Whether `st` is a folder only this account could have made: owned by it and
+/// readable by it alone. A folder made 0700 inside a setgid one has the setgid bit
+/// too (group shares), which gives nobody else a way in.
+pub fn is_own_folder(st: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        && st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_mode & 0o777 == 0o700
+        && st.st_mode & 0o5000 == 0
+}
+
 /// A sync cookie's name: the daemon's pid, a dash, a random number.
 pub fn cookie_name(random: u64) -> OsString {
     OsString::from(format!("{SYNC_COOKIE}{}-{random}", std::process::id()))

@@ -81,12 +81,10 @@ fn names_in(dir: &OwnedFd) -> Vec<OsString> {
         .collect()
 }
 
-/// Whether a folder is one a restore of this account made for itself: a folder,
-/// owned by this account, readable by it alone. Nobody else can make one.
+/// Whether a folder is one a restore of this account made for itself (see
+/// `names::is_own_folder`). Nobody else can make one.
 pub fn is_ours(st: &rustix::fs::Stat) -> bool {
-    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-        && st.st_uid == rustix::process::geteuid().as_raw()
-        && st.st_mode & 0o7777 == 0o700
+    names::is_own_folder(st)
 }
 
 /// The folder a restore writes one folder's files in before putting each in place:

@@ -5,7 +5,7 @@
 //! restore has ended: if it is still there, it is a user's file and is recorded
 //! like any other, unless it is a folder only the program's account could have
 //! made (of a restore's form, its owner this account, 0700: see
-//! `restore::staging::is_ours`), which holds what a stopped restore left, and
+//! `names::is_own_folder`), which holds what a stopped restore left, and
 //! which the next restore there clears or gives back.
 
 use std::cell::RefCell;
@@ -92,9 +92,5 @@ impl Daemon {
 /// Whether `path` is a folder only this account could have made: owned by it and
 /// readable by it alone. Users cannot make one, so nothing in it is theirs.
 fn made_by_a_restore(path: &Path) -> bool {
-    tree::lstat(path).is_ok_and(|st| {
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-            && st.st_uid == rustix::process::geteuid().as_raw()
-            && st.st_mode & 0o7777 == 0o700
-    })
+    tree::lstat(path).is_ok_and(|st| names::is_own_folder(&st))
 }

@@ -970,3 +970,22 @@ fn a_restore_into_more_folders_than_it_may_open_files_brings_back_every_file() {
         );
     }
 }
+
+#[test]
+fn files_come_back_into_a_setgid_folder_of_a_group_share() {
+    // A folder made 0700 inside a setgid one is 02700: the restore took the folder
+    // it made to write in for another's, and every file failed to come back.
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new();
+    env.write("team/plan.txt", "the team's plan");
+    fs::set_permissions(env.path("team"), fs::Permissions::from_mode(0o2775)).unwrap();
+    env.start_daemon_and_sync(&[]);
+    env.remove_and_sync(&["team/plan.txt"]);
+    let (ok, report, text) = restore_json(&env, &["--all-deleted"]);
+    assert!(ok, "{text}");
+    assert_eq!(report["recovered"], 1, "{report:#}");
+    assert_eq!(
+        fs::read(env.path("team/plan.txt")).unwrap(),
+        b"the team's plan"
+    );
+}
