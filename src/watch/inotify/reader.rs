@@ -317,9 +317,6 @@ impl Reader {
         }
     }
 
-    /// Watches a folder that just appeared, opened without passing through a
-    /// symlink (see `tree`), so a name swapped for a link never gets a watch on
-    /// the folder it points to; the daemon's walk of it comes after.
     /// Something new at `path`, made or moved in; a folder is watched before the
     /// event goes on, since the daemon's walk must find the watch there.
     fn arrived(&mut self, path: PathBuf, is_dir: bool) -> bool {
@@ -333,6 +330,9 @@ impl Reader {
         })
     }
 
+    /// Watches a folder that just appeared, opened without passing through a
+    /// symlink (see `tree`), so a name swapped for a link never gets a watch on
+    /// the folder it points to; the daemon's walk of it comes after.
     fn watch_new(&mut self, path: &Path) {
         let Ok(dir) = crate::watch::tree::open_dir(path) else {
             // Gone already, or not a folder any more: the daemon's look says so.

@@ -208,11 +208,13 @@ impl Reader {
         // since, and an event behind in the queue says so. Looked at by name now,
         // the path would show the other file's content as this one's, so the event
         // says nothing of the path; only the file being written is still held, by
-        // its own handle. Not asked of a deletion: its name is gone, and asking
-        // costs a lookup of the whole path for each file of an `rm -rf`; what it
-        // hands on is looked at only while the name holds its object (see
-        // `capture::Job::object`), and its content is read through the handle held.
-        let elsewhere = !event.is(fanotify::FAN_DELETE)
+        // its own handle. Asked only of what the answer changes (a creation, new
+        // attributes) and not of a deletion, whose name is gone: it costs a lookup
+        // of the whole path, and a write, a close or a deletion is handed on with
+        // its object, looked at only while the name holds it (see
+        // `capture::Job::object`).
+        let elsewhere = event.is(fanotify::FAN_CREATE | fanotify::FAN_ATTRIB)
+            && !event.is(fanotify::FAN_DELETE)
             && object.is_some_and(|fid| self.moved_away(fid, &path));
         if event.is(fanotify::FAN_CREATE) {
             if is_dir {
@@ -381,7 +383,9 @@ impl Reader {
         if self.looked_at_for_quiet.len() >= OUTSIDE_REMEMBERED {
             self.looked_at_for_quiet.clear();
         }
-        if !self.looked_at_for_quiet.insert(dir.clone()) {
+        // Asked on every one of the daemon's own events: no copy of the handle for
+        // a folder looked at already.
+        if self.looked_at_for_quiet.contains(dir) || !self.looked_at_for_quiet.insert(dir.clone()) {
             return;
         }
         // Not O_PATH: fanotify_mark refuses one (EBADF).
