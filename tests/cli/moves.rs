@@ -155,6 +155,36 @@ fn exchange(a: &std::path::Path, b: &std::path::Path) {
         .unwrap_or_else(|e| panic!("exchange {} and {}: {e}", a.display(), b.display()));
 }
 
+/// `a` is the one file in `deleted` (as `list` gave it), deleted with `content`,
+/// and comes back with it.
+fn the_one_deleted_comes_back(
+    env: &TestEnv,
+    deleted: &std::collections::HashMap<String, serde_json::Value>,
+    content: &str,
+) {
+    let e = entry(deleted, &env.json_path("a"));
+    assert_deleted_and_recoverable(e);
+    assert_eq!(
+        e["size"],
+        content.len(),
+        "deleted with its own content: {e}"
+    );
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    let to = env.root.join("back");
+    restore_json(
+        env,
+        &[
+            env.path("a").to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        tree(&to)[std::path::Path::new("a")].data,
+        content.as_bytes()
+    );
+}
+
 /// Restores everything deleted into a fresh folder; returns what came back there.
 fn restore_everything(
     env: &TestEnv,
@@ -813,20 +843,7 @@ fn a_file_made_again_after_its_deletion_before_the_daemon_looked_is_deleted_with
         },
     );
     let deleted = env.list_by_path(&[]);
-    let e = entry(&deleted, &env.json_path("a"));
-    assert_deleted_and_recoverable(e);
-    assert_eq!(e["size"], first.len(), "deleted with its own content: {e}");
-    assert_eq!(deleted.len(), 1, "{deleted:?}");
-    let to = env.root.join("back");
-    restore_json(
-        &env,
-        &[
-            env.path("a").to_str().unwrap(),
-            "--to",
-            to.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(tree(&to)[std::path::Path::new("a")].data, first.as_bytes());
+    the_one_deleted_comes_back(&env, &deleted, first);
     assert_eq!(fs::read(env.path("a")).unwrap(), second.as_bytes());
 }
 
@@ -928,18 +945,5 @@ fn a_file_renamed_then_deleted_and_its_name_taken_again_is_deleted_with_its_own_
         },
     );
     let deleted = env.list_by_path(&["--under", env.share.to_str().unwrap()]);
-    let e = entry(&deleted, &env.json_path("a"));
-    assert_deleted_and_recoverable(e);
-    assert_eq!(e["size"], moved.len(), "deleted with its own content: {e}");
-    assert_eq!(deleted.len(), 1, "{deleted:?}");
-    let to = env.root.join("back");
-    restore_json(
-        &env,
-        &[
-            env.path("a").to_str().unwrap(),
-            "--to",
-            to.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(tree(&to)[std::path::Path::new("a")].data, moved.as_bytes());
+    the_one_deleted_comes_back(&env, &deleted, moved);
 }

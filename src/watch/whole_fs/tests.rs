@@ -153,6 +153,22 @@ fn the_vaults_folders_are_kept_quiet_and_no_other_folder_the_daemon_writes_in() 
     );
 }
 
+/// The source on `disk` protecting its folder `share`, with a reader no thread
+/// runs: events are given to it by hand (the group's own queue is never read).
+fn unread_source(disk: &TestDisk) -> (WholeFs, Reader, Receiver<Msg>) {
+    let share = disk.join("share");
+    let source = WholeFs::open_as(std::slice::from_ref(&share), -1, &disk.join(".vault")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = Reader::new(Arc::clone(&source.shared), tx);
+    (source, reader, rx)
+}
+
+/// The handle of `rel` on `disk`, as the kernel reports it.
+fn fid_of(disk: &TestDisk, rel: &str) -> Fid {
+    let file = std::fs::File::open(disk.join(rel)).unwrap();
+    fanotify::fid_of(file.as_fd()).unwrap()
+}
+
 /// The event of `pid` renaming `old` to `new` (names in `dir`), moving `object`.
 fn rename_event(pid: i32, dir: &Fid, old: &str, new: &str, object: &Fid) -> Event {
     let entry = |name: &str| Entry {
@@ -210,14 +226,8 @@ fn another_process_between_the_halves_of_an_exchange_leaves_it_one_exchange_in_o
     ] {
         std::fs::write(disk.join(f), f).unwrap();
     }
-    let share = disk.join("share");
-    let source = WholeFs::open_as(std::slice::from_ref(&share), -1, &disk.join(".vault")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut reader = Reader::new(Arc::clone(&source.shared), tx);
-    let fid = |f: &str| {
-        let file = std::fs::File::open(disk.join(f)).unwrap();
-        fanotify::fid_of(file.as_fd()).unwrap()
-    };
+    let (_source, mut reader, rx) = unread_source(&disk);
+    let fid = |f: &str| fid_of(&disk, f);
     let (dir, elsewhere) = (fid("share"), fid("elsewhere"));
     let (f0, f1, g, log) = (
         fid("share/f0"),
@@ -321,14 +331,8 @@ fn a_rename_by_another_process_at_the_same_places_ends_the_wait_for_an_exchange(
     for f in ["share/a", "share/c"] {
         std::fs::write(disk.join(f), f).unwrap();
     }
-    let share = disk.join("share");
-    let source = WholeFs::open_as(std::slice::from_ref(&share), -1, &disk.join(".vault")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut reader = Reader::new(Arc::clone(&source.shared), tx);
-    let fid = |f: &str| {
-        let file = std::fs::File::open(disk.join(f)).unwrap();
-        fanotify::fid_of(file.as_fd()).unwrap()
-    };
+    let (_source, mut reader, rx) = unread_source(&disk);
+    let fid = |f: &str| fid_of(&disk, f);
     let (dir, x, w) = (fid("share"), fid("share/a"), fid("share/c"));
     for (from, to) in [
         ("share/a", "share/b"),
